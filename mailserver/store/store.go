@@ -1,0 +1,854 @@
+// Package store keeps mail in Maildir++ directories, the very layout the
+// mailvault archive backs up:
+//
+//	<root>/<domain>/<user>/Maildir/{tmp,new,cur}           INBOX
+//	<root>/<domain>/<user>/Maildir/.Sent/{tmp,new,cur}     folder "Sent"
+//	<root>/<domain>/<user>/Maildir/.Archive.2024/...       folder "Archive/2024"
+//
+// Delivery follows the Maildir specification (cr.yp.to/proto/maildir.html):
+// the message is written to tmp/, fsynced, renamed into new/, and the new/
+// directory is fsynced; only then does Deliver return, so a caller may
+// acknowledge the message (SMTP 250, IMAP APPEND OK) knowing it survives a
+// crash.
+//
+// Each folder carries a UID index ("mailvault-uidlist", see uidlist.go) that
+// gives messages the stable UIDs and UIDVALIDITY that IMAP (RFC 9051 section
+// 2.3.1.1) requires. The index is an append-only log and can always be
+// rebuilt from the directory.
+//
+// A Store is safe for concurrent use within one process. Quiesce pauses all
+// writers so that a snapshot of the tree is consistent.
+package store
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+
+	"github.com/mailvault/mailvault/maildir"
+)
+
+// Inbox is the name of the folder that is the Maildir itself.
+const Inbox = "INBOX"
+
+// Separator is the hierarchy separator of folder names as the store's
+// callers see them ("Archive/2024"); on disk Maildir++ uses '.'.
+const Separator = '/'
+
+// Errors returned by the store; test with errors.Is.
+var (
+	ErrNoSuchFolder    = errors.New("store: no such folder")
+	ErrFolderExists    = errors.New("store: folder already exists")
+	ErrBadFolderName   = errors.New("store: invalid folder name")
+	ErrBadAccount      = errors.New("store: invalid account name")
+	ErrNoSuchMessage   = errors.New("store: no such message")
+	ErrMessageTooLarge = errors.New("store: message too large")
+)
+
+// Account names one mailbox owner: the local part and domain of the address.
+type Account struct {
+	Domain string
+	User   string
+}
+
+// AccountOf splits an address "user@domain" into an Account, lower-casing
+// the domain (RFC 5321 section 2.4: domains are case-insensitive) and the
+// local part (mailvault treats local parts case-insensitively too).
+func AccountOf(address string) (Account, error) {
+	i := strings.LastIndexByte(address, '@')
+	if i <= 0 || i == len(address)-1 {
+		return Account{}, fmt.Errorf("%w: %q", ErrBadAccount, address)
+	}
+	a := Account{User: strings.ToLower(address[:i]), Domain: strings.ToLower(address[i+1:])}
+	if err := a.validate(); err != nil {
+		return Account{}, err
+	}
+	return a, nil
+}
+
+func (a Account) String() string { return a.User + "@" + a.Domain }
+
+func (a Account) validate() error {
+	for _, p := range []string{a.User, a.Domain} {
+		if p == "" || p == "." || p == ".." || strings.ContainsAny(p, "/\\\x00") || !utf8.ValidString(p) || len(p) > 255 {
+			return fmt.Errorf("%w: %q", ErrBadAccount, a.String())
+		}
+	}
+	return nil
+}
+
+// Options tune a Store.
+type Options struct {
+	// Hostname goes into new message file names; os.Hostname by default.
+	Hostname string
+	// MaxMessageBytes bounds one message; 0 means no bound.
+	MaxMessageBytes int64
+	Logger          *slog.Logger
+	// Now is the clock used for file names and new UIDVALIDITY values;
+	// time.Now by default.
+	Now func() time.Time
+}
+
+// Store is a tree of Maildir++ mailboxes under one root directory.
+type Store struct {
+	root     string
+	host     string
+	maxBytes int64
+	log      *slog.Logger
+	fs       fileSystem
+	gate     gate
+	seq      atomic.Uint64
+	pid      int
+	rnd      string
+	now      func() time.Time
+
+	mu      sync.Mutex
+	folders map[string]*folderState // by folder directory
+}
+
+// Open returns a Store rooted at dir (normally <data>/mail), creating dir.
+func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("store: create root: %w", err)
+	}
+	host := opts.Hostname
+	if host == "" {
+		host, _ = os.Hostname()
+		if host == "" {
+			host = "localhost"
+		}
+	}
+	// Maildir: "/" and ":" in the host part are encoded as \057 and \072.
+	host = strings.NewReplacer("/", `\057`, ":", `\072`, ",", `\054`).Replace(host)
+	var b [4]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return nil, fmt.Errorf("store: random: %w", err)
+	}
+	now := opts.Now
+	if now == nil {
+		now = time.Now
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Store{
+		root:     dir,
+		host:     host,
+		maxBytes: opts.MaxMessageBytes,
+		log:      log,
+		fs:       osFS{},
+		pid:      os.Getpid(),
+		rnd:      hex.EncodeToString(b[:]),
+		now:      now,
+		folders:  map[string]*folderState{},
+	}, nil
+}
+
+// Root returns the directory the store was opened on.
+func (s *Store) Root() string { return s.root }
+
+// MaildirPath returns the Maildir directory of an account.
+func (s *Store) MaildirPath(a Account) string {
+	return filepath.Join(s.root, a.Domain, a.User, "Maildir")
+}
+
+// folderDir maps a folder name to its directory. Maildir++: INBOX is the
+// Maildir itself, "A/B" is ".A.B".
+func (s *Store) folderDir(a Account, folder string) (string, error) {
+	if err := a.validate(); err != nil {
+		return "", err
+	}
+	if strings.EqualFold(folder, Inbox) || folder == "" {
+		return s.MaildirPath(a), nil
+	}
+	if err := ValidFolderName(folder); err != nil {
+		return "", err
+	}
+	return filepath.Join(s.MaildirPath(a), "."+strings.ReplaceAll(folder, string(Separator), ".")), nil
+}
+
+// ValidFolderName reports whether name may be used as a folder name. Names
+// are UTF-8, hierarchy levels separated by '/', and may not contain '.'
+// (the Maildir++ separator on disk), control characters or empty levels.
+func ValidFolderName(name string) error {
+	if name == "" || len(name) > 512 || !utf8.ValidString(name) {
+		return fmt.Errorf("%w: %q", ErrBadFolderName, name)
+	}
+	for _, level := range strings.Split(name, string(Separator)) {
+		if level == "" {
+			return fmt.Errorf("%w: %q", ErrBadFolderName, name)
+		}
+	}
+	for _, r := range name {
+		if r < 0x20 || r == 0x7f || r == '.' || r == '\\' {
+			return fmt.Errorf("%w: %q", ErrBadFolderName, name)
+		}
+	}
+	if strings.EqualFold(strings.SplitN(name, string(Separator), 2)[0], Inbox) {
+		return fmt.Errorf("%w: %q is reserved", ErrBadFolderName, name)
+	}
+	return nil
+}
+
+// ensureMaildir creates dir with tmp/, new/ and cur/ and makes the new
+// entries durable by fsyncing their parents.
+func (s *Store) ensureMaildir(dir string, subfolder bool) error {
+	if _, err := os.Stat(filepath.Join(dir, "cur")); err == nil {
+		return nil
+	}
+	var created []string
+	for p := dir; ; p = filepath.Dir(p) {
+		if _, err := os.Stat(p); err == nil {
+			break
+		}
+		created = append(created, p)
+		if p == s.root || p == filepath.Dir(p) {
+			break
+		}
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("store: create maildir: %w", err)
+	}
+	for _, sub := range []string{"tmp", "new", "cur"} {
+		if err := os.Mkdir(filepath.Join(dir, sub), 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("store: create maildir: %w", err)
+		}
+	}
+	if subfolder {
+		// Maildir++: a folder is marked by an empty "maildirfolder" file.
+		f, err := os.OpenFile(filepath.Join(dir, "maildirfolder"), os.O_CREATE|os.O_WRONLY, 0o600)
+		if err != nil {
+			return fmt.Errorf("store: create maildir: %w", err)
+		}
+		f.Close()
+	}
+	if err := s.fs.SyncDir(dir); err != nil {
+		return err
+	}
+	for _, p := range created {
+		if err := s.fs.SyncDir(filepath.Dir(p)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Delivery describes a message that Deliver or Append made durable.
+type Delivery struct {
+	Folder string
+	Unique string
+	Size   int64
+	// UID is set by Append (zero after Deliver: UIDs of delivered
+	// messages are given when the folder is next listed).
+	UID uint32
+}
+
+// Deliver stores a message in a folder (created if missing) of account a.
+// It returns only after the message file is fsynced and renamed into new/
+// and new/ is fsynced (Maildir specification, "How a message is delivered").
+func (s *Store) Deliver(ctx context.Context, a Account, folder string, r io.Reader) (Delivery, error) {
+	if err := s.gate.enter(ctx); err != nil {
+		return Delivery{}, err
+	}
+	defer s.gate.leave()
+	return s.deliver(ctx, a, folder, r, "", false)
+}
+
+// Append stores a message like Deliver, with flags, directly in cur/, and
+// gives it the next UID (for IMAP APPEND and its APPENDUID, RFC 4315).
+func (s *Store) Append(ctx context.Context, a Account, folder string, r io.Reader, flags string) (Delivery, error) {
+	if err := s.gate.enter(ctx); err != nil {
+		return Delivery{}, err
+	}
+	defer s.gate.leave()
+	return s.deliver(ctx, a, folder, r, flags, true)
+}
+
+func (s *Store) newUnique(now time.Time) string {
+	// Maildir: "time.MusecPpidQdeliveries.host"; R adds randomness so two
+	// processes with the same pid (containers) cannot collide.
+	return fmt.Sprintf("%d.M%dP%dQ%dR%s.%s", now.Unix(), now.Nanosecond()/1000, s.pid, s.seq.Add(1), s.rnd, s.host)
+}
+
+func (s *Store) deliver(ctx context.Context, a Account, folder string, r io.Reader, flags string, assignUID bool) (Delivery, error) {
+	dir, err := s.folderDir(a, folder)
+	if err != nil {
+		return Delivery{}, err
+	}
+	if folder == "" {
+		folder = Inbox
+	}
+	if err := s.ensureMaildir(dir, dir != s.MaildirPath(a)); err != nil {
+		return Delivery{}, err
+	}
+	base := s.newUnique(s.now())
+	tmpPath := filepath.Join(dir, "tmp", base)
+	f, err := s.fs.Create(tmpPath)
+	if err != nil {
+		return Delivery{}, fmt.Errorf("store: create tmp: %w", err)
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			f.Close()
+			os.Remove(tmpPath)
+		}
+	}()
+	src := r
+	if s.maxBytes > 0 {
+		src = io.LimitReader(r, s.maxBytes+1)
+	}
+	n, err := io.Copy(f, ctxReader{ctx, src})
+	if err != nil {
+		return Delivery{}, fmt.Errorf("store: write message: %w", err)
+	}
+	if s.maxBytes > 0 && n > s.maxBytes {
+		return Delivery{}, ErrMessageTooLarge
+	}
+	if err := s.fs.SyncFile(f); err != nil {
+		return Delivery{}, fmt.Errorf("store: fsync message: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return Delivery{}, fmt.Errorf("store: close message: %w", err)
+	}
+	unique := base + ",S=" + strconv.FormatInt(n, 10)
+	var final string
+	if assignUID {
+		final = filepath.Join(dir, "cur", maildir.FileName(unique, flags))
+	} else {
+		final = filepath.Join(dir, "new", unique)
+	}
+	if err := s.fs.Rename(tmpPath, final); err != nil {
+		return Delivery{}, fmt.Errorf("store: move into place: %w", err)
+	}
+	ok = true
+	if err := s.fs.SyncDir(filepath.Dir(final)); err != nil {
+		return Delivery{}, fmt.Errorf("store: fsync dir: %w", err)
+	}
+	d := Delivery{Folder: folder, Unique: unique, Size: n}
+	if assignUID {
+		st, err := s.folder(dir)
+		if err != nil {
+			return d, err
+		}
+		st.mu.Lock()
+		defer st.mu.Unlock()
+		if err := st.loadLocked(s); err != nil {
+			return d, err
+		}
+		// Loading the index may have scanned the directory and given the
+		// new file its UID already.
+		if uid, ok := st.idx.byUnique[unique]; ok {
+			d.UID = uid
+		} else {
+			uids, err := st.idx.assign(s.fs, []string{unique})
+			if err != nil {
+				return d, err
+			}
+			d.UID = uids[0]
+		}
+		st.inCur[unique] = true
+		st.files[unique] = filepath.Base(final)
+	}
+	return d, nil
+}
+
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}
+
+// Message is one message in a folder listing.
+type Message struct {
+	UID    uint32
+	Unique string
+	// Flags are the Maildir flags (D draft, F flagged, P passed, R replied,
+	// S seen, T trashed), sorted.
+	Flags string
+	// Recent is true while the message is still in new/.
+	Recent bool
+	Size   int64
+	// Path is the file's current absolute path; it changes with flags.
+	Path string
+}
+
+// Listing is a folder's state as IMAP SELECT needs it.
+type Listing struct {
+	UIDValidity uint32
+	UIDNext     uint32
+	Messages    []Message // ascending UID
+}
+
+// List synchronises the folder's UID index with its directory and returns
+// the messages in UID order. New files are given UIDs in name order; files
+// that disappeared are dropped from the index.
+func (s *Store) List(ctx context.Context, a Account, folder string) (*Listing, error) {
+	dir, err := s.folderDir(a, folder)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := os.Stat(filepath.Join(dir, "cur")); err != nil {
+		if dir == s.MaildirPath(a) {
+			return &Listing{UIDValidity: 0, UIDNext: 1}, nil
+		}
+		return nil, fmt.Errorf("%w: %s", ErrNoSuchFolder, folder)
+	}
+	if err := s.gate.enter(ctx); err != nil {
+		return nil, err
+	}
+	defer s.gate.leave()
+	st, err := s.folder(dir)
+	if err != nil {
+		return nil, err
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if err := st.syncLocked(s); err != nil {
+		return nil, err
+	}
+	l := &Listing{UIDValidity: st.idx.validity, UIDNext: st.idx.next}
+	for _, uid := range st.idx.sortedUIDs() {
+		unique := st.idx.byUID[uid]
+		name := st.files[unique]
+		sub := "cur"
+		if !st.inCur[unique] {
+			sub = "new"
+		}
+		p := maildir.ParseName(name)
+		m := Message{UID: uid, Unique: unique, Flags: p.Flags, Recent: sub == "new", Size: p.Size, Path: filepath.Join(dir, sub, name)}
+		if m.Size < 0 {
+			if fi, err := os.Stat(m.Path); err == nil {
+				m.Size = fi.Size()
+			}
+		}
+		l.Messages = append(l.Messages, m)
+	}
+	return l, nil
+}
+
+// OpenMessage opens a message for reading by UID.
+func (s *Store) OpenMessage(ctx context.Context, a Account, folder string, uid uint32) (*os.File, error) {
+	dir, st, err := s.folderFor(a, folder)
+	if err != nil {
+		return nil, err
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	p, _, err := st.pathLocked(s, dir, uid)
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, fmt.Errorf("store: open message: %w", err)
+	}
+	return f, nil
+}
+
+// SetFlags replaces a message's Maildir flags: the file is renamed to
+// cur/<unique>:2,<flags> (moving it out of new/ if needed) and cur/ is
+// fsynced.
+func (s *Store) SetFlags(ctx context.Context, a Account, folder string, uid uint32, flags string) error {
+	if err := s.gate.enter(ctx); err != nil {
+		return err
+	}
+	defer s.gate.leave()
+	dir, st, err := s.folderFor(a, folder)
+	if err != nil {
+		return err
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	old, unique, err := st.pathLocked(s, dir, uid)
+	if err != nil {
+		return err
+	}
+	name := maildir.FileName(unique, flags)
+	newPath := filepath.Join(dir, "cur", name)
+	if old == newPath {
+		return nil
+	}
+	if err := s.fs.Rename(old, newPath); err != nil {
+		return fmt.Errorf("store: set flags: %w", err)
+	}
+	if err := s.fs.SyncDir(filepath.Join(dir, "cur")); err != nil {
+		return err
+	}
+	if filepath.Dir(old) != filepath.Join(dir, "cur") {
+		if err := s.fs.SyncDir(filepath.Dir(old)); err != nil {
+			return err
+		}
+	}
+	st.files[unique] = name
+	st.inCur[unique] = true
+	return nil
+}
+
+// Expunge removes messages by UID; unknown UIDs are ignored.
+func (s *Store) Expunge(ctx context.Context, a Account, folder string, uids []uint32) error {
+	if err := s.gate.enter(ctx); err != nil {
+		return err
+	}
+	defer s.gate.leave()
+	dir, st, err := s.folderFor(a, folder)
+	if err != nil {
+		return err
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	var gone []uint32
+	dirs := map[string]bool{}
+	for _, uid := range uids {
+		p, unique, err := st.pathLocked(s, dir, uid)
+		if errors.Is(err, ErrNoSuchMessage) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("store: expunge: %w", err)
+		}
+		dirs[filepath.Dir(p)] = true
+		delete(st.files, unique)
+		delete(st.inCur, unique)
+		gone = append(gone, uid)
+	}
+	for d := range dirs {
+		if err := s.fs.SyncDir(d); err != nil {
+			return err
+		}
+	}
+	return st.idx.remove(s.fs, gone)
+}
+
+// Move moves a message to another folder of the same account by renaming
+// it (keeping its unique name and flags) and returns its UID there
+// (RFC 6851 MOVE with COPYUID).
+func (s *Store) Move(ctx context.Context, a Account, from, to string, uid uint32) (uint32, error) {
+	return s.transfer(ctx, a, from, to, uid, true)
+}
+
+// Copy copies a message to another folder (hard link when possible) and
+// returns its UID there.
+func (s *Store) Copy(ctx context.Context, a Account, from, to string, uid uint32) (uint32, error) {
+	return s.transfer(ctx, a, from, to, uid, false)
+}
+
+func (s *Store) transfer(ctx context.Context, a Account, from, to string, uid uint32, move bool) (uint32, error) {
+	if err := s.gate.enter(ctx); err != nil {
+		return 0, err
+	}
+	defer s.gate.leave()
+	srcDir, src, err := s.folderFor(a, from)
+	if err != nil {
+		return 0, err
+	}
+	dstDir, err := s.folderDir(a, to)
+	if err != nil {
+		return 0, err
+	}
+	if _, err := os.Stat(filepath.Join(dstDir, "cur")); err != nil {
+		return 0, fmt.Errorf("%w: %s", ErrNoSuchFolder, to)
+	}
+	if srcDir == dstDir && move {
+		return uid, nil
+	}
+	dst, err := s.folder(dstDir)
+	if err != nil {
+		return 0, err
+	}
+	// Lock in a fixed order (by directory) so concurrent moves in opposite
+	// directions cannot deadlock.
+	first, second := src, dst
+	if dstDir < srcDir {
+		first, second = dst, src
+	}
+	first.mu.Lock()
+	defer first.mu.Unlock()
+	if first != second {
+		second.mu.Lock()
+		defer second.mu.Unlock()
+	}
+	oldPath, unique, err := src.pathLocked(s, srcDir, uid)
+	if err != nil {
+		return 0, err
+	}
+	if err := dst.loadLocked(s); err != nil {
+		return 0, err
+	}
+	p := maildir.ParseName(filepath.Base(oldPath))
+	newUnique := unique
+	if !move {
+		newUnique = s.newUnique(s.now())
+		if p.Size >= 0 {
+			newUnique += ",S=" + strconv.FormatInt(p.Size, 10)
+		}
+	}
+	name := maildir.FileName(newUnique, p.Flags)
+	newPath := filepath.Join(dstDir, "cur", name)
+	if move {
+		if err := s.fs.Rename(oldPath, newPath); err != nil {
+			return 0, fmt.Errorf("store: move: %w", err)
+		}
+	} else if err := copyFile(s.fs, oldPath, newPath, filepath.Join(dstDir, "tmp", filepath.Base(newUnique))); err != nil {
+		return 0, err
+	}
+	if err := s.fs.SyncDir(filepath.Join(dstDir, "cur")); err != nil {
+		return 0, err
+	}
+	newUIDs, err := dst.idx.assign(s.fs, []string{newUnique})
+	if err != nil {
+		return 0, err
+	}
+	dst.files[newUnique] = name
+	dst.inCur[newUnique] = true
+	if move {
+		if err := s.fs.SyncDir(filepath.Dir(oldPath)); err != nil {
+			return 0, err
+		}
+		delete(src.files, unique)
+		delete(src.inCur, unique)
+		if err := src.idx.remove(s.fs, []uint32{uid}); err != nil {
+			return 0, err
+		}
+	}
+	return newUIDs[0], nil
+}
+
+func copyFile(fsys fileSystem, from, to, tmp string) error {
+	if err := os.Link(from, to); err == nil {
+		return nil
+	}
+	in, err := os.Open(from)
+	if err != nil {
+		return fmt.Errorf("store: copy: %w", err)
+	}
+	defer in.Close()
+	out, err := fsys.Create(tmp)
+	if err != nil {
+		return fmt.Errorf("store: copy: %w", err)
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		os.Remove(tmp)
+		return fmt.Errorf("store: copy: %w", err)
+	}
+	if err := fsys.SyncFile(out); err != nil {
+		out.Close()
+		os.Remove(tmp)
+		return err
+	}
+	out.Close()
+	return fsys.Rename(tmp, to)
+}
+
+// CreateFolder creates a folder (and, Maildir++ having no real hierarchy,
+// nothing else: "A/B" does not imply "A").
+func (s *Store) CreateFolder(ctx context.Context, a Account, name string) error {
+	if err := s.gate.enter(ctx); err != nil {
+		return err
+	}
+	defer s.gate.leave()
+	if err := ValidFolderName(name); err != nil {
+		return err
+	}
+	dir, err := s.folderDir(a, name)
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(dir); err == nil {
+		return fmt.Errorf("%w: %s", ErrFolderExists, name)
+	}
+	if err := s.ensureMaildir(s.MaildirPath(a), false); err != nil {
+		return err
+	}
+	return s.ensureMaildir(dir, true)
+}
+
+// Folders lists an account's folders: INBOX first, then the others sorted.
+func (s *Store) Folders(ctx context.Context, a Account) ([]string, error) {
+	if err := a.validate(); err != nil {
+		return nil, err
+	}
+	entries, err := os.ReadDir(s.MaildirPath(a))
+	if errors.Is(err, fs.ErrNotExist) {
+		return []string{Inbox}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: list folders: %w", err)
+	}
+	var out []string
+	for _, e := range entries {
+		n := e.Name()
+		if !e.IsDir() || len(n) < 2 || n[0] != '.' || n == ".." {
+			continue
+		}
+		out = append(out, strings.ReplaceAll(n[1:], ".", string(Separator)))
+	}
+	sort.Strings(out)
+	return append([]string{Inbox}, out...), nil
+}
+
+// Quiesce blocks new writes (deliveries, flag changes, moves, expunges),
+// waits until the writes in flight have finished (each is durable when it
+// finishes) and returns a function that lets writes go on. Writers that
+// arrive meanwhile wait. If ctx ends first, Quiesce undoes the pause and
+// returns ctx's error. Quiesce may be nested; writes resume when every
+// resume function has been called.
+func (s *Store) Quiesce(ctx context.Context) (resume func(), err error) {
+	return s.gate.pause(ctx)
+}
+
+// folderFor returns the state of an existing folder.
+func (s *Store) folderFor(a Account, folder string) (string, *folderState, error) {
+	dir, err := s.folderDir(a, folder)
+	if err != nil {
+		return "", nil, err
+	}
+	if _, err := os.Stat(filepath.Join(dir, "cur")); err != nil {
+		return "", nil, fmt.Errorf("%w: %s", ErrNoSuchFolder, folder)
+	}
+	st, err := s.folder(dir)
+	return dir, st, err
+}
+
+func (s *Store) folder(dir string) (*folderState, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.folders[dir]
+	if st == nil {
+		st = &folderState{dir: dir}
+		s.folders[dir] = st
+	}
+	return st, nil
+}
+
+// folderState is the in-memory state of one folder, guarded by mu.
+type folderState struct {
+	mu    sync.Mutex
+	dir   string
+	idx   *uidIndex
+	files map[string]string // unique -> current file name
+	inCur map[string]bool   // unique -> file is in cur/
+}
+
+func (st *folderState) loadLocked(s *Store) error {
+	if st.idx != nil {
+		return nil
+	}
+	return st.syncLocked(s)
+}
+
+// syncLocked rescans new/ and cur/ and reconciles the index with them.
+func (st *folderState) syncLocked(s *Store) error {
+	if st.idx == nil {
+		idx, err := openIndex(s.fs, filepath.Join(st.dir, indexName), s.now, s.log)
+		if err != nil {
+			return err
+		}
+		st.idx = idx
+	}
+	files := map[string]string{}
+	inCur := map[string]bool{}
+	for _, sub := range []string{"new", "cur"} {
+		entries, err := os.ReadDir(filepath.Join(st.dir, sub))
+		if err != nil {
+			return fmt.Errorf("store: scan folder: %w", err)
+		}
+		for _, e := range entries {
+			if !e.Type().IsRegular() || strings.HasPrefix(e.Name(), ".") {
+				continue
+			}
+			u := maildir.ParseName(e.Name()).Unique
+			if _, dup := files[u]; dup && sub == "new" {
+				continue
+			}
+			files[u] = e.Name()
+			inCur[u] = sub == "cur"
+		}
+	}
+	var gone []uint32
+	for uid, u := range st.idx.byUID {
+		if _, ok := files[u]; !ok {
+			gone = append(gone, uid)
+		}
+	}
+	sort.Slice(gone, func(i, j int) bool { return gone[i] < gone[j] })
+	if err := st.idx.remove(s.fs, gone); err != nil {
+		return err
+	}
+	var fresh []string
+	for u := range files {
+		if _, ok := st.idx.byUnique[u]; !ok {
+			fresh = append(fresh, u)
+		}
+	}
+	// Maildir unique names start with the delivery time, so name order is
+	// close to arrival order.
+	sort.Slice(fresh, func(i, j int) bool { return lessUnique(fresh[i], fresh[j]) })
+	if _, err := st.idx.assign(s.fs, fresh); err != nil {
+		return err
+	}
+	st.files, st.inCur = files, inCur
+	return nil
+}
+
+func lessUnique(a, b string) bool {
+	ta, _ := strconv.ParseInt(strings.SplitN(a, ".", 2)[0], 10, 64)
+	tb, _ := strconv.ParseInt(strings.SplitN(b, ".", 2)[0], 10, 64)
+	if ta != tb {
+		return ta < tb
+	}
+	return a < b
+}
+
+// pathLocked finds the current file of a UID, rescanning once if the
+// cached name is stale (another process may have renamed it).
+func (st *folderState) pathLocked(s *Store, dir string, uid uint32) (path, unique string, err error) {
+	if err := st.loadLocked(s); err != nil {
+		return "", "", err
+	}
+	for attempt := 0; attempt < 2; attempt++ {
+		unique, ok := st.idx.byUID[uid]
+		if !ok {
+			return "", "", fmt.Errorf("%w: uid %d", ErrNoSuchMessage, uid)
+		}
+		if name, ok := st.files[unique]; ok {
+			sub := "new"
+			if st.inCur[unique] {
+				sub = "cur"
+			}
+			p := filepath.Join(dir, sub, name)
+			if _, err := os.Lstat(p); err == nil {
+				return p, unique, nil
+			}
+		}
+		if err := st.syncLocked(s); err != nil {
+			return "", "", err
+		}
+	}
+	return "", "", fmt.Errorf("%w: uid %d", ErrNoSuchMessage, uid)
+}
