@@ -38,10 +38,25 @@ type Name struct {
 // follow the convention is all unique part, with no flags.
 func ParseName(fileName string) Name {
 	n := Name{Unique: fileName, Size: -1}
-	if i := strings.LastIndexAny(fileName, ":!;"); i >= 0 && strings.HasPrefix(fileName[i+1:], "2,") {
-		n.Unique = fileName[:i]
-		n.Flags = NormalizeFlags(fileName[i+3:])
-		n.HasInfo = true
+	// The info part starts at the last separator that is followed by "2,".
+	// Looking only at the very last separator would misparse names whose
+	// flags contain a separator character, e.g. FileName("u", ":") is
+	// "u:2,:", and they would not round-trip through FileName. Flags as
+	// NormalizeFlags returns them never contain a separator followed by
+	// "2," (they are sorted, and ',' sorts before '2'), so the last such
+	// separator is always the one FileName wrote.
+	for rest := fileName; ; {
+		i := strings.LastIndexAny(rest, ":!;")
+		if i < 0 {
+			break
+		}
+		if strings.HasPrefix(fileName[i+1:], "2,") {
+			n.Unique = fileName[:i]
+			n.Flags = NormalizeFlags(fileName[i+3:])
+			n.HasInfo = true
+			break
+		}
+		rest = rest[:i]
 	}
 	// ",S=<size>" is a Maildir++ extension giving the file size so that
 	// quota and size checks need no stat.
