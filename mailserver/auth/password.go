@@ -1,0 +1,118 @@
+// Package auth keeps mailvault's accounts (domains, users, aliases, roles,
+// app passwords) and guards logins against brute force.
+package auth
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"strings"
+
+	"golang.org/x/crypto/argon2"
+)
+
+// Params are argon2id cost parameters (RFC 9106 section 3.1).
+type Params struct {
+	Time    uint32 // passes
+	Memory  uint32 // KiB
+	Threads uint8
+	KeyLen  uint32
+}
+
+// DefaultParams returns the cost used for new hashes: 64 MiB, 3 passes,
+// 2 lanes — RFC 9106 section 4's second recommended option, with
+// parallelism reduced for small servers.
+func DefaultParams() Params {
+	return Params{Time: 3, Memory: 64 * 1024, Threads: 2, KeyLen: 32}
+}
+
+var b64 = base64.RawStdEncoding
+
+// HashPassword returns a PHC-format argon2id hash:
+// $argon2id$v=19$m=65536,t=3,p=2$<salt>$<key>.
+func HashPassword(p Params, password string) (string, error) {
+	salt := make([]byte, 16)
+	if _, err := rand.Read(salt); err != nil {
+		return "", fmt.Errorf("auth: salt: %w", err)
+	}
+	key := argon2.IDKey([]byte(password), salt, p.Time, p.Memory, p.Threads, p.KeyLen)
+	return fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s", argon2.Version, p.Memory, p.Time, p.Threads, b64.EncodeToString(salt), b64.EncodeToString(key)), nil
+}
+
+var errBadHash = errors.New("auth: malformed password hash")
+
+// CheckPassword reports whether password matches an encoded argon2id hash,
+// comparing in constant time.
+func CheckPassword(encoded, password string) (bool, error) {
+	parts := strings.Split(encoded, "$")
+	if len(parts) != 6 || parts[1] != "argon2id" {
+		return false, errBadHash
+	}
+	var version int
+	if _, err := fmt.Sscanf(parts[2], "v=%d", &version); err != nil || version != argon2.Version {
+		return false, errBadHash
+	}
+	var p Params
+	if _, err := fmt.Sscanf(parts[3], "m=%d,t=%d,p=%d", &p.Memory, &p.Time, &p.Threads); err != nil || p.Time == 0 || p.Threads == 0 || p.Memory > 4*1024*1024 {
+		return false, errBadHash
+	}
+	salt, err := b64.DecodeString(parts[4])
+	if err != nil {
+		return false, errBadHash
+	}
+	want, err := b64.DecodeString(parts[5])
+	if err != nil || len(want) < 16 || len(want) > 64 {
+		return false, errBadHash
+	}
+	got := argon2.IDKey([]byte(password), salt, p.Time, p.Memory, p.Threads, uint32(len(want)))
+	return subtle.ConstantTimeCompare(got, want) == 1, nil
+}
+
+// App passwords are random 128-bit secrets made by the server, so a fast
+// hash suffices (no dictionary to guess from) and keeps login time
+// independent of how many app passwords a user has.
+func newAppSecret() (string, error) {
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("auth: random: %w", err)
+	}
+	s := strings.ToLower(base32NoPad(b))
+	// Groups of 4 for readability: xxxx-xxxx-…
+	var out []string
+	for len(s) > 4 {
+		out = append(out, s[:4])
+		s = s[4:]
+	}
+	return strings.Join(append(out, s), "-"), nil
+}
+
+func hashAppSecret(secret string) string {
+	sum := sha256.Sum256([]byte(strings.ReplaceAll(strings.ToLower(secret), "-", "")))
+	return "sha256:" + b64.EncodeToString(sum[:])
+}
+
+func checkAppSecret(hash, secret string) bool {
+	return subtle.ConstantTimeCompare([]byte(hash), []byte(hashAppSecret(secret))) == 1
+}
+
+func base32NoPad(b []byte) string {
+	const alphabet = "abcdefghijklmnopqrstuvwxyz234567"
+	var sb strings.Builder
+	var acc uint32
+	bits := 0
+	for _, c := range b {
+		acc = acc<<8 | uint32(c)
+		bits += 8
+		for bits >= 5 {
+			sb.WriteByte(alphabet[(acc>>(bits-5))&31])
+			bits -= 5
+		}
+	}
+	if bits > 0 {
+		sb.WriteByte(alphabet[(acc<<(5-bits))&31])
+	}
+	return sb.String()
+}
