@@ -1,0 +1,806 @@
+package archive
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/restic/chunker"
+
+	"github.com/mailvault/mailvault/maildir"
+	"github.com/mailvault/mailvault/mailmeta"
+)
+
+// BackupOptions say what to back up.
+type BackupOptions struct {
+	Paths []string
+	Host  string
+	Tags  []string
+	// Parent forces the parent snapshot; nil picks the newest snapshot of
+	// the same host and paths.
+	Parent *ID
+	// Workers read and process messages in parallel (default: 2 × cores,
+	// half of them waiting on I/O at any time).
+	Workers int
+	// Progress, if set, is called from time to time (not concurrently).
+	Progress func(Progress)
+	Logger   *slog.Logger
+}
+
+// Progress is a backup's progress so far.
+type Progress struct {
+	Phase         string // "scan" or "backup"
+	MessagesTotal int64
+	MessagesDone  int64
+	BytesTotal    int64 // content bytes that have to be read
+	BytesDone     int64
+	Errors        int64
+}
+
+// BackupResult is the outcome of a backup.
+type BackupResult struct {
+	Snapshot *Snapshot
+	// Warnings name every entry that could not be read; the snapshot is
+	// marked partial when there are any.
+	Warnings []string
+}
+
+// headerScanLimit is how far into a message we look for the end of the
+// header block; a longer "header" is treated as all body.
+const headerScanLimit = 256 << 10
+
+// wholeReadLimit: messages up to this size are read with one read call;
+// larger ones stream through the chunker.
+const wholeReadLimit = 16 << 20
+
+type backup struct {
+	r      *Repository
+	opt    BackupOptions
+	start  time.Time
+	parent *Snapshot
+	log    *slog.Logger
+
+	jobs chan job
+	wg   sync.WaitGroup // running workers
+
+	bufs sync.Pool // *[]byte read buffers
+
+	mu       sync.Mutex
+	warnings []string
+
+	msgsTotal, msgsDone, bytesTotal, bytesDone, errCount atomic.Int64
+	msgsNew, msgsChanged, foldersUnchanged, filesNew     atomic.Int64
+	bytesRead                                            atomic.Int64
+}
+
+// job is one message or file to read and store. done is called with the
+// blob IDs (or an error) when the job finishes.
+type job struct {
+	abs    string
+	size   int64
+	isMail bool
+	meta   *Message // filled in for mail
+	blobs  *[]ID
+	done   func(error)
+}
+
+// Backup makes a snapshot of Maildir trees.
+func (r *Repository) Backup(ctx context.Context, opt BackupOptions) (*BackupResult, error) {
+	if len(opt.Paths) == 0 {
+		return nil, errors.New("nothing to back up: give at least one path")
+	}
+	b := &backup{r: r, opt: opt, start: time.Now(), log: opt.Logger}
+	if b.log == nil {
+		b.log = slog.New(slog.DiscardHandler)
+	}
+	abs := make([]string, len(opt.Paths))
+	for i, p := range opt.Paths {
+		a, err := filepath.Abs(p)
+		if err != nil {
+			return nil, err
+		}
+		fi, err := os.Stat(a)
+		if err != nil {
+			return nil, fmt.Errorf("source %s: %w", p, err)
+		}
+		if !fi.IsDir() {
+			return nil, fmt.Errorf("source %s: not a directory", p)
+		}
+		abs[i] = a
+	}
+	sort.Strings(abs)
+	if err := b.findParent(ctx, abs); err != nil {
+		return nil, err
+	}
+
+	workers := opt.Workers
+	if workers <= 0 {
+		workers = 2 * runtime.GOMAXPROCS(0)
+	}
+	b.jobs = make(chan job, 4*workers)
+	for i := 0; i < workers; i++ {
+		b.wg.Add(1)
+		go b.worker(ctx)
+	}
+
+	snap := &Snapshot{Version: 1, Time: b.start.UTC(), Host: opt.Host, Tags: opt.Tags, Paths: abs, Program: "mailvault"}
+	snap.Username = os.Getenv("USER")
+	if b.parent != nil {
+		p := b.parent.ID
+		snap.Parent = &p
+	}
+	names := rootNames(abs)
+	stopProgress := b.startProgress()
+	var runErr error
+	for i, a := range abs {
+		root, err := b.backupRoot(ctx, a, names[i])
+		if err != nil {
+			runErr = err
+			break
+		}
+		snap.Roots = append(snap.Roots, *root)
+	}
+	close(b.jobs)
+	b.wg.Wait()
+	stopProgress()
+	if runErr == nil {
+		runErr = ctx.Err()
+	}
+	if runErr != nil {
+		// Blobs already queued still get written so the next run reuses
+		// them; no snapshot refers to anything incomplete.
+		_ = r.Flush(context.WithoutCancel(ctx))
+		return nil, runErr
+	}
+	if err := r.Flush(ctx); err != nil {
+		return nil, err
+	}
+
+	st := r.Stats()
+	snap.EndTime = time.Now().UTC()
+	s := &snap.Summary
+	for _, root := range snap.Roots {
+		for _, f := range root.Folders {
+			s.Messages += f.Messages
+			s.BytesTotal += f.Bytes
+		}
+		s.Folders += int64(len(root.Folders))
+	}
+	s.MessagesNew = b.msgsNew.Load()
+	s.MessagesChanged = b.msgsChanged.Load()
+	s.FoldersUnchanged = b.foldersUnchanged.Load()
+	s.FilesNew = b.filesNew.Load()
+	s.BytesRead = b.bytesRead.Load()
+	s.BytesNew = st.RawBytesNew
+	s.BytesStored = st.StoredBytesNew
+	s.BlobsNew = st.BlobsNew
+	s.BlobsDeduplicated = st.BlobsDup
+	s.PacksWritten = st.Packs
+	s.Errors = b.errCount.Load()
+	s.DedupRatio = ratio(s.BytesRead, s.BytesNew)
+	s.CompressionRatio = ratio(s.BytesNew, s.BytesStored)
+	s.DurationSeconds = snap.EndTime.Sub(snap.Time).Seconds()
+	snap.Partial = s.Errors > 0
+	id, err := r.SaveJSONFile(ctx, SnapshotFile, snap)
+	if err != nil {
+		return nil, err
+	}
+	snap.ID = id
+	return &BackupResult{Snapshot: snap, Warnings: b.warnings}, nil
+}
+
+func ratio(a, b int64) float64 {
+	if b == 0 {
+		if a == 0 {
+			return 1
+		}
+		return 0 // everything was deduplicated: infinite, reported as 0
+	}
+	return float64(a) / float64(b)
+}
+
+// rootNames gives each source root a distinct directory name for restore;
+// a single root restores directly into the target.
+func rootNames(abs []string) []string {
+	names := make([]string, len(abs))
+	if len(abs) == 1 {
+		return names
+	}
+	seen := map[string]int{}
+	for i, a := range abs {
+		n := filepath.Base(a)
+		if n == "/" || n == "." {
+			n = "root"
+		}
+		if c := seen[n]; c > 0 {
+			seen[n]++
+			n = fmt.Sprintf("%s-%d", n, c+1)
+		} else {
+			seen[n] = 1
+		}
+		names[i] = n
+	}
+	return names
+}
+
+func (b *backup) findParent(ctx context.Context, abs []string) error {
+	if b.opt.Parent != nil {
+		s, err := b.r.LoadSnapshot(ctx, *b.opt.Parent)
+		if err != nil {
+			return fmt.Errorf("parent snapshot: %w", err)
+		}
+		b.parent = s
+		return nil
+	}
+	all, err := b.r.Snapshots(ctx)
+	if err != nil {
+		return err
+	}
+	for i := len(all) - 1; i >= 0; i-- {
+		s := all[i]
+		if s.Host == b.opt.Host && equalStrings(s.Paths, abs) {
+			b.parent = s
+			return nil
+		}
+	}
+	return nil
+}
+
+func equalStrings(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func (b *backup) warn(path string, err error) {
+	b.errCount.Add(1)
+	b.log.Warn("skipped unreadable entry", "path", path, "err", err)
+	b.mu.Lock()
+	b.warnings = append(b.warnings, fmt.Sprintf("%s: %v", path, err))
+	b.mu.Unlock()
+}
+
+// parentMessages indexes the parent snapshot's messages of one root by
+// user and unique name, so that a message that changed flags or folder is
+// recognised without reading it.
+type parentRoot struct {
+	folders map[string]FolderEntry // by Dir
+	// byUser loads lazily: user → unique → message.
+	byUser map[string]map[string]*Message
+	files  map[string]FileEntry
+}
+
+func (b *backup) loadParentRoot(ctx context.Context, absPath string) (*parentRoot, error) {
+	pr := &parentRoot{folders: map[string]FolderEntry{}, byUser: map[string]map[string]*Message{}, files: map[string]FileEntry{}}
+	if b.parent == nil {
+		return pr, nil
+	}
+	for _, root := range b.parent.Roots {
+		if root.Path != absPath {
+			continue
+		}
+		for _, f := range root.Folders {
+			pr.folders[f.Dir] = f
+		}
+		if !root.Files.IsNull() {
+			ft, err := b.r.LoadFilesTree(ctx, root.Files)
+			if err != nil {
+				return nil, fmt.Errorf("parent snapshot: %w", err)
+			}
+			for _, e := range ft.Entries {
+				pr.files[e.Path] = e
+			}
+		}
+	}
+	return pr, nil
+}
+
+// userMessages returns the parent's messages of a user, loading the
+// user's folder trees on first use.
+func (b *backup) userMessages(ctx context.Context, pr *parentRoot, user string) (map[string]*Message, error) {
+	if m, ok := pr.byUser[user]; ok {
+		return m, nil
+	}
+	m := map[string]*Message{}
+	for _, f := range pr.folders {
+		if f.User != user {
+			continue
+		}
+		t, err := b.r.LoadFolderTree(ctx, f.Tree)
+		if err != nil {
+			return nil, fmt.Errorf("parent snapshot: %w", err)
+		}
+		for i := range t.Messages {
+			msg := &t.Messages[i]
+			m[msg.Unique] = msg
+		}
+	}
+	pr.byUser[user] = m
+	return m, nil
+}
+
+func (b *backup) backupRoot(ctx context.Context, absPath, name string) (*SourceRoot, error) {
+	tree, err := maildir.Scan(absPath)
+	if err != nil {
+		return nil, fmt.Errorf("scan %s: %w", absPath, err)
+	}
+	for _, s := range tree.Skipped {
+		b.warn(filepath.Join(absPath, filepath.FromSlash(s.Path)), s.Err)
+	}
+	pr, err := b.loadParentRoot(ctx, absPath)
+	if err != nil {
+		return nil, err
+	}
+	root := &SourceRoot{Path: absPath, Name: name}
+
+	// Phase 1: list every folder (cheap: readdir, and lstat only where the
+	// name does not tell the size), so the progress bar knows the total.
+	type pending struct {
+		entry    FolderEntry
+		messages []Message
+		todo     []int // indexes into messages that must be read
+		reused   bool
+	}
+	folders := make([]*pending, 0, len(tree.Mailboxes))
+	for _, mb := range tree.Mailboxes {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		p := &pending{entry: FolderEntry{User: mb.User, Folder: mb.Folder, Dir: mb.Dir}}
+		dir := filepath.Join(absPath, filepath.FromSlash(mb.Dir))
+		cur, curErr := dirStamp(filepath.Join(dir, "cur"))
+		nw, newErr := dirStamp(filepath.Join(dir, "new"))
+		p.entry.Cur, p.entry.New = cur, nw
+		if prev, ok := pr.folders[mb.Dir]; ok && curErr == nil && newErr == nil &&
+			prev.User == mb.User && prev.Folder == mb.Folder && prev.Cur == cur && prev.New == nw &&
+			!b.racy(cur) && !b.racy(nw) {
+			p.entry = prev
+			p.reused = true
+			b.foldersUnchanged.Add(1)
+			folders = append(folders, p)
+			continue
+		}
+		parentMsgs, err := b.userMessages(ctx, pr, mb.User)
+		if err != nil {
+			return nil, err
+		}
+		for _, sub := range []string{"cur", "new"} {
+			if err := b.listMessages(dir, sub, parentMsgs, &p.messages); err != nil {
+				b.warn(filepath.Join(dir, sub), err)
+			}
+		}
+		for i := range p.messages {
+			if p.messages[i].Blobs == nil {
+				p.todo = append(p.todo, i)
+				b.msgsTotal.Add(1)
+				b.bytesTotal.Add(p.messages[i].Size)
+			}
+		}
+		folders = append(folders, p)
+	}
+
+	// Phase 2: read new messages in parallel, folder by folder, and store
+	// each folder's tree once its messages are in.
+	var treeWG sync.WaitGroup
+	var treeErr error
+	var treeMu sync.Mutex
+	for _, p := range folders {
+		if p.reused {
+			continue
+		}
+		p := p
+		dir := filepath.Join(absPath, filepath.FromSlash(p.entry.Dir))
+		var folderWG sync.WaitGroup
+		failed := make([]bool, len(p.messages))
+		for _, i := range p.todo {
+			i := i
+			m := &p.messages[i]
+			folderWG.Add(1)
+			j := job{abs: filepath.Join(dir, m.Subdir(), fileNameOnDisk(m)), size: m.Size, isMail: true, meta: m, blobs: &m.Blobs,
+				done: func(err error) {
+					if err != nil {
+						failed[i] = true
+						b.warn(filepath.Join(dir, m.Subdir(), fileNameOnDisk(m)), err)
+					}
+					folderWG.Done()
+				}}
+			select {
+			case b.jobs <- j:
+			case <-ctx.Done():
+				folderWG.Done()
+				return nil, ctx.Err()
+			}
+		}
+		treeWG.Add(1)
+		go func() {
+			defer treeWG.Done()
+			folderWG.Wait()
+			kept := p.messages[:0]
+			for i := range p.messages {
+				if !failed[i] {
+					kept = append(kept, p.messages[i])
+				}
+			}
+			p.messages = kept
+			if err := b.storeFolder(ctx, &p.entry, p.messages); err != nil {
+				treeMu.Lock()
+				treeErr = err
+				treeMu.Unlock()
+			}
+		}()
+	}
+	files, err := b.backupFiles(ctx, absPath, tree, pr)
+	if err != nil {
+		return nil, err
+	}
+	treeWG.Wait()
+	if treeErr != nil {
+		return nil, treeErr
+	}
+	root.Files = files
+	for _, p := range folders {
+		root.Folders = append(root.Folders, p.entry)
+	}
+	return root, nil
+}
+
+// fileNameOnDisk is the name the message has in the source right now.
+func fileNameOnDisk(m *Message) string { return m.diskName }
+
+// racy reports whether a directory changed so recently that a further
+// change within the filesystem's timestamp granularity could go unseen;
+// such a folder is listed again even when its stamp matches.
+func (b *backup) racy(s DirStamp) bool {
+	if b.parent == nil {
+		return true
+	}
+	return s.MTime >= b.parent.Time.Add(-2*time.Second).UnixNano() || s.CTime >= b.parent.Time.Add(-2*time.Second).UnixNano()
+}
+
+func dirStamp(p string) (DirStamp, error) {
+	fi, err := os.Lstat(p)
+	if err != nil {
+		return DirStamp{}, err
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return DirStamp{MTime: fi.ModTime().UnixNano()}, nil
+	}
+	return DirStamp{Ino: st.Ino, MTime: fi.ModTime().UnixNano(), CTime: st.Ctim.Nano()}, nil
+}
+
+// listMessages reads one cur/ or new/ directory. A message whose unique
+// name and size match the parent snapshot's is taken from there (only its
+// flags and folder may have changed, which the name tells); others are
+// left with nil Blobs for the workers to read.
+func (b *backup) listMessages(dir, sub string, parent map[string]*Message, out *[]Message) error {
+	d := filepath.Join(dir, sub)
+	entries, err := os.ReadDir(d)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) && sub == "new" {
+			return nil
+		}
+		return err
+	}
+	for _, e := range entries {
+		name := e.Name()
+		if name[0] == '.' {
+			continue
+		}
+		if !e.Type().IsRegular() {
+			continue
+		}
+		n := maildir.ParseName(name)
+		m := Message{Unique: n.Unique, Flags: n.Flags, New: sub == "new", diskName: name}
+		prev := parent[n.Unique]
+		if prev != nil && n.Size >= 0 && n.Size == prev.Size {
+			// The ",S=" size in the name matches: no stat needed.
+			b.reuse(&m, prev)
+			*out = append(*out, m)
+			continue
+		}
+		fi, err := e.Info()
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				continue // expunged while we listed
+			}
+			b.warn(filepath.Join(d, name), err)
+			continue
+		}
+		m.Size = fi.Size()
+		m.MTime = fi.ModTime().UnixNano()
+		if prev != nil && prev.Size == m.Size {
+			b.reuse(&m, prev)
+		}
+		*out = append(*out, m)
+	}
+	return nil
+}
+
+func (b *backup) reuse(m, prev *Message) {
+	flags, isNew, name := m.Flags, m.New, m.diskName
+	*m = *prev
+	m.Flags, m.New, m.diskName = flags, isNew, name
+	if prev.Flags != flags || prev.New != isNew {
+		b.msgsChanged.Add(1)
+	}
+}
+
+// storeFolder sorts a folder's messages, stores its tree blob and fills in
+// the entry's totals.
+func (b *backup) storeFolder(ctx context.Context, e *FolderEntry, msgs []Message) error {
+	sort.Slice(msgs, func(i, j int) bool { return msgs[i].Unique < msgs[j].Unique })
+	e.Messages, e.Bytes = int64(len(msgs)), 0
+	for i := range msgs {
+		e.Bytes += msgs[i].Size
+	}
+	id, err := b.r.saveJSONBlob(ctx, FolderTree{Version: 1, Messages: msgs})
+	if err != nil {
+		return fmt.Errorf("store tree of %s/%s: %w", e.User, e.Folder, err)
+	}
+	e.Tree = id
+	return nil
+}
+
+func (b *backup) worker(ctx context.Context) {
+	defer b.wg.Done()
+	for j := range b.jobs {
+		if ctx.Err() != nil {
+			j.done(ctx.Err())
+			continue
+		}
+		j.done(b.process(ctx, j))
+	}
+}
+
+func (b *backup) getBuf(n int) *[]byte {
+	if v := b.bufs.Get(); v != nil {
+		p := v.(*[]byte)
+		if cap(*p) >= n {
+			*p = (*p)[:n]
+			return p
+		}
+	}
+	buf := make([]byte, n, max(n, 1<<20))
+	return &buf
+}
+
+// process reads one file and stores its blobs. A message is split where
+// its header block ends, so that copies of the same mail delivered to
+// several mailboxes — which differ only in the Delivered-To/Received lines
+// prepended at delivery — share their body blobs.
+func (b *backup) process(ctx context.Context, j job) error {
+	f, err := os.Open(j.abs)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	size := fi.Size()
+	first := min(size, wholeReadLimit)
+	bp := b.getBuf(int(first))
+	defer b.bufs.Put(bp)
+	buf := *bp
+	n, err := io.ReadFull(f, buf)
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
+		return err
+	}
+	buf = buf[:n]
+	b.bytesRead.Add(int64(n))
+	b.bytesDone.Add(int64(n))
+
+	var blobs []ID
+	save := func(data []byte) error {
+		id, _, err := b.r.SaveBlob(ctx, DataBlob, data)
+		if err != nil {
+			return err
+		}
+		blobs = append(blobs, id)
+		return nil
+	}
+	body := buf
+	if j.isMail {
+		he := mailmeta.HeaderEnd(buf[:min(len(buf), headerScanLimit)])
+		meta := mailmeta.Parse(buf[:min(len(buf), headerScanLimit)])
+		fillMeta(j.meta, meta)
+		if he > 0 {
+			if err := save(buf[:he]); err != nil {
+				return err
+			}
+			body = buf[he:]
+		}
+		j.meta.Size = int64(n)
+		if int64(n) == size {
+			// Trust what we read over the earlier stat (a file can
+			// only have grown or shrunk if someone rewrote it).
+			j.meta.MTime = fi.ModTime().UnixNano()
+		}
+	}
+	total := int64(n)
+	if int64(n) == size && len(body) <= b.r.cfg.ChunkMin {
+		if len(body) > 0 {
+			if err := save(body); err != nil {
+				return err
+			}
+		}
+	} else {
+		// Large: content-defined chunks over the rest of the buffer and
+		// whatever follows in the file.
+		counted := &countingReader{r: f}
+		ch := chunker.NewWithBoundaries(io.MultiReader(bytes.NewReader(body), counted), b.r.pol, uint(b.r.cfg.ChunkMin), uint(b.r.cfg.ChunkMax))
+		cbuf := make([]byte, b.r.cfg.ChunkMax)
+		for {
+			c, err := ch.Next(cbuf)
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				return err
+			}
+			if err := save(c.Data); err != nil {
+				return err
+			}
+		}
+		b.bytesRead.Add(counted.n)
+		b.bytesDone.Add(counted.n)
+		total += counted.n
+		if j.isMail {
+			j.meta.Size = total
+		}
+	}
+	*j.blobs = blobs
+	if j.isMail {
+		b.msgsNew.Add(1)
+		b.msgsDone.Add(1)
+	}
+	return nil
+}
+
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+func fillMeta(m *Message, meta mailmeta.Meta) {
+	m.From, m.To, m.Cc = meta.From, meta.To, meta.Cc
+	m.Subject, m.MessageID = meta.Subject, meta.MessageID
+	if !meta.Date.IsZero() {
+		m.Date = meta.Date.UTC().Format(time.RFC3339)
+	}
+}
+
+// backupFiles stores the root's other files (not messages) and returns the
+// ID of the tree that lists them.
+func (b *backup) backupFiles(ctx context.Context, absPath string, tree *maildir.Tree, pr *parentRoot) (ID, error) {
+	entries := make([]FileEntry, 0, len(tree.Files)+len(tree.Dirs))
+	for _, d := range tree.Dirs {
+		fi, err := os.Lstat(filepath.Join(absPath, filepath.FromSlash(d)))
+		if err != nil {
+			b.warn(d, err)
+			continue
+		}
+		entries = append(entries, FileEntry{Path: d, Type: "dir", Mode: uint32(fi.Mode().Perm()), MTime: fi.ModTime().UnixNano()})
+	}
+	var wg sync.WaitGroup
+	failed := make([]bool, len(tree.Files))
+	base := len(entries)
+	entries = append(entries, make([]FileEntry, len(tree.Files))...)
+	for i, rel := range tree.Files {
+		abs := filepath.Join(absPath, filepath.FromSlash(rel))
+		e := &entries[base+i]
+		fi, err := os.Lstat(abs)
+		if err != nil {
+			b.warn(abs, err)
+			failed[i] = true
+			continue
+		}
+		*e = FileEntry{Path: rel, Mode: uint32(fi.Mode().Perm()), MTime: fi.ModTime().UnixNano(), Size: fi.Size()}
+		switch {
+		case fi.Mode()&fs.ModeSymlink != 0:
+			e.Type, e.Size = "symlink", 0
+			if e.Link, err = os.Readlink(abs); err != nil {
+				b.warn(abs, err)
+				failed[i] = true
+			}
+			continue
+		case !fi.Mode().IsRegular():
+			failed[i] = true // sockets, FIFOs, devices: not mail data
+			continue
+		}
+		e.Type = "file"
+		if prev, ok := pr.files[rel]; ok && prev.Type == "file" && prev.Size == e.Size && prev.MTime == e.MTime {
+			e.Blobs = prev.Blobs
+			continue
+		}
+		b.filesNew.Add(1)
+		wg.Add(1)
+		i := i
+		j := job{abs: abs, size: e.Size, blobs: &e.Blobs, done: func(err error) {
+			if err != nil {
+				failed[i] = true
+				b.warn(abs, err)
+			}
+			wg.Done()
+		}}
+		select {
+		case b.jobs <- j:
+		case <-ctx.Done():
+			wg.Done()
+			return ID{}, ctx.Err()
+		}
+	}
+	wg.Wait()
+	kept := entries[:base]
+	for i := range tree.Files {
+		if !failed[i] {
+			kept = append(kept, entries[base+i])
+		}
+	}
+	sort.Slice(kept, func(i, j int) bool { return kept[i].Path < kept[j].Path })
+	return b.r.saveJSONBlob(ctx, FilesTree{Version: 1, Entries: kept})
+}
+
+func (b *backup) startProgress() (stop func()) {
+	if b.opt.Progress == nil {
+		return func() {}
+	}
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	report := func() {
+		b.opt.Progress(Progress{Phase: "backup", MessagesTotal: b.msgsTotal.Load(), MessagesDone: b.msgsDone.Load(),
+			BytesTotal: b.bytesTotal.Load(), BytesDone: b.bytesDone.Load(), Errors: b.errCount.Load()})
+	}
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(250 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				report()
+				return
+			case <-t.C:
+				report()
+			}
+		}
+	}()
+	return func() { close(done); <-finished }
+}
+
+// saveJSONBlob stores a tree as a blob.
+func (r *Repository) saveJSONBlob(ctx context.Context, v any) (ID, error) {
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return ID{}, err
+	}
+	id, _, err := r.SaveBlob(ctx, TreeBlob, raw)
+	return id, err
+}

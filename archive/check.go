@@ -1,0 +1,267 @@
+package archive
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+)
+
+// CheckOptions say how deep check goes.
+type CheckOptions struct {
+	// ReadData downloads and verifies every pack (or ReadSubset of them).
+	ReadData bool
+	// ReadSubset in (0,1] checks that fraction of the packs, chosen
+	// deterministically by pack ID from Seed, so repeated runs with
+	// different seeds cover the repository.
+	ReadSubset float64
+	Seed       uint64
+	// Progress is called after each pack read.
+	Progress func(done, total int)
+}
+
+// Problem is one finding of check.
+type Problem struct {
+	// Object names the damaged or missing file, e.g. "pack 1a2b…".
+	Object string `json:"object"`
+	Err    string `json:"error"`
+	// Affected lists the messages (snapshot user/folder/unique) and files
+	// whose content depends on the object.
+	Affected []string `json:"affected,omitempty"`
+}
+
+// CheckResult is what check found. Errors mean data is missing or
+// damaged; warnings are harmless leftovers (e.g. unindexed packs of an
+// interrupted backup, adopted by the next backup).
+type CheckResult struct {
+	Snapshots int       `json:"snapshots"`
+	Packs     int       `json:"packs"`
+	PacksRead int       `json:"packs_read"`
+	Blobs     int       `json:"blobs"`
+	Errors    []Problem `json:"errors"`
+	Warnings  []string  `json:"warnings"`
+}
+
+// OK reports whether check found no errors.
+func (c *CheckResult) OK() bool { return len(c.Errors) == 0 }
+
+// Check verifies the repository's structure and, optionally, its content.
+// It only reads; unindexed packs are reported, not adopted.
+func (r *Repository) Check(ctx context.Context, opt CheckOptions) (*CheckResult, error) {
+	res := &CheckResult{}
+	unindexed, err := r.LoadIndex(ctx)
+	if err != nil {
+		var corrupt bool
+		corrupt = errors.Is(err, ErrCorrupt)
+		if !corrupt {
+			return nil, err
+		}
+		res.Errors = append(res.Errors, Problem{Object: "index", Err: err.Error()})
+		return res, nil
+	}
+	for id := range unindexed {
+		res.Warnings = append(res.Warnings, fmt.Sprintf("pack %s is not in any index (left by an interrupted or running backup; the next backup adopts it)", id))
+	}
+	present := map[ID]int64{}
+	if err := r.be.List(ctx, PackFile, func(name string, size int64) error {
+		if id, err := ParseID(name); err == nil {
+			present[id] = size
+		}
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	packs := r.idx.Packs()
+	res.Packs = len(packs)
+	res.Blobs = r.idx.Len()
+	damaged := map[ID]string{} // pack → why
+	for _, p := range packs {
+		if _, ok := present[p]; !ok {
+			damaged[p] = "pack is missing from storage"
+		}
+	}
+
+	// Structure: every snapshot's trees load and every blob they name is
+	// indexed in a pack that exists.
+	refs, err := r.walkSnapshots(ctx, res)
+	if err != nil {
+		return nil, err
+	}
+
+	if opt.ReadData {
+		toRead := packs
+		if opt.ReadSubset > 0 && opt.ReadSubset < 1 {
+			toRead = subset(packs, opt.ReadSubset, opt.Seed)
+		}
+		byPack := r.idx.PackBlobs()
+		var mu sync.Mutex
+		sem := make(chan struct{}, 2)
+		var wg sync.WaitGroup
+		done := 0
+		for _, p := range toRead {
+			if _, missing := damaged[p]; missing {
+				continue
+			}
+			wg.Add(1)
+			sem <- struct{}{}
+			go func(p ID) {
+				defer wg.Done()
+				defer func() { <-sem }()
+				err := r.verifyPack(ctx, p, byPack[p])
+				mu.Lock()
+				defer mu.Unlock()
+				if err != nil {
+					damaged[p] = err.Error()
+				}
+				res.PacksRead++
+				done++
+				if opt.Progress != nil {
+					opt.Progress(done, len(toRead))
+				}
+			}(p)
+		}
+		wg.Wait()
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+	}
+	if len(damaged) > 0 {
+		// Name what each damaged pack takes with it.
+		byPack := r.idx.PackBlobs()
+		ids := make([]ID, 0, len(damaged))
+		for p := range damaged {
+			ids = append(ids, p)
+		}
+		sort.Slice(ids, func(i, j int) bool { return ids[i].String() < ids[j].String() })
+		for _, p := range ids {
+			var affected []string
+			seen := map[string]bool{}
+			for _, b := range byPack[p] {
+				for _, who := range refs[b.ID] {
+					if !seen[who] {
+						seen[who] = true
+						affected = append(affected, who)
+					}
+				}
+			}
+			sort.Strings(affected)
+			res.Errors = append(res.Errors, Problem{Object: "pack " + p.String(), Err: damaged[p], Affected: affected})
+		}
+	}
+	return res, nil
+}
+
+// walkSnapshots loads every snapshot and tree, records problems, and
+// returns for every blob the messages and files that use it.
+func (r *Repository) walkSnapshots(ctx context.Context, res *CheckResult) (map[ID][]string, error) {
+	refs := map[ID][]string{}
+	ids, err := r.List(ctx, SnapshotFile)
+	if err != nil {
+		return nil, err
+	}
+	res.Snapshots = len(ids)
+	loadedTrees := map[ID]bool{}
+	for _, sid := range ids {
+		snap, err := r.LoadSnapshot(ctx, sid)
+		if err != nil {
+			res.Errors = append(res.Errors, Problem{Object: "snapshot " + sid.String(), Err: err.Error()})
+			continue
+		}
+		missing := func(what string, id ID) {
+			if !r.idx.Has(id) {
+				res.Errors = append(res.Errors, Problem{Object: "blob " + id.String(), Err: "not in any pack", Affected: []string{what}})
+			}
+		}
+		for _, root := range snap.Roots {
+			for _, f := range root.Folders {
+				where := fmt.Sprintf("snapshot %s %s/%s", sid.Short(), f.User, f.Folder)
+				refs[f.Tree] = append(refs[f.Tree], where+" (folder list)")
+				if loadedTrees[f.Tree] {
+					continue
+				}
+				t, err := r.LoadFolderTree(ctx, f.Tree)
+				if err != nil {
+					res.Errors = append(res.Errors, Problem{Object: "tree " + f.Tree.String(), Err: err.Error(), Affected: []string{where}})
+					continue
+				}
+				loadedTrees[f.Tree] = true
+				for _, m := range t.Messages {
+					who := where + "/" + m.Unique
+					for _, b := range m.Blobs {
+						refs[b] = append(refs[b], who)
+						missing(who, b)
+					}
+				}
+			}
+			if root.Files.IsNull() {
+				continue
+			}
+			where := fmt.Sprintf("snapshot %s files of %s", sid.Short(), root.Path)
+			refs[root.Files] = append(refs[root.Files], where)
+			if loadedTrees[root.Files] {
+				continue
+			}
+			ft, err := r.LoadFilesTree(ctx, root.Files)
+			if err != nil {
+				res.Errors = append(res.Errors, Problem{Object: "tree " + root.Files.String(), Err: err.Error(), Affected: []string{where}})
+				continue
+			}
+			loadedTrees[root.Files] = true
+			for _, e := range ft.Entries {
+				for _, b := range e.Blobs {
+					who := fmt.Sprintf("snapshot %s file %s", sid.Short(), e.Path)
+					refs[b] = append(refs[b], who)
+					missing(who, b)
+				}
+			}
+		}
+	}
+	return refs, nil
+}
+
+// verifyPack downloads a pack and checks everything about it: its name
+// against its SHA-256, the age authentication of every chunk, its header
+// against the index, and every blob against its keyed ID.
+func (r *Repository) verifyPack(ctx context.Context, id ID, indexed []PackedBlob) error {
+	plain, err := r.ReadPack(ctx, id)
+	if err != nil {
+		return err
+	}
+	hdr, err := ParsePack(plain)
+	if err != nil {
+		return fmt.Errorf("pack %s: %w", id, err)
+	}
+	inPack := make(map[ID]PackedBlob, len(hdr))
+	for _, b := range hdr {
+		inPack[b.ID] = b
+		if _, err := r.DecodeBlob(id, b, plain[b.Offset:b.Offset+b.Length]); err != nil {
+			return err
+		}
+	}
+	for _, b := range indexed {
+		if got, ok := inPack[b.ID]; !ok || got != b {
+			return fmt.Errorf("pack %s: index entry for blob %s does not match the pack header", id, b.ID)
+		}
+	}
+	return nil
+}
+
+// subset picks about frac of the packs, stable for a given seed.
+func subset(packs []ID, frac float64, seed uint64) []ID {
+	var out []ID
+	limit := uint64(frac * float64(^uint64(0)))
+	for _, p := range packs {
+		h := seed*0x9e3779b97f4a7c15 ^ (uint64(p[0]) | uint64(p[1])<<8 | uint64(p[2])<<16 | uint64(p[3])<<24 | uint64(p[4])<<32 | uint64(p[5])<<40 | uint64(p[6])<<48 | uint64(p[7])<<56)
+		h ^= h >> 33
+		h *= 0xff51afd7ed558ccd
+		h ^= h >> 33
+		if h <= limit {
+			out = append(out, p)
+		}
+	}
+	if len(out) == 0 && len(packs) > 0 {
+		out = append(out, packs[seed%uint64(len(packs))])
+	}
+	return out
+}

@@ -1,0 +1,190 @@
+package archive
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+)
+
+// BlobType separates message/file content from the repository's own
+// metadata (folder trees).
+type BlobType uint8
+
+const (
+	DataBlob BlobType = 0
+	TreeBlob BlobType = 1
+)
+
+func (t BlobType) String() string {
+	switch t {
+	case DataBlob:
+		return "data"
+	case TreeBlob:
+		return "tree"
+	}
+	return fmt.Sprintf("type%d", uint8(t))
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (t BlobType) MarshalText() ([]byte, error) { return []byte(t.String()), nil }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (t *BlobType) UnmarshalText(b []byte) error {
+	switch string(b) {
+	case "data":
+		*t = DataBlob
+	case "tree":
+		*t = TreeBlob
+	default:
+		return fmt.Errorf("unknown blob type %q", b)
+	}
+	return nil
+}
+
+// Compression says how a blob is stored in its pack.
+type Compression uint8
+
+const (
+	// Uncompressed blobs are stored as they are: used where zstd does not
+	// shrink the blob enough to pay for decompression (JPEGs, zip files).
+	Uncompressed Compression = 0
+	// Zstd blobs are one zstd frame each (RFC 8878), decodable by `zstd -d`.
+	Zstd Compression = 1
+)
+
+func (c Compression) String() string {
+	if c == Zstd {
+		return "zstd"
+	}
+	return "none"
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (c Compression) MarshalText() ([]byte, error) { return []byte(c.String()), nil }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (c *Compression) UnmarshalText(b []byte) error {
+	switch string(b) {
+	case "zstd":
+		*c = Zstd
+	case "none":
+		*c = Uncompressed
+	default:
+		return fmt.Errorf("unknown compression %q", b)
+	}
+	return nil
+}
+
+// PackedBlob is one blob's entry in a pack header or an index.
+type PackedBlob struct {
+	ID          ID          `json:"id"`
+	Type        BlobType    `json:"type"`
+	Offset      uint32      `json:"offset"`
+	Length      uint32      `json:"length"`
+	RawLength   uint32      `json:"raw_length"`
+	Compression Compression `json:"compression"`
+}
+
+// Pack layout (plaintext, before age encryption; see docs/FORMAT.md):
+//
+//	blob 0 | blob 1 | ... | entry 0 | entry 1 | ... | count (uint32 LE) | "MVP1"
+//
+// where each entry is 42 bytes: type (1), compression (1), stored length
+// (uint32 LE), raw length (uint32 LE), blob ID (32). Offsets are implicit:
+// blobs follow each other from offset 0 in entry order.
+const (
+	packMagic     = "MVP1"
+	packEntrySize = 1 + 1 + 4 + 4 + 32
+	packTrailer   = 8 // count (4) + magic (4)
+	// maxPackEntries bounds what a hostile header can make us allocate.
+	maxPackEntries = 1 << 22
+)
+
+// packBuilder accumulates blobs of one pack in memory.
+type packBuilder struct {
+	buf     bytes.Buffer
+	entries []PackedBlob
+}
+
+func (p *packBuilder) add(id ID, t BlobType, c Compression, rawLen int, stored []byte) {
+	p.entries = append(p.entries, PackedBlob{ID: id, Type: t, Offset: uint32(p.buf.Len()), Length: uint32(len(stored)), RawLength: uint32(rawLen), Compression: c})
+	p.buf.Write(stored)
+}
+
+// finish appends the header and trailer and returns the plaintext.
+func (p *packBuilder) finish() []byte {
+	var e [packEntrySize]byte
+	for _, b := range p.entries {
+		e[0] = byte(b.Type)
+		e[1] = byte(b.Compression)
+		binary.LittleEndian.PutUint32(e[2:], b.Length)
+		binary.LittleEndian.PutUint32(e[6:], b.RawLength)
+		copy(e[10:], b.ID[:])
+		p.buf.Write(e[:])
+	}
+	var t [packTrailer]byte
+	binary.LittleEndian.PutUint32(t[:], uint32(len(p.entries)))
+	copy(t[4:], packMagic)
+	p.buf.Write(t[:])
+	return p.buf.Bytes()
+}
+
+// errCorruptPack is wrapped by every pack-parsing error.
+var errCorruptPack = errors.New("corrupt pack")
+
+// packHeaderSize returns the size of header+trailer given the trailer.
+func packHeaderSize(trailer []byte, plainSize int64) (count int, size int64, err error) {
+	if len(trailer) != packTrailer || string(trailer[4:]) != packMagic {
+		return 0, 0, fmt.Errorf("%w: bad trailer", errCorruptPack)
+	}
+	n := binary.LittleEndian.Uint32(trailer)
+	size = int64(n)*packEntrySize + packTrailer
+	if n > maxPackEntries || size > plainSize {
+		return 0, 0, fmt.Errorf("%w: header claims %d entries", errCorruptPack, n)
+	}
+	return int(n), size, nil
+}
+
+// parsePackHeader decodes the header entries (without trailer) of a pack
+// whose plaintext is plainSize bytes long, and checks that the blobs tile
+// the data area exactly.
+func parsePackHeader(hdr []byte, count int, plainSize int64) ([]PackedBlob, error) {
+	if len(hdr) != count*packEntrySize {
+		return nil, fmt.Errorf("%w: header length %d for %d entries", errCorruptPack, len(hdr), count)
+	}
+	dataEnd := plainSize - int64(count*packEntrySize) - packTrailer
+	out := make([]PackedBlob, count)
+	var off int64
+	for i := range out {
+		e := hdr[i*packEntrySize : (i+1)*packEntrySize]
+		b := PackedBlob{Type: BlobType(e[0]), Compression: Compression(e[1]), Offset: uint32(off),
+			Length: binary.LittleEndian.Uint32(e[2:]), RawLength: binary.LittleEndian.Uint32(e[6:])}
+		copy(b.ID[:], e[10:])
+		if b.Type > TreeBlob || b.Compression > Zstd {
+			return nil, fmt.Errorf("%w: entry %d has unknown type or compression", errCorruptPack, i)
+		}
+		off += int64(b.Length)
+		if off > dataEnd {
+			return nil, fmt.Errorf("%w: entry %d extends past the data area", errCorruptPack, i)
+		}
+		out[i] = b
+	}
+	if off != dataEnd {
+		return nil, fmt.Errorf("%w: blobs cover %d of %d data bytes", errCorruptPack, off, dataEnd)
+	}
+	return out, nil
+}
+
+// ParsePack decodes a whole pack plaintext's header; used by check and
+// by the fuzzer.
+func ParsePack(plain []byte) ([]PackedBlob, error) {
+	if len(plain) < packTrailer {
+		return nil, fmt.Errorf("%w: too short", errCorruptPack)
+	}
+	count, size, err := packHeaderSize(plain[len(plain)-packTrailer:], int64(len(plain)))
+	if err != nil {
+		return nil, err
+	}
+	return parsePackHeader(plain[int64(len(plain))-size:len(plain)-packTrailer], count, int64(len(plain)))
+}

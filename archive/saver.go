@@ -1,0 +1,348 @@
+package archive
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	"filippo.io/age"
+)
+
+// SaveBlob stores a blob unless the repository already has it, and returns
+// its ID. It is safe for concurrent use; compression runs on the calling
+// goroutine so that callers (the backup workers) spread it over the cores.
+func (r *Repository) SaveBlob(ctx context.Context, t BlobType, data []byte) (ID, bool, error) {
+	id := r.BlobID(data)
+	stored, err := r.saveBlobWithID(ctx, t, id, data)
+	return id, stored, err
+}
+
+func (r *Repository) saveBlobWithID(ctx context.Context, t BlobType, id ID, data []byte) (bool, error) {
+	r.saveMu.Lock()
+	_, pend := r.pending[id]
+	if pend || r.idx.Has(id) {
+		r.stats.BlobsDup++
+		r.stats.RawBytesDup += int64(len(data))
+		r.saveMu.Unlock()
+		return false, nil
+	}
+	r.pending[id] = struct{}{}
+	r.saveMu.Unlock()
+
+	comp, stored := r.compress(data)
+
+	r.saveMu.Lock()
+	p := r.packs[t]
+	if p == nil {
+		p = &packBuilder{}
+		p.buf.Grow(int(r.cfg.PackSize) + 1<<20)
+		r.packs[t] = p
+	}
+	p.add(id, t, comp, len(data), stored)
+	r.stats.BlobsNew++
+	r.stats.RawBytesNew += int64(len(data))
+	r.stats.StoredBytesNew += int64(len(stored))
+	var full *packBuilder
+	if int64(p.buf.Len()) >= r.cfg.PackSize {
+		full, r.packs[t] = p, nil
+	}
+	r.saveMu.Unlock()
+
+	if full != nil {
+		if err := r.queuePack(ctx, full); err != nil {
+			return false, err
+		}
+	}
+	return true, nil
+}
+
+// compress returns the zstd form of data where it saves at least 1/32 of
+// the size; otherwise the bytes as they are.
+func (r *Repository) compress(data []byte) (Compression, []byte) {
+	if r.level == 0 || len(data) < 64 {
+		return Uncompressed, data
+	}
+	z := r.zenc.EncodeAll(data, make([]byte, 0, len(data)/2))
+	if len(z) > len(data)-len(data)/32 {
+		return Uncompressed, data
+	}
+	return Zstd, z
+}
+
+func (r *Repository) startUploaders(n int) {
+	// A queue of one pack per uploader bounds memory: with 16 MiB packs
+	// and two uploaders at most ~5 packs are in memory at once.
+	r.upload = make(chan *packBuilder, n)
+	for i := 0; i < n; i++ {
+		r.uploadWG.Add(1)
+		go func() {
+			defer r.uploadWG.Done()
+			for p := range r.upload {
+				if err := r.writePack(context.Background(), p); err != nil {
+					r.uploadMu.Lock()
+					if r.upErr == nil {
+						r.upErr = err
+					}
+					r.uploadMu.Unlock()
+				}
+			}
+		}()
+	}
+}
+
+func (r *Repository) stopUploaders() {
+	if r.upload != nil {
+		close(r.upload)
+		r.uploadWG.Wait()
+		r.upload = nil
+	}
+}
+
+func (r *Repository) uploadError() error {
+	r.uploadMu.Lock()
+	defer r.uploadMu.Unlock()
+	return r.upErr
+}
+
+func (r *Repository) queuePack(ctx context.Context, p *packBuilder) error {
+	if err := r.uploadError(); err != nil {
+		return err
+	}
+	select {
+	case r.upload <- p:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// writePack encrypts a finished pack, stores it under the SHA-256 of its
+// ciphertext, and only then makes its blobs visible in the index.
+func (r *Repository) writePack(ctx context.Context, p *packBuilder) error {
+	sealed, err := r.encrypt(PackFile, p.finish())
+	if err != nil {
+		return err
+	}
+	id := fileID(sealed)
+	if err := r.be.Put(ctx, PackFile, id.String(), sealed); err != nil {
+		return fmt.Errorf("store pack: %w", err)
+	}
+	r.idx.addPack(id, p.entries)
+	r.saveMu.Lock()
+	for _, b := range p.entries {
+		delete(r.pending, b.ID)
+	}
+	r.written = append(r.written, IndexPack{ID: id, Blobs: p.entries})
+	r.stats.Packs++
+	r.saveMu.Unlock()
+	return nil
+}
+
+// Flush writes the open packs, waits for every upload, and then stores one
+// index file for the packs written since the last Flush. Only after Flush
+// returns may a snapshot refer to the saved blobs (write order: packs →
+// index → snapshot).
+func (r *Repository) Flush(ctx context.Context) error {
+	r.saveMu.Lock()
+	open := []*packBuilder{}
+	for i, p := range r.packs {
+		if p != nil && len(p.entries) > 0 {
+			open = append(open, p)
+		}
+		r.packs[i] = nil
+	}
+	r.saveMu.Unlock()
+	for _, p := range open {
+		if err := r.queuePack(ctx, p); err != nil {
+			return err
+		}
+	}
+	// Drain the uploaders and start fresh ones, so Flush can be called
+	// again (e.g. periodic index writes).
+	n := cap(r.upload)
+	r.stopUploaders()
+	r.startUploaders(n)
+	if err := r.uploadError(); err != nil {
+		return err
+	}
+	r.saveMu.Lock()
+	written := r.written
+	r.written = nil
+	r.saveMu.Unlock()
+	if len(written) == 0 {
+		return nil
+	}
+	return r.writeIndex(ctx, written)
+}
+
+func (r *Repository) writeIndex(ctx context.Context, packs []IndexPack) error {
+	id, err := r.SaveJSONFile(ctx, IndexFile, IndexFileContent{Version: 1, Packs: packs})
+	if err != nil {
+		return fmt.Errorf("store index: %w", err)
+	}
+	r.idx.mu.Lock()
+	r.idx.files[id] = struct{}{}
+	r.idx.mu.Unlock()
+	return nil
+}
+
+// LoadIndex reads every index file and returns the packs that no index
+// mentions, with their sizes: packs left by a backup killed before it
+// wrote its index (or being written by a backup running right now).
+func (r *Repository) LoadIndex(ctx context.Context) (unindexed map[ID]int64, err error) {
+	files, err := r.List(ctx, IndexFile)
+	if err != nil {
+		return nil, err
+	}
+	for _, f := range files {
+		plain, err := r.LoadFile(ctx, IndexFile, f)
+		if err != nil {
+			return nil, err
+		}
+		ic, err := decodeIndex(plain)
+		if err != nil {
+			return nil, fmt.Errorf("index/%s: %w: %v", f, ErrCorrupt, err)
+		}
+		for _, p := range ic.Packs {
+			r.idx.addPack(p.ID, p.Blobs)
+		}
+		r.idx.mu.Lock()
+		r.idx.files[f] = struct{}{}
+		r.idx.mu.Unlock()
+	}
+	unindexed = map[ID]int64{}
+	err = r.be.List(ctx, PackFile, func(name string, size int64) error {
+		if id, err := ParseID(name); err == nil && !r.idx.HasPack(id) {
+			unindexed[id] = size
+		}
+		return nil
+	})
+	return unindexed, err
+}
+
+// AdoptPacks reads the headers of unindexed packs and writes an index file
+// for them, so the next backup reuses what an interrupted one stored. A
+// pack whose header cannot be read is skipped (check names it).
+func (r *Repository) AdoptPacks(ctx context.Context, packs map[ID]int64) (int, error) {
+	var adopted []IndexPack
+	for id, size := range packs {
+		blobs, err := r.ReadPackHeader(ctx, id, size)
+		if err != nil {
+			continue
+		}
+		adopted = append(adopted, IndexPack{ID: id, Blobs: blobs})
+		r.idx.addPack(id, blobs)
+	}
+	if len(adopted) == 0 {
+		return 0, nil
+	}
+	return len(adopted), r.writeIndex(ctx, adopted)
+}
+
+// decryptPackAt opens a pack for random access: only the 64 KiB age
+// chunks covering what is read are fetched and authenticated.
+func (r *Repository) decryptPackAt(ctx context.Context, id ID, size int64) (io.ReaderAt, int64, error) {
+	ident, err := r.identityFor(PackFile)
+	if err != nil {
+		return nil, 0, err
+	}
+	if size <= 0 {
+		if size, err = r.be.Stat(ctx, PackFile, id.String()); err != nil {
+			return nil, 0, err
+		}
+	}
+	ra, plainSize, err := age.DecryptReaderAt(readerAt{ctx, r.be, PackFile, id.String()}, size, ident)
+	if err != nil {
+		return nil, 0, fmt.Errorf("pack %s: %w: %v", id, ErrCorrupt, err)
+	}
+	return ra, plainSize, nil
+}
+
+// ReadPackHeader reads a pack's header through ranged reads.
+func (r *Repository) ReadPackHeader(ctx context.Context, id ID, size int64) ([]PackedBlob, error) {
+	ra, plainSize, err := r.decryptPackAt(ctx, id, size)
+	if err != nil {
+		return nil, err
+	}
+	if plainSize < int64(packTrailer) {
+		return nil, fmt.Errorf("pack %s: %w: too short", id, ErrCorrupt)
+	}
+	trailer := make([]byte, packTrailer)
+	if _, err := ra.ReadAt(trailer, plainSize-int64(packTrailer)); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("pack %s: %w: %v", id, ErrCorrupt, err)
+	}
+	count, hsize, err := packHeaderSize(trailer, plainSize)
+	if err != nil {
+		return nil, fmt.Errorf("pack %s: %w", id, err)
+	}
+	hdr := make([]byte, count*packEntrySize)
+	if _, err := ra.ReadAt(hdr, plainSize-hsize); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("pack %s: %w: %v", id, ErrCorrupt, err)
+	}
+	blobs, err := parsePackHeader(hdr, count, plainSize)
+	if err != nil {
+		return nil, fmt.Errorf("pack %s: %w", id, err)
+	}
+	return blobs, nil
+}
+
+// LoadBlob reads, decrypts, decompresses and authenticates one blob.
+func (r *Repository) LoadBlob(ctx context.Context, id ID) ([]byte, error) {
+	pack, b, ok := r.idx.Lookup(id)
+	if !ok {
+		return nil, fmt.Errorf("blob %s: %w: not in any index", id, ErrCorrupt)
+	}
+	ra, _, err := r.decryptPackAt(ctx, pack, 0)
+	if err != nil {
+		return nil, err
+	}
+	stored := make([]byte, b.Length)
+	if _, err := ra.ReadAt(stored, int64(b.Offset)); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("pack %s blob %s: %w: %v", pack, id, ErrCorrupt, err)
+	}
+	return r.DecodeBlob(pack, b, stored)
+}
+
+// DecodeBlob turns a blob's stored bytes into its plaintext and verifies
+// that it hashes to its ID.
+func (r *Repository) DecodeBlob(pack ID, b PackedBlob, stored []byte) ([]byte, error) {
+	plain := stored
+	if b.Compression == Zstd {
+		var err error
+		plain, err = r.zdec.DecodeAll(stored, make([]byte, 0, b.RawLength))
+		if err != nil {
+			return nil, fmt.Errorf("pack %s blob %s: %w: %v", pack, b.ID, ErrCorrupt, err)
+		}
+	}
+	if uint32(len(plain)) != b.RawLength || r.BlobID(plain) != b.ID {
+		return nil, fmt.Errorf("pack %s blob %s: %w: content does not match its ID", pack, b.ID, ErrCorrupt)
+	}
+	return plain, nil
+}
+
+// ReadPack fetches a whole pack, verifies its name (SHA-256), decrypts it
+// and returns the plaintext.
+func (r *Repository) ReadPack(ctx context.Context, id ID) ([]byte, error) {
+	sealed, err := readAll(ctx, r.be, PackFile, id.String())
+	if err != nil {
+		return nil, err
+	}
+	if fileID(sealed) != id {
+		return nil, fmt.Errorf("pack %s: %w: content does not match its name (SHA-256)", id, ErrCorrupt)
+	}
+	ident, err := r.identityFor(PackFile)
+	if err != nil {
+		return nil, err
+	}
+	dr, err := age.Decrypt(bytes.NewReader(sealed), ident)
+	if err != nil {
+		return nil, fmt.Errorf("pack %s: %w: %v", id, ErrCorrupt, err)
+	}
+	plain, err := io.ReadAll(dr)
+	if err != nil {
+		return nil, fmt.Errorf("pack %s: %w: %v", id, ErrCorrupt, err)
+	}
+	return plain, nil
+}

@@ -1,0 +1,335 @@
+package archive
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Message is one mail message in a folder tree. It is what later features
+// (search, legal holds, single-message restore) know about a message
+// without reading its content.
+type Message struct {
+	// Unique is the Maildir unique name: the part of the file name before
+	// ":2,". It identifies the message across flag changes and moves.
+	Unique string `json:"unique"`
+	Flags  string `json:"flags"`
+	// New is set for messages in new/ (not yet seen by a client).
+	New bool `json:"new,omitempty"`
+	// MTime is the file's modification time (the delivery time, as Maildir
+	// writers set it), in Unix nanoseconds.
+	MTime int64 `json:"mtime"`
+	Size  int64 `json:"size"`
+	// Blobs, concatenated, are the message: the header block first, then
+	// the body (one blob, or content-defined chunks of a large body).
+	Blobs []ID `json:"blobs"`
+
+	From      []string `json:"from,omitempty"`
+	To        []string `json:"to,omitempty"`
+	Cc        []string `json:"cc,omitempty"`
+	Subject   string   `json:"subject,omitempty"`
+	Date      string   `json:"date,omitempty"` // RFC 3339, from the Date header
+	MessageID string   `json:"message_id,omitempty"`
+
+	// diskName is the file name in the source during a backup.
+	diskName string
+}
+
+// FileName is the Maildir file name to restore the message under.
+func (m *Message) FileName() string {
+	if m.New && m.Flags == "" {
+		return m.Unique
+	}
+	return m.Unique + ":2," + m.Flags
+}
+
+// Subdir is "new" or "cur".
+func (m *Message) Subdir() string {
+	if m.New {
+		return "new"
+	}
+	return "cur"
+}
+
+// FolderTree is the content of a tree blob for one Maildir folder.
+type FolderTree struct {
+	Version  int       `json:"version"`
+	Messages []Message `json:"messages"`
+}
+
+// FileEntry is a plain file, symlink or directory of the source tree that
+// is not a message (uid lists, subscriptions, configuration ...).
+type FileEntry struct {
+	Path  string `json:"path"` // slash path relative to the source root
+	Type  string `json:"type"` // "file", "dir" or "symlink"
+	Mode  uint32 `json:"mode"` // permission bits
+	MTime int64  `json:"mtime"`
+	Size  int64  `json:"size,omitempty"`
+	Link  string `json:"link,omitempty"`
+	Blobs []ID   `json:"blobs,omitempty"`
+}
+
+// FilesTree is the content of the tree blob listing a root's other files.
+type FilesTree struct {
+	Version int         `json:"version"`
+	Entries []FileEntry `json:"entries"`
+}
+
+// DirStamp is what a folder's cur/ or new/ directory looked like; when it
+// has not changed since the parent snapshot, the folder is not listed
+// again (every Maildir change — delivery, flag rename, move, expunge —
+// changes the directory's mtime and ctime).
+type DirStamp struct {
+	Ino   uint64 `json:"ino"`
+	MTime int64  `json:"mtime"`
+	CTime int64  `json:"ctime"`
+}
+
+// FolderEntry is one folder of one user in a snapshot.
+type FolderEntry struct {
+	User     string   `json:"user"`
+	Folder   string   `json:"folder"`
+	Dir      string   `json:"dir"` // slash path relative to the root
+	Tree     ID       `json:"tree"`
+	Messages int64    `json:"messages"`
+	Bytes    int64    `json:"bytes"`
+	Cur      DirStamp `json:"cur"`
+	New      DirStamp `json:"new"`
+}
+
+// SourceRoot is one backed-up path.
+type SourceRoot struct {
+	// Path is the absolute source path.
+	Path string `json:"path"`
+	// Name is where the root is restored below the target: "" when the
+	// snapshot has a single root, else a unique base name.
+	Name    string        `json:"name"`
+	Folders []FolderEntry `json:"folders"`
+	Files   ID            `json:"files"`
+}
+
+// Summary is what a backup did.
+type Summary struct {
+	Messages          int64   `json:"messages"`
+	MessagesNew       int64   `json:"messages_new"`
+	MessagesChanged   int64   `json:"messages_changed"` // flags or folder changed, content reused
+	Folders           int64   `json:"folders"`
+	FoldersUnchanged  int64   `json:"folders_unchanged"` // not even listed again
+	Files             int64   `json:"files"`
+	FilesNew          int64   `json:"files_new"`
+	BytesTotal        int64   `json:"bytes_total"`       // size of everything in the snapshot
+	BytesRead         int64   `json:"bytes_read"`        // content bytes read from the source
+	BytesNew          int64   `json:"bytes_new"`         // plaintext of blobs added
+	BytesStored       int64   `json:"bytes_stored"`      // the same after compression
+	DedupRatio        float64 `json:"dedup_ratio"`       // bytes read / bytes new (≥ 1)
+	CompressionRatio  float64 `json:"compression_ratio"` // bytes new / bytes stored
+	Errors            int64   `json:"errors"`            // unreadable entries (skipped)
+	DurationSeconds   float64 `json:"duration_seconds"`
+	PacksWritten      int64   `json:"packs_written"`
+	BlobsNew          int64   `json:"blobs_new"`
+	BlobsDeduplicated int64   `json:"blobs_deduplicated"`
+}
+
+// Snapshot is the content of a snapshot file.
+type Snapshot struct {
+	Version  int          `json:"version"`
+	Time     time.Time    `json:"time"`
+	EndTime  time.Time    `json:"end_time"`
+	Host     string       `json:"host"`
+	Tags     []string     `json:"tags,omitempty"`
+	Parent   *ID          `json:"parent,omitempty"`
+	Roots    []SourceRoot `json:"roots"`
+	Summary  Summary      `json:"summary"`
+	ID       ID           `json:"-"`
+	Paths    []string     `json:"paths"`
+	Partial  bool         `json:"partial,omitempty"` // some entries could not be read
+	Program  string       `json:"program,omitempty"`
+	Username string       `json:"username,omitempty"`
+}
+
+// decodeSnapshot parses and validates a snapshot file's JSON; names inside
+// are checked so that a hostile manifest cannot direct a restore outside
+// its target.
+func decodeSnapshot(plain []byte) (*Snapshot, error) {
+	var s Snapshot
+	if err := json.Unmarshal(plain, &s); err != nil {
+		return nil, err
+	}
+	if s.Version != 1 {
+		return nil, fmt.Errorf("unsupported snapshot version %d", s.Version)
+	}
+	for _, root := range s.Roots {
+		if root.Name != "" {
+			if err := CheckRelPath(root.Name); err != nil {
+				return nil, fmt.Errorf("root name: %w", err)
+			}
+		}
+		for _, f := range root.Folders {
+			if err := CheckRelPath(f.Dir); err != nil {
+				return nil, fmt.Errorf("folder %q: %w", f.Folder, err)
+			}
+		}
+	}
+	return &s, nil
+}
+
+// CheckRelPath rejects a manifest path that could escape the restore
+// target: absolute paths, "..", empty or NUL-containing components.
+func CheckRelPath(p string) error {
+	if p == "." {
+		return nil
+	}
+	if p == "" || strings.HasPrefix(p, "/") || strings.ContainsRune(p, 0) || strings.Contains(p, "\\") {
+		return fmt.Errorf("unsafe path %q in manifest", p)
+	}
+	for _, c := range strings.Split(p, "/") {
+		if c == "" || c == "." || c == ".." {
+			return fmt.Errorf("unsafe path %q in manifest", p)
+		}
+	}
+	return nil
+}
+
+// checkName rejects a file name (one component) that is unsafe.
+func checkName(n string) error {
+	if n == "" || n == "." || n == ".." || strings.ContainsAny(n, "/\\\x00") {
+		return fmt.Errorf("unsafe file name %q in manifest", n)
+	}
+	return nil
+}
+
+// LoadSnapshot reads one snapshot.
+func (r *Repository) LoadSnapshot(ctx context.Context, id ID) (*Snapshot, error) {
+	plain, err := r.LoadFile(ctx, SnapshotFile, id)
+	if err != nil {
+		return nil, err
+	}
+	s, err := decodeSnapshot(plain)
+	if err != nil {
+		return nil, fmt.Errorf("snapshot %s: %w: %v", id.Short(), ErrCorrupt, err)
+	}
+	s.ID = id
+	return s, nil
+}
+
+// Snapshots loads every snapshot, oldest first.
+func (r *Repository) Snapshots(ctx context.Context) ([]*Snapshot, error) {
+	ids, err := r.List(ctx, SnapshotFile)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*Snapshot, 0, len(ids))
+	for _, id := range ids {
+		s, err := r.LoadSnapshot(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, s)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Time.Before(out[j].Time) })
+	return out, nil
+}
+
+// ErrNoSnapshot means no snapshot matches.
+var ErrNoSnapshot = errors.New("no matching snapshot")
+
+// FindSnapshot resolves "latest" or an ID prefix (at least 4 hex digits).
+func (r *Repository) FindSnapshot(ctx context.Context, ref string) (*Snapshot, error) {
+	if ref == "latest" {
+		all, err := r.Snapshots(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if len(all) == 0 {
+			return nil, fmt.Errorf("latest: %w (the repository has none)", ErrNoSnapshot)
+		}
+		return all[len(all)-1], nil
+	}
+	if len(ref) < 4 {
+		return nil, fmt.Errorf("snapshot %q: give at least 4 hex digits or \"latest\"", ref)
+	}
+	ids, err := r.List(ctx, SnapshotFile)
+	if err != nil {
+		return nil, err
+	}
+	var match []ID
+	for _, id := range ids {
+		if strings.HasPrefix(id.String(), strings.ToLower(ref)) {
+			match = append(match, id)
+		}
+	}
+	switch len(match) {
+	case 0:
+		return nil, fmt.Errorf("snapshot %q: %w", ref, ErrNoSnapshot)
+	case 1:
+		return r.LoadSnapshot(ctx, match[0])
+	}
+	return nil, fmt.Errorf("snapshot prefix %q is ambiguous (%d matches)", ref, len(match))
+}
+
+// LoadFolderTree reads a folder's message list.
+func (r *Repository) LoadFolderTree(ctx context.Context, id ID) (*FolderTree, error) {
+	plain, err := r.LoadBlob(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	t, err := decodeFolderTree(plain)
+	if err != nil {
+		return nil, fmt.Errorf("tree %s: %w: %v", id.Short(), ErrCorrupt, err)
+	}
+	return t, nil
+}
+
+func decodeFolderTree(plain []byte) (*FolderTree, error) {
+	var t FolderTree
+	if err := json.Unmarshal(plain, &t); err != nil {
+		return nil, err
+	}
+	if t.Version != 1 {
+		return nil, fmt.Errorf("unsupported tree version %d", t.Version)
+	}
+	for _, m := range t.Messages {
+		if err := checkName(m.FileName()); err != nil {
+			return nil, err
+		}
+	}
+	return &t, nil
+}
+
+// LoadFilesTree reads a root's list of other files.
+func (r *Repository) LoadFilesTree(ctx context.Context, id ID) (*FilesTree, error) {
+	plain, err := r.LoadBlob(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	t, err := decodeFilesTree(plain)
+	if err != nil {
+		return nil, fmt.Errorf("tree %s: %w: %v", id.Short(), ErrCorrupt, err)
+	}
+	return t, nil
+}
+
+func decodeFilesTree(plain []byte) (*FilesTree, error) {
+	var t FilesTree
+	if err := json.Unmarshal(plain, &t); err != nil {
+		return nil, err
+	}
+	if t.Version != 1 {
+		return nil, fmt.Errorf("unsupported tree version %d", t.Version)
+	}
+	for _, e := range t.Entries {
+		if err := CheckRelPath(e.Path); err != nil {
+			return nil, err
+		}
+		switch e.Type {
+		case "file", "dir", "symlink":
+		default:
+			return nil, fmt.Errorf("entry %q: unknown type %q", e.Path, e.Type)
+		}
+	}
+	return &t, nil
+}

@@ -1,0 +1,145 @@
+// Command mailvault is a mail server bundled with the backup, archival and
+// disaster-recovery engine that protects it. This package only parses
+// flags and calls the packages that do the work.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/mailvault/mailvault/archive"
+)
+
+// Exit codes; documented in README.md ("Exit codes").
+const (
+	exitOK          = 0
+	exitError       = 1
+	exitUsage       = 2
+	exitPartial     = 3  // backup made, but some source entries were unreadable
+	exitNoRepo      = 10 // the repository does not exist
+	exitLocked      = 11 // the repository is locked by another process
+	exitWrongKey    = 12 // no key file opens with the given password or identity
+	exitCheckFailed = 13 // check found damaged or missing data
+)
+
+// exitError carries an exit code through cobra's error return.
+type exitCodeError struct {
+	code int
+	err  error
+}
+
+func (e *exitCodeError) Error() string { return e.err.Error() }
+func (e *exitCodeError) Unwrap() error { return e.err }
+
+func withCode(code int, err error) error { return &exitCodeError{code, err} }
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	root := newRootCmd(stdin, stdout, stderr)
+	root.SetArgs(args)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return exitOK
+	}
+	fmt.Fprintln(stderr, "mailvault:", err)
+	return exitCodeOf(err)
+}
+
+func exitCodeOf(err error) int {
+	var ec *exitCodeError
+	switch {
+	case errors.As(err, &ec):
+		return ec.code
+	case errors.Is(err, archive.ErrNoRepository):
+		return exitNoRepo
+	case errors.Is(err, archive.ErrLocked):
+		return exitLocked
+	case errors.Is(err, archive.ErrWrongKey):
+		return exitWrongKey
+	case errors.Is(err, errUsage):
+		return exitUsage
+	}
+	return exitError
+}
+
+var errUsage = errors.New("usage")
+
+// globals are the flags every command shares.
+type globals struct {
+	repo         string
+	passwordFile string
+	identities   []string
+	json         bool
+	quiet        bool
+	verbose      bool
+	compression  string
+
+	stdin          io.Reader
+	stdout, stderr io.Writer
+}
+
+func newRootCmd(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
+	g := &globals{stdin: stdin, stdout: stdout, stderr: stderr}
+	root := &cobra.Command{
+		Use:   "mailvault",
+		Short: "Secure mail server with built-in backup, archival and disaster recovery",
+		Long: `mailvault backs up Maildir mail into a deduplicating, compressed, age-encrypted
+repository, restores any part of it, and proves the repository healthy.
+
+The repository and secrets can also come from the environment:
+  MAILVAULT_REPO            repository location (same as --repo)
+  MAILVAULT_PASSWORD        repository passphrase
+  MAILVAULT_PASSWORD_FILE   file holding the passphrase
+  MAILVAULT_IDENTITY        age identity file (same as --identity)`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetIn(stdin)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return fmt.Errorf("%w: %v (see %s --help)", errUsage, err, c.CommandPath())
+	})
+	pf := root.PersistentFlags()
+	pf.StringVarP(&g.repo, "repo", "r", os.Getenv("MAILVAULT_REPO"), "repository location (env MAILVAULT_REPO)")
+	pf.StringVar(&g.passwordFile, "password-file", os.Getenv("MAILVAULT_PASSWORD_FILE"), "file holding the repository passphrase (env MAILVAULT_PASSWORD_FILE)")
+	var idDefault []string
+	if v := os.Getenv("MAILVAULT_IDENTITY"); v != "" {
+		idDefault = []string{v}
+	}
+	pf.StringArrayVar(&g.identities, "identity", idDefault, "age identity file that opens the repository (env MAILVAULT_IDENTITY; repeatable)")
+	pf.BoolVar(&g.json, "json", false, "print results as JSON (for scripts)")
+	pf.BoolVarP(&g.quiet, "quiet", "q", false, "print only errors")
+	pf.BoolVarP(&g.verbose, "verbose", "v", false, "log more detail to stderr")
+	pf.StringVar(&g.compression, "compression", "auto", "zstd level for new data: off, fastest, auto (default), better, max")
+
+	root.AddCommand(
+		newInitCmd(g), newBackupCmd(g), newSnapshotsCmd(g), newLsCmd(g), newRestoreCmd(g),
+		newCheckCmd(g), newKeyCmd(g), newCatCmd(g), newDevCmd(),
+	)
+	return root
+}
+
+func (g *globals) logger() *slog.Logger {
+	level := slog.LevelWarn
+	if g.verbose {
+		level = slog.LevelDebug
+	}
+	if g.quiet {
+		level = slog.LevelError
+	}
+	return slog.New(slog.NewTextHandler(g.stderr, &slog.HandlerOptions{Level: level}))
+}

@@ -1,0 +1,142 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"golang.org/x/term"
+
+	"github.com/mailvault/mailvault/archive"
+	"github.com/mailvault/mailvault/archive/local"
+)
+
+// backend turns a --repo location into a storage backend.
+func (g *globals) backend() (archive.Backend, error) {
+	if g.repo == "" {
+		return nil, fmt.Errorf("%w: no repository given (use --repo or MAILVAULT_REPO)", errUsage)
+	}
+	loc := g.repo
+	switch {
+	case strings.HasPrefix(loc, "local:"):
+		loc = strings.TrimPrefix(loc, "local:")
+	case strings.Contains(loc, ":") && !strings.HasPrefix(loc, "/") && !strings.HasPrefix(loc, "."):
+		scheme, _, _ := strings.Cut(loc, ":")
+		return nil, fmt.Errorf("repository type %q is not supported yet (only local directories)", scheme)
+	}
+	return local.New(loc), nil
+}
+
+// password returns the passphrase from MAILVAULT_PASSWORD, the password
+// file, or (for interactive use) the terminal.
+func (g *globals) password(prompt bool, confirm bool) (string, error) {
+	if v := os.Getenv("MAILVAULT_PASSWORD"); v != "" {
+		return v, nil
+	}
+	if g.passwordFile != "" {
+		raw, err := os.ReadFile(g.passwordFile)
+		if err != nil {
+			return "", fmt.Errorf("password file: %w", err)
+		}
+		return strings.TrimRight(string(raw), "\r\n"), nil
+	}
+	if !prompt || len(g.identities) > 0 {
+		return "", nil
+	}
+	f, ok := g.stdin.(*os.File)
+	if !ok || !term.IsTerminal(int(f.Fd())) {
+		return "", nil
+	}
+	fmt.Fprint(g.stderr, "repository password: ")
+	pw, err := term.ReadPassword(int(f.Fd()))
+	fmt.Fprintln(g.stderr)
+	if err != nil {
+		return "", err
+	}
+	if confirm {
+		fmt.Fprint(g.stderr, "enter the password again: ")
+		again, err := term.ReadPassword(int(f.Fd()))
+		fmt.Fprintln(g.stderr)
+		if err != nil {
+			return "", err
+		}
+		if string(again) != string(pw) {
+			return "", errors.New("passwords do not match")
+		}
+	}
+	return string(pw), nil
+}
+
+func (g *globals) credentials() (archive.Credentials, error) {
+	var c archive.Credentials
+	for _, path := range g.identities {
+		ids, err := archive.LoadIdentities(path)
+		if err != nil {
+			return c, err
+		}
+		c.Identities = append(c.Identities, ids...)
+	}
+	pw, err := g.password(true, false)
+	if err != nil {
+		return c, err
+	}
+	c.Passphrase = pw
+	return c, nil
+}
+
+func (g *globals) compressionLevel() (int, error) {
+	switch g.compression {
+	case "off", "none":
+		return 0, nil
+	case "fastest":
+		return 1, nil
+	case "auto", "default", "":
+		return 2, nil
+	case "better":
+		return 3, nil
+	case "max", "best":
+		return 4, nil
+	}
+	return 0, fmt.Errorf("%w: --compression must be off, fastest, auto, better or max", errUsage)
+}
+
+// openRepo opens the repository and loads its index.
+func (g *globals) openRepo(ctx context.Context) (*archive.Repository, error) {
+	be, err := g.backend()
+	if err != nil {
+		return nil, err
+	}
+	creds, err := g.credentials()
+	if err != nil {
+		return nil, err
+	}
+	level, err := g.compressionLevel()
+	if err != nil {
+		return nil, err
+	}
+	return archive.Open(ctx, be, creds, archive.Options{Compression: level})
+}
+
+// printJSON writes v as indented JSON to stdout.
+func (g *globals) printJSON(v any) error {
+	enc := json.NewEncoder(g.stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// printf writes human output unless --quiet or --json.
+func (g *globals) printf(format string, args ...any) {
+	if g.quiet || g.json {
+		return
+	}
+	fmt.Fprintf(g.stdout, format, args...)
+}
+
+// stdoutIsTerminal decides whether to draw progress bars.
+func (g *globals) stdoutIsTerminal() bool {
+	f, ok := g.stdout.(*os.File)
+	return ok && !g.quiet && !g.json && term.IsTerminal(int(f.Fd()))
+}
