@@ -1,0 +1,209 @@
+package archive_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"filippo.io/age"
+
+	"github.com/mailvault/mailvault/archive"
+	"github.com/mailvault/mailvault/archive/local"
+)
+
+// requireTool finds a command-line tool; in CI a missing tool fails the
+// test (.ci/run installs it), elsewhere it skips.
+func requireTool(t *testing.T, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("%s is not installed (CI must install it)", name)
+		}
+		t.Skipf("%s is not installed", name)
+	}
+	return p
+}
+
+// TestRecoverByHand follows docs/FORMAT.md "Recovering a message by hand"
+// with Debian's age and zstd binaries: no mailvault code decrypts or
+// decompresses anything, it only reads JSON and slices bytes as `tail -c`
+// and `head -c` would.
+func TestRecoverByHand(t *testing.T) {
+	ageBin := requireTool(t, "age")
+	zstdBin := requireTool(t, "zstd")
+	ctx := t.Context()
+	dir := t.TempDir()
+
+	// A message with a body long enough to be worth compressing, and a
+	// second copy with a different Delivered-To, so the body blob is shared.
+	src := filepath.Join(dir, "mail")
+	body := strings.Repeat("The quarterly numbers are attached and look fine.\r\n", 200)
+	msg := "Delivered-To: alice@example.com\r\nFrom: Bob <bob@example.com>\r\nTo: alice@example.com\r\nSubject: numbers\r\nMessage-ID: <q1@example.com>\r\n\r\n" + body
+	writeMaildirMessage(t, src, "example.com/alice/Maildir", "1700000000.M1P1Q1.host,S=1", "S", msg)
+	writeMaildirMessage(t, src, "example.com/carol/Maildir", "1700000000.M1P1Q2.host,S=1", "", strings.Replace(msg, "alice@example.com\r\nFrom", "carol@example.com\r\nFrom", 1))
+
+	admin, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	adminFile := filepath.Join(dir, "admin.txt")
+	if err := os.WriteFile(adminFile, []byte(admin.String()+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	repoDir := filepath.Join(dir, "repo")
+	be := local.New(repoDir)
+	if err := be.Create(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := archive.Init(ctx, be, archive.KeyRecipients{Recipients: []string{admin.Recipient().String()}}); err != nil {
+		t.Fatal(err)
+	}
+	repo, err := archive.Open(ctx, be, archive.Credentials{Identities: []age.Identity{admin}}, archive.Options{Compression: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer repo.Close()
+	res, err := repo.Backup(ctx, archive.BackupOptions{Paths: []string{src}, Host: "h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	run := func(stdin []byte, name string, args ...string) []byte {
+		t.Helper()
+		cmd := exec.CommandContext(ctx, name, args...)
+		cmd.Stdin = bytes.NewReader(stdin)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("%s %v: %v: %s", name, args, err, stderr.String())
+		}
+		return out
+	}
+	ageDecrypt := func(identity, file string) []byte { return run(nil, ageBin, "-d", "-i", identity, file) }
+	zstdDecode := func(b []byte) []byte { return run(b, zstdBin, "-d", "-c") }
+
+	// 1. The secrets.
+	keys, _ := filepath.Glob(filepath.Join(repoDir, "keys", "*"))
+	if len(keys) != 1 {
+		t.Fatalf("want one key file, got %v", keys)
+	}
+	var key struct {
+		Secrets struct {
+			DataIdentity  string `json:"data_identity"`
+			IndexIdentity string `json:"index_identity"`
+		} `json:"secrets"`
+	}
+	mustUnmarshal(t, ageDecrypt(adminFile, keys[0]), &key)
+	dataFile, indexFile := filepath.Join(dir, "data.txt"), filepath.Join(dir, "index.txt")
+	os.WriteFile(dataFile, []byte(key.Secrets.DataIdentity+"\n"), 0o600)
+	os.WriteFile(indexFile, []byte(key.Secrets.IndexIdentity+"\n"), 0o600)
+
+	// 2. The snapshot: alice's INBOX tree.
+	var snap struct {
+		Roots []struct {
+			Folders []struct{ User, Folder, Tree string } `json:"folders"`
+		} `json:"roots"`
+	}
+	mustUnmarshal(t, zstdDecode(ageDecrypt(dataFile, filepath.Join(repoDir, "snapshots", res.Snapshot.ID.String()))), &snap)
+	var treeID string
+	for _, f := range snap.Roots[0].Folders {
+		if f.User == "alice@example.com" && f.Folder == "INBOX" {
+			treeID = f.Tree
+		}
+	}
+	if treeID == "" {
+		t.Fatalf("alice's INBOX not in snapshot: %+v", snap)
+	}
+
+	// 3. The index: every blob's pack, offset, length, compression.
+	type loc struct {
+		pack           string
+		offset, length int
+		compression    string
+	}
+	where := map[string]loc{}
+	indexes, _ := filepath.Glob(filepath.Join(repoDir, "index", "*"))
+	for _, f := range indexes {
+		var ix struct {
+			Packs []struct {
+				ID    string `json:"id"`
+				Blobs []struct {
+					ID          string `json:"id"`
+					Offset      int    `json:"offset"`
+					Length      int    `json:"length"`
+					Compression string `json:"compression"`
+				} `json:"blobs"`
+			} `json:"packs"`
+		}
+		mustUnmarshal(t, zstdDecode(ageDecrypt(indexFile, f)), &ix)
+		for _, p := range ix.Packs {
+			for _, b := range p.Blobs {
+				where[b.ID] = loc{p.ID, b.Offset, b.Length, b.Compression}
+			}
+		}
+	}
+
+	// 4. A blob: decrypt its pack, cut the range, decompress.
+	blob := func(id string) []byte {
+		l, ok := where[id]
+		if !ok {
+			t.Fatalf("blob %s not in any index", id)
+		}
+		plain := ageDecrypt(dataFile, filepath.Join(repoDir, "data", l.pack[:2], l.pack))
+		cut := plain[l.offset : l.offset+l.length] // tail -c +$((offset+1)) | head -c $length
+		if l.compression == "zstd" {
+			return zstdDecode(cut)
+		}
+		return cut
+	}
+	var tree struct {
+		Messages []struct {
+			Unique string   `json:"unique"`
+			Flags  string   `json:"flags"`
+			Blobs  []string `json:"blobs"`
+		} `json:"messages"`
+	}
+	mustUnmarshal(t, blob(treeID), &tree)
+	if len(tree.Messages) != 1 {
+		t.Fatalf("want 1 message in alice's INBOX, got %d", len(tree.Messages))
+	}
+	m := tree.Messages[0]
+	var got []byte
+	for _, id := range m.Blobs {
+		got = append(got, blob(id)...)
+	}
+	if string(got) != msg {
+		t.Fatalf("recovered message differs:\n got %d bytes %q…\nwant %d bytes", len(got), got[:min(len(got), 80)], len(msg))
+	}
+	if name := m.Unique + ":2," + m.Flags; name != "1700000000.M1P1Q1.host,S=1:2,S" {
+		t.Errorf("file name %q", name)
+	}
+	if len(m.Blobs) != 2 || where[m.Blobs[1]].compression != "zstd" {
+		t.Errorf("want a header blob and a zstd body blob, got %d blobs (%+v)", len(m.Blobs), where[m.Blobs[len(m.Blobs)-1]])
+	}
+}
+
+func writeMaildirMessage(t *testing.T, root, maildir, unique, flags, content string) {
+	t.Helper()
+	for _, sub := range []string{"cur", "new", "tmp"} {
+		if err := os.MkdirAll(filepath.Join(root, maildir, sub), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(root, maildir, "cur", unique+":2,"+flags), []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func mustUnmarshal(t *testing.T, b []byte, v any) {
+	t.Helper()
+	if err := json.Unmarshal(b, v); err != nil {
+		t.Fatalf("%v in %q", err, b[:min(len(b), 200)])
+	}
+}
