@@ -1,0 +1,153 @@
+package mailmeta
+
+import (
+	"bytes"
+	"mime"
+	"net/mail"
+	"strings"
+	"testing"
+	"unicode"
+	"unicode/utf8"
+)
+
+// seedHeaders returns the fuzzers' starting points, covering each field
+// and the tricky syntax around them.
+func seedHeaders() []string {
+	return []string{
+		header2K,
+		"From: a@b\n\nbody",
+		"Subject: =?utf-8?b?PT91dGYtOD9xP25lc3RlZD89?= =?x?q?a?= =?utf-8?q?trunc\r\n\r\n",
+		"To: \"Doe, J\" <j@x>, (c) a@b, g: c@d;, <@r,@s:e@f>, <unclosed, x\n\n",
+		"Date: Thu, 20 Nov 97 09:55:06 EST (comment (nested))\nMessage-ID: <a@b>\n\n",
+		"Date: 2006-01-02T15:04:05Z\n\n",
+		"Cc: =?KOI8-R?B?8NLJ18XU?= <p@x>, \"=?utf-8?q?q?=\" <q@x>\n \n\n",
+		"\x00: \xff\r\n\t\x00\n\n",
+		"From MAILER-DAEMON\nSubject: x\n",
+	}
+}
+
+// FuzzParse checks that Parse keeps its promises on any input: no panic,
+// clean bounded strings, and the same result on the header block alone.
+func FuzzParse(f *testing.F) {
+	for _, s := range seedHeaders() {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m := Parse(b)
+		checkText(t, "Subject", m.Subject, MaxSubjectBytes, false)
+		checkText(t, "MessageID", m.MessageID, MaxMessageIDBytes, true)
+		for _, l := range []struct {
+			name  string
+			addrs []string
+		}{{"From", m.From}, {"To", m.To}, {"Cc", m.Cc}} {
+			if len(l.addrs) > MaxAddresses {
+				t.Errorf("%s has %d addresses", l.name, len(l.addrs))
+			}
+			for _, a := range l.addrs {
+				if a == "" {
+					t.Errorf("%s has an empty address", l.name)
+				}
+				checkText(t, l.name, a, 2*MaxAddressBytes+4, false)
+			}
+		}
+		if y := m.Date.Year(); !m.Date.IsZero() && (y < 0 || y > 9999) {
+			t.Errorf("Date = %v", m.Date)
+		}
+
+		if end := HeaderEnd(b); end >= 0 {
+			if again := Parse(b[:end]); !metaEqual(again, m) {
+				t.Errorf("Parse(header block) = %#v, Parse(message) = %#v", again, m)
+			}
+		}
+	})
+}
+
+func checkText(t *testing.T, field, s string, max int, token bool) {
+	t.Helper()
+	if len(s) > max {
+		t.Errorf("%s is %d bytes, more than %d", field, len(s), max)
+	}
+	if !utf8.ValidString(s) {
+		t.Errorf("%s = %q is not UTF-8", field, s)
+	}
+	if strings.TrimSpace(s) != s {
+		t.Errorf("%s = %q is not trimmed", field, s)
+	}
+	for _, r := range s {
+		if unicode.IsControl(r) || (token && unicode.IsSpace(r)) {
+			t.Errorf("%s = %q holds %U", field, s, r)
+			break
+		}
+	}
+}
+
+// FuzzHeaderEnd checks HeaderEnd against a line-by-line reading of RFC 5322
+// §2.1.
+func FuzzHeaderEnd(f *testing.F) {
+	for _, s := range seedHeaders() {
+		f.Add([]byte(s))
+	}
+	f.Add([]byte("\r\n"))
+	f.Add([]byte("A: b\n\r\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if got, want := HeaderEnd(b), headerEndByLines(b); got != want {
+			t.Errorf("HeaderEnd(%q) = %d, want %d", b, got, want)
+		}
+	})
+}
+
+// headerEndByLines is a slow, obvious HeaderEnd: the end of the first line
+// that is empty but for its line ending.
+func headerEndByLines(b []byte) int {
+	off := 0
+	for {
+		i := bytes.IndexByte(b[off:], '\n')
+		if i < 0 {
+			return -1
+		}
+		line := b[off : off+i]
+		off += i + 1
+		if len(line) == 0 || (len(line) == 1 && line[0] == '\r') {
+			return off
+		}
+	}
+}
+
+// FuzzAddress checks that simpleAddress, the fast path, agrees with
+// net/mail wherever it accepts an address.
+func FuzzAddress(f *testing.F) {
+	for _, s := range []string{
+		"a@b.c",
+		"Alice Example <alice@example.com>",
+		`"Bob Example" <bob@example.org>`,
+		"=?UTF-8?Q?J=C3=B6rg_M=C3=BCller?= <joerg@example.de>",
+		"=?utf-8?q?a?= =?utf-8?q?b?= c <x@y>",
+		"<a@b>",
+		`"" <a@b>`,
+		"a.b@c.d",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		s = strings.TrimSpace(s)
+		name, addr, ok := simpleAddress(s)
+		if !ok {
+			return
+		}
+		dec := mime.WordDecoder{CharsetReader: charsetReader}
+		p := mail.AddressParser{WordDecoder: &dec}
+		a, err := p.Parse(s)
+		if err != nil {
+			t.Fatalf("simpleAddress(%q) = %q, %q; net/mail: %v", s, name, addr, err)
+		}
+		if strings.HasPrefix(s, `"`) && strings.Contains(name, "=?") {
+			return // decoded by us only, on purpose
+		}
+		if d, err := dec.DecodeHeader(name); err == nil {
+			name = d
+		}
+		if got, want := formatAddress(name, addr), formatAddress(a.Name, a.Address); got != want {
+			t.Errorf("simpleAddress(%q) gives %q, net/mail %q", s, got, want)
+		}
+	})
+}
