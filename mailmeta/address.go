@@ -121,7 +121,7 @@ func parseAddress(p *mail.AddressParser, dec *mime.WordDecoder, s string) string
 // in a quoted name, which RFC 2047 §5 forbids but many mailers write and
 // most readers decode.
 func simpleAddress(s string) (name, addr string, ok bool) {
-	if !isPlain(s) {
+	if s == "" || !isPlain(s) {
 		return "", "", false
 	}
 	addr = s
@@ -163,12 +163,24 @@ func isSimplePhrase(s string) bool {
 				return false
 			}
 		}
-		if strings.Contains(atom, "=?") && (!strings.HasPrefix(atom, "=?") || !strings.HasSuffix(atom, "?=") || strings.Count(atom, "?") != 4) {
+		if strings.Contains(atom, "=?") && !isEncodedWord(atom) {
 			return false
 		}
 		s = rest
 	}
 	return true
+}
+
+// isEncodedWord reports whether s is "=?charset?encoding?text?=" (RFC 2047
+// §2) as mime.WordDecoder.Decode, which net/mail uses, accepts it: a
+// non-empty charset and a one-letter encoding.
+func isEncodedWord(s string) bool {
+	if !strings.HasPrefix(s, "=?") || !strings.HasSuffix(s, "?=") || strings.Count(s, "?") != 4 {
+		return false
+	}
+	charset, rest, _ := strings.Cut(s[2:], "?")
+	encoding, _, _ := strings.Cut(rest, "?")
+	return charset != "" && len(encoding) == 1
 }
 
 // isDotAtom reports whether s is an RFC 5322 §3.2.3 dot-atom-text.
@@ -250,12 +262,14 @@ func unquote(s string) string {
 }
 
 // formatAddress formats a decoded display name and address as
-// "Name <addr>", or just one of them when the other is empty. A name with
-// RFC 5322 §3.2.3 specials is quoted so that the result parses again; '.'
-// is left alone, as the obsolete phrase syntax (RFC 5322 §4.1) allows it
-// and "John Q. Public" is common.
+// "Name <addr>", or just one of them when the other is empty. Runs of
+// spaces in the name are collapsed, as phrase syntax would (RFC 5322
+// §3.2.3: the words of a phrase are separated by folding white space). A
+// name with RFC 5322 §3.2.3 specials is quoted so that the result parses
+// again; '.' is left alone, as the obsolete phrase syntax (RFC 5322 §4.1)
+// allows it and "John Q. Public" is common.
 func formatAddress(name, addr string) string {
-	name = clean(name, MaxAddressBytes)
+	name = collapseSpaces(clean(name, MaxAddressBytes))
 	addr = cleanToken(addr, MaxAddressBytes)
 	switch {
 	case name == "":
@@ -267,4 +281,19 @@ func formatAddress(name, addr string) string {
 		name = `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(name) + `"`
 	}
 	return name + " <" + addr + ">"
+}
+
+// collapseSpaces replaces each run of spaces in s with one space.
+func collapseSpaces(s string) string {
+	if !strings.Contains(s, "  ") {
+		return s
+	}
+	b := make([]byte, 0, len(s))
+	for i := range len(s) {
+		if s[i] == ' ' && i > 0 && s[i-1] == ' ' {
+			continue
+		}
+		b = append(b, s[i])
+	}
+	return string(b)
 }

@@ -375,3 +375,36 @@ func BenchmarkHeaderEnd(b *testing.B) {
 		HeaderEnd(msg)
 	}
 }
+
+// BenchmarkParseHostile measures Parse on inputs built to be slow, which
+// MaxHeaderBytes and the other limits keep bounded.
+func BenchmarkParseHostile(b *testing.B) {
+	fill := func(prefix, unit, suffix string) []byte {
+		n := (MaxHeaderBytes - len(prefix)) / len(unit)
+		return []byte(prefix + strings.Repeat(unit, n) + suffix)
+	}
+	for _, bb := range []struct {
+		name string
+		in   []byte
+	}{
+		{"LongLine", []byte("Subject: " + strings.Repeat("x", 10<<20) + "\n\n")},
+		{"ManyFields", fill("", "X-A: b\n", "\n")},
+		{"ManyJunkTo", fill("", "To: \x00\n", "\n")},
+		{"JunkList", fill("To: ", "\x00,", "\n\n")},
+		{"EmptyList", fill("To: ", ",", "\n\n")},
+		{"ManyGroups", fill("To: ", "g:", "\n\n")},
+		{"EncodedWords", fill("Subject: ", "=?utf-8?q?=C3=A9?= ", "\n\n")},
+		{"BadEncodedWords", fill("Subject: ", "=?x?", "\n\n")},
+		{"Comments", fill("To: ", "(", "\n\n")},
+		{"Quotes", fill("To: ", `"a@b`, "\n\n")},
+		{"Date", fill("Date: ", "((((", "\n\n")},
+		{"ContinuationLines", fill("Subject: a", "\n ", "\n\n")},
+	} {
+		b.Run(bb.name, func(b *testing.B) {
+			b.SetBytes(int64(min(len(bb.in), MaxHeaderBytes)))
+			for b.Loop() {
+				Parse(bb.in)
+			}
+		})
+	}
+}
