@@ -74,10 +74,10 @@ func newWorld(r *rand.Rand, domains, usersPerDomain int) *world {
 			f := firstNames[r.IntN(len(firstNames))]
 			l := lastNames[r.IntN(len(lastNames))]
 			local := f[1] + "." + l[1]
-			if seen[local] {
-				// Large domains exhaust the name pairs: number them like
-				// real directories do ("alice.martin2").
-				local = fmt.Sprintf("%s%d", local, len(w.byDomain[dom]))
+			// Large domains exhaust the name pairs: number them like real
+			// directories do ("alice.martin2").
+			for n := len(w.byDomain[dom]); seen[local]; n++ {
+				local = fmt.Sprintf("%s.%s%d", f[1], l[1], n)
 			}
 			seen[local] = true
 			w.byDomain[dom] = append(w.byDomain[dom], newLocal(r, dom, local, f[0]+" "+l[0]))
