@@ -140,6 +140,7 @@ type Server struct {
 
 	mu      sync.Mutex
 	servers []*smtp.Server
+	open    map[*releaseConn]struct{}
 }
 
 // New returns a server delivering into st, with accounts and logins
@@ -156,6 +157,7 @@ func New(cfg Config, st *store.Store, db *auth.DB, guard *auth.Guard, log *slog.
 		msgRate:  &ratelimit.Bucket{Rate: cfg.MessagesPerMinute / 60, Burst: cfg.MessagesPerMinute},
 		conns:    &ratelimit.Counter{Max: cfg.MaxConnsPerIP},
 		ctx:      ctx, cancel: cancel,
+		open: map[*releaseConn]struct{}{},
 	}
 }
 
@@ -207,7 +209,6 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	for _, srv := range servers {
 		wg.Go(func() {
 			if err := srv.Shutdown(ctx); err != nil && !errors.Is(err, smtp.ErrServerClosed) {
-				srv.Close()
 				emu.Lock()
 				errs = append(errs, err)
 				emu.Unlock()
@@ -215,6 +216,15 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		})
 	}
 	wg.Wait()
+	if ctx.Err() != nil {
+		// go-smtp's Close after Shutdown does not close sessions: close
+		// the connections that are still open ourselves.
+		s.mu.Lock()
+		for c := range s.open {
+			c.Conn.Close()
+		}
+		s.mu.Unlock()
+	}
 	s.cancel()
 	return errors.Join(errs...)
 }
@@ -248,7 +258,17 @@ func (l *limitListener) Accept() (net.Conn, error) {
 			l.refuse(c, "421 4.7.0 Too many concurrent connections from your address\r\n")
 			continue
 		}
-		return &releaseConn{Conn: c, release: release}, nil
+		rc := &releaseConn{Conn: c}
+		l.s.mu.Lock()
+		l.s.open[rc] = struct{}{}
+		l.s.mu.Unlock()
+		rc.release = func() {
+			release()
+			l.s.mu.Lock()
+			delete(l.s.open, rc)
+			l.s.mu.Unlock()
+		}
+		return rc, nil
 	}
 }
 
@@ -266,10 +286,11 @@ func (l *limitListener) refuse(c net.Conn, msg string) {
 type releaseConn struct {
 	net.Conn
 	release func()
+	once    sync.Once
 }
 
 func (c *releaseConn) Close() error {
-	c.release()
+	c.once.Do(c.release)
 	return c.Conn.Close()
 }
 

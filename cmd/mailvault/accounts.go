@@ -1,0 +1,295 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/user"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/mailvault/mailvault/mailserver"
+	"github.com/mailvault/mailvault/mailserver/audit"
+	"github.com/mailvault/mailvault/mailserver/auth"
+)
+
+// openData opens the data directory named by --data for an admin command.
+func openData(dir string) (*mailserver.Data, error) {
+	return mailserver.OpenData(dir, auth.Options{})
+}
+
+// adminAudit records an admin action in the data directory's audit log.
+func adminAudit(ctx context.Context, d *mailserver.Data, action, target string, err error) error {
+	actor := "unknown"
+	if u, uerr := user.Current(); uerr == nil {
+		actor = u.Username
+	}
+	ev := audit.Event{Kind: audit.KindAdmin, Action: action, User: target, Protocol: "cli", Success: err == nil, Detail: "by os user " + actor}
+	if err != nil {
+		ev.Detail += ": " + err.Error()
+	}
+	if aerr := d.Audit.Record(ctx, ev); aerr != nil {
+		return errors.Join(err, fmt.Errorf("audit: %w", aerr))
+	}
+	return err
+}
+
+// readPassword reads a password from stdin's first line (--password-stdin)
+// or, on a terminal, prompts twice without echo.
+func readPassword(cmd *cobra.Command, fromStdin bool) (string, error) {
+	if fromStdin {
+		line, err := bufio.NewReader(cmd.InOrStdin()).ReadString('\n')
+		if err != nil && !(errors.Is(err, io.EOF) && line != "") {
+			return "", fmt.Errorf("%w: reading password from stdin: %v", errUsage, err)
+		}
+		return strings.TrimRight(line, "\r\n"), nil
+	}
+	f, ok := cmd.InOrStdin().(*os.File)
+	if !ok || !term.IsTerminal(int(f.Fd())) {
+		return "", fmt.Errorf("%w: no terminal to prompt for a password; use --password-stdin", errUsage)
+	}
+	fmt.Fprint(cmd.ErrOrStderr(), "Password: ")
+	p1, err := term.ReadPassword(int(f.Fd()))
+	fmt.Fprintln(cmd.ErrOrStderr())
+	if err != nil {
+		return "", err
+	}
+	fmt.Fprint(cmd.ErrOrStderr(), "Repeat password: ")
+	p2, err := term.ReadPassword(int(f.Fd()))
+	fmt.Fprintln(cmd.ErrOrStderr())
+	if err != nil {
+		return "", err
+	}
+	if string(p1) != string(p2) {
+		return "", fmt.Errorf("%w: passwords differ", errUsage)
+	}
+	return string(p1), nil
+}
+
+func addDataFlag(cmd *cobra.Command, dir *string) {
+	cmd.PersistentFlags().StringVar(dir, "data", dataDirDefault(), "data directory (env MAILVAULT_DATA)")
+}
+
+func newDomainCmd() *cobra.Command {
+	var dir string
+	cmd := &cobra.Command{Use: "domain", Short: "Manage the domains the mail server accepts mail for"}
+	addDataFlag(cmd, &dir)
+	cmd.AddCommand(&cobra.Command{
+		Use:   "add DOMAIN",
+		Short: "Add a local domain",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			d, err := openData(dir)
+			if err != nil {
+				return err
+			}
+			defer d.Close()
+			err = d.Accounts.AddDomain(cmd.Context(), args[0])
+			return adminAudit(cmd.Context(), d, "domain.add", args[0], err)
+		},
+	}, &cobra.Command{
+		Use:   "list",
+		Short: "List local domains",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			d, err := openData(dir)
+			if err != nil {
+				return err
+			}
+			defer d.Close()
+			ds, err := d.Accounts.Domains(cmd.Context())
+			if err != nil {
+				return err
+			}
+			for _, x := range ds {
+				fmt.Fprintln(cmd.OutOrStdout(), x.Name)
+			}
+			return nil
+		},
+	})
+	return cmd
+}
+
+func newUserCmd() *cobra.Command {
+	var dir string
+	cmd := &cobra.Command{Use: "user", Short: "Manage mail users, aliases and app passwords"}
+	addDataFlag(cmd, &dir)
+
+	withData := func(fn func(cmd *cobra.Command, d *mailserver.Data, args []string) error) func(*cobra.Command, []string) error {
+		return func(cmd *cobra.Command, args []string) error {
+			d, err := openData(dir)
+			if err != nil {
+				return err
+			}
+			defer d.Close()
+			return fn(cmd, d, args)
+		}
+	}
+
+	var stdinPw bool
+	var role string
+	add := &cobra.Command{
+		Use:   "add ADDRESS",
+		Short: "Add a user (its domain must exist)",
+		Args:  cobra.ExactArgs(1),
+		RunE: withData(func(cmd *cobra.Command, d *mailserver.Data, args []string) error {
+			r, err := auth.ParseRole(role)
+			if err != nil {
+				return fmt.Errorf("%w: %v", errUsage, err)
+			}
+			pw, err := readPassword(cmd, stdinPw)
+			if err != nil {
+				return err
+			}
+			err = d.Accounts.AddUser(cmd.Context(), args[0], pw, r)
+			return adminAudit(cmd.Context(), d, "user.add", args[0], err)
+		}),
+	}
+	add.Flags().BoolVar(&stdinPw, "password-stdin", false, "read the password from the first line of stdin")
+	add.Flags().StringVar(&role, "role", "user", "role: user, admin or compliance")
+
+	passwd := &cobra.Command{
+		Use:   "passwd ADDRESS",
+		Short: "Set a user's password",
+		Args:  cobra.ExactArgs(1),
+		RunE: withData(func(cmd *cobra.Command, d *mailserver.Data, args []string) error {
+			pw, err := readPassword(cmd, stdinPw)
+			if err != nil {
+				return err
+			}
+			err = d.Accounts.SetPassword(cmd.Context(), args[0], pw)
+			return adminAudit(cmd.Context(), d, "user.passwd", args[0], err)
+		}),
+	}
+	passwd.Flags().BoolVar(&stdinPw, "password-stdin", false, "read the password from the first line of stdin")
+
+	del := &cobra.Command{
+		Use:   "del ADDRESS",
+		Short: "Delete a user (their mail stays on disk)",
+		Args:  cobra.ExactArgs(1),
+		RunE: withData(func(cmd *cobra.Command, d *mailserver.Data, args []string) error {
+			err := d.Accounts.DeleteUser(cmd.Context(), args[0])
+			return adminAudit(cmd.Context(), d, "user.del", args[0], err)
+		}),
+	}
+
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List users",
+		Args:  cobra.NoArgs,
+		RunE: withData(func(cmd *cobra.Command, d *mailserver.Data, args []string) error {
+			us, err := d.Accounts.Users(cmd.Context())
+			if err != nil {
+				return err
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "ADDRESS\tROLE\tAPP PASSWORDS\tCREATED")
+			for _, u := range us {
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\n", u.Address, u.Role, len(u.AppPasswords), u.Created.Format("2006-01-02"))
+			}
+			return tw.Flush()
+		}),
+	}
+
+	alias := &cobra.Command{Use: "alias", Short: "Manage aliases (mail to the alias goes to its targets, who may send as it)"}
+	alias.AddCommand(&cobra.Command{
+		Use:  "add ALIAS TARGET...",
+		Args: cobra.MinimumNArgs(2),
+		RunE: withData(func(cmd *cobra.Command, d *mailserver.Data, args []string) error {
+			err := d.Accounts.AddAlias(cmd.Context(), args[0], args[1:]...)
+			return adminAudit(cmd.Context(), d, "alias.add", args[0], err)
+		}),
+	}, &cobra.Command{
+		Use:  "del ALIAS",
+		Args: cobra.ExactArgs(1),
+		RunE: withData(func(cmd *cobra.Command, d *mailserver.Data, args []string) error {
+			err := d.Accounts.RemoveAlias(cmd.Context(), args[0])
+			return adminAudit(cmd.Context(), d, "alias.del", args[0], err)
+		}),
+	}, &cobra.Command{
+		Use:  "list",
+		Args: cobra.NoArgs,
+		RunE: withData(func(cmd *cobra.Command, d *mailserver.Data, args []string) error {
+			as, err := d.Accounts.Aliases(cmd.Context())
+			if err != nil {
+				return err
+			}
+			for _, a := range as {
+				fmt.Fprintf(cmd.OutOrStdout(), "%s -> %s\n", a.Address, strings.Join(a.Targets, ", "))
+			}
+			return nil
+		}),
+	})
+
+	app := &cobra.Command{Use: "app-password", Short: "Manage a user's app passwords (one per client, revocable alone)"}
+	app.AddCommand(&cobra.Command{
+		Use:   "add ADDRESS NAME",
+		Short: "Create an app password and print it once",
+		Args:  cobra.ExactArgs(2),
+		RunE: withData(func(cmd *cobra.Command, d *mailserver.Data, args []string) error {
+			secret, err := d.Accounts.AddAppPassword(cmd.Context(), args[0], args[1])
+			if err := adminAudit(cmd.Context(), d, "app-password.add", args[0], err); err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), secret)
+			return nil
+		}),
+	}, &cobra.Command{
+		Use:  "del ADDRESS NAME",
+		Args: cobra.ExactArgs(2),
+		RunE: withData(func(cmd *cobra.Command, d *mailserver.Data, args []string) error {
+			err := d.Accounts.RevokeAppPassword(cmd.Context(), args[0], args[1])
+			return adminAudit(cmd.Context(), d, "app-password.del", args[0], err)
+		}),
+	})
+
+	cmd.AddCommand(add, passwd, del, list, alias, app)
+	return cmd
+}
+
+func newAuditCmd() *cobra.Command {
+	var dir string
+	cmd := &cobra.Command{Use: "audit", Short: "Inspect the mail server's audit log"}
+	addDataFlag(cmd, &dir)
+	var expectHead string
+	verify := &cobra.Command{
+		Use:   "verify [FILE]",
+		Short: "Check the audit log's hash chain; report the first bad line",
+		Long: `Check the hash chain of the audit log (DIR/audit.jsonl, or FILE).
+
+An edited, inserted, reordered or removed line is reported by number and the
+command exits with status 13. Lines cut off the end leave a valid but
+shorter chain: keep the printed head elsewhere and pass it to --expect-head
+to detect that.`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			path := mailserver.AuditPath(dir)
+			if len(args) == 1 {
+				path = args[0]
+			}
+			rep, err := audit.Verify(path)
+			var ve *audit.VerifyError
+			if errors.As(err, &ve) {
+				return withCode(exitCheckFailed, err)
+			}
+			if err != nil {
+				return err
+			}
+			if expectHead != "" && !strings.EqualFold(expectHead, rep.Head) {
+				// The expected head may be that of an earlier, shorter log.
+				return withCode(exitCheckFailed, fmt.Errorf("audit: head %s is not the expected %s (lines removed from the end, or the log moved on)", rep.Head, expectHead))
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "ok: %d lines, head %s\n", rep.Lines, rep.Head)
+			return nil
+		},
+	}
+	verify.Flags().StringVar(&expectHead, "expect-head", "", "fail unless the last line's hash is this")
+	cmd.AddCommand(verify)
+	return cmd
+}

@@ -1,0 +1,146 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/mailvault/mailvault/mailserver"
+)
+
+// dataDirDefault is --data's default: $MAILVAULT_DATA or ./mailvault-data.
+func dataDirDefault() string {
+	if v := os.Getenv("MAILVAULT_DATA"); v != "" {
+		return v
+	}
+	return mailserver.DefaultDataDir
+}
+
+func newServeCmd() *cobra.Command {
+	var (
+		configFile string
+		dataDir    string
+		hostname   string
+	)
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the mail server (SMTP MX and submission)",
+		Long: `Run the mail server.
+
+With no configuration it starts on embedded defaults: data in ./mailvault-data
+(or --data DIR), a self-signed certificate generated on first start under
+DIR/tls, the domain example.test, and unprivileged ports on 127.0.0.1:
+
+  2525  SMTP (MX, STARTTLS offered; mail for local domains only)
+  2587  submission (STARTTLS required before AUTH PLAIN/LOGIN)
+  2465  submissions (implicit TLS)
+
+IMAP (2143, 2993) and POP3 (2110, 2995) are not served yet: their addresses
+are accepted in the configuration but no listener is started.
+
+Mail is stored as Maildir++ under DIR/mail/<domain>/<user>/Maildir; a message
+is acknowledged only once it is on disk. Accounts live in DIR/accounts.json
+(manage them with "mailvault user" and "mailvault domain"), logins and admin
+actions are recorded in DIR/audit.jsonl ("mailvault audit verify").
+
+A YAML file (--config) sets everything; environment variables override it:
+` + mailserver.EnvVars + `
+
+Signals: SIGHUP reloads the TLS certificate (accounts are re-read whenever
+their file changes); SIGTERM or SIGINT stops accepting and lets sessions
+finish for drain_timeout.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg := mailserver.DefaultConfig()
+			if configFile != "" {
+				if err := cfg.LoadFile(configFile); err != nil {
+					return err
+				}
+			}
+			if err := cfg.ApplyEnv(os.Getenv); err != nil {
+				return err
+			}
+			if cmd.Flags().Changed("data") {
+				cfg.DataDir = dataDir
+			}
+			if hostname != "" {
+				cfg.Hostname = hostname
+			}
+			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: parseLevel(cfg.LogLevel)}))
+			return runServer(cmd.Context(), cfg, log, cmd.OutOrStdout())
+		},
+	}
+	f := cmd.Flags()
+	f.StringVarP(&configFile, "config", "c", os.Getenv("MAILVAULT_CONFIG"), "YAML configuration file (env MAILVAULT_CONFIG)")
+	f.StringVar(&dataDir, "data", dataDirDefault(), "data directory (env MAILVAULT_DATA)")
+	f.StringVar(&hostname, "hostname", "", "host name announced to clients (default from config, else localhost)")
+	return cmd
+}
+
+func parseLevel(s string) slog.Level {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(strings.ToUpper(s))); err != nil {
+		return slog.LevelInfo
+	}
+	return l
+}
+
+// runServer serves until ctx ends (SIGTERM/SIGINT via main's context),
+// reloading on SIGHUP.
+func runServer(ctx context.Context, cfg mailserver.Config, log *slog.Logger, out io.Writer) error {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	// main.go's context covers SIGINT and SIGTERM; add them here too in
+	// case the command runs under another root.
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	srv, err := mailserver.New(ctx, cfg, mailserver.Options{Logger: log})
+	if err != nil {
+		return err
+	}
+	if err := srv.Start(ctx); err != nil {
+		srv.Shutdown(context.Background())
+		return err
+	}
+	addrs := srv.Addrs()
+	for _, name := range []string{"smtp", "submission", "submissions"} {
+		if a, ok := addrs[name]; ok {
+			fmt.Fprintf(out, "%-12s %s\n", name, a)
+		}
+	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-hup:
+			if err := srv.Reload(ctx); err != nil {
+				log.Error("reload failed; keeping the old certificate", "err", err)
+			}
+		case err := <-srv.Errors():
+			log.Error("listener failed", "err", err)
+			drain(srv, cfg, log)
+			return err
+		case <-ctx.Done():
+			log.Info("shutting down", "drain_timeout", cfg.DrainTimeout)
+			return drain(srv, cfg, log)
+		}
+	}
+}
+
+func drain(srv *mailserver.Server, cfg mailserver.Config, log *slog.Logger) error {
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.DrainTimeout)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		log.Warn("shutdown", "err", err)
+	}
+	return nil
+}

@@ -1,0 +1,193 @@
+// Package mailserver assembles mailvault's mail server: configuration
+// (embedded defaults, a YAML file, environment overrides), the data
+// directory, and the listeners built from the sub-packages store, auth,
+// audit and smtpd.
+package mailserver
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// DefaultDataDir is used when neither --data nor the config names one.
+const DefaultDataDir = "./mailvault-data"
+
+// ExampleDomain is created in a new data directory so that a fresh
+// install can be tried at once.
+const ExampleDomain = "example.test"
+
+// Listen holds listener addresses; an empty address (or "off") disables
+// that listener.
+type Listen struct {
+	SMTP        string `yaml:"smtp"`        // MX, plain with STARTTLS
+	Submission  string `yaml:"submission"`  // STARTTLS required before AUTH
+	Submissions string `yaml:"submissions"` // implicit TLS
+	IMAP        string `yaml:"imap"`        // not served yet
+	IMAPS       string `yaml:"imaps"`       // not served yet
+	POP3        string `yaml:"pop3"`        // not served yet
+	POP3S       string `yaml:"pop3s"`       // not served yet
+}
+
+// TLSFiles names the certificate and key; empty means the self-signed
+// pair generated under <data>/tls on first start.
+type TLSFiles struct {
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"`
+}
+
+// SMTPConfig are the SMTP limits and policies.
+type SMTPConfig struct {
+	MaxMessageBytes   int64   `yaml:"max_message_bytes"`
+	MaxRecipients     int     `yaml:"max_recipients"`
+	ConnsPerMinute    float64 `yaml:"connections_per_minute"`
+	MaxConnsPerIP     int     `yaml:"max_connections_per_ip"`
+	MessagesPerMinute float64 `yaml:"messages_per_minute"`
+	EnforceDMARC      bool    `yaml:"enforce_dmarc"`
+}
+
+// AuthConfig tunes brute-force protection.
+type AuthConfig struct {
+	AccountFailures int           `yaml:"account_failures"`
+	IPFailures      int           `yaml:"ip_failures"`
+	LockDuration    time.Duration `yaml:"lock_duration"`
+	BaseDelay       time.Duration `yaml:"base_delay"`
+	MaxDelay        time.Duration `yaml:"max_delay"`
+}
+
+// Config is the whole server configuration.
+type Config struct {
+	DataDir  string     `yaml:"data_dir"`
+	Hostname string     `yaml:"hostname"`
+	Listen   Listen     `yaml:"listen"`
+	TLS      TLSFiles   `yaml:"tls"`
+	SMTP     SMTPConfig `yaml:"smtp"`
+	Auth     AuthConfig `yaml:"auth"`
+	LogLevel string     `yaml:"log_level"` // debug, info, warn, error
+	// DrainTimeout is how long SIGTERM waits for sessions to finish.
+	DrainTimeout time.Duration `yaml:"drain_timeout"`
+}
+
+// DefaultConfig returns the embedded defaults: unprivileged ports on
+// 127.0.0.1.
+func DefaultConfig() Config {
+	return Config{
+		DataDir:  DefaultDataDir,
+		Hostname: "localhost",
+		Listen: Listen{
+			SMTP: "127.0.0.1:2525", Submission: "127.0.0.1:2587", Submissions: "127.0.0.1:2465",
+			IMAP: "127.0.0.1:2143", IMAPS: "127.0.0.1:2993", POP3: "127.0.0.1:2110", POP3S: "127.0.0.1:2995",
+		},
+		SMTP: SMTPConfig{
+			MaxMessageBytes: 25 << 20, MaxRecipients: 100,
+			ConnsPerMinute: 60, MaxConnsPerIP: 20, MessagesPerMinute: 120,
+		},
+		Auth: AuthConfig{
+			AccountFailures: 5, IPFailures: 20, LockDuration: 15 * time.Minute,
+			BaseDelay: 250 * time.Millisecond, MaxDelay: 8 * time.Second,
+		},
+		LogLevel:     "info",
+		DrainTimeout: 30 * time.Second,
+	}
+}
+
+// LoadFile overlays the YAML file at path on c. Unknown keys are errors,
+// so that a typo does not silently keep a default.
+func (c *Config) LoadFile(path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil && err.Error() != "EOF" {
+		return fmt.Errorf("config %s: %w", path, err)
+	}
+	return nil
+}
+
+// EnvVars lists the environment overrides, for --help.
+const EnvVars = `  MAILVAULT_DATA                 data directory
+  MAILVAULT_HOSTNAME             server host name
+  MAILVAULT_LISTEN_SMTP          MX listener address ("off" disables)
+  MAILVAULT_LISTEN_SUBMISSION    submission (STARTTLS) listener address
+  MAILVAULT_LISTEN_SUBMISSIONS   submissions (implicit TLS) listener address
+  MAILVAULT_TLS_CERT, MAILVAULT_TLS_KEY   certificate and key files
+  MAILVAULT_SMTP_MAX_MESSAGE_BYTES        message size limit
+  MAILVAULT_SMTP_ENFORCE_DMARC            true/false
+  MAILVAULT_LOG_LEVEL            debug, info, warn, error`
+
+// ApplyEnv overlays environment overrides (see EnvVars) using getenv.
+func (c *Config) ApplyEnv(getenv func(string) string) error {
+	str := map[string]*string{
+		"MAILVAULT_DATA":               &c.DataDir,
+		"MAILVAULT_HOSTNAME":           &c.Hostname,
+		"MAILVAULT_LISTEN_SMTP":        &c.Listen.SMTP,
+		"MAILVAULT_LISTEN_SUBMISSION":  &c.Listen.Submission,
+		"MAILVAULT_LISTEN_SUBMISSIONS": &c.Listen.Submissions,
+		"MAILVAULT_TLS_CERT":           &c.TLS.Cert,
+		"MAILVAULT_TLS_KEY":            &c.TLS.Key,
+		"MAILVAULT_LOG_LEVEL":          &c.LogLevel,
+	}
+	for k, p := range str {
+		if v := getenv(k); v != "" {
+			*p = v
+		}
+	}
+	if v := getenv("MAILVAULT_SMTP_MAX_MESSAGE_BYTES"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n <= 0 {
+			return fmt.Errorf("config: MAILVAULT_SMTP_MAX_MESSAGE_BYTES=%q: want a positive integer", v)
+		}
+		c.SMTP.MaxMessageBytes = n
+	}
+	if v := getenv("MAILVAULT_SMTP_ENFORCE_DMARC"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return fmt.Errorf("config: MAILVAULT_SMTP_ENFORCE_DMARC=%q: %w", v, err)
+		}
+		c.SMTP.EnforceDMARC = b
+	}
+	return nil
+}
+
+// Validate checks the configuration.
+func (c *Config) Validate() error {
+	if c.DataDir == "" {
+		return fmt.Errorf("config: data_dir is empty")
+	}
+	if (c.TLS.Cert == "") != (c.TLS.Key == "") {
+		return fmt.Errorf("config: tls.cert and tls.key go together")
+	}
+	if c.SMTP.MaxMessageBytes <= 0 || c.SMTP.MaxRecipients <= 0 {
+		return fmt.Errorf("config: smtp limits must be positive")
+	}
+	return nil
+}
+
+func enabled(addr string) bool {
+	return addr != "" && !strings.EqualFold(addr, "off")
+}
+
+// Paths inside the data directory.
+func (c *Config) mailDir() string  { return filepath.Join(c.DataDir, "mail") }
+func (c *Config) spoolDir() string { return filepath.Join(c.DataDir, "spool") }
+func (c *Config) tlsDir() string   { return filepath.Join(c.DataDir, "tls") }
+func (c *Config) certFiles() (string, string) {
+	if c.TLS.Cert != "" {
+		return c.TLS.Cert, c.TLS.Key
+	}
+	return filepath.Join(c.tlsDir(), "cert.pem"), filepath.Join(c.tlsDir(), "key.pem")
+}
+
+// AccountsPath is the account database of a data directory.
+func AccountsPath(dataDir string) string { return filepath.Join(dataDir, "accounts.json") }
+
+// AuditPath is the audit log of a data directory.
+func AuditPath(dataDir string) string { return filepath.Join(dataDir, "audit.jsonl") }

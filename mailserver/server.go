@@ -1,0 +1,224 @@
+package mailserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/mailvault/mailvault/mailserver/audit"
+	"github.com/mailvault/mailvault/mailserver/auth"
+	"github.com/mailvault/mailvault/mailserver/smtpd"
+	"github.com/mailvault/mailvault/mailserver/store"
+	"github.com/mailvault/mailvault/mailserver/tlsutil"
+)
+
+// Data is an opened data directory: accounts and audit log. The account
+// commands use it without starting a server.
+type Data struct {
+	Dir      string
+	Accounts *auth.DB
+	Audit    *audit.Log
+}
+
+// OpenData opens (creating) a data directory. A new directory gets the
+// example domain so that `user add alice@example.test` works at once.
+func OpenData(dir string, opts auth.Options) (*Data, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
+	_, statErr := os.Stat(AccountsPath(dir))
+	db, err := auth.Open(AccountsPath(dir), opts)
+	if err != nil {
+		return nil, err
+	}
+	al, err := audit.Open(AuditPath(dir))
+	if err != nil {
+		return nil, err
+	}
+	d := &Data{Dir: dir, Accounts: db, Audit: al}
+	if errors.Is(statErr, fs.ErrNotExist) {
+		ctx := context.Background()
+		if err := db.AddDomain(ctx, ExampleDomain); err != nil && !errors.Is(err, auth.ErrExists) {
+			al.Close()
+			return nil, err
+		}
+		if err := al.Record(ctx, audit.Event{Kind: audit.KindAdmin, Action: "domain.add", Detail: ExampleDomain + " (new data directory)", Protocol: "serve", Success: true}); err != nil {
+			al.Close()
+			return nil, err
+		}
+	}
+	return d, nil
+}
+
+// Close releases the data directory.
+func (d *Data) Close() error { return d.Audit.Close() }
+
+// Server is a running mail server.
+type Server struct {
+	cfg   Config
+	log   *slog.Logger
+	data  *Data
+	store *store.Store
+	certs *tlsutil.Certs
+	smtp  *smtpd.Server
+
+	mu    sync.Mutex
+	addrs map[string]string
+	wg    sync.WaitGroup
+	errc  chan error
+}
+
+// Options are dependencies a caller (a test) may replace.
+type Options struct {
+	Logger   *slog.Logger
+	Resolver smtpd.Resolver // DNS for SPF/DKIM/DMARC; the system's if nil
+	Auth     auth.Options   // password hashing cost
+}
+
+// New opens the data directory, generates the self-signed certificate on
+// first start, and builds the listeners (not yet listening).
+func New(ctx context.Context, cfg Config, opts Options) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	data, err := OpenData(cfg.DataDir, opts.Auth)
+	if err != nil {
+		return nil, err
+	}
+	certFile, keyFile := cfg.certFiles()
+	if cfg.TLS.Cert == "" {
+		created, err := tlsutil.EnsureSelfSigned(certFile, keyFile, []string{cfg.Hostname, "localhost", "127.0.0.1", "::1"}, time.Now())
+		if err != nil {
+			data.Close()
+			return nil, err
+		}
+		if created {
+			log.Warn("generated a self-signed certificate; configure tls.cert and tls.key for production", "cert", certFile)
+		}
+	}
+	certs, err := tlsutil.Load(certFile, keyFile)
+	if err != nil {
+		data.Close()
+		return nil, err
+	}
+	st, err := store.Open(ctx, cfg.mailDir(), store.Options{Hostname: cfg.Hostname, MaxMessageBytes: cfg.SMTP.MaxMessageBytes + 64*1024, Logger: log})
+	if err != nil {
+		data.Close()
+		return nil, err
+	}
+	if err := os.MkdirAll(cfg.spoolDir(), 0o700); err != nil {
+		data.Close()
+		return nil, fmt.Errorf("spool: %w", err)
+	}
+	guard := &auth.Guard{
+		DB: data.Accounts, Audit: data.Audit, Log: log,
+		Limiter: auth.NewLimiter(auth.LimiterConfig{
+			BaseDelay: cfg.Auth.BaseDelay, MaxDelay: cfg.Auth.MaxDelay,
+			AccountFailures: cfg.Auth.AccountFailures, IPFailures: cfg.Auth.IPFailures,
+			LockDuration: cfg.Auth.LockDuration, Window: time.Hour, MaxEntries: 100000,
+		}, nil),
+	}
+	smtpSrv := smtpd.New(smtpd.Config{
+		Hostname: cfg.Hostname, TLSConfig: certs.ServerConfig(),
+		MaxMessageBytes: cfg.SMTP.MaxMessageBytes, MaxRecipients: cfg.SMTP.MaxRecipients,
+		ConnsPerMinute: cfg.SMTP.ConnsPerMinute, MaxConnsPerIP: cfg.SMTP.MaxConnsPerIP,
+		MessagesPerMinute: cfg.SMTP.MessagesPerMinute, EnforceDMARC: cfg.SMTP.EnforceDMARC,
+		Resolver: opts.Resolver, SpoolDir: cfg.spoolDir(),
+	}, st, data.Accounts, guard, log.With("server", "smtp"))
+	return &Server{cfg: cfg, log: log, data: data, store: st, certs: certs, smtp: smtpSrv, addrs: map[string]string{}, errc: make(chan error, 8)}, nil
+}
+
+// Store is the mail store, e.g. for Quiesce before a snapshot.
+func (s *Server) Store() *store.Store { return s.store }
+
+// Data is the opened data directory.
+func (s *Server) Data() *Data { return s.data }
+
+// Start binds every enabled listener (all or none) and serves them.
+func (s *Server) Start(ctx context.Context) error {
+	type lis struct {
+		name string
+		addr string
+		mode smtpd.Mode
+	}
+	var want []lis
+	for _, l := range []lis{
+		{"smtp", s.cfg.Listen.SMTP, smtpd.ModeMX},
+		{"submission", s.cfg.Listen.Submission, smtpd.ModeSubmission},
+		{"submissions", s.cfg.Listen.Submissions, smtpd.ModeSubmissions},
+	} {
+		if enabled(l.addr) {
+			want = append(want, l)
+		}
+	}
+	var lc net.ListenConfig
+	var bound []net.Listener
+	for _, l := range want {
+		ln, err := lc.Listen(ctx, "tcp", l.addr)
+		if err != nil {
+			for _, b := range bound {
+				b.Close()
+			}
+			return fmt.Errorf("listen %s on %s: %w", l.name, l.addr, err)
+		}
+		bound = append(bound, ln)
+	}
+	for i, l := range want {
+		ln := bound[i]
+		s.mu.Lock()
+		s.addrs[l.name] = ln.Addr().String()
+		s.mu.Unlock()
+		s.log.Info("listening", "service", l.name, "addr", ln.Addr().String())
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			if err := s.smtp.Serve(ln, l.mode); err != nil {
+				s.errc <- fmt.Errorf("%s: %w", l.name, err)
+			}
+		}()
+	}
+	return nil
+}
+
+// Addrs returns the bound address of each listener by name ("smtp",
+// "submission", "submissions").
+func (s *Server) Addrs() map[string]string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[string]string{}
+	for k, v := range s.addrs {
+		out[k] = v
+	}
+	return out
+}
+
+// Errors reports listeners that stopped with an error.
+func (s *Server) Errors() <-chan error { return s.errc }
+
+// Reload re-reads the certificate (accounts are re-read automatically
+// when their file changes).
+func (s *Server) Reload(ctx context.Context) error {
+	if err := s.certs.Reload(); err != nil {
+		return err
+	}
+	s.log.Info("reloaded certificate")
+	return nil
+}
+
+// Shutdown stops accepting, waits for sessions until ctx ends (then
+// closes them), and closes the data directory.
+func (s *Server) Shutdown(ctx context.Context) error {
+	err := s.smtp.Shutdown(ctx)
+	s.wg.Wait()
+	return errors.Join(err, s.data.Close())
+}
