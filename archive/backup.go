@@ -331,6 +331,7 @@ func (b *backup) userMessages(ctx context.Context, pr *parentRoot, user string) 
 		}
 		for i := range t.Messages {
 			msg := &t.Messages[i]
+			msg.folderDir = f.Dir
 			m[msg.Unique] = msg
 		}
 	}
@@ -384,7 +385,7 @@ func (b *backup) backupRoot(ctx context.Context, absPath, name string) (*SourceR
 			return nil, err
 		}
 		for _, sub := range []string{"cur", "new"} {
-			if err := b.listMessages(dir, sub, parentMsgs, &p.messages); err != nil {
+			if err := b.listMessages(dir, mb.Dir, sub, parentMsgs, &p.messages); err != nil {
 				b.warn(filepath.Join(dir, sub), err)
 			}
 		}
@@ -492,7 +493,7 @@ func dirStamp(p string) (DirStamp, error) {
 // name and size match the parent snapshot's is taken from there (only its
 // flags and folder may have changed, which the name tells); others are
 // left with nil Blobs for the workers to read.
-func (b *backup) listMessages(dir, sub string, parent map[string]*Message, out *[]Message) error {
+func (b *backup) listMessages(dir, folderDir, sub string, parent map[string]*Message, out *[]Message) error {
 	d := filepath.Join(dir, sub)
 	entries, err := os.ReadDir(d)
 	if err != nil {
@@ -510,7 +511,7 @@ func (b *backup) listMessages(dir, sub string, parent map[string]*Message, out *
 			continue
 		}
 		n := maildir.ParseName(name)
-		m := Message{Unique: n.Unique, Flags: n.Flags, New: sub == "new", diskName: name}
+		m := Message{Unique: n.Unique, Flags: n.Flags, New: sub == "new", diskName: name, folderDir: folderDir}
 		prev := parent[n.Unique]
 		if prev != nil && n.Size >= 0 && n.Size == prev.Size {
 			// The ",S=" size in the name matches: no stat needed.
@@ -537,10 +538,10 @@ func (b *backup) listMessages(dir, sub string, parent map[string]*Message, out *
 }
 
 func (b *backup) reuse(m, prev *Message) {
-	flags, isNew, name := m.Flags, m.New, m.diskName
+	flags, isNew, name, dir := m.Flags, m.New, m.diskName, m.folderDir
 	*m = *prev
-	m.Flags, m.New, m.diskName = flags, isNew, name
-	if prev.Flags != flags || prev.New != isNew {
+	m.Flags, m.New, m.diskName, m.folderDir = flags, isNew, name, dir
+	if prev.Flags != flags || prev.New != isNew || prev.folderDir != dir {
 		b.msgsChanged.Add(1)
 	}
 }
@@ -723,6 +724,9 @@ func (b *backup) backupFiles(ctx context.Context, absPath string, tree *maildir.
 			continue
 		}
 		*e = FileEntry{Path: rel, Mode: uint32(fi.Mode().Perm()), MTime: fi.ModTime().UnixNano(), Size: fi.Size()}
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+			e.CTime, e.Ino = st.Ctim.Nano(), st.Ino
+		}
 		switch {
 		case fi.Mode()&fs.ModeSymlink != 0:
 			e.Type, e.Size = "symlink", 0
@@ -736,7 +740,8 @@ func (b *backup) backupFiles(ctx context.Context, absPath string, tree *maildir.
 			continue
 		}
 		e.Type = "file"
-		if prev, ok := pr.files[rel]; ok && prev.Type == "file" && prev.Size == e.Size && prev.MTime == e.MTime {
+		if prev, ok := pr.files[rel]; ok && prev.Type == "file" && prev.Size == e.Size && prev.MTime == e.MTime &&
+			prev.CTime == e.CTime && prev.Ino == e.Ino {
 			e.Blobs = prev.Blobs
 			continue
 		}

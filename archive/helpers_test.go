@@ -258,3 +258,5 @@ func uniqueOf(rel string) string { return maildir.ParseName(filepath.Base(rel)).
 func contextBG() context.Context { return context.Background() }
 
 var _ = strings.Contains
+
+func restoreOptions() restore.Options { return restore.Options{} }

@@ -37,6 +37,9 @@ type Message struct {
 
 	// diskName is the file name in the source during a backup.
 	diskName string
+	// folderDir is, for a parent snapshot's message during a backup, the
+	// Dir of the folder it was in (to count moves as changes).
+	folderDir string
 }
 
 // FileName is the Maildir file name to restore the message under.
@@ -68,6 +71,11 @@ type FileEntry struct {
 	Type  string `json:"type"` // "file", "dir" or "symlink"
 	Mode  uint32 `json:"mode"` // permission bits
 	MTime int64  `json:"mtime"`
+	// CTime and Ino are the inode change time and number: a file
+	// rewritten with its old size and mtime (rsync -t, tar, touch -r, or
+	// twice within the mtime granularity) still gets a new ctime.
+	CTime int64  `json:"ctime,omitempty"`
+	Ino   uint64 `json:"ino,omitempty"`
 	Size  int64  `json:"size,omitempty"`
 	Link  string `json:"link,omitempty"`
 	Blobs []ID   `json:"blobs,omitempty"`
