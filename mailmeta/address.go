@@ -24,7 +24,11 @@ func parseAddressList(dec *mime.WordDecoder, value []byte, list []string) []stri
 		return list
 	}
 	p := mail.AddressParser{WordDecoder: dec}
-	for s := unfold(value, MaxHeaderBytes); s != "" && len(list) < MaxAddresses; {
+	s := unfold(value, MaxHeaderBytes)
+	if list == nil {
+		list = make([]string, 0, min(strings.Count(s, ",")+1, MaxAddresses))
+	}
+	for s != "" && len(list) < MaxAddresses {
 		var piece string
 		piece, s = nextAddress(s)
 		if a := parseAddress(&p, dec, piece); a != "" {
@@ -48,39 +52,52 @@ func nextAddress(s string) (piece, rest string) {
 	)
 	for i := range len(s) {
 		c := s[i]
-		if c > '>' && c != '\\' && !escaped {
-			continue // letters and most of atext: nothing to track
-		}
 		switch {
 		case escaped:
 			escaped = false
-		case c == '\\' && (quoted || depth > 0):
-			escaped = true
 		case quoted:
-			quoted = c != '"'
-		case c == '(':
-			depth++
+			switch c {
+			case '\\':
+				escaped = true
+			case '"':
+				quoted = false
+			}
 		case depth > 0:
-			if c == ')' {
+			switch c {
+			case '\\':
+				escaped = true
+			case '(':
+				depth++
+			case ')':
 				depth--
 			}
-		case c == '"':
-			quoted = true
-		case c == '<':
-			angle = true
-		case c == '>':
-			angle = false
-		case angle:
-			// A ',' in angle brackets belongs to an obsolete route
-			// ("<@a,@b:u@c>") when an '@' follows; otherwise the '>'
-			// is missing and the ',' still separates addresses.
-			if c == ',' && !strings.HasPrefix(strings.TrimLeft(s[i+1:], " \t"), "@") {
-				return s[start:i], s[i+1:]
+		default:
+			switch c {
+			case '"':
+				quoted = true
+			case '(':
+				depth++
+			case '<':
+				angle = true
+			case '>':
+				angle = false
+			case ':':
+				if !angle {
+					start = i + 1
+				}
+			case ';':
+				if !angle {
+					return s[start:i], s[i+1:]
+				}
+			case ',':
+				// A ',' in angle brackets belongs to an obsolete
+				// route ("<@a,@b:u@c>") when an '@' follows;
+				// otherwise the '>' is missing and the ',' still
+				// separates addresses.
+				if !angle || !strings.HasPrefix(strings.TrimLeft(s[i+1:], " \t"), "@") {
+					return s[start:i], s[i+1:]
+				}
 			}
-		case c == ':':
-			start = i + 1
-		case c == ',' || c == ';':
-			return s[start:i], s[i+1:]
 		}
 	}
 	return s[start:], ""
@@ -202,7 +219,11 @@ func isAtext(c byte) bool {
 	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
 		return true
 	}
-	return strings.IndexByte("!#$%&'*+-/=?^_`{|}~", c) >= 0
+	switch c {
+	case '!', '#', '$', '%', '&', '\'', '*', '+', '-', '/', '=', '?', '^', '_', '`', '{', '|', '}', '~':
+		return true
+	}
+	return false
 }
 
 // lenientAddress makes the best of an address that net/mail rejects: the

@@ -116,7 +116,7 @@ func dateTokens(s string) func(yield func(string) bool) {
 				continue
 			}
 			j := i + 1
-			for j < len(s) && strings.IndexByte(" \t\r\n,(-", s[j]) < 0 {
+			for j < len(s) && !isDateSeparator(s[j]) {
 				j++
 			}
 			if !yield(s[i:j]) {
@@ -129,6 +129,14 @@ func dateTokens(s string) func(yield func(string) bool) {
 			}
 		}
 	}
+}
+
+func isDateSeparator(c byte) bool {
+	switch c {
+	case ' ', '\t', '\r', '\n', ',', '(', '-':
+		return true
+	}
+	return false
 }
 
 // skipComment returns the offset just past the comment starting at s[i],

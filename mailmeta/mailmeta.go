@@ -241,7 +241,10 @@ func splitField(f []byte) (name, value []byte, ok bool) {
 	}
 	// RFC 5322 §4.5: the obsolete syntax allows white space between the
 	// field name and the colon.
-	name = bytes.TrimRight(f[:colon], " \t")
+	name = f[:colon]
+	for len(name) > 0 && (name[len(name)-1] == ' ' || name[len(name)-1] == '\t') {
+		name = name[:len(name)-1]
+	}
 	if len(name) == 0 {
 		return nil, nil, false
 	}
@@ -259,8 +262,12 @@ func splitField(f []byte) (name, value []byte, ok bool) {
 // and trailing white space, and cut to at most max bytes. Bare LF line
 // breaks are unfolded the same way.
 func unfold(v []byte, max int) string {
-	v = bytes.TrimLeft(v, " \t")
-	v = bytes.TrimRight(v, " \t\r\n")
+	for len(v) > 0 && isWSP(v[0]) {
+		v = v[1:]
+	}
+	for len(v) > 0 && (isWSP(v[len(v)-1]) || v[len(v)-1] == '\r' || v[len(v)-1] == '\n') {
+		v = v[:len(v)-1]
+	}
 	if len(v) > max {
 		v = v[:max]
 	}
@@ -283,6 +290,9 @@ func unfold(v []byte, max int) string {
 	}
 	return string(out)
 }
+
+// isWSP reports whether c is white space as RFC 5322 §2.2.2 means it.
+func isWSP(c byte) bool { return c == ' ' || c == '\t' }
 
 // parseSubject decodes an unstructured Subject (RFC 5322 §3.6.5) with its
 // RFC 2047 encoded words.
