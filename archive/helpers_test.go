@@ -2,14 +2,12 @@ package archive_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
-	"strings"
 	"testing"
 	"time"
 
@@ -252,11 +250,5 @@ func assertMaildir(t testing.TB, dir string) {
 
 // uniqueOf returns the Maildir unique name of a message path.
 func uniqueOf(rel string) string { return maildir.ParseName(filepath.Base(rel)).Unique }
-
-// contextBG is a context for cleanups that run after the test's context is
-// cancelled.
-func contextBG() context.Context { return context.Background() }
-
-var _ = strings.Contains
 
 func restoreOptions() restore.Options { return restore.Options{} }

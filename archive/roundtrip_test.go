@@ -1,7 +1,6 @@
 package archive_test
 
 import (
-	"os"
 	"path"
 	"path/filepath"
 	"sort"
@@ -144,5 +143,4 @@ func TestRoundTrip(t *testing.T) {
 			t.Errorf("err = %v, want ErrNothingSelected", err)
 		}
 	})
-	_ = os.Getpid
 }
