@@ -817,12 +817,29 @@ func (st *folderState) syncLocked(s *Store) error {
 }
 
 func lessUnique(a, b string) bool {
-	ta, _ := strconv.ParseInt(strings.SplitN(a, ".", 2)[0], 10, 64)
-	tb, _ := strconv.ParseInt(strings.SplitN(b, ".", 2)[0], 10, 64)
-	if ta != tb {
-		return ta < tb
+	sa, ua := uniqueTime(a)
+	sb, ub := uniqueTime(b)
+	if sa != sb {
+		return sa < sb
+	}
+	if ua != ub {
+		return ua < ub
 	}
 	return a < b
+}
+
+// uniqueTime parses "<seconds>.M<microseconds>..." (missing parts are 0).
+func uniqueTime(u string) (sec, usec int64) {
+	secStr, rest, _ := strings.Cut(u, ".")
+	sec, _ = strconv.ParseInt(secStr, 10, 64)
+	if m, ok := strings.CutPrefix(rest, "M"); ok {
+		end := 0
+		for end < len(m) && m[end] >= '0' && m[end] <= '9' {
+			end++
+		}
+		usec, _ = strconv.ParseInt(m[:end], 10, 64)
+	}
+	return sec, usec
 }
 
 // pathLocked finds the current file of a UID, rescanning once if the

@@ -430,3 +430,15 @@ func TestQuiesceCanceled(t *testing.T) {
 	}
 	close(br.release)
 }
+
+func TestUIDOrderFollowsDeliveryTime(t *testing.T) {
+	for _, tc := range []struct{ a, b string }{
+		{"1700000000.M999P1Q1.h", "1700000000.M1000P1Q2.h"},
+		{"1699999999.M999999P1.h", "1700000000.M0P1.h"},
+		{"1700000000.M5P1Q1.h", "1700000000.M5P1Q2.h"},
+	} {
+		if !lessUnique(tc.a, tc.b) || lessUnique(tc.b, tc.a) {
+			t.Errorf("order of %s, %s", tc.a, tc.b)
+		}
+	}
+}
