@@ -82,14 +82,21 @@ func (tr *testRepo) creds() archive.Credentials {
 // is closed when the test ends.
 func (tr *testRepo) open(t testing.TB) *archive.Repository {
 	t.Helper()
-	r, err := archive.Open(t.Context(), tr.be, tr.creds(), archive.Options{Compression: 2})
+	r := tr.openOpt(t, archive.Options{Compression: 2})
+	if _, err := r.LoadIndex(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// openOpt opens the repository without loading the index.
+func (tr *testRepo) openOpt(t testing.TB, opt archive.Options) *archive.Repository {
+	t.Helper()
+	r, err := archive.Open(t.Context(), tr.be, tr.creds(), opt)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { r.Close() })
-	if _, err := r.LoadIndex(t.Context()); err != nil {
-		t.Fatal(err)
-	}
 	return r
 }
 
