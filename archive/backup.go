@@ -62,9 +62,10 @@ type BackupResult struct {
 // header block; a longer "header" is treated as all body.
 const headerScanLimit = 256 << 10
 
-// wholeReadLimit: messages up to this size are read with one read call;
-// larger ones stream through the chunker.
-const wholeReadLimit = 16 << 20
+// wholeReadLimit: files up to this size are read with one read call;
+// larger ones stream through the chunker (whose body chunks are at least
+// ChunkMin), which bounds a worker's memory to about ChunkMax.
+const wholeReadLimit = DefaultChunkMin + headerScanLimit
 
 type backup struct {
 	r      *Repository
@@ -76,7 +77,11 @@ type backup struct {
 	jobs chan job
 	wg   sync.WaitGroup // running workers
 
-	bufs sync.Pool // *[]byte read buffers
+	bufs     sync.Pool // *[]byte read buffers
+	chunkers sync.Pool // *chunkState
+	// bigFiles bounds how many files stream through the chunker at once:
+	// each holds a ChunkMax buffer, and two keep both cores busy.
+	bigFiles chan struct{}
 
 	mu       sync.Mutex
 	warnings []string
@@ -102,7 +107,7 @@ func (r *Repository) Backup(ctx context.Context, opt BackupOptions) (*BackupResu
 	if len(opt.Paths) == 0 {
 		return nil, errors.New("nothing to back up: give at least one path")
 	}
-	b := &backup{r: r, opt: opt, start: time.Now(), log: opt.Logger}
+	b := &backup{r: r, opt: opt, start: time.Now(), log: opt.Logger, bigFiles: make(chan struct{}, 2)}
 	if b.log == nil {
 		b.log = slog.New(slog.DiscardHandler)
 	}
@@ -649,11 +654,17 @@ func (b *backup) process(ctx context.Context, j job) error {
 	} else {
 		// Large: content-defined chunks over the rest of the buffer and
 		// whatever follows in the file.
+		select {
+		case b.bigFiles <- struct{}{}:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		defer func() { <-b.bigFiles }()
 		counted := &countingReader{r: f}
-		ch := chunker.NewWithBoundaries(io.MultiReader(bytes.NewReader(body), counted), b.r.pol, uint(b.r.cfg.ChunkMin), uint(b.r.cfg.ChunkMax))
-		cbuf := make([]byte, b.r.cfg.ChunkMax)
+		cs := b.chunker(io.MultiReader(bytes.NewReader(body), counted))
+		defer b.chunkers.Put(cs)
 		for {
-			c, err := ch.Next(cbuf)
+			c, err := cs.ch.Next(cs.buf)
 			if errors.Is(err, io.EOF) {
 				break
 			}
@@ -677,6 +688,21 @@ func (b *backup) process(ctx context.Context, j job) error {
 		b.msgsDone.Add(1)
 	}
 	return nil
+}
+
+// chunkState is a reusable chunker and its chunk buffer (ChunkMax bytes).
+type chunkState struct {
+	ch  *chunker.Chunker
+	buf []byte
+}
+
+func (b *backup) chunker(rd io.Reader) *chunkState {
+	min, max := uint(b.r.cfg.ChunkMin), uint(b.r.cfg.ChunkMax)
+	if cs, ok := b.chunkers.Get().(*chunkState); ok {
+		cs.ch.ResetWithBoundaries(rd, b.r.pol, min, max)
+		return cs
+	}
+	return &chunkState{ch: chunker.NewWithBoundaries(rd, b.r.pol, min, max), buf: make([]byte, max)}
 }
 
 type countingReader struct {

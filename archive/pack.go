@@ -5,6 +5,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
+
+	"filippo.io/age"
 )
 
 // BlobType separates message/file content from the repository's own
@@ -101,33 +104,59 @@ const (
 	maxPackEntries = 1 << 22
 )
 
-// packBuilder accumulates blobs of one pack in memory.
+// packBuilder encrypts a pack as blobs are added: only the ciphertext is
+// held in memory, never the plaintext as well.
 type packBuilder struct {
-	buf     bytes.Buffer
+	out     *bytes.Buffer  // the sealed (age) bytes so far
+	enc     io.WriteCloser // age stream writing into out
+	size    int64          // plaintext bytes written so far
 	entries []PackedBlob
 }
 
-func (p *packBuilder) add(id ID, t BlobType, c Compression, rawLen int, stored []byte) {
-	p.entries = append(p.entries, PackedBlob{ID: id, Type: t, Offset: uint32(p.buf.Len()), Length: uint32(len(stored)), RawLength: uint32(rawLen), Compression: c})
-	p.buf.Write(stored)
+func newPackBuilder(out *bytes.Buffer, rcpt age.Recipient) (*packBuilder, error) {
+	enc, err := age.Encrypt(out, rcpt)
+	if err != nil {
+		return nil, err
+	}
+	return &packBuilder{out: out, enc: enc}, nil
 }
 
-// finish appends the header and trailer and returns the plaintext.
-func (p *packBuilder) finish() []byte {
+func (p *packBuilder) add(id ID, t BlobType, c Compression, rawLen int, stored []byte) error {
+	if _, err := p.enc.Write(stored); err != nil {
+		return err
+	}
+	p.entries = append(p.entries, PackedBlob{ID: id, Type: t, Offset: uint32(p.size), Length: uint32(len(stored)), RawLength: uint32(rawLen), Compression: c})
+	p.size += int64(len(stored))
+	return nil
+}
+
+// finish appends the header and trailer, closes the age stream and returns
+// the sealed pack.
+func (p *packBuilder) finish() ([]byte, error) {
+	hdr := make([]byte, 0, len(p.entries)*packEntrySize+packTrailer)
+	hdr = appendPackHeader(hdr, p.entries)
+	if _, err := p.enc.Write(hdr); err != nil {
+		return nil, err
+	}
+	if err := p.enc.Close(); err != nil {
+		return nil, err
+	}
+	return p.out.Bytes(), nil
+}
+
+// appendPackHeader encodes the entries and the trailer.
+func appendPackHeader(dst []byte, entries []PackedBlob) []byte {
 	var e [packEntrySize]byte
-	for _, b := range p.entries {
+	for _, b := range entries {
 		e[0] = byte(b.Type)
 		e[1] = byte(b.Compression)
 		binary.LittleEndian.PutUint32(e[2:], b.Length)
 		binary.LittleEndian.PutUint32(e[6:], b.RawLength)
 		copy(e[10:], b.ID[:])
-		p.buf.Write(e[:])
+		dst = append(dst, e[:]...)
 	}
-	var t [packTrailer]byte
-	binary.LittleEndian.PutUint32(t[:], uint32(len(p.entries)))
-	copy(t[4:], packMagic)
-	p.buf.Write(t[:])
-	return p.buf.Bytes()
+	dst = binary.LittleEndian.AppendUint32(dst, uint32(len(entries)))
+	return append(dst, packMagic...)
 }
 
 // errCorruptPack is wrapped by every pack-parsing error.

@@ -72,22 +72,26 @@ type Repository struct {
 	indexRcpt age.Recipient
 
 	hashers sync.Pool // keyed BLAKE3 hashers
-	zenc    *zstd.Encoder
-	zdec    *zstd.Decoder
-	level   int
+	// packBufs recycles the pack-sized buffers (plaintext and ciphertext)
+	// so that a backup does not allocate 32 MiB per pack.
+	packBufs sync.Pool
+	zenc     *zstd.Encoder
+	zdec     *zstd.Decoder
+	level    int
 
 	idx *Index
 
 	// Pack writing state; see saver.go.
-	saveMu   sync.Mutex
-	pending  map[ID]struct{}
-	packs    [2]*packBuilder // one open pack per blob type
-	upload   chan *packBuilder
-	uploadWG sync.WaitGroup
-	uploadMu sync.Mutex
-	upErr    error
-	written  []IndexPack
-	stats    SaveStats
+	saveMu    sync.Mutex
+	pending   map[ID]struct{}
+	packs     [2]*packBuilder // one open pack per blob type
+	upload    chan *packBuilder
+	uploaders int
+	uploadWG  sync.WaitGroup
+	uploadMu  sync.Mutex
+	upErr     error
+	written   []IndexPack
+	stats     SaveStats
 }
 
 // SaveStats counts what saving blobs did.
@@ -170,15 +174,21 @@ func Open(ctx context.Context, be Backend, creds Credentials, opt Options) (*Rep
 	if r.level > 0 {
 		lvl = zstd.EncoderLevel(r.level)
 	}
-	if r.zenc, err = zstd.NewWriter(nil, zstd.WithEncoderLevel(lvl), zstd.WithEncoderConcurrency(conc)); err != nil {
+	// A 2 MiB window: blobs are at most ChunkMax (8 MiB) and matches
+	// farther back than that are rare in mail, while the default 8 MiB
+	// window costs ~16 MiB per concurrent encoder.
+	if r.zenc, err = zstd.NewWriter(nil, zstd.WithEncoderLevel(lvl), zstd.WithEncoderConcurrency(conc), zstd.WithWindowSize(2<<20), zstd.WithLowerEncoderMem(true)); err != nil {
 		return nil, err
 	}
 	if r.zdec, err = zstd.NewReader(nil, zstd.WithDecoderConcurrency(conc), zstd.WithDecoderMaxMemory(maxMetaSize)); err != nil {
 		return nil, err
 	}
+	// One uploader keeps up: after dedup and compression a backup writes
+	// far fewer bytes than it reads, and encrypting plus hashing a pack
+	// runs at over 500 MB/s per core.
 	uploaders := opt.Uploaders
 	if uploaders <= 0 {
-		uploaders = 2
+		uploaders = 1
 	}
 	r.startUploaders(uploaders)
 	return r, nil

@@ -36,16 +36,22 @@ func (r *Repository) saveBlobWithID(ctx context.Context, t BlobType, id ID, data
 	r.saveMu.Lock()
 	p := r.packs[t]
 	if p == nil {
-		p = &packBuilder{}
-		p.buf.Grow(int(r.cfg.PackSize) + 1<<20)
+		var err error
+		if p, err = newPackBuilder(r.packBuffer(t), r.dataRcpt); err != nil {
+			r.saveMu.Unlock()
+			return false, err
+		}
 		r.packs[t] = p
 	}
-	p.add(id, t, comp, len(data), stored)
+	if err := p.add(id, t, comp, len(data), stored); err != nil {
+		r.saveMu.Unlock()
+		return false, err
+	}
 	r.stats.BlobsNew++
 	r.stats.RawBytesNew += int64(len(data))
 	r.stats.StoredBytesNew += int64(len(stored))
 	var full *packBuilder
-	if int64(p.buf.Len()) >= r.cfg.PackSize {
+	if p.size >= r.cfg.PackSize {
 		full, r.packs[t] = p, nil
 	}
 	r.saveMu.Unlock()
@@ -71,10 +77,27 @@ func (r *Repository) compress(data []byte) (Compression, []byte) {
 	return Zstd, z
 }
 
+// packBuffer returns a buffer for a new pack: data packs fill up, so they
+// get (recycled) pack-sized buffers; tree packs are usually small.
+func (r *Repository) packBuffer(t BlobType) *bytes.Buffer {
+	if t != DataBlob {
+		return new(bytes.Buffer)
+	}
+	if b, ok := r.packBufs.Get().(*bytes.Buffer); ok {
+		b.Reset()
+		return b
+	}
+	b := new(bytes.Buffer)
+	b.Grow(int(r.cfg.PackSize) + 1<<20)
+	return b
+}
+
 func (r *Repository) startUploaders(n int) {
-	// A queue of one pack per uploader bounds memory: with 16 MiB packs
-	// and two uploaders at most ~5 packs are in memory at once.
-	r.upload = make(chan *packBuilder, n)
+	// An unbuffered queue bounds memory: with n uploaders at most n packs
+	// (plaintext and ciphertext) are being written while the workers fill
+	// the open ones.
+	r.upload = make(chan *packBuilder)
+	r.uploaders = n
 	for i := 0; i < n; i++ {
 		r.uploadWG.Add(1)
 		go func() {
@@ -121,7 +144,10 @@ func (r *Repository) queuePack(ctx context.Context, p *packBuilder) error {
 // writePack encrypts a finished pack, stores it under the SHA-256 of its
 // ciphertext, and only then makes its blobs visible in the index.
 func (r *Repository) writePack(ctx context.Context, p *packBuilder) error {
-	sealed, err := r.encrypt(PackFile, p.finish())
+	if p.out.Cap() >= int(r.cfg.PackSize) {
+		defer r.packBufs.Put(p.out)
+	}
+	sealed, err := p.finish()
 	if err != nil {
 		return err
 	}
@@ -161,7 +187,7 @@ func (r *Repository) Flush(ctx context.Context) error {
 	}
 	// Drain the uploaders and start fresh ones, so Flush can be called
 	// again (e.g. periodic index writes).
-	n := cap(r.upload)
+	n := r.uploaders
 	r.stopUploaders()
 	r.startUploaders(n)
 	if err := r.uploadError(); err != nil {

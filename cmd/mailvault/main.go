@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -42,6 +43,13 @@ func (e *exitCodeError) Unwrap() error { return e.err }
 func withCode(code int, err error) error { return &exitCodeError{code, err} }
 
 func main() {
+	// Backups and restores hold a few large, pointer-free buffers (packs,
+	// chunks) and churn through many more; collecting at 25% growth keeps
+	// peak memory near the live set at a small CPU cost, measured in
+	// docs/PERFORMANCE.md. GOGC in the environment still overrides it.
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(25)
+	}
 	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
 
