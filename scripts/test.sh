@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Runs mailvault's whole test suite. On a fresh Debian machine it first
+# installs the real tools the tests drive (age and zstd CLIs for the
+# by-hand format test, mail clients for the server tests).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Debian packages the tests use, by the command that proves each is there.
+declare -A pkgs=(
+  [age]=age [zstd]=zstd [restic]=restic [swaks]=swaks [curl]=curl
+  [python3]=python3 [mbsync]=isync [openssl]=openssl
+)
+missing=()
+for cmd in "${!pkgs[@]}"; do
+  command -v "$cmd" >/dev/null 2>&1 || missing+=("${pkgs[$cmd]}")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "test.sh: missing ${missing[*]}; install them (apt-get install ${missing[*]}) or run as root" >&2
+    exit 1
+  fi
+  echo "test.sh: installing ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+go vet ./...
+go test -count=1 -timeout 20m "$@" ./...
