@@ -11,7 +11,9 @@ import (
 const maxAddressInput = 2 << 10
 
 // parseAddressList appends the addresses of an address-list field value
-// (RFC 5322 §3.4) to list, up to MaxAddresses in all.
+// (RFC 5322 §3.4) to list, up to MaxAddresses in all. Each non-empty
+// entry of the list uses up one of *budget, and parsing stops when none
+// is left.
 //
 // go-message's mail.ParseAddressList, like net/mail's ParseList under it,
 // fails the whole list when one address is malformed, and real lists often
@@ -19,8 +21,8 @@ const maxAddressInput = 2 << 10
 // local address without a domain). So the list is split here and each
 // address parsed on its own, falling back to lenientAddress for the ones
 // net/mail rejects. Splitting first also stops the work at MaxAddresses.
-func parseAddressList(dec *mime.WordDecoder, value []byte, list []string) []string {
-	if len(list) >= MaxAddresses {
+func parseAddressList(dec *mime.WordDecoder, value []byte, list []string, budget *int) []string {
+	if len(list) >= MaxAddresses || *budget <= 0 {
 		return list
 	}
 	p := mail.AddressParser{WordDecoder: dec}
@@ -28,12 +30,19 @@ func parseAddressList(dec *mime.WordDecoder, value []byte, list []string) []stri
 	if list == nil {
 		list = make([]string, 0, min(strings.Count(s, ",")+1, MaxAddresses))
 	}
-	for s != "" && len(list) < MaxAddresses {
+	for s != "" && len(list) < MaxAddresses && *budget > 0 {
 		var piece string
 		piece, s = nextAddress(s)
+		if piece = strings.TrimSpace(piece); piece == "" {
+			continue
+		}
+		*budget--
 		if a := parseAddress(&p, dec, piece); a != "" {
 			list = append(list, a)
 		}
+	}
+	if len(list) == 0 {
+		return nil // as when the field is missing
 	}
 	return list
 }

@@ -46,6 +46,10 @@ const (
 	// words are longer than the text they carry, so this is some
 	// multiple of MaxSubjectBytes.
 	maxSubjectInput = 16 << 10
+	// maxAddressAttempts bounds the addresses Parse tries to parse in
+	// all, counting those it gives up on: a header can hold a hundred
+	// thousand junk addresses that each cost a failed parse.
+	maxAddressAttempts = 4 * MaxAddresses
 	// maxDateInput and maxMessageIDInput bound the raw values looked at.
 	maxDateInput      = 256
 	maxMessageIDInput = 4 << 10
@@ -107,9 +111,10 @@ func Parse(header []byte) Meta {
 		header = header[:MaxHeaderBytes]
 	}
 	var (
-		m    Meta
-		dec  = mime.WordDecoder{CharsetReader: charsetReader}
-		seen fieldSet
+		m      Meta
+		dec    = mime.WordDecoder{CharsetReader: charsetReader}
+		seen   fieldSet
+		budget = maxAddressAttempts
 	)
 	for rest := header; len(rest) > 0; {
 		field, next, end := nextField(rest)
@@ -128,11 +133,11 @@ func Parse(header []byte) Meta {
 		seen.add(f)
 		switch f {
 		case fromField:
-			m.From = parseAddressList(&dec, value, m.From)
+			m.From = parseAddressList(&dec, value, m.From, &budget)
 		case toField:
-			m.To = parseAddressList(&dec, value, m.To)
+			m.To = parseAddressList(&dec, value, m.To, &budget)
 		case ccField:
-			m.Cc = parseAddressList(&dec, value, m.Cc)
+			m.Cc = parseAddressList(&dec, value, m.Cc, &budget)
 		case subjectField:
 			m.Subject = parseSubject(&dec, value)
 		case dateField:

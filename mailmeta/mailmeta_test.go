@@ -180,6 +180,19 @@ func TestParse(t *testing.T) {
 			want: Meta{MessageID: "no-brackets@example.com"},
 		},
 		{
+			name: "empty address lists",
+			in:   "From:\nTo: ,, ;\nCc: undisclosed-recipients:;\n\n",
+			want: Meta{},
+		},
+		{
+			name: "encoded word in a quoted name",
+			in:   "From: \"=?utf-8?q?J=C3=B6rg?=\" <j@example.de>\nTo: =?utf-8?b?PT91dGYtOD9xP25lc3RlZD89?= <n@example.com>\n\n",
+			want: Meta{
+				From: []string{"Jörg <j@example.de>"},
+				To:   []string{"=?utf-8?q?nested?= <n@example.com>"},
+			},
+		},
+		{
 			name: "empty header",
 			in:   "\r\nSubject: in the body\r\n",
 			want: Meta{},
@@ -309,6 +322,17 @@ func TestParseLimits(t *testing.T) {
 	m = Parse([]byte(list))
 	if len(m.Cc) != MaxAddresses {
 		t.Errorf("len(Cc) = %d, want %d", len(m.Cc), MaxAddresses)
+	}
+
+	// Junk that costs a failed parse per address, in one field and in
+	// many; addresses after it are past the budget.
+	for _, h := range []string{
+		"To: " + strings.Repeat("\x00,", 10000) + "a@example.com\n\n",
+		strings.Repeat("To: \x00\n", 10000) + "To: a@example.com\n\n",
+	} {
+		if m := Parse([]byte(h)); m.To != nil {
+			t.Errorf("To = %q after %d junk addresses", m.To, 10000)
+		}
 	}
 
 	// A long display name and address.
