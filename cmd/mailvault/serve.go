@@ -102,6 +102,9 @@ func runServer(ctx context.Context, cfg mailserver.Config, log *slog.Logger, out
 	// case the command runs under another root.
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	srv, err := mailserver.New(ctx, cfg, mailserver.Options{Logger: log})
 	if err != nil {
 		return err
@@ -116,9 +119,6 @@ func runServer(ctx context.Context, cfg mailserver.Config, log *slog.Logger, out
 			fmt.Fprintf(out, "%-12s %s\n", name, a)
 		}
 	}
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 	for {
 		select {
 		case <-hup:

@@ -1,0 +1,108 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
+
+	"github.com/mailvault/mailvault/mailserver/tlsutil"
+)
+
+func TestServeCommand(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	cfgPath := filepath.Join(t.TempDir(), "mailvault.yaml")
+	os.WriteFile(cfgPath, []byte(`
+hostname: mx.test
+listen:
+  smtp: 127.0.0.1:0
+  submission: 127.0.0.1:0
+  submissions: 127.0.0.1:0
+log_level: warn
+drain_timeout: 1m
+`), 0o600)
+
+	ctx, cancel := context.WithCancel(t.Context())
+	pr, pw := io.Pipe()
+	cmd := newServeCmd()
+	cmd.SetArgs([]string{"--config", cfgPath, "--data", dir})
+	cmd.SetOut(pw)
+	cmd.SetErr(io.Discard)
+	done := make(chan error, 1)
+	go func() {
+		done <- cmd.ExecuteContext(ctx)
+		pw.Close()
+	}()
+	addrs := map[string]string{}
+	sc := bufio.NewScanner(pr)
+	for len(addrs) < 3 && sc.Scan() {
+		f := strings.Fields(sc.Text())
+		addrs[f[0]] = f[1]
+	}
+	go io.Copy(io.Discard, pr)
+	if len(addrs) != 3 {
+		t.Fatalf("addresses: %v (%v)", addrs, <-done)
+	}
+
+	// The account commands work against the running server's directory.
+	if _, err := runCmd(t, newUserCmd(), "alice password\n", "add", "--data", dir, "alice@example.test", "--password-stdin"); err != nil {
+		t.Fatal(err)
+	}
+	c, err := smtp.DialStartTLS(addrs["submission"], &tls.Config{InsecureSkipVerify: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Auth(sasl.NewPlainClient("", "alice@example.test", "alice password")); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.SendMail("alice@example.test", []string{"alice@example.test"}, strings.NewReader("Subject: self\r\n\r\nnote\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	c.Quit()
+	if e, _ := os.ReadDir(filepath.Join(dir, "mail", "example.test", "alice", "Maildir", "new")); len(e) != 1 {
+		t.Fatalf("delivered: %v", e)
+	}
+
+	// SIGHUP reloads the certificate.
+	serial := func() string {
+		conn, err := tls.Dial("tcp", addrs["submissions"], &tls.Config{InsecureSkipVerify: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		return conn.ConnectionState().PeerCertificates[0].SerialNumber.String()
+	}
+	before := serial()
+	certFile, keyFile := filepath.Join(dir, "tls", "cert.pem"), filepath.Join(dir, "tls", "key.pem")
+	os.Remove(certFile)
+	if _, err := tlsutil.EnsureSelfSigned(certFile, keyFile, []string{"mx.test"}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	for serial() == before {
+		// Wait for the signal to be handled; the test's own timeout bounds this.
+	}
+
+	cancel() // what SIGTERM does through main's context
+	if err := <-done; err != nil {
+		t.Fatalf("serve returned %v", err)
+	}
+}
+
+func TestServeHelpSaysIMAPAndPOP3Absent(t *testing.T) {
+	out, err := runCmd(t, newServeCmd(), "", "--help")
+	if err != nil || !strings.Contains(out, "IMAP (2143, 2993) and POP3 (2110, 2995) are not served yet") {
+		t.Fatalf("help: %v\n%s", err, out)
+	}
+}
