@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"runtime"
 	"sort"
@@ -146,7 +147,9 @@ func Restore(ctx context.Context, repo Repository, snap *archive.Snapshot, opt O
 	for i := len(p.dirs) - 1; i >= 0; i-- {
 		d := p.dirs[i]
 		t := time.Unix(0, d.mtime)
-		_ = os.Chtimes(w.abs(d.rel), t, t)
+		if fi, err := os.Lstat(w.abs(d.rel)); err == nil && fi.IsDir() {
+			_ = os.Chtimes(w.abs(d.rel), t, t)
+		}
 	}
 	return &p.res, nil
 }
@@ -242,13 +245,47 @@ func (w *writer) mkdir(rel string, mode fs.FileMode) error {
 	if err := archive.CheckRelPath(rel); err != nil {
 		return err
 	}
-	if err := os.MkdirAll(w.abs(rel), mode); err != nil {
-		return fmt.Errorf("restore: %w", err)
+	return w.mkdirAll(rel, mode)
+}
+
+// mkdirAll creates rel and its missing parents below the target, like
+// os.MkdirAll, but refuses to pass through anything that is not a
+// directory: a symbolic link left in the target by an earlier restore
+// with --overwrite (or made by a hostile manifest) could point anywhere.
+func (w *writer) mkdirAll(rel string, mode fs.FileMode) error {
+	if rel == "" || rel == "." {
+		return nil
+	}
+	if err := archive.CheckRelPath(rel); err != nil {
+		return err
+	}
+	p := w.target
+	for _, c := range strings.Split(rel, "/") {
+		p = filepath.Join(p, c)
+		fi, err := os.Lstat(p)
+		if errors.Is(err, fs.ErrNotExist) {
+			if err := os.Mkdir(p, mode); err != nil && !errors.Is(err, fs.ErrExist) {
+				return fmt.Errorf("restore: %w", err)
+			}
+			fi, err = os.Lstat(p)
+		}
+		if err != nil {
+			return fmt.Errorf("restore: %w", err)
+		}
+		if !fi.IsDir() {
+			return fmt.Errorf("restore: %s exists and is not a directory (%v); refusing to write through it", p, fi.Mode().Type())
+		}
 	}
 	return nil
 }
 
 func (w *writer) symlink(e archive.FileEntry) error {
+	if err := archive.CheckRelPath(e.Path); err != nil {
+		return err
+	}
+	if err := w.mkdirAll(path.Dir(e.Path), 0o700); err != nil {
+		return err
+	}
 	p := w.abs(e.Path)
 	if w.overwrite {
 		_ = os.Remove(p)
@@ -267,10 +304,10 @@ func (w *writer) create(f *file) error {
 	} else {
 		flags |= os.O_EXCL
 	}
-	p := w.abs(f.rel)
-	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
-		return fmt.Errorf("restore: %w", err)
+	if err := w.mkdirAll(path.Dir(f.rel), 0o700); err != nil {
+		return err
 	}
+	p := w.abs(f.rel)
 	fd, err := os.OpenFile(p, flags, f.mode|0o200)
 	if err != nil {
 		return fmt.Errorf("restore: %w", err)
