@@ -106,12 +106,26 @@ func HeaderEnd(b []byte) int {
 //
 // Of fields that should appear once (RFC 5322 §3.6), the first is used;
 // repeated To and Cc fields are all used.
-func Parse(header []byte) Meta {
+func Parse(header []byte) (m Meta) {
+	// The charset decoders of golang.org/x/text run on hostile input
+	// here; should one of them have a bug, a panic would stop the whole
+	// backup for the sake of one message's manifest entry. (FuzzParse
+	// calls parse, so that it still sees panics.)
+	defer func() {
+		if recover() != nil {
+			m = Meta{}
+		}
+	}()
+	return parse(header)
+}
+
+// parse is Parse without its recover.
+func parse(header []byte) Meta {
+	var m Meta
 	if len(header) > MaxHeaderBytes {
 		header = header[:MaxHeaderBytes]
 	}
 	var (
-		m      Meta
 		dec    = mime.WordDecoder{CharsetReader: charsetReader}
 		seen   fieldSet
 		budget = maxAddressAttempts
