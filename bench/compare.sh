@@ -39,6 +39,13 @@ for t in $BENCH_TOOLS; do
 done
 
 mkdir -p "$BENCH_DIR"
+# One run at a time per cache directory: runs share the corpus, and two
+# benchmarks at once would spoil each other's figures anyway.
+exec 9>"$BENCH_DIR/.lock"
+if ! flock -n 9; then
+	log "waiting for another compare.sh run using $BENCH_DIR"
+	flock 9
+fi
 # The work directory sits next to the corpus cache so that copying the
 # corpus stays on one file system.
 W=$(mktemp -d "$BENCH_DIR/run.XXXXXX")
