@@ -158,6 +158,9 @@ func pathJoin(a, b string) string {
 	if a == "" || a == "." {
 		return b
 	}
+	if b == "" || b == "." {
+		return a
+	}
 	return a + "/" + b
 }
 
