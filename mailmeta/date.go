@@ -30,6 +30,7 @@ func parseDate(s string) (time.Time, bool) {
 		haveTime     bool
 		offset       int // seconds east of UTC
 		haveOffset   bool
+		zone         int // of an alphabetic zone, which a numeric one overrides
 	)
 	for tok := range dateTokens(s) {
 		switch c := tok[0]; {
@@ -55,8 +56,8 @@ func parseDate(s string) (time.Time, bool) {
 					return time.Time{}, false
 				}
 				month = m
-			} else if o, ok := zoneOf(tok); ok && !haveOffset {
-				offset, haveOffset = o, true
+			} else if o, ok := zoneOf(tok); ok {
+				zone = o
 			}
 			// Anything else is a weekday (which RFC 5322 §3.3 makes
 			// redundant) or noise such as "AM".
@@ -90,6 +91,9 @@ func parseDate(s string) (time.Time, bool) {
 	if day < 1 || day > daysIn(time.Month(month), year) || hour > 23 || minute > 59 || sec > 60 {
 		return time.Time{}, false
 	}
+	if !haveOffset {
+		offset = zone
+	}
 	loc := time.UTC
 	if offset != 0 {
 		loc = time.FixedZone("", offset)
@@ -101,8 +105,8 @@ func parseDate(s string) (time.Time, bool) {
 const maxDateTokens = 12
 
 // dateTokens yields the words of a date, split at white space and commas,
-// with comments (RFC 5322 §3.2.2, nested, with quoted pairs) removed. A '-'
-// inside a word splits it too, for "2-Jan-2006"; a leading one is a sign.
+// with comments (RFC 5322 §3.2.2, nested, with quoted pairs) removed. A '+'
+// or '-' inside a word starts a new one.
 func dateTokens(s string) func(yield func(string) bool) {
 	return func(yield func(string) bool) {
 		n := 0
@@ -123,17 +127,20 @@ func dateTokens(s string) func(yield func(string) bool) {
 				return
 			}
 			n++
-			i = j
-			if i+1 < len(s) && s[i] == '-' && (isLetter(s[i-1]) || isLetter(s[i+1])) {
-				i++ // a '-' next to a month name separates words
+			// A '-' next to a month name separates words, as in
+			// "2-Jan-2006"; otherwise it starts a numeric zone, as
+			// in "GMT-0500".
+			if j+1 < len(s) && s[j] == '-' && (isLetter(s[j+1]) || monthOf(s[i:j]) != 0) {
+				j++
 			}
+			i = j
 		}
 	}
 }
 
 func isDateSeparator(c byte) bool {
 	switch c {
-	case ' ', '\t', '\r', '\n', ',', '(', '-':
+	case ' ', '\t', '\r', '\n', ',', '(', '-', '+':
 		return true
 	}
 	return false
