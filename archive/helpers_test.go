@@ -259,3 +259,7 @@ func assertMaildir(t testing.TB, dir string) {
 func uniqueOf(rel string) string { return maildir.ParseName(filepath.Base(rel)).Unique }
 
 func restoreOptions() restore.Options { return restore.Options{} }
+
+func backupOptions(paths ...string) archive.BackupOptions {
+	return archive.BackupOptions{Paths: paths, Host: "testhost"}
+}
