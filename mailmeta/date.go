@@ -33,34 +33,43 @@ func parseDate(s string) (time.Time, bool) {
 		zone         int // of an alphabetic zone, which a numeric one overrides
 	)
 	for tok := range dateTokens(s) {
+		isZone := false
 		switch c := tok[0]; {
 		case c == '+' || c == '-':
 			if o, ok := parseOffset(tok); ok && !haveOffset {
-				offset, haveOffset = o, true
+				offset, haveOffset, isZone = o, true, true
 			}
+		case haveTime && strings.IndexByte(tok, ':') >= 0:
+			// Trailing garbage, which net/mail ignores too.
 		case strings.IndexByte(tok, ':') >= 0:
 			var ok bool
-			if hour, minute, sec, ok = parseClock(tok); !ok || haveTime {
+			if hour, minute, sec, ok = parseClock(tok); !ok {
 				return time.Time{}, false
 			}
 			haveTime = true
 		case '0' <= c && c <= '9':
-			if !isNumber(tok, 4) || n == len(nums) {
+			switch {
+			case n == len(nums):
+				// Trailing garbage, which net/mail ignores too.
+			case !isNumber(tok, 4):
 				return time.Time{}, false
+			default:
+				nums[n] = tok
+				n++
 			}
-			nums[n] = tok
-			n++
 		default:
 			if m := monthOf(tok); m != 0 {
-				if month != 0 {
-					return time.Time{}, false
-				}
-				month = m
+				if month == 0 {
+					month = m
+				} // else trailing garbage, which net/mail ignores too
 			} else if o, ok := zoneOf(tok); ok {
 				zone = o
 			}
 			// Anything else is a weekday (which RFC 5322 §3.3 makes
 			// redundant) or noise such as "AM".
+		}
+		if isZone && month != 0 && n == len(nums) && haveTime {
+			break // a numeric zone ends a date-time; the rest is garbage
 		}
 	}
 	if month == 0 || n != 2 {
@@ -188,22 +197,27 @@ func parseClock(s string) (hour, minute, sec int, ok bool) {
 }
 
 // parseOffset parses a numeric zone, "+hhmm" (RFC 5322 §3.3) or "+hh:mm".
+// What follows the four digits is ignored, as net/mail does.
 func parseOffset(s string) (int, bool) {
 	sign := 1
 	if s[0] == '-' {
 		sign = -1
 	}
-	s = strings.Replace(s[1:], ":", "", 1)
-	if len(s) != 4 || !isDigits(s) {
+	var h, m string
+	switch s = s[1:]; {
+	case len(s) >= 5 && s[2] == ':':
+		h, m = s[:2], s[3:5]
+	case len(s) >= 4:
+		h, m = s[:2], s[2:4]
+	default:
 		return 0, false
 	}
-	h, m := atoi(s[:2]), atoi(s[2:])
-	if h > 23 || m > 59 {
+	if !isDigits(h) || !isDigits(m) || atoi(h) > 23 || atoi(m) > 59 {
 		return 0, false
 	}
 	// "-0000" means the local time is unknown (RFC 5322 §3.3); UTC is
 	// the best that can be said.
-	return sign * (h*3600 + m*60), true
+	return sign * (atoi(h)*3600 + atoi(m)*60), true
 }
 
 // zoneOf returns the offset of an obsolete alphabetic zone (RFC 5322 §4.3).

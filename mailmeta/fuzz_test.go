@@ -151,3 +151,43 @@ func FuzzAddress(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseDate checks parseDate against net/mail.ParseDate: it must accept
+// every date that net/mail accepts, and agree on the instant unless
+// net/mail took an alphabetic zone it does not know (it makes those UTC).
+func FuzzParseDate(f *testing.F) {
+	for _, s := range []string{
+		"Tue, 05 Mar 2024 14:07:11 +0100",
+		"5 Mar 24 14:07 -0000",
+		"Thu, 20 Nov 1997 09:55:06 EST (Eastern)",
+		"Mon Jan  2 15:04:05 2006",
+		"2-Jan-2006 15:04:05 GMT+0100",
+		"2006-01-02T15:04:05Z",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		got, ok := parseDate(s)
+		if ok && (got.Year() < 0 || got.Year() > 9999) {
+			t.Errorf("parseDate(%q) = %v", s, got)
+		}
+		want, err := mail.ParseDate(s)
+		if err != nil {
+			return
+		}
+		if !ok {
+			t.Fatalf("parseDate(%q) failed; net/mail: %v", s, want)
+		}
+		if name, _ := want.Zone(); name != "" && name != "UT" && name != "UTC" && name != "GMT" {
+			return
+		}
+		if got.AddDate(100, 0, 0).Equal(want) && got.Year() >= 1950 && got.Year() < 1969 {
+			// RFC 5322 §4.3 makes two-digit years 50 to 68 19xx;
+			// net/mail, with time's "06" layout, makes them 20xx.
+			return
+		}
+		if !got.Equal(want) {
+			t.Errorf("parseDate(%q) = %v; net/mail: %v", s, got, want)
+		}
+	})
+}
