@@ -64,7 +64,9 @@ type Meta struct {
 	// Subject is RFC 2047-decoded UTF-8 without control characters, at
 	// most MaxSubjectBytes long.
 	Subject string
-	// Date is zero if the Date field is missing or unparseable.
+	// Date is zero if the Date field is missing or unparseable. A date
+	// without a zone is taken as UTC, as "-0000" would be (RFC 5322
+	// §3.3).
 	Date time.Time
 	// MessageID is the msg-id without angle brackets.
 	MessageID string
