@@ -108,6 +108,9 @@ func (r *Repository) Backup(ctx context.Context, opt BackupOptions) (*BackupResu
 		return nil, errors.New("nothing to back up: give at least one path")
 	}
 	b := &backup{r: r, opt: opt, start: time.Now(), log: opt.Logger, bigFiles: make(chan struct{}, 2)}
+	// The repository's counters run over its whole life; the summary is
+	// about this backup only.
+	st0 := r.Stats()
 	if b.log == nil {
 		b.log = slog.New(slog.DiscardHandler)
 	}
@@ -189,11 +192,11 @@ func (r *Repository) Backup(ctx context.Context, opt BackupOptions) (*BackupResu
 	s.FoldersUnchanged = b.foldersUnchanged.Load()
 	s.FilesNew = b.filesNew.Load()
 	s.BytesRead = b.bytesRead.Load()
-	s.BytesNew = st.RawBytesNew
-	s.BytesStored = st.StoredBytesNew
-	s.BlobsNew = st.BlobsNew
-	s.BlobsDeduplicated = st.BlobsDup
-	s.PacksWritten = st.Packs
+	s.BytesNew = st.RawBytesNew - st0.RawBytesNew
+	s.BytesStored = st.StoredBytesNew - st0.StoredBytesNew
+	s.BlobsNew = st.BlobsNew - st0.BlobsNew
+	s.BlobsDeduplicated = st.BlobsDup - st0.BlobsDup
+	s.PacksWritten = st.Packs - st0.Packs
 	s.Errors = b.errCount.Load()
 	s.DedupRatio = ratio(s.BytesRead, s.BytesNew)
 	s.CompressionRatio = ratio(s.BytesNew, s.BytesStored)
