@@ -307,7 +307,7 @@ func formatAddress(name, addr string) string {
 	case addr == "":
 		return name
 	}
-	if strings.ContainsAny(name, `"(),:;<>@[\]`) {
+	if hasSpecials(name) {
 		name = `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(name) + `"`
 	}
 	return name + " <" + addr + ">"
@@ -326,4 +326,16 @@ func collapseSpaces(s string) string {
 		b = append(b, s[i])
 	}
 	return string(b)
+}
+
+// hasSpecials reports whether s holds RFC 5322 §3.2.3 specials other than
+// '.', which make a display name need quoting.
+func hasSpecials(s string) bool {
+	for i := range len(s) {
+		switch s[i] {
+		case '"', '(', ')', ',', ':', ';', '<', '>', '@', '[', '\\', ']':
+			return true
+		}
+	}
+	return false
 }

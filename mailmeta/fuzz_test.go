@@ -191,3 +191,18 @@ func FuzzParseDate(f *testing.F) {
 		}
 	})
 }
+
+// FuzzClean checks clean's fast path against cleanSlow.
+func FuzzClean(f *testing.F) {
+	for _, s := range []string{"plain", " Jörg Müller ", "a\u0085b", "\xc2", "é\xff", "\t"} {
+		f.Add(s, 3)
+	}
+	f.Fuzz(func(t *testing.T, s string, max int) {
+		if max < 0 || max > 2000 {
+			return
+		}
+		if got, want := clean(s, max), cleanSlow(s, max); got != want {
+			t.Errorf("clean(%q, %d) = %q, cleanSlow %q", s, max, got, want)
+		}
+	})
+}

@@ -34,9 +34,23 @@ func charsetReader(name string, input io.Reader) (io.Reader, error) {
 // removed, surrounding white space is trimmed, and the result is cut to at
 // most max bytes at a character boundary.
 func clean(s string, max int) string {
-	if isPlain(s) && len(s) <= max {
+	if isClean(s) {
+		// Nothing to replace or remove: only cut and trim, without
+		// copying, as for most subjects and display names.
+		if len(s) > max {
+			i := max
+			for i > 0 && !utf8.RuneStart(s[i]) {
+				i--
+			}
+			s = s[:i]
+		}
 		return strings.TrimSpace(s)
 	}
+	return cleanSlow(s, max)
+}
+
+// cleanSlow is clean for text that has something to replace or remove.
+func cleanSlow(s string, max int) string {
 	var b strings.Builder
 	b.Grow(min(len(s), max))
 	for _, r := range s { // invalid UTF-8 ranges as utf8.RuneError
@@ -71,6 +85,23 @@ func cleanToken(s string, max int) string {
 		b.WriteRune(r)
 	}
 	return b.String()
+}
+
+// isClean reports whether s is valid UTF-8 without control characters (C0,
+// DEL, C1), which clean leaves alone.
+func isClean(s string) bool {
+	for i := range len(s) {
+		c := s[i]
+		if c < 0x20 || c == 0x7f {
+			return false
+		}
+		// The C1 controls, U+0080 to U+009F, are 0xC2 0x80 to 0xC2
+		// 0x9F in UTF-8.
+		if c == 0xc2 && i+1 < len(s) && s[i+1] < 0xa0 {
+			return false
+		}
+	}
+	return utf8.ValidString(s)
 }
 
 // isPlain reports whether s is printable ASCII only, which needs no
