@@ -520,6 +520,9 @@ func (b *backup) listMessages(dir, folderDir, sub string, parent map[string]*Mes
 		}
 		n := maildir.ParseName(name)
 		m := Message{Unique: n.Unique, Flags: n.Flags, New: sub == "new", diskName: name, folderDir: folderDir}
+		if m.FileName() != name {
+			m.Name = name
+		}
 		prev := parent[n.Unique]
 		if prev != nil && n.Size >= 0 && n.Size == prev.Size {
 			// The ",S=" size in the name matches: no stat needed.
@@ -546,10 +549,10 @@ func (b *backup) listMessages(dir, folderDir, sub string, parent map[string]*Mes
 }
 
 func (b *backup) reuse(m, prev *Message) {
-	flags, isNew, name, dir := m.Flags, m.New, m.diskName, m.folderDir
+	flags, isNew, name, dir, fileName := m.Flags, m.New, m.diskName, m.folderDir, m.Name
 	*m = *prev
-	m.Flags, m.New, m.diskName, m.folderDir = flags, isNew, name, dir
-	if prev.Flags != flags || prev.New != isNew || prev.folderDir != dir {
+	m.Flags, m.New, m.diskName, m.folderDir, m.Name = flags, isNew, name, dir, fileName
+	if prev.Flags != flags || prev.New != isNew || prev.folderDir != dir || prev.FileName() != m.FileName() {
 		b.msgsChanged.Add(1)
 	}
 }

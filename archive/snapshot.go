@@ -35,6 +35,12 @@ type Message struct {
 	Date      string   `json:"date,omitempty"` // RFC 3339, from the Date header
 	MessageID string   `json:"message_id,omitempty"`
 
+	// Name is the file name, kept only when it is not the one FileName
+	// derives from Unique, Flags and New (an info part in new/, none in
+	// cur/, unsorted flags, a '!' separator ...), so that a restore gives
+	// back the very name the message had.
+	Name string `json:"name,omitempty"`
+
 	// diskName is the file name in the source during a backup.
 	diskName string
 	// folderDir is, for a parent snapshot's message during a backup, the
@@ -44,6 +50,9 @@ type Message struct {
 
 // FileName is the Maildir file name to restore the message under.
 func (m *Message) FileName() string {
+	if m.Name != "" {
+		return m.Name
+	}
 	if m.New && m.Flags == "" {
 		return m.Unique
 	}
