@@ -366,6 +366,13 @@ func TestCLIExitCodes(t *testing.T) {
 			os.WriteFile(packs[0], data, 0o600)
 			return e.args("check", "--read-data"), []string{"error: pack " + filepath.Base(packs[0]), "affects snapshot"}
 		}, exitCheckFailed},
+		{"damaged index", func(t *testing.T, e *cliEnv) ([]string, []string) {
+			idx := e.files(t, "index")
+			data, _ := os.ReadFile(idx[0])
+			data[len(data)/2] ^= 1
+			os.WriteFile(idx[0], data, 0o600)
+			return e.args("check"), []string{"error: index", filepath.Base(idx[0])}
+		}, exitCheckFailed},
 		{"damaged pack, restore", func(t *testing.T, e *cliEnv) ([]string, []string) {
 			packs := e.files(t, "data")
 			for _, p := range packs {
