@@ -167,14 +167,27 @@ func pathJoin(a, b string) string {
 func makePlan(ctx context.Context, repo Repository, snap *archive.Snapshot, opt Options) (*plan, error) {
 	p := &plan{}
 	msgFilter := strings.Trim(opt.Message, "<>")
-	wholeRoot := opt.User == "" && opt.Folder == "" && opt.Message == ""
 	for _, root := range snap.Roots {
+		// The non-message files that go with the selection: all of them
+		// for a whole snapshot, those inside a user's Maildir for --user
+		// (uid lists, subscriptions, sieve scripts), and those directly in
+		// the folder's directory for --folder. None for a single message.
+		var sel fileSelection
+		sel.all = opt.User == "" && opt.Folder == "" && msgFilter == ""
 		for _, f := range root.Folders {
 			if opt.User != "" && f.User != opt.User {
 				continue
 			}
 			if opt.Folder != "" && !strings.EqualFold(f.Folder, opt.Folder) {
 				continue
+			}
+			if msgFilter == "" {
+				if opt.Folder == "" && f.Folder == "INBOX" {
+					sel.trees = append(sel.trees, f.Dir)
+				}
+				if opt.Folder != "" {
+					sel.dirs = append(sel.dirs, f.Dir)
+				}
 			}
 			t, err := repo.LoadFolderTree(ctx, f.Tree)
 			if err != nil {
@@ -200,7 +213,7 @@ func makePlan(ctx context.Context, repo Repository, snap *archive.Snapshot, opt 
 				p.maildirs = append(p.maildirs, dir)
 			}
 		}
-		if !wholeRoot || root.Files.IsNull() {
+		if root.Files.IsNull() || (!sel.all && len(sel.trees) == 0 && len(sel.dirs) == 0) {
 			continue
 		}
 		ft, err := repo.LoadFilesTree(ctx, root.Files)
@@ -208,6 +221,9 @@ func makePlan(ctx context.Context, repo Repository, snap *archive.Snapshot, opt 
 			return nil, err
 		}
 		for _, e := range ft.Entries {
+			if !sel.includes(e) {
+				continue
+			}
 			rel := pathJoin(root.Name, e.Path)
 			switch e.Type {
 			case "dir":
@@ -225,6 +241,34 @@ func makePlan(ctx context.Context, repo Repository, snap *archive.Snapshot, opt 
 	}
 	sort.Slice(p.dirs, func(i, j int) bool { return p.dirs[i].rel < p.dirs[j].rel })
 	return p, nil
+}
+
+// fileSelection says which entries of a root's files tree a restore takes.
+type fileSelection struct {
+	all   bool
+	trees []string // everything at or below these directories (users' Maildir roots)
+	dirs  []string // files directly inside these directories (folders)
+}
+
+func (s *fileSelection) includes(e archive.FileEntry) bool {
+	if s.all {
+		return true
+	}
+	for _, t := range s.trees {
+		if t == "." || e.Path == t || strings.HasPrefix(e.Path, t+"/") {
+			return true
+		}
+	}
+	if e.Type == "dir" {
+		return false
+	}
+	parent := path.Dir(e.Path)
+	for _, d := range s.dirs {
+		if parent == d {
+			return true
+		}
+	}
+	return false
 }
 
 type writer struct {
