@@ -83,16 +83,11 @@ some entries could not be read (they are listed).`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, paths []string) error {
 			ctx := cmd.Context()
-			repo, err := g.openRepo(ctx)
+			repo, done, err := g.openLocked(ctx)
 			if err != nil {
 				return err
 			}
-			defer repo.Close()
-			unlock, err := repo.Lock(ctx, false)
-			if err != nil {
-				return err
-			}
-			defer unlock()
+			defer done()
 			unindexed, err := repo.LoadIndex(ctx)
 			if err != nil {
 				return err
@@ -325,16 +320,11 @@ func newRestoreCmd(g *globals) *cobra.Command {
 			if opt.Target == "" {
 				return fmt.Errorf("%w: --target is required", errUsage)
 			}
-			repo, err := g.openRepo(ctx)
+			repo, done, err := g.openLocked(ctx)
 			if err != nil {
 				return err
 			}
-			defer repo.Close()
-			unlock, err := repo.Lock(ctx, false)
-			if err != nil {
-				return err
-			}
-			defer unlock()
+			defer done()
 			if _, err := repo.LoadIndex(ctx); err != nil {
 				return err
 			}
@@ -394,16 +384,11 @@ exit code 13 means damage was found.`,
 				}
 				opt.ReadData, opt.ReadSubset, opt.Seed = true, pct, uint64(time.Now().UnixNano())
 			}
-			repo, err := g.openRepo(ctx)
+			repo, done, err := g.openLocked(ctx)
 			if err != nil {
 				return err
 			}
-			defer repo.Close()
-			unlock, err := repo.Lock(ctx, false)
-			if err != nil {
-				return err
-			}
-			defer unlock()
+			defer done()
 			var bar *progressBar
 			if g.stdoutIsTerminal() && opt.ReadData {
 				bar = newProgressBar(g.stdout)

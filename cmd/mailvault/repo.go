@@ -120,6 +120,20 @@ func (g *globals) openRepo(ctx context.Context) (*archive.Repository, error) {
 	return archive.Open(ctx, be, creds, archive.Options{Compression: level})
 }
 
+// openLocked opens the repository and takes a shared lock; done unlocks
+// and closes it.
+func (g *globals) openLocked(ctx context.Context) (repo *archive.Repository, done func(), err error) {
+	if repo, err = g.openRepo(ctx); err != nil {
+		return nil, nil, err
+	}
+	unlock, err := repo.Lock(ctx, false)
+	if err != nil {
+		repo.Close()
+		return nil, nil, err
+	}
+	return repo, func() { unlock(); repo.Close() }, nil
+}
+
 // printJSON writes v as indented JSON to stdout.
 func (g *globals) printJSON(v any) error {
 	enc := json.NewEncoder(g.stdout)
