@@ -32,7 +32,11 @@ func parseDate(s string) (time.Time, bool) {
 		haveOffset   bool
 		zone         int // of an alphabetic zone, which a numeric one overrides
 	)
-	for tok := range dateTokens(s) {
+	for i, ntok := 0, 0; ntok < maxDateTokens; ntok++ {
+		var tok string
+		if tok, i = nextDateToken(s, i); tok == "" {
+			break
+		}
 		isZone := false
 		switch c := tok[0]; {
 		case c == '+' || c == '-':
@@ -113,38 +117,35 @@ func parseDate(s string) (time.Time, bool) {
 // maxDateTokens bounds the work on a Date value full of words.
 const maxDateTokens = 12
 
-// dateTokens yields the words of a date, split at white space and commas,
-// with comments (RFC 5322 §3.2.2, nested, with quoted pairs) removed. A '+'
-// or '-' inside a word starts a new one.
-func dateTokens(s string) func(yield func(string) bool) {
-	return func(yield func(string) bool) {
-		n := 0
-		for i := 0; i < len(s) && n < maxDateTokens; {
-			switch c := s[i]; c {
-			case ' ', '\t', '\r', '\n', ',':
-				i++
-				continue
-			case '(':
-				i = skipComment(s, i)
-				continue
-			}
-			j := i + 1
-			for j < len(s) && !isDateSeparator(s[j]) {
-				j++
-			}
-			if !yield(s[i:j]) {
-				return
-			}
-			n++
-			// A '-' next to a month name separates words, as in
-			// "2-Jan-2006"; otherwise it starts a numeric zone, as
-			// in "GMT-0500".
-			if j+1 < len(s) && s[j] == '-' && (isLetter(s[j+1]) || monthOf(s[i:j]) != 0) {
-				j++
-			}
-			i = j
+// nextDateToken returns the next word of a date at or after s[i], and the
+// offset to look for the one after it; tok is "" at the end. Words are
+// split at white space and commas, and comments (RFC 5322 §3.2.2, nested,
+// with quoted pairs) are skipped. A '+' or '-' inside a word starts a new
+// one.
+func nextDateToken(s string, i int) (tok string, next int) {
+	for i < len(s) {
+		switch s[i] {
+		case ' ', '\t', '\r', '\n', ',':
+			i++
+			continue
+		case '(':
+			i = skipComment(s, i)
+			continue
 		}
+		j := i + 1
+		for j < len(s) && !isDateSeparator(s[j]) {
+			j++
+		}
+		tok = s[i:j]
+		// A '-' next to a month name separates words, as in
+		// "2-Jan-2006"; otherwise it starts a numeric zone, as in
+		// "GMT-0500".
+		if j+1 < len(s) && s[j] == '-' && (isLetter(s[j+1]) || monthOf(tok) != 0) {
+			j++
+		}
+		return tok, j
 	}
+	return "", len(s)
 }
 
 func isDateSeparator(c byte) bool {
@@ -197,7 +198,9 @@ func parseClock(s string) (hour, minute, sec int, ok bool) {
 }
 
 // parseOffset parses a numeric zone, "+hhmm" (RFC 5322 §3.3) or "+hh:mm".
-// What follows the four digits is ignored, as net/mail does.
+// What follows the four digits is ignored, and 24 hours or 60 minutes are
+// accepted, as net/mail (with time.Parse) does: "some people do write
+// offsets of 24 hours or 60 minutes".
 func parseOffset(s string) (int, bool) {
 	sign := 1
 	if s[0] == '-' {
@@ -212,7 +215,7 @@ func parseOffset(s string) (int, bool) {
 	default:
 		return 0, false
 	}
-	if !isDigits(h) || !isDigits(m) || atoi(h) > 23 || atoi(m) > 59 {
+	if !isDigits(h) || !isDigits(m) || atoi(h) > 24 || atoi(m) > 60 {
 		return 0, false
 	}
 	// "-0000" means the local time is unknown (RFC 5322 §3.3); UTC is
