@@ -15,7 +15,8 @@ import (
 // TestRoundTrip backs up a generated corpus and restores it whole and in
 // parts: the whole restore must equal the source byte for byte (names, so
 // flags, contents and mtimes); partial restores must give exactly the
-// selected messages, each in a valid Maildir.
+// selected messages (and the uid lists etc. that go with a user or
+// folder), each in a valid Maildir.
 func TestRoundTrip(t *testing.T) {
 	src := genCorpus(t, 1, 3e6)
 	tr := newTestRepo(t, 1<<20)
@@ -93,16 +94,39 @@ func TestRoundTrip(t *testing.T) {
 	}
 	one := mails[len(mails)/3]
 
+	// The non-message files that go with a selection: those in the
+	// user's Maildir for a user, those directly in the folder's
+	// directory for a folder, none for single messages.
+	userRoot := map[string]string{} // user → Maildir root
+	for _, mb := range tree.Mailboxes {
+		userRoot[mb.User] = mb.Root
+	}
+	inUser := func(u string) func(string) bool {
+		return func(rel string) bool { return strings.HasPrefix(rel, userRoot[u]+"/") }
+	}
+	inFolder := func(user, folder string) func(string) bool {
+		return func(rel string) bool {
+			for _, mb := range tree.Mailboxes {
+				if (user == "" || mb.User == user) && strings.EqualFold(mb.Folder, folder) && path.Dir(rel) == mb.Dir {
+					return true
+				}
+			}
+			return false
+		}
+	}
+	none := func(string) bool { return false }
+
 	tests := []struct {
-		name string
-		opt  restore.Options
-		want func(m mailFile) bool
+		name  string
+		opt   restore.Options
+		want  func(m mailFile) bool
+		other func(rel string) bool // non-message files expected
 	}{
-		{"user", restore.Options{User: user}, func(m mailFile) bool { return m.box.User == user }},
-		{"folder", restore.Options{Folder: "Sent"}, func(m mailFile) bool { return m.box.Folder == "Sent" }},
-		{"user folder", restore.Options{User: user, Folder: "inbox"}, func(m mailFile) bool { return m.box.User == user && m.box.Folder == "INBOX" }},
-		{"unique", restore.Options{Message: one.unique}, func(m mailFile) bool { return m.rel == one.rel }},
-		{"message-id", restore.Options{Message: "<" + fanned + ">"}, func(m mailFile) bool { return m.messageID == fanned }},
+		{"user", restore.Options{User: user}, func(m mailFile) bool { return m.box.User == user }, inUser(user)},
+		{"folder", restore.Options{Folder: "Sent"}, func(m mailFile) bool { return m.box.Folder == "Sent" }, inFolder("", "Sent")},
+		{"user folder", restore.Options{User: user, Folder: "inbox"}, func(m mailFile) bool { return m.box.User == user && m.box.Folder == "INBOX" }, inFolder(user, "INBOX")},
+		{"unique", restore.Options{Message: one.unique}, func(m mailFile) bool { return m.rel == one.rel }, none},
+		{"message-id", restore.Options{Message: "<" + fanned + ">"}, func(m mailFile) bool { return m.messageID == fanned }, none},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -119,17 +143,30 @@ func TestRoundTrip(t *testing.T) {
 			if strings.Join(have, "\n") != strings.Join(want, "\n") {
 				t.Fatalf("restored %d messages, want %d:\n got %q\nwant %q", len(have), len(want), have, want)
 			}
-			if res.Messages != int64(len(want)) || res.Files != 0 {
-				t.Errorf("result %+v, want %d messages and no other files", res, len(want))
+			var wantOther []string
+			for rel, f := range srcFiles {
+				if !f.isMail && tc.other(rel) {
+					wantOther = append(wantOther, rel)
+				}
 			}
+			sort.Strings(wantOther)
 			all, _ := readTree(t, got)
+			var haveOther []string
 			for rel, f := range all {
-				w := srcFiles[rel]
 				if !f.isMail {
-					t.Errorf("restored a non-message file: %s", rel)
-				} else if string(f.content) != string(w.content) || !f.mtime.Equal(w.mtime) {
+					haveOther = append(haveOther, rel)
+				}
+				w := srcFiles[rel]
+				if string(f.content) != string(w.content) || !f.mtime.Equal(w.mtime) {
 					t.Errorf("%s: content or mtime differs", rel)
 				}
+			}
+			sort.Strings(haveOther)
+			if strings.Join(haveOther, "\n") != strings.Join(wantOther, "\n") {
+				t.Errorf("restored other files:\n%q\nwant\n%q", haveOther, wantOther)
+			}
+			if res.Messages != int64(len(want)) || res.Files != int64(len(wantOther)) {
+				t.Errorf("result %+v, want %d messages and %d other files", res, len(want), len(wantOther))
 			}
 			for dir := range boxes {
 				assertMaildir(t, filepath.Join(got, filepath.FromSlash(dir)))
