@@ -688,6 +688,11 @@ func (b *backup) process(ctx context.Context, j job) error {
 			j.meta.Size = total
 		}
 	}
+	if blobs == nil {
+		// An empty file has no blobs; nil would mean "not read yet" to
+		// the next backup, which would read it again every time.
+		blobs = []ID{}
+	}
 	*j.blobs = blobs
 	if j.isMail {
 		b.msgsNew.Add(1)
