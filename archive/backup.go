@@ -253,15 +253,23 @@ func (b *backup) findParent(ctx context.Context, abs []string) error {
 		b.parent = s
 		return nil
 	}
-	all, err := b.r.Snapshots(ctx)
+	ids, err := b.r.List(ctx, SnapshotFile)
 	if err != nil {
 		return err
 	}
-	for i := len(all) - 1; i >= 0; i-- {
-		s := all[i]
-		if s.Host == b.opt.Host && equalStrings(s.Paths, abs) {
+	for _, id := range ids {
+		s, err := b.r.LoadSnapshot(ctx, id)
+		if errors.Is(err, ErrCorrupt) {
+			// A damaged snapshot must not stop new backups; check
+			// reports it.
+			b.log.Warn("skipping damaged snapshot", "snapshot", id.Short(), "err", err)
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if s.Host == b.opt.Host && equalStrings(s.Paths, abs) && (b.parent == nil || !s.Time.Before(b.parent.Time)) {
 			b.parent = s
-			return nil
 		}
 	}
 	return nil

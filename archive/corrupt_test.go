@@ -295,3 +295,32 @@ func TestWrongKey(t *testing.T) {
 		})
 	}
 }
+
+// TestBackupDespiteDamagedSnapshot: one damaged snapshot file must not stop
+// later backups (the damage is check's to report), nor listing the others.
+func TestBackupDespiteDamagedSnapshot(t *testing.T) {
+	src := genCorpus(t, 13, 5e5)
+	tr := newTestRepo(t, 0)
+	first := runBackup(t, tr.open(t), src).Snapshot
+	second := runBackup(t, tr.open(t), src).Snapshot
+	flipByte(t, filepath.Join(tr.dir, "snapshots", second.ID.String()), 100)
+
+	r := tr.open(t)
+	res, err := r.Backup(t.Context(), backupOptions(src))
+	if err != nil {
+		t.Fatalf("backup after a snapshot was damaged: %v", err)
+	}
+	if p := res.Snapshot.Parent; p == nil || *p != first.ID {
+		t.Errorf("parent %v, want the newest intact snapshot %s", p, first.ID.Short())
+	}
+	if res.Snapshot.Summary.BytesRead != 0 {
+		t.Errorf("read %d bytes: the intact parent was not used", res.Snapshot.Summary.BytesRead)
+	}
+	chk, err := tr.open(t).Check(t.Context(), archive.CheckOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(chk.Errors) != 1 || chk.Errors[0].Object != "snapshot "+second.ID.String() {
+		t.Errorf("check errors %+v, want the damaged snapshot", chk.Errors)
+	}
+}
