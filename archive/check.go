@@ -100,7 +100,10 @@ func (r *Repository) Check(ctx context.Context, opt CheckOptions) (*CheckResult,
 		var wg sync.WaitGroup
 		done := 0
 		for _, p := range toRead {
-			if _, missing := damaged[p]; missing {
+			mu.Lock() // the pack readers write damaged
+			_, missing := damaged[p]
+			mu.Unlock()
+			if missing {
 				continue
 			}
 			wg.Add(1)
