@@ -38,6 +38,12 @@ type BackupOptions struct {
 	// Progress, if set, is called from time to time (not concurrently).
 	Progress func(Progress)
 	Logger   *slog.Logger
+	// ReadFrom maps a path of Paths (absolute and clean, as filepath.Abs
+	// gives it) to the directory its content is read from, e.g. a ZFS
+	// snapshot or hardlink view of it taken at one instant. The snapshot
+	// records, and finds its parent by, the path of Paths, so backups
+	// through changing views still form one history.
+	ReadFrom map[string]string
 }
 
 // Progress is a backup's progress so far.
@@ -356,6 +362,10 @@ func (b *backup) userMessages(ctx context.Context, pr *parentRoot, user string) 
 }
 
 func (b *backup) backupRoot(ctx context.Context, absPath, name string) (*SourceRoot, error) {
+	recorded := absPath
+	if v, ok := b.opt.ReadFrom[absPath]; ok {
+		absPath = v
+	}
 	tree, err := maildir.Scan(absPath)
 	if err != nil {
 		return nil, fmt.Errorf("scan %s: %w", absPath, err)
@@ -363,11 +373,11 @@ func (b *backup) backupRoot(ctx context.Context, absPath, name string) (*SourceR
 	for _, s := range tree.Skipped {
 		b.warn(filepath.Join(absPath, filepath.FromSlash(s.Path)), s.Err)
 	}
-	pr, err := b.loadParentRoot(ctx, absPath)
+	pr, err := b.loadParentRoot(ctx, recorded)
 	if err != nil {
 		return nil, err
 	}
-	root := &SourceRoot{Path: absPath, Name: name}
+	root := &SourceRoot{Path: recorded, Name: name}
 
 	// Phase 1: list every folder (cheap: readdir, and lstat only where the
 	// name does not tell the size), so the progress bar knows the total.
