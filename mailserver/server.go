@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -119,6 +120,13 @@ func New(ctx context.Context, cfg Config, opts Options) (*Server, error) {
 	if err := os.MkdirAll(cfg.spoolDir(), 0o700); err != nil {
 		data.Close()
 		return nil, fmt.Errorf("spool: %w", err)
+	}
+	// Spooled messages of a previous run were never acknowledged (they
+	// are only acknowledged once delivered into a Maildir): drop them.
+	if old, err := filepath.Glob(filepath.Join(cfg.spoolDir(), "smtp-*.eml")); err == nil {
+		for _, p := range old {
+			os.Remove(p)
+		}
 	}
 	guard := &auth.Guard{
 		DB: data.Accounts, Audit: data.Audit, Log: log,

@@ -1,0 +1,232 @@
+package mailserver
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"github.com/mailvault/mailvault/mailserver/auth"
+	"github.com/mailvault/mailvault/mailserver/smtpd"
+	"github.com/mailvault/mailvault/mailserver/store"
+)
+
+const childEnv = "MAILVAULT_TEST_CHILD_SERVER"
+
+func TestMain(m *testing.M) {
+	if spec := os.Getenv(childEnv); spec != "" {
+		runChildServer(spec)
+		return
+	}
+	os.Exit(m.Run())
+}
+
+// runChildServer serves MX on the given address for the kill -9 test and
+// never returns: the parent kills it.
+func runChildServer(spec string) {
+	dataDir, addr, _ := strings.Cut(spec, "|")
+	cfg := DefaultConfig()
+	cfg.DataDir, cfg.Hostname = dataDir, "mx.test"
+	cfg.Listen = Listen{SMTP: addr}
+	cfg.SMTP.ConnsPerMinute, cfg.SMTP.MessagesPerMinute, cfg.SMTP.MaxConnsPerIP = 1e9, 1e9, 1000
+	ctx := context.Background()
+	srv, err := New(ctx, cfg, Options{Resolver: &smtpd.StaticResolver{}, Auth: cheapHash})
+	if err != nil {
+		fmt.Println("error:", err)
+		os.Exit(1)
+	}
+	if err := srv.Start(ctx); err != nil {
+		fmt.Println("error:", err)
+		os.Exit(1)
+	}
+	fmt.Println("ready")
+	select {}
+}
+
+type child struct {
+	cmd *exec.Cmd
+}
+
+// startChild starts the server child process; it may run outside the
+// test goroutine, so it reports errors rather than failing the test.
+func startChild(t *testing.T, dataDir, addr string) (*child, error) {
+	for {
+		cmd := exec.Command(os.Args[0], "-test.run=^$")
+		cmd.Env = append(os.Environ(), childEnv+"="+dataDir+"|"+addr)
+		// The child dies with the test process, even if the test panics.
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			return nil, err
+		}
+		if err := cmd.Start(); err != nil {
+			return nil, err
+		}
+		line, _ := bufio.NewReader(out).ReadString('\n')
+		if strings.TrimSpace(line) == "ready" {
+			c := &child{cmd: cmd}
+			t.Cleanup(c.kill)
+			return c, nil
+		}
+		cmd.Wait()
+		if !strings.Contains(line, "address already in use") {
+			return nil, fmt.Errorf("child server: %q", line)
+		}
+		// The killed server's socket may linger a moment; try again.
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func (c *child) kill() {
+	c.cmd.Process.Signal(syscall.SIGKILL)
+	c.cmd.Wait()
+}
+
+// TestKill9Durability: 50 concurrent SMTP clients deliver 1,000 messages
+// while the server is killed with SIGKILL and restarted twice; every
+// message that got a 250 must be in the Maildir afterwards.
+func TestKill9Durability(t *testing.T) {
+	if testing.Short() {
+		t.Skip("short mode")
+	}
+	dataDir := t.TempDir()
+	d, err := OpenData(dataDir, cheapHash)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Accounts.AddUser(t.Context(), "bob@example.test", "bob password", auth.RoleUser); err != nil {
+		t.Fatal(err)
+	}
+	d.Close()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+
+	var mu sync.Mutex
+	srv, err := startChild(t, dataDir, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	const clients, total = 50, 1000
+	var next, acked atomic.Int64
+	var stop atomic.Bool // set when the server could not be restarted
+	ackedIDs := make([]bool, total)
+	killAt := []int64{300, 700}
+	killed := make(chan struct{}, len(killAt))
+	var kills sync.WaitGroup
+	kills.Go(func() {
+		for _, at := range killAt {
+			for acked.Load() < at {
+				time.Sleep(time.Millisecond)
+			}
+			mu.Lock()
+			srv.kill()
+			var err error
+			srv, err = startChild(t, dataDir, addr)
+			mu.Unlock()
+			if err != nil {
+				t.Error(err)
+				stop.Store(true)
+				return
+			}
+			killed <- struct{}{}
+		}
+	})
+	var wg sync.WaitGroup
+	var failures atomic.Int64
+	for range clients {
+		wg.Go(func() {
+			for {
+				id := next.Add(1) - 1
+				if id >= total {
+					return
+				}
+				body := fmt.Sprintf("From: carol@remote.test\r\nSubject: durable-%d\r\n\r\nmessage %d\r\n", id, id)
+				for {
+					err := sendPlain(addr, "carol@remote.test", "bob@example.test", body)
+					if err == nil {
+						break
+					}
+					if stop.Load() {
+						return
+					}
+					if failures.Add(1) < 5 || failures.Load()%1000 == 0 {
+						t.Logf("send %d: %v", id, err)
+					}
+					time.Sleep(5 * time.Millisecond) // server down: retry
+				}
+				ackedIDs[id] = true
+				acked.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	kills.Wait()
+	mu.Lock()
+	srv.kill()
+	mu.Unlock()
+	if len(killed) != len(killAt) {
+		t.Fatalf("server killed %d times", len(killed))
+	}
+	t.Logf("%d send attempts failed while the server was down", failures.Load())
+
+	st, err := store.Open(t.Context(), dataDir+"/mail", store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := st.List(t.Context(), store.Account{Domain: ExampleDomain, User: "bob"}, store.Inbox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	present := make([]bool, total)
+	for _, m := range l.Messages {
+		b, err := os.ReadFile(m.Path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var id int
+		if i := strings.Index(string(b), "Subject: durable-"); i >= 0 {
+			fmt.Sscanf(string(b[i:]), "Subject: durable-%d", &id)
+			present[id] = true
+		}
+	}
+	missing := 0
+	for id := range total {
+		if ackedIDs[id] && !present[id] {
+			missing++
+		}
+	}
+	if missing > 0 {
+		t.Fatalf("%d acknowledged messages missing after kill -9", missing)
+	}
+	if int(acked.Load()) != total || len(l.Messages) < total {
+		t.Fatalf("acked %d, stored %d", acked.Load(), len(l.Messages))
+	}
+}
+
+// sendPlain sends one message over plain SMTP (MX, no STARTTLS).
+func sendPlain(addr, from, to, body string) error {
+	c, err := smtp.Dial(addr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if err := c.SendMail(from, []string{to}, strings.NewReader(body)); err != nil {
+		return err
+	}
+	return c.Quit()
+}
