@@ -490,6 +490,11 @@ func (se *session) Data(r io.Reader) error {
 		if errors.As(err, &se2) {
 			return se2 // e.g. 552 5.3.4 too large
 		}
+		if errors.Is(err, smtp.ErrTooLongLine) {
+			// RFC 5321 section 4.5.3.1.6: text lines are at most 1000
+			// octets; MaxLineLength allows some slack beyond that.
+			return smtpErr(500, 5, 5, 2, "Line too long")
+		}
 		return smtpErr(451, 4, 3, 0, "Error reading message")
 	}
 

@@ -432,3 +432,64 @@ func TestDKIMAndForgedAuthResults(t *testing.T) {
 		t.Errorf("forged Authentication-Results kept:\n%s", m)
 	}
 }
+
+func TestMXStartTLS(t *testing.T) {
+	e := newTestEnv(t, nil)
+	c := e.dial(t, ModeMX)
+	c.script(`
+		S: 220
+		C: EHLO relay.remote.test
+		S: 250`)
+	c.startTLS()
+	c.script(`
+		C: MAIL FROM:<x@remote.test>
+		S: 502 5.5.1 Please introduce yourself first
+		C: EHLO relay.remote.test
+		S: 250
+		C: STARTTLS
+		S: 502 5.5.1 Already running in TLS
+		C: MAIL FROM:<x@remote.test>
+		S: 250
+		C: RCPT TO:<alice@example.test>
+		S: 250
+		C: DATA
+		S: 354
+		C: Subject: over TLS
+		C:
+		C: secret
+		C: .
+		S: 250`)
+	msgs := e.messages(t, aliceAcct, store.Inbox)
+	if len(msgs) != 1 || !strings.Contains(msgs[0], "with ESMTPS\r\n\t(using TLS 1.3") {
+		t.Fatalf("stored: %q", msgs)
+	}
+}
+
+func TestOverlongDataLine(t *testing.T) {
+	e := newTestEnv(t, func(c *Config, _ *auth.LimiterConfig) { c.MaxLineLength = 1000 })
+	c := e.dial(t, ModeMX)
+	c.script(`
+		S: 220
+		C: EHLO client.test
+		S: 250
+		C: MAIL FROM:<x@client.test>
+		S: 250
+		C: RCPT TO:<alice@example.test>
+		S: 250
+		C: DATA
+		S: 354
+		C: Subject: long
+		C:
+		C: ` + strings.Repeat("y", 5000) + `
+		C: .
+		S: 500 5.5.2 Line too long`)
+	// The session goes on (or is closed after too many errors), and the
+	// server keeps serving.
+	e.dial(t, ModeMX).script(`
+		S: 220
+		C: NOOP
+		S: 250`)
+	if n := len(e.messages(t, aliceAcct, store.Inbox)); n != 0 {
+		t.Fatalf("message with an over-long line stored: %d", n)
+	}
+}
