@@ -688,6 +688,112 @@ func (s *Store) CreateFolder(ctx context.Context, a Account, name string) error 
 	return s.ensureMaildir(dir, true)
 }
 
+// DeleteFolder removes a folder and its messages (not its sub-folders:
+// Maildir++ folders are independent directories). INBOX cannot be deleted.
+func (s *Store) DeleteFolder(ctx context.Context, a Account, name string) error {
+	if err := s.gate.enter(ctx); err != nil {
+		return err
+	}
+	defer s.gate.leave()
+	if err := ValidFolderName(name); err != nil {
+		return err
+	}
+	dir, err := s.folderDir(a, name)
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(dir); err != nil {
+		return fmt.Errorf("%w: %s", ErrNoSuchFolder, name)
+	}
+	s.mu.Lock()
+	if st := s.folders[dir]; st != nil {
+		st.mu.Lock()
+		if st.idx != nil && st.idx.f != nil {
+			st.idx.f.Close()
+		}
+		st.mu.Unlock()
+		delete(s.folders, dir)
+	}
+	s.mu.Unlock()
+	// Rename first so a crash leaves either the whole folder or a
+	// trash directory that is not a folder (no leading dot).
+	trash := filepath.Join(filepath.Dir(dir), "deleted-"+s.newUnique(s.now()))
+	if err := s.fs.Rename(dir, trash); err != nil {
+		return fmt.Errorf("store: delete folder: %w", err)
+	}
+	if err := s.fs.SyncDir(filepath.Dir(dir)); err != nil {
+		return err
+	}
+	if err := os.RemoveAll(trash); err != nil {
+		return fmt.Errorf("store: delete folder: %w", err)
+	}
+	return nil
+}
+
+// RenameFolder renames a folder and its sub-folders ("A" -> "B" also moves
+// "A/x" to "B/x"), keeping UIDs and UIDVALIDITY. Renaming INBOX is not
+// supported yet.
+func (s *Store) RenameFolder(ctx context.Context, a Account, from, to string) error {
+	if err := s.gate.enter(ctx); err != nil {
+		return err
+	}
+	defer s.gate.leave()
+	if err := ValidFolderName(from); err != nil {
+		return err
+	}
+	if err := ValidFolderName(to); err != nil {
+		return err
+	}
+	if to == from || strings.HasPrefix(to, from+string(Separator)) {
+		return fmt.Errorf("%w: cannot rename %q into itself", ErrBadFolderName, from)
+	}
+	folders, err := s.Folders(ctx, a)
+	if err != nil {
+		return err
+	}
+	var moves [][2]string
+	for _, f := range folders {
+		if f == from || strings.HasPrefix(f, from+string(Separator)) {
+			moves = append(moves, [2]string{f, to + f[len(from):]})
+		}
+	}
+	if !contains(folders, from) {
+		return fmt.Errorf("%w: %s", ErrNoSuchFolder, from)
+	}
+	for _, m := range moves {
+		if contains(folders, m[1]) {
+			return fmt.Errorf("%w: %s", ErrFolderExists, m[1])
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, m := range moves {
+		oldDir, _ := s.folderDir(a, m[0])
+		newDir, _ := s.folderDir(a, m[1])
+		if st := s.folders[oldDir]; st != nil {
+			st.mu.Lock()
+			if st.idx != nil && st.idx.f != nil {
+				st.idx.f.Close()
+			}
+			st.mu.Unlock()
+			delete(s.folders, oldDir)
+		}
+		if err := s.fs.Rename(oldDir, newDir); err != nil {
+			return fmt.Errorf("store: rename folder: %w", err)
+		}
+	}
+	return s.fs.SyncDir(s.MaildirPath(a))
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
 // Folders lists an account's folders: INBOX first, then the others sorted.
 func (s *Store) Folders(ctx context.Context, a Account) ([]string, error) {
 	if err := a.validate(); err != nil {

@@ -442,3 +442,47 @@ func TestUIDOrderFollowsDeliveryTime(t *testing.T) {
 		}
 	}
 }
+
+func TestDeleteAndRenameFolders(t *testing.T) {
+	s := newStore(t)
+	ctx := t.Context()
+	for _, f := range []string{"Work", "Work/2024", "Old"} {
+		if err := s.CreateFolder(ctx, alice, f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deliverN(t, s, "Work/2024", 2)
+	before, _ := s.List(ctx, alice, "Work/2024")
+	if err := s.RenameFolder(ctx, alice, "Work", "Projects"); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := s.Folders(ctx, alice)
+	if fmt.Sprint(got) != "[INBOX Old Projects Projects/2024]" {
+		t.Fatalf("after rename: %v", got)
+	}
+	after, err := s.List(ctx, alice, "Projects/2024")
+	if err != nil || after.UIDValidity != before.UIDValidity || fmt.Sprint(uids(after)) != "[1 2]" {
+		t.Fatalf("renamed folder listing: %+v %v", after, err)
+	}
+	for _, tc := range []struct{ from, to string }{{"Old", "Projects"}, {"Nope", "X"}, {"Projects", "Projects/sub"}, {"Old", "INBOX"}} {
+		if err := s.RenameFolder(ctx, alice, tc.from, tc.to); err == nil {
+			t.Errorf("rename %s -> %s succeeded", tc.from, tc.to)
+		}
+	}
+	if err := s.DeleteFolder(ctx, alice, "Projects/2024"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteFolder(ctx, alice, "Projects/2024"); !errors.Is(err, ErrNoSuchFolder) {
+		t.Fatalf("second delete: %v", err)
+	}
+	got, _ = s.Folders(ctx, alice)
+	if fmt.Sprint(got) != "[INBOX Old Projects]" {
+		t.Fatalf("after delete: %v", got)
+	}
+	entries, _ := os.ReadDir(s.MaildirPath(alice))
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), "deleted-") {
+			t.Fatalf("trash left behind: %s", e.Name())
+		}
+	}
+}
