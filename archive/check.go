@@ -57,7 +57,7 @@ func (r *Repository) Check(ctx context.Context, opt CheckOptions) (*CheckResult,
 		if !corrupt {
 			return nil, err
 		}
-		res.Errors = append(res.Errors, Problem{Object: "index", Err: err.Error()})
+		res.Errors = append(res.Errors, Problem{Object: "index", Err: err.Error() + " (run `mailvault repair index` to rebuild the index from the packs)"})
 		return res, nil
 	}
 	for id := range unindexed {

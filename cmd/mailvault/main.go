@@ -136,7 +136,7 @@ The repository and secrets can also come from the environment:
 
 	root.AddCommand(
 		newInitCmd(g), newBackupCmd(g), newSnapshotsCmd(g), newLsCmd(g), newRestoreCmd(g),
-		newCheckCmd(g), newKeyCmd(g), newCatCmd(g), newDevCmd(),
+		newCheckCmd(g), newRepairCmd(g), newKeyCmd(g), newCatCmd(g), newDevCmd(),
 		newServeCmd(), newUserCmd(), newDomainCmd(), newAuditCmd(),
 	)
 	return root

@@ -1,0 +1,87 @@
+package archive
+
+import (
+	"context"
+	"fmt"
+)
+
+// RebuildResult says what RebuildIndex did.
+type RebuildResult struct {
+	Packs          int      `json:"packs"`
+	Blobs          int      `json:"blobs"`
+	IndexesWritten int      `json:"indexes_written"`
+	IndexesRemoved int      `json:"indexes_removed"`
+	Unreadable     []string `json:"unreadable,omitempty"` // packs whose header could not be read
+}
+
+// indexPacksPerFile bounds the size of a rebuilt index file.
+const indexPacksPerFile = 4096
+
+// RebuildIndex replaces every index file with new ones built from the
+// packs' own headers — the index is only a cache of them. New index files
+// are written before the old ones are removed, so a crash in between
+// leaves duplicates, never a gap. The caller must hold an exclusive lock.
+func (r *Repository) RebuildIndex(ctx context.Context) (*RebuildResult, error) {
+	res := &RebuildResult{}
+	old, err := r.List(ctx, IndexFile)
+	if err != nil {
+		return nil, err
+	}
+	sizes := map[ID]int64{}
+	if err := r.be.List(ctx, PackFile, func(name string, size int64) error {
+		if id, err := ParseID(name); err == nil {
+			sizes[id] = size
+		}
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	fresh := newIndex()
+	var batch []IndexPack
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		id, err := r.SaveJSONFile(ctx, IndexFile, IndexFileContent{Version: 1, Packs: batch})
+		if err != nil {
+			return fmt.Errorf("store index: %w", err)
+		}
+		fresh.files[id] = struct{}{}
+		res.IndexesWritten++
+		batch = nil
+		return nil
+	}
+	for id, size := range sizes {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		blobs, err := r.ReadPackHeader(ctx, id, size)
+		if err != nil {
+			res.Unreadable = append(res.Unreadable, fmt.Sprintf("%s: %v", id, err))
+			continue
+		}
+		fresh.addPack(id, blobs)
+		batch = append(batch, IndexPack{ID: id, Blobs: blobs})
+		res.Packs++
+		res.Blobs += len(blobs)
+		if len(batch) == indexPacksPerFile {
+			if err := flush(); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if err := flush(); err != nil {
+		return nil, err
+	}
+	for _, id := range old {
+		if _, justWritten := fresh.files[id]; justWritten {
+			continue // identical content, same name
+		}
+		if err := r.be.Remove(ctx, IndexFile, id.String()); err != nil {
+			return nil, err
+		}
+		res.IndexesRemoved++
+	}
+	r.idx = fresh
+	return res, nil
+}
