@@ -109,7 +109,9 @@ func TestFanOutDedup(t *testing.T) {
 			if tc.bodySize < 512<<10 && bodyBlobs != 1 {
 				t.Errorf("%d body blobs, want 1", bodyBlobs)
 			}
-			if tc.bodySize > 512<<10 && (bodyBlobs < 2 || bodyBlobs > tc.bodySize/(512<<10)+1) {
+			// Chunk boundaries depend on the repository's random
+			// polynomial: a 3 MiB body may even be one chunk.
+			if tc.bodySize > 512<<10 && (bodyBlobs < 1 || bodyBlobs > tc.bodySize/(512<<10)+1) {
 				t.Errorf("%d body chunks for a %d-byte body", bodyBlobs, tc.bodySize)
 			}
 			if s.BytesRead != total || s.MessagesNew != int64(tc.copies) {
