@@ -118,6 +118,8 @@ type Store struct {
 
 	mu      sync.Mutex
 	folders map[string]*folderState // by folder directory
+
+	watch watchers
 }
 
 // Open returns a Store rooted at dir (normally <data>/mail), creating dir.
@@ -256,6 +258,9 @@ type Delivery struct {
 	// UID is set by Append (zero after Deliver: UIDs of delivered
 	// messages are given when the folder is next listed).
 	UID uint32
+	// Path is the message file's path when Deliver or Append returned
+	// (it changes with the message's flags).
+	Path string
 }
 
 // Deliver stores a message in a folder (created if missing) of account a.
@@ -340,7 +345,8 @@ func (s *Store) deliver(ctx context.Context, a Account, folder string, r io.Read
 	if err := s.fs.SyncDir(filepath.Dir(final)); err != nil {
 		return Delivery{}, fmt.Errorf("store: fsync dir: %w", err)
 	}
-	d := Delivery{Folder: folder, Unique: unique, Size: n}
+	d := Delivery{Folder: folder, Unique: unique, Size: n, Path: final}
+	defer s.changed(a, folder)
 	if assignUID {
 		st, err := s.folder(dir)
 		if err != nil {
@@ -503,6 +509,7 @@ func (s *Store) SetFlags(ctx context.Context, a Account, folder string, uid uint
 	}
 	st.files[unique] = name
 	st.inCur[unique] = true
+	s.changed(a, folder)
 	return nil
 }
 
@@ -540,6 +547,9 @@ func (s *Store) Expunge(ctx context.Context, a Account, folder string, uids []ui
 		if err := s.fs.SyncDir(d); err != nil {
 			return err
 		}
+	}
+	if len(gone) > 0 {
+		defer s.changed(a, folder)
 	}
 	return st.idx.remove(s.fs, gone)
 }
@@ -634,7 +644,9 @@ func (s *Store) transfer(ctx context.Context, a Account, from, to string, uid ui
 		if err := src.idx.remove(s.fs, []uint32{uid}); err != nil {
 			return 0, err
 		}
+		s.changed(a, from)
 	}
+	s.changed(a, to)
 	return newUIDs[0], nil
 }
 
@@ -724,6 +736,7 @@ func (s *Store) DeleteFolder(ctx context.Context, a Account, name string) error 
 	if err := s.fs.SyncDir(filepath.Dir(dir)); err != nil {
 		return err
 	}
+	s.changed(a, name)
 	if err := os.RemoveAll(trash); err != nil {
 		return fmt.Errorf("store: delete folder: %w", err)
 	}
@@ -782,7 +795,14 @@ func (s *Store) RenameFolder(ctx context.Context, a Account, from, to string) er
 			return fmt.Errorf("store: rename folder: %w", err)
 		}
 	}
-	return s.fs.SyncDir(s.MaildirPath(a))
+	if err := s.fs.SyncDir(s.MaildirPath(a)); err != nil {
+		return err
+	}
+	for _, m := range moves {
+		s.changed(a, m[0])
+		s.changed(a, m[1])
+	}
+	return nil
 }
 
 func contains(list []string, s string) bool {
