@@ -258,6 +258,9 @@ type Delivery struct {
 	// UID is set by Append (zero after Deliver: UIDs of delivered
 	// messages are given when the folder is next listed).
 	UID uint32
+	// UIDValidity is the folder's UIDVALIDITY, set by Append with UID
+	// (RFC 4315 APPENDUID).
+	UIDValidity uint32
 	// Path is the message file's path when Deliver or Append returned
 	// (it changes with the message's flags).
 	Path string
@@ -370,6 +373,7 @@ func (s *Store) deliver(ctx context.Context, a Account, folder string, r io.Read
 		}
 		st.inCur[unique] = true
 		st.files[unique] = filepath.Base(final)
+		d.UIDValidity = st.idx.validity
 	}
 	return d, nil
 }

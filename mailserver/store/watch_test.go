@@ -42,8 +42,8 @@ func TestWatchReportsChanges(t *testing.T) {
 	must(s.CreateFolder(ctx, alice, "Sent"))
 	ap, err := s.Append(ctx, alice, "Sent", strings.NewReader("Subject: b\r\n\r\ny\r\n"), "S")
 	must(err)
-	if !strings.HasSuffix(ap.Path, ":2,S") {
-		t.Fatalf("Append's Path %q", ap.Path)
+	if !strings.HasSuffix(ap.Path, ":2,S") || ap.UID != 1 || ap.UIDValidity == 0 {
+		t.Fatalf("Append: %+v", ap)
 	}
 	if w := []string{"alice@example.test INBOX", "alice@example.test Sent"}; !slices.Equal(take(), w) {
 		t.Fatalf("after deliver and append: want %q", w)
