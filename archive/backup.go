@@ -68,10 +68,10 @@ type BackupResult struct {
 // header block; a longer "header" is treated as all body.
 const headerScanLimit = 256 << 10
 
-// wholeReadLimit: files up to this size are read with one read call;
-// larger ones stream through the chunker (whose body chunks are at least
-// ChunkMin), which bounds a worker's memory to about ChunkMax.
-const wholeReadLimit = DefaultChunkMin + headerScanLimit
+// smallFileLimit: files up to this size are read by any worker at once;
+// larger ones (up to ChunkMax in memory) by at most two, which bounds
+// memory while keeping both cores busy.
+const smallFileLimit = 1 << 20
 
 type backup struct {
 	r      *Repository
@@ -629,7 +629,17 @@ func (b *backup) process(ctx context.Context, j job) error {
 		return err
 	}
 	size := fi.Size()
-	first := min(size, wholeReadLimit)
+	if size > smallFileLimit {
+		// Large files are read whole (up to ChunkMax) or streamed
+		// through the chunker; either holds up to ChunkMax bytes.
+		select {
+		case b.bigFiles <- struct{}{}:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		defer func() { <-b.bigFiles }()
+	}
+	first := min(size, int64(b.r.cfg.ChunkMax))
 	bp := b.getBuf(int(first))
 	defer b.bufs.Put(bp)
 	buf := *bp
@@ -651,10 +661,12 @@ func (b *backup) process(ctx context.Context, j job) error {
 		return nil
 	}
 	body := buf
+	boundary := ""
 	if j.isMail {
 		he := mailmeta.HeaderEnd(buf[:min(len(buf), headerScanLimit)])
 		meta := mailmeta.Parse(buf[:min(len(buf), headerScanLimit)])
 		fillMeta(j.meta, meta)
+		boundary = meta.Boundary
 		if he > 0 {
 			if err := save(buf[:he]); err != nil {
 				return err
@@ -669,21 +681,20 @@ func (b *backup) process(ctx context.Context, j job) error {
 		}
 	}
 	total := int64(n)
-	if int64(n) == size && len(body) <= b.r.cfg.ChunkMin {
-		if len(body) > 0 {
-			if err := save(body); err != nil {
+	switch {
+	case int64(n) == size && (j.isMail || len(body) <= b.r.cfg.ChunkMin):
+		// A message in memory is cut where its attachments begin and
+		// end: the same attachment in another message — a forward, a
+		// reply, a copy to a list — is then the same blob, without
+		// running the chunker over it.
+		for _, piece := range splitBody(body, boundary) {
+			if err := save(piece); err != nil {
 				return err
 			}
 		}
-	} else {
-		// Large: content-defined chunks over the rest of the buffer and
+	default:
+		// Content-defined chunks over the rest of the buffer and
 		// whatever follows in the file.
-		select {
-		case b.bigFiles <- struct{}{}:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-		defer func() { <-b.bigFiles }()
 		counted := &countingReader{r: f}
 		cs := b.chunker(io.MultiReader(bytes.NewReader(body), counted))
 		defer b.chunkers.Put(cs)

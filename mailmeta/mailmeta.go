@@ -53,6 +53,8 @@ const (
 	// maxDateInput and maxMessageIDInput bound the raw values looked at.
 	maxDateInput      = 256
 	maxMessageIDInput = 4 << 10
+	// maxContentTypeInput bounds the Content-Type value looked at.
+	maxContentTypeInput = 4 << 10
 )
 
 // Meta is what the snapshot manifest records about a message.
@@ -70,6 +72,10 @@ type Meta struct {
 	Date time.Time
 	// MessageID is the msg-id without angle brackets.
 	MessageID string
+	// Boundary is the delimiter of a multipart message's top-level parts
+	// (RFC 2046 §5.1.1), "" for a single-part message. The archive cuts
+	// blobs at part boundaries so that an attachment is a blob of its own.
+	Boundary string
 }
 
 // HeaderEnd returns the offset just past the empty line that ends the header
@@ -157,6 +163,8 @@ func parse(header []byte) Meta {
 			m.Date, _ = parseDate(unfold(value, maxDateInput))
 		case messageIDField:
 			m.MessageID = parseMessageID(unfold(value, maxMessageIDInput))
+		case contentTypeField:
+			m.Boundary = parseBoundary(unfold(value, maxContentTypeInput))
 		}
 	}
 	return m
@@ -173,6 +181,7 @@ const (
 	subjectField
 	dateField
 	messageIDField
+	contentTypeField
 )
 
 // fieldSet is a set of fields.
@@ -206,6 +215,10 @@ func fieldOf(name []byte) field {
 	case 10:
 		if equalFold(name, "message-id") {
 			return messageIDField
+		}
+	case 12:
+		if equalFold(name, "content-type") {
+			return contentTypeField
 		}
 	}
 	return otherField
@@ -320,6 +333,20 @@ func parseSubject(dec *mime.WordDecoder, value []byte) string {
 		s = d
 	}
 	return clean(s, MaxSubjectBytes)
+}
+
+// parseBoundary returns the boundary parameter of a multipart Content-Type
+// (RFC 2045 §5.1, RFC 2046 §5.1.1: 1 to 70 characters), or "".
+func parseBoundary(v string) string {
+	mt, params, err := mime.ParseMediaType(v)
+	if err != nil || !strings.HasPrefix(mt, "multipart/") {
+		return ""
+	}
+	b := params["boundary"]
+	if len(b) == 0 || len(b) > 70 {
+		return ""
+	}
+	return b
 }
 
 // parseMessageID returns the msg-id (RFC 5322 §3.6.4) of a Message-ID

@@ -378,6 +378,7 @@ func TestParseHeader2K(t *testing.T) {
 		Subject:   "Re: Quarterly report – draft",
 		Date:      date("2024-03-05T14:07:11+01:00"),
 		MessageID: "CAF=3x1-q8d@mail.example.org",
+		Boundary:  "000000000000a1b2c3d4e5f6",
 	}
 	msg := []byte(header2K + "body\r\n")
 	if got := Parse(msg); !metaEqual(got, want) {
@@ -435,5 +436,20 @@ func BenchmarkParseHostile(b *testing.B) {
 				Parse(bb.in)
 			}
 		})
+	}
+}
+
+func TestParseBoundary(t *testing.T) {
+	for _, tc := range []struct{ header, want string }{
+		{"Content-Type: multipart/mixed; boundary=\"abc\"\r\n\r\n", "abc"},
+		{"Content-Type: multipart/mixed;\r\n boundary=\"=_x_\"\r\n\r\n", "=_x_"},
+		{"Content-Type: text/plain; boundary=\"abc\"\r\n\r\n", ""},
+		{"Content-Type: multipart/mixed\r\n\r\n", ""},
+		{"Content-Type: multipart/mixed; boundary=\"" + strings.Repeat("b", 71) + "\"\r\n\r\n", ""},
+		{"Content-Type: multipart/mixed; boundary=\"\r\n\r\n", ""},
+	} {
+		if got := Parse([]byte(tc.header)).Boundary; got != tc.want {
+			t.Errorf("%q: boundary %q, want %q", tc.header, got, tc.want)
+		}
 	}
 }

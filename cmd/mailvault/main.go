@@ -132,7 +132,7 @@ The repository and secrets can also come from the environment:
 	pf.BoolVar(&g.json, "json", false, "print results as JSON (for scripts)")
 	pf.BoolVarP(&g.quiet, "quiet", "q", false, "print only errors")
 	pf.BoolVarP(&g.verbose, "verbose", "v", false, "log more detail to stderr")
-	pf.StringVar(&g.compression, "compression", "auto", "zstd level for new data: off, fastest, auto (default), better, max")
+	pf.StringVar(&g.compression, "compression", "auto", "zstd level for new data: off, auto (= fastest), default, better, max")
 
 	root.AddCommand(
 		newInitCmd(g), newBackupCmd(g), newSnapshotsCmd(g), newLsCmd(g), newRestoreCmd(g),
