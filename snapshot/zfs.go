@@ -18,10 +18,10 @@ const DefaultHoldTag = "mailvault-backup"
 // ZFS takes a view by snapshotting the dataset that holds each path —
 // recursively when other datasets are mounted below the path — and reads
 // it through the dataset's .zfs/snapshot directory where that exists
-// (OpenZFS), else through read-only clones mounted in a temporary
-// directory (zfs-fuse has no .zfs directory; a path spanning datasets
-// needs the clones put together too). A hold protects the snapshot while
-// the view is in use.
+// (OpenZFS), else through a read-only clone mounted in a temporary
+// directory (zfs-fuse has no .zfs directory). A path with other datasets
+// mounted below it must have each of them as a path of its own (see
+// checkSpans). A hold protects the snapshot while the view is in use.
 type ZFS struct {
 	Tool        *ZFSTool
 	Paths       []string
@@ -56,6 +56,9 @@ func (z *ZFS) Take(ctx context.Context) (*View, error) {
 		}
 		locs[i] = loc
 		targets = addTarget(targets, zfsTarget{ds: loc.Dataset, recursive: len(loc.Below) > 0})
+	}
+	if err := z.checkSpans(locs); err != nil {
+		return nil, err
 	}
 	targets = dropCovered(targets)
 
@@ -124,30 +127,50 @@ func (z *ZFS) Take(ctx context.Context) (*View, error) {
 
 	for i, p := range z.Paths {
 		loc := locs[i]
-		if len(loc.Below) == 0 {
-			dir := filepath.Join(loc.Dataset.Mountpoint, ".zfs", "snapshot", name, loc.Rel)
-			if fi, err := os.Stat(dir); err == nil && fi.IsDir() {
-				v.Paths[p] = dir
-				continue
-			}
+		dir := filepath.Join(loc.Dataset.Mountpoint, ".zfs", "snapshot", name, loc.Rel)
+		if fi, err := os.Stat(dir); err == nil && fi.IsDir() {
+			v.Paths[p] = dir
+			continue
 		}
+		// No .zfs directory (zfs-fuse): a read-only clone, mounted on
+		// its own. Clones are never mounted inside one another: on
+		// zfs-fuse, destroying a clone mounted inside another clone
+		// deadlocks the daemon.
 		base, err := os.MkdirTemp(z.CloneDir, "mailvault-view-")
 		if err != nil {
 			return fail(fmt.Errorf("snapshot: %w", err))
 		}
 		cloneDir = append(cloneDir, base)
-		for _, d := range append([]Dataset{loc.Dataset}, loc.Below...) {
-			rel, _ := filepath.Rel(loc.Dataset.Mountpoint, d.Mountpoint)
-			clone := d.Pool() + "/" + name + "-view" + strconv.Itoa(len(clones))
-			if err := z.Tool.Clone(ctx, d.Name+"@"+name, clone, filepath.Join(base, rel)); err != nil {
-				return fail(err)
-			}
-			clones = append(clones, clone)
+		clone := loc.Dataset.Pool() + "/" + name + "-view" + strconv.Itoa(len(clones))
+		if err := z.Tool.Clone(ctx, loc.Dataset.Name+"@"+name, clone, base); err != nil {
+			return fail(err)
 		}
+		clones = append(clones, clone)
 		v.Paths[p] = filepath.Join(base, loc.Rel)
 	}
 	v.release = cleanup
 	return v, nil
+}
+
+// checkSpans refuses a path with another dataset mounted below it, unless
+// that dataset's mountpoint is itself one of the paths: a view shows one
+// dataset per path (a dataset's snapshot shows the mountpoints of the
+// datasets below it as empty directories). All snapshots of one view are
+// taken in one pause, so giving each dataset's mountpoint as a path
+// keeps the backup consistent.
+func (z *ZFS) checkSpans(locs []*Location) error {
+	given := map[string]bool{}
+	for _, p := range z.Paths {
+		given[p] = true
+	}
+	for i, loc := range locs {
+		for _, d := range loc.Below {
+			if !given[d.Mountpoint] {
+				return fmt.Errorf("snapshot: %s spans ZFS datasets (%s is mounted at %s): give %s as a path of its own too", z.Paths[i], d.Name, d.Mountpoint, d.Mountpoint)
+			}
+		}
+	}
+	return nil
 }
 
 // addTarget adds t unless its dataset is there already (then the

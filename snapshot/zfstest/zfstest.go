@@ -154,12 +154,22 @@ func NewPool(t testing.TB) Pool {
 		t.Fatal(err)
 	}
 	f.Close()
-	Run(t, "zpool", "create", "-m", p.Mount, p.Name, disk)
+	// No cache file: the pool must not be imported again by a later
+	// daemon once its file is gone.
+	Run(t, "zpool", "create", "-o", "cachefile=none", "-m", p.Mount, p.Name, disk)
 	t.Cleanup(func() {
-		// zfs-fuse may answer "busy" to the first try.
+		// zfs-fuse may answer "busy" to the first tries; unmounting
+		// the datasets first, deepest first, helps it along.
+		out, _ := RunErr(context.Background(), "zfs", "list", "-H", "-o", "name", "-t", "filesystem", "-r", p.Name)
+		names := strings.Fields(out)
+		for i := len(names) - 1; i >= 0; i-- {
+			if _, err := RunErr(context.Background(), "zfs", "umount", "-f", names[i]); err != nil {
+				t.Logf("cleanup: %v", err)
+			}
+		}
 		var err error
-		for i := 0; i < 20; i++ {
-			if err = exec.Command("zpool", "destroy", "-f", p.Name).Run(); err == nil {
+		for i := 0; i < 50; i++ {
+			if _, err = RunErr(context.Background(), "zpool", "destroy", "-f", p.Name); err == nil {
 				return
 			}
 			time.Sleep(100 * time.Millisecond)
