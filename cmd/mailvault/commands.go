@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -72,6 +73,7 @@ func newBackupCmd(g *globals) *cobra.Command {
 	var host string
 	var tags []string
 	var parent string
+	var snap snapshotFlags
 	cmd := &cobra.Command{
 		Use:   "backup PATH...",
 		Short: "Back up Maildir trees (and the files beside them) into a new snapshot",
@@ -97,7 +99,16 @@ some entries could not be read (they are listed).`,
 			} else if n > 0 {
 				g.logger().Info("adopted packs of an interrupted backup", "packs", n)
 			}
-			opt := archive.BackupOptions{Paths: paths, Host: host, Tags: tags, Logger: g.logger()}
+			view, err := snap.take(ctx, g, paths)
+			if err != nil {
+				return err
+			}
+			defer func() {
+				if err := view.Release(context.WithoutCancel(ctx)); err != nil {
+					g.logger().Error("releasing the snapshot view", "err", err)
+				}
+			}()
+			opt := archive.BackupOptions{Paths: paths, Host: host, Tags: tags, Logger: g.logger(), ReadFrom: view.Paths}
 			if parent != "" {
 				s, err := repo.FindSnapshot(ctx, parent)
 				if err != nil {
@@ -148,6 +159,7 @@ some entries could not be read (they are listed).`,
 	cmd.Flags().StringVar(&host, "host", h, "host name recorded in the snapshot")
 	cmd.Flags().StringArrayVar(&tags, "tag", nil, "tag for the snapshot; repeatable")
 	cmd.Flags().StringVar(&parent, "parent", "", "snapshot to compare against (default: newest of this host and paths)")
+	snap.register(cmd)
 	return cmd
 }
 
