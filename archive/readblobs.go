@@ -1,6 +1,7 @@
 package archive
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -8,8 +9,16 @@ import (
 	"sort"
 )
 
+// readBuffers are the buffers one ReadBlobs call reuses; data passed to
+// its callback is only valid during the call.
+type readBuffers struct {
+	plain bytes.Buffer
+	blob  []byte
+}
+
 // ReadBlobs reads the given blobs of one pack and calls fn for each with
-// its verified plaintext, in pack order. When the blobs cover a good part
+// its verified plaintext, in pack order; the slice is only valid during
+// the call. When the blobs cover a good part
 // of the pack, the whole pack is fetched and its SHA-256 name checked;
 // otherwise only the age chunks that hold them are fetched.
 func (r *Repository) ReadBlobs(ctx context.Context, pack ID, blobs []PackedBlob, fn func(PackedBlob, []byte) error) error {
@@ -26,7 +35,9 @@ func (r *Repository) ReadBlobs(ctx context.Context, pack ID, blobs []PackedBlob,
 		return err
 	}
 	if need*4 >= size {
-		plain, err := r.ReadPack(ctx, pack)
+		bufs := r.readBufs.Get().(*readBuffers)
+		defer r.readBufs.Put(bufs)
+		plain, err := r.readPackInto(ctx, pack, &bufs.plain)
 		if err != nil {
 			return err
 		}
@@ -35,7 +46,10 @@ func (r *Repository) ReadBlobs(ctx context.Context, pack ID, blobs []PackedBlob,
 			if end > int64(len(plain)) {
 				return fmt.Errorf("pack %s blob %s: %w: beyond the end of the pack", pack, b.ID, ErrCorrupt)
 			}
-			data, err := r.DecodeBlob(pack, b, plain[b.Offset:end])
+			data, err := r.decodeBlobInto(bufs.blob, pack, b, plain[b.Offset:end])
+			if cap(data) > cap(bufs.blob) && b.Compression == Zstd {
+				bufs.blob = data[:0]
+			}
 			if err != nil {
 				return err
 			}

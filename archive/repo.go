@@ -75,6 +75,7 @@ type Repository struct {
 	// packBufs recycles the pack-sized buffers (plaintext and ciphertext)
 	// so that a backup does not allocate 32 MiB per pack.
 	packBufs sync.Pool
+	readBufs sync.Pool // *readBuffers for ReadBlobs
 	zenc     *zstd.Encoder
 	zdec     *zstd.Decoder
 	level    int
@@ -162,6 +163,7 @@ func Open(ctx context.Context, be Backend, creds Credentials, opt Options) (*Rep
 		return nil, err
 	}
 	r := &Repository{be: be, cfg: cfg, keyID: keyID, key: key, idx: newIndex(), pending: make(map[ID]struct{})}
+	r.readBufs.New = func() any { return new(readBuffers) }
 	if err := r.loadSecrets(); err != nil {
 		return nil, err
 	}

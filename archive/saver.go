@@ -3,6 +3,7 @@ package archive
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -334,10 +335,19 @@ func (r *Repository) LoadBlob(ctx context.Context, id ID) ([]byte, error) {
 // DecodeBlob turns a blob's stored bytes into its plaintext and verifies
 // that it hashes to its ID.
 func (r *Repository) DecodeBlob(pack ID, b PackedBlob, stored []byte) ([]byte, error) {
+	return r.decodeBlobInto(nil, pack, b, stored)
+}
+
+// decodeBlobInto is DecodeBlob decompressing into scratch (reused when it
+// is large enough).
+func (r *Repository) decodeBlobInto(scratch []byte, pack ID, b PackedBlob, stored []byte) ([]byte, error) {
 	plain := stored
 	if b.Compression == Zstd {
+		if cap(scratch) < int(b.RawLength) {
+			scratch = make([]byte, 0, b.RawLength)
+		}
 		var err error
-		plain, err = r.zdec.DecodeAll(stored, make([]byte, 0, b.RawLength))
+		plain, err = r.zdec.DecodeAll(stored, scratch[:0])
 		if err != nil {
 			return nil, fmt.Errorf("pack %s blob %s: %w: %v", pack, b.ID, ErrCorrupt, err)
 		}
@@ -351,24 +361,38 @@ func (r *Repository) DecodeBlob(pack ID, b PackedBlob, stored []byte) ([]byte, e
 // ReadPack fetches a whole pack, verifies its name (SHA-256), decrypts it
 // and returns the plaintext.
 func (r *Repository) ReadPack(ctx context.Context, id ID) ([]byte, error) {
-	sealed, err := readAll(ctx, r.be, PackFile, id.String())
-	if err != nil {
-		return nil, err
-	}
-	if fileID(sealed) != id {
-		return nil, fmt.Errorf("pack %s: %w: content does not match its name (SHA-256)", id, ErrCorrupt)
-	}
+	return r.readPackInto(ctx, id, new(bytes.Buffer))
+}
+
+// readPackInto is ReadPack decrypting into buf (reset first), which a
+// restore reuses across thousands of packs. The pack is streamed: its
+// SHA-256 is computed on the way through age and checked before anything
+// is returned, so only the plaintext is ever held in memory.
+func (r *Repository) readPackInto(ctx context.Context, id ID, buf *bytes.Buffer) ([]byte, error) {
 	ident, err := r.identityFor(PackFile)
 	if err != nil {
 		return nil, err
 	}
-	dr, err := age.Decrypt(bytes.NewReader(sealed), ident)
+	rc, err := r.be.Get(ctx, PackFile, id.String())
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	h := sha256.New()
+	tee := io.TeeReader(rc, h)
+	dr, err := age.Decrypt(tee, ident)
 	if err != nil {
 		return nil, fmt.Errorf("pack %s: %w: %v", id, ErrCorrupt, err)
 	}
-	plain, err := io.ReadAll(dr)
-	if err != nil {
+	buf.Reset()
+	if _, err := buf.ReadFrom(dr); err != nil {
 		return nil, fmt.Errorf("pack %s: %w: %v", id, ErrCorrupt, err)
 	}
-	return plain, nil
+	if _, err := io.Copy(io.Discard, tee); err != nil {
+		return nil, fmt.Errorf("read pack %s: %w", id, err)
+	}
+	if ID(h.Sum(nil)) != id {
+		return nil, fmt.Errorf("pack %s: %w: content does not match its name (SHA-256)", id, ErrCorrupt)
+	}
+	return buf.Bytes(), nil
 }

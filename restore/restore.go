@@ -78,6 +78,11 @@ type file struct {
 	blobs     []archive.ID
 	remaining atomic.Int32
 	isMail    bool
+
+	// create makes the file (exclusively, or truncating with Overwrite)
+	// exactly once, whichever worker gets to one of its blobs first.
+	create    sync.Once
+	createErr error
 }
 
 type dirEntry struct {
@@ -274,6 +279,11 @@ func (s *fileSelection) includes(e archive.FileEntry) bool {
 type writer struct {
 	target    string
 	overwrite bool
+
+	// dirsMu guards dirs, the directories already made or checked to be
+	// real directories (not symlinks), so each is looked at once.
+	dirsMu sync.Mutex
+	dirs   map[string]bool
 }
 
 // abs maps a manifest path to a path below the target. Manifest paths
@@ -306,9 +316,20 @@ func (w *writer) mkdirAll(rel string, mode fs.FileMode) error {
 	if err := archive.CheckRelPath(rel); err != nil {
 		return err
 	}
+	w.dirsMu.Lock()
+	defer w.dirsMu.Unlock()
+	if w.dirs[rel] {
+		return nil
+	}
+	if w.dirs == nil {
+		w.dirs = map[string]bool{}
+	}
 	p := w.target
 	for _, c := range strings.Split(rel, "/") {
 		p = filepath.Join(p, c)
+		if r, _ := filepath.Rel(w.target, p); w.dirs[filepath.ToSlash(r)] {
+			continue
+		}
 		fi, err := os.Lstat(p)
 		if errors.Is(err, fs.ErrNotExist) {
 			if err := os.Mkdir(p, mode); err != nil && !errors.Is(err, fs.ErrExist) {
@@ -322,6 +343,8 @@ func (w *writer) mkdirAll(rel string, mode fs.FileMode) error {
 		if !fi.IsDir() {
 			return fmt.Errorf("restore: %s exists and is not a directory (%v); refusing to write through it", p, fi.Mode().Type())
 		}
+		r, _ := filepath.Rel(w.target, p)
+		w.dirs[filepath.ToSlash(r)] = true
 	}
 	return nil
 }
@@ -344,37 +367,49 @@ func (w *writer) symlink(e archive.FileEntry) error {
 }
 
 // create makes (or truncates) a file for writing, never through a symlink.
-func (w *writer) create(f *file) error {
-	flags := os.O_WRONLY | os.O_CREATE | syscallNoFollow
-	if w.overwrite {
-		flags |= os.O_TRUNC
-	} else {
-		flags |= os.O_EXCL
+// open returns a handle for writing blobs into f. The first caller creates
+// the file (refusing an existing one unless Overwrite); later callers, for
+// blobs that live in other packs, open it again. Never through a symlink.
+func (w *writer) open(f *file) (*os.File, error) {
+	var fd *os.File
+	f.create.Do(func() {
+		flags := os.O_WRONLY | os.O_CREATE | syscallNoFollow
+		if w.overwrite {
+			flags |= os.O_TRUNC
+		} else {
+			flags |= os.O_EXCL
+		}
+		if f.createErr = w.mkdirAll(path.Dir(f.rel), 0o700); f.createErr != nil {
+			return
+		}
+		fd, f.createErr = os.OpenFile(w.abs(f.rel), flags, f.mode|0o200)
+		if f.createErr != nil {
+			f.createErr = fmt.Errorf("restore: %w", f.createErr)
+		}
+	})
+	if f.createErr != nil || fd != nil {
+		return fd, f.createErr
 	}
-	if err := w.mkdirAll(path.Dir(f.rel), 0o700); err != nil {
-		return err
-	}
-	p := w.abs(f.rel)
-	fd, err := os.OpenFile(p, flags, f.mode|0o200)
+	fd, err := os.OpenFile(w.abs(f.rel), os.O_WRONLY|syscallNoFollow, 0)
 	if err != nil {
-		return fmt.Errorf("restore: %w", err)
+		return nil, fmt.Errorf("restore: %w", err)
 	}
-	if f.size > 0 {
-		err = fd.Truncate(f.size)
-	}
-	if cerr := fd.Close(); err == nil {
-		err = cerr
-	}
-	return err
+	return fd, nil
 }
 
-func (w *writer) finish(f *file) error {
-	p := w.abs(f.rel)
+// finish sets a complete file's mode and times; fd is its open handle.
+func (w *writer) finish(f *file, fd *os.File) error {
+	if f.mode != f.mode|0o200 || f.mode&0o077 != 0 {
+		// Created as mode|0o200 and subject to the umask.
+		if err := fd.Chmod(f.mode); err != nil {
+			return fmt.Errorf("restore: %w", err)
+		}
+	}
 	t := time.Unix(0, f.mtime)
-	if err := os.Chtimes(p, t, t); err != nil {
+	if err := os.Chtimes(w.abs(f.rel), t, t); err != nil {
 		return fmt.Errorf("restore: %w", err)
 	}
-	return os.Chmod(p, f.mode)
+	return nil
 }
 
 type blobUse struct {
@@ -392,9 +427,6 @@ func (w *writer) writeFiles(ctx context.Context, repo Repository, p *plan, opt O
 	var prog Progress
 	for _, f := range p.files {
 		if err := archive.CheckRelPath(f.rel); err != nil {
-			return err
-		}
-		if err := w.create(f); err != nil {
 			return err
 		}
 		prog.FilesTotal++
@@ -416,7 +448,15 @@ func (w *writer) writeFiles(ctx context.Context, repo Repository, p *plan, opt O
 		}
 		f.remaining.Store(int32(len(f.blobs)))
 		if len(f.blobs) == 0 {
-			if err := w.finish(f); err != nil {
+			fd, err := w.open(f)
+			if err != nil {
+				return err
+			}
+			err = w.finish(f, fd)
+			if cerr := fd.Close(); err == nil {
+				err = cerr
+			}
+			if err != nil {
 				return err
 			}
 			prog.FilesDone++
@@ -447,15 +487,43 @@ func (w *writer) writeFiles(ctx context.Context, repo Repository, p *plan, opt O
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			// Handles of files this worker has open for the current
+			// pack: a file's blobs in one pack are written through
+			// one open, and the file is closed when it is complete or
+			// the pack is done (bounding open descriptors).
+			open := map[*file]*os.File{}
+			closeAll := func() error {
+				var first error
+				for f, fd := range open {
+					if err := fd.Close(); err != nil && first == nil {
+						first = fmt.Errorf("restore %s: %w", f.rel, err)
+					}
+					delete(open, f)
+				}
+				return first
+			}
 			for pack := range work {
 				err := repo.ReadBlobs(ctx, pack, packBlobs[pack], func(b archive.PackedBlob, data []byte) error {
 					for _, u := range uses[b.ID] {
-						if err := w.writeAt(u.f, data, u.off); err != nil {
-							return err
+						fd := open[u.f]
+						if fd == nil {
+							var err error
+							if fd, err = w.open(u.f); err != nil {
+								return err
+							}
+							open[u.f] = fd
+						}
+						if _, err := fd.WriteAt(data, u.off); err != nil {
+							return fmt.Errorf("restore %s: %w", u.f.rel, err)
 						}
 						bytesDone.Add(int64(len(data)))
 						if u.f.remaining.Add(-1) == 0 {
-							if err := w.finish(u.f); err != nil {
+							err := w.finish(u.f, fd)
+							delete(open, u.f)
+							if cerr := fd.Close(); err == nil && cerr != nil {
+								err = fmt.Errorf("restore %s: %w", u.f.rel, cerr)
+							}
+							if err != nil {
 								return err
 							}
 							filesDone.Add(1)
@@ -463,6 +531,9 @@ func (w *writer) writeFiles(ctx context.Context, repo Repository, p *plan, opt O
 					}
 					return nil
 				})
+				if cerr := closeAll(); err == nil {
+					err = cerr
+				}
 				if err != nil {
 					fail(err)
 				}
@@ -487,19 +558,4 @@ func (w *writer) writeFiles(ctx context.Context, repo Repository, p *plan, opt O
 		return firstErr
 	}
 	return ctx.Err()
-}
-
-func (w *writer) writeAt(f *file, data []byte, off int64) error {
-	fd, err := os.OpenFile(w.abs(f.rel), os.O_WRONLY|syscallNoFollow, 0)
-	if err != nil {
-		return fmt.Errorf("restore: %w", err)
-	}
-	_, err = fd.WriteAt(data, off)
-	if cerr := fd.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("restore %s: %w", f.rel, err)
-	}
-	return nil
 }
