@@ -20,10 +20,6 @@ import (
 	"time"
 )
 
-// lockDir holds the lock files by which test processes of several
-// packages (go test runs them in parallel) share one daemon.
-const lockDir = "/run/lock"
-
 // Main runs a package's tests with a ZFS daemon: it starts zfs-fuse if
 // zfs does not answer and zfs-fuse is installed, and stops it afterwards
 // unless another test process still uses it. Use it from TestMain:
@@ -49,10 +45,12 @@ func zfsAnswers() bool {
 
 // ensureDaemon makes zfs answer. The returned stop undoes what it did.
 func ensureDaemon() (stop func(), err error) {
+	// Lock files in the temporary directory let the test processes of
+	// several packages (go test runs them in parallel) share one daemon.
 	// A shared lock on "users" for as long as this process runs tests;
 	// the process that started the daemon stops it only if it can get
 	// the lock exclusively, i.e. when no other test process uses it.
-	users, err := os.OpenFile(filepath.Join(lockDir, "mailvault-zfstest.users"), os.O_CREATE|os.O_RDWR, 0o600)
+	users, err := os.OpenFile(filepath.Join(os.TempDir(), "mailvault-zfstest.users"), os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
 		return nil, err
 	}
@@ -63,7 +61,7 @@ func ensureDaemon() (stop func(), err error) {
 	release := func() { users.Close() }
 
 	// One process at a time decides whether to start the daemon.
-	start, err := os.OpenFile(filepath.Join(lockDir, "mailvault-zfstest.start"), os.O_CREATE|os.O_RDWR, 0o600)
+	start, err := os.OpenFile(filepath.Join(os.TempDir(), "mailvault-zfstest.start"), os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
 		return release, err
 	}
