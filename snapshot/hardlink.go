@@ -86,7 +86,7 @@ func (h *Hardlink) Take(ctx context.Context) (*View, error) {
 		}
 	}
 	// Pass 2, paused: the instant of the view.
-	pause, err := h.Consistency.freeze(ctx, func(ctx context.Context) error {
+	pause, err := h.Consistency.Freeze(ctx, func(ctx context.Context) error {
 		v.Time = time.Now().UTC()
 		for _, p := range h.Paths {
 			if err := syncTree(ctx, p, v.Paths[p]); err != nil {

@@ -161,10 +161,10 @@ func (c Consistency) logger() *slog.Logger {
 	return c.Logger
 }
 
-// freeze runs take while writers are paused: Pre hooks, then Quiesce,
+// Freeze runs take while writers are paused: Pre hooks, then Quiesce,
 // then take, then resume, then Post hooks. It returns how long writers
 // were held up.
-func (c Consistency) freeze(ctx context.Context, take func(ctx context.Context) error) (time.Duration, error) {
+func (c Consistency) Freeze(ctx context.Context, take func(ctx context.Context) error) (time.Duration, error) {
 	start := time.Now()
 	var errs []error
 	preStarted := len(c.Hooks.Pre) > 0

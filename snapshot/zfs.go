@@ -92,7 +92,7 @@ func (z *ZFS) Take(ctx context.Context) (*View, error) {
 		return nil, errors.Join(err, cleanup(context.WithoutCancel(ctx)))
 	}
 
-	pause, err := z.Consistency.freeze(ctx, func(ctx context.Context) error {
+	pause, err := z.Consistency.Freeze(ctx, func(ctx context.Context) error {
 		v.Time = time.Now().UTC()
 		for i, t := range targets {
 			if i == 0 {
