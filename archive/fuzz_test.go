@@ -235,11 +235,10 @@ func FuzzParsePack(f *testing.F) {
 				f.Fatal(err)
 			}
 		}
-		sealed, err := p.finish()
-		if err != nil {
+		if _, err := p.finish(); err != nil {
 			f.Fatal(err)
 		}
-		r, err := age.Decrypt(bytes.NewReader(sealed), id)
+		r, err := age.Decrypt(bytes.NewReader(out.Bytes()), id)
 		if err != nil {
 			f.Fatal(err)
 		}

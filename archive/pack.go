@@ -1,11 +1,14 @@
 package archive
 
 import (
-	"bytes"
+	"bufio"
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
+	"os"
 
 	"filippo.io/age"
 )
@@ -104,21 +107,27 @@ const (
 	maxPackEntries = 1 << 22
 )
 
-// packBuilder encrypts a pack as blobs are added: only the ciphertext is
-// held in memory, never the plaintext as well.
+// packBuilder encrypts a pack as blobs are added and streams the sealed
+// bytes to out (a temporary file during a backup), hashing them on the
+// way: neither plaintext nor ciphertext of a pack is held in memory.
 type packBuilder struct {
-	out     *bytes.Buffer  // the sealed (age) bytes so far
-	enc     io.WriteCloser // age stream writing into out
+	enc     io.WriteCloser // age stream writing into out and hash
+	hash    hash.Hash      // SHA-256 of the sealed bytes: the pack's name
 	size    int64          // plaintext bytes written so far
 	entries []PackedBlob
+
+	// file and bw are the temporary file behind out, when there is one.
+	file *os.File
+	bw   *bufio.Writer
 }
 
-func newPackBuilder(out *bytes.Buffer, rcpt age.Recipient) (*packBuilder, error) {
-	enc, err := age.Encrypt(out, rcpt)
+func newPackBuilder(out io.Writer, rcpt age.Recipient) (*packBuilder, error) {
+	h := sha256.New()
+	enc, err := age.Encrypt(io.MultiWriter(out, h), rcpt)
 	if err != nil {
 		return nil, err
 	}
-	return &packBuilder{out: out, enc: enc}, nil
+	return &packBuilder{enc: enc, hash: h}, nil
 }
 
 func (p *packBuilder) add(id ID, t BlobType, c Compression, rawLen int, stored []byte) error {
@@ -131,17 +140,19 @@ func (p *packBuilder) add(id ID, t BlobType, c Compression, rawLen int, stored [
 }
 
 // finish appends the header and trailer, closes the age stream and returns
-// the sealed pack.
-func (p *packBuilder) finish() ([]byte, error) {
+// the pack's ID (the SHA-256 of everything written to out).
+func (p *packBuilder) finish() (ID, error) {
 	hdr := make([]byte, 0, len(p.entries)*packEntrySize+packTrailer)
 	hdr = appendPackHeader(hdr, p.entries)
 	if _, err := p.enc.Write(hdr); err != nil {
-		return nil, err
+		return ID{}, err
 	}
 	if err := p.enc.Close(); err != nil {
-		return nil, err
+		return ID{}, err
 	}
-	return p.out.Bytes(), nil
+	var id ID
+	p.hash.Sum(id[:0])
+	return id, nil
 }
 
 // appendPackHeader encodes the entries and the trailer.

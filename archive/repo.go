@@ -71,10 +71,7 @@ type Repository struct {
 	indexID   age.Identity
 	indexRcpt age.Recipient
 
-	hashers sync.Pool // keyed BLAKE3 hashers
-	// packBufs recycles the pack-sized buffers (plaintext and ciphertext)
-	// so that a backup does not allocate 32 MiB per pack.
-	packBufs sync.Pool
+	hashers  sync.Pool // keyed BLAKE3 hashers
 	readBufs sync.Pool // *readBuffers for ReadBlobs
 	zenc     *zstd.Encoder
 	zdec     *zstd.Decoder

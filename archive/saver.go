@@ -1,12 +1,14 @@
 package archive
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
+	"os"
 
 	"filippo.io/age"
 )
@@ -38,7 +40,7 @@ func (r *Repository) saveBlobWithID(ctx context.Context, t BlobType, id ID, data
 	p := r.packs[t]
 	if p == nil {
 		var err error
-		if p, err = newPackBuilder(r.packBuffer(t), r.dataRcpt); err != nil {
+		if p, err = r.newPack(); err != nil {
 			r.saveMu.Unlock()
 			return false, err
 		}
@@ -78,19 +80,61 @@ func (r *Repository) compress(data []byte) (Compression, []byte) {
 	return Zstd, z
 }
 
-// packBuffer returns a buffer for a new pack: data packs fill up, so they
-// get (recycled) pack-sized buffers; tree packs are usually small.
-func (r *Repository) packBuffer(t BlobType) *bytes.Buffer {
-	if t != DataBlob {
-		return new(bytes.Buffer)
+// TempFiler is implemented by backends that provide temporary files next
+// to where they store packs, so that a finished pack can be moved into
+// place rather than copied.
+type TempFiler interface {
+	TempFile() (*os.File, error)
+}
+
+// FilePutter is implemented by backends that can store a finished file
+// without reading it into memory (the local backend renames it). Put must
+// leave f closed and gone on success.
+type FilePutter interface {
+	PutFile(ctx context.Context, t FileType, name string, f *os.File) error
+}
+
+// newPack starts a pack in a temporary file.
+func (r *Repository) newPack() (*packBuilder, error) {
+	var f *os.File
+	var err error
+	if tf, ok := r.be.(TempFiler); ok {
+		f, err = tf.TempFile()
+	} else {
+		f, err = os.CreateTemp("", "mailvault-pack-*")
 	}
-	if b, ok := r.packBufs.Get().(*bytes.Buffer); ok {
-		b.Reset()
-		return b
+	if err != nil {
+		return nil, fmt.Errorf("pack temporary file: %w", err)
 	}
-	b := new(bytes.Buffer)
-	b.Grow(int(r.cfg.PackSize) + 1<<20)
-	return b
+	bw := bufio.NewWriterSize(f, 256<<10)
+	p, err := newPackBuilder(bw, r.dataRcpt)
+	if err != nil {
+		discardTemp(f)
+		return nil, err
+	}
+	p.file, p.bw = f, bw
+	return p, nil
+}
+
+func discardTemp(f *os.File) {
+	f.Close()
+	os.Remove(f.Name())
+}
+
+// storePackFile hands a finished pack's temporary file to the backend.
+func (r *Repository) storePackFile(ctx context.Context, id ID, f *os.File) error {
+	if fp, ok := r.be.(FilePutter); ok {
+		return fp.PutFile(ctx, PackFile, id.String(), f)
+	}
+	defer discardTemp(f)
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	data, err := io.ReadAll(f)
+	if err != nil {
+		return err
+	}
+	return r.be.Put(ctx, PackFile, id.String(), data)
 }
 
 func (r *Repository) startUploaders(n int) {
@@ -142,18 +186,18 @@ func (r *Repository) queuePack(ctx context.Context, p *packBuilder) error {
 	}
 }
 
-// writePack encrypts a finished pack, stores it under the SHA-256 of its
+// writePack finishes a pack, stores it under the SHA-256 of its
 // ciphertext, and only then makes its blobs visible in the index.
 func (r *Repository) writePack(ctx context.Context, p *packBuilder) error {
-	if p.out.Cap() >= int(r.cfg.PackSize) {
-		defer r.packBufs.Put(p.out)
+	id, err := p.finish()
+	if err == nil {
+		err = p.bw.Flush()
 	}
-	sealed, err := p.finish()
 	if err != nil {
-		return err
+		discardTemp(p.file)
+		return fmt.Errorf("write pack: %w", err)
 	}
-	id := fileID(sealed)
-	if err := r.be.Put(ctx, PackFile, id.String(), sealed); err != nil {
+	if err := r.storePackFile(ctx, id, p.file); err != nil {
 		return fmt.Errorf("store pack: %w", err)
 	}
 	r.idx.addPack(id, p.entries)

@@ -17,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/mailvault/mailvault/archive"
 )
@@ -218,4 +219,57 @@ func syncDir(dir string) error {
 		return fmt.Errorf("fsync %s: %w", dir, err)
 	}
 	return nil
+}
+
+// TempFile implements archive.TempFiler: a temporary file in the pack
+// directory, so that PutFile can rename it into place.
+func (b *Backend) TempFile() (*os.File, error) {
+	return os.CreateTemp(filepath.Join(b.dir, string(archive.PackFile)), tmpPrefix+"*")
+}
+
+// PutFile implements archive.FilePutter: fsync the finished file, rename
+// it to its final name and fsync the directory. f is closed either way,
+// and removed on failure.
+func (b *Backend) PutFile(ctx context.Context, t archive.FileType, name string, f *os.File) error {
+	p, err := b.path(t, name)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), p)
+	}
+	if err == nil {
+		err = syncDir(filepath.Dir(p))
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return fmt.Errorf("put %s/%s: %w", t, name, err)
+	}
+	return nil
+}
+
+// CleanTemp removes temporary files older than age, left behind by a
+// process that was killed while writing; younger ones may belong to a
+// backup running right now. It returns how many it removed.
+func (b *Backend) CleanTemp(age time.Duration) (int, error) {
+	cutoff := time.Now().Add(-age)
+	removed := 0
+	err := filepath.WalkDir(b.dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return nil // unreadable corners are check's business
+		}
+		if d.IsDir() || !strings.HasPrefix(d.Name(), tmpPrefix) {
+			return nil
+		}
+		if fi, err := d.Info(); err == nil && fi.ModTime().Before(cutoff) {
+			if os.Remove(p) == nil {
+				removed++
+			}
+		}
+		return nil
+	})
+	return removed, err
 }

@@ -99,6 +99,14 @@ some entries could not be read (they are listed).`,
 			} else if n > 0 {
 				g.logger().Info("adopted packs of an interrupted backup", "packs", n)
 			}
+			if tc, ok := repo.Backend().(interface {
+				CleanTemp(time.Duration) (int, error)
+			}); ok {
+				// An hour is far longer than any pack takes to write.
+				if n, err := tc.CleanTemp(time.Hour); err == nil && n > 0 {
+					g.logger().Info("removed temporary files of an interrupted backup", "files", n)
+				}
+			}
 			view, err := snap.take(ctx, g, paths)
 			if err != nil {
 				return err
