@@ -404,15 +404,11 @@ func (r *Repository) decodeBlobInto(scratch []byte, pack ID, b PackedBlob, store
 
 // ReadPack fetches a whole pack, verifies its name (SHA-256), decrypts it
 // and returns the plaintext.
+// The pack is streamed: its SHA-256 is computed on the way through age and
+// checked before anything is returned, so only the plaintext is held in
+// memory.
 func (r *Repository) ReadPack(ctx context.Context, id ID) ([]byte, error) {
-	return r.readPackInto(ctx, id, new(bytes.Buffer))
-}
-
-// readPackInto is ReadPack decrypting into buf (reset first), which a
-// restore reuses across thousands of packs. The pack is streamed: its
-// SHA-256 is computed on the way through age and checked before anything
-// is returned, so only the plaintext is ever held in memory.
-func (r *Repository) readPackInto(ctx context.Context, id ID, buf *bytes.Buffer) ([]byte, error) {
+	var buf bytes.Buffer
 	ident, err := r.identityFor(PackFile)
 	if err != nil {
 		return nil, err
@@ -428,7 +424,6 @@ func (r *Repository) readPackInto(ctx context.Context, id ID, buf *bytes.Buffer)
 	if err != nil {
 		return nil, fmt.Errorf("pack %s: %w: %v", id, ErrCorrupt, err)
 	}
-	buf.Reset()
 	if _, err := buf.ReadFrom(dr); err != nil {
 		return nil, fmt.Errorf("pack %s: %w: %v", id, ErrCorrupt, err)
 	}
