@@ -379,6 +379,7 @@ func (b *backup) backupRoot(ctx context.Context, absPath, name string) (*SourceR
 	}
 	root := &SourceRoot{Path: recorded, Name: name}
 
+	b.log.Debug("scanned", "root", absPath, "mailboxes", len(tree.Mailboxes), "files", len(tree.Files), "elapsed", time.Since(b.start))
 	// Phase 1: list every folder (cheap: readdir, and lstat only where the
 	// name does not tell the size), so the progress bar knows the total.
 	type pending struct {
@@ -425,6 +426,7 @@ func (b *backup) backupRoot(ctx context.Context, absPath, name string) (*SourceR
 		folders = append(folders, p)
 	}
 
+	b.log.Debug("listed", "root", absPath, "messages to read", b.msgsTotal.Load(), "elapsed", time.Since(b.start))
 	// Phase 2: read new messages in parallel, folder by folder, and store
 	// each folder's tree once its messages are in.
 	var treeWG sync.WaitGroup
@@ -480,6 +482,7 @@ func (b *backup) backupRoot(ctx context.Context, absPath, name string) (*SourceR
 		return nil, err
 	}
 	treeWG.Wait()
+	b.log.Debug("stored", "root", absPath, "elapsed", time.Since(b.start))
 	if treeErr != nil {
 		return nil, treeErr
 	}

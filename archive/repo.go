@@ -82,7 +82,7 @@ type Repository struct {
 	// Pack writing state; see saver.go.
 	saveMu    sync.Mutex
 	pending   map[ID]struct{}
-	packs     [2]*packBuilder // one open pack per blob type
+	packers   [2]*packerPool // open packs per blob type
 	upload    chan *packBuilder
 	uploaders int
 	uploadWG  sync.WaitGroup
@@ -161,6 +161,8 @@ func Open(ctx context.Context, be Backend, creds Credentials, opt Options) (*Rep
 	}
 	r := &Repository{be: be, cfg: cfg, keyID: keyID, key: key, idx: newIndex(), pending: make(map[ID]struct{})}
 	r.readBufs.New = func() any { return new(readBuffers) }
+	// One open data pack per core; trees are few and small.
+	r.packers = [2]*packerPool{DataBlob: newPackerPool(runtime.GOMAXPROCS(0)), TreeBlob: newPackerPool(1)}
 	if err := r.loadSecrets(); err != nil {
 		return nil, err
 	}

@@ -36,31 +36,33 @@ func (r *Repository) saveBlobWithID(ctx context.Context, t BlobType, id ID, data
 
 	comp, stored := r.compress(data)
 
-	r.saveMu.Lock()
-	p := r.packs[t]
+	pool := r.packers[t]
+	p := pool.get()
 	if p == nil {
 		var err error
 		if p, err = r.newPack(); err != nil {
-			r.saveMu.Unlock()
+			pool.retire()
 			return false, err
 		}
-		r.packs[t] = p
 	}
 	if err := p.add(id, t, comp, len(data), stored); err != nil {
-		r.saveMu.Unlock()
+		pool.retire()
+		discardTemp(p.file)
 		return false, err
 	}
+	full := p.size >= r.cfg.PackSize
+	if full {
+		pool.retire()
+	} else {
+		pool.put(p)
+	}
+	r.saveMu.Lock()
 	r.stats.BlobsNew++
 	r.stats.RawBytesNew += int64(len(data))
 	r.stats.StoredBytesNew += int64(len(stored))
-	var full *packBuilder
-	if p.size >= r.cfg.PackSize {
-		full, r.packs[t] = p, nil
-	}
 	r.saveMu.Unlock()
-
-	if full != nil {
-		if err := r.queuePack(ctx, full); err != nil {
+	if full {
+		if err := r.queuePack(ctx, p); err != nil {
 			return false, err
 		}
 	}
@@ -216,15 +218,16 @@ func (r *Repository) writePack(ctx context.Context, p *packBuilder) error {
 // returns may a snapshot refer to the saved blobs (write order: packs →
 // index → snapshot).
 func (r *Repository) Flush(ctx context.Context) error {
-	r.saveMu.Lock()
-	open := []*packBuilder{}
-	for i, p := range r.packs {
-		if p != nil && len(p.entries) > 0 {
-			open = append(open, p)
+	var open []*packBuilder
+	for _, pool := range r.packers {
+		for _, p := range pool.drain() {
+			if len(p.entries) > 0 {
+				open = append(open, p)
+			} else {
+				discardTemp(p.file)
+			}
 		}
-		r.packs[i] = nil
 	}
-	r.saveMu.Unlock()
 	for _, p := range open {
 		if err := r.queuePack(ctx, p); err != nil {
 			return err
