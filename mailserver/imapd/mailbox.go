@@ -1,0 +1,192 @@
+package imapd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
+
+	"github.com/mailvault/mailvault/mailserver/store"
+)
+
+// mailbox is the shared in-memory view of one selected folder: the
+// messages in UID order (sequence number = index+1, RFC 9051 section
+// 2.3.1.2) and the tracker through which every session that selected it
+// learns of changes. Every change to msgs is queued on tracker under mu, so
+// the tracker's message count always equals len(msgs).
+type mailbox struct {
+	srv    *Server
+	key    string
+	acct   store.Account
+	folder string // store name: "INBOX" or "A/B"
+	refs   int    // sessions holding it; guarded by srv.mu
+
+	mu       sync.Mutex
+	tracker  *imapserver.MailboxTracker
+	validity uint32
+	uidNext  uint32
+	msgs     []msgInfo
+	// gone is set when the folder disappeared or its UIDVALIDITY changed:
+	// its sessions are told BYE (RFC 9051 section 2.3.1.1 forbids reusing
+	// UIDs within a UIDVALIDITY).
+	gone bool
+
+	refreshQueued atomic.Bool
+}
+
+type msgInfo struct {
+	uid    uint32
+	flags  string // Maildir flags
+	size   int64
+	recent bool
+}
+
+func mailboxKey(a store.Account, folder string) string { return a.String() + "\x00" + folder }
+
+// acquire returns the shared view of a folder, loading it if no session has
+// it selected; release gives it back.
+func (s *Server) acquire(ctx context.Context, a store.Account, folder string) (*mailbox, error) {
+	key := mailboxKey(a, folder)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if m := s.mailboxes[key]; m != nil {
+		m.mu.Lock()
+		gone := m.gone
+		m.mu.Unlock()
+		if !gone {
+			m.refs++
+			return m, nil
+		}
+		delete(s.mailboxes, key)
+	}
+	l, err := s.store.List(ctx, a, folder)
+	if err != nil {
+		return nil, err
+	}
+	m := &mailbox{srv: s, key: key, acct: a, folder: folder, refs: 1,
+		validity: l.UIDValidity, uidNext: l.UIDNext}
+	for _, lm := range l.Messages {
+		m.msgs = append(m.msgs, msgInfo{uid: lm.UID, flags: lm.Flags, size: lm.Size, recent: lm.Recent})
+	}
+	m.tracker = imapserver.NewMailboxTracker(uint32(len(m.msgs)))
+	s.mailboxes[key] = m
+	return m, nil
+}
+
+func (s *Server) release(m *mailbox) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m.refs--
+	if m.refs == 0 && s.mailboxes[m.key] == m {
+		delete(s.mailboxes, m.key)
+	}
+}
+
+// folderChanged is the store's Watch callback: it schedules a refresh of a
+// selected folder so that sessions in IDLE hear of the change at once.
+func (s *Server) folderChanged(a store.Account, folder string) {
+	s.mu.Lock()
+	m := s.mailboxes[mailboxKey(a, folder)]
+	s.mu.Unlock()
+	if m != nil {
+		m.scheduleRefresh()
+	}
+}
+
+// scheduleRefresh refreshes in the background, coalescing requests.
+func (m *mailbox) scheduleRefresh() {
+	if !m.refreshQueued.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		m.refreshQueued.Store(false)
+		if err := m.refreshLocked(m.srv.ctx); err != nil && m.srv.ctx.Err() == nil {
+			m.srv.log.Warn("refresh folder", "account", m.acct.String(), "folder", m.folder, "err", err)
+		}
+	}()
+}
+
+// refreshLocked reconciles the view with the store (which may have been
+// changed by SMTP delivery, POP3, another process or another session) and
+// queues the differences on the tracker: EXPUNGE for messages that went
+// (highest sequence number first, so the others' numbers stay valid),
+// FETCH FLAGS for changed flags, EXISTS for new messages.
+func (m *mailbox) refreshLocked(ctx context.Context) error {
+	if m.gone {
+		return nil
+	}
+	l, err := m.srv.store.List(ctx, m.acct, m.folder)
+	if errors.Is(err, store.ErrNoSuchFolder) {
+		m.gone = true
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if l.UIDValidity != m.validity {
+		m.gone = true
+		return nil
+	}
+	now := make(map[uint32]store.Message, len(l.Messages))
+	for _, lm := range l.Messages {
+		now[lm.UID] = lm
+	}
+	for i := len(m.msgs) - 1; i >= 0; i-- {
+		if _, ok := now[m.msgs[i].uid]; !ok {
+			m.tracker.QueueExpunge(uint32(i + 1))
+			m.msgs = append(m.msgs[:i], m.msgs[i+1:]...)
+		}
+	}
+	var last uint32
+	for i := range m.msgs {
+		mi := &m.msgs[i]
+		lm := now[mi.uid]
+		if lm.Flags != mi.flags {
+			mi.flags = lm.Flags
+			m.tracker.QueueMessageFlags(uint32(i+1), imap.UID(mi.uid), imapFlags(mi.flags), nil)
+		}
+		mi.recent = lm.Recent
+		last = mi.uid
+	}
+	added := false
+	for _, lm := range l.Messages {
+		if lm.UID <= last {
+			continue
+		}
+		m.msgs = append(m.msgs, msgInfo{uid: lm.UID, flags: lm.Flags, size: lm.Size, recent: lm.Recent})
+		added = true
+	}
+	if added {
+		m.tracker.QueueNumMessages(uint32(len(m.msgs)))
+	}
+	if len(m.msgs) != len(l.Messages) {
+		// A UID below the highest known one appeared: the index was
+		// rebuilt behind our back. Treat it like a UIDVALIDITY change.
+		m.gone = true
+		return fmt.Errorf("imapd: folder %s: UID order broken, closing sessions", m.folder)
+	}
+	m.uidNext = l.UIDNext
+	return nil
+}
+
+// setFlagsLocked changes one message's flags in the store and in the view
+// and tells the other sessions (source is the session that did it).
+func (m *mailbox) setFlagsLocked(ctx context.Context, i int, flags string, source *imapserver.SessionTracker) error {
+	mi := &m.msgs[i]
+	if flags == mi.flags {
+		return nil
+	}
+	if err := m.srv.store.SetFlags(ctx, m.acct, m.folder, mi.uid, flags); err != nil {
+		return err
+	}
+	mi.flags = flags
+	mi.recent = false
+	m.tracker.QueueMessageFlags(uint32(i+1), imap.UID(mi.uid), imapFlags(flags), source)
+	return nil
+}

@@ -1,0 +1,281 @@
+package imapd
+
+import (
+	"bufio"
+	"bytes"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
+	gomessage "github.com/emersion/go-message"
+	"github.com/emersion/go-message/mail"
+	"github.com/emersion/go-message/textproto"
+)
+
+// Search answers SEARCH and UID SEARCH (RFC 9051 section 6.4.4): sequence
+// and UID sets, flags (SEEN, UNSEEN, DELETED, FLAGGED, ANSWERED, DRAFT,
+// KEYWORD $Forwarded ...), dates against INTERNALDATE (the file's mtime)
+// and the Date header (SENTSINCE ...), LARGER/SMALLER, HEADER/FROM/TO/CC/
+// BCC/SUBJECT, BODY and TEXT (case-insensitive substring), NOT and OR.
+// Message files are read only when a key needs them.
+func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria, options *imap.SearchOptions) (*imap.SearchData, error) {
+	m := s.sel.mbox
+	m.mu.Lock()
+	all := s.resolveLocked(imap.SeqSet{imap.SeqRange{Start: 1, Stop: 0}})
+	var maxSeq uint32
+	var maxUID uint32
+	for _, t := range all {
+		maxSeq, maxUID = max(maxSeq, t.seq), max(maxUID, t.msg.uid)
+	}
+	m.mu.Unlock()
+	staticCriteria(criteria, maxSeq, maxUID)
+
+	data := &imap.SearchData{}
+	var seqs imap.SeqSet
+	var uids imap.UIDSet
+	for _, t := range all {
+		sm := &searchMsg{s: s, folder: m.folder, t: t}
+		ok := sm.match(criteria)
+		sm.close()
+		if !ok {
+			continue
+		}
+		num := t.seq
+		if kind == imapserver.NumKindUID {
+			num = t.msg.uid
+		}
+		seqs.AddNum(t.seq)
+		uids.AddNum(imap.UID(t.msg.uid))
+		if data.Min == 0 || num < data.Min {
+			data.Min = num
+		}
+		data.Max = max(data.Max, num)
+		data.Count++
+	}
+	if kind == imapserver.NumKindUID {
+		data.All = uids
+	} else {
+		data.All = seqs
+	}
+	return data, nil
+}
+
+// staticCriteria replaces "*" in the criteria's sets by the highest
+// number, recursively; "$" (SEARCHRES, not offered) matches nothing.
+func staticCriteria(c *imap.SearchCriteria, maxSeq, maxUID uint32) {
+	for i, set := range c.SeqNum {
+		if imap.IsSearchRes(set) {
+			c.SeqNum[i] = imap.SeqSet{}
+			continue
+		}
+		ns := make(imap.SeqSet, len(set))
+		copy(ns, set)
+		for j := range ns {
+			staticRange(&ns[j].Start, &ns[j].Stop, maxSeq)
+		}
+		c.SeqNum[i] = ns
+	}
+	for i, set := range c.UID {
+		if imap.IsSearchRes(set) {
+			c.UID[i] = imap.UIDSet{}
+			continue
+		}
+		ns := make(imap.UIDSet, len(set))
+		copy(ns, set)
+		for j := range ns {
+			staticRange((*uint32)(&ns[j].Start), (*uint32)(&ns[j].Stop), maxUID)
+		}
+		c.UID[i] = ns
+	}
+	for i := range c.Not {
+		staticCriteria(&c.Not[i], maxSeq, maxUID)
+	}
+	for i := range c.Or {
+		staticCriteria(&c.Or[i][0], maxSeq, maxUID)
+		staticCriteria(&c.Or[i][1], maxSeq, maxUID)
+	}
+}
+
+// searchMsg loads a message's file, header and date lazily.
+type searchMsg struct {
+	s      *session
+	folder string
+	t      target
+
+	loaded bool
+	data   []byte
+	mtime  time.Time
+	header *mail.Header
+}
+
+func (sm *searchMsg) load() bool {
+	if !sm.loaded {
+		sm.loaded = true
+		f, err := sm.s.srv.store.OpenMessage(sm.s.ctx(), sm.s.acct, sm.folder, sm.t.msg.uid)
+		if err != nil {
+			return false
+		}
+		defer f.Close()
+		if fi, err := f.Stat(); err == nil {
+			sm.mtime = fi.ModTime()
+		}
+		sm.data, _ = io.ReadAll(io.LimitReader(f, sm.s.srv.cfg.MaxMessageBytes+(1<<20)))
+		h, _ := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(sm.data)))
+		sm.header = &mail.Header{Header: gomessage.Header{Header: h}}
+	}
+	return sm.data != nil || sm.header != nil
+}
+
+func (sm *searchMsg) close() { sm.data, sm.header = nil, nil }
+
+func (sm *searchMsg) entity() *gomessage.Entity {
+	e, err := gomessage.Read(bytes.NewReader(sm.data))
+	if e == nil || (err != nil && !gomessage.IsUnknownCharset(err) && !gomessage.IsUnknownEncoding(err)) {
+		e, _ = gomessage.New(gomessage.Header{}, bytes.NewReader(nil))
+	}
+	return e
+}
+
+func (sm *searchMsg) match(c *imap.SearchCriteria) bool {
+	t := sm.t
+	for _, set := range c.SeqNum {
+		if !set.Contains(t.seq) {
+			return false
+		}
+	}
+	for _, set := range c.UID {
+		if !set.Contains(imap.UID(t.msg.uid)) {
+			return false
+		}
+	}
+	for _, f := range c.Flag {
+		if !hasIMAPFlag(t.msg.flags, f) {
+			return false
+		}
+	}
+	for _, f := range c.NotFlag {
+		if hasIMAPFlag(t.msg.flags, f) {
+			return false
+		}
+	}
+	if c.Larger != 0 || c.Smaller != 0 {
+		size := t.msg.size
+		if size < 0 {
+			if !sm.load() {
+				return false
+			}
+			size = int64(len(sm.data))
+		}
+		if c.Larger != 0 && size <= c.Larger {
+			return false
+		}
+		if c.Smaller != 0 && size >= c.Smaller {
+			return false
+		}
+	}
+	if !c.Since.IsZero() || !c.Before.IsZero() {
+		if !sm.load() || !matchDate(sm.mtime, c.Since, c.Before) {
+			return false
+		}
+	}
+	if !c.SentSince.IsZero() || !c.SentBefore.IsZero() {
+		if !sm.load() {
+			return false
+		}
+		d, err := sm.header.Date()
+		if err != nil || !matchDate(d, c.SentSince, c.SentBefore) {
+			return false
+		}
+	}
+	for _, hf := range c.Header {
+		if !sm.load() || !matchFields(sm.header.FieldsByKey(hf.Key), hf.Value) {
+			return false
+		}
+	}
+	for _, text := range c.Body {
+		if !sm.load() || !matchEntity(sm.entity(), text, false) {
+			return false
+		}
+	}
+	for _, text := range c.Text {
+		if !sm.load() || !matchEntity(sm.entity(), text, true) {
+			return false
+		}
+	}
+	for i := range c.Not {
+		if sm.match(&c.Not[i]) {
+			return false
+		}
+	}
+	for i := range c.Or {
+		if !sm.match(&c.Or[i][0]) && !sm.match(&c.Or[i][1]) {
+			return false
+		}
+	}
+	return true
+}
+
+// hasIMAPFlag reports whether Maildir flags include an IMAP flag; \Recent
+// is never set (it is obsolete in RFC 9051) and keywords this server does
+// not keep are never set.
+func hasIMAPFlag(md string, f imap.Flag) bool {
+	l := maildirLetter(f)
+	return l != 0 && hasFlag(md, l)
+}
+
+// matchDate compares dates without time and zone (RFC 9051 section 6.4.4).
+func matchDate(t, since, before time.Time) bool {
+	d := time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, time.UTC)
+	if !since.IsZero() && d.Before(since) {
+		return false
+	}
+	if !before.IsZero() && !d.Before(before) {
+		return false
+	}
+	return true
+}
+
+func matchFields(fields gomessage.HeaderFields, pattern string) bool {
+	if pattern == "" {
+		return fields.Len() > 0
+	}
+	pattern = strings.ToLower(pattern)
+	for fields.Next() {
+		v, err := fields.Text()
+		if err != nil {
+			v = fields.Value()
+		}
+		if strings.Contains(strings.ToLower(v), pattern) {
+			return true
+		}
+	}
+	return false
+}
+
+func matchEntity(e *gomessage.Entity, pattern string, withHeader bool) bool {
+	if pattern == "" {
+		return true
+	}
+	if withHeader && matchFields(e.Header.Fields(), pattern) {
+		return true
+	}
+	if mr := e.MultipartReader(); mr != nil {
+		for {
+			p, err := mr.NextPart()
+			if err != nil {
+				return false
+			}
+			if matchEntity(p, pattern, withHeader) {
+				return true
+			}
+		}
+	}
+	t, _, _ := e.Header.ContentType()
+	if t != "" && !strings.HasPrefix(t, "text/") && !strings.HasPrefix(t, "message/") {
+		return false
+	}
+	b, _ := io.ReadAll(e.Body)
+	return bytes.Contains(bytes.ToLower(b), bytes.ToLower([]byte(pattern)))
+}

@@ -1,0 +1,315 @@
+// Package imapd is mailvault's IMAP server (RFC 9051 / RFC 3501), built on
+// emersion/go-imap/v2's imapserver over the Maildir++ store:
+//
+//   - port 143 with STARTTLS (RFC 9051 section 6.2.1) and port 993 with
+//     implicit TLS (RFC 8314 section 3.3); LOGIN and AUTHENTICATE are
+//     refused before TLS and LOGINDISABLED is advertised (RFC 9051
+//     section 6.2.3, RFC 8314 section 4.1);
+//   - logins through auth.Guard (lockout, delays, audit; one answer for an
+//     unknown user and a wrong password; app passwords);
+//   - IDLE (RFC 2177), MOVE (RFC 6851), UIDPLUS (RFC 4315), SPECIAL-USE
+//     (RFC 6154), NAMESPACE (RFC 2342), LIST-EXTENDED (RFC 5258),
+//     LIST-STATUS (RFC 5819), CHILDREN (RFC 3348), APPENDLIMIT (RFC 7889);
+//   - flags live in the Maildir file names; sessions that select the same
+//     folder share one view of it (imapserver.MailboxTracker), so that each
+//     sees the others' changes as EXISTS, EXPUNGE and FETCH updates.
+//
+// Command lines and literals are bounded (imapserver: 50 KiB per command,
+// 4 KiB literals except APPEND, whose literal is bounded by the maximum
+// message size), and connections are limited per IP.
+package imapd
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
+
+	"github.com/mailvault/mailvault/mailserver/auth"
+	"github.com/mailvault/mailvault/mailserver/ratelimit"
+	"github.com/mailvault/mailvault/mailserver/store"
+)
+
+// Config tunes the server. Zero values get the defaults noted.
+type Config struct {
+	// TLSConfig is required: it serves STARTTLS and the implicit-TLS port.
+	TLSConfig *tls.Config
+	// MaxMessageBytes bounds an APPENDed message (RFC 7889 APPENDLIMIT);
+	// 25 MiB.
+	MaxMessageBytes int64
+	// Per remote IP: new connections per minute (burst = same number) and
+	// concurrent connections. 120 and 20.
+	ConnsPerMinute float64
+	MaxConnsPerIP  int
+	// IdlePoll is how often a session in IDLE rescans its folder for
+	// changes made outside this process (changes made through the store
+	// are pushed at once); 30 seconds.
+	IdlePoll time.Duration
+	// SpoolDir holds APPEND literals while they are received, so that a
+	// slow upload does not hold up store.Quiesce. os.TempDir() if empty.
+	SpoolDir string
+}
+
+func (c *Config) setDefaults() {
+	if c.MaxMessageBytes == 0 {
+		c.MaxMessageBytes = 25 << 20
+	}
+	if c.MaxMessageBytes > math.MaxUint32 {
+		c.MaxMessageBytes = math.MaxUint32
+	}
+	if c.ConnsPerMinute == 0 {
+		c.ConnsPerMinute = 120
+	}
+	if c.MaxConnsPerIP == 0 {
+		c.MaxConnsPerIP = 20
+	}
+	if c.IdlePoll == 0 {
+		c.IdlePoll = 30 * time.Second
+	}
+	if c.SpoolDir == "" {
+		c.SpoolDir = os.TempDir()
+	}
+}
+
+// spoolPrefix names APPEND spool files; New removes stale ones.
+const spoolPrefix = "imap-append-"
+
+// Server serves IMAP on any number of listeners.
+type Server struct {
+	cfg   Config
+	store *store.Store
+	guard *auth.Guard
+	log   *slog.Logger
+	imap  *imapserver.Server
+
+	connRate *ratelimit.Bucket
+	conns    *ratelimit.Counter
+
+	ctx         context.Context
+	cancel      context.CancelFunc
+	stopWatch   func()
+	shutdownErr error
+
+	mu        sync.Mutex
+	listeners map[net.Listener]struct{}
+	sessions  map[*session]struct{}
+	mailboxes map[string]*mailbox // selected folders by mailboxKey
+	subMu     sync.Mutex          // serializes subscription file updates
+	closing   bool
+	drained   chan struct{} // closed when closing and no session is left
+}
+
+// New returns a server on st whose logins are checked by guard.
+func New(cfg Config, st *store.Store, guard *auth.Guard, log *slog.Logger) *Server {
+	cfg.setDefaults()
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	// APPEND spool files of a previous run were never acknowledged.
+	if old, err := filepath.Glob(filepath.Join(cfg.SpoolDir, spoolPrefix+"*")); err == nil {
+		for _, p := range old {
+			os.Remove(p)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &Server{
+		cfg: cfg, store: st, guard: guard, log: log,
+		connRate:  &ratelimit.Bucket{Rate: cfg.ConnsPerMinute / 60, Burst: cfg.ConnsPerMinute},
+		conns:     &ratelimit.Counter{Max: cfg.MaxConnsPerIP},
+		ctx:       ctx,
+		cancel:    cancel,
+		listeners: map[net.Listener]struct{}{},
+		sessions:  map[*session]struct{}{},
+		mailboxes: map[string]*mailbox{},
+	}
+	s.imap = imapserver.New(&imapserver.Options{
+		NewSession: s.newSession,
+		Caps: imap.CapSet{
+			imap.CapIMAP4rev1:    {},
+			imap.CapNamespace:    {},
+			imap.CapUIDPlus:      {},
+			imap.CapMove:         {},
+			imap.CapSpecialUse:   {},
+			imap.CapListExtended: {},
+			imap.CapListStatus:   {},
+			imap.CapChildren:     {},
+			imap.CapStatusSize:   {},
+		},
+		Logger:    printfLogger{log},
+		TLSConfig: cfg.TLSConfig,
+		// RFC 9051 section 11.1 / RFC 8314: no credentials in cleartext.
+		InsecureAuth: false,
+	})
+	s.stopWatch = st.Watch(s.folderChanged)
+	return s
+}
+
+// Serve accepts connections on ln until Shutdown. With implicitTLS (port
+// 993) ln is a plain listener that Serve wraps in TLS.
+func (s *Server) Serve(ln net.Listener, implicitTLS bool) error {
+	if s.cfg.TLSConfig == nil {
+		return errors.New("imapd: a TLS configuration is required")
+	}
+	var l net.Listener = &limitListener{Listener: ln, s: s, implicitTLS: implicitTLS}
+	if implicitTLS {
+		l = tls.NewListener(l, s.cfg.TLSConfig)
+	}
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		ln.Close()
+		return nil
+	}
+	s.listeners[l] = struct{}{}
+	s.mu.Unlock()
+	err := s.imap.Serve(l)
+	if err != nil && (errors.Is(err, net.ErrClosed) || s.ctx.Err() != nil) {
+		return nil
+	}
+	return err
+}
+
+// Shutdown stops accepting, says BYE to every session (RFC 9051 section
+// 7.1.5) once its current response is written, waits for the sessions to
+// end until ctx ends, then closes what is left. A command whose store
+// operation has begun completes it (each is atomic and durable).
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closing = true
+	s.drained = make(chan struct{})
+	if len(s.sessions) == 0 {
+		close(s.drained)
+	}
+	for l := range s.listeners {
+		l.Close()
+	}
+	var conns []*imapserver.Conn
+	for sess := range s.sessions {
+		conns = append(conns, sess.conn)
+	}
+	s.mu.Unlock()
+	for _, c := range conns {
+		go c.Bye("Server shutting down")
+	}
+	select {
+	case <-s.drained:
+	case <-ctx.Done():
+	}
+	s.stopWatch()
+	s.cancel()
+	if err := s.imap.Close(); err != nil && !errors.Is(err, net.ErrClosed) && !strings.Contains(err.Error(), "server closed") {
+		return fmt.Errorf("imapd: close: %w", err)
+	}
+	return nil
+}
+
+func (s *Server) newSession(c *imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
+	sess := &session{srv: s, conn: c, ip: remoteIP(c.NetConn().RemoteAddr())}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return nil, nil, &imap.Error{Type: imap.StatusResponseTypeBye, Text: "Server shutting down"}
+	}
+	s.sessions[sess] = struct{}{}
+	return sess, nil, nil
+}
+
+func (s *Server) endSession(sess *session) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.sessions, sess)
+	if s.closing && len(s.sessions) == 0 {
+		select {
+		case <-s.drained:
+		default:
+			close(s.drained)
+		}
+	}
+}
+
+// appendLimit is the APPENDLIMIT value (RFC 7889).
+func (s *Server) appendLimit() uint32 { return uint32(s.cfg.MaxMessageBytes) }
+
+type printfLogger struct{ log *slog.Logger }
+
+func (l printfLogger) Printf(format string, args ...any) {
+	l.log.Warn(fmt.Sprintf(format, args...))
+}
+
+// limitListener refuses connections over the per-IP rate or concurrency
+// before any session starts: "* BYE" on the cleartext port (RFC 9051
+// section 7.1.5), a plain close on the TLS port.
+type limitListener struct {
+	net.Listener
+	s           *Server
+	implicitTLS bool
+}
+
+func (l *limitListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		ip := remoteIP(c.RemoteAddr())
+		if !l.s.connRate.Allow(ip) {
+			l.refuse(c, "* BYE Too many connections from your address, try later\r\n")
+			continue
+		}
+		release, ok := l.s.conns.Acquire(ip)
+		if !ok {
+			l.refuse(c, "* BYE Too many concurrent connections from your address\r\n")
+			continue
+		}
+		return &releaseConn{Conn: c, release: release}, nil
+	}
+}
+
+func (l *limitListener) refuse(c net.Conn, msg string) {
+	l.s.log.Info("connection refused", "ip", remoteIP(c.RemoteAddr()), "reason", strings.TrimSpace(msg))
+	go func() {
+		if !l.implicitTLS {
+			c.SetWriteDeadline(time.Now().Add(10 * time.Second))
+			io.WriteString(c, msg)
+		}
+		c.Close()
+	}()
+}
+
+type releaseConn struct {
+	net.Conn
+	release func()
+	once    sync.Once
+}
+
+func (c *releaseConn) Close() error {
+	c.once.Do(c.release)
+	return c.Conn.Close()
+}
+
+func remoteIP(a net.Addr) string {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		return ta.IP.String()
+	}
+	host, _, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return a.String()
+	}
+	return host
+}

@@ -1,0 +1,748 @@
+package imapd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
+
+	"github.com/mailvault/mailvault/mailserver/auth"
+	"github.com/mailvault/mailvault/mailserver/store"
+)
+
+// specialUse maps the folders every account gets (created at first login)
+// to their RFC 6154 attributes.
+var specialUse = []struct {
+	folder string
+	attr   imap.MailboxAttr
+}{
+	{"Archive", imap.MailboxAttrArchive},
+	{"Drafts", imap.MailboxAttrDrafts},
+	{"Junk", imap.MailboxAttrJunk},
+	{"Sent", imap.MailboxAttrSent},
+	{"Trash", imap.MailboxAttrTrash},
+}
+
+func specialUseOf(folder string) imap.MailboxAttr {
+	for _, su := range specialUse {
+		if su.folder == folder {
+			return su.attr
+		}
+	}
+	return ""
+}
+
+// session is one IMAP connection.
+type session struct {
+	srv  *Server
+	conn *imapserver.Conn
+	ip   string
+
+	acct     store.Account
+	loggedIn bool
+	// sel is set and cleared by the connection's goroutine; mu guards it
+	// against Idle, which imapserver runs on a goroutine that may outlive
+	// the command when the connection breaks.
+	mu  sync.Mutex
+	sel *selection
+}
+
+// selection is the selected folder of a session (RFC 9051 section 3.3).
+type selection struct {
+	mbox     *mailbox
+	tracker  *imapserver.SessionTracker
+	readOnly bool
+}
+
+var (
+	_ imapserver.Session            = (*session)(nil)
+	_ imapserver.SessionNamespace   = (*session)(nil)
+	_ imapserver.SessionMove        = (*session)(nil)
+	_ imapserver.SessionAppendLimit = (*session)(nil)
+)
+
+func (s *session) ctx() context.Context { return s.srv.ctx }
+
+func (s *session) Close() error {
+	if s.sel != nil {
+		s.Unselect()
+	}
+	s.srv.endSession(s)
+	return nil
+}
+
+// Login checks credentials through auth.Guard (RFC 9051 section 6.2.3).
+// The library refuses it before TLS. An unknown user and a wrong password
+// get the same answer (RFC 5530 AUTHENTICATIONFAILED).
+func (s *session) Login(username, password string) error {
+	u, err := s.srv.guard.Login(s.ctx(), auth.Attempt{Username: username, Password: password, IP: s.ip, Protocol: "imap"})
+	switch {
+	case errors.Is(err, auth.ErrLocked):
+		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeUnavailable, Text: "Too many failed logins, try again later"}
+	case errors.Is(err, auth.ErrInvalidCredentials):
+		return imapserver.ErrAuthFailed
+	case err != nil:
+		s.srv.log.Error("login", "err", err)
+		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeUnavailable, Text: "Login temporarily unavailable"}
+	}
+	a, err := store.AccountOf(u.Address)
+	if err != nil {
+		return fmt.Errorf("imapd: account %q: %w", u.Address, err)
+	}
+	if err := s.srv.store.EnsureInbox(s.ctx(), a); err != nil {
+		return err
+	}
+	// RFC 6154: the special-use folders exist from the first login on,
+	// subscribed.
+	var created []string
+	for _, su := range specialUse {
+		err := s.srv.store.CreateFolder(s.ctx(), a, su.folder)
+		if err == nil {
+			created = append(created, su.folder)
+		} else if !errors.Is(err, store.ErrFolderExists) {
+			return err
+		}
+	}
+	if len(created) > 0 {
+		if err := s.srv.updateSubscriptions(a, func(subs map[string]bool) {
+			for _, f := range created {
+				subs[f] = true
+			}
+		}); err != nil {
+			return err
+		}
+	}
+	s.acct, s.loggedIn = a, true
+	return nil
+}
+
+// folderName maps a mailbox name to the store's: INBOX is
+// case-insensitive (RFC 9051 section 5.1), a trailing hierarchy delimiter
+// is dropped (section 6.3.4).
+func folderName(name string) (string, error) {
+	name = strings.TrimSuffix(name, string(store.Separator))
+	if strings.EqualFold(name, store.Inbox) {
+		return store.Inbox, nil
+	}
+	if err := store.ValidFolderName(name); err != nil {
+		return "", &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeCannot,
+			Text: "Invalid mailbox name (levels separated by '/', no '.', no control characters)"}
+	}
+	return name, nil
+}
+
+// imapErr maps store errors to tagged NO responses with RFC 5530 codes.
+func imapErr(err error) error {
+	var ie *imap.Error
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &ie):
+		return err
+	case errors.Is(err, store.ErrNoSuchFolder):
+		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeNonExistent, Text: "No such mailbox"}
+	case errors.Is(err, store.ErrFolderExists):
+		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeAlreadyExists, Text: "Mailbox already exists"}
+	case errors.Is(err, store.ErrBadFolderName):
+		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeCannot, Text: "Invalid mailbox name"}
+	case errors.Is(err, store.ErrMessageTooLarge):
+		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeTooBig, Text: "Message too large"}
+	}
+	return err
+}
+
+var errReadOnly = &imap.Error{Type: imap.StatusResponseTypeNo, Code: "READ-ONLY", Text: "Mailbox is read-only (EXAMINE)"}
+
+// Select opens a folder (RFC 9051 section 6.3.2, EXAMINE 6.3.3).
+func (s *session) Select(name string, options *imap.SelectOptions) (*imap.SelectData, error) {
+	folder, err := folderName(name)
+	if err != nil {
+		return nil, err
+	}
+	m, err := s.srv.acquire(s.ctx(), s.acct, folder)
+	if err != nil {
+		return nil, imapErr(err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := m.refreshLocked(s.ctx()); err != nil || m.gone {
+		s.srv.release(m)
+		if err == nil {
+			err = store.ErrNoSuchFolder
+		}
+		return nil, imapErr(err)
+	}
+	s.mu.Lock()
+	s.sel = &selection{mbox: m, tracker: m.tracker.NewSession(), readOnly: options.ReadOnly}
+	s.mu.Unlock()
+	data := &imap.SelectData{
+		Flags:       permanentFlags,
+		NumMessages: uint32(len(m.msgs)),
+		UIDNext:     imap.UID(m.uidNext),
+		UIDValidity: m.validity,
+	}
+	if !options.ReadOnly {
+		data.PermanentFlags = permanentFlags
+	}
+	for i, mi := range m.msgs {
+		if mi.recent {
+			data.NumRecent++
+		}
+		if data.FirstUnseenSeqNum == 0 && !hasFlag(mi.flags, 'S') {
+			data.FirstUnseenSeqNum = uint32(i + 1)
+		}
+	}
+	return data, nil
+}
+
+func (s *session) Unselect() error {
+	if s.sel == nil {
+		return nil
+	}
+	s.mu.Lock()
+	sel := s.sel
+	s.sel = nil
+	s.mu.Unlock()
+	sel.tracker.Close()
+	s.srv.release(sel.mbox)
+	return nil
+}
+
+// Create makes a folder (RFC 9051 section 6.3.4).
+func (s *session) Create(name string, options *imap.CreateOptions) error {
+	folder, err := folderName(name)
+	if err != nil {
+		return err
+	}
+	if folder == store.Inbox {
+		return imapErr(store.ErrFolderExists)
+	}
+	return imapErr(s.srv.store.CreateFolder(s.ctx(), s.acct, folder))
+}
+
+// Delete removes a folder and its messages (RFC 9051 section 6.3.5).
+func (s *session) Delete(name string) error {
+	folder, err := folderName(name)
+	if err != nil {
+		return err
+	}
+	if folder == store.Inbox {
+		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeCannot, Text: "INBOX cannot be deleted"}
+	}
+	return imapErr(s.srv.store.DeleteFolder(s.ctx(), s.acct, folder))
+}
+
+// Rename renames a folder with its sub-folders and their subscriptions
+// (RFC 9051 section 6.3.6). Renaming INBOX is not supported.
+func (s *session) Rename(oldName, newName string, options *imap.RenameOptions) error {
+	from, err := folderName(oldName)
+	if err != nil {
+		return err
+	}
+	to, err := folderName(newName)
+	if err != nil {
+		return err
+	}
+	if from == store.Inbox || to == store.Inbox {
+		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeCannot, Text: "Renaming INBOX is not supported"}
+	}
+	if err := s.srv.store.RenameFolder(s.ctx(), s.acct, from, to); err != nil {
+		return imapErr(err)
+	}
+	return s.srv.updateSubscriptions(s.acct, func(subs map[string]bool) {
+		for name := range subs {
+			if name == from || strings.HasPrefix(name, from+"/") {
+				delete(subs, name)
+				subs[to+name[len(from):]] = true
+			}
+		}
+	})
+}
+
+// Subscribe and Unsubscribe edit the subscription list (RFC 9051 sections
+// 6.3.7 and 6.3.8); a name need not exist to be subscribed.
+func (s *session) Subscribe(name string) error {
+	folder, err := folderName(name)
+	if err != nil {
+		return err
+	}
+	return s.srv.updateSubscriptions(s.acct, func(subs map[string]bool) { subs[folder] = true })
+}
+
+func (s *session) Unsubscribe(name string) error {
+	folder, err := folderName(name)
+	if err != nil {
+		return err
+	}
+	return s.srv.updateSubscriptions(s.acct, func(subs map[string]bool) { delete(subs, folder) })
+}
+
+// Namespace: one personal namespace, "/" delimited (RFC 2342).
+func (s *session) Namespace() (*imap.NamespaceData, error) {
+	return &imap.NamespaceData{Personal: []imap.NamespaceDescriptor{{Prefix: "", Delim: store.Separator}}}, nil
+}
+
+func (s *session) AppendLimit() uint32 { return s.srv.appendLimit() }
+
+// List answers LIST and LSUB (RFC 9051 section 6.3.9, RFC 5258
+// LIST-EXTENDED, RFC 5819 LIST-STATUS, RFC 6154 SPECIAL-USE, RFC 3348
+// CHILDREN). Maildir++ folders "A/B" may exist without "A": such a parent
+// is listed as \NonExistent \HasChildren when a pattern matches it.
+func (s *session) List(w *imapserver.ListWriter, ref string, patterns []string, options *imap.ListOptions) error {
+	if (len(patterns) == 0 || len(patterns) == 1 && patterns[0] == "") && !options.SelectSubscribed && !options.SelectSpecialUse {
+		// RFC 9051 section 6.3.9: the hierarchy delimiter and root.
+		return w.WriteList(&imap.ListData{Attrs: []imap.MailboxAttr{imap.MailboxAttrNoSelect}, Delim: store.Separator})
+	}
+	folders, err := s.srv.store.Folders(s.ctx(), s.acct)
+	if err != nil {
+		return err
+	}
+	subs, err := s.srv.subscriptions(s.acct)
+	if err != nil {
+		return err
+	}
+	exists := map[string]bool{}
+	for _, f := range folders {
+		exists[f] = true
+	}
+	names := map[string]bool{}
+	hasChildren := map[string]bool{}
+	for _, f := range folders {
+		names[f] = true
+		for i := strings.LastIndexByte(f, store.Separator); i > 0; i = strings.LastIndexByte(f[:i], store.Separator) {
+			names[f[:i]] = true
+			hasChildren[f[:i]] = true
+		}
+	}
+	if options.SelectSubscribed {
+		for f := range subs {
+			names[f] = true
+		}
+	}
+	sorted := make([]string, 0, len(names))
+	for n := range names {
+		sorted = append(sorted, n)
+	}
+	sort.Slice(sorted, func(i, j int) bool {
+		if (sorted[i] == store.Inbox) != (sorted[j] == store.Inbox) {
+			return sorted[i] == store.Inbox
+		}
+		return sorted[i] < sorted[j]
+	})
+	for _, name := range sorted {
+		match := false
+		for _, p := range patterns {
+			if p != "" && (imapserver.MatchList(name, store.Separator, ref, p) ||
+				(name == store.Inbox && imapserver.MatchList(name, store.Separator, ref, strings.ToUpper(p)))) {
+				match = true
+				break
+			}
+		}
+		if !match {
+			continue
+		}
+		subscribed := subs[name] || name == store.Inbox
+		su := specialUseOf(name)
+		if options.SelectSubscribed && !subscribed {
+			continue
+		}
+		if options.SelectSpecialUse && (su == "" || !exists[name]) {
+			continue
+		}
+		data := &imap.ListData{Mailbox: name, Delim: store.Separator}
+		if !exists[name] {
+			data.Attrs = append(data.Attrs, imap.MailboxAttrNonExistent)
+		}
+		if hasChildren[name] {
+			data.Attrs = append(data.Attrs, imap.MailboxAttrHasChildren)
+		} else {
+			data.Attrs = append(data.Attrs, imap.MailboxAttrHasNoChildren)
+		}
+		if subscribed && (options.SelectSubscribed || options.ReturnSubscribed) {
+			data.Attrs = append(data.Attrs, imap.MailboxAttrSubscribed)
+		}
+		if su != "" && exists[name] {
+			data.Attrs = append(data.Attrs, su)
+		}
+		if options.ReturnStatus != nil && exists[name] {
+			st, err := s.status(name, options.ReturnStatus)
+			if err == nil {
+				data.Status = st
+			}
+		}
+		if err := w.WriteList(data); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Status answers STATUS (RFC 9051 section 6.3.11) from the store.
+func (s *session) Status(name string, options *imap.StatusOptions) (*imap.StatusData, error) {
+	folder, err := folderName(name)
+	if err != nil {
+		return nil, err
+	}
+	st, err := s.status(folder, options)
+	return st, imapErr(err)
+}
+
+func (s *session) status(folder string, options *imap.StatusOptions) (*imap.StatusData, error) {
+	l, err := s.srv.store.List(s.ctx(), s.acct, folder)
+	if err != nil {
+		return nil, err
+	}
+	data := &imap.StatusData{Mailbox: folder, UIDNext: imap.UID(l.UIDNext), UIDValidity: l.UIDValidity}
+	var n, unseen, deleted, recent uint32
+	var size int64
+	for _, m := range l.Messages {
+		n++
+		if !hasFlag(m.Flags, 'S') {
+			unseen++
+		}
+		if hasFlag(m.Flags, 'T') {
+			deleted++
+		}
+		if m.Recent {
+			recent++
+		}
+		size += m.Size
+	}
+	if options.NumMessages {
+		data.NumMessages = &n
+	}
+	if options.NumUnseen {
+		data.NumUnseen = &unseen
+	}
+	if options.NumDeleted {
+		data.NumDeleted = &deleted
+	}
+	if options.NumRecent {
+		data.NumRecent = &recent
+	}
+	if options.Size {
+		data.Size = &size
+	}
+	if options.AppendLimit {
+		lim := s.srv.appendLimit()
+		data.AppendLimit = &lim
+	}
+	return data, nil
+}
+
+// Append stores a message (RFC 9051 section 6.3.12). The literal is first
+// spooled to a file so that a slow upload holds no store lock; the tagged
+// OK (with APPENDUID, RFC 4315) is sent only after store.Append has
+// fsynced the message and its directory.
+func (s *session) Append(name string, r imap.LiteralReader, options *imap.AppendOptions) (*imap.AppendData, error) {
+	folder, err := folderName(name)
+	if err != nil {
+		return nil, err
+	}
+	if folder != store.Inbox {
+		if _, err := s.srv.store.List(s.ctx(), s.acct, folder); errors.Is(err, store.ErrNoSuchFolder) {
+			return nil, &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeTryCreate, Text: "No such mailbox"}
+		}
+	}
+	if r.Size() > s.srv.cfg.MaxMessageBytes {
+		return nil, imapErr(store.ErrMessageTooLarge)
+	}
+	f, err := os.CreateTemp(s.srv.cfg.SpoolDir, spoolPrefix+"*")
+	if err != nil {
+		return nil, fmt.Errorf("imapd: spool: %w", err)
+	}
+	defer func() {
+		f.Close()
+		os.Remove(f.Name())
+	}()
+	n, err := io.Copy(f, io.LimitReader(r, s.srv.cfg.MaxMessageBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("imapd: spool: %w", err)
+	}
+	if n != r.Size() {
+		return nil, &imap.Error{Type: imap.StatusResponseTypeBad, Text: "Literal shorter than announced"}
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return nil, fmt.Errorf("imapd: spool: %w", err)
+	}
+	d, err := s.srv.store.Append(s.ctx(), s.acct, folder, f, maildirFlags(options.Flags))
+	if err != nil {
+		return nil, imapErr(err)
+	}
+	if !options.Time.IsZero() {
+		// INTERNALDATE is the file's modification time.
+		if err := os.Chtimes(d.Path, options.Time, options.Time); err != nil && !errors.Is(err, os.ErrNotExist) {
+			s.srv.log.Warn("append: set internal date", "err", err)
+		}
+	}
+	return &imap.AppendData{UID: imap.UID(d.UID), UIDValidity: d.UIDValidity}, nil
+}
+
+// Poll reports changes since the last command (RFC 9051 section 5.2):
+// the folder is reconciled with the store, then the queued updates are
+// written.
+func (s *session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
+	if s.sel == nil {
+		return nil
+	}
+	m := s.sel.mbox
+	m.mu.Lock()
+	err := m.refreshLocked(s.ctx())
+	gone := m.gone
+	m.mu.Unlock()
+	if gone {
+		return s.conn.Bye("Selected mailbox was deleted or renamed, or its UIDVALIDITY changed")
+	}
+	if err != nil {
+		return err
+	}
+	return s.sel.tracker.Poll(w, allowExpunge)
+}
+
+// Idle pushes updates until the client says DONE (RFC 2177). Changes made
+// through the store wake it at once (store.Watch); changes made by other
+// processes are found by a rescan every IdlePoll.
+func (s *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
+	s.mu.Lock()
+	sel := s.sel
+	s.mu.Unlock()
+	if sel == nil {
+		<-stop
+		return nil
+	}
+	if err := sel.tracker.Poll(w, true); err != nil {
+		return err
+	}
+	m := sel.mbox
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		t := time.NewTicker(s.srv.cfg.IdlePoll)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				m.scheduleRefresh()
+			case <-done:
+				return
+			case <-s.ctx().Done():
+				return
+			}
+		}
+	}()
+	return sel.tracker.Idle(w, stop)
+}
+
+// target is one message a command addresses.
+type target struct {
+	idx    int    // index in mailbox.msgs at resolution time
+	seq    uint32 // the client's sequence number
+	msg    msgInfo
+	flagsC bool // flags changed as a side effect (FETCH BODY[] sets \Seen)
+}
+
+// resolveLocked turns a sequence or UID set into messages, as the client
+// numbers them (imapserver.SessionTracker.EncodeSeqNum). Messages the
+// client has not been told about yet are left out. "*" is the highest
+// number the client knows (RFC 9051 section 9, seq-number).
+func (s *session) resolveLocked(numSet imap.NumSet) []target {
+	m := s.sel.mbox
+	seqs := make([]uint32, len(m.msgs))
+	var maxSeq uint32
+	var maxUID imap.UID
+	for i, mi := range m.msgs {
+		seqs[i] = s.sel.tracker.EncodeSeqNum(uint32(i + 1))
+		if seqs[i] != 0 {
+			maxSeq = max(maxSeq, seqs[i])
+			maxUID = max(maxUID, imap.UID(mi.uid))
+		}
+	}
+	var out []target
+	switch set := numSet.(type) {
+	case imap.SeqSet:
+		static := make(imap.SeqSet, len(set))
+		copy(static, set)
+		for i := range static {
+			staticRange(&static[i].Start, &static[i].Stop, maxSeq)
+		}
+		for i, mi := range m.msgs {
+			if seqs[i] != 0 && static.Contains(seqs[i]) {
+				out = append(out, target{idx: i, seq: seqs[i], msg: mi})
+			}
+		}
+	case imap.UIDSet:
+		static := make(imap.UIDSet, len(set))
+		copy(static, set)
+		for i := range static {
+			staticRange((*uint32)(&static[i].Start), (*uint32)(&static[i].Stop), uint32(maxUID))
+		}
+		for i, mi := range m.msgs {
+			if seqs[i] != 0 && static.Contains(imap.UID(mi.uid)) {
+				out = append(out, target{idx: i, seq: seqs[i], msg: mi})
+			}
+		}
+	}
+	return out
+}
+
+// staticRange replaces "*" (0) by the highest number; "n:*" with n above
+// it becomes "*:n" (RFC 9051 section 6.4.9: it still matches the last).
+func staticRange(start, stop *uint32, max uint32) {
+	if *start == 0 {
+		*start = max
+	}
+	if *stop == 0 {
+		*stop = max
+	}
+	if *start > *stop {
+		*start, *stop = *stop, *start
+	}
+}
+
+// Expunge removes \Deleted messages (RFC 9051 section 6.4.3; UID EXPUNGE,
+// RFC 4315 section 2.1). The EXPUNGE responses reach every session of the
+// folder, this one included, through the tracker. CLOSE on a read-only
+// folder expunges nothing (section 6.4.2), which is why EXPUNGE is a no-op
+// after EXAMINE rather than an error.
+func (s *session) Expunge(w *imapserver.ExpungeWriter, uids *imap.UIDSet) error {
+	if s.sel.readOnly {
+		return nil
+	}
+	m := s.sel.mbox
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var gone []uint32
+	for _, mi := range m.msgs {
+		if hasFlag(mi.flags, 'T') && (uids == nil || uids.Contains(imap.UID(mi.uid))) {
+			gone = append(gone, mi.uid)
+		}
+	}
+	if len(gone) == 0 {
+		return nil
+	}
+	if err := s.srv.store.Expunge(s.ctx(), s.acct, m.folder, gone); err != nil {
+		return err
+	}
+	return m.refreshLocked(s.ctx())
+}
+
+// Store changes flags (RFC 9051 section 6.4.6) in the file names, and
+// answers with FETCH FLAGS unless .SILENT; other sessions get FETCH
+// updates.
+func (s *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *imap.StoreFlags, options *imap.StoreOptions) error {
+	if s.sel.readOnly {
+		return errReadOnly
+	}
+	m := s.sel.mbox
+	m.mu.Lock()
+	targets := s.resolveLocked(numSet)
+	for i := range targets {
+		t := &targets[i]
+		nf := applyStore(m.msgs[t.idx].flags, flags.Op, flags.Flags)
+		err := m.setFlagsLocked(s.ctx(), t.idx, nf, s.sel.tracker)
+		if errors.Is(err, store.ErrNoSuchMessage) {
+			continue // expunged by another process; the next poll says so
+		}
+		if err != nil {
+			m.mu.Unlock()
+			return err
+		}
+		t.msg = m.msgs[t.idx]
+	}
+	m.mu.Unlock()
+	if flags.Silent {
+		return nil
+	}
+	_, isUID := numSet.(imap.UIDSet)
+	for _, t := range targets {
+		rw := w.CreateMessage(t.seq)
+		if isUID {
+			rw.WriteUID(imap.UID(t.msg.uid))
+		}
+		rw.WriteFlags(imapFlags(t.msg.flags))
+		if err := rw.Close(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Copy copies messages (RFC 9051 section 6.4.7) and reports COPYUID
+// (RFC 4315 section 3).
+func (s *session) Copy(numSet imap.NumSet, dest string) (*imap.CopyData, error) {
+	return s.transfer(numSet, dest, false)
+}
+
+// Move moves messages (RFC 6851): COPYUID first, then the EXPUNGE
+// responses, which the tracker delivers after the command.
+func (s *session) Move(w *imapserver.MoveWriter, numSet imap.NumSet, dest string) error {
+	if s.sel.readOnly {
+		return errReadOnly
+	}
+	data, err := s.transfer(numSet, dest, true)
+	if err != nil || data == nil {
+		return err
+	}
+	return w.WriteCopyData(data)
+}
+
+func (s *session) transfer(numSet imap.NumSet, destName string, move bool) (*imap.CopyData, error) {
+	dest, err := folderName(destName)
+	if err != nil {
+		return nil, err
+	}
+	m := s.sel.mbox
+	if move && dest == m.folder {
+		return nil, &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeCannot, Text: "Source and destination are the same mailbox"}
+	}
+	dl, err := s.srv.store.List(s.ctx(), s.acct, dest)
+	if errors.Is(err, store.ErrNoSuchFolder) {
+		return nil, &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeTryCreate, Text: "No such mailbox"}
+	}
+	if err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	targets := s.resolveLocked(numSet)
+	data := &imap.CopyData{UIDValidity: dl.UIDValidity}
+	var src, dst imap.UIDSet
+	for _, t := range targets {
+		var uid uint32
+		if move {
+			uid, err = s.srv.store.Move(s.ctx(), s.acct, m.folder, dest, t.msg.uid)
+		} else {
+			uid, err = s.srv.store.Copy(s.ctx(), s.acct, m.folder, dest, t.msg.uid)
+		}
+		if errors.Is(err, store.ErrNoSuchMessage) {
+			continue
+		}
+		if err != nil {
+			// What was moved so far is gone from the source.
+			m.refreshLocked(s.ctx())
+			return nil, err
+		}
+		src.AddNum(imap.UID(t.msg.uid))
+		dst.AddNum(imap.UID(uid))
+	}
+	if len(src) > 0 {
+		data.SourceUIDs, data.DestUIDs = src, dst
+	} else {
+		data = nil
+	}
+	if move {
+		// Queue the EXPUNGEs for every session of the folder.
+		if err := m.refreshLocked(s.ctx()); err != nil {
+			return nil, err
+		}
+	}
+	return data, nil
+}
