@@ -54,6 +54,15 @@ func FuzzDecodeIndex(f *testing.F) {
 	f.Add([]byte(`{"version":2}`))
 	f.Add([]byte(`null`))
 	f.Fuzz(func(t *testing.T, data []byte) {
+		if fast, ok := decodeIndexFast(data); ok {
+			var slow IndexFileContent
+			if err := json.Unmarshal(data, &slow); err != nil {
+				t.Fatalf("fast index decoder accepted what encoding/json rejects: %v", err)
+			}
+			if !reflect.DeepEqual(normalizeIndex(fast), normalizeIndex(&slow)) {
+				t.Fatalf("fast and encoding/json decoders disagree:\n%+v\n%+v", fast, slow)
+			}
+		}
 		ic, err := decodeIndex(data)
 		if err != nil {
 			return
@@ -291,4 +300,15 @@ func FuzzParsePack(f *testing.F) {
 			t.Fatalf("parsePackHeader disagrees: %v", err)
 		}
 	})
+}
+
+// normalizeIndex makes empty and nil slices compare equal.
+func normalizeIndex(ic *IndexFileContent) IndexFileContent {
+	out := IndexFileContent{Version: ic.Version}
+	for _, p := range ic.Packs {
+		np := IndexPack{ID: p.ID}
+		np.Blobs = append(np.Blobs, p.Blobs...)
+		out.Packs = append(out.Packs, np)
+	}
+	return out
 }

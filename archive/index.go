@@ -22,28 +22,36 @@ type IndexPack struct {
 
 // decodeIndex parses and validates an index file's JSON.
 func decodeIndex(plain []byte) (*IndexFileContent, error) {
+	if ic, ok := decodeIndexFast(plain); ok {
+		return ic, validateIndex(ic)
+	}
 	var ic IndexFileContent
 	if err := json.Unmarshal(plain, &ic); err != nil {
 		return nil, fmt.Errorf("index: %w", err)
 	}
+	return &ic, validateIndex(&ic)
+}
+
+// validateIndex checks what JSON decoding cannot.
+func validateIndex(ic *IndexFileContent) error {
 	if ic.Version != 1 {
-		return nil, fmt.Errorf("index: unsupported version %d", ic.Version)
+		return fmt.Errorf("index: unsupported version %d", ic.Version)
 	}
 	for _, p := range ic.Packs {
 		var end uint64
 		for i, b := range p.Blobs {
 			if b.Type > TreeBlob || b.Compression > Zstd {
-				return nil, fmt.Errorf("index: pack %s blob %d: unknown type or compression", p.ID.Short(), i)
+				return fmt.Errorf("index: pack %s blob %d: unknown type or compression", p.ID.Short(), i)
 			}
 			if e := uint64(b.Offset) + uint64(b.Length); e > end {
 				end = e
 			}
 		}
 		if end > 1<<32 {
-			return nil, fmt.Errorf("index: pack %s: blob extends past 4 GiB", p.ID.Short())
+			return fmt.Errorf("index: pack %s: blob extends past 4 GiB", p.ID.Short())
 		}
 	}
-	return &ic, nil
+	return nil
 }
 
 // location is where a blob is stored; pack is an index into Index.packs
