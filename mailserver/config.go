@@ -29,10 +29,16 @@ type Listen struct {
 	SMTP        string `yaml:"smtp"`        // MX, plain with STARTTLS
 	Submission  string `yaml:"submission"`  // STARTTLS required before AUTH
 	Submissions string `yaml:"submissions"` // implicit TLS
-	IMAP        string `yaml:"imap"`        // not served yet
-	IMAPS       string `yaml:"imaps"`       // not served yet
-	POP3        string `yaml:"pop3"`        // not served yet
-	POP3S       string `yaml:"pop3s"`       // not served yet
+	IMAP        string `yaml:"imap"`        // STARTTLS required before LOGIN
+	IMAPS       string `yaml:"imaps"`       // implicit TLS
+	POP3        string `yaml:"pop3"`        // STLS required before USER/PASS
+	POP3S       string `yaml:"pop3s"`       // implicit TLS
+}
+
+// AccessConfig are the per-IP connection limits of IMAP or POP3.
+type AccessConfig struct {
+	ConnsPerMinute float64 `yaml:"connections_per_minute"`
+	MaxConnsPerIP  int     `yaml:"max_connections_per_ip"`
 }
 
 // TLSFiles names the certificate and key; empty means the self-signed
@@ -63,13 +69,15 @@ type AuthConfig struct {
 
 // Config is the whole server configuration.
 type Config struct {
-	DataDir  string     `yaml:"data_dir"`
-	Hostname string     `yaml:"hostname"`
-	Listen   Listen     `yaml:"listen"`
-	TLS      TLSFiles   `yaml:"tls"`
-	SMTP     SMTPConfig `yaml:"smtp"`
-	Auth     AuthConfig `yaml:"auth"`
-	LogLevel string     `yaml:"log_level"` // debug, info, warn, error
+	DataDir  string       `yaml:"data_dir"`
+	Hostname string       `yaml:"hostname"`
+	Listen   Listen       `yaml:"listen"`
+	TLS      TLSFiles     `yaml:"tls"`
+	SMTP     SMTPConfig   `yaml:"smtp"`
+	IMAP     AccessConfig `yaml:"imap"`
+	POP3     AccessConfig `yaml:"pop3"`
+	Auth     AuthConfig   `yaml:"auth"`
+	LogLevel string       `yaml:"log_level"` // debug, info, warn, error
 	// DrainTimeout is how long SIGTERM waits for sessions to finish.
 	DrainTimeout time.Duration `yaml:"drain_timeout"`
 }
@@ -88,6 +96,8 @@ func DefaultConfig() Config {
 			MaxMessageBytes: 25 << 20, MaxRecipients: 100,
 			ConnsPerMinute: 60, MaxConnsPerIP: 20, MessagesPerMinute: 120,
 		},
+		IMAP: AccessConfig{ConnsPerMinute: 120, MaxConnsPerIP: 20},
+		POP3: AccessConfig{ConnsPerMinute: 120, MaxConnsPerIP: 20},
 		Auth: AuthConfig{
 			AccountFailures: 5, IPFailures: 20, LockDuration: 15 * time.Minute,
 			BaseDelay: 250 * time.Millisecond, MaxDelay: 8 * time.Second,
@@ -118,6 +128,8 @@ const EnvVars = `  MAILVAULT_DATA                 data directory
   MAILVAULT_LISTEN_SMTP          MX listener address ("off" disables)
   MAILVAULT_LISTEN_SUBMISSION    submission (STARTTLS) listener address
   MAILVAULT_LISTEN_SUBMISSIONS   submissions (implicit TLS) listener address
+  MAILVAULT_LISTEN_IMAP, MAILVAULT_LISTEN_IMAPS   IMAP (STARTTLS), IMAPS listeners
+  MAILVAULT_LISTEN_POP3, MAILVAULT_LISTEN_POP3S   POP3 (STLS), POP3S listeners
   MAILVAULT_TLS_CERT, MAILVAULT_TLS_KEY   certificate and key files
   MAILVAULT_SMTP_MAX_MESSAGE_BYTES        message size limit
   MAILVAULT_SMTP_ENFORCE_DMARC            true/false
@@ -131,6 +143,10 @@ func (c *Config) ApplyEnv(getenv func(string) string) error {
 		"MAILVAULT_LISTEN_SMTP":        &c.Listen.SMTP,
 		"MAILVAULT_LISTEN_SUBMISSION":  &c.Listen.Submission,
 		"MAILVAULT_LISTEN_SUBMISSIONS": &c.Listen.Submissions,
+		"MAILVAULT_LISTEN_IMAP":        &c.Listen.IMAP,
+		"MAILVAULT_LISTEN_IMAPS":       &c.Listen.IMAPS,
+		"MAILVAULT_LISTEN_POP3":        &c.Listen.POP3,
+		"MAILVAULT_LISTEN_POP3S":       &c.Listen.POP3S,
 		"MAILVAULT_TLS_CERT":           &c.TLS.Cert,
 		"MAILVAULT_TLS_KEY":            &c.TLS.Key,
 		"MAILVAULT_LOG_LEVEL":          &c.LogLevel,

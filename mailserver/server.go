@@ -14,6 +14,8 @@ import (
 
 	"github.com/mailvault/mailvault/mailserver/audit"
 	"github.com/mailvault/mailvault/mailserver/auth"
+	"github.com/mailvault/mailvault/mailserver/imapd"
+	"github.com/mailvault/mailvault/mailserver/pop3d"
 	"github.com/mailvault/mailvault/mailserver/smtpd"
 	"github.com/mailvault/mailvault/mailserver/store"
 	"github.com/mailvault/mailvault/mailserver/tlsutil"
@@ -68,6 +70,8 @@ type Server struct {
 	store *store.Store
 	certs *tlsutil.Certs
 	smtp  *smtpd.Server
+	imap  *imapd.Server
+	pop3  *pop3d.Server
 
 	mu    sync.Mutex
 	addrs map[string]string
@@ -143,7 +147,16 @@ func New(ctx context.Context, cfg Config, opts Options) (*Server, error) {
 		MessagesPerMinute: cfg.SMTP.MessagesPerMinute, EnforceDMARC: cfg.SMTP.EnforceDMARC,
 		Resolver: opts.Resolver, SpoolDir: cfg.spoolDir(),
 	}, st, data.Accounts, guard, log.With("server", "smtp"))
-	return &Server{cfg: cfg, log: log, data: data, store: st, certs: certs, smtp: smtpSrv, addrs: map[string]string{}, errc: make(chan error, 8)}, nil
+	imapSrv := imapd.New(imapd.Config{
+		TLSConfig: certs.ServerConfig(), MaxMessageBytes: cfg.SMTP.MaxMessageBytes,
+		ConnsPerMinute: cfg.IMAP.ConnsPerMinute, MaxConnsPerIP: cfg.IMAP.MaxConnsPerIP,
+		SpoolDir: cfg.spoolDir(),
+	}, st, guard, log.With("server", "imap"))
+	pop3Srv := pop3d.New(pop3d.Config{
+		Hostname: cfg.Hostname, TLSConfig: certs.ServerConfig(),
+		ConnsPerMinute: cfg.POP3.ConnsPerMinute, MaxConnsPerIP: cfg.POP3.MaxConnsPerIP,
+	}, st, guard, log.With("server", "pop3"))
+	return &Server{cfg: cfg, log: log, data: data, store: st, certs: certs, smtp: smtpSrv, imap: imapSrv, pop3: pop3Srv, addrs: map[string]string{}, errc: make(chan error, 8)}, nil
 }
 
 // Store is the mail store, e.g. for Quiesce before a snapshot.
@@ -155,15 +168,22 @@ func (s *Server) Data() *Data { return s.data }
 // Start binds every enabled listener (all or none) and serves them.
 func (s *Server) Start(ctx context.Context) error {
 	type lis struct {
-		name string
-		addr string
-		mode smtpd.Mode
+		name  string
+		addr  string
+		serve func(net.Listener) error
+	}
+	smtpMode := func(m smtpd.Mode) func(net.Listener) error {
+		return func(ln net.Listener) error { return s.smtp.Serve(ln, m) }
 	}
 	var want []lis
 	for _, l := range []lis{
-		{"smtp", s.cfg.Listen.SMTP, smtpd.ModeMX},
-		{"submission", s.cfg.Listen.Submission, smtpd.ModeSubmission},
-		{"submissions", s.cfg.Listen.Submissions, smtpd.ModeSubmissions},
+		{"smtp", s.cfg.Listen.SMTP, smtpMode(smtpd.ModeMX)},
+		{"submission", s.cfg.Listen.Submission, smtpMode(smtpd.ModeSubmission)},
+		{"submissions", s.cfg.Listen.Submissions, smtpMode(smtpd.ModeSubmissions)},
+		{"imap", s.cfg.Listen.IMAP, func(ln net.Listener) error { return s.imap.Serve(ln, false) }},
+		{"imaps", s.cfg.Listen.IMAPS, func(ln net.Listener) error { return s.imap.Serve(ln, true) }},
+		{"pop3", s.cfg.Listen.POP3, func(ln net.Listener) error { return s.pop3.Serve(ln, false) }},
+		{"pop3s", s.cfg.Listen.POP3S, func(ln net.Listener) error { return s.pop3.Serve(ln, true) }},
 	} {
 		if enabled(l.addr) {
 			want = append(want, l)
@@ -190,7 +210,7 @@ func (s *Server) Start(ctx context.Context) error {
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			if err := s.smtp.Serve(ln, l.mode); err != nil {
+			if err := l.serve(ln); err != nil {
 				s.errc <- fmt.Errorf("%s: %w", l.name, err)
 			}
 		}()
@@ -199,7 +219,7 @@ func (s *Server) Start(ctx context.Context) error {
 }
 
 // Addrs returns the bound address of each listener by name ("smtp",
-// "submission", "submissions").
+// "submission", "submissions", "imap", "imaps", "pop3", "pop3s").
 func (s *Server) Addrs() map[string]string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -226,7 +246,12 @@ func (s *Server) Reload(ctx context.Context) error {
 // Shutdown stops accepting, waits for sessions until ctx ends (then
 // closes them), and closes the data directory.
 func (s *Server) Shutdown(ctx context.Context) error {
-	err := s.smtp.Shutdown(ctx)
+	var wg sync.WaitGroup
+	errs := make([]error, 3)
+	for i, shut := range []func(context.Context) error{s.smtp.Shutdown, s.imap.Shutdown, s.pop3.Shutdown} {
+		wg.Go(func() { errs[i] = shut(ctx) })
+	}
+	wg.Wait()
 	s.wg.Wait()
-	return errors.Join(err, s.data.Close())
+	return errors.Join(errors.Join(errs...), s.data.Close())
 }

@@ -31,6 +31,9 @@ func startServer(t *testing.T, mutate func(*Config)) (*Server, Config) {
 	cfg.DataDir = t.TempDir()
 	cfg.Hostname = "mx.test"
 	cfg.Listen.SMTP, cfg.Listen.Submission, cfg.Listen.Submissions = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+	cfg.Listen.IMAP, cfg.Listen.IMAPS, cfg.Listen.POP3, cfg.Listen.POP3S = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+	cfg.IMAP = AccessConfig{ConnsPerMinute: 1e6, MaxConnsPerIP: 1000}
+	cfg.POP3 = AccessConfig{ConnsPerMinute: 1e6, MaxConnsPerIP: 1000}
 	cfg.Auth.BaseDelay, cfg.Auth.MaxDelay = time.Millisecond, 4*time.Millisecond
 	cfg.SMTP.ConnsPerMinute, cfg.SMTP.MessagesPerMinute, cfg.SMTP.MaxConnsPerIP = 1e6, 1e6, 1000
 	if mutate != nil {
@@ -124,7 +127,7 @@ func TestFirstStartLayout(t *testing.T) {
 	if !srv.Data().Accounts.IsLocalDomain(ExampleDomain) {
 		t.Error("example domain not created")
 	}
-	if len(srv.Addrs()) != 3 {
+	if len(srv.Addrs()) != 7 { // smtp, submission(s), imap(s), pop3(s)
 		t.Errorf("addrs = %v", srv.Addrs())
 	}
 }

@@ -31,7 +31,7 @@ func newServeCmd() *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
-		Short: "Run the mail server (SMTP MX and submission)",
+		Short: "Run the mail server (SMTP MX and submission, IMAP, POP3)",
 		Long: `Run the mail server.
 
 With no configuration it starts on embedded defaults: data in ./mailvault-data
@@ -41,9 +41,14 @@ DIR/tls, the domain example.test, and unprivileged ports on 127.0.0.1:
   2525  SMTP (MX, STARTTLS offered; mail for local domains only)
   2587  submission (STARTTLS required before AUTH PLAIN/LOGIN)
   2465  submissions (implicit TLS)
+  2143  IMAP (STARTTLS required before LOGIN/AUTHENTICATE)
+  2993  IMAPS (implicit TLS)
+  2110  POP3 (STLS required before USER/PASS)
+  2995  POP3S (implicit TLS)
 
-IMAP (2143, 2993) and POP3 (2110, 2995) are not served yet: their addresses
-are accepted in the configuration but no listener is started.
+IMAP offers IDLE, MOVE, UIDPLUS, SPECIAL-USE (Sent, Drafts, Trash, Junk,
+Archive), NAMESPACE and LIST-STATUS; flags are kept in the Maildir file
+names. POP3 serves the INBOX; deletions are applied at QUIT.
 
 Mail is stored as Maildir++ under DIR/mail/<domain>/<user>/Maildir; a message
 is acknowledged only once it is on disk. Accounts live in DIR/accounts.json
@@ -114,7 +119,7 @@ func runServer(ctx context.Context, cfg mailserver.Config, log *slog.Logger, out
 		return err
 	}
 	addrs := srv.Addrs()
-	for _, name := range []string{"smtp", "submission", "submissions"} {
+	for _, name := range []string{"smtp", "submission", "submissions", "imap", "imaps", "pop3", "pop3s"} {
 		if a, ok := addrs[name]; ok {
 			fmt.Fprintf(out, "%-12s %s\n", name, a)
 		}

@@ -27,6 +27,10 @@ listen:
   smtp: 127.0.0.1:0
   submission: 127.0.0.1:0
   submissions: 127.0.0.1:0
+  imap: 127.0.0.1:0
+  imaps: 127.0.0.1:0
+  pop3: 127.0.0.1:0
+  pop3s: 127.0.0.1:0
 log_level: warn
 drain_timeout: 1m
 `), 0o600)
@@ -100,9 +104,14 @@ drain_timeout: 1m
 	}
 }
 
-func TestServeHelpSaysIMAPAndPOP3Absent(t *testing.T) {
+func TestServeHelpListsIMAPAndPOP3(t *testing.T) {
 	out, err := runCmd(t, newServeCmd(), "", "--help")
-	if err != nil || !strings.Contains(out, "IMAP (2143, 2993) and POP3 (2110, 2995) are not served yet") {
-		t.Fatalf("help: %v\n%s", err, out)
+	for _, want := range []string{"2143  IMAP", "2993  IMAPS", "2110  POP3", "2995  POP3S"} {
+		if err != nil || !strings.Contains(out, want) {
+			t.Fatalf("help lacks %q: %v\n%s", want, err, out)
+		}
+	}
+	if strings.Contains(out, "not served yet") {
+		t.Fatalf("help still says IMAP/POP3 are absent:\n%s", out)
 	}
 }
