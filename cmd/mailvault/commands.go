@@ -549,6 +549,9 @@ func newKeyCmd(g *globals) *cobra.Command {
 			if err := repo.RemoveKey(cmd.Context(), match[0]); err != nil {
 				return err
 			}
+			if g.json {
+				return g.printJSON(map[string]any{"removed": match[0]})
+			}
 			g.printf("removed key %s\n", match[0].Short())
 			return nil
 		},
