@@ -1,0 +1,65 @@
+package imapd
+
+import (
+	"crypto/tls"
+	"io"
+	"strings"
+	"testing"
+)
+
+// FuzzCommand feeds an arbitrary command line (hostile literals included)
+// to a live, logged-in session with INBOX selected: the session answers or
+// ends, the server never crashes, buffers stay bounded by imapserver's
+// limits, and a new session still works.
+func FuzzCommand(f *testing.F) {
+	for _, s := range []string{
+		"a FETCH 1:* (BODY[1.2.3.MIME] BODY.PEEK[HEADER.FIELDS.NOT (X)]<0.10> BODYSTRUCTURE ENVELOPE)",
+		"a UID FETCH 4294967295:* (FLAGS)",
+		"a STORE 1 FLAGS (\\Seen \\Deleted $Forwarded kw)",
+		"a SEARCH OR (UNSEEN LARGER 5) NOT (FROM x BODY {3}",
+		"a APPEND INBOX {4294967296}",
+		"a APPEND INBOX (\\Seen) \" 1-Jan-2000 00:00:00 +0000\" {5+}",
+		"a SELECT {999999999}",
+		"a LIST \"\" \"*%\"",
+		"a MOVE 1:* Trash",
+		"a COPY * \"&AMk-\"",
+		"a RENAME INBOX x",
+		"a STATUS INBOX (MESSAGES SIZE RECENT DELETED)",
+		"a EXPUNGE",
+		"a IDLE",
+		"a UID EXPUNGE 1:*",
+		"\x00\xff{1}",
+		"a LOGOUT",
+	} {
+		f.Add(s)
+	}
+	e := newTestEnv(f, nil)
+	e.deliver(f, alice, "", msg("fuzz one", "x"))
+	e.deliver(f, alice, "", "Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: message/rfc822\r\n\r\nSubject: inner\r\n\r\nhi\r\n--b--\r\n")
+	f.Fuzz(func(t *testing.T, line string) {
+		c := e.login(t, "alice")
+		c.ok("s SELECT INBOX")
+		line = strings.NewReplacer("\r", "", "\n", "").Replace(line)
+		// The session may end at any point: write errors are expected.
+		send := func(s string) { io.WriteString(c.conn, s+"\r\n") }
+		send(line)
+		// Whatever happened, finish with a command and read until its
+		// answer or the end of the session (an IDLE is ended by DONE).
+		send("DONE")
+		send("z NOOP")
+		// End our side (TLS close_notify) so that a command left open, e.g.
+		// an unterminated quoted string, ends at EOF instead of waiting
+		// for imapserver's read timeout.
+		if tc, ok := c.conn.(*tls.Conn); ok {
+			tc.CloseWrite()
+		}
+		for {
+			l, err := c.r.ReadString('\n')
+			if err != nil || strings.HasPrefix(l, "z ") {
+				break
+			}
+		}
+		c.conn.Close()
+		e.login(t, "alice").ok("y NOOP")
+	})
+}
