@@ -259,23 +259,17 @@ func (b *backup) findParent(ctx context.Context, abs []string) error {
 		b.parent = s
 		return nil
 	}
-	ids, err := b.r.List(ctx, SnapshotFile)
+	all, damaged, err := b.r.Snapshots(ctx)
 	if err != nil {
 		return err
 	}
-	for _, id := range ids {
-		s, err := b.r.LoadSnapshot(ctx, id)
-		if errors.Is(err, ErrCorrupt) {
-			// A damaged snapshot must not stop new backups; check
-			// reports it.
-			b.log.Warn("skipping damaged snapshot", "snapshot", id.Short(), "err", err)
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		if s.Host == b.opt.Host && equalStrings(s.Paths, abs) && (b.parent == nil || !s.Time.Before(b.parent.Time)) {
-			b.parent = s
+	for _, err := range damaged {
+		// A damaged snapshot must not stop new backups; check reports it.
+		b.log.Warn("skipping damaged snapshot", "err", err)
+	}
+	for _, s := range all {
+		if s.Host == b.opt.Host && equalStrings(s.Paths, abs) {
+			b.parent = s // the newest matching one wins: all is oldest first
 		}
 	}
 	return nil

@@ -355,4 +355,12 @@ func TestBackupDespiteDamagedSnapshot(t *testing.T) {
 	if len(chk.Errors) != 1 || chk.Errors[0].Object != "snapshot "+second.ID.String() {
 		t.Errorf("check errors %+v, want the damaged snapshot", chk.Errors)
 	}
+	// Listing and "latest" skip the damaged snapshot and name it.
+	snaps, damaged, err := r.Snapshots(t.Context())
+	if err != nil || len(snaps) != 2 || len(damaged) != 1 || !strings.Contains(damaged[0].Error(), second.ID.String()) {
+		t.Errorf("Snapshots: %d readable, damaged %v, err %v; want 2 readable and %s named", len(snaps), damaged, err, second.ID.Short())
+	}
+	if latest, err := r.FindSnapshot(t.Context(), "latest"); err != nil || latest.ID != res.Snapshot.ID {
+		t.Errorf("latest = %v, %v; want %s", latest, err, res.Snapshot.ID.Short())
+	}
 }

@@ -233,22 +233,28 @@ func (r *Repository) LoadSnapshot(ctx context.Context, id ID) (*Snapshot, error)
 	return s, nil
 }
 
-// Snapshots loads every snapshot, oldest first.
-func (r *Repository) Snapshots(ctx context.Context) ([]*Snapshot, error) {
+// Snapshots loads every readable snapshot, oldest first. Damaged snapshot
+// files are skipped and their errors returned in damaged, so that one bad
+// file hides none of the others (check reports them as errors).
+func (r *Repository) Snapshots(ctx context.Context) (snaps []*Snapshot, damaged []error, err error) {
 	ids, err := r.List(ctx, SnapshotFile)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	out := make([]*Snapshot, 0, len(ids))
+	snaps = make([]*Snapshot, 0, len(ids))
 	for _, id := range ids {
 		s, err := r.LoadSnapshot(ctx, id)
-		if err != nil {
-			return nil, err
+		if errors.Is(err, ErrCorrupt) {
+			damaged = append(damaged, err)
+			continue
 		}
-		out = append(out, s)
+		if err != nil {
+			return nil, nil, err
+		}
+		snaps = append(snaps, s)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Time.Before(out[j].Time) })
-	return out, nil
+	sort.Slice(snaps, func(i, j int) bool { return snaps[i].Time.Before(snaps[j].Time) })
+	return snaps, damaged, nil
 }
 
 // ErrNoSnapshot means no snapshot matches.
@@ -257,7 +263,7 @@ var ErrNoSnapshot = errors.New("no matching snapshot")
 // FindSnapshot resolves "latest" or an ID prefix (at least 4 hex digits).
 func (r *Repository) FindSnapshot(ctx context.Context, ref string) (*Snapshot, error) {
 	if ref == "latest" {
-		all, err := r.Snapshots(ctx)
+		all, _, err := r.Snapshots(ctx)
 		if err != nil {
 			return nil, err
 		}

@@ -183,9 +183,12 @@ func newSnapshotsCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer repo.Close()
-			snaps, err := repo.Snapshots(ctx)
+			snaps, damaged, err := repo.Snapshots(ctx)
 			if err != nil {
 				return err
+			}
+			for _, err := range damaged {
+				fmt.Fprintln(g.stderr, "warning: skipping damaged snapshot:", err)
 			}
 			if g.json {
 				type row struct {
