@@ -2,7 +2,6 @@ package archive
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sort"
 	"sync"
@@ -52,16 +51,23 @@ func (r *Repository) Check(ctx context.Context, opt CheckOptions) (*CheckResult,
 	res := &CheckResult{}
 	unindexed, err := r.LoadIndex(ctx)
 	if err != nil {
-		var corrupt bool
-		corrupt = errors.Is(err, ErrCorrupt)
-		if !corrupt {
-			return nil, err
-		}
+		return nil, err
+	}
+	for _, err := range r.DamagedIndexes() {
 		res.Errors = append(res.Errors, Problem{Object: "index", Err: err.Error() + " (run `mailvault repair index` to rebuild the index from the packs)"})
-		return res, nil
+	}
+	// Unindexed packs are read from their own headers (in memory only),
+	// so that what they hold counts as stored and --read-data checks them.
+	readable := map[ID]bool{}
+	for _, p := range r.IndexPacks(ctx, unindexed) {
+		readable[p.ID] = true
 	}
 	for id := range unindexed {
-		res.Warnings = append(res.Warnings, fmt.Sprintf("pack %s is not in any index (left by an interrupted or running backup; the next backup adopts it)", id))
+		if readable[id] {
+			res.Warnings = append(res.Warnings, fmt.Sprintf("pack %s is not in any index (left by an interrupted or running backup, or listed in a damaged index; the next backup adopts it)", id))
+		} else {
+			res.Warnings = append(res.Warnings, fmt.Sprintf("pack %s is not in any index and its header cannot be read; nothing refers to it through the index", id))
+		}
 	}
 	present := map[ID]int64{}
 	if err := r.be.List(ctx, PackFile, func(name string, size int64) error {

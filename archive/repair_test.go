@@ -50,14 +50,35 @@ func TestRebuildIndex(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// Before any repair, the damaged index stops nothing: a backup
+	// adopts the packs it listed, and check names only the index.
+	r2 := open()
+	unindexed, err := r2.LoadIndex(ctx)
+	if err != nil || len(r2.DamagedIndexes()) != len(idx) || len(unindexed) == 0 {
+		t.Fatalf("LoadIndex with damaged index files: %v, %d damaged, %d unindexed", err, len(r2.DamagedIndexes()), len(unindexed))
+	}
+	if _, err := r2.AdoptPacks(ctx, unindexed); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := r2.Backup(ctx, archive.BackupOptions{Paths: []string{src}, Host: "h"}); err != nil || res.Snapshot.Summary.BytesNew != 0 {
+		t.Fatalf("backup over a damaged index: %v (new bytes %d)", err, res.Snapshot.Summary.BytesNew)
+	}
+	chk, err := open().Check(ctx, archive.CheckOptions{ReadData: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(chk.Errors) != len(idx) || chk.Errors[0].Object != "index" {
+		t.Fatalf("check before repair: %+v", chk.Errors)
+	}
+
 	res, err := open().RebuildIndex(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Packs == 0 || res.IndexesWritten != 1 || res.IndexesRemoved != len(idx) || len(res.Unreadable) != 0 {
+	if res.Packs == 0 || res.IndexesWritten != 1 || res.IndexesRemoved != len(idx)+1 || len(res.Unreadable) != 0 {
 		t.Fatalf("rebuild: %+v", res)
 	}
-	chk, err := open().Check(ctx, archive.CheckOptions{ReadData: true})
+	chk, err = open().Check(ctx, archive.CheckOptions{ReadData: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -77,7 +77,8 @@ type Repository struct {
 	zdec     *zstd.Decoder
 	level    int
 
-	idx *Index
+	idx        *Index
+	damagedIdx []error // index files LoadIndex had to skip
 
 	// Pack writing state; see saver.go.
 	saveMu    sync.Mutex

@@ -264,7 +264,10 @@ func (r *Repository) writeIndex(ctx context.Context, packs []IndexPack) error {
 
 // LoadIndex reads every index file and returns the packs that no index
 // mentions, with their sizes: packs left by a backup killed before it
-// wrote its index (or being written by a backup running right now).
+// wrote its index, being written by a backup running right now, or listed
+// only in a damaged index file. A damaged index file does not stop the
+// load: it is skipped and reported by DamagedIndexes (the index is only a
+// cache of the packs' headers; IndexPacks and AdoptPacks recover from them).
 func (r *Repository) LoadIndex(ctx context.Context) (unindexed map[ID]int64, err error) {
 	files, err := r.List(ctx, IndexFile)
 	if err != nil {
@@ -272,19 +275,23 @@ func (r *Repository) LoadIndex(ctx context.Context) (unindexed map[ID]int64, err
 	}
 	for _, f := range files {
 		plain, err := r.LoadFile(ctx, IndexFile, f)
-		if err != nil {
+		if err == nil {
+			var ic *IndexFileContent
+			if ic, err = decodeIndex(plain); err == nil {
+				for _, p := range ic.Packs {
+					r.idx.addPack(p.ID, p.Blobs)
+				}
+				r.idx.mu.Lock()
+				r.idx.files[f] = struct{}{}
+				r.idx.mu.Unlock()
+				continue
+			}
+			err = fmt.Errorf("index/%s: %w: %v", f, ErrCorrupt, err)
+		}
+		if !errors.Is(err, ErrCorrupt) {
 			return nil, err
 		}
-		ic, err := decodeIndex(plain)
-		if err != nil {
-			return nil, fmt.Errorf("index/%s: %w: %v", f, ErrCorrupt, err)
-		}
-		for _, p := range ic.Packs {
-			r.idx.addPack(p.ID, p.Blobs)
-		}
-		r.idx.mu.Lock()
-		r.idx.files[f] = struct{}{}
-		r.idx.mu.Unlock()
+		r.damagedIdx = append(r.damagedIdx, err)
 	}
 	unindexed = map[ID]int64{}
 	err = r.be.List(ctx, PackFile, func(name string, size int64) error {
@@ -296,19 +303,29 @@ func (r *Repository) LoadIndex(ctx context.Context) (unindexed map[ID]int64, err
 	return unindexed, err
 }
 
-// AdoptPacks reads the headers of unindexed packs and writes an index file
-// for them, so the next backup reuses what an interrupted one stored. A
-// pack whose header cannot be read is skipped (check names it).
-func (r *Repository) AdoptPacks(ctx context.Context, packs map[ID]int64) (int, error) {
-	var adopted []IndexPack
+// DamagedIndexes returns the errors of the index files LoadIndex skipped.
+func (r *Repository) DamagedIndexes() []error { return r.damagedIdx }
+
+// IndexPacks reads the headers of unindexed packs into the in-memory index
+// without writing anything (for commands that only read). A pack whose
+// header cannot be read is left out; check names it.
+func (r *Repository) IndexPacks(ctx context.Context, packs map[ID]int64) []IndexPack {
+	var found []IndexPack
 	for id, size := range packs {
 		blobs, err := r.ReadPackHeader(ctx, id, size)
 		if err != nil {
 			continue
 		}
-		adopted = append(adopted, IndexPack{ID: id, Blobs: blobs})
+		found = append(found, IndexPack{ID: id, Blobs: blobs})
 		r.idx.addPack(id, blobs)
 	}
+	return found
+}
+
+// AdoptPacks is IndexPacks followed by writing an index file for the packs
+// found, so the next backup reuses what an interrupted one stored.
+func (r *Repository) AdoptPacks(ctx context.Context, packs map[ID]int64) (int, error) {
+	adopted := r.IndexPacks(ctx, packs)
 	if len(adopted) == 0 {
 		return 0, nil
 	}

@@ -51,6 +51,10 @@ func newInitCmd(g *globals) *cobra.Command {
 				if err := lb.Create(); err != nil {
 					return err
 				}
+			} else if c, ok := be.(interface{ Create(context.Context) error }); ok {
+				if err := c.Create(cmd.Context()); err != nil {
+					return err
+				}
 			}
 			id, err := archive.Init(cmd.Context(), be, archive.KeyRecipients{Passphrase: pw, Recipients: recipients})
 			if err != nil {
@@ -93,6 +97,9 @@ some entries could not be read (they are listed).`,
 			unindexed, err := repo.LoadIndex(ctx)
 			if err != nil {
 				return err
+			}
+			for _, err := range repo.DamagedIndexes() {
+				fmt.Fprintln(g.stderr, "warning: skipping damaged index file (run `mailvault repair index`):", err)
 			}
 			if n, err := repo.AdoptPacks(ctx, unindexed); err != nil {
 				return err
@@ -240,7 +247,7 @@ sizes. With --user and --folder, list that folder's messages.`,
 				return err
 			}
 			defer repo.Close()
-			if _, err := repo.LoadIndex(ctx); err != nil {
+			if err := g.loadIndex(ctx, repo); err != nil {
 				return err
 			}
 			snap, err := repo.FindSnapshot(ctx, args[0])
@@ -348,7 +355,7 @@ func newRestoreCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer done()
-			if _, err := repo.LoadIndex(ctx); err != nil {
+			if err := g.loadIndex(ctx, repo); err != nil {
 				return err
 			}
 			snap, err := repo.FindSnapshot(ctx, args[0])
@@ -619,7 +626,7 @@ header as JSON).`,
 				if err != nil {
 					return err
 				}
-				if _, err := repo.LoadIndex(ctx); err != nil {
+				if err := g.loadIndex(ctx, repo); err != nil {
 					return err
 				}
 				data, err := repo.LoadBlob(ctx, id)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/mailvault/mailvault/archive"
 	"github.com/mailvault/mailvault/archive/local"
+	"github.com/mailvault/mailvault/archive/s3"
 )
 
 // backend turns a --repo location into a storage backend.
@@ -24,9 +25,16 @@ func (g *globals) backend() (archive.Backend, error) {
 	switch {
 	case strings.HasPrefix(loc, "local:"):
 		loc = strings.TrimPrefix(loc, "local:")
+	case strings.HasPrefix(loc, "s3:"):
+		cfg, err := s3.ParseLocation(loc)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", errUsage, err)
+		}
+		// New only builds the client; requests take the commands' contexts.
+		return s3.New(context.Background(), cfg)
 	case strings.Contains(loc, ":") && !strings.HasPrefix(loc, "/") && !strings.HasPrefix(loc, "."):
 		scheme, _, _ := strings.Cut(loc, ":")
-		return nil, fmt.Errorf("repository type %q is not supported yet (only local directories)", scheme)
+		return nil, fmt.Errorf("repository type %q is not supported yet (only local directories and s3:)", scheme)
 	}
 	return local.New(loc), nil
 }
@@ -142,6 +150,21 @@ func (g *globals) openLocked(ctx context.Context) (repo *archive.Repository, don
 		return nil, nil, err
 	}
 	return repo, func() { unlock(); repo.Close() }, nil
+}
+
+// loadIndex loads the index for a command that only reads: packs no
+// readable index lists (an interrupted backup's, or a damaged index
+// file's) are read from their own headers, without writing anything.
+func (g *globals) loadIndex(ctx context.Context, repo *archive.Repository) error {
+	unindexed, err := repo.LoadIndex(ctx)
+	if err != nil {
+		return err
+	}
+	for _, err := range repo.DamagedIndexes() {
+		fmt.Fprintln(g.stderr, "warning: skipping damaged index file (run `mailvault repair index`):", err)
+	}
+	repo.IndexPacks(ctx, unindexed)
+	return nil
 }
 
 // printJSON writes v as indented JSON to stdout.
