@@ -1,0 +1,435 @@
+// Package s3 is the archive backend for a repository in an S3 bucket (AWS
+// S3, MinIO or any other S3-compatible store), built on minio-go.
+//
+// A repository is addressed restic-style as
+//
+//	s3:https://host[:port]/bucket[/prefix]
+//	s3:http://127.0.0.1:9000/bucket/prefix
+//	s3:host/bucket[/prefix]            (https)
+//
+// and its objects use the same layout as a local repository below the
+// prefix: <prefix>/config, <prefix>/keys/<id>, <prefix>/data/<id[0:2]>/<id>,
+// <prefix>/index/<id>, <prefix>/snapshots/<id>, <prefix>/locks/<id>.
+//
+// Durability: an S3 PUT (single or multipart) is atomic — the object is
+// either absent, the old version or the whole new one — and durable when
+// the server acknowledges it.
+package s3
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
+
+	"github.com/mailvault/mailvault/archive"
+)
+
+// Config describes where a repository lives and how to reach it.
+type Config struct {
+	Endpoint string // host[:port]
+	Secure   bool   // https
+	Bucket   string
+	Prefix   string // may be empty; no leading or trailing slash
+	Region   string // empty: AWS_DEFAULT_REGION, else asked from the server
+
+	// AccessKey and SecretKey, when set, override the environment
+	// (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN) and
+	// the shared credentials file (~/.aws/credentials).
+	AccessKey    string
+	SecretKey    string
+	SessionToken string
+
+	// Attempts is how often Put and Get try on a transient failure
+	// (connection reset, 5xx) beyond what minio-go retries itself;
+	// 0 means 3.
+	Attempts int
+}
+
+// ParseLocation parses an s3: repository location into a Config (without
+// credentials).
+func ParseLocation(loc string) (Config, error) {
+	var cfg Config
+	rest, ok := strings.CutPrefix(loc, "s3:")
+	if !ok {
+		return cfg, fmt.Errorf("s3 location %q: must start with s3:", loc)
+	}
+	cfg.Secure = true
+	switch {
+	case strings.HasPrefix(rest, "https://"):
+		rest = strings.TrimPrefix(rest, "https://")
+	case strings.HasPrefix(rest, "http://"):
+		rest = strings.TrimPrefix(rest, "http://")
+		cfg.Secure = false
+	case strings.Contains(rest, "://"):
+		return cfg, fmt.Errorf("s3 location %q: scheme must be http or https", loc)
+	}
+	host, p, _ := strings.Cut(rest, "/")
+	if host == "" {
+		return cfg, fmt.Errorf("s3 location %q: no endpoint", loc)
+	}
+	p = strings.Trim(p, "/")
+	bucket, prefix, _ := strings.Cut(p, "/")
+	if bucket == "" {
+		return cfg, fmt.Errorf("s3 location %q: no bucket", loc)
+	}
+	var segs []string
+	for _, seg := range strings.Split(prefix, "/") {
+		switch seg {
+		case "":
+		case ".", "..":
+			return cfg, fmt.Errorf("s3 location %q: invalid prefix", loc)
+		default:
+			segs = append(segs, seg)
+		}
+	}
+	prefix = strings.Join(segs, "/")
+	cfg.Endpoint, cfg.Bucket, cfg.Prefix = host, bucket, prefix
+	return cfg, nil
+}
+
+// Backend is a repository in an S3 bucket.
+type Backend struct {
+	client   *minio.Client
+	cfg      Config
+	attempts int
+	backoff  time.Duration // first delay between attempts
+}
+
+// New returns a backend for an existing or future repository. It does not
+// contact the server.
+func New(ctx context.Context, cfg Config) (*Backend, error) {
+	if cfg.Endpoint == "" || cfg.Bucket == "" {
+		return nil, errors.New("s3: endpoint and bucket are required")
+	}
+	cfg.Prefix = strings.Trim(cfg.Prefix, "/")
+	if cfg.Region == "" {
+		cfg.Region = os.Getenv("AWS_DEFAULT_REGION")
+	}
+	var creds *credentials.Credentials
+	if cfg.AccessKey != "" {
+		creds = credentials.NewStaticV4(cfg.AccessKey, cfg.SecretKey, cfg.SessionToken)
+	} else {
+		creds = credentials.NewChainCredentials([]credentials.Provider{
+			&credentials.EnvAWS{},
+			&credentials.FileAWSCredentials{}, // ~/.aws/credentials, AWS_PROFILE
+		})
+	}
+	client, err := minio.New(cfg.Endpoint, &minio.Options{
+		Creds:        creds,
+		Secure:       cfg.Secure,
+		Region:       cfg.Region,
+		BucketLookup: minio.BucketLookupAuto,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("s3 %s: %w", cfg.Endpoint, err)
+	}
+	attempts := cfg.Attempts
+	if attempts <= 0 {
+		attempts = 3
+	}
+	return &Backend{client: client, cfg: cfg, attempts: attempts, backoff: 100 * time.Millisecond}, nil
+}
+
+// Location implements archive.Backend.
+func (b *Backend) Location() string {
+	scheme := "https"
+	if !b.cfg.Secure {
+		scheme = "http"
+	}
+	loc := "s3:" + scheme + "://" + b.cfg.Endpoint + "/" + b.cfg.Bucket
+	if b.cfg.Prefix != "" {
+		loc += "/" + b.cfg.Prefix
+	}
+	return loc
+}
+
+// Create makes the bucket unless it exists. Objects need no directories.
+func (b *Backend) Create(ctx context.Context) error {
+	ok, err := b.client.BucketExists(ctx, b.cfg.Bucket)
+	if err != nil {
+		return fmt.Errorf("create repository: bucket %s: %w", b.cfg.Bucket, err)
+	}
+	if ok {
+		return nil
+	}
+	err = b.client.MakeBucket(ctx, b.cfg.Bucket, minio.MakeBucketOptions{Region: b.cfg.Region})
+	if err != nil {
+		if code := minio.ToErrorResponse(err).Code; code == "BucketAlreadyOwnedByYou" {
+			return nil
+		}
+		return fmt.Errorf("create repository: bucket %s: %w", b.cfg.Bucket, err)
+	}
+	return nil
+}
+
+// key returns the object key of a file.
+func (b *Backend) key(t archive.FileType, name string) (string, error) {
+	var k string
+	switch {
+	case t == archive.ConfigFile:
+		k = "config"
+	case name == "" || strings.ContainsAny(name, `/\`) || name == "." || name == "..":
+		// Names come from the repository itself; refuse anything that
+		// could address another object.
+		return "", fmt.Errorf("invalid file name %q", name)
+	case t == archive.PackFile:
+		if len(name) < 2 {
+			return "", fmt.Errorf("invalid pack name %q", name)
+		}
+		k = string(t) + "/" + name[:2] + "/" + name
+	default:
+		k = string(t) + "/" + name
+	}
+	return b.join(k), nil
+}
+
+func (b *Backend) join(k string) string {
+	if b.cfg.Prefix == "" {
+		return k
+	}
+	return b.cfg.Prefix + "/" + k
+}
+
+// Put implements archive.Backend.
+func (b *Backend) Put(ctx context.Context, t archive.FileType, name string, data []byte) error {
+	k, err := b.key(t, name)
+	if err != nil {
+		return err
+	}
+	err = b.retry(ctx, func() error {
+		_, err := b.client.PutObject(ctx, b.cfg.Bucket, k, bytes.NewReader(data), int64(len(data)), putOptions())
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("put %s/%s: %w", t, name, err)
+	}
+	return nil
+}
+
+func putOptions() minio.PutObjectOptions {
+	return minio.PutObjectOptions{ContentType: "application/octet-stream", SendContentMd5: true}
+}
+
+// PutFile implements archive.FilePutter: the finished file is streamed to
+// the bucket with its size (so minio-go can split it into parts without
+// buffering), then closed and removed either way.
+func (b *Backend) PutFile(ctx context.Context, t archive.FileType, name string, f *os.File) error {
+	defer func() {
+		f.Close()
+		os.Remove(f.Name())
+	}()
+	k, err := b.key(t, name)
+	if err != nil {
+		return err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("put %s/%s: %w", t, name, err)
+	}
+	err = b.retry(ctx, func() error {
+		if _, err := f.Seek(0, io.SeekStart); err != nil {
+			return err
+		}
+		// A section reader, not f, so that minio-go sees a seekable
+		// ReaderAt of known size and can resend parts on its own.
+		r := io.NewSectionReader(f, 0, fi.Size())
+		_, err := b.client.PutObject(ctx, b.cfg.Bucket, k, r, fi.Size(), putOptions())
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("put %s/%s: %w", t, name, err)
+	}
+	return nil
+}
+
+// Get implements archive.Backend.
+func (b *Backend) Get(ctx context.Context, t archive.FileType, name string) (io.ReadCloser, error) {
+	return b.GetRange(ctx, t, name, 0, 0)
+}
+
+// GetRange implements archive.Backend.
+func (b *Backend) GetRange(ctx context.Context, t archive.FileType, name string, offset, length int64) (io.ReadCloser, error) {
+	k, err := b.key(t, name)
+	if err != nil {
+		return nil, err
+	}
+	if offset < 0 {
+		return nil, fmt.Errorf("%s/%s: negative offset %d", t, name, offset)
+	}
+	var opts minio.GetObjectOptions
+	switch {
+	case length > 0:
+		err = opts.SetRange(offset, offset+length-1)
+	case offset > 0:
+		err = opts.SetRange(offset, 0)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s/%s: %w", t, name, err)
+	}
+	core := minio.Core{Client: b.client}
+	var rc io.ReadCloser
+	err = b.retry(ctx, func() error {
+		var err error
+		rc, _, _, err = core.GetObject(ctx, b.cfg.Bucket, k, opts)
+		return err
+	})
+	if err != nil {
+		if minio.ToErrorResponse(err).Code == "InvalidRange" {
+			// Reading at or past the end gives nothing, as a file
+			// would — but only if the object exists.
+			if _, serr := b.Stat(ctx, t, name); serr != nil {
+				return nil, serr
+			}
+			return io.NopCloser(strings.NewReader("")), nil
+		}
+		return nil, wrapErr(t, name, err)
+	}
+	return rc, nil
+}
+
+// Stat implements archive.Backend.
+func (b *Backend) Stat(ctx context.Context, t archive.FileType, name string) (int64, error) {
+	k, err := b.key(t, name)
+	if err != nil {
+		return 0, err
+	}
+	var info minio.ObjectInfo
+	err = b.retry(ctx, func() error {
+		var err error
+		info, err = b.client.StatObject(ctx, b.cfg.Bucket, k, minio.StatObjectOptions{})
+		return err
+	})
+	if err != nil {
+		return 0, wrapErr(t, name, err)
+	}
+	return info.Size, nil
+}
+
+// List implements archive.Backend.
+func (b *Backend) List(ctx context.Context, t archive.FileType, fn func(string, int64) error) error {
+	dir := b.join(string(t)) + "/"
+	if t == archive.ConfigFile {
+		dir = b.join("config")
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // stops the listing goroutine when fn fails
+	for obj := range b.client.ListObjects(ctx, b.cfg.Bucket, minio.ListObjectsOptions{Prefix: dir, Recursive: true}) {
+		if obj.Err != nil {
+			if minio.ToErrorResponse(obj.Err).Code == "NoSuchBucket" {
+				return nil
+			}
+			return fmt.Errorf("list %s: %w", t, obj.Err)
+		}
+		name := path.Base(obj.Key)
+		if t == archive.ConfigFile {
+			if obj.Key != dir {
+				continue
+			}
+			name = "config"
+		} else if rel := strings.TrimPrefix(obj.Key, dir); t == archive.PackFile {
+			// data/<id[0:2]>/<id>; anything else is not ours.
+			sub, id, ok := strings.Cut(rel, "/")
+			if !ok || strings.Contains(id, "/") || len(id) < 2 || sub != id[:2] {
+				continue
+			}
+		} else if strings.Contains(rel, "/") {
+			continue
+		}
+		if err := fn(name, obj.Size); err != nil {
+			return err
+		}
+	}
+	return ctx.Err()
+}
+
+// Remove implements archive.Backend. S3 deletes of missing objects
+// succeed, so Remove asks first to report ErrNotExist like the local
+// backend does.
+func (b *Backend) Remove(ctx context.Context, t archive.FileType, name string) error {
+	k, err := b.key(t, name)
+	if err != nil {
+		return err
+	}
+	if _, err := b.Stat(ctx, t, name); err != nil {
+		return err
+	}
+	err = b.retry(ctx, func() error {
+		return b.client.RemoveObject(ctx, b.cfg.Bucket, k, minio.RemoveObjectOptions{})
+	})
+	if err != nil {
+		return wrapErr(t, name, err)
+	}
+	return nil
+}
+
+// wrapErr names the file and maps a missing object (or bucket) to
+// archive.ErrNotExist.
+func wrapErr(t archive.FileType, name string, err error) error {
+	switch minio.ToErrorResponse(err).Code {
+	case "NoSuchKey", "NoSuchBucket", "NotFound":
+		return fmt.Errorf("%s/%s: %w (%v)", t, name, archive.ErrNotExist, err)
+	}
+	return fmt.Errorf("%s/%s: %w", t, name, err)
+}
+
+// retry calls op until it succeeds, fails permanently, or the attempts
+// are used up, backing off exponentially between attempts. minio-go
+// already retries most requests; this covers what it gives up on or
+// does not retry (a connection reset mid-body, a 5xx after its own
+// retries, a dropped connection while dialing).
+func (b *Backend) retry(ctx context.Context, op func() error) error {
+	delay := b.backoff
+	var err error
+	for i := 0; i < b.attempts; i++ {
+		if i > 0 {
+			t := time.NewTimer(delay)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return errors.Join(err, ctx.Err())
+			case <-t.C:
+			}
+			delay *= 2
+		}
+		if err = op(); err == nil || !transient(ctx, err) {
+			return err
+		}
+	}
+	return err
+}
+
+// transient reports whether err may go away when tried again.
+func transient(ctx context.Context, err error) bool {
+	if ctx.Err() != nil {
+		return false
+	}
+	if resp := minio.ToErrorResponse(err); resp.Code != "" || resp.StatusCode != 0 {
+		switch resp.Code {
+		case "InternalError", "SlowDown", "ServiceUnavailable", "RequestTimeout", "Throttling":
+			return true
+		}
+		return resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests
+	}
+	var ne net.Error
+	switch {
+	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.ECONNREFUSED),
+		errors.Is(err, syscall.EPIPE), errors.Is(err, io.ErrUnexpectedEOF),
+		errors.Is(err, io.EOF):
+		return true
+	case errors.As(err, &ne) && ne.Timeout():
+		return true
+	}
+	return false
+}
