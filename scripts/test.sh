@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 declare -A pkgs=(
   [age]=age [zstd]=zstd [restic]=restic [swaks]=swaks [curl]=curl
   [python3]=python3 [mbsync]=isync [openssl]=openssl
-  [zfs-fuse]=zfs-fuse
+  [zfs-fuse]=zfs-fuse [testssl]=testssl.sh
 )
 missing=()
 for cmd in "${!pkgs[@]}"; do
