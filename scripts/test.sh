@@ -26,5 +26,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# The S3 backend's tests run against a real MinIO server, built once into
+# the cache (minutes the first time, nothing afterwards).
+MAILVAULT_MINIO=$(scripts/minio.sh)
+export MAILVAULT_MINIO
+
 go vet ./...
 go test -count=1 -timeout 20m "$@" ./...
