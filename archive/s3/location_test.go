@@ -57,4 +57,3 @@ func TestLocationRoundTrip(t *testing.T) {
 		}
 	}
 }
-

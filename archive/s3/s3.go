@@ -157,18 +157,18 @@ func (b *Backend) Location() string {
 
 // Create makes the bucket unless it exists. Objects need no directories.
 func (b *Backend) Create(ctx context.Context) error {
-	ok, err := b.client.BucketExists(ctx, b.cfg.Bucket)
-	if err != nil {
-		return fmt.Errorf("create repository: bucket %s: %w", b.cfg.Bucket, err)
-	}
-	if ok {
-		return nil
-	}
-	err = b.client.MakeBucket(ctx, b.cfg.Bucket, minio.MakeBucketOptions{Region: b.cfg.Region})
-	if err != nil {
-		if code := minio.ToErrorResponse(err).Code; code == "BucketAlreadyOwnedByYou" {
+	err := b.retry(ctx, func() error {
+		ok, err := b.client.BucketExists(ctx, b.cfg.Bucket)
+		if err != nil || ok {
+			return err
+		}
+		err = b.client.MakeBucket(ctx, b.cfg.Bucket, minio.MakeBucketOptions{Region: b.cfg.Region})
+		if minio.ToErrorResponse(err).Code == "BucketAlreadyOwnedByYou" {
 			return nil
 		}
+		return err
+	})
+	if err != nil {
 		return fmt.Errorf("create repository: bucket %s: %w", b.cfg.Bucket, err)
 	}
 	return nil
@@ -417,7 +417,8 @@ func transient(ctx context.Context, err error) bool {
 	}
 	if resp := minio.ToErrorResponse(err); resp.Code != "" || resp.StatusCode != 0 {
 		switch resp.Code {
-		case "InternalError", "SlowDown", "ServiceUnavailable", "RequestTimeout", "Throttling":
+		case "InternalError", "SlowDown", "ServiceUnavailable", "RequestTimeout", "Throttling",
+			"XMinioServerNotInitialized":
 			return true
 		}
 		return resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests

@@ -13,13 +13,15 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
 )
 
 // The root credentials of every test server.
@@ -141,9 +143,17 @@ func startOnce(ctx context.Context, bin string) (*Server, error) {
 	srv := &Server{Addr: addr, dir: dir, cmd: cmd, done: make(chan struct{})}
 	go func() { cmd.Wait(); close(srv.done) }()
 
-	// Poll until it answers or exits; the test binary's -timeout bounds a
-	// server that never comes up.
-	client := &http.Client{Timeout: 5 * time.Second}
+	// Poll until it serves an authenticated S3 request (its health
+	// endpoint answers before the object layer is initialized) or exits;
+	// the test binary's -timeout bounds a server that never comes up.
+	client, err := minio.New(addr, &minio.Options{
+		Creds:      credentials.NewStaticV4(User, Password, ""),
+		MaxRetries: 1,
+	})
+	if err != nil {
+		srv.Stop()
+		return nil, err
+	}
 	for {
 		select {
 		case <-srv.done:
@@ -155,11 +165,8 @@ func startOnce(ctx context.Context, bin string) (*Server, error) {
 			return nil, ctx.Err()
 		default:
 		}
-		if resp, err := client.Get("http://" + addr + "/minio/health/ready"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return srv, nil
-			}
+		if _, err := client.ListBuckets(ctx); err == nil {
+			return srv, nil
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
