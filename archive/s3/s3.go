@@ -55,6 +55,9 @@ type Config struct {
 	// (connection reset, 5xx) beyond what minio-go retries itself;
 	// 0 means 3.
 	Attempts int
+	// MaxRetries is how often minio-go tries each request itself; 0
+	// means its default (10), 1 no retries.
+	MaxRetries int
 }
 
 // ParseLocation parses an s3: repository location into a Config (without
@@ -131,6 +134,7 @@ func New(ctx context.Context, cfg Config) (*Backend, error) {
 		Secure:       cfg.Secure,
 		Region:       cfg.Region,
 		BucketLookup: minio.BucketLookupAuto,
+		MaxRetries:   cfg.MaxRetries,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("s3 %s: %w", cfg.Endpoint, err)
