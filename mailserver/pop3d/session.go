@@ -302,12 +302,19 @@ func (s *session) quit() bool {
 			uids = append(uids, m.uid)
 		}
 	}
+	var err error
 	if len(uids) > 0 {
-		if err := s.srv.store.Expunge(s.srv.ctx, s.acct, store.Inbox, uids); err != nil {
-			s.srv.log.Error("pop3 update", "account", s.acct.String(), "err", err)
-			s.reply("-ERR [SYS/TEMP] Some deleted messages not removed")
-			return false
-		}
+		err = s.srv.store.Expunge(s.srv.ctx, s.acct, store.Inbox, uids)
+	}
+	// The UPDATE state is over: release the maildrop before answering, so
+	// that a client reconnecting as soon as it reads the reply is not told
+	// [IN-USE] by a session that is only closing its socket.
+	s.srv.unlock(s.acct)
+	s.locked = false
+	if err != nil {
+		s.srv.log.Error("pop3 update", "account", s.acct.String(), "err", err)
+		s.reply("-ERR [SYS/TEMP] Some deleted messages not removed")
+		return false
 	}
 	s.reply("+OK Bye (%d messages deleted)", len(uids))
 	return false
