@@ -5,12 +5,12 @@ import (
 	"errors"
 	"io"
 	"os"
-	"sort"
 	"testing"
 
 	"github.com/minio/minio-go/v7"
 
 	"github.com/mailvault/mailvault/archive"
+	"github.com/mailvault/mailvault/archive/backendtest"
 )
 
 // TestBackend is the backend contract, as for the local backend, with
@@ -24,146 +24,29 @@ func TestBackend(t *testing.T) {
 func testBackend(t *testing.T, prefix string) {
 	b := newBackend(t, prefix)
 	ctx := t.Context()
-	pack := "abcdef0123"
-	files := []struct {
-		t    archive.FileType
-		name string
-		data string
-	}{
-		{archive.ConfigFile, "config", `{"version":1}`},
-		{archive.PackFile, pack, "0123456789"},
-		{archive.IndexFile, "idx1", "index"},
-		{archive.SnapshotFile, "snap1", "snapshot"},
-		{archive.LockFile, "empty", ""},
-	}
-	for _, f := range files {
-		if err := b.Put(ctx, f.t, f.name, []byte(f.data)); err != nil {
-			t.Fatal(err)
+	backendtest.Run(t, b)
+	key := func(k string) string {
+		if prefix != "" {
+			return prefix + "/" + k
 		}
+		return k
 	}
-	wantKey := "data/ab/" + pack
-	if prefix != "" {
-		wantKey = prefix + "/" + wantKey
+	if _, err := b.client.StatObject(ctx, b.cfg.Bucket, key("data/ab/"+backendtest.Pack), minio.StatObjectOptions{}); err != nil {
+		t.Errorf("pack not stored as %s: %v", key("data/ab/"+backendtest.Pack), err)
 	}
-	if _, err := b.client.StatObject(ctx, b.cfg.Bucket, wantKey, minio.StatObjectOptions{}); err != nil {
-		t.Errorf("pack not stored as %s: %v", wantKey, err)
-	}
-	for _, f := range files {
-		rc, err := b.Get(ctx, f.t, f.name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, err := io.ReadAll(rc)
-		rc.Close()
-		if err != nil || string(got) != f.data {
-			t.Errorf("%s/%s = %q, %v, want %q", f.t, f.name, got, err, f.data)
-		}
-		if n, err := b.Stat(ctx, f.t, f.name); err != nil || n != int64(len(f.data)) {
-			t.Errorf("Stat %s/%s = %d, %v", f.t, f.name, n, err)
-		}
-	}
-
-	ranges := []struct {
-		off, length int64
-		want        string
-	}{
-		{0, 0, "0123456789"},
-		{3, 4, "3456"},
-		{7, 0, "789"},
-		{8, 10, "89"},
-		{10, 5, ""},
-		{12, 0, ""},
-	}
-	for _, r := range ranges {
-		rc, err := b.GetRange(ctx, archive.PackFile, pack, r.off, r.length)
-		if err != nil {
-			t.Errorf("GetRange(%d, %d): %v", r.off, r.length, err)
-			continue
-		}
-		got, err := io.ReadAll(rc)
-		rc.Close()
-		if err != nil || string(got) != r.want {
-			t.Errorf("GetRange(%d, %d) = %q, %v, want %q", r.off, r.length, got, err, r.want)
-		}
-	}
-
 	// Objects that are not the repository's (wrong depth, wrong pack
 	// subdirectory) are not listed.
-	for _, k := range []string{"data/" + pack, "data/cd/" + pack, "data/ab/x/" + pack, "index/sub/idx2"} {
-		if prefix != "" {
-			k = prefix + "/" + k
-		}
-		if _, err := b.client.PutObject(ctx, b.cfg.Bucket, k, nil, 0, minio.PutObjectOptions{}); err != nil {
+	for _, k := range []string{"data/" + backendtest.Pack, "data/cd/" + backendtest.Pack, "data/ab/x/" + backendtest.Pack, "index/sub/idx2"} {
+		if _, err := b.client.PutObject(ctx, b.cfg.Bucket, key(k), nil, 0, minio.PutObjectOptions{}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	lists := []struct {
-		t    archive.FileType
-		want []string
-	}{
-		{archive.PackFile, []string{pack}},
-		{archive.IndexFile, []string{"idx1"}},
-		{archive.ConfigFile, []string{"config"}},
-		{archive.KeyFile, nil},
+	if got := backendtest.List(t, b, archive.PackFile); len(got) != 1 || got[0] != backendtest.Pack {
+		t.Errorf("List = %q, want [%s]", got, backendtest.Pack)
 	}
-	for _, l := range lists {
-		var names []string
-		if err := b.List(ctx, l.t, func(name string, size int64) error {
-			names = append(names, name)
-			if l.t == archive.PackFile && size != 10 {
-				t.Errorf("List size of %s = %d", name, size)
-			}
-			return nil
-		}); err != nil {
-			t.Fatal(err)
-		}
-		if !equal(names, l.want) {
-			t.Errorf("List %s = %q, want %q", l.t, names, l.want)
-		}
+	if got := backendtest.List(t, b, archive.IndexFile); len(got) != 1 || got[0] != "idx1" {
+		t.Errorf("List index = %q, want [idx1]", got)
 	}
-	stop := errors.New("stop")
-	if err := b.List(ctx, archive.PackFile, func(string, int64) error { return stop }); !errors.Is(err, stop) {
-		t.Errorf("List returned %v, want the callback's error", err)
-	}
-
-	// Put of an existing name replaces it whole.
-	if err := b.Put(ctx, archive.SnapshotFile, "snap1", []byte("other")); err != nil {
-		t.Fatal(err)
-	}
-	if n, err := b.Stat(ctx, archive.SnapshotFile, "snap1"); err != nil || n != 5 {
-		t.Errorf("Stat after replacing = %d, %v", n, err)
-	}
-	if err := b.Remove(ctx, archive.SnapshotFile, "snap1"); err != nil {
-		t.Fatal(err)
-	}
-	for _, op := range []func() error{
-		func() error { _, err := b.Get(ctx, archive.SnapshotFile, "snap1"); return err },
-		func() error { _, err := b.GetRange(ctx, archive.SnapshotFile, "snap1", 100, 1); return err },
-		func() error { _, err := b.Stat(ctx, archive.SnapshotFile, "snap1"); return err },
-		func() error { return b.Remove(ctx, archive.SnapshotFile, "snap1") },
-	} {
-		if err := op(); !errors.Is(err, archive.ErrNotExist) {
-			t.Errorf("on a removed file: %v, want ErrNotExist", err)
-		}
-	}
-	var left []string
-	b.List(ctx, archive.SnapshotFile, func(name string, _ int64) error { left = append(left, name); return nil })
-	if len(left) != 0 {
-		t.Errorf("snapshots left: %q", left)
-	}
-}
-
-func equal(a, b []string) bool {
-	sort.Strings(a)
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // TestBackendRefusesUnsafeNames: names come from the repository's own
@@ -172,25 +55,7 @@ func equal(a, b []string) bool {
 func TestBackendRefusesUnsafeNames(t *testing.T) {
 	b := newBackend(t, "repo")
 	ctx := t.Context()
-	for _, name := range []string{"", ".", "..", "../evil", "a/b", `a\b`, "/etc/passwd", "x"} {
-		for _, typ := range []archive.FileType{archive.IndexFile, archive.PackFile, archive.LockFile} {
-			if typ != archive.PackFile && name == "x" {
-				continue // one-letter names are fine except for packs
-			}
-			if err := b.Put(ctx, typ, name, []byte("x")); err == nil {
-				t.Errorf("Put %s %q succeeded", typ, name)
-			}
-			if _, err := b.Get(ctx, typ, name); err == nil {
-				t.Errorf("Get %s %q succeeded", typ, name)
-			}
-			if _, err := b.Stat(ctx, typ, name); err == nil {
-				t.Errorf("Stat %s %q succeeded", typ, name)
-			}
-			if err := b.Remove(ctx, typ, name); err == nil {
-				t.Errorf("Remove %s %q succeeded", typ, name)
-			}
-		}
-	}
+	backendtest.RefusesUnsafeNames(t, b)
 	n := 0
 	for obj := range b.client.ListObjects(ctx, b.cfg.Bucket, minio.ListObjectsOptions{Recursive: true}) {
 		if obj.Err != nil {
