@@ -105,6 +105,12 @@ type SaveStats struct {
 
 // Init creates a repository in an empty backend.
 func Init(ctx context.Context, be Backend, kr KeyRecipients) (ID, error) {
+	return initRepo(ctx, be, kr, nil)
+}
+
+// initRepo is Init; with src set, the new repository takes src's blob-ID
+// key, chunker polynomial and chunk bounds (see InitCopyParams).
+func initRepo(ctx context.Context, be Backend, kr KeyRecipients, src *Repository) (ID, error) {
 	if _, err := be.Stat(ctx, ConfigFile, "config"); err == nil {
 		return ID{}, fmt.Errorf("%s: a repository already exists there", be.Location())
 	}
@@ -117,6 +123,11 @@ func Init(ctx context.Context, be Backend, kr KeyRecipients) (ID, error) {
 		return ID{}, err
 	}
 	cfg := Config{Version: 1, ID: id, Created: time.Now().UTC(), PackSize: DefaultPackSize, ChunkMin: DefaultChunkMin, ChunkMax: DefaultChunkMax}
+	if src != nil {
+		sec.BlobIDKey = append([]byte(nil), src.key.Secrets.BlobIDKey...)
+		sec.Polynomial = src.key.Secrets.Polynomial
+		cfg.ChunkMin, cfg.ChunkMax = src.cfg.ChunkMin, src.cfg.ChunkMax
+	}
 	// Key files first: a config without a key would be a repository no
 	// one can open.
 	if _, err := writeKeyFiles(ctx, be, sec, FullKey, kr); err != nil {

@@ -20,6 +20,7 @@ import (
 func newInitCmd(g *globals) *cobra.Command {
 	var recipients []string
 	var recipientsFile string
+	var paramsFrom otherRepo
 	cmd := &cobra.Command{
 		Use:   "init",
 		Short: "Create a new repository",
@@ -56,7 +57,18 @@ func newInitCmd(g *globals) *cobra.Command {
 					return err
 				}
 			}
-			id, err := archive.Init(cmd.Context(), be, archive.KeyRecipients{Passphrase: pw, Recipients: recipients})
+			kr := archive.KeyRecipients{Passphrase: pw, Recipients: recipients}
+			var id archive.ID
+			if paramsFrom.loc != "" {
+				src, oerr := paramsFrom.open(cmd.Context(), g)
+				if oerr != nil {
+					return oerr
+				}
+				id, err = archive.InitCopyParams(cmd.Context(), be, kr, src)
+				src.Close()
+			} else {
+				id, err = archive.Init(cmd.Context(), be, kr)
+			}
 			if err != nil {
 				return err
 			}
@@ -70,6 +82,8 @@ func newInitCmd(g *globals) *cobra.Command {
 	}
 	cmd.Flags().StringArrayVar(&recipients, "recipient", nil, "age recipient (age1...) whose identity opens the repository; repeatable")
 	cmd.Flags().StringVar(&recipientsFile, "recipients-file", "", "file of age recipients, one per line")
+	cmd.Flags().StringVar(&paramsFrom.loc, "copy-params-from", "", "repository whose blob-ID key and chunker parameters the new one shares (for `mailvault copy`)")
+	paramsFrom.flags(cmd)
 	return cmd
 }
 
