@@ -184,6 +184,25 @@ func (c *Config) Validate() error {
 	if c.SMTP.MaxMessageBytes <= 0 || c.SMTP.MaxRecipients <= 0 {
 		return fmt.Errorf("config: smtp limits must be positive")
 	}
+	for name, v := range map[string]float64{
+		"smtp.connections_per_minute": c.SMTP.ConnsPerMinute,
+		"smtp.max_connections_per_ip": float64(c.SMTP.MaxConnsPerIP),
+		"smtp.messages_per_minute":    c.SMTP.MessagesPerMinute,
+		"imap.connections_per_minute": c.IMAP.ConnsPerMinute,
+		"imap.max_connections_per_ip": float64(c.IMAP.MaxConnsPerIP),
+		"pop3.connections_per_minute": c.POP3.ConnsPerMinute,
+		"pop3.max_connections_per_ip": float64(c.POP3.MaxConnsPerIP),
+		"auth.account_failures":       float64(c.Auth.AccountFailures),
+		"auth.ip_failures":            float64(c.Auth.IPFailures),
+		"auth.lock_duration":          float64(c.Auth.LockDuration),
+		"auth.base_delay":             float64(c.Auth.BaseDelay),
+		"auth.max_delay":              float64(c.Auth.MaxDelay),
+		"drain_timeout":               float64(c.DrainTimeout),
+	} {
+		if v < 0 {
+			return fmt.Errorf("config: %s must not be negative", name)
+		}
+	}
 	return nil
 }
 

@@ -64,7 +64,8 @@ func (d *Data) Close() error { return d.Audit.Close() }
 
 // Server is a running mail server.
 type Server struct {
-	cfg   Config
+	cfg   Config // as started; listeners and paths come from it
+	guard *auth.Guard
 	log   *slog.Logger
 	data  *Data
 	store *store.Store
@@ -72,6 +73,9 @@ type Server struct {
 	smtp  *smtpd.Server
 	imap  *imapd.Server
 	pop3  *pop3d.Server
+
+	liveMu sync.Mutex // serializes ReloadConfig, guards live
+	live   Config     // the settings in force, after reloads
 
 	mu    sync.Mutex
 	addrs map[string]string
@@ -134,11 +138,7 @@ func New(ctx context.Context, cfg Config, opts Options) (*Server, error) {
 	}
 	guard := &auth.Guard{
 		DB: data.Accounts, Audit: data.Audit, Log: log,
-		Limiter: auth.NewLimiter(auth.LimiterConfig{
-			BaseDelay: cfg.Auth.BaseDelay, MaxDelay: cfg.Auth.MaxDelay,
-			AccountFailures: cfg.Auth.AccountFailures, IPFailures: cfg.Auth.IPFailures,
-			LockDuration: cfg.Auth.LockDuration, Window: time.Hour, MaxEntries: 100000,
-		}, nil),
+		Limiter: auth.NewLimiter(limiterConfig(cfg.Auth), nil),
 	}
 	smtpSrv := smtpd.New(smtpd.Config{
 		Hostname: cfg.Hostname, TLSConfig: certs.ServerConfig(),
@@ -156,7 +156,7 @@ func New(ctx context.Context, cfg Config, opts Options) (*Server, error) {
 		Hostname: cfg.Hostname, TLSConfig: certs.ServerConfig(),
 		ConnsPerMinute: cfg.POP3.ConnsPerMinute, MaxConnsPerIP: cfg.POP3.MaxConnsPerIP,
 	}, st, guard, log.With("server", "pop3"))
-	return &Server{cfg: cfg, log: log, data: data, store: st, certs: certs, smtp: smtpSrv, imap: imapSrv, pop3: pop3Srv, addrs: map[string]string{}, errc: make(chan error, 8)}, nil
+	return &Server{cfg: cfg, live: cfg, guard: guard, log: log, data: data, store: st, certs: certs, smtp: smtpSrv, imap: imapSrv, pop3: pop3Srv, addrs: map[string]string{}, errc: make(chan error, 8)}, nil
 }
 
 // Store is the mail store, e.g. for Quiesce before a snapshot.
@@ -232,6 +232,83 @@ func (s *Server) Addrs() map[string]string {
 
 // Errors reports listeners that stopped with an error.
 func (s *Server) Errors() <-chan error { return s.errc }
+
+// Config returns the configuration in force: the start-up one with the
+// settings that ReloadConfig changed live.
+func (s *Server) Config() Config {
+	s.liveMu.Lock()
+	defer s.liveMu.Unlock()
+	return s.live
+}
+
+// ReloadConfig applies a new configuration to the running server. It is
+// validated first: an invalid one changes nothing and is returned as an
+// error. SMTP, IMAP and POP3 limits, rates, DMARC enforcement and the
+// login limiter change at once (per-IP counters and lockouts in force are
+// kept). Settings that only a restart can change (listen addresses, data
+// directory, host name, TLS file names) keep their running values and
+// are named in a warning; so is a message size limit raised above the
+// start-up one, since the store and go-smtp were sized by it.
+func (s *Server) ReloadConfig(ctx context.Context, cfg Config) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("reload config: %w", err)
+	}
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("reload config: %w", err)
+	}
+	s.liveMu.Lock()
+	defer s.liveMu.Unlock()
+	start := s.cfg
+	var restart []string
+	keep := func(name string, changed bool) {
+		if changed {
+			restart = append(restart, name)
+		}
+	}
+	keep("data_dir", cfg.DataDir != start.DataDir)
+	keep("hostname", cfg.Hostname != start.Hostname)
+	keep("listen.smtp", cfg.Listen.SMTP != start.Listen.SMTP)
+	keep("listen.submission", cfg.Listen.Submission != start.Listen.Submission)
+	keep("listen.submissions", cfg.Listen.Submissions != start.Listen.Submissions)
+	keep("listen.imap", cfg.Listen.IMAP != start.Listen.IMAP)
+	keep("listen.imaps", cfg.Listen.IMAPS != start.Listen.IMAPS)
+	keep("listen.pop3", cfg.Listen.POP3 != start.Listen.POP3)
+	keep("listen.pop3s", cfg.Listen.POP3S != start.Listen.POP3S)
+	keep("tls.cert", cfg.TLS.Cert != start.TLS.Cert)
+	keep("tls.key", cfg.TLS.Key != start.TLS.Key)
+	cfg.DataDir, cfg.Hostname, cfg.Listen, cfg.TLS = start.DataDir, start.Hostname, start.Listen, start.TLS
+	if cfg.SMTP.MaxMessageBytes > start.SMTP.MaxMessageBytes {
+		s.log.Warn("smtp.max_message_bytes above the start-up value needs a restart; keeping the start-up value",
+			"requested", cfg.SMTP.MaxMessageBytes, "in_force", start.SMTP.MaxMessageBytes)
+		cfg.SMTP.MaxMessageBytes = start.SMTP.MaxMessageBytes
+	}
+	for _, name := range restart {
+		s.log.Warn("setting changed in the configuration needs a restart; keeping the running value", "setting", name)
+	}
+
+	s.smtp.SetLimits(smtpd.Limits{
+		MaxMessageBytes: cfg.SMTP.MaxMessageBytes, MaxRecipients: cfg.SMTP.MaxRecipients,
+		ConnsPerMinute: cfg.SMTP.ConnsPerMinute, MaxConnsPerIP: cfg.SMTP.MaxConnsPerIP,
+		MessagesPerMinute: cfg.SMTP.MessagesPerMinute, EnforceDMARC: cfg.SMTP.EnforceDMARC,
+	})
+	s.imap.SetLimits(imapd.Limits{
+		MaxMessageBytes: cfg.SMTP.MaxMessageBytes,
+		ConnsPerMinute:  cfg.IMAP.ConnsPerMinute, MaxConnsPerIP: cfg.IMAP.MaxConnsPerIP,
+	})
+	s.pop3.SetLimits(pop3d.Limits{ConnsPerMinute: cfg.POP3.ConnsPerMinute, MaxConnsPerIP: cfg.POP3.MaxConnsPerIP})
+	s.guard.Limiter.SetConfig(limiterConfig(cfg.Auth))
+	s.live = cfg
+	s.log.Info("reloaded configuration")
+	return nil
+}
+
+func limiterConfig(a AuthConfig) auth.LimiterConfig {
+	return auth.LimiterConfig{
+		BaseDelay: a.BaseDelay, MaxDelay: a.MaxDelay,
+		AccountFailures: a.AccountFailures, IPFailures: a.IPFailures,
+		LockDuration: a.LockDuration, Window: time.Hour, MaxEntries: 100000,
+	}
+}
 
 // Reload re-reads the certificate (accounts are re-read automatically
 // when their file changes).

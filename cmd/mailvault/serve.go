@@ -58,28 +58,28 @@ actions are recorded in DIR/audit.jsonl ("mailvault audit verify").
 A YAML file (--config) sets everything; environment variables override it:
 ` + mailserver.EnvVars + `
 
-Signals: SIGHUP reloads the TLS certificate (accounts are re-read whenever
-their file changes); SIGTERM or SIGINT stops accepting and lets sessions
+Signals: SIGHUP re-reads the configuration file and environment and applies
+what can change while running (limits, rates, DMARC enforcement, login
+lockout settings, log level, drain timeout; a changed address, data
+directory or host name is logged as needing a restart, and an invalid
+file keeps the running configuration), then reloads the TLS certificate
+(accounts are re-read whenever their file changes); SIGTERM or SIGINT stops accepting and lets sessions
 finish for drain_timeout.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg := mailserver.DefaultConfig()
-			if configFile != "" {
-				if err := cfg.LoadFile(configFile); err != nil {
-					return err
-				}
+			// load reads the file and the environment the same way at
+			// start-up and on every SIGHUP.
+			load := func() (mailserver.Config, error) {
+				return loadConfig(configFile, os.Getenv, dataDir, cmd.Flags().Changed("data"), hostname)
 			}
-			if err := cfg.ApplyEnv(os.Getenv); err != nil {
+			cfg, err := load()
+			if err != nil {
 				return err
 			}
-			if cmd.Flags().Changed("data") {
-				cfg.DataDir = dataDir
-			}
-			if hostname != "" {
-				cfg.Hostname = hostname
-			}
-			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: parseLevel(cfg.LogLevel)}))
-			return runServer(cmd.Context(), cfg, log, cmd.OutOrStdout())
+			level := new(slog.LevelVar)
+			level.Set(parseLevel(cfg.LogLevel))
+			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
+			return runServer(cmd.Context(), cfg, load, level, log, cmd.OutOrStdout())
 		},
 	}
 	f := cmd.Flags()
@@ -87,6 +87,28 @@ finish for drain_timeout.`,
 	f.StringVar(&dataDir, "data", dataDirDefault(), "data directory (env MAILVAULT_DATA)")
 	f.StringVar(&hostname, "hostname", "", "host name announced to clients (default from config, else localhost)")
 	return cmd
+}
+
+// loadConfig builds the configuration from the embedded defaults, the
+// YAML file (if any), the environment and the flags, in that order. serve
+// calls it at start-up and on every SIGHUP.
+func loadConfig(file string, getenv func(string) string, dataDir string, dataSet bool, hostname string) (mailserver.Config, error) {
+	cfg := mailserver.DefaultConfig()
+	if file != "" {
+		if err := cfg.LoadFile(file); err != nil {
+			return cfg, err
+		}
+	}
+	if err := cfg.ApplyEnv(getenv); err != nil {
+		return cfg, err
+	}
+	if dataSet {
+		cfg.DataDir = dataDir
+	}
+	if hostname != "" {
+		cfg.Hostname = hostname
+	}
+	return cfg, nil
 }
 
 func parseLevel(s string) slog.Level {
@@ -98,8 +120,9 @@ func parseLevel(s string) slog.Level {
 }
 
 // runServer serves until ctx ends (SIGTERM/SIGINT via main's context),
-// reloading on SIGHUP.
-func runServer(ctx context.Context, cfg mailserver.Config, log *slog.Logger, out io.Writer) error {
+// reloading on SIGHUP: load (if not nil) gives the new configuration and
+// level (if not nil) is the logger's level to update.
+func runServer(ctx context.Context, cfg mailserver.Config, load func() (mailserver.Config, error), level *slog.LevelVar, log *slog.Logger, out io.Writer) error {
 	if ctx == nil {
 		ctx = context.Background()
 	}
@@ -127,9 +150,7 @@ func runServer(ctx context.Context, cfg mailserver.Config, log *slog.Logger, out
 	for {
 		select {
 		case <-hup:
-			if err := srv.Reload(ctx); err != nil {
-				log.Error("reload failed; keeping the old certificate", "err", err)
-			}
+			cfg = reload(ctx, srv, cfg, load, level, log)
 		case err := <-srv.Errors():
 			log.Error("listener failed", "err", err)
 			drain(srv, cfg, log)
@@ -139,6 +160,31 @@ func runServer(ctx context.Context, cfg mailserver.Config, log *slog.Logger, out
 			return drain(srv, cfg, log)
 		}
 	}
+}
+
+// reload handles SIGHUP: the configuration, then the certificate. It
+// returns the configuration in force, the old one if the new one could
+// not be read or was refused.
+func reload(ctx context.Context, srv *mailserver.Server, cfg mailserver.Config, load func() (mailserver.Config, error), level *slog.LevelVar, log *slog.Logger) mailserver.Config {
+	if load != nil {
+		next, err := load()
+		if err == nil {
+			err = srv.ReloadConfig(ctx, next)
+		}
+		if err != nil {
+			log.Error("configuration reload failed; keeping the running configuration", "err", err)
+		} else {
+			cfg = srv.Config()
+			if level != nil {
+				level.Set(parseLevel(cfg.LogLevel))
+			}
+			log.Info("configuration reloaded")
+		}
+	}
+	if err := srv.Reload(ctx); err != nil {
+		log.Error("certificate reload failed; keeping the old certificate", "err", err)
+	}
+	return cfg
 }
 
 func drain(srv *mailserver.Server, cfg mailserver.Config, log *slog.Logger) error {

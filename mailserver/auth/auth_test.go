@@ -256,3 +256,32 @@ func TestLimiterBoundedMemory(t *testing.T) {
 		t.Fatalf("entries: %d accounts %d ips", len(l.accs), len(l.ips))
 	}
 }
+
+// TestLimiterSetConfigKeepsLockouts: a lockout in force survives a new
+// configuration, which applies to later failures.
+func TestLimiterSetConfigKeepsLockouts(t *testing.T) {
+	now := time.Unix(1000, 0)
+	l := NewLimiter(LimiterConfig{AccountFailures: 2, IPFailures: 100, LockDuration: time.Minute, Window: time.Hour}, func() time.Time { return now })
+	l.Failure("192.0.2.1", "alice")
+	l.Failure("192.0.2.1", "alice")
+	if err := l.Check("192.0.2.1", "alice"); !errors.Is(err, ErrLocked) {
+		t.Fatalf("not locked: %v", err)
+	}
+	l.SetConfig(LimiterConfig{AccountFailures: 10, IPFailures: 100, LockDuration: time.Second, Window: time.Hour})
+	if got := l.Config().AccountFailures; got != 10 {
+		t.Fatalf("config: %d", got)
+	}
+	now = now.Add(30 * time.Second)
+	if err := l.Check("192.0.2.1", "alice"); !errors.Is(err, ErrLocked) {
+		t.Fatalf("lockout lost by SetConfig: %v", err)
+	}
+	l.Failure("192.0.2.1", "bob")
+	l.Failure("192.0.2.1", "bob")
+	if err := l.Check("192.0.2.1", "bob"); err != nil {
+		t.Fatalf("new threshold not applied: %v", err)
+	}
+	now = now.Add(31 * time.Second)
+	if err := l.Check("192.0.2.1", "alice"); err != nil {
+		t.Fatalf("lockout outlived its time: %v", err)
+	}
+}

@@ -68,6 +68,25 @@ func NewLimiter(cfg LimiterConfig, now func() time.Time) *Limiter {
 	return &Limiter{cfg: cfg, now: now, ips: map[string]*counter{}, accs: map[string]*counter{}}
 }
 
+// SetConfig changes the limiter's settings while it is in use. Failure
+// counts and lockouts already in force are kept: a lock ends at the time
+// set when it began, whatever the new LockDuration.
+func (l *Limiter) SetConfig(cfg LimiterConfig) {
+	if cfg.MaxEntries <= 0 {
+		cfg.MaxEntries = 100000
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.cfg = cfg
+}
+
+// Config returns the limiter's current settings.
+func (l *Limiter) Config() LimiterConfig {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.cfg
+}
+
 // ipKey groups IPv6 addresses by /64, the usual allocation to one host.
 func ipKey(ip string) string {
 	a, err := netip.ParseAddr(ip)

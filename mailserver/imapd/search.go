@@ -121,7 +121,7 @@ func (sm *searchMsg) load() bool {
 		if fi, err := f.Stat(); err == nil {
 			sm.mtime = fi.ModTime()
 		}
-		sm.data, _ = io.ReadAll(io.LimitReader(f, sm.s.srv.cfg.MaxMessageBytes+(1<<20)))
+		sm.data, _ = io.ReadAll(io.LimitReader(f, sm.s.srv.limits.Load().MaxMessageBytes+(1<<20)))
 		h, _ := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(sm.data)))
 		sm.header = &mail.Header{Header: gomessage.Header{Header: h}}
 	}

@@ -32,6 +32,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -86,13 +87,25 @@ func (c *Config) setDefaults() {
 // spoolPrefix names APPEND spool files; New removes stale ones.
 const spoolPrefix = "imap-append-"
 
+// Limits are the settings that SetLimits can change while the server
+// runs. Zero values get Config's defaults.
+type Limits struct {
+	MaxMessageBytes int64 // APPENDLIMIT (RFC 7889)
+	ConnsPerMinute  float64
+	MaxConnsPerIP   int
+}
+
 // Server serves IMAP on any number of listeners.
 type Server struct {
-	cfg   Config
-	store *store.Store
-	guard *auth.Guard
-	log   *slog.Logger
-	imap  *imapserver.Server
+	// cfg is fixed at New; the live values of its Limits fields are in
+	// limits.
+	cfg    Config
+	limits atomic.Pointer[Limits]
+	setMu  sync.Mutex // serializes SetLimits
+	store  *store.Store
+	guard  *auth.Guard
+	log    *slog.Logger
+	imap   *imapserver.Server
 
 	connRate *ratelimit.Bucket
 	conns    *ratelimit.Counter
@@ -152,8 +165,25 @@ func New(cfg Config, st *store.Store, guard *auth.Guard, log *slog.Logger) *Serv
 		// RFC 9051 section 11.1 / RFC 8314: no credentials in cleartext.
 		InsecureAuth: false,
 	})
+	s.limits.Store(&Limits{MaxMessageBytes: cfg.MaxMessageBytes, ConnsPerMinute: cfg.ConnsPerMinute, MaxConnsPerIP: cfg.MaxConnsPerIP})
 	s.stopWatch = st.Watch(s.folderChanged)
 	return s
+}
+
+// Limits returns the limits in force.
+func (s *Server) Limits() Limits { return *s.limits.Load() }
+
+// SetLimits replaces the limits while the server runs; per-IP rate and
+// connection counts are kept, not reset.
+func (s *Server) SetLimits(l Limits) {
+	c := Config{MaxMessageBytes: l.MaxMessageBytes, ConnsPerMinute: l.ConnsPerMinute, MaxConnsPerIP: l.MaxConnsPerIP, IdlePoll: s.cfg.IdlePoll, SpoolDir: s.cfg.SpoolDir}
+	c.setDefaults()
+	l = Limits{MaxMessageBytes: c.MaxMessageBytes, ConnsPerMinute: c.ConnsPerMinute, MaxConnsPerIP: c.MaxConnsPerIP}
+	s.setMu.Lock()
+	defer s.setMu.Unlock()
+	s.connRate.SetRate(l.ConnsPerMinute/60, l.ConnsPerMinute)
+	s.conns.SetMax(l.MaxConnsPerIP)
+	s.limits.Store(&l)
 }
 
 // Serve accepts connections on ln until Shutdown. With implicitTLS (port
@@ -244,7 +274,7 @@ func (s *Server) endSession(sess *session) {
 }
 
 // appendLimit is the APPENDLIMIT value (RFC 7889).
-func (s *Server) appendLimit() uint32 { return uint32(s.cfg.MaxMessageBytes) }
+func (s *Server) appendLimit() uint32 { return uint32(s.limits.Load().MaxMessageBytes) }
 
 type printfLogger struct{ log *slog.Logger }
 

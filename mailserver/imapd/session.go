@@ -452,7 +452,7 @@ func (s *session) Append(name string, r imap.LiteralReader, options *imap.Append
 			return nil, &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeTryCreate, Text: "No such mailbox"}
 		}
 	}
-	if r.Size() > s.srv.cfg.MaxMessageBytes {
+	if r.Size() > s.srv.limits.Load().MaxMessageBytes {
 		return nil, imapErr(store.ErrMessageTooLarge)
 	}
 	f, err := os.CreateTemp(s.srv.cfg.SpoolDir, spoolPrefix+"*")
@@ -463,7 +463,7 @@ func (s *session) Append(name string, r imap.LiteralReader, options *imap.Append
 		f.Close()
 		os.Remove(f.Name())
 	}()
-	n, err := io.Copy(f, io.LimitReader(r, s.srv.cfg.MaxMessageBytes+1))
+	n, err := io.Copy(f, io.LimitReader(r, s.srv.limits.Load().MaxMessageBytes+1))
 	if err != nil {
 		return nil, fmt.Errorf("imapd: spool: %w", err)
 	}

@@ -28,6 +28,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mailvault/mailvault/mailserver/auth"
@@ -72,12 +73,25 @@ func (c *Config) setDefaults() {
 // maxLine bounds a command line including CRLF (RFC 2449 section 4).
 const maxLine = 255
 
+// Limits are the settings that SetLimits can change while the server
+// runs. Zero values get Config's defaults.
+type Limits struct {
+	ConnsPerMinute float64
+	MaxConnsPerIP  int
+	IdleTimeout    time.Duration // RFC 1939 section 3: at least 10 minutes
+	MaxErrors      int
+}
+
 // Server serves POP3 on any number of listeners.
 type Server struct {
-	cfg   Config
-	store *store.Store
-	guard *auth.Guard
-	log   *slog.Logger
+	// cfg is fixed at New; the live values of its Limits fields are in
+	// limits.
+	cfg    Config
+	limits atomic.Pointer[Limits]
+	setMu  sync.Mutex // serializes SetLimits
+	store  *store.Store
+	guard  *auth.Guard
+	log    *slog.Logger
 
 	connRate *ratelimit.Bucket
 	conns    *ratelimit.Counter
@@ -100,7 +114,7 @@ func New(cfg Config, st *store.Store, guard *auth.Guard, log *slog.Logger) *Serv
 		log = slog.New(slog.DiscardHandler)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Server{
+	s := &Server{
 		cfg: cfg, store: st, guard: guard, log: log,
 		connRate:  &ratelimit.Bucket{Rate: cfg.ConnsPerMinute / 60, Burst: cfg.ConnsPerMinute},
 		conns:     &ratelimit.Counter{Max: cfg.MaxConnsPerIP},
@@ -110,6 +124,24 @@ func New(cfg Config, st *store.Store, guard *auth.Guard, log *slog.Logger) *Serv
 		open:      map[net.Conn]struct{}{},
 		locked:    map[string]bool{},
 	}
+	s.limits.Store(&Limits{ConnsPerMinute: cfg.ConnsPerMinute, MaxConnsPerIP: cfg.MaxConnsPerIP, IdleTimeout: cfg.IdleTimeout, MaxErrors: cfg.MaxErrors})
+	return s
+}
+
+// Limits returns the limits in force.
+func (s *Server) Limits() Limits { return *s.limits.Load() }
+
+// SetLimits replaces the limits while the server runs; per-IP rate and
+// connection counts are kept, not reset.
+func (s *Server) SetLimits(l Limits) {
+	c := Config{ConnsPerMinute: l.ConnsPerMinute, MaxConnsPerIP: l.MaxConnsPerIP, IdleTimeout: l.IdleTimeout, MaxErrors: l.MaxErrors}
+	c.setDefaults()
+	l = Limits{ConnsPerMinute: c.ConnsPerMinute, MaxConnsPerIP: c.MaxConnsPerIP, IdleTimeout: c.IdleTimeout, MaxErrors: c.MaxErrors}
+	s.setMu.Lock()
+	defer s.setMu.Unlock()
+	s.connRate.SetRate(l.ConnsPerMinute/60, l.ConnsPerMinute)
+	s.conns.SetMax(l.MaxConnsPerIP)
+	s.limits.Store(&l)
 }
 
 // Serve accepts connections on ln until Shutdown; with implicitTLS (port

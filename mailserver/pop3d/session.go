@@ -76,7 +76,7 @@ func (s *session) serve() {
 		if err := s.w.Flush(); err != nil {
 			return
 		}
-		s.conn.SetReadDeadline(time.Now().Add(s.srv.cfg.IdleTimeout))
+		s.conn.SetReadDeadline(time.Now().Add(s.srv.limits.Load().IdleTimeout))
 		line, err := s.r.readLine()
 		if errors.Is(err, errLineTooLong) {
 			if !s.bad("-ERR Line too long") {
@@ -103,7 +103,7 @@ func (s *session) reply(format string, args ...any) {
 // too many mistakes and is closed.
 func (s *session) bad(msg string) bool {
 	s.errors++
-	if s.errors >= s.srv.cfg.MaxErrors {
+	if s.errors >= s.srv.limits.Load().MaxErrors {
 		s.reply("-ERR Too many bad commands, closing")
 		return false
 	}

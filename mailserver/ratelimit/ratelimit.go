@@ -8,7 +8,8 @@ import (
 )
 
 // Bucket allows Burst events at once and Rate events per second on
-// average, per key.
+// average, per key. Rate and Burst may be set before first use; while in
+// use, change them with SetRate.
 type Bucket struct {
 	Rate  float64
 	Burst float64
@@ -36,11 +37,11 @@ func (b *Bucket) now() time.Time {
 // Allow takes one token for key, reporting whether one was there. A zero
 // Rate means no limit.
 func (b *Bucket) Allow(key string) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	if b.Rate <= 0 {
 		return true
 	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
 	now := b.now()
 	if b.keys == nil {
 		b.keys = map[string]*bucket{}
@@ -73,7 +74,26 @@ func (b *Bucket) Allow(key string) bool {
 	return true
 }
 
+// SetRate changes the rate and burst while the bucket is in use. Every
+// key keeps the tokens it has (capped at the new burst), so a reload
+// neither refills an exhausted client nor forgets it.
+func (b *Bucket) SetRate(rate, burst float64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	now := b.now()
+	for _, k := range b.keys {
+		// Settle what accrued under the old rate first.
+		if b.Rate > 0 {
+			k.tokens = min(b.Burst, k.tokens+now.Sub(k.last).Seconds()*b.Rate)
+		}
+		k.tokens = min(k.tokens, burst)
+		k.last = now
+	}
+	b.Rate, b.Burst = rate, burst
+}
+
 // Counter counts concurrent uses per key, up to Max each (0: no limit).
+// Max may be set before first use; while in use, change it with SetMax.
 type Counter struct {
 	Max int
 	mu  sync.Mutex
@@ -102,4 +122,13 @@ func (c *Counter) Acquire(key string) (release func(), ok bool) {
 			c.mu.Unlock()
 		})
 	}, true
+}
+
+// SetMax changes the per-key limit while the counter is in use. Slots
+// already held stay held; a key over a lowered limit gets no new slot
+// until enough are released.
+func (c *Counter) SetMax(max int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.Max = max
 }

@@ -53,3 +53,46 @@ func TestCounter(t *testing.T) {
 		t.Fatal("release did not free a slot")
 	}
 }
+
+func TestBucketSetRateKeepsState(t *testing.T) {
+	now := time.Unix(0, 0)
+	b := &Bucket{Rate: 1, Burst: 3, Now: func() time.Time { return now }}
+	for range 3 {
+		b.Allow("a")
+	}
+	b.SetRate(10, 5)
+	if b.Allow("a") {
+		t.Fatal("an exhausted key was refilled by SetRate")
+	}
+	now = now.Add(time.Second)
+	for i := range 5 {
+		if !b.Allow("a") {
+			t.Fatalf("new rate: call %d refused", i)
+		}
+	}
+	if b.Allow("a") {
+		t.Fatal("new burst not applied")
+	}
+	b.SetRate(0, 0)
+	if !b.Allow("a") {
+		t.Fatal("zero rate is unlimited")
+	}
+}
+
+func TestCounterSetMax(t *testing.T) {
+	c := &Counter{Max: 3}
+	r1, _ := c.Acquire("ip")
+	c.Acquire("ip")
+	c.SetMax(1)
+	if _, ok := c.Acquire("ip"); ok {
+		t.Fatal("over the lowered limit")
+	}
+	r1()
+	if _, ok := c.Acquire("ip"); ok {
+		t.Fatal("still one over the lowered limit")
+	}
+	c.SetMax(0)
+	if _, ok := c.Acquire("ip"); !ok {
+		t.Fatal("zero is no limit")
+	}
+}

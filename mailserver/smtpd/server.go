@@ -26,6 +26,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-message/textproto"
@@ -123,9 +124,37 @@ func (c *Config) setDefaults() {
 	}
 }
 
+// Limits are the settings that SetLimits can change while the server
+// runs. Zero values get Config's defaults.
+type Limits struct {
+	// MaxMessageBytes is enforced on every DATA (RFC 5321 section
+	// 4.5.3.1.10, 552) and on MAIL FROM's SIZE (RFC 1870 section 6.1).
+	// go-smtp keeps the value given to New as a ceiling, which is also
+	// the SIZE it announces in EHLO: raising the limit above it takes a
+	// restart.
+	MaxMessageBytes   int64
+	MaxRecipients     int
+	ConnsPerMinute    float64
+	MaxConnsPerIP     int
+	MessagesPerMinute float64
+	EnforceDMARC      bool
+}
+
+func (c *Config) limits() Limits {
+	return Limits{
+		MaxMessageBytes: c.MaxMessageBytes, MaxRecipients: c.MaxRecipients,
+		ConnsPerMinute: c.ConnsPerMinute, MaxConnsPerIP: c.MaxConnsPerIP,
+		MessagesPerMinute: c.MessagesPerMinute, EnforceDMARC: c.EnforceDMARC,
+	}
+}
+
 // Server serves SMTP on any number of listeners.
 type Server struct {
+	// cfg is fixed at New; the fields also in Limits are the start-up
+	// values, and the live ones are in limits.
 	cfg      Config
+	limits   atomic.Pointer[Limits]
+	setMu    sync.Mutex // serializes SetLimits
 	store    *store.Store
 	accounts *auth.DB
 	guard    *auth.Guard
@@ -151,7 +180,7 @@ func New(cfg Config, st *store.Store, db *auth.DB, guard *auth.Guard, log *slog.
 		log = slog.New(slog.DiscardHandler)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Server{
+	s := &Server{
 		cfg: cfg, store: st, accounts: db, guard: guard, log: log,
 		connRate: &ratelimit.Bucket{Rate: cfg.ConnsPerMinute / 60, Burst: cfg.ConnsPerMinute},
 		msgRate:  &ratelimit.Bucket{Rate: cfg.MessagesPerMinute / 60, Burst: cfg.MessagesPerMinute},
@@ -159,6 +188,32 @@ func New(cfg Config, st *store.Store, db *auth.DB, guard *auth.Guard, log *slog.
 		ctx:      ctx, cancel: cancel,
 		open: map[*releaseConn]struct{}{},
 	}
+	l := cfg.limits()
+	s.limits.Store(&l)
+	return s
+}
+
+// Limits returns the limits in force.
+func (s *Server) Limits() Limits { return *s.limits.Load() }
+
+// SetLimits replaces the limits while the server runs. Sessions already
+// under way see the new values at their next command; per-IP rate and
+// connection counts are kept, not reset.
+func (s *Server) SetLimits(l Limits) {
+	c := Config{
+		MaxMessageBytes: l.MaxMessageBytes, MaxRecipients: l.MaxRecipients,
+		ConnsPerMinute: l.ConnsPerMinute, MaxConnsPerIP: l.MaxConnsPerIP,
+		MessagesPerMinute: l.MessagesPerMinute, EnforceDMARC: l.EnforceDMARC,
+		Resolver: s.cfg.Resolver, SpoolDir: s.cfg.SpoolDir,
+	}
+	c.setDefaults()
+	l = c.limits()
+	s.setMu.Lock()
+	defer s.setMu.Unlock()
+	s.connRate.SetRate(l.ConnsPerMinute/60, l.ConnsPerMinute)
+	s.msgRate.SetRate(l.MessagesPerMinute/60, l.MessagesPerMinute)
+	s.conns.SetMax(l.MaxConnsPerIP)
+	s.limits.Store(&l)
 }
 
 // Serve accepts connections on ln in the given mode until Shutdown. For
@@ -440,6 +495,11 @@ func (se *session) Mail(from string, opts *smtp.MailOptions) error {
 			return smtpErr(553, 5, 1, 7, "Malformed sender address")
 		}
 	}
+	// RFC 1870 section 6.1: a declared SIZE over the limit is refused
+	// at once with 552 5.3.4 (go-smtp checks only its start-up ceiling).
+	if opts != nil && opts.Size > se.s.limits.Load().MaxMessageBytes {
+		return smtpErr(552, 5, 3, 4, "Message size exceeds fixed maximum message size")
+	}
 	if !se.s.msgRate.Allow(se.ip) {
 		return smtpErr(450, 4, 7, 1, "Too many messages from your address, slow down")
 	}
@@ -449,6 +509,10 @@ func (se *session) Mail(from string, opts *smtp.MailOptions) error {
 }
 
 func (se *session) Rcpt(to string, opts *smtp.RcptOptions) error {
+	// RFC 5321 section 4.5.3.1.8 / 4.5.3.1.10: 452 for too many recipients.
+	if max := se.s.limits.Load().MaxRecipients; len(se.rcpts) >= max {
+		return smtpErr(452, 4, 5, 3, fmt.Sprintf("Maximum limit of %d recipients reached", max))
+	}
 	addr, err := auth.NormalizeAddress(to)
 	if err != nil {
 		return smtpErr(553, 5, 1, 3, "Malformed recipient address")
@@ -484,7 +548,12 @@ func (se *session) Data(r io.Reader) error {
 		spool.Close()
 		os.Remove(spool.Name())
 	}()
-	_, err = io.Copy(spool, r)
+	lim := se.s.limits.Load()
+	n, err := io.Copy(spool, io.LimitReader(r, lim.MaxMessageBytes+1))
+	if err == nil && n > lim.MaxMessageBytes {
+		// RFC 5321 section 4.5.3.1.10 (go-smtp drains the rest).
+		return smtpErr(552, 5, 3, 4, "Maximum message size exceeded")
+	}
 	if err != nil {
 		var se2 *smtp.SMTPError
 		if errors.As(err, &se2) {
@@ -507,7 +576,7 @@ func (se *session) Data(r io.Reader) error {
 	skipHeader := false
 	if se.mode == ModeMX {
 		out := checkAuth(ctx, se.s.cfg.Resolver, net.ParseIP(se.ip), se.helo, se.from, spool)
-		if se.s.cfg.EnforceDMARC {
+		if lim.EnforceDMARC {
 			switch out.dmarcPolicy {
 			case dmarc.PolicyReject:
 				se.s.log.Info("rejected by DMARC", "ip", se.ip, "from", out.fromDomain)
