@@ -250,7 +250,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 }
 
 func (s *Server) newSession(c *imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
-	sess := &session{srv: s, conn: c, ip: remoteIP(c.NetConn().RemoteAddr())}
+	sess := &session{srv: s, conn: c, ip: ratelimit.RemoteIP(c.NetConn().RemoteAddr())}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closing {
@@ -297,7 +297,7 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		ip := remoteIP(c.RemoteAddr())
+		ip := ratelimit.RemoteIP(c.RemoteAddr())
 		if !l.s.connRate.Allow(ip) {
 			l.refuse(c, "* BYE Too many connections from your address, try later\r\n")
 			continue
@@ -307,12 +307,12 @@ func (l *limitListener) Accept() (net.Conn, error) {
 			l.refuse(c, "* BYE Too many concurrent connections from your address\r\n")
 			continue
 		}
-		return &releaseConn{Conn: c, release: release}, nil
+		return ratelimit.ReleaseOnClose(c, release), nil
 	}
 }
 
 func (l *limitListener) refuse(c net.Conn, msg string) {
-	l.s.log.Info("connection refused", "ip", remoteIP(c.RemoteAddr()), "reason", strings.TrimSpace(msg))
+	l.s.log.Info("connection refused", "ip", ratelimit.RemoteIP(c.RemoteAddr()), "reason", strings.TrimSpace(msg))
 	go func() {
 		if !l.implicitTLS {
 			c.SetWriteDeadline(time.Now().Add(10 * time.Second))
@@ -320,26 +320,4 @@ func (l *limitListener) refuse(c net.Conn, msg string) {
 		}
 		c.Close()
 	}()
-}
-
-type releaseConn struct {
-	net.Conn
-	release func()
-	once    sync.Once
-}
-
-func (c *releaseConn) Close() error {
-	c.once.Do(c.release)
-	return c.Conn.Close()
-}
-
-func remoteIP(a net.Addr) string {
-	if ta, ok := a.(*net.TCPAddr); ok {
-		return ta.IP.String()
-	}
-	host, _, err := net.SplitHostPort(a.String())
-	if err != nil {
-		return a.String()
-	}
-	return host
 }

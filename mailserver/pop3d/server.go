@@ -173,7 +173,7 @@ func (s *Server) Serve(ln net.Listener, implicitTLS bool) error {
 			}
 			return fmt.Errorf("pop3d: accept: %w", err)
 		}
-		ip := remoteIP(c.RemoteAddr())
+		ip := ratelimit.RemoteIP(c.RemoteAddr())
 		if !s.connRate.Allow(ip) {
 			s.refuse(c, implicitTLS, "-ERR [SYS/TEMP] Too many connections from your address, try later\r\n")
 			continue
@@ -213,7 +213,7 @@ func (s *Server) Serve(ln net.Listener, implicitTLS bool) error {
 }
 
 func (s *Server) refuse(c net.Conn, implicitTLS bool, msg string) {
-	s.log.Info("connection refused", "ip", remoteIP(c.RemoteAddr()), "reason", strings.TrimSpace(msg))
+	s.log.Info("connection refused", "ip", ratelimit.RemoteIP(c.RemoteAddr()), "reason", strings.TrimSpace(msg))
 	go func() {
 		if !implicitTLS {
 			c.SetWriteDeadline(time.Now().Add(10 * time.Second))
@@ -268,17 +268,6 @@ func (s *Server) unlock(a store.Account) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.locked, a.String())
-}
-
-func remoteIP(a net.Addr) string {
-	if ta, ok := a.(*net.TCPAddr); ok {
-		return ta.IP.String()
-	}
-	host, _, err := net.SplitHostPort(a.String())
-	if err != nil {
-		return a.String()
-	}
-	return host
 }
 
 // lineReader reads CRLF (or LF) terminated lines of at most max octets.

@@ -169,7 +169,7 @@ type Server struct {
 
 	mu      sync.Mutex
 	servers []*smtp.Server
-	open    map[*releaseConn]struct{}
+	open    map[net.Conn]net.Conn // wrapped connection → the raw one
 }
 
 // New returns a server delivering into st, with accounts and logins
@@ -186,7 +186,7 @@ func New(cfg Config, st *store.Store, db *auth.DB, guard *auth.Guard, log *slog.
 		msgRate:  &ratelimit.Bucket{Rate: cfg.MessagesPerMinute / 60, Burst: cfg.MessagesPerMinute},
 		conns:    &ratelimit.Counter{Max: cfg.MaxConnsPerIP},
 		ctx:      ctx, cancel: cancel,
-		open: map[*releaseConn]struct{}{},
+		open: map[net.Conn]net.Conn{},
 	}
 	l := cfg.limits()
 	s.limits.Store(&l)
@@ -275,8 +275,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		// go-smtp's Close after Shutdown does not close sessions: close
 		// the connections that are still open ourselves.
 		s.mu.Lock()
-		for c := range s.open {
-			c.Conn.Close()
+		for _, raw := range s.open {
+			raw.Close() // not the wrapper: its release takes s.mu
 		}
 		s.mu.Unlock()
 	}
@@ -303,7 +303,7 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		ip := remoteIP(c.RemoteAddr())
+		ip := ratelimit.RemoteIP(c.RemoteAddr())
 		if !l.s.connRate.Allow(ip) {
 			l.refuse(c, "421 4.7.0 Too many connections from your address, try later\r\n")
 			continue
@@ -313,22 +313,22 @@ func (l *limitListener) Accept() (net.Conn, error) {
 			l.refuse(c, "421 4.7.0 Too many concurrent connections from your address\r\n")
 			continue
 		}
-		rc := &releaseConn{Conn: c}
-		l.s.mu.Lock()
-		l.s.open[rc] = struct{}{}
-		l.s.mu.Unlock()
-		rc.release = func() {
+		var rc net.Conn
+		rc = ratelimit.ReleaseOnClose(c, func() {
 			release()
 			l.s.mu.Lock()
 			delete(l.s.open, rc)
 			l.s.mu.Unlock()
-		}
+		})
+		l.s.mu.Lock()
+		l.s.open[rc] = c
+		l.s.mu.Unlock()
 		return rc, nil
 	}
 }
 
 func (l *limitListener) refuse(c net.Conn, msg string) {
-	l.s.log.Info("connection refused", "ip", remoteIP(c.RemoteAddr()), "mode", l.mode.String(), "reason", strings.TrimSpace(msg))
+	l.s.log.Info("connection refused", "ip", ratelimit.RemoteIP(c.RemoteAddr()), "mode", l.mode.String(), "reason", strings.TrimSpace(msg))
 	go func() {
 		if l.mode != ModeSubmissions {
 			c.SetWriteDeadline(time.Now().Add(10 * time.Second))
@@ -336,28 +336,6 @@ func (l *limitListener) refuse(c net.Conn, msg string) {
 		}
 		c.Close()
 	}()
-}
-
-type releaseConn struct {
-	net.Conn
-	release func()
-	once    sync.Once
-}
-
-func (c *releaseConn) Close() error {
-	c.once.Do(c.release)
-	return c.Conn.Close()
-}
-
-func remoteIP(a net.Addr) string {
-	if ta, ok := a.(*net.TCPAddr); ok {
-		return ta.IP.String()
-	}
-	host, _, err := net.SplitHostPort(a.String())
-	if err != nil {
-		return a.String()
-	}
-	return host
 }
 
 type backend struct {
@@ -372,7 +350,7 @@ func (b *backend) NewSession(c *smtp.Conn) (smtp.Session, error) {
 	if !validHelo(helo) {
 		return nil, &smtp.SMTPError{Code: 501, EnhancedCode: smtp.EnhancedCode{5, 5, 4}, Message: "Invalid HELO/EHLO argument"}
 	}
-	ip := remoteIP(c.Conn().RemoteAddr())
+	ip := ratelimit.RemoteIP(c.Conn().RemoteAddr())
 	return &session{s: b.s, mode: b.mode, conn: c, ip: ip, helo: helo}, nil
 }
 
