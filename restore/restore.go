@@ -77,7 +77,6 @@ type file struct {
 	size      int64
 	blobs     []archive.ID
 	remaining atomic.Int32
-	isMail    bool
 
 	// create makes the file (exclusively, or truncating with Overwrite)
 	// exactly once, whichever worker gets to one of its blobs first.
@@ -208,7 +207,7 @@ func makePlan(ctx context.Context, repo Repository, snap *archive.Snapshot, opt 
 				if msgFilter != "" && m.Unique != msgFilter && m.MessageID != msgFilter {
 					continue
 				}
-				fl := &file{rel: pathJoin(dir, m.Subdir()+"/"+m.FileName()), mode: 0o600, mtime: m.MTime, size: m.Size, blobs: m.Blobs, isMail: true}
+				fl := &file{rel: pathJoin(dir, m.Subdir()+"/"+m.FileName()), mode: 0o600, mtime: m.MTime, size: m.Size, blobs: m.Blobs}
 				p.files = append(p.files, fl)
 				p.res.Messages++
 				p.res.Bytes += m.Size
