@@ -92,6 +92,7 @@ func newBackupCmd(g *globals) *cobra.Command {
 	var tags []string
 	var parent string
 	var snap snapshotFlags
+	var targetsFile string
 	cmd := &cobra.Command{
 		Use:   "backup PATH...",
 		Short: "Back up Maildir trees (and the files beside them) into a new snapshot",
@@ -99,11 +100,20 @@ func newBackupCmd(g *globals) *cobra.Command {
 <domain>/<user>/Maildir. Messages already in the parent snapshot (same
 unique name and size) are not read again, even if their flags changed or
 they moved to another folder. Exit code 3 means the snapshot was made but
-some entries could not be read (they are listed).`,
+some entries could not be read (they are listed).
+
+With --targets (or MAILVAULT_TARGETS), the backup goes to the primary
+target and the new snapshot is then copied to every other repository
+target (only the blobs it lacks move); exit code 3 also means a copy
+failed (the primary's snapshot stays). See "mailvault status --help".`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, paths []string) error {
 			ctx := cmd.Context()
-			repo, done, err := g.openLocked(ctx)
+			tcfg, err := loadTargets(targetsFile)
+			if err != nil {
+				return err
+			}
+			repo, done, err := g.openBackupRepo(ctx, tcfg)
 			if err != nil {
 				return err
 			}
@@ -160,8 +170,16 @@ some entries could not be read (they are listed).`,
 				return err
 			}
 			s := res.Snapshot
+			var replicas []replica
+			if tcfg != nil {
+				replicas = g.replicate(ctx, tcfg, repo, s.ID)
+			}
 			if g.json {
-				if err := g.printJSON(map[string]any{"snapshot": s.ID, "parent": s.Parent, "summary": s.Summary, "warnings": res.Warnings}); err != nil {
+				out := map[string]any{"snapshot": s.ID, "parent": s.Parent, "summary": s.Summary, "warnings": res.Warnings}
+				if tcfg != nil {
+					out["replicas"] = replicas
+				}
+				if err := g.printJSON(out); err != nil {
 					return err
 				}
 			} else {
@@ -177,17 +195,19 @@ some entries could not be read (they are listed).`,
 					humanBytes(sum.BytesTotal), humanBytes(sum.BytesRead), humanBytes(sum.BytesNew), humanBytes(sum.BytesStored))
 				g.printf("ratios:   dedup %.2fx, compression %.2fx; %d packs in %.1fs\n",
 					sum.DedupRatio, sum.CompressionRatio, sum.PacksWritten, sum.DurationSeconds)
+				printReplicas(g, replicas)
 			}
 			if len(res.Warnings) > 0 {
 				return withCode(exitPartial, fmt.Errorf("snapshot %s is partial: %d entries could not be read", s.ID.Short(), len(res.Warnings)))
 			}
-			return nil
+			return replicasError(s.ID, replicas)
 		},
 	}
 	h, _ := os.Hostname()
 	cmd.Flags().StringVar(&host, "host", h, "host name recorded in the snapshot")
 	cmd.Flags().StringArrayVar(&tags, "tag", nil, "tag for the snapshot; repeatable")
 	cmd.Flags().StringVar(&parent, "parent", "", "snapshot to compare against (default: newest of this host and paths)")
+	cmd.Flags().StringVar(&targetsFile, "targets", os.Getenv("MAILVAULT_TARGETS"), "targets file: back up to its primary, then copy to the other repositories (env MAILVAULT_TARGETS)")
 	snap.register(cmd)
 	return cmd
 }

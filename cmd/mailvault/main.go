@@ -29,6 +29,7 @@ const (
 	exitLocked      = 11 // the repository is locked by another process
 	exitWrongKey    = 12 // no key file opens with the given password or identity
 	exitCheckFailed = 13 // check found damaged or missing data
+	exitRuleFails   = 30 // status: the 3-2-1 rule does not hold
 )
 
 // exitError carries an exit code through cobra's error return.
@@ -138,7 +139,7 @@ The repository and secrets can also come from the environment:
 		newInitCmd(g), newBackupCmd(g), newSnapshotsCmd(g), newLsCmd(g), newRestoreCmd(g),
 		newCheckCmd(g), newRepairCmd(g), newKeyCmd(g), newCatCmd(g), newDevCmd(),
 		newServeCmd(), newUserCmd(), newDomainCmd(), newAuditCmd(),
-		newSnapshotCmd(g), newCopyCmd(g),
+		newSnapshotCmd(g), newCopyCmd(g), newStatusCmd(g),
 	)
 	return root
 }
