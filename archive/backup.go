@@ -3,7 +3,6 @@ package archive
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -44,6 +43,12 @@ type BackupOptions struct {
 	// records, and finds its parent by, the path of Paths, so backups
 	// through changing views still form one history.
 	ReadFrom map[string]string
+	// ParentCache is the directory where a backup with a write-only key,
+	// which cannot read snapshots or trees back, keeps its parent
+	// snapshot's folder lists (see parentcache.go); "" backs up without a
+	// parent. A full key reads its parent from the repository and ignores
+	// it.
+	ParentCache string
 }
 
 // Progress is a backup's progress so far.
@@ -78,6 +83,7 @@ type backup struct {
 	opt    BackupOptions
 	start  time.Time
 	parent *Snapshot
+	cache  *parentCache // write-only keys only
 	log    *slog.Logger
 
 	jobs chan job
@@ -136,6 +142,7 @@ func (r *Repository) Backup(ctx context.Context, opt BackupOptions) (*BackupResu
 		abs[i] = a
 	}
 	sort.Strings(abs)
+	b.initParentCache()
 	if err := b.findParent(ctx, abs); err != nil {
 		return nil, err
 	}
@@ -213,6 +220,7 @@ func (r *Repository) Backup(ctx context.Context, opt BackupOptions) (*BackupResu
 		return nil, err
 	}
 	snap.ID = id
+	b.saveParent(snap)
 	return &BackupResult{Snapshot: snap, Warnings: b.warnings}, nil
 }
 
@@ -251,6 +259,9 @@ func rootNames(abs []string) []string {
 }
 
 func (b *backup) findParent(ctx context.Context, abs []string) error {
+	if b.r.WriteOnly() {
+		return b.findCachedParent(ctx, abs)
+	}
 	if b.opt.Parent != nil {
 		s, err := b.r.LoadSnapshot(ctx, *b.opt.Parent)
 		if err != nil {
@@ -318,7 +329,7 @@ func (b *backup) loadParentRoot(ctx context.Context, absPath string) (*parentRoo
 			pr.folders[f.Dir] = f
 		}
 		if !root.Files.IsNull() {
-			ft, err := b.r.LoadFilesTree(ctx, root.Files)
+			ft, err := b.loadFilesTree(ctx, root.Files)
 			if err != nil {
 				return nil, fmt.Errorf("parent snapshot: %w", err)
 			}
@@ -341,7 +352,7 @@ func (b *backup) userMessages(ctx context.Context, pr *parentRoot, user string) 
 		if f.User != user {
 			continue
 		}
-		t, err := b.r.LoadFolderTree(ctx, f.Tree)
+		t, err := b.loadFolderTree(ctx, f.Tree)
 		if err != nil {
 			return nil, fmt.Errorf("parent snapshot: %w", err)
 		}
@@ -580,7 +591,7 @@ func (b *backup) storeFolder(ctx context.Context, e *FolderEntry, msgs []Message
 	for i := range msgs {
 		e.Bytes += msgs[i].Size
 	}
-	id, err := b.r.saveJSONBlob(ctx, FolderTree{Version: 1, Messages: msgs})
+	id, err := b.saveTree(ctx, FolderTree{Version: 1, Messages: msgs})
 	if err != nil {
 		return fmt.Errorf("store tree of %s/%s: %w", e.User, e.Folder, err)
 	}
@@ -833,7 +844,7 @@ func (b *backup) backupFiles(ctx context.Context, absPath string, tree *maildir.
 		}
 	}
 	sort.Slice(kept, func(i, j int) bool { return kept[i].Path < kept[j].Path })
-	return b.r.saveJSONBlob(ctx, FilesTree{Version: 1, Entries: kept})
+	return b.saveTree(ctx, FilesTree{Version: 1, Entries: kept})
 }
 
 func (b *backup) startProgress() (stop func()) {
@@ -861,14 +872,4 @@ func (b *backup) startProgress() (stop func()) {
 		}
 	}()
 	return func() { close(done); <-finished }
-}
-
-// saveJSONBlob stores a tree as a blob.
-func (r *Repository) saveJSONBlob(ctx context.Context, v any) (ID, error) {
-	raw, err := json.Marshal(v)
-	if err != nil {
-		return ID{}, err
-	}
-	id, _, err := r.SaveBlob(ctx, TreeBlob, raw)
-	return id, err
 }

@@ -48,6 +48,11 @@ func (c *CheckResult) OK() bool { return len(c.Errors) == 0 }
 // Check verifies the repository's structure and, optionally, its content.
 // It only reads; unindexed packs are reported, not adopted.
 func (r *Repository) Check(ctx context.Context, opt CheckOptions) (*CheckResult, error) {
+	if r.WriteOnly() {
+		// It could read no snapshot, tree or pack, and would report every
+		// one of them as damaged.
+		return nil, fmt.Errorf("check: %w", ErrWriteOnly)
+	}
 	res := &CheckResult{}
 	unindexed, err := r.LoadIndex(ctx)
 	if err != nil {

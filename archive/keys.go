@@ -20,6 +20,20 @@ import (
 // key file of the repository.
 var ErrWrongKey = errors.New("wrong password or identity: no key file could be decrypted")
 
+// ErrWriteOnly is returned (wrapped) by everything that would decrypt mail
+// content, trees or snapshots through a write-only key. It also matches
+// ErrWrongKey under errors.Is, so the CLI gives it the same exit code (12):
+// the key that was given cannot do what was asked.
+var ErrWriteOnly error = writeOnlyError{}
+
+type writeOnlyError struct{}
+
+func (writeOnlyError) Error() string {
+	return "this is a write-only key: it can add backups but cannot decrypt mail, folder lists or snapshots (use a full key)"
+}
+
+func (writeOnlyError) Is(target error) bool { return target == ErrWrongKey }
+
 // scryptWorkFactor is log2(N) for passphrase-protected key files: 2^16
 // costs 64 MiB and about a quarter second here, close to what restic
 // calibrates to, and far below age's interactive default (2^18, 256 MiB)
@@ -32,9 +46,10 @@ type KeyKind string
 const (
 	// FullKey holds every secret: it can back up, read and maintain.
 	FullKey KeyKind = "full"
-	// WriteOnlyKey (reserved; see docs/FORMAT.md "Keys") would hold the
-	// blob-ID key, the polynomial and the index identity but only the data
-	// recipient: enough to deduplicate and add packs, not to read content.
+	// WriteOnlyKey holds the blob-ID key, the polynomial and the index
+	// identity but only the data recipient: enough to deduplicate against
+	// the index and add packs, index files and snapshots, not to read any
+	// of them back (docs/FORMAT.md "Keys").
 	WriteOnlyKey KeyKind = "write-only"
 )
 
@@ -250,6 +265,9 @@ func openKey(ctx context.Context, be Backend, creds Credentials) (ID, *KeyFileCo
 		if err := json.Unmarshal(plain, &kc); err != nil {
 			return ID{}, nil, fmt.Errorf("key file %s: %w", name, err)
 		}
+		if err := kc.checkKind(); err != nil {
+			return ID{}, nil, fmt.Errorf("key file %s: %w", name, err)
+		}
 		id, err := ParseID(name)
 		if err != nil {
 			return ID{}, nil, fmt.Errorf("key file %s: %w", name, err)
@@ -257,6 +275,25 @@ func openKey(ctx context.Context, be Backend, creds Credentials) (ID, *KeyFileCo
 		return id, &kc, nil
 	}
 	return ID{}, nil, ErrWrongKey
+}
+
+// checkKind makes sure the secrets are what the kind says: a full key
+// without the data identity could not read what it wrote, and a
+// "write-only" key with one would not be write-only.
+func (kc *KeyFileContent) checkKind() error {
+	switch kc.Kind {
+	case FullKey:
+		if kc.Secrets.DataIdentity == "" {
+			return errors.New("a full key without a data identity")
+		}
+	case WriteOnlyKey:
+		if kc.Secrets.DataIdentity != "" {
+			return errors.New("a write-only key that holds the data identity")
+		}
+	default:
+		return fmt.Errorf("unknown key kind %q", kc.Kind)
+	}
+	return nil
 }
 
 // KeyInfo describes a key file for `key list`.
@@ -289,13 +326,30 @@ func (r *Repository) Keys(ctx context.Context) ([]KeyInfo, error) {
 	return out, err
 }
 
-// AddKey wraps this repository's secrets for new credentials.
+// AddKey wraps this repository's secrets for new credentials. A key file
+// added through a write-only key is write-only too.
 func (r *Repository) AddKey(ctx context.Context, kr KeyRecipients) ([]ID, error) {
 	return writeKeyFiles(ctx, r.be, r.key.Secrets, r.key.Kind, kr)
 }
 
-// RemoveKey deletes a key file; the one in use cannot be removed.
+// AddWriteOnlyKey writes key files for a host that may back up but not
+// read: the secrets without the data identity (docs/FORMAT.md "Keys").
+func (r *Repository) AddWriteOnlyKey(ctx context.Context, kr KeyRecipients) ([]ID, error) {
+	sec := r.key.Secrets
+	sec.DataIdentity = ""
+	return writeKeyFiles(ctx, r.be, sec, WriteOnlyKey, kr)
+}
+
+// WriteOnly reports whether the repository was opened with a write-only
+// key, which cannot decrypt packs, trees or snapshots.
+func (r *Repository) WriteOnly() bool { return r.key.Kind == WriteOnlyKey }
+
+// RemoveKey deletes a key file; the one in use cannot be removed, and a
+// write-only key removes none (it must not lock the owners out).
 func (r *Repository) RemoveKey(ctx context.Context, id ID) error {
+	if r.WriteOnly() {
+		return fmt.Errorf("remove key: %w", ErrWriteOnly)
+	}
 	if id == r.keyID {
 		return errors.New("refusing to remove the key in use; open the repository with another key first")
 	}

@@ -277,7 +277,7 @@ func (r *Repository) identityFor(t FileType) (age.Identity, error) {
 		return r.indexID, nil
 	}
 	if r.dataID == nil {
-		return nil, errors.New("this key is write-only: it cannot decrypt mail content")
+		return nil, fmt.Errorf("decrypt %s: %w", t, ErrWriteOnly)
 	}
 	return r.dataID, nil
 }

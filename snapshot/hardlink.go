@@ -38,17 +38,21 @@ type Hardlink struct {
 	Consistency Consistency
 }
 
-// Take builds the link trees and returns a view of them.
+// Take removes the link trees that killed processes left beside the
+// paths (see CleanLinkTrees), builds new ones and returns a view of them.
 func (h *Hardlink) Take(ctx context.Context) (*View, error) {
+	owner, err := CurrentOwner()
+	if err != nil {
+		return nil, err
+	}
 	stamp := time.Now().UTC().Format("20060102T150405.000000000Z")
 	v := &View{Mode: ModeHardlink, Paths: map[string]string{}}
+	v.Leftovers = CleanLinkTrees(h.Paths, h.Dir)
 	var made []string
 	v.release = func(ctx context.Context) error {
 		var errs []error
 		for _, d := range made {
-			if err := os.RemoveAll(d); err != nil {
-				errs = append(errs, fmt.Errorf("snapshot: remove link tree: %w", err))
-			}
+			errs = append(errs, removeOwned(d, true))
 		}
 		return errors.Join(errs...)
 	}
@@ -72,8 +76,8 @@ func (h *Hardlink) Take(ctx context.Context) (*View, error) {
 		if rel, err := filepath.Rel(p, dst); err == nil && !strings.HasPrefix(rel, "..") {
 			return fail(fmt.Errorf("snapshot: link tree %s would be inside the source %s", dst, p))
 		}
-		if err := os.Mkdir(dst, 0o700); err != nil {
-			return fail(fmt.Errorf("snapshot: %w", err))
+		if err := createOwned(dst, owner); err != nil {
+			return fail(err)
 		}
 		made = append(made, dst)
 		v.Paths[p] = dst
@@ -100,6 +104,31 @@ func (h *Hardlink) Take(ctx context.Context) (*View, error) {
 		return fail(err)
 	}
 	return v, nil
+}
+
+// CleanLinkTrees removes the link trees that views of killed processes
+// left in dir (or, if dir is empty, beside each path): directories named
+// .<name>.mailvault-view-<time> whose owner file names a provably dead
+// process (see Owner.Dead). A directory of that name without an owner
+// file, or of a process that may still run, is left alone.
+func CleanLinkTrees(paths []string, dir string) []Leftover {
+	var parents []string
+	for _, p := range paths {
+		if dir != "" {
+			parents = appendUnique(parents, dir)
+		} else {
+			parents = appendUnique(parents, filepath.Dir(p))
+		}
+	}
+	var left []Leftover
+	for _, parent := range parents {
+		left = append(left, cleanOwnedDirs(parent, isLinkTree, "link-tree", true)...)
+	}
+	return left
+}
+
+func isLinkTree(name string) bool {
+	return strings.HasPrefix(name, ".") && strings.Contains(name, viewInfix)
 }
 
 // sameFileSystem fails unless a and b are on one file system, where hard

@@ -85,6 +85,9 @@ type View struct {
 	// Names are what the view is made of: ZFS snapshot names, or the
 	// hardlink directory.
 	Names []string
+	// Leftovers are what views of killed processes had left behind, as
+	// found (and mostly removed) before this view was taken.
+	Leftovers []Leftover
 
 	release func(ctx context.Context) error
 }

@@ -371,14 +371,17 @@ func (t *ZFSTool) holdTags(ctx context.Context, snaps []string) (map[string][]st
 // Take snapshots dataset (recursively when recursive) under a fresh
 // mailvault name and returns that name.
 func (t *ZFSTool) Take(ctx context.Context, dataset string, recursive bool, at time.Time) (string, error) {
+	return t.take(ctx, dataset, recursive, at, nil)
+}
+
+// take is Take with properties set on every snapshot as it is created
+// ("zfs snapshot -o", which every ZFS has): a marker set afterwards could
+// be missing from a snapshot whose maker was killed in between.
+func (t *ZFSTool) take(ctx context.Context, dataset string, recursive bool, at time.Time, props map[string]string) (string, error) {
 	base := SnapshotName(at)
 	name := base
 	for i := 1; ; i++ {
-		args := []string{"snapshot"}
-		if recursive {
-			args = append(args, "-r")
-		}
-		_, err := t.run(ctx, "zfs", append(args, dataset+"@"+name)...)
+		_, err := t.run(ctx, "zfs", snapshotArgs(dataset+"@"+name, recursive, props)...)
 		if err == nil {
 			return name, nil
 		}
@@ -387,6 +390,30 @@ func (t *ZFSTool) Take(ctx context.Context, dataset string, recursive bool, at t
 		}
 		name = fmt.Sprintf("%s-%d", base, i)
 	}
+}
+
+// snapshotArgs are the arguments of "zfs snapshot". "-r" takes the
+// dataset and all its descendants at one instant (atomically).
+func snapshotArgs(full string, recursive bool, props map[string]string) []string {
+	args := []string{"snapshot"}
+	if recursive {
+		args = append(args, "-r")
+	}
+	return append(append(args, propArgs(props)...), full)
+}
+
+// propArgs turns properties into "-o k=v" arguments, in a stable order.
+func propArgs(props map[string]string) []string {
+	keys := make([]string, 0, len(props))
+	for k := range props {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var args []string
+	for _, k := range keys {
+		args = append(args, "-o", k+"="+props[k])
+	}
+	return args
 }
 
 // Hold places a hold with tag on every member of a snapshot set, so that
@@ -522,9 +549,12 @@ func (t *ZFSTool) destroy(ctx context.Context, name string, recursive bool) erro
 	return nil
 }
 
-// Clone makes a read-only clone of one snapshot, mounted at mountpoint.
-func (t *ZFSTool) Clone(ctx context.Context, snap, clone, mountpoint string) error {
-	if _, err := t.run(ctx, "zfs", "clone", "-o", "readonly=on", "-o", "mountpoint="+mountpoint, snap, clone); err != nil {
+// Clone clones a snapshot, mounted at mountpoint, with properties (e.g.
+// readonly=on) set as it is created.
+func (t *ZFSTool) Clone(ctx context.Context, snap, clone, mountpoint string, props map[string]string) error {
+	args := append([]string{"clone"}, propArgs(props)...)
+	args = append(args, "-o", "mountpoint="+mountpoint, snap, clone)
+	if _, err := t.run(ctx, "zfs", args...); err != nil {
 		return fmt.Errorf("snapshot: clone %s: %w", snap, err)
 	}
 	return nil
