@@ -148,6 +148,17 @@ failed (the primary's snapshot stays). See "mailvault status --help".`,
 				}
 			}()
 			opt := archive.BackupOptions{Paths: paths, Host: host, Tags: tags, Logger: g.logger(), ReadFrom: view.Paths}
+			if repo.WriteOnly() {
+				// It cannot read its parent back from the repository, so
+				// it keeps one locally; nor can it read packs' headers to
+				// adopt an interrupted backup's packs (a full key does).
+				if opt.ParentCache, err = archive.DefaultParentCacheDir(repo.Config().ID); err != nil {
+					g.logger().Warn("backing up without a parent", "err", err)
+				}
+				if len(unindexed) > 0 {
+					g.logger().Info("a write-only key cannot adopt unindexed packs; the next backup with a full key does", "packs", len(unindexed))
+				}
+			}
 			if parent != "" {
 				s, err := repo.FindSnapshot(ctx, parent)
 				if err != nil {
@@ -535,8 +546,13 @@ func newKeyCmd(g *globals) *cobra.Command {
 	}
 	var recipients []string
 	var newPasswordFile string
+	var writeOnly bool
 	add := &cobra.Command{
 		Use: "add", Short: "Add a key file for a new passphrase or age recipients", Args: cobra.NoArgs,
+		Long: `Add a key file for a new passphrase or age recipients. With --write-only the
+key file lacks the data identity: a host holding it can back up (and
+deduplicate against the index) but cannot restore, list or check anything;
+such commands exit with code 12. See docs/FORMAT.md "Keys".`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			repo, err := g.openRepo(cmd.Context())
 			if err != nil {
@@ -554,21 +570,26 @@ func newKeyCmd(g *globals) *cobra.Command {
 			if kr.Passphrase == "" && len(recipients) == 0 {
 				return fmt.Errorf("%w: give --new-password-file or --recipient", errUsage)
 			}
-			ids, err := repo.AddKey(cmd.Context(), kr)
+			add, kind := repo.AddKey, archive.FullKey
+			if writeOnly || repo.WriteOnly() {
+				add, kind = repo.AddWriteOnlyKey, archive.WriteOnlyKey
+			}
+			ids, err := add(cmd.Context(), kr)
 			if err != nil {
 				return err
 			}
 			if g.json {
-				return g.printJSON(map[string]any{"added": ids})
+				return g.printJSON(map[string]any{"added": ids, "kind": kind})
 			}
 			for _, id := range ids {
-				g.printf("added key %s\n", id.Short())
+				g.printf("added %s key %s\n", kind, id.Short())
 			}
 			return nil
 		},
 	}
 	add.Flags().StringArrayVar(&recipients, "recipient", nil, "age recipient for the new key file; repeatable")
 	add.Flags().StringVar(&newPasswordFile, "new-password-file", "", "file holding the new passphrase")
+	add.Flags().BoolVar(&writeOnly, "write-only", false, "a key that can back up but not decrypt mail (no data identity)")
 	remove := &cobra.Command{
 		Use: "remove ID", Short: "Remove a key file (not the one in use)", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
