@@ -353,7 +353,15 @@ func (r *Repository) RemoveKey(ctx context.Context, id ID) error {
 	if id == r.keyID {
 		return errors.New("refusing to remove the key in use; open the repository with another key first")
 	}
-	return r.be.Remove(ctx, KeyFile, id.String())
+	w, err := r.removeDurable(ctx, KeyFile, id.String())
+	if err != nil {
+		return err
+	}
+	if w != nil {
+		// Still there: say until when, rather than "access denied".
+		return fmt.Errorf("remove key: %w: %s; remove it again after that date", ErrRetained, w)
+	}
+	return nil
 }
 
 // KeyContent returns the decrypted content of the key file in use, secrets

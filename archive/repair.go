@@ -12,6 +12,10 @@ type RebuildResult struct {
 	IndexesWritten int      `json:"indexes_written"`
 	IndexesRemoved int      `json:"indexes_removed"`
 	Unreadable     []string `json:"unreadable,omitempty"` // packs whose header could not be read
+
+	// Waiting are old index files that object-lock retention keeps until
+	// a date; they list only what the new ones list, so they do no harm.
+	Waiting []Waiting `json:"waiting,omitempty"`
 }
 
 // indexPacksPerFile bounds the size of a rebuilt index file.
@@ -77,8 +81,13 @@ func (r *Repository) RebuildIndex(ctx context.Context) (*RebuildResult, error) {
 		if _, justWritten := fresh.files[id]; justWritten {
 			continue // identical content, same name
 		}
-		if err := r.be.Remove(ctx, IndexFile, id.String()); err != nil {
+		w, err := r.removeDurable(ctx, IndexFile, id.String())
+		if err != nil {
 			return nil, err
+		}
+		if w != nil {
+			res.Waiting = append(res.Waiting, *w)
+			continue
 		}
 		res.IndexesRemoved++
 	}

@@ -33,6 +33,9 @@ type Config struct {
 	// ChunkMin and ChunkMax bound content-defined chunks of large bodies.
 	ChunkMin int `json:"chunk_min"`
 	ChunkMax int `json:"chunk_max"`
+	// ObjectLock, when set, locks every durable file for a period
+	// (objectlock.go); absent for repositories without it.
+	ObjectLock *ObjectLock `json:"object_lock,omitempty"`
 }
 
 // Defaults for a new repository.
@@ -111,6 +114,12 @@ func Init(ctx context.Context, be Backend, kr KeyRecipients) (ID, error) {
 // initRepo is Init; with src set, the new repository takes src's blob-ID
 // key, chunker polynomial and chunk bounds (see InitCopyParams).
 func initRepo(ctx context.Context, be Backend, kr KeyRecipients, src *Repository) (ID, error) {
+	return initRepoLocked(ctx, be, kr, src, nil)
+}
+
+// initRepoLocked is initRepo; with lock set, every file it writes (and
+// every durable file written later) is locked under that policy.
+func initRepoLocked(ctx context.Context, be Backend, kr KeyRecipients, src *Repository, lock *ObjectLock) (ID, error) {
 	if _, err := be.Stat(ctx, ConfigFile, "config"); err == nil {
 		return ID{}, fmt.Errorf("%s: a repository already exists there", be.Location())
 	}
@@ -127,6 +136,10 @@ func initRepo(ctx context.Context, be Backend, kr KeyRecipients, src *Repository
 		sec.BlobIDKey = append([]byte(nil), src.key.Secrets.BlobIDKey...)
 		sec.Polynomial = src.key.Secrets.Polynomial
 		cfg.ChunkMin, cfg.ChunkMax = src.cfg.ChunkMin, src.cfg.ChunkMax
+	}
+	cfg.ObjectLock = lock
+	if err := applyObjectLock(be, lock); err != nil {
+		return ID{}, err
 	}
 	// Key files first: a config without a key would be a repository no
 	// one can open.
@@ -166,6 +179,9 @@ func Open(ctx context.Context, be Backend, creds Credentials, opt Options) (*Rep
 	}
 	if cfg.PackSize < 1<<20 || cfg.PackSize > 1<<30 || cfg.ChunkMin < 64<<10 || cfg.ChunkMax < cfg.ChunkMin || cfg.ChunkMax > 64<<20 {
 		return nil, errors.New("config: pack or chunk sizes out of range")
+	}
+	if err := applyObjectLock(be, cfg.ObjectLock); err != nil {
+		return nil, err
 	}
 	keyID, key, err := openKey(ctx, be, creds)
 	if err != nil {

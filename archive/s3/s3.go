@@ -27,6 +27,7 @@ import (
 	"os"
 	"path"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -108,6 +109,9 @@ type Backend struct {
 	cfg      Config
 	attempts int
 	backoff  time.Duration // first delay between attempts
+	// lock is the repository's Object Lock policy (objectlock.go), set
+	// when the repository opens; nil for an unlocked repository.
+	lock atomic.Pointer[archive.ObjectLock]
 }
 
 // New returns a backend for an existing or future repository. It does not
@@ -213,7 +217,7 @@ func (b *Backend) Put(ctx context.Context, t archive.FileType, name string, data
 		return err
 	}
 	err = b.retry(ctx, func() error {
-		_, err := b.client.PutObject(ctx, b.cfg.Bucket, k, bytes.NewReader(data), int64(len(data)), putOptions())
+		_, err := b.client.PutObject(ctx, b.cfg.Bucket, k, bytes.NewReader(data), int64(len(data)), b.putOptions(t))
 		return err
 	})
 	if err != nil {
@@ -222,8 +226,16 @@ func (b *Backend) Put(ctx context.Context, t archive.FileType, name string, data
 	return nil
 }
 
-func putOptions() minio.PutObjectOptions {
-	return minio.PutObjectOptions{ContentType: "application/octet-stream", SendContentMd5: true}
+func (b *Backend) putOptions(t archive.FileType) minio.PutObjectOptions {
+	// Content-MD5 is also what S3 requires of a PUT with retention.
+	opts := minio.PutObjectOptions{ContentType: "application/octet-stream", SendContentMd5: true}
+	if p := b.lock.Load(); p != nil && t != archive.LockFile {
+		// Counted from each attempt, so a retried upload is not
+		// locked for less than the period.
+		opts.Mode = s3Mode(p.Mode)
+		opts.RetainUntilDate = time.Now().Add(p.Period()).UTC()
+	}
+	return opts
 }
 
 // PutFile implements archive.FilePutter: the finished file is streamed to
@@ -249,7 +261,7 @@ func (b *Backend) PutFile(ctx context.Context, t archive.FileType, name string, 
 		// A section reader, not f, so that minio-go sees a seekable
 		// ReaderAt of known size and can resend parts on its own.
 		r := io.NewSectionReader(f, 0, fi.Size())
-		_, err := b.client.PutObject(ctx, b.cfg.Bucket, k, r, fi.Size(), putOptions())
+		_, err := b.client.PutObject(ctx, b.cfg.Bucket, k, r, fi.Size(), b.putOptions(t))
 		return err
 	})
 	if err != nil {
@@ -368,6 +380,11 @@ func (b *Backend) Remove(ctx context.Context, t archive.FileType, name string) e
 	}
 	if _, err := b.Stat(ctx, t, name); err != nil {
 		return err
+	}
+	if b.lock.Load() != nil {
+		// A versioned (Object Lock) bucket: a plain delete would only
+		// add a delete marker and keep the bytes forever.
+		return b.removeVersions(ctx, t, name, k)
 	}
 	err = b.retry(ctx, func() error {
 		return b.client.RemoveObject(ctx, b.cfg.Bucket, k, minio.RemoveObjectOptions{})
