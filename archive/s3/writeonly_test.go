@@ -1,0 +1,272 @@
+package s3
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"io"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"filippo.io/age"
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
+	"github.com/minio/minio-go/v7/pkg/lifecycle"
+
+	"github.com/mailvault/mailvault/archive"
+	"github.com/mailvault/mailvault/archive/s3/s3test"
+	"github.com/mailvault/mailvault/bench/corpus"
+	"github.com/mailvault/mailvault/restore"
+)
+
+// writeOnlyPolicy is the policy of README.md "Offsite copies and write-only
+// hosts", for the bucket and prefix given: get, put and list, and an
+// explicit deny of everything that deletes, rewrites history or loosens
+// the bucket's protection. Keep the two the same.
+func writeOnlyPolicy(bucket, prefix string) string {
+	return strings.NewReplacer("BUCKET", bucket, "PREFIX", prefix).Replace(`{
+  "Version": "2012-10-17",
+  "Statement": [
+    {"Effect": "Allow",
+     "Action": ["s3:GetObject", "s3:PutObject"],
+     "Resource": ["arn:aws:s3:::BUCKET/PREFIX/*"]},
+    {"Effect": "Allow",
+     "Action": ["s3:ListBucket", "s3:GetBucketLocation"],
+     "Resource": ["arn:aws:s3:::BUCKET"]},
+    {"Effect": "Deny",
+     "Action": ["s3:DeleteObject", "s3:DeleteObjectVersion", "s3:DeleteBucket",
+                "s3:PutBucketVersioning", "s3:PutObjectRetention", "s3:PutObjectLegalHold",
+                "s3:BypassGovernanceRetention", "s3:PutBucketObjectLockConfiguration",
+                "s3:PutLifecycleConfiguration", "s3:PutBucketPolicy", "s3:DeleteBucketPolicy"],
+     "Resource": ["arn:aws:s3:::BUCKET", "arn:aws:s3:::BUCKET/*"]}
+  ]
+}`)
+}
+
+// restrictedCreds asks MinIO's STS (AssumeRole, with the root user's
+// credentials) for temporary credentials limited by the session policy:
+// the effective permissions are the intersection of the two.
+func restrictedCreds(t *testing.T, policy string) credentials.Value {
+	t.Helper()
+	sts, err := credentials.NewSTSAssumeRole("http://"+testServer.Addr, credentials.STSAssumeRoleOptions{
+		AccessKey: s3test.User, SecretKey: s3test.Password, Policy: policy, DurationSeconds: 3600,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := sts.GetWithContext(nil)
+	if err != nil {
+		t.Fatalf("STS AssumeRole: %v", err)
+	}
+	return v
+}
+
+// accessDenied reports whether err is (or wraps) S3's AccessDenied.
+func accessDenied(err error) bool {
+	var resp minio.ErrorResponse
+	return errors.As(err, &resp) && resp.Code == "AccessDenied"
+}
+
+// TestWriteOnlyHostRestrictedCredentials: a host holding a write-only key
+// and S3 credentials limited by writeOnlyPolicy backs up (incrementally,
+// with its lock files left behind), cannot read what it stored, cannot
+// delete a pack or loosen the bucket, and an overwrite through its
+// credentials destroys nothing: the bucket is versioned, and the original
+// version restores the repository byte for byte.
+func TestWriteOnlyHostRestrictedCredentials(t *testing.T) {
+	ctx := t.Context()
+	src := filepath.Join(t.TempDir(), "mail")
+	if _, err := corpus.Generate(ctx, src, corpus.Options{Seed: 9, TargetBytes: 2e6, Domains: 2, UsersPerDomain: 2}); err != nil {
+		t.Fatal(err)
+	}
+	const prefix = "mail/offsite"
+	admin := newBackend(t, prefix)
+	bucket := admin.cfg.Bucket
+	if err := admin.client.EnableVersioning(ctx, bucket); err != nil {
+		t.Fatal(err)
+	}
+	adminID, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := archive.Init(ctx, admin, archive.KeyRecipients{Recipients: []string{adminID.Recipient().String()}}); err != nil {
+		t.Fatal(err)
+	}
+	setPackSize(t, admin, 1<<20)
+	open := func(be archive.Backend, id age.Identity) *archive.Repository {
+		t.Helper()
+		r, err := archive.Open(ctx, be, archive.Credentials{Identities: []age.Identity{id}}, archive.Options{Compression: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { r.Close() })
+		if _, err := r.LoadIndex(ctx); err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	hostID, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := open(admin, adminID).AddWriteOnlyKey(ctx, archive.KeyRecipients{Recipients: []string{hostID.Recipient().String()}}); err != nil {
+		t.Fatal(err)
+	}
+
+	v := restrictedCreds(t, writeOnlyPolicy(bucket, prefix))
+	host, err := New(ctx, Config{Endpoint: testServer.Addr, Bucket: bucket, Prefix: prefix,
+		AccessKey: v.AccessKeyID, SecretKey: v.SecretAccessKey, SessionToken: v.SessionToken})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Back up twice as the CLI does: shared lock, backup, unlock.
+	cache := t.TempDir()
+	var snaps []*archive.Snapshot
+	for range 2 {
+		r := open(host, hostID)
+		unlock, err := r.Lock(ctx, false)
+		if err != nil {
+			t.Fatalf("lock with restricted credentials: %v", err)
+		}
+		res, err := r.Backup(ctx, archive.BackupOptions{Paths: []string{src}, Host: "mx1", ParentCache: cache})
+		unlock()
+		if err != nil {
+			t.Fatalf("write-only backup with restricted credentials: %v", err)
+		}
+		snaps = append(snaps, res.Snapshot)
+	}
+	if s := snaps[1].Summary; s.BytesRead != 0 || s.BlobsNew != 0 {
+		t.Errorf("second backup: %+v, want nothing read or stored", s)
+	}
+	// It cannot read its own backup back.
+	if _, err := restore.Restore(ctx, open(host, hostID), snaps[0], restore.Options{Target: filepath.Join(t.TempDir(), "r")}); !errors.Is(err, archive.ErrWriteOnly) {
+		t.Errorf("restore with the write-only key: %v", err)
+	}
+
+	// The host could not remove its lock files: they stay, shared, until
+	// they are stale and a credential that may delete removes them.
+	locks := 0
+	if err := admin.List(ctx, archive.LockFile, func(name string, _ int64) error {
+		locks++
+		rc, err := admin.Get(ctx, archive.LockFile, name)
+		if err != nil {
+			return err
+		}
+		defer rc.Close()
+		var l archive.LockInfo
+		if err := json.NewDecoder(rc).Decode(&l); err != nil {
+			return err
+		}
+		if l.Exclusive {
+			t.Errorf("lock %s is exclusive", name)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if locks != 2 {
+		t.Errorf("%d lock files left, want the 2 the host could not remove", locks)
+	}
+	adminRepo := open(admin, adminID)
+	if unlock, err := adminRepo.Lock(ctx, false); err != nil {
+		t.Errorf("shared lock next to the host's leftovers: %v", err)
+	} else {
+		unlock()
+	}
+	if _, err := adminRepo.Lock(ctx, true); !errors.Is(err, archive.ErrLocked) {
+		t.Errorf("exclusive lock before the leftovers are stale: %v, want ErrLocked", err)
+	}
+
+	// Deleting is refused, through the backend and directly.
+	var pack string
+	if err := admin.List(ctx, archive.PackFile, func(name string, _ int64) error { pack = name; return nil }); err != nil || pack == "" {
+		t.Fatal("no pack", err)
+	}
+	if err := host.Remove(ctx, archive.PackFile, pack); !accessDenied(err) {
+		t.Errorf("remove a pack with restricted credentials: %v, want AccessDenied", err)
+	}
+	packKey := prefix + "/data/" + pack[:2] + "/" + pack
+	versions := objectVersions(t, admin.client, bucket, packKey)
+	if len(versions) != 1 {
+		t.Fatalf("pack has %d versions, want 1", len(versions))
+	}
+	for what, op := range map[string]func() error{
+		"delete object": func() error { return host.client.RemoveObject(ctx, bucket, packKey, minio.RemoveObjectOptions{}) },
+		"delete version": func() error {
+			return host.client.RemoveObject(ctx, bucket, packKey, minio.RemoveObjectOptions{VersionID: versions[0]})
+		},
+		"suspend versioning": func() error { return host.client.SuspendVersioning(ctx, bucket) },
+		"expire by lifecycle": func() error {
+			cfg := lifecycle.NewConfiguration()
+			cfg.Rules = []lifecycle.Rule{{ID: "x", Status: "Enabled", Expiration: lifecycle.Expiration{Days: 1},
+				RuleFilter: lifecycle.Filter{Prefix: prefix + "/"}}}
+			return host.client.SetBucketLifecycle(ctx, bucket, cfg)
+		},
+		"bucket policy": func() error { return host.client.SetBucketPolicy(ctx, bucket, `{"Version":"2012-10-17","Statement":[]}`) },
+	} {
+		if err := op(); !accessDenied(err) {
+			t.Errorf("%s with restricted credentials: %v, want AccessDenied", what, err)
+		}
+	}
+	if _, err := admin.Stat(ctx, archive.PackFile, pack); err != nil {
+		t.Errorf("pack gone after refused deletes: %v", err)
+	}
+
+	// An overwrite that skips our backend (a compromised host with the
+	// same credentials) makes a new version; the original stays.
+	if _, err := host.client.PutObject(ctx, bucket, packKey, strings.NewReader("garbage"), 7, minio.PutObjectOptions{}); err != nil {
+		t.Fatalf("raw overwrite: %v", err)
+	}
+	chk, err := open(admin, adminID).Check(ctx, archive.CheckOptions{ReadData: true})
+	if err != nil || chk.OK() {
+		t.Fatalf("check after the overwrite: %+v, %v; want the pack reported damaged", chk, err)
+	}
+	rc, err := admin.client.GetObject(ctx, bucket, packKey, minio.GetObjectOptions{VersionID: versions[0]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	orig, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil {
+		t.Fatalf("original version: %v", err)
+	}
+	if sum := sha256.Sum256(orig); hex.EncodeToString(sum[:]) != pack {
+		t.Fatalf("original version does not hash to the pack's name")
+	}
+	// The admin puts the original back and the repository is whole.
+	if _, err := admin.client.CopyObject(ctx, minio.CopyDestOptions{Bucket: bucket, Object: packKey},
+		minio.CopySrcOptions{Bucket: bucket, Object: packKey, VersionID: versions[0]}); err != nil {
+		t.Fatal(err)
+	}
+	full := open(admin, adminID)
+	if chk, err := full.Check(ctx, archive.CheckOptions{ReadData: true}); err != nil || !chk.OK() {
+		t.Fatalf("check after recovering the version: %+v, %v", chk, err)
+	}
+	target := filepath.Join(t.TempDir(), "restored")
+	if _, err := restore.Restore(ctx, full, snaps[1], restore.Options{Target: target}); err != nil {
+		t.Fatal(err)
+	}
+	compareTrees(t, src, target)
+}
+
+// objectVersions lists the version IDs of one key, newest first.
+func objectVersions(t *testing.T, c *minio.Client, bucket, key string) []string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	var out []string
+	for obj := range c.ListObjects(ctx, bucket, minio.ListObjectsOptions{Prefix: key, WithVersions: true}) {
+		if obj.Err != nil {
+			t.Fatal(obj.Err)
+		}
+		if obj.Key == key && !obj.IsDeleteMarker {
+			out = append(out, obj.VersionID)
+		}
+	}
+	return out
+}
