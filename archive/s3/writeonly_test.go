@@ -207,7 +207,9 @@ func TestWriteOnlyHostRestrictedCredentials(t *testing.T) {
 				RuleFilter: lifecycle.Filter{Prefix: prefix + "/"}}}
 			return host.client.SetBucketLifecycle(ctx, bucket, cfg)
 		},
-		"bucket policy": func() error { return host.client.SetBucketPolicy(ctx, bucket, `{"Version":"2012-10-17","Statement":[]}`) },
+		"bucket policy": func() error {
+			return host.client.SetBucketPolicy(ctx, bucket, `{"Version":"2012-10-17","Statement":[]}`)
+		},
 	} {
 		if err := op(); !accessDenied(err) {
 			t.Errorf("%s with restricted credentials: %v, want AccessDenied", what, err)
