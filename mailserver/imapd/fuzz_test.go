@@ -1,8 +1,6 @@
 package imapd
 
 import (
-	"crypto/tls"
-	"io"
 	"strings"
 	"testing"
 )
@@ -34,14 +32,14 @@ func FuzzCommand(f *testing.F) {
 		f.Add(s)
 	}
 	e := newTestEnv(f, nil)
-	e.deliver(f, alice, "", msg("fuzz one", "x"))
-	e.deliver(f, alice, "", "Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: message/rfc822\r\n\r\nSubject: inner\r\n\r\nhi\r\n--b--\r\n")
+	e.Deliver(f, alice, "", msg("fuzz one", "x"))
+	e.Deliver(f, alice, "", "Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: message/rfc822\r\n\r\nSubject: inner\r\n\r\nhi\r\n--b--\r\n")
 	f.Fuzz(func(t *testing.T, line string) {
 		c := e.login(t, "alice")
 		c.ok("s SELECT INBOX")
 		line = strings.NewReplacer("\r", "", "\n", "").Replace(line)
 		// The session may end at any point: write errors are expected.
-		send := func(s string) { io.WriteString(c.conn, s+"\r\n") }
+		send := func(s string) { c.TrySend(s) }
 		send(line)
 		// Whatever happened, finish with a command and read until its
 		// answer or the end of the session (an IDLE is ended by DONE).
@@ -50,16 +48,14 @@ func FuzzCommand(f *testing.F) {
 		// End our side (TLS close_notify) so that a command left open, e.g.
 		// an unterminated quoted string, ends at EOF instead of waiting
 		// for imapserver's read timeout.
-		if tc, ok := c.conn.(*tls.Conn); ok {
-			tc.CloseWrite()
-		}
+		c.CloseWrite()
 		for {
-			l, err := c.r.ReadString('\n')
+			l, err := c.TryNext()
 			if err != nil || strings.HasPrefix(l, "z ") {
 				break
 			}
 		}
-		c.conn.Close()
+		c.Close()
 		e.login(t, "alice").ok("y NOOP")
 	})
 }

@@ -1,19 +1,17 @@
 package imapd
 
 import (
-	"bufio"
 	"context"
-	"crypto/tls"
 	"net"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/mailvault/mailvault/mailserver/audit"
 	"github.com/mailvault/mailvault/mailserver/auth"
+	"github.com/mailvault/mailvault/mailserver/internal/servertest"
 	"github.com/mailvault/mailvault/mailserver/store"
 )
 
@@ -25,7 +23,7 @@ func TestLoginRefusedBeforeSTARTTLS(t *testing.T) {
 	if has(caps, "AUTH=") {
 		t.Fatalf("AUTH offered in cleartext: %q", caps)
 	}
-	c.script(`
+	c.Script(`
 		C: a1 LOGIN alice@example.test "alice password"
 		S: a1 NO [PRIVACYREQUIRED]
 		C: a2 AUTHENTICATE PLAIN AGFsaWNlQGV4YW1wbGUudGVzdABhbGljZSBwYXNzd29yZA==
@@ -40,10 +38,8 @@ func TestLoginRefusedBeforeSTARTTLS(t *testing.T) {
 	for _, want := range []string{"IDLE", "MOVE", "UIDPLUS", "SPECIAL-USE", "NAMESPACE", "LIST-STATUS", "APPENDLIMIT=1048576"} {
 		mustHave(t, out, want)
 	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if len(e.slept) != 0 {
-		t.Fatalf("refused cleartext logins counted as failures: %v", e.slept)
+	if slept := e.Slept(); len(slept) != 0 {
+		t.Fatalf("refused cleartext logins counted as failures: %v", slept)
 	}
 }
 
@@ -53,14 +49,12 @@ func TestSTARTTLSDoesNotRunInjectedCommands(t *testing.T) {
 	// A man in the middle appends a command after STARTTLS in the same
 	// packet (CVE-2011-0411); it must not run inside TLS. imapserver feeds
 	// such bytes to the TLS handshake, which then fails.
-	c.send("s1 STARTTLS\r\nx1 LOGIN alice@example.test \"alice password\"")
-	c.script(`S: s1 OK`)
-	tc := tls.Client(c.conn, &tls.Config{InsecureSkipVerify: true})
-	if err := tc.Handshake(); err != nil {
+	c.Send("s1 STARTTLS\r\nx1 LOGIN alice@example.test \"alice password\"")
+	c.Script(`S: s1 OK`)
+	if err := c.TryStartTLS(); err != nil {
 		return // the injected bytes broke the handshake: nothing ran
 	}
-	c.conn, c.r = tc, bufio.NewReader(tc)
-	c.script(`
+	c.Script(`
 		C: a1 SELECT INBOX
 		S: a1 BAD`)
 }
@@ -74,7 +68,7 @@ func TestLoginFailuresLockoutAndAudit(t *testing.T) {
 	if strings.TrimPrefix(unknown[0], "a1") != strings.TrimPrefix(wrong[0], "a2") || !strings.HasPrefix(wrong[0], "a2 NO [AUTHENTICATIONFAILED]") {
 		t.Fatalf("unknown %q, wrong %q", unknown, wrong)
 	}
-	c.script(`
+	c.Script(`
 		C: a3 LOGIN alice@example.test "wrong again"
 		S: a3 NO [AUTHENTICATIONFAILED]
 		C: a4 LOGIN alice@example.test "wrong thrice"
@@ -82,20 +76,20 @@ func TestLoginFailuresLockoutAndAudit(t *testing.T) {
 		C: a5 LOGIN alice@example.test "alice password"
 		S: a5 NO [UNAVAILABLE]`)
 	// Bob is not locked; an app password works.
-	secret, err := e.db.AddAppPassword(t.Context(), "bob@example.test", "phone")
+	secret, err := e.DB.AddAppPassword(t.Context(), "bob@example.test", "phone")
 	if err != nil {
 		t.Fatal(err)
 	}
 	c2 := e.dial(t, true)
 	c2.ok(`b1 LOGIN bob@example.test "` + secret + `"`)
-	rep, err := audit.Verify(e.auditLog)
+	rep, err := audit.Verify(e.Audit.Path())
 	if err != nil {
 		t.Fatal(err)
 	}
 	if rep.Lines < 6 {
 		t.Fatalf("audit lines %d", rep.Lines)
 	}
-	b, _ := os.ReadFile(e.auditLog)
+	b, _ := os.ReadFile(e.Audit.Path())
 	for _, want := range []string{`"protocol":"imap"`, `"detail":"locked out"`, `"user":"nobody@example.test"`} {
 		if !strings.Contains(string(b), want) {
 			t.Errorf("audit log lacks %s", want)
@@ -108,12 +102,12 @@ func TestBadCommandsAndBoundedInput(t *testing.T) {
 	// An unknown command before login ends the connection (cross-protocol
 	// attacks, as imapserver does).
 	c := e.dial(t, false)
-	c.script(`
+	c.Script(`
 		C: GET / HTTP/1.1
 		S: GET BAD
 		S: * BYE`)
 	c = e.login(t, "alice")
-	c.script(`
+	c.Script(`
 		C: a1 FROBNICATE
 		S: a1 BAD
 		C: a2 SELECT
@@ -125,16 +119,15 @@ func TestBadCommandsAndBoundedInput(t *testing.T) {
 		C: a5 CREATE "dots.are.separators.on.disk"
 		S: a5 NO [CANNOT]`)
 	// APPEND above the message size limit: refused before the data.
-	c.script(`
+	c.Script(`
 		C: a7 APPEND INBOX {2000000}
 		S: a7 NO [TOOBIG]
 		C: a8 NOOP
 		S: a8 OK`)
 	// A command line above imapserver's 50 KiB bound closes the
 	// connection rather than growing a buffer.
-	c.send("a9 NOOP " + strings.Repeat("x", 100<<10))
-	c.conn.SetReadDeadline(time.Time{})
-	if l, err := c.r.ReadString('\n'); err == nil && !strings.Contains(l, "BAD") && !strings.Contains(l, "BYE") {
+	c.Send("a9 NOOP " + strings.Repeat("x", 100<<10))
+	if l, err := c.TryNext(); err == nil && !strings.Contains(l, "BAD") && !strings.Contains(l, "BYE") {
 		t.Fatalf("over-long line answered %q", l)
 	}
 	// The server still serves.
@@ -143,9 +136,9 @@ func TestBadCommandsAndBoundedInput(t *testing.T) {
 
 func TestSelectFetchStoreSearchCopyMoveExpunge(t *testing.T) {
 	e := newTestEnv(t, nil)
-	e.deliver(t, alice, "", msg("first", "hello world"))
-	e.deliver(t, alice, "", msg("second", "another body"))
-	e.deliver(t, alice, "", msg("third", "needle in here"))
+	e.Deliver(t, alice, "", msg("first", "hello world"))
+	e.Deliver(t, alice, "", msg("second", "another body"))
+	e.Deliver(t, alice, "", msg("third", "needle in here"))
 	c := e.login(t, "alice")
 	sel := c.ok("a1 SELECT INBOX")
 	mustHave(t, sel, "* 3 EXISTS")
@@ -174,7 +167,7 @@ func TestSelectFetchStoreSearchCopyMoveExpunge(t *testing.T) {
 	out = c.ok("a7 STORE 2 +FLAGS (\\Flagged $Forwarded $Custom)")
 	mustHave(t, out, "* 2 FETCH (FLAGS (\\Flagged $Forwarded))")
 	c.ok("a8 UID STORE 3 +FLAGS.SILENT (\\Answered)")
-	l, err := e.store.List(t.Context(), alice, store.Inbox)
+	l, err := e.Store.List(t.Context(), alice, store.Inbox)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -212,10 +205,10 @@ func TestSelectFetchStoreSearchCopyMoveExpunge(t *testing.T) {
 	out = c.ok("c2 UID MOVE 2 Trash")
 	mustHave(t, out, "* OK [COPYUID ", " 2 1]")
 	mustHave(t, out, "* 2 EXPUNGE")
-	c.script(`
+	c.Script(`
 		C: c3 COPY 1 Nowhere
 		S: c3 NO [TRYCREATE]`)
-	if l, _ := e.store.List(t.Context(), alice, "Trash"); len(l.Messages) != 1 || l.Messages[0].Flags != "FP" {
+	if l, _ := e.Store.List(t.Context(), alice, "Trash"); len(l.Messages) != 1 || l.Messages[0].Flags != "FP" {
 		t.Fatalf("Trash %+v", l)
 	}
 
@@ -225,18 +218,18 @@ func TestSelectFetchStoreSearchCopyMoveExpunge(t *testing.T) {
 	mustHave(t, out, "* 1 EXPUNGE")
 	out = c.ok("d3 FETCH 1:* (UID)")
 	mustHave(t, out, "* 1 FETCH (UID 3)")
-	if l, _ := e.store.List(t.Context(), alice, store.Inbox); len(l.Messages) != 1 {
+	if l, _ := e.Store.List(t.Context(), alice, store.Inbox); len(l.Messages) != 1 {
 		t.Fatalf("INBOX after expunge: %+v", l)
 	}
 
 	// EXAMINE is read-only.
 	out = c.ok("e1 EXAMINE INBOX")
 	mustHave(t, out, "e1 OK [READ-ONLY]")
-	c.script(`
+	c.Script(`
 		C: e2 STORE 1 +FLAGS (\Flagged)
 		S: e2 NO [READ-ONLY]`)
 	c.ok("e3 FETCH 1 BODY[]")
-	if l, _ := e.store.List(t.Context(), alice, store.Inbox); l.Messages[0].Flags != "RS" {
+	if l, _ := e.Store.List(t.Context(), alice, store.Inbox); l.Messages[0].Flags != "RS" {
 		t.Fatalf("EXAMINE changed flags: %q", l.Messages[0].Flags)
 	}
 }
@@ -245,14 +238,14 @@ func TestAppendIsDurableWithUIDPlus(t *testing.T) {
 	e := newTestEnv(t, nil)
 	c := e.login(t, "alice")
 	m := msg("appended", "body")
-	c.send(`a1 APPEND Sent (\Seen \Draft) "05-Feb-2021 10:11:12 +0000" {` + strconv.Itoa(len(m)) + `}`)
-	c.script(`S: +`)
-	c.send(m)
-	if out := c.line(); !strings.HasPrefix(out, "a1 OK [APPENDUID ") || !strings.Contains(out, " 1]") {
+	c.Send(`a1 APPEND Sent (\Seen \Draft) "05-Feb-2021 10:11:12 +0000" {` + strconv.Itoa(len(m)) + `}`)
+	c.Script(`S: +`)
+	c.Send(m)
+	if out := c.Next(); !strings.HasPrefix(out, "a1 OK [APPENDUID ") || !strings.Contains(out, " 1]") {
 		t.Fatalf("APPEND: %q", out)
 	}
 	// Acknowledged means in cur/ with its flags; INTERNALDATE is kept.
-	l, err := e.store.List(t.Context(), alice, "Sent")
+	l, err := e.Store.List(t.Context(), alice, "Sent")
 	if err != nil || len(l.Messages) != 1 {
 		t.Fatalf("%+v %v", l, err)
 	}
@@ -264,9 +257,9 @@ func TestAppendIsDurableWithUIDPlus(t *testing.T) {
 	mustHave(t, out, `INTERNALDATE " 5-Feb-2021 10:11:12 +0000"`, "\\Draft \\Seen")
 	// LITERAL- (RFC 7888) non-synchronizing literal.
 	m2 := msg("nonsync", "x")
-	c.send("a4 APPEND INBOX {" + strconv.Itoa(len(m2)) + "+}\r\n" + m2)
-	mustHave(t, []string{c.line()}, "a4 OK [APPENDUID")
-	c.script(`
+	c.Send("a4 APPEND INBOX {" + strconv.Itoa(len(m2)) + "+}\r\n" + m2)
+	mustHave(t, []string{c.Next()}, "a4 OK [APPENDUID")
+	c.Script(`
 		C: a5 APPEND Nowhere {1}
 		S: +
 		C: x
@@ -306,20 +299,20 @@ func TestListSpecialUseSubscribeStatusNamespace(t *testing.T) {
 	if has(out, "Projects") {
 		t.Fatalf("after RENAME: %q", out)
 	}
-	e.deliver(t, alice, "", msg("s", "x"))
+	e.Deliver(t, alice, "", msg("s", "x"))
 	out = c.ok(`l11 STATUS INBOX (MESSAGES UNSEEN UIDVALIDITY RECENT)`)
 	mustHave(t, out, "* STATUS INBOX (MESSAGES 1 ", "UNSEEN 1", "RECENT 1")
 	out = c.ok(`l12 NAMESPACE`)
 	mustHave(t, out, `* NAMESPACE (("" "/")) NIL NIL`)
 	c.ok(`l13 DELETE Work/2024`)
-	c.script(`
+	c.Script(`
 		C: l14 DELETE INBOX
 		S: l14 NO
 		C: l15 DELETE Work/2024
 		S: l15 NO [NONEXISTENT]
 		C: l16 CREATE Sent
 		S: l16 NO [ALREADYEXISTS]`)
-	subs, _ := os.ReadFile(filepath.Join(e.store.MaildirPath(alice), "subscriptions"))
+	subs, _ := os.ReadFile(filepath.Join(e.Store.MaildirPath(alice), "subscriptions"))
 	if !strings.Contains(string(subs), "Work/2024\n") || !strings.Contains(string(subs), "Sent\n") {
 		t.Fatalf("subscriptions file %q", subs)
 	}
@@ -329,8 +322,8 @@ func TestListSpecialUseSubscribeStatusNamespace(t *testing.T) {
 // delivery made through the store (as SMTP does) at once.
 func TestTwoSessionsAndIdle(t *testing.T) {
 	e := newTestEnv(t, nil)
-	e.deliver(t, alice, "", msg("one", "1"))
-	e.deliver(t, alice, "", msg("two", "2"))
+	e.Deliver(t, alice, "", msg("one", "1"))
+	e.Deliver(t, alice, "", msg("two", "2"))
 	a := e.login(t, "alice")
 	b := e.login(t, "alice")
 	a.ok("a1 SELECT INBOX")
@@ -354,18 +347,18 @@ func TestTwoSessionsAndIdle(t *testing.T) {
 	mustHave(t, out, "* 1 EXPUNGE")
 
 	// IDLE: a delivery through the store wakes the session.
-	a.script(`
+	a.Script(`
 		C: a5 IDLE
 		S: + idling`)
-	e.deliver(t, alice, "", msg("three", "3"))
-	a.script(`S: * 2 EXISTS`)
+	e.Deliver(t, alice, "", msg("three", "3"))
+	a.Script(`S: * 2 EXISTS`)
 	// b's MOVE out of INBOX shows as EXPUNGE in a's IDLE.
 	out = b.ok("b5 UID MOVE 2 Archive")
 	mustHave(t, out, "* 1 EXPUNGE")
 	mustHave(t, out, "* 2 EXISTS") // b's view caught up with the delivery
-	a.script(`S: * 1 EXPUNGE`)
-	a.send("DONE")
-	a.script(`S: a5 OK`)
+	a.Script(`S: * 1 EXPUNGE`)
+	a.Send("DONE")
+	a.Script(`S: a5 OK`)
 	out = a.ok("a6 FETCH 1 (UID FLAGS)")
 	mustHave(t, out, "* 1 FETCH (UID 3 FLAGS ())")
 }
@@ -374,29 +367,24 @@ func TestConnectionLimitPerIP(t *testing.T) {
 	e := newTestEnv(t, func(c *Config, _ *auth.LimiterConfig) { c.MaxConnsPerIP = 2 })
 	e.dial(t, false)
 	e.dial(t, true)
-	conn, err := net.Dial("tcp", e.plain)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	c := &client{t: t, conn: conn, r: bufio.NewReader(conn)}
-	c.script(`S: * BYE Too many concurrent connections`)
+	c := servertest.Dial(t, e.Plain, false, servertest.IMAPLine)
+	c.Script(`S: * BYE Too many concurrent connections`)
 }
 
 func TestShutdownSaysBye(t *testing.T) {
 	e := newTestEnv(t, nil)
 	c := e.login(t, "alice")
 	c.ok("a1 SELECT INBOX")
-	c.script(`
+	c.Script(`
 		C: a2 IDLE
 		S: + idling`)
 	done := make(chan error, 1)
 	go func() { done <- e.srv.Shutdown(context.Background()) }()
-	c.script(`S: * BYE Server shutting down`)
+	c.Script(`S: * BYE Server shutting down`)
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	if _, err := net.Dial("tcp", e.plain); err == nil {
+	if _, err := net.Dial("tcp", e.Plain); err == nil {
 		t.Fatal("still accepting after Shutdown")
 	}
 }

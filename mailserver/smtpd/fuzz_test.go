@@ -79,7 +79,7 @@ func FuzzSMTPSession(f *testing.F) {
 		}
 		// The server still serves.
 		c := e.dial(t, ModeMX)
-		c.script(`
+		c.Script(`
 			S: 220
 			C: NOOP
 			S: 250`)

@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/mailvault/mailvault/mailserver/audit"
 	"github.com/mailvault/mailvault/mailserver/auth"
+	"github.com/mailvault/mailvault/mailserver/internal/servertest"
 	"github.com/mailvault/mailvault/mailserver/store"
 )
 
@@ -24,7 +24,7 @@ var aliceAcct = store.Account{Domain: "example.test", User: "alice"}
 // messages returns the stored messages of an account's folder.
 func (e *testEnv) messages(t testing.TB, a store.Account, folder string) []string {
 	t.Helper()
-	l, err := e.store.List(t.Context(), a, folder)
+	l, err := e.Store.List(t.Context(), a, folder)
 	if err != nil {
 		if errors.Is(err, store.ErrNoSuchFolder) {
 			return nil
@@ -46,7 +46,7 @@ func TestMXDeliversToLocalUser(t *testing.T) {
 	e := newTestEnv(t, nil)
 	e.res.SetTXT("remote.test", "v=spf1 ip4:127.0.0.1 -all")
 	c := e.dial(t, ModeMX)
-	c.script(`
+	c.Script(`
 		S: 220 mx.test ESMTP
 		C: EHLO client.remote.test
 		S: 250-Hello client.remote.test
@@ -66,10 +66,10 @@ func TestMXDeliversToLocalUser(t *testing.T) {
 		C: .
 		S: 250 2.0.0`)
 	// Acknowledged means on disk, in new/ (delivered, not in tmp/).
-	if e, _ := os.ReadDir(filepath.Join(e.store.MaildirPath(aliceAcct), "new")); len(e) != 1 {
+	if e, _ := os.ReadDir(filepath.Join(e.Store.MaildirPath(aliceAcct), "new")); len(e) != 1 {
 		t.Fatalf("new/ after 250: %v (alias and direct recipient deduplicated to one copy)", e)
 	}
-	c.script(`
+	c.Script(`
 		C: QUIT
 		S: 221`)
 	msgs := e.messages(t, aliceAcct, store.Inbox)
@@ -95,7 +95,7 @@ func TestMXDeliversToLocalUser(t *testing.T) {
 func TestMXRefusesRelayAndUnknownUsers(t *testing.T) {
 	e := newTestEnv(t, nil)
 	c := e.dial(t, ModeMX)
-	c.script(`
+	c.Script(`
 		S: 220
 		C: EHLO probe.example.net
 		S: 250
@@ -127,7 +127,7 @@ func TestMXLimitsAndSanity(t *testing.T) {
 	})
 	t.Run("bad HELO", func(t *testing.T) {
 		c := e.dial(t, ModeMX)
-		c.script(`
+		c.Script(`
 			S: 220
 			C: EHLO bad_host!name
 			S: 501 5.5.4
@@ -138,7 +138,7 @@ func TestMXLimitsAndSanity(t *testing.T) {
 	})
 	t.Run("recipients and size", func(t *testing.T) {
 		c := e.dial(t, ModeMX)
-		c.script(`
+		c.Script(`
 			S: 220
 			C: EHLO client.test
 			S: 250
@@ -167,13 +167,11 @@ func TestMXLimitsAndSanity(t *testing.T) {
 	})
 	t.Run("long line", func(t *testing.T) {
 		c := e.dial(t, ModeMX)
-		c.script(`
+		c.Script(`
 			S: 220
 			C: EHLO ` + strings.Repeat("a", 500) + `
 			S: 500 5.4.0`)
-		if _, err := c.r.ReadByte(); err != io.EOF {
-			t.Fatalf("connection not closed: %v", err)
-		}
+		c.ExpectClosed(nil)
 	})
 }
 
@@ -183,7 +181,7 @@ func TestMXRateLimits(t *testing.T) {
 		c.MaxConnsPerIP = 2
 	})
 	c := e.dial(t, ModeMX)
-	c.script(`
+	c.Script(`
 		S: 220
 		C: EHLO client.test
 		S: 250
@@ -197,21 +195,21 @@ func TestMXRateLimits(t *testing.T) {
 		S: 250
 		C: MAIL FROM:<a@client.test>
 		S: 450 4.7.1`)
-	e.dial(t, ModeMX).script(`S: 220`)
-	e.dial(t, ModeMX).script(`S: 421 4.7.0 Too many concurrent connections`)
+	e.dial(t, ModeMX).Script(`S: 220`)
+	e.dial(t, ModeMX).Script(`S: 421 4.7.0 Too many concurrent connections`)
 }
 
 func TestSubmissionRequiresTLSBeforeAuth(t *testing.T) {
 	e := newTestEnv(t, nil)
 	c := e.dial(t, ModeSubmission)
-	c.script(`S: 220`)
-	c.send("EHLO laptop.example.test")
-	caps := c.reply()
+	c.Script(`S: 220`)
+	c.Send("EHLO laptop.example.test")
+	caps := c.Next()
 	if strings.Contains(caps, "AUTH") || !strings.Contains(caps, "STARTTLS") {
 		t.Fatalf("cleartext EHLO: %q", caps)
 	}
 	// go-smtp answers 523 5.7.10 ("Encryption Needed", RFC 5248 registry).
-	c.script(`
+	c.Script(`
 		C: AUTH PLAIN ` + plain("alice@example.test", "alice password") + `
 		S: 523 5.7.10
 		C: AUTH LOGIN
@@ -219,11 +217,11 @@ func TestSubmissionRequiresTLSBeforeAuth(t *testing.T) {
 		C: MAIL FROM:<alice@example.test>
 		S: 530 5.7.0 Must issue a STARTTLS command first`)
 	c.startTLS()
-	c.send("EHLO laptop.example.test")
-	if caps := c.reply(); !strings.Contains(caps, "AUTH PLAIN LOGIN") || strings.Contains(caps, "STARTTLS") {
+	c.Send("EHLO laptop.example.test")
+	if caps := c.Next(); !strings.Contains(caps, "AUTH PLAIN LOGIN") || strings.Contains(caps, "STARTTLS") {
 		t.Fatalf("EHLO after STARTTLS: %q", caps)
 	}
-	c.script(`
+	c.Script(`
 		C: MAIL FROM:<alice@example.test>
 		S: 530 5.7.0 Authentication required`)
 }
@@ -253,18 +251,18 @@ func TestSubmissionDelivers(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newTestEnv(t, nil)
 			c := e.dial(t, tc.mode)
-			c.script(`
+			c.Script(`
 				S: 220
 				C: EHLO laptop.example.test
 				S: 250`)
 			if tc.mode == ModeSubmission {
 				c.startTLS()
-				c.script(`
+				c.Script(`
 					C: EHLO laptop.example.test
 					S: 250`)
 			}
-			c.script(tc.auth)
-			c.script(`
+			c.Script(tc.auth)
+			c.Script(`
 				C: MAIL FROM:<alice@example.test>
 				S: 250
 				C: RCPT TO:<bob@example.test>
@@ -291,7 +289,7 @@ func TestSubmissionDelivers(t *testing.T) {
 func TestSubmissionSenderMustBeOwn(t *testing.T) {
 	e := newTestEnv(t, nil)
 	c := e.dial(t, ModeSubmissions)
-	c.script(`
+	c.Script(`
 		S: 220
 		C: EHLO laptop
 		S: 250
@@ -317,15 +315,15 @@ func TestSubmissionLockout(t *testing.T) {
 		l.IPFailures = 100
 	})
 	c := e.dial(t, ModeSubmissions)
-	c.script(`S: 220
+	c.Script(`S: 220
 		C: EHLO laptop
 		S: 250`)
 	// Unknown user and wrong password get the very same answer.
-	unknown := c.script(`
+	unknown := c.Script(`
 		C: AUTH PLAIN ` + plain("nobody@example.test", "alice password") + `
 		S: 535 5.7.8`)
 	for range 3 {
-		wrong := c.script(`
+		wrong := c.Script(`
 			C: AUTH PLAIN ` + plain("alice@example.test", "guess") + `
 			S: 535 5.7.8`)
 		if wrong != unknown {
@@ -334,21 +332,21 @@ func TestSubmissionLockout(t *testing.T) {
 	}
 	// Now even the right password is refused, from any connection.
 	c2 := e.dial(t, ModeSubmissions)
-	c2.script(`S: 220
+	c2.Script(`S: 220
 		C: EHLO laptop
 		S: 250
 		C: AUTH PLAIN ` + plain("alice@example.test", "alice password") + `
 		S: 454 4.7.0 Too many failed
 		C: AUTH PLAIN ` + plain("bob@example.test", "bob password") + `
 		S: 235`)
-	if len(e.slept) != 4 || e.slept[3] <= e.slept[1] {
-		t.Fatalf("delays did not grow: %v", e.slept)
+	if slept := e.Slept(); len(slept) != 4 || slept[3] <= slept[1] {
+		t.Fatalf("delays did not grow: %v", slept)
 	}
-	rep, err := audit.Verify(e.auditLog)
+	rep, err := audit.Verify(e.Audit.Path())
 	if err != nil || rep.Lines != 6 {
 		t.Fatalf("audit log: %+v %v", rep, err)
 	}
-	b, _ := os.ReadFile(e.auditLog)
+	b, _ := os.ReadFile(e.Audit.Path())
 	if !strings.Contains(string(b), `"user":"bob@example.test","ip":"127.0.0.1","protocol":"submissions","success":true`) {
 		t.Fatalf("audit log:\n%s", b)
 	}
@@ -362,7 +360,7 @@ func TestDMARCEnforcement(t *testing.T) {
 	e.res.SetTXT("_dmarc.shop.test", "v=DMARC1; p=quarantine")
 	send := func(from string) string {
 		c := e.dial(t, ModeMX)
-		return c.script(`
+		return c.Script(`
 			S: 220
 			C: EHLO forger.test
 			S: 250
@@ -406,7 +404,7 @@ func TestDKIMAndForgedAuthResults(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := e.dial(t, ModeMX)
-	c.script(`
+	c.Script(`
 		S: 220
 		C: EHLO mail.signer.test
 		S: 250
@@ -416,8 +414,8 @@ func TestDKIMAndForgedAuthResults(t *testing.T) {
 		S: 250
 		C: DATA
 		S: 354`)
-	c.send(strings.TrimSuffix(signed.String(), "\r\n") + "\r\n.")
-	c.script(`S: 250`)
+	c.Send(strings.TrimSuffix(signed.String(), "\r\n") + "\r\n.")
+	c.Script(`S: 250`)
 	msgs := e.messages(t, aliceAcct, store.Inbox)
 	if len(msgs) != 1 {
 		t.Fatal(len(msgs))
@@ -436,12 +434,12 @@ func TestDKIMAndForgedAuthResults(t *testing.T) {
 func TestMXStartTLS(t *testing.T) {
 	e := newTestEnv(t, nil)
 	c := e.dial(t, ModeMX)
-	c.script(`
+	c.Script(`
 		S: 220
 		C: EHLO relay.remote.test
 		S: 250`)
 	c.startTLS()
-	c.script(`
+	c.Script(`
 		C: MAIL FROM:<x@remote.test>
 		S: 502 5.5.1 Please introduce yourself first
 		C: EHLO relay.remote.test
@@ -468,7 +466,7 @@ func TestMXStartTLS(t *testing.T) {
 func TestOverlongDataLine(t *testing.T) {
 	e := newTestEnv(t, func(c *Config, _ *auth.LimiterConfig) { c.MaxLineLength = 1000 })
 	c := e.dial(t, ModeMX)
-	c.script(`
+	c.Script(`
 		S: 220
 		C: EHLO client.test
 		S: 250
@@ -477,15 +475,17 @@ func TestOverlongDataLine(t *testing.T) {
 		C: RCPT TO:<alice@example.test>
 		S: 250
 		C: DATA
-		S: 354
-		C: Subject: long
-		C:
-		C: ` + strings.Repeat("y", 5000) + `
-		C: .
-		S: 500 5.5.2 Line too long`)
-	// The session goes on (or is closed after too many errors), and the
-	// server keeps serving.
-	e.dial(t, ModeMX).script(`
+		S: 354`)
+	// go-smtp's line limit is sticky: after the 500 it closes the session
+	// without reading on. The message goes in one write, shorter than the
+	// server's read buffer, so that nothing is left unread in the kernel
+	// when it closes (which would reset the connection and could discard
+	// the reply before the client reads it).
+	c.Send("Subject: long\r\n\r\n" + strings.Repeat("y", 1500) + "\r\n.")
+	c.Script(`S: 500 5.5.2 Line too long`)
+	c.ExpectClosed(servertest.HasPrefix("500 5.4.0"))
+	// The server keeps serving.
+	e.dial(t, ModeMX).Script(`
 		S: 220
 		C: NOOP
 		S: 250`)
