@@ -37,6 +37,10 @@ Takes an exclusive lock: no backup may run meanwhile.`,
 			for _, u := range res.Unreadable {
 				fmt.Fprintln(g.stderr, "warning: unreadable pack", u)
 			}
+			for _, w := range res.Waiting {
+				// Object Lock: harmless duplicates until then.
+				fmt.Fprintln(g.stderr, "note: old index file", w.String()+"; run repair index again after that to remove it")
+			}
 			g.printf("index rebuilt: %d packs, %d blobs in %d new index files; %d old index files removed\n",
 				res.Packs, res.Blobs, res.IndexesWritten, res.IndexesRemoved)
 			return nil
