@@ -75,7 +75,7 @@ age and the pool's fill level. Snapshots without that prefix are listed but
 never pruned. See docs/SNAPSHOTS.md.`,
 	}
 	cmd.AddCommand(newSnapshotListCmd(g), newSnapshotTakeCmd(g), newSnapshotPruneCmd(g),
-		newSnapshotStatusCmd(g), newSnapshotHoldCmd(g, true), newSnapshotHoldCmd(g, false))
+		newSnapshotStatusCmd(g), newSnapshotHoldCmd(g, true), newSnapshotHoldCmd(g, false), newSnapshotSendCmd(g))
 	return cmd
 }
 
@@ -155,6 +155,7 @@ func newSnapshotTakeCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			left := cleanLeftovers(ctx, g, tool, loc)
 			c := snapshot.Consistency{Hooks: snapshot.Hooks{Pre: pre, Post: post}, Logger: g.logger()}
 			var name string
 			at := time.Now()
@@ -168,7 +169,7 @@ func newSnapshotTakeCmd(g *globals) *cobra.Command {
 			}
 			full := loc.Dataset.Name + "@" + name
 			if g.json {
-				return g.printJSON(map[string]any{"snapshot": full, "time": at.UTC()})
+				return g.printJSON(map[string]any{"snapshot": full, "time": at.UTC(), "leftovers_cleaned": left})
 			}
 			g.printf("snapshot %s taken\n", full)
 			return nil
@@ -178,6 +179,24 @@ func newSnapshotTakeCmd(g *globals) *cobra.Command {
 	cmd.Flags().StringArrayVar(&post, "post", nil, "shell command run just after the snapshot (always, once --pre ran); repeatable")
 	cmd.Flags().BoolVar(&recursive, "recursive", false, "snapshot the datasets below the dataset too, even if not mounted below PATH")
 	return cmd
+}
+
+// cleanLeftovers removes what views and sends of killed processes left in
+// the pool of loc (see snapshot.ZFSTool.CleanLeftovers); held snapshots
+// among them would otherwise stay unprunable. A failure is only logged:
+// it stands in the way of nothing the command does.
+func cleanLeftovers(ctx context.Context, g *globals, tool *snapshot.ZFSTool, loc *snapshot.Location) []snapshot.Leftover {
+	left, err := tool.CleanLeftovers(ctx, loc.Dataset.Pool(), "")
+	if left == nil {
+		left = []snapshot.Leftover{} // [] in --json output, not null
+	}
+	for _, lo := range left {
+		g.logger().Info("cleaned up after a killed backup or send", "kind", lo.Kind, "name", lo.Name, "action", lo.Action, "reason", lo.Reason, "err", lo.Err)
+	}
+	if err != nil {
+		g.logger().Warn("cleaning up after a killed backup or send", "err", err)
+	}
+	return left
 }
 
 // runFrozen runs fn between the hooks of c.
@@ -205,6 +224,10 @@ never touched. --dry-run prints the plan with the reasons.`,
 			if err != nil {
 				return err
 			}
+			left := []snapshot.Leftover{}
+			if !dryRun {
+				left = cleanLeftovers(ctx, g, tool, loc)
+			}
 			plan, perr := tool.Prune(ctx, loc.Dataset.Name, r, dryRun)
 			if g.json {
 				type row struct {
@@ -221,7 +244,7 @@ never touched. --dry-run prints the plan with the reasons.`,
 					}
 					rows = append(rows, row{rowOf(d.Snap), d.Keep, d.Reasons, e})
 				}
-				if err := g.printJSON(map[string]any{"dry_run": dryRun, "plan": rows}); err != nil {
+				if err := g.printJSON(map[string]any{"dry_run": dryRun, "plan": rows, "leftovers_cleaned": left}); err != nil {
 					return err
 				}
 				return perr

@@ -198,3 +198,19 @@ func RunErr(ctx context.Context, name string, args ...string) (string, error) {
 	}
 	return string(out), nil
 }
+
+// Start is Main for one test, in test binaries whose TestMain is not
+// Main: it starts zfs-fuse when zfs does not answer, and stops it when
+// the test ends unless another test process still uses it. Like Require,
+// it skips the test outside CI when no ZFS can be had.
+func Start(t testing.TB) {
+	t.Helper()
+	stop, err := ensureDaemon()
+	if stop != nil {
+		t.Cleanup(stop)
+	}
+	if err != nil {
+		t.Logf("zfstest: %v", err)
+	}
+	Require(t)
+}

@@ -1,0 +1,176 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/mailvault/mailvault/bench/corpus"
+	"github.com/mailvault/mailvault/snapshot"
+	"github.com/mailvault/mailvault/snapshot/zfstest"
+)
+
+// TestCLIKillDuringSnapshotBackup kills `mailvault backup --snapshot`
+// with SIGKILL while it reads its view: the view stays behind (a link
+// tree, or a clone and a held snapshot); the next backup removes it,
+// backs up and restores the tree.
+func TestCLIKillDuringSnapshotBackup(t *testing.T) {
+	for _, mode := range []string{"hardlink", "zfs"} {
+		t.Run(mode, func(t *testing.T) {
+			var src, pool string
+			if mode == "zfs" {
+				zfstest.Start(t)
+				p := zfstest.NewPool(t)
+				pool = p.Name
+				zfstest.Run(t, "zfs", "create", p.Name+"/mail")
+				src = filepath.Join(p.Mount, "mail")
+			} else {
+				src = filepath.Join(t.TempDir(), "mail")
+			}
+			if _, err := corpus.Generate(t.Context(), src, corpus.Options{Seed: 43, TargetBytes: 20e6, Domains: 2, UsersPerDomain: 10}); err != nil {
+				t.Fatal(err)
+			}
+			// leftovers lists what views make: link trees and their
+			// owner files beside src, clones and mailvault snapshots.
+			leftovers := func() []string {
+				t.Helper()
+				out, _ := filepath.Glob(filepath.Join(filepath.Dir(src), ".mail.mailvault-view-*"))
+				if pool != "" {
+					for _, n := range strings.Fields(zfstest.Run(t, "zfs", "list", "-H", "-o", "name", "-t", "filesystem,snapshot", "-r", pool)) {
+						if strings.Contains(n, "-view") || strings.Contains(n, "@"+snapshot.Prefix) {
+							out = append(out, n)
+						}
+					}
+				}
+				return out
+			}
+
+			var e *cliEnv
+			for attempt := 1; ; attempt++ {
+				e = newCLIEnv(t)
+				e.setPackSize(t, 1<<20)
+				if killSnapshotBackup(t, e, mode, src) {
+					break
+				}
+				if attempt == 3 {
+					t.Fatal("the backup always finished before it could be killed")
+				}
+			}
+			left := leftovers()
+			t.Logf("left by the killed backup: %q", left)
+			if len(left) == 0 {
+				t.Fatal("the killed backup left nothing behind: the test does not test the cleanup")
+			}
+
+			b := e.backup(t, "--snapshot", mode, src)
+			if b.Summary.Messages == 0 {
+				t.Fatalf("next backup: %+v", b.Summary)
+			}
+			if got := leftovers(); len(got) != 0 {
+				t.Fatalf("left after the next backup: %q", got)
+			}
+			target := filepath.Join(t.TempDir(), "restored")
+			if _, stderr, code := e.cli(t, "restore", "latest", "--target", target); code != 0 {
+				t.Fatalf("restore: exit %d: %s", code, stderr)
+			}
+			sameTree(t, src, target)
+		})
+	}
+}
+
+// killSnapshotBackup starts `mailvault backup --snapshot mode` as a
+// process and kills it once it has stored a pack, i.e. while it reads
+// its view. It reports false if the backup finished first.
+func killSnapshotBackup(t *testing.T, e *cliEnv, mode, src string) bool {
+	t.Helper()
+	cmd := e.process(t, "--quiet", "backup", "--compression", "off", "--snapshot", mode, src)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	for len(e.files(t, "data")) < 1 {
+		select {
+		case err := <-exited:
+			if err != nil {
+				t.Fatalf("backup failed: %v: %s", err, stderr.String())
+			}
+			return false
+		case <-time.After(time.Millisecond):
+		}
+	}
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-exited
+	return len(e.files(t, "snapshots")) == 0
+}
+
+// TestCLISnapshotSend sends a dataset's mailvault snapshots to a second
+// pool with `mailvault snapshot send`: in full, then incrementally; the
+// received files match.
+func TestCLISnapshotSend(t *testing.T) {
+	zfstest.Start(t)
+	p, p2 := zfstest.NewPool(t), zfstest.NewPool(t)
+	zfstest.Run(t, "zfs", "create", p.Name+"/mail")
+	zfstest.Run(t, "zfs", "create", p.Name+"/mail/example.org")
+	src := filepath.Join(p.Mount, "mail")
+	dest := p2.Name + "/mail"
+	write := func(rel, content string) {
+		t.Helper()
+		path := filepath.Join(src, rel)
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("example.com/alice/Maildir/cur/1.M1.test:2,S", "Subject: 1\r\n\r\none\r\n")
+	write("example.org/bob/Maildir/new/2.M2.test", "Subject: 2\r\n\r\ntwo\r\n")
+
+	type sendJSON struct {
+		Snapshot    string                 `json:"snapshot"`
+		Incremental bool                   `json:"incremental"`
+		Bytes       int64                  `json:"bytes"`
+		Datasets    []snapshot.SentDataset `json:"datasets"`
+	}
+	for i, incremental := range []bool{false, true} {
+		if i > 0 {
+			write("example.org/bob/Maildir/new/3.M3.test", "Subject: 3\r\n\r\nthree\r\n")
+		}
+		out, stderr, code := runCLI(t, "--json", "snapshot", "take", src)
+		if code != 0 {
+			t.Fatalf("snapshot take: exit %d: %s", code, stderr)
+		}
+		var took struct {
+			Snapshot string `json:"snapshot"`
+		}
+		if err := json.Unmarshal([]byte(out), &took); err != nil {
+			t.Fatalf("%v: %s", err, out)
+		}
+		out, stderr, code = runCLI(t, "--json", "snapshot", "send", src, "--to", dest)
+		if code != 0 {
+			t.Fatalf("snapshot send: exit %d: %s", code, stderr)
+		}
+		var res sendJSON
+		if err := json.Unmarshal([]byte(out), &res); err != nil {
+			t.Fatalf("%v: %s", err, out)
+		}
+		t.Logf("send %d: %s", i, out)
+		if res.Snapshot != took.Snapshot || res.Incremental != incremental || res.Bytes <= 0 || len(res.Datasets) != 2 {
+			t.Fatalf("send %d: %+v, want %s sent (incremental %v) in 2 datasets", i, res, took.Snapshot, incremental)
+		}
+		sameTree(t, src, filepath.Join(p2.Mount, "mail"))
+	}
+	if _, stderr, code := runCLI(t, "snapshot", "send", src); code != exitUsage {
+		t.Fatalf("send without --to: exit %d, want %d: %s", code, exitUsage, stderr)
+	}
+}
