@@ -67,6 +67,14 @@ type AuthConfig struct {
 	MaxDelay        time.Duration `yaml:"max_delay"`
 }
 
+// ControlConfig tunes the control socket <data>/control.sock, through
+// which a backup pauses the server's writers (package control).
+type ControlConfig struct {
+	// MaxPause ends a pause that the backup did not end itself
+	// (0: control.DefaultMaxPause).
+	MaxPause time.Duration `yaml:"max_pause"`
+}
+
 // Config is the whole server configuration.
 type Config struct {
 	DataDir  string       `yaml:"data_dir"`
@@ -80,6 +88,8 @@ type Config struct {
 	LogLevel string       `yaml:"log_level"` // debug, info, warn, error
 	// DrainTimeout is how long SIGTERM waits for sessions to finish.
 	DrainTimeout time.Duration `yaml:"drain_timeout"`
+	// Control tunes the control socket.
+	Control ControlConfig `yaml:"control"`
 }
 
 // DefaultConfig returns the embedded defaults: unprivileged ports on
@@ -102,6 +112,7 @@ func DefaultConfig() Config {
 			AccountFailures: 5, IPFailures: 20, LockDuration: 15 * time.Minute,
 			BaseDelay: 250 * time.Millisecond, MaxDelay: 8 * time.Second,
 		},
+		Control:      ControlConfig{MaxPause: 30 * time.Second},
 		LogLevel:     "info",
 		DrainTimeout: 30 * time.Second,
 	}
@@ -198,6 +209,7 @@ func (c *Config) Validate() error {
 		"auth.base_delay":             float64(c.Auth.BaseDelay),
 		"auth.max_delay":              float64(c.Auth.MaxDelay),
 		"drain_timeout":               float64(c.DrainTimeout),
+		"control.max_pause":           float64(c.Control.MaxPause),
 	} {
 		if v < 0 {
 			return fmt.Errorf("config: %s must not be negative", name)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/mailvault/mailvault/mailserver/audit"
 	"github.com/mailvault/mailvault/mailserver/auth"
+	"github.com/mailvault/mailvault/mailserver/control"
 	"github.com/mailvault/mailvault/mailserver/imapd"
 	"github.com/mailvault/mailvault/mailserver/pop3d"
 	"github.com/mailvault/mailvault/mailserver/smtpd"
@@ -81,6 +82,8 @@ type Server struct {
 	addrs map[string]string
 	wg    sync.WaitGroup
 	errc  chan error
+	// control is the control socket once started; mu guards it.
+	control *control.Server
 }
 
 // Options are dependencies a caller (a test) may replace.
@@ -189,6 +192,14 @@ func (s *Server) Start(ctx context.Context) error {
 			want = append(want, l)
 		}
 	}
+	// The control socket first: it refuses to start when another server
+	// runs on the same data directory.
+	ctl, err := control.Listen(s.cfg.DataDir, s.store, control.Options{
+		MaxPause: s.Config().Control.MaxPause, Logger: s.log.With("server", "control"), Audit: s.data.Audit,
+	})
+	if err != nil {
+		return err
+	}
 	var lc net.ListenConfig
 	var bound []net.Listener
 	for _, l := range want {
@@ -197,10 +208,14 @@ func (s *Server) Start(ctx context.Context) error {
 			for _, b := range bound {
 				b.Close()
 			}
+			ctl.Close()
 			return fmt.Errorf("listen %s on %s: %w", l.name, l.addr, err)
 		}
 		bound = append(bound, ln)
 	}
+	s.mu.Lock()
+	s.control = ctl
+	s.mu.Unlock()
 	for i, l := range want {
 		ln := bound[i]
 		s.mu.Lock()
@@ -297,6 +312,11 @@ func (s *Server) ReloadConfig(ctx context.Context, cfg Config) error {
 	})
 	s.pop3.SetLimits(pop3d.Limits{ConnsPerMinute: cfg.POP3.ConnsPerMinute, MaxConnsPerIP: cfg.POP3.MaxConnsPerIP})
 	s.guard.Limiter.SetConfig(limiterConfig(cfg.Auth))
+	s.mu.Lock()
+	if s.control != nil {
+		s.control.SetMaxPause(cfg.Control.MaxPause)
+	}
+	s.mu.Unlock()
 	s.live = cfg
 	s.log.Info("reloaded configuration")
 	return nil
@@ -320,9 +340,19 @@ func (s *Server) Reload(ctx context.Context) error {
 	return nil
 }
 
-// Shutdown stops accepting, waits for sessions until ctx ends (then
-// closes them), and closes the data directory.
+// Shutdown closes the control socket (resuming any pause it holds), stops
+// accepting, waits for sessions until ctx ends (then closes them), and
+// closes the data directory.
 func (s *Server) Shutdown(ctx context.Context) error {
+	// The control socket first: a pause it holds would keep the sessions
+	// below from finishing their deliveries.
+	s.mu.Lock()
+	ctl := s.control
+	s.mu.Unlock()
+	var ctlErr error
+	if ctl != nil {
+		ctlErr = ctl.Close()
+	}
 	var wg sync.WaitGroup
 	errs := make([]error, 3)
 	for i, shut := range []func(context.Context) error{s.smtp.Shutdown, s.imap.Shutdown, s.pop3.Shutdown} {
@@ -330,5 +360,5 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	wg.Wait()
 	s.wg.Wait()
-	return errors.Join(errors.Join(errs...), s.data.Close())
+	return errors.Join(errors.Join(errs...), ctlErr, s.data.Close())
 }

@@ -1,14 +1,18 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
+	"time"
 
 	"filippo.io/age"
 
 	"github.com/mailvault/mailvault/archive"
+	"github.com/mailvault/mailvault/archive/local"
 	"github.com/mailvault/mailvault/archive/s3/s3test"
 )
 
@@ -93,4 +97,126 @@ func TestCLICopyS3(t *testing.T) {
 	t.Setenv("AWS_SECRET_ACCESS_KEY", s3test.Password)
 	t.Setenv("HOME", t.TempDir())
 	testCLICopy(t, "s3:http://"+srv.Addr+"/"+s3test.NewBucketName()+"/copy")
+}
+
+// killCopy starts `mailvault copy` from src into e as a process and kills
+// it with SIGKILL once packs pack files are stored in e. It reports false
+// if the copy got as far as writing its index first.
+func killCopy(t *testing.T, e, src *cliEnv, packs int) bool {
+	t.Helper()
+	cmd := e.process(t, "--quiet", "copy", "--compression", "off", "--from", src.repo, "--from-identity", src.identity)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	for len(e.files(t, "data")) < packs {
+		select {
+		case err := <-exited:
+			if err != nil {
+				t.Fatalf("copy failed: %v: %s", err, stderr.String())
+			}
+			return false
+		case <-time.After(time.Millisecond):
+		}
+	}
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-exited
+	return len(e.files(t, "index")) == 0 && len(e.files(t, "snapshots")) == 0
+}
+
+// unindexedBlobs counts the blobs in e's packs that no index lists: what
+// a killed copy stored.
+func unindexedBlobs(t *testing.T, e *cliEnv) int64 {
+	t.Helper()
+	ids, err := archive.LoadIdentities(e.identity)
+	if err != nil {
+		t.Fatal(err)
+	}
+	repo, err := archive.Open(t.Context(), local.New(e.repo), archive.Credentials{Identities: ids}, archive.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer repo.Close()
+	unindexed, err := repo.LoadIndex(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int64
+	for id, size := range unindexed {
+		blobs, err := repo.ReadPackHeader(t.Context(), id, size)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n += int64(len(blobs))
+	}
+	return n
+}
+
+// TestCLIKillDuringCopy kills `mailvault copy` with SIGKILL halfway: the
+// target holds no snapshot, and the next copy adopts the packs the killed
+// one stored — moving exactly the blobs that are still missing — after
+// which the target checks clean, reading every pack, and restores.
+func TestCLIKillDuringCopy(t *testing.T) {
+	srcTree := genCorpus(t, 53, 30e6)
+	a := newCLIEnv(t)
+	a.backup(t, "--compression", "off", srcTree)
+
+	// What a copy moves from scratch.
+	fresh := newCopyTargetEnv(t, a, filepath.Join(t.TempDir(), "fresh"))
+	fresh.setPackSize(t, 1<<20)
+	full, code, stderr := fresh.copyFrom(t, a, "--compression", "off")
+	if code != 0 || full.Snapshots != 1 || full.BlobsPresent != 0 {
+		t.Fatalf("fresh copy: exit %d %s: %+v", code, stderr, full)
+	}
+	totalPacks := len(fresh.files(t, "data"))
+	if totalPacks < 6 {
+		t.Fatalf("a full copy writes only %d packs; the corpus is too small to kill it midway", totalPacks)
+	}
+
+	var b *cliEnv
+	// A copy that gets as far as its index before the signal lands is a
+	// miss (the machine was slow to poll), and the attempt is repeated.
+	for attempt := 1; ; attempt++ {
+		b = newCopyTargetEnv(t, a, filepath.Join(t.TempDir(), "target"))
+		b.setPackSize(t, 1<<20)
+		if killCopy(t, b, a, totalPacks/2) {
+			break
+		}
+		if attempt == 3 {
+			t.Fatalf("the copy always finished before it could be killed after %d packs", totalPacks/2)
+		}
+	}
+	orphans := unindexedBlobs(t, b)
+	if orphans == 0 {
+		t.Fatal("the killed copy left no blobs")
+	}
+	if res, code := b.check(t, true); code != 0 || !res.OK() || res.Snapshots != 0 {
+		t.Fatalf("check after the kill: exit %d: %+v", code, res)
+	}
+
+	st, code, stderr := b.copyFrom(t, a, "--compression", "off")
+	if code != 0 || st.Snapshots != 1 {
+		t.Fatalf("copy after the kill: exit %d %s: %+v", code, stderr, st)
+	}
+	t.Logf("full copy: %d blobs in %d packs; killed copy stored %d blobs; resumed copy moved %d, found %d present",
+		full.Blobs, totalPacks, orphans, st.Blobs, st.BlobsPresent)
+	// Only what the killed copy had not stored moved.
+	if st.BlobsPresent != orphans || st.Blobs+st.BlobsPresent != full.Blobs {
+		t.Errorf("resumed copy moved %d blobs and found %d present; the killed one stored %d, a full copy moves %d",
+			st.Blobs, st.BlobsPresent, orphans, full.Blobs)
+	}
+	res, code := b.check(t, true)
+	if code != 0 || !res.OK() || len(res.Warnings) != 0 || res.Snapshots != 1 {
+		t.Fatalf("check --read-data after the resumed copy: exit %d: %+v", code, res)
+	}
+	target := filepath.Join(t.TempDir(), "restored")
+	if _, stderr, code := b.cli(t, "restore", "latest", "--target", target); code != 0 {
+		t.Fatalf("restore: exit %d: %s", code, stderr)
+	}
+	sameTree(t, srcTree, target)
 }
