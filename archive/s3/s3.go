@@ -112,6 +112,9 @@ type Backend struct {
 	// lock is the repository's Object Lock policy (objectlock.go), set
 	// when the repository opens; nil for an unlocked repository.
 	lock atomic.Pointer[archive.ObjectLock]
+	// noConditional is set once the server has rejected If-None-Match
+	// (nooverwrite.go).
+	noConditional atomic.Bool
 }
 
 // New returns a backend for an existing or future repository. It does not
@@ -217,8 +220,7 @@ func (b *Backend) Put(ctx context.Context, t archive.FileType, name string, data
 		return err
 	}
 	err = b.retry(ctx, func() error {
-		_, err := b.client.PutObject(ctx, b.cfg.Bucket, k, bytes.NewReader(data), int64(len(data)), b.putOptions(t))
-		return err
+		return b.putObject(ctx, t, k, func() io.Reader { return bytes.NewReader(data) }, int64(len(data)))
 	})
 	if err != nil {
 		return fmt.Errorf("put %s/%s: %w", t, name, err)
@@ -260,9 +262,7 @@ func (b *Backend) PutFile(ctx context.Context, t archive.FileType, name string, 
 		}
 		// A section reader, not f, so that minio-go sees a seekable
 		// ReaderAt of known size and can resend parts on its own.
-		r := io.NewSectionReader(f, 0, fi.Size())
-		_, err := b.client.PutObject(ctx, b.cfg.Bucket, k, r, fi.Size(), b.putOptions(t))
-		return err
+		return b.putObject(ctx, t, k, func() io.Reader { return io.NewSectionReader(f, 0, fi.Size()) }, fi.Size())
 	})
 	if err != nil {
 		return fmt.Errorf("put %s/%s: %w", t, name, err)

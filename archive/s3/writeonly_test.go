@@ -1,12 +1,14 @@
 package s3
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"io"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -74,9 +76,10 @@ func accessDenied(err error) bool {
 // TestWriteOnlyHostRestrictedCredentials: a host holding a write-only key
 // and S3 credentials limited by writeOnlyPolicy backs up (incrementally,
 // with its lock files left behind), cannot read what it stored, cannot
-// delete a pack or loosen the bucket, and an overwrite through its
-// credentials destroys nothing: the bucket is versioned, and the original
-// version restores the repository byte for byte.
+// delete a pack or loosen the bucket, never overwrites through our
+// backend, and an overwrite through its credentials destroys nothing: the
+// bucket is versioned, and the original version restores the repository
+// byte for byte.
 func TestWriteOnlyHostRestrictedCredentials(t *testing.T) {
 	ctx := t.Context()
 	src := filepath.Join(t.TempDir(), "mail")
@@ -217,6 +220,27 @@ func TestWriteOnlyHostRestrictedCredentials(t *testing.T) {
 	}
 	if _, err := admin.Stat(ctx, archive.PackFile, pack); err != nil {
 		t.Errorf("pack gone after refused deletes: %v", err)
+	}
+
+	// Our backend never overwrites (If-None-Match: *): storing other bytes
+	// under a taken name, in one PUT or a multipart upload (PutFile of
+	// more than minio-go's 16 MiB part size), succeeds without touching
+	// the object — as a retried upload of the same file must.
+	if err := host.Put(ctx, archive.PackFile, pack, []byte("garbage")); err != nil {
+		t.Errorf("Put of a taken name: %v", err)
+	}
+	big, err := os.CreateTemp(t.TempDir(), "big")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := big.Write(bytes.Repeat([]byte("x"), 17<<20)); err != nil {
+		t.Fatal(err)
+	}
+	if err := host.PutFile(ctx, archive.PackFile, pack, big); err != nil {
+		t.Errorf("PutFile (multipart) of a taken name: %v", err)
+	}
+	if v := objectVersions(t, admin.client, bucket, packKey); len(v) != 1 || v[0] != versions[0] {
+		t.Errorf("pack versions after our backend's puts: %v, want only %s", v, versions[0])
 	}
 
 	// An overwrite that skips our backend (a compromised host with the
