@@ -296,3 +296,30 @@ func objectVersions(t *testing.T, c *minio.Client, bucket, key string) []string 
 	}
 	return out
 }
+
+// TestWriteOnlyPolicyDocumented: the policy README.md tells admins to use
+// is the one the test above proves.
+func TestWriteOnlyPolicyDocumented(t *testing.T) {
+	raw, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, sec, ok := strings.Cut(string(raw), "### Offsite copies and write-only hosts")
+	_, block, ok2 := strings.Cut(sec, "```json\n")
+	block, _, ok3 := strings.Cut(block, "```")
+	if !ok || !ok2 || !ok3 {
+		t.Fatal("README.md has no policy in \"Offsite copies and write-only hosts\"")
+	}
+	var doc, tested any
+	if err := json.Unmarshal([]byte(block), &doc); err != nil {
+		t.Fatalf("README.md policy: %v", err)
+	}
+	if err := json.Unmarshal([]byte(writeOnlyPolicy("BUCKET", "PREFIX")), &tested); err != nil {
+		t.Fatal(err)
+	}
+	a, _ := json.Marshal(doc)
+	b, _ := json.Marshal(tested)
+	if !bytes.Equal(a, b) {
+		t.Errorf("README.md's policy differs from the tested one:\n%s\n%s", a, b)
+	}
+}
