@@ -172,6 +172,9 @@ func (r *Repository) ObjectLock() *ObjectLock {
 // an error. Prune will delete through it too.
 func (r *Repository) removeDurable(ctx context.Context, t FileType, name string) (*Waiting, error) {
 	file := string(t) + "/" + name
+	if t == ConfigFile {
+		file = name
+	}
 	if ol, ok := r.be.(ObjectLocker); ok && r.cfg.ObjectLock != nil {
 		ret, err := ol.Retention(ctx, t, name)
 		if err != nil {

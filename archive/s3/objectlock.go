@@ -2,8 +2,12 @@ package s3
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
+	"sort"
+	"strings"
 	"time"
 
 	"github.com/minio/minio-go/v7"
@@ -186,4 +190,151 @@ func (b *Backend) removeVersions(ctx context.Context, t archive.FileType, name, 
 		return retained
 	}
 	return nil
+}
+
+// UndeleteResult says what Undelete did.
+type UndeleteResult struct {
+	DryRun bool `json:"dry_run,omitempty"`
+	// Files is how many repository files the bucket holds versions of.
+	Files int `json:"files"`
+	// Restored are the files (type/name) whose first version was made
+	// current again: they had been deleted or overwritten.
+	Restored []string `json:"restored"`
+}
+
+// Undelete brings back repository files that were deleted or overwritten
+// in a versioned (Object Lock) bucket — by an attacker holding the
+// storage credentials, say. A delete without a version ID only adds a
+// delete marker, and a PUT only adds a version; the locked first version
+// is still there. Every repository file is written once (content-named,
+// and config at init), so its first version is the right one: where the
+// current version is a delete marker or differs from the first (by ETag),
+// the first is copied over it, server-side, with the repository's
+// retention. Lock and temporary files are left alone. It needs no key:
+// it works on objects, so it also helps when config or key files are
+// what was deleted.
+func (b *Backend) Undelete(ctx context.Context, dryRun bool) (*UndeleteResult, error) {
+	type file struct {
+		key            string
+		latest, oldest *minio.ObjectInfo
+	}
+	files := map[string]*file{}
+	prefix := ""
+	if b.cfg.Prefix != "" {
+		prefix = b.cfg.Prefix + "/"
+	}
+	lctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	for obj := range b.client.ListObjects(lctx, b.cfg.Bucket, minio.ListObjectsOptions{Prefix: prefix, Recursive: true, WithVersions: true}) {
+		if obj.Err != nil {
+			return nil, fmt.Errorf("undelete: list versions: %w", obj.Err)
+		}
+		if _, _, ok := b.repoFile(strings.TrimPrefix(obj.Key, prefix)); !ok {
+			continue
+		}
+		f := files[obj.Key]
+		if f == nil {
+			f = &file{key: obj.Key}
+			files[obj.Key] = f
+		}
+		o := obj
+		if o.IsLatest {
+			f.latest = &o
+		}
+		if !o.IsDeleteMarker && (f.oldest == nil || o.LastModified.Before(f.oldest.LastModified)) {
+			f.oldest = &o
+		}
+	}
+	keys := make([]string, 0, len(files))
+	for k := range files {
+		keys = append(keys, k)
+	}
+	// config first: once it is back, its policy gives the copies their
+	// retention.
+	sort.Slice(keys, func(i, j int) bool {
+		ci, cj := keys[i] == b.join("config"), keys[j] == b.join("config")
+		if ci != cj {
+			return ci
+		}
+		return keys[i] < keys[j]
+	})
+	res := &UndeleteResult{DryRun: dryRun, Files: len(keys), Restored: []string{}}
+	for _, k := range keys {
+		f := files[k]
+		if f.oldest == nil || f.latest == nil {
+			continue // only delete markers: nothing to bring back
+		}
+		if k == b.join("config") && b.lock.Load() == nil {
+			// The first config holds the policy; read it before
+			// anything is copied, config included.
+			b.loadLockPolicy(ctx, k, f.oldest.VersionID)
+		}
+		if !f.latest.IsDeleteMarker && (f.latest.VersionID == f.oldest.VersionID || f.latest.ETag == f.oldest.ETag) {
+			continue
+		}
+		t, name, _ := b.repoFile(strings.TrimPrefix(k, prefix))
+		rel := string(t) + "/" + name
+		if t == archive.ConfigFile {
+			rel = name
+		}
+		res.Restored = append(res.Restored, rel)
+		if dryRun {
+			continue
+		}
+		dst := minio.CopyDestOptions{Bucket: b.cfg.Bucket, Object: k}
+		if p := b.lock.Load(); p != nil {
+			dst.Mode = s3Mode(p.Mode)
+			dst.RetainUntilDate = time.Now().Add(p.Period()).UTC()
+		}
+		src := minio.CopySrcOptions{Bucket: b.cfg.Bucket, Object: k, VersionID: f.oldest.VersionID}
+		if err := b.retry(ctx, func() error {
+			_, err := b.client.CopyObject(ctx, dst, src)
+			return err
+		}); err != nil {
+			return res, fmt.Errorf("undelete %s/%s: %w", t, name, err)
+		}
+	}
+	return res, nil
+}
+
+// repoFile maps an object key below the prefix to a durable repository
+// file; lock files, temporary files and foreign objects are not.
+func (b *Backend) repoFile(rel string) (archive.FileType, string, bool) {
+	if rel == "config" {
+		return archive.ConfigFile, "config", true
+	}
+	dir, name, ok := strings.Cut(rel, "/")
+	if !ok {
+		return "", "", false
+	}
+	t := archive.FileType(dir)
+	switch t {
+	case archive.KeyFile, archive.IndexFile, archive.SnapshotFile:
+	case archive.PackFile:
+		sub, id, ok := strings.Cut(name, "/")
+		if !ok || len(id) < 2 || sub != id[:2] {
+			return "", "", false
+		}
+		name = id
+	default:
+		return "", "", false
+	}
+	if _, err := archive.ParseID(name); err != nil {
+		return "", "", false
+	}
+	return t, name, true
+}
+
+// loadLockPolicy reads the object-lock policy from a version of config,
+// when it has one, for Undelete's copies.
+func (b *Backend) loadLockPolicy(ctx context.Context, k, versionID string) {
+	rc, err := b.client.GetObject(ctx, b.cfg.Bucket, k, minio.GetObjectOptions{VersionID: versionID})
+	if err != nil {
+		return
+	}
+	defer rc.Close()
+	var cfg archive.Config
+	if json.NewDecoder(io.LimitReader(rc, 1<<20)).Decode(&cfg) == nil && cfg.ObjectLock != nil && cfg.ObjectLock.Validate() == nil {
+		b.SetObjectLock(*cfg.ObjectLock)
+	}
 }

@@ -374,3 +374,82 @@ func TestObjectLockExistingBucket(t *testing.T) {
 		t.Fatalf("EnableObjectLock on a plain bucket: %v", err)
 	}
 }
+
+// TestObjectLockUndelete: someone with the bucket's credentials deletes
+// config, keys, a snapshot and a pack and overwrites an index file. The
+// locked versions survive; Undelete makes them current again and the
+// repository is whole.
+func TestObjectLockUndelete(t *testing.T) {
+	ctx := t.Context()
+	be, creds := lockedRepo(t, archive.ObjectLock{Mode: archive.Governance, Days: 1})
+	c := rawClient(t)
+	src := filepath.Join(t.TempDir(), "mail")
+	if _, err := corpus.Generate(ctx, src, corpus.Options{Seed: 12, TargetBytes: 3e5, Domains: 1, UsersPerDomain: 2}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := openLocked(t, be, creds).Backup(ctx, archive.BackupOptions{Paths: []string{src}, Host: "h"}); err != nil {
+		t.Fatal(err)
+	}
+	var deleted []string
+	overwritten := ""
+	for _, obj := range objects(t, c, be) {
+		rel := strings.TrimPrefix(obj.Key, be.cfg.Prefix+"/")
+		kind, _, _ := strings.Cut(rel, "/")
+		switch {
+		case kind == "index" && overwritten == "":
+			if _, err := c.PutObject(ctx, be.cfg.Bucket, obj.Key, strings.NewReader("garbage"), 7, minio.PutObjectOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			overwritten = rel
+			continue
+		case kind == "data" && len(deleted) > 3:
+			continue // one pack is enough
+		}
+		// A plain delete: allowed, it only adds a delete marker.
+		if err := c.RemoveObject(ctx, be.cfg.Bucket, obj.Key, minio.RemoveObjectOptions{}); err != nil {
+			t.Fatalf("delete %s: %v", rel, err)
+		}
+		deleted = append(deleted, rel)
+	}
+	if _, err := archive.Open(ctx, be, creds, archive.Options{}); !errors.Is(err, archive.ErrNoRepository) {
+		t.Fatalf("open after the deletes: %v, want no repository", err)
+	}
+
+	fresh, err := New(ctx, be.cfg) // as the CLI would: no policy known yet
+	if err != nil {
+		t.Fatal(err)
+	}
+	dry, err := fresh.Undelete(ctx, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(dry.Restored) != len(deleted)+1 {
+		t.Fatalf("dry run would restore %v; deleted %v and overwrote %s", dry.Restored, deleted, overwritten)
+	}
+	if _, err := be.Stat(ctx, archive.ConfigFile, "config"); err == nil {
+		t.Fatal("dry run restored config")
+	}
+	res, err := fresh.Undelete(ctx, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Restored) != len(deleted)+1 {
+		t.Fatalf("restored %v; deleted %v and overwrote %s", res.Restored, deleted, overwritten)
+	}
+	for _, rel := range append(deleted, overwritten) {
+		if m, until, err := c.GetObjectRetention(ctx, be.cfg.Bucket, be.join(rel), ""); err != nil || *m != minio.Governance || until.Before(time.Now().Add(23*time.Hour)) {
+			t.Errorf("%s restored with retention %v %v, %v", rel, m, until, err)
+		}
+	}
+	if again, err := fresh.Undelete(ctx, false); err != nil || len(again.Restored) != 0 {
+		t.Errorf("second undelete: %+v, %v", again, err)
+	}
+	r := openLocked(t, be, creds)
+	cr, err := r.Check(ctx, archive.CheckOptions{ReadData: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !cr.OK() || cr.Snapshots != 1 || len(cr.Warnings) != 0 {
+		t.Fatalf("check after undelete: %+v", cr)
+	}
+}

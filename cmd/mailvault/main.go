@@ -139,7 +139,7 @@ The repository and secrets can also come from the environment:
 		newInitCmd(g), newBackupCmd(g), newSnapshotsCmd(g), newLsCmd(g), newRestoreCmd(g),
 		newCheckCmd(g), newRepairCmd(g), newKeyCmd(g), newCatCmd(g), newDevCmd(),
 		newServeCmd(), newUserCmd(), newDomainCmd(), newAuditCmd(),
-		newSnapshotCmd(g), newCopyCmd(g), newStatusCmd(g), newMaintainCmd(g),
+		newSnapshotCmd(g), newCopyCmd(g), newStatusCmd(g), newMaintainCmd(g), newUndeleteCmd(g),
 	)
 	return root
 }

@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"filippo.io/age"
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
 
 	"github.com/mailvault/mailvault/archive"
 	"github.com/mailvault/mailvault/archive/s3/s3test"
@@ -26,8 +28,9 @@ func TestCLIObjectLock(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	bucket := s3test.NewBucketName()
 	e := &cliEnv{
-		repo:     "s3:http://" + srv.Addr + "/" + s3test.NewBucketName() + "/mail",
+		repo:     "s3:http://" + srv.Addr + "/" + bucket + "/mail",
 		identity: filepath.Join(t.TempDir(), "key.txt"),
 	}
 	if err := os.WriteFile(e.identity, []byte(id.String()+"\n"), 0o600); err != nil {
@@ -129,6 +132,33 @@ func TestCLIObjectLock(t *testing.T) {
 	if res, code := e.check(t, true); code != 0 || !res.OK() || res.PacksRead == 0 {
 		t.Errorf("check --read-data: exit %d: %+v", code, res)
 	}
+
+	// Someone with the bucket's credentials deletes config: the
+	// repository is gone until undelete brings the locked version back.
+	c, err := minio.New(srv.Addr, &minio.Options{Creds: credentials.NewStaticV4(s3test.User, s3test.Password, "")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.RemoveObject(t.Context(), bucket, "mail/config", minio.RemoveObjectOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, code := e.cli(t, "snapshots"); code != exitNoRepo {
+		t.Fatalf("snapshots after config was deleted: exit %d, want %d", code, exitNoRepo)
+	}
+	stdout, stderr, code = runCLI(t, "--repo", e.repo, "--json", "undelete") // no key needed
+	if code != 0 {
+		t.Fatalf("undelete: exit %d: %s", code, stderr)
+	}
+	var ud struct {
+		Files    int      `json:"files"`
+		Restored []string `json:"restored"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &ud); err != nil || len(ud.Restored) != 1 || ud.Restored[0] != "config" || ud.Files < 5 {
+		t.Fatalf("undelete --json: %v %s", err, stdout)
+	}
+	if res, code := e.check(t, true); code != 0 || !res.OK() {
+		t.Errorf("check after undelete: exit %d: %+v", code, res)
+	}
 }
 
 // TestCLIObjectLockRefused: the lock flags need S3; maintain needs a
@@ -158,5 +188,8 @@ func TestCLIObjectLockRefused(t *testing.T) {
 	}
 	if _, stderr, code := e.cli(t, "maintain", "--window", "soon"); code != exitUsage {
 		t.Errorf("maintain --window soon: exit %d, %q", code, stderr)
+	}
+	if _, stderr, code := e.cli(t, "undelete"); code != exitUsage || !strings.Contains(stderr, "S3") {
+		t.Errorf("undelete on a directory: exit %d, %q", code, stderr)
 	}
 }
