@@ -88,8 +88,10 @@ type Status struct {
 	Abandoned uint64 `json:"abandoned"`
 	// MaxPause is the server's bound on a pause.
 	MaxPause time.Duration `json:"max_pause_ns"`
-	// LastPausedAt is when the latest pause began (no write in flight
-	// from then on); LastPause how long it lasted, once it has ended.
+	// LastPausedAt is when the latest pause took hold: no write was in
+	// flight from then on. LastPause is how long, once it ended, new
+	// writes were held up: from QUIESCE (writes in flight finish, new
+	// ones wait) to the resume.
 	LastPausedAt time.Time     `json:"last_paused_at,omitzero"`
 	LastPause    time.Duration `json:"last_pause_ns"`
 }
@@ -333,7 +335,7 @@ type session struct {
 	c      *net.UnixConn
 	peer   peer
 	resume func()    // non-nil while this connection holds a pause
-	at     time.Time // when the pause began
+	at     time.Time // when QUIESCE came: new writes wait from then on
 	timer  *time.Timer
 	// expired is set when MaxPause ended the pause: the next RESUME
 	// answers ERR.
@@ -449,6 +451,7 @@ func (ss *session) command(line string, lines <-chan string) bool {
 // abandons the request.
 func (ss *session) quiesce(lines <-chan string) bool {
 	s := ss.s
+	asked := time.Now()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	type result struct {
@@ -483,13 +486,13 @@ func (ss *session) quiesce(lines <-chan string) bool {
 		s.log.Error("control socket: quiesce failed", "peer", ss.peer, "err", r.err)
 		return ss.reply("ERR quiesce: %v", r.err)
 	}
-	ss.resume, ss.at = r.resume, time.Now()
+	ss.resume, ss.at = r.resume, asked
 	max := time.Duration(s.maxPause.Load())
 	ss.timer = time.NewTimer(max)
 	s.mu.Lock()
 	s.pauses++
 	s.quiesces++
-	s.lastPausedAt = ss.at
+	s.lastPausedAt = time.Now()
 	s.mu.Unlock()
 	s.log.Debug("control socket: writes paused", "peer", ss.peer, "max_pause", max)
 	if !ss.reply("OK paused") {
