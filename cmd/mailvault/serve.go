@@ -55,6 +55,12 @@ is acknowledged only once it is on disk. Accounts live in DIR/accounts.json
 (manage them with "mailvault user" and "mailvault domain"), logins and admin
 actions are recorded in DIR/audit.jsonl ("mailvault audit verify").
 
+DIR/control.sock (mode 0600; the server's user and root only) lets
+"mailvault backup --snapshot" and "mailvault snapshot take" pause deliveries
+and mailbox changes for the instant of a snapshot: a pause ends when the
+backup says so, when its connection closes (it crashed or was killed) or
+after control.max_pause (default 30s); each pause is audited.
+
 A YAML file (--config) sets everything; environment variables override it:
 ` + mailserver.EnvVars + `
 

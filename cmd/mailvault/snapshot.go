@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/mailvault/mailvault/mailserver/control"
 	"github.com/mailvault/mailvault/snapshot"
 )
 
@@ -27,6 +28,7 @@ type snapshotFlags struct {
 	post     []string
 	keep     bool
 	linksDir string
+	data     string
 }
 
 func (f *snapshotFlags) register(cmd *cobra.Command) {
@@ -36,12 +38,22 @@ func (f *snapshotFlags) register(cmd *cobra.Command) {
 	fl.StringArrayVar(&f.post, "snapshot-post", nil, "shell command run just after the view is taken (always, once --snapshot-pre ran); repeatable")
 	fl.BoolVar(&f.keep, "snapshot-keep", false, "zfs: keep the snapshot after the backup, for 'mailvault snapshot prune'")
 	fl.StringVar(&f.linksDir, "snapshot-dir", "", "hardlink: directory for the link tree, on the same file system as the paths (default: beside each path)")
+	fl.StringVar(&f.data, "data", "", "data directory of a running `mailvault serve` to pause for the instant of the view (default: the one whose control.sock is in or above the paths)")
 }
 
 // take returns a view of paths as the flags ask; its Paths are the
 // ReadFrom of archive.BackupOptions.
 func (f *snapshotFlags) take(ctx context.Context, g *globals, paths []string) (*snapshot.View, error) {
 	c := snapshot.Consistency{Hooks: snapshot.Hooks{Pre: f.pre, Post: f.post}, Logger: g.logger()}
+	var servers control.Group
+	if snapshot.Mode(f.mode) != snapshot.ModeNone {
+		var err error
+		if servers, err = runningServers(ctx, g, f.data, paths); err != nil {
+			return nil, err
+		}
+		defer servers.Close()
+		c = consistencyWith(c, servers)
+	}
 	src, err := snapshot.New(ctx, snapshot.Mode(f.mode), paths, c)
 	if err != nil {
 		if strings.Contains(err.Error(), "unknown mode") {
@@ -59,8 +71,12 @@ func (f *snapshotFlags) take(ctx context.Context, g *globals, paths []string) (*
 	if err != nil {
 		return nil, err
 	}
+	if err := servers.Err(); err != nil {
+		v.Release(context.WithoutCancel(ctx))
+		return nil, fmt.Errorf("the mail server's writers did not stay paused while the view was taken: %w", err)
+	}
 	if v.Mode != snapshot.ModeNone {
-		g.logger().Info("backing up a point-in-time view", "mode", v.Mode, "time", v.Time, "names", v.Names, "pause", v.Pause)
+		g.logger().Info("backing up a point-in-time view", "mode", v.Mode, "time", v.Time, "names", v.Names, "pause", v.Pause, "servers_paused", pausedDirs(servers))
 	}
 	return v, nil
 }
@@ -145,6 +161,7 @@ func newSnapshotListCmd(g *globals) *cobra.Command {
 func newSnapshotTakeCmd(g *globals) *cobra.Command {
 	var pre, post []string
 	var recursive bool
+	var dataDir string
 	cmd := &cobra.Command{
 		Use:   "take PATH",
 		Short: "Take a snapshot of the dataset holding PATH (recursive when datasets are mounted below PATH)",
@@ -156,7 +173,12 @@ func newSnapshotTakeCmd(g *globals) *cobra.Command {
 				return err
 			}
 			left := cleanLeftovers(ctx, g, tool, loc)
-			c := snapshot.Consistency{Hooks: snapshot.Hooks{Pre: pre, Post: post}, Logger: g.logger()}
+			servers, err := runningServers(ctx, g, dataDir, args)
+			if err != nil {
+				return err
+			}
+			defer servers.Close()
+			c := consistencyWith(snapshot.Consistency{Hooks: snapshot.Hooks{Pre: pre, Post: post}, Logger: g.logger()}, servers)
 			var name string
 			at := time.Now()
 			err = runFrozen(ctx, c, func(ctx context.Context) error {
@@ -168,6 +190,10 @@ func newSnapshotTakeCmd(g *globals) *cobra.Command {
 				return err
 			}
 			full := loc.Dataset.Name + "@" + name
+			if err := servers.Err(); err != nil {
+				// The snapshot stays: it is still crash-consistent.
+				return fmt.Errorf("snapshot %s taken, but the mail server's writers did not stay paused while it was: %w", full, err)
+			}
 			if g.json {
 				return g.printJSON(map[string]any{"snapshot": full, "time": at.UTC(), "leftovers_cleaned": left})
 			}
@@ -178,6 +204,7 @@ func newSnapshotTakeCmd(g *globals) *cobra.Command {
 	cmd.Flags().StringArrayVar(&pre, "pre", nil, "shell command run just before the snapshot; repeatable")
 	cmd.Flags().StringArrayVar(&post, "post", nil, "shell command run just after the snapshot (always, once --pre ran); repeatable")
 	cmd.Flags().BoolVar(&recursive, "recursive", false, "snapshot the datasets below the dataset too, even if not mounted below PATH")
+	cmd.Flags().StringVar(&dataDir, "data", "", "data directory of a running `mailvault serve` to pause for the instant of the snapshot (default: the one whose control.sock is in or above PATH)")
 	return cmd
 }
 
