@@ -2,33 +2,65 @@ package s3
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"net"
+	"os"
+	"path/filepath"
 	"sync"
 	"testing"
+	"time"
+
+	"filippo.io/age"
 
 	"github.com/mailvault/mailvault/archive"
+	"github.com/mailvault/mailvault/bench/corpus"
+	"github.com/mailvault/mailvault/restore"
 )
 
-// resetProxy forwards TCP connections to a server, except that it resets
-// the first n connections as soon as they are accepted.
-type resetProxy struct {
-	l      net.Listener
-	target string
-	mu     sync.Mutex
-	resets int        // still to do
-	conns  []net.Conn // open ones, closed at the end
-	closed bool
-	wg     sync.WaitGroup
+// fault is what the proxy does to a connection.
+type fault int
+
+const (
+	resetOnAccept    fault = iota // reset (RST) the connection as soon as it is accepted
+	resetMidRequest               // reset it in the middle of a request
+	stallRequest                  // stop reading the request midway and hold the connection open
+	truncateRequest               // forward part of the request, then close (FIN)
+	stallResponse                 // forward the whole request, never the response
+	truncateResponse              // forward the request and a few bytes of the response, then close
+)
+
+func (f fault) String() string {
+	return [...]string{"reset on accept", "reset mid-request", "stall request", "truncate request", "stall response", "truncate response"}[f]
 }
 
-func newResetProxy(t *testing.T, target string) *resetProxy {
+// faultProxy forwards TCP connections to a server and injects faults:
+// resets of freshly accepted connections, or — counting the bytes clients
+// send — a fault in the middle of whatever request is flowing each time
+// another `every` bytes have gone up, `left` times.
+type faultProxy struct {
+	l      net.Listener
+	target string
+
+	mu       sync.Mutex
+	kind     fault
+	left     int   // faults still to inject
+	every    int64 // request bytes between faults (mid-request kinds)
+	sent     int64 // request bytes forwarded since arm
+	next     int64 // inject when sent passes this
+	injected int   // faults injected since arm
+	conns    []net.Conn
+	closed   bool
+	wg       sync.WaitGroup
+}
+
+func newFaultProxy(t *testing.T, target string) *faultProxy {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &resetProxy{l: l, target: target}
+	p := &faultProxy{l: l, target: target}
 	p.wg.Add(1)
 	go p.serve()
 	t.Cleanup(func() {
@@ -44,13 +76,40 @@ func newResetProxy(t *testing.T, target string) *resetProxy {
 	return p
 }
 
-func (p *resetProxy) arm(n int) {
+func (p *faultProxy) addr() string { return p.l.Addr().String() }
+
+// arm injects n faults of kind; for the mid-request kinds the first once
+// first bytes of requests have been forwarded, then one each time another
+// every bytes have.
+func (p *faultProxy) arm(kind fault, n int, first, every int64) {
 	p.mu.Lock()
-	p.resets = n
-	p.mu.Unlock()
+	defer p.mu.Unlock()
+	p.kind, p.left, p.every, p.sent, p.next, p.injected = kind, n, every, 0, first, 0
 }
 
-func (p *resetProxy) serve() {
+func (p *faultProxy) faults() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.injected
+}
+
+// take reports whether forwarding n more request bytes crosses the next
+// fault, and if so how many of them go before it.
+func (p *faultProxy) take(n int) (before int, kind fault, hit bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.sent += int64(n)
+	if p.kind == resetOnAccept || p.left == 0 || p.sent < p.next {
+		return n, 0, false
+	}
+	before = max(0, n-int(p.sent-p.next))
+	p.left--
+	p.injected++
+	p.next = max(p.next+p.every, p.sent+1)
+	return before, p.kind, true
+}
+
+func (p *faultProxy) serve() {
 	defer p.wg.Done()
 	for {
 		c, err := p.l.Accept()
@@ -58,9 +117,10 @@ func (p *resetProxy) serve() {
 			return
 		}
 		p.mu.Lock()
-		reset := p.resets > 0
+		reset := p.kind == resetOnAccept && p.left > 0
 		if reset {
-			p.resets--
+			p.left--
+			p.injected++
 		}
 		p.mu.Unlock()
 		if reset {
@@ -83,9 +143,99 @@ func (p *resetProxy) serve() {
 		p.conns = append(p.conns, c, up)
 		p.mu.Unlock()
 		p.wg.Add(2)
-		go func() { defer p.wg.Done(); io.Copy(up, c); up.(*net.TCPConn).CloseWrite() }()
-		go func() { defer p.wg.Done(); io.Copy(c, up); c.Close(); up.Close() }()
+		pc := &proxiedConn{client: c.(*net.TCPConn), server: up.(*net.TCPConn), responseCut: -1}
+		go func() { defer p.wg.Done(); p.forwardRequest(pc) }()
+		go func() { defer p.wg.Done(); pc.forwardResponse() }()
 	}
+}
+
+// proxiedConn is a client connection and its server connection.
+type proxiedConn struct {
+	client, server *net.TCPConn
+
+	mu          sync.Mutex
+	stalled     bool // the client connection is held open, nothing forwarded
+	muted       bool // responses are swallowed
+	responseCut int  // ≥ 0: response bytes still to forward before closing
+}
+
+func (p *faultProxy) forwardRequest(pc *proxiedConn) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := pc.client.Read(buf)
+		if n > 0 {
+			before, kind, hit := p.take(n)
+			if _, werr := pc.server.Write(buf[:before]); werr != nil {
+				break
+			}
+			if hit {
+				switch kind {
+				case resetMidRequest:
+					pc.client.SetLinger(0)
+					pc.client.Close()
+					pc.server.Close()
+					return
+				case truncateRequest:
+					pc.client.Close()
+					pc.server.Close()
+					return
+				case stallRequest:
+					// The client's writes fill the socket buffers and
+					// then block; only its stall timeout gets it out.
+					pc.mu.Lock()
+					pc.stalled = true
+					pc.mu.Unlock()
+					pc.server.Close()
+					return
+				case stallResponse:
+					pc.mu.Lock()
+					pc.muted = true
+					pc.mu.Unlock()
+				case truncateResponse:
+					pc.mu.Lock()
+					pc.responseCut = 20 // inside the status line or headers
+					pc.mu.Unlock()
+				}
+				if _, werr := pc.server.Write(buf[before:n]); werr != nil {
+					break
+				}
+			}
+		}
+		if err != nil {
+			break
+		}
+	}
+	pc.server.CloseWrite()
+}
+
+func (pc *proxiedConn) forwardResponse() {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := pc.server.Read(buf)
+		pc.mu.Lock()
+		stalled, muted, cut := pc.stalled, pc.muted, pc.responseCut
+		if cut >= 0 {
+			pc.responseCut = max(0, cut-n)
+		}
+		pc.mu.Unlock()
+		if stalled {
+			return // the client connection stays open, unanswered
+		}
+		if n > 0 && !muted {
+			w := buf[:n]
+			if cut >= 0 {
+				w = w[:min(n, cut)]
+			}
+			if _, werr := pc.client.Write(w); werr != nil || (cut >= 0 && cut <= n) {
+				break
+			}
+		}
+		if err != nil {
+			break
+		}
+	}
+	pc.client.Close()
+	pc.server.Close()
 }
 
 // TestRetriesConnectionResets: with minio-go's own retries off, resets of
@@ -96,8 +246,8 @@ func TestRetriesConnectionResets(t *testing.T) {
 	if err := mustBackend(t, cfg).Create(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	proxy := newResetProxy(t, cfg.Endpoint)
-	cfg.Endpoint = proxy.l.Addr().String()
+	proxy := newFaultProxy(t, cfg.Endpoint)
+	cfg.Endpoint = proxy.addr()
 	cfg.Region = "us-east-1" // no location lookup through the proxy
 	cfg.MaxRetries = 1
 
@@ -118,7 +268,7 @@ func TestRetriesConnectionResets(t *testing.T) {
 			cfg := cfg
 			cfg.Attempts = tt.attempts
 			b := mustBackend(t, cfg) // a fresh client: no pooled connections
-			proxy.arm(tt.resets)
+			proxy.arm(resetOnAccept, tt.resets, 0, 0)
 			err := b.Put(t.Context(), archive.IndexFile, "idx", data)
 			if (err != nil) != tt.wantErr {
 				t.Fatalf("Put: %v, want error %v", err, tt.wantErr)
@@ -127,7 +277,7 @@ func TestRetriesConnectionResets(t *testing.T) {
 				return
 			}
 			b = mustBackend(t, cfg)
-			proxy.arm(tt.resets)
+			proxy.arm(resetOnAccept, tt.resets, 0, 0)
 			rc, err := b.Get(t.Context(), archive.IndexFile, "idx")
 			if err != nil {
 				t.Fatalf("Get: %v", err)
@@ -139,6 +289,264 @@ func TestRetriesConnectionResets(t *testing.T) {
 			}
 		})
 	}
+}
+
+// faultRepo is a repository in a fresh bucket, reached directly and
+// through a fault proxy.
+type faultRepo struct {
+	direct, proxied *Backend
+	proxy           *faultProxy
+	creds           archive.Credentials
+}
+
+// testStallTimeout keeps stalls short; the faults, not the waiting, are
+// under test.
+const testStallTimeout = time.Second
+
+func newFaultRepo(t *testing.T, cfg Config) *faultRepo {
+	t.Helper()
+	id, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &faultRepo{direct: mustBackend(t, cfg), creds: archive.Credentials{Identities: []age.Identity{id}}}
+	if err := f.direct.Create(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := archive.Init(t.Context(), f.direct, archive.KeyRecipients{Recipients: []string{id.Recipient().String()}}); err != nil {
+		t.Fatal(err)
+	}
+	setPackSize(t, f.direct, 1<<20) // several pack uploads per backup
+	f.proxy = newFaultProxy(t, cfg.Endpoint)
+	cfg.Endpoint = f.proxy.addr()
+	cfg.Region = "us-east-1" // no location lookup through the proxy
+	cfg.StallTimeout = testStallTimeout
+	f.proxied = mustBackend(t, cfg)
+	return f
+}
+
+func (f *faultRepo) open(t *testing.T, be archive.Backend) *archive.Repository {
+	t.Helper()
+	r, err := archive.Open(t.Context(), be, f.creds, archive.Options{Compression: 0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	unindexed, err := r.LoadIndex(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.AdoptPacks(t.Context(), unindexed); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// checkClean reads every pack back without faults: no errors, and no
+// warnings (every stored pack is indexed).
+func (f *faultRepo) checkClean(t *testing.T, snapshots int) {
+	t.Helper()
+	chk, err := f.open(t, f.direct).Check(t.Context(), archive.CheckOptions{ReadData: true})
+	if err != nil {
+		t.Fatalf("check: %v", err)
+	}
+	if !chk.OK() || len(chk.Warnings) != 0 || chk.Snapshots != snapshots {
+		t.Errorf("check --read-data: %d snapshots (want %d), errors %v, warnings %v", chk.Snapshots, snapshots, chk.Errors, chk.Warnings)
+	}
+}
+
+func faultCorpus(t *testing.T) string {
+	t.Helper()
+	src := filepath.Join(t.TempDir(), "mail")
+	if _, err := corpus.Generate(t.Context(), src, corpus.Options{Seed: 7, TargetBytes: 3e6, Domains: 1, UsersPerDomain: 3}); err != nil {
+		t.Fatal(err)
+	}
+	return src
+}
+
+// TestBackupThroughFaults injects each kind of fault into the uploads of
+// a backup, three times, with the backend configured as the CLI's (minio-go
+// retrying, the backend retrying on top). Resets and truncations fail
+// the request at once; stalls are caught by the stall timeout. Each time
+// the backup completes through the retries, and the repository, read
+// back without faults, checks clean and restores.
+func TestBackupThroughFaults(t *testing.T) {
+	src := faultCorpus(t)
+	for _, kind := range []fault{resetMidRequest, stallRequest, truncateRequest, stallResponse, truncateResponse} {
+		t.Run(kind.String(), func(t *testing.T) {
+			f := newFaultRepo(t, newBucket(t, "faults"))
+			r := f.open(t, f.proxied)
+			const faults = 3
+			// Every 300 kB: inside the pack uploads (about 500 kB each;
+			// 1.4 MB in all before any retry).
+			f.proxy.arm(kind, faults, 300<<10, 300<<10)
+			res, err := r.Backup(t.Context(), archive.BackupOptions{Paths: []string{src}, Host: "faulty"})
+			if err != nil {
+				t.Fatalf("backup through %d faults: %v", f.proxy.faults(), err)
+			}
+			t.Logf("%d request bytes through the proxy, %d faults; %d bytes stored in %d packs", f.proxy.sent, f.proxy.faults(), res.Snapshot.Summary.BytesStored, res.Snapshot.Summary.PacksWritten)
+			f.checkClean(t, 1)
+			if n := f.proxy.faults(); n != faults {
+				t.Fatalf("%d faults injected, want %d (the backup uploaded too little)", n, faults)
+			}
+			target := filepath.Join(t.TempDir(), "restored")
+			if _, err := restore.Restore(t.Context(), f.open(t, f.direct), res.Snapshot, restore.Options{Target: target}); err != nil {
+				t.Fatalf("restore: %v", err)
+			}
+			compareTrees(t, src, target)
+		})
+	}
+}
+
+// TestBackupFailsCleanlyOnStalls: when every upload stalls and the
+// retries run out, the backup fails with a timeout and leaves no snapshot
+// (nothing refers to data that is not there); the next backup completes,
+// taking over what the failed one stored, and the repository checks
+// clean.
+func TestBackupFailsCleanlyOnStalls(t *testing.T) {
+	src := faultCorpus(t)
+	cfg := newBucket(t, "stalls")
+	cfg.MaxRetries = 2
+	cfg.Attempts = 2
+	f := newFaultRepo(t, cfg)
+
+	// Let the first pack through, then stall everything.
+	f.proxy.arm(stallRequest, 1<<30, 1200<<10, 1)
+	_, err := f.open(t, f.proxied).Backup(t.Context(), archive.BackupOptions{Paths: []string{src}, Host: "faulty"})
+	var ne net.Error
+	if err == nil || !(errors.As(err, &ne) && ne.Timeout() || errors.Is(err, os.ErrDeadlineExceeded)) {
+		t.Fatalf("backup through endless stalls: %v, want a timeout", err)
+	}
+	if n := f.proxy.faults(); n < cfg.MaxRetries*cfg.Attempts {
+		t.Errorf("%d stalls, want at least %d (every try of one upload)", n, cfg.MaxRetries*cfg.Attempts)
+	}
+	var snaps int
+	f.direct.List(t.Context(), archive.SnapshotFile, func(string, int64) error { snaps++; return nil })
+	if snaps != 0 {
+		t.Fatalf("the failed backup left %d snapshots", snaps)
+	}
+
+	f.proxy.arm(stallRequest, 0, 0, 0)
+	if _, err := f.open(t, f.proxied).Backup(t.Context(), archive.BackupOptions{Paths: []string{src}, Host: "faulty"}); err != nil {
+		t.Fatalf("the next backup: %v", err)
+	}
+	f.checkClean(t, 1)
+}
+
+// TestStallTimeoutAllowsSlowTransfers: the stall timeout bounds silence,
+// not transfers — a download that takes many stall timeouts but keeps
+// moving completes on the first try. (A download, because there every
+// piece that arrives is seen; an upload's progress is only seen as the
+// kernel's send buffer drains, which is why the stall timeout must exceed
+// the time a full send buffer takes on the slowest link.)
+func TestStallTimeoutAllowsSlowTransfers(t *testing.T) {
+	cfg := newBucket(t, "slow")
+	direct := mustBackend(t, cfg)
+	if err := direct.Create(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	data := bytes.Repeat([]byte("0123456789abcdef"), 128<<10) // 2 MiB
+	if err := direct.Put(t.Context(), archive.IndexFile, "big", data); err != nil {
+		t.Fatal(err)
+	}
+	proxy := newSlowProxy(t, cfg.Endpoint, 64<<10, 10*time.Millisecond)
+	cfg.Endpoint = proxy.l.Addr().String()
+	cfg.Region = "us-east-1"
+	cfg.StallTimeout = 100 * time.Millisecond
+	cfg.MaxRetries = 1
+	cfg.Attempts = 1
+	rc, err := mustBackend(t, cfg).Get(t.Context(), archive.IndexFile, "big")
+	if err != nil {
+		t.Fatalf("slow download: %v", err)
+	}
+	got, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("slow download: %d bytes, %v", len(got), err)
+	}
+	// 2 MiB in 64 KiB pieces 10 ms apart: 32 pauses, over 3 stall
+	// timeouts in all, never one without progress.
+	if proxy.pauses() < 32 {
+		t.Errorf("the download paused %d times, want 32 or more", proxy.pauses())
+	}
+}
+
+// slowProxy forwards responses in pieces of at most chunk bytes with a
+// pause before each.
+type slowProxy struct {
+	l      net.Listener
+	chunk  int
+	pause  time.Duration
+	mu     sync.Mutex
+	paused int
+	wg     sync.WaitGroup
+}
+
+func newSlowProxy(t *testing.T, target string, chunk int, pause time.Duration) *slowProxy {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &slowProxy{l: l, chunk: chunk, pause: pause}
+	var conns []net.Conn
+	var mu sync.Mutex
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			up, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			mu.Lock()
+			conns = append(conns, c, up)
+			mu.Unlock()
+			p.wg.Add(2)
+			go func() { defer p.wg.Done(); io.Copy(up, c); up.(*net.TCPConn).CloseWrite() }()
+			go func() {
+				defer p.wg.Done()
+				defer c.Close()
+				buf := make([]byte, p.chunk)
+				for {
+					n, err := up.Read(buf)
+					if n > 0 {
+						time.Sleep(p.pause)
+						p.mu.Lock()
+						p.paused++
+						p.mu.Unlock()
+						if _, err := c.Write(buf[:n]); err != nil {
+							return
+						}
+					}
+					if err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	t.Cleanup(func() {
+		l.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		p.wg.Wait()
+	})
+	return p
+}
+
+func (p *slowProxy) pauses() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.paused
 }
 
 func mustBackend(t testing.TB, cfg Config) *Backend {

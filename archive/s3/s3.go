@@ -59,7 +59,18 @@ type Config struct {
 	// MaxRetries is how often minio-go tries each request itself; 0
 	// means its default (10), 1 no retries.
 	MaxRetries int
+	// StallTimeout is how long a connection may move no byte — while
+	// sending a request body or waiting for or reading a response —
+	// before it is closed and the request fails as a timeout (which is
+	// retried); 0 means DefaultStallTimeout. It bounds stalls, not
+	// transfers: an upload that keeps moving never times out.
+	StallTimeout time.Duration
 }
+
+// DefaultStallTimeout is Config.StallTimeout's default: far longer than
+// any S3 server takes to answer a PUT it has received, short enough that
+// a black-holed connection costs a backup minutes, not hours.
+const DefaultStallTimeout = 2 * time.Minute
 
 // ParseLocation parses an s3: repository location into a Config (without
 // credentials).
@@ -136,12 +147,21 @@ func New(ctx context.Context, cfg Config) (*Backend, error) {
 			&credentials.FileAWSCredentials{}, // ~/.aws/credentials, AWS_PROFILE
 		})
 	}
+	if cfg.StallTimeout <= 0 {
+		cfg.StallTimeout = DefaultStallTimeout
+	}
+	tr, err := minio.DefaultTransport(cfg.Secure)
+	if err != nil {
+		return nil, fmt.Errorf("s3 %s: %w", cfg.Endpoint, err)
+	}
+	stallDialer(tr, cfg.StallTimeout)
 	client, err := minio.New(cfg.Endpoint, &minio.Options{
 		Creds:        creds,
 		Secure:       cfg.Secure,
 		Region:       cfg.Region,
 		BucketLookup: minio.BucketLookupAuto,
 		MaxRetries:   cfg.MaxRetries,
+		Transport:    tr,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("s3 %s: %w", cfg.Endpoint, err)
@@ -393,6 +413,63 @@ func (b *Backend) Remove(ctx context.Context, t archive.FileType, name string) e
 		return wrapErr(t, name, err)
 	}
 	return nil
+}
+
+// stallDialer makes tr's connections stall-detecting (stallConn) and
+// its timeouts agree with the stall timeout: a response's headers may
+// take as long, and an idle connection is dropped by the transport before
+// its deadline could fail a request that picks it up.
+func stallDialer(tr *http.Transport, timeout time.Duration) {
+	d := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}
+	tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := d.DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return &stallConn{Conn: c, timeout: timeout}, nil
+	}
+	tr.ResponseHeaderTimeout = timeout
+	tr.IdleConnTimeout = timeout / 2
+}
+
+// stallConn fails a Read or Write once no byte has moved either way for
+// timeout. net/http has no such timeout for a request body (a peer that
+// stops reading blocks the upload forever) nor for a response body, and
+// its ResponseHeaderTimeout only starts once the body is sent. Every byte
+// moved, in either direction, pushes both deadlines on — the transport's
+// reader waits on the connection for the whole of an upload — and writes
+// go out in pieces so that a long one shows progress.
+type stallConn struct {
+	net.Conn
+	timeout time.Duration
+}
+
+// stallChunk is the most a single write sends before the deadline moves.
+const stallChunk = 64 << 10
+
+func (c *stallConn) alive() { c.Conn.SetDeadline(time.Now().Add(c.timeout)) }
+
+func (c *stallConn) Read(p []byte) (int, error) {
+	c.alive()
+	n, err := c.Conn.Read(p)
+	if n > 0 {
+		c.alive()
+	}
+	return n, err
+}
+
+func (c *stallConn) Write(p []byte) (int, error) {
+	var done int
+	for done < len(p) {
+		c.alive()
+		n, err := c.Conn.Write(p[done:min(len(p), done+stallChunk)])
+		done += n
+		if err != nil {
+			return done, err
+		}
+	}
+	c.alive()
+	return done, nil
 }
 
 // wrapErr names the file and maps a missing object (or bucket) to
