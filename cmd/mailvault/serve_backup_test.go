@@ -24,6 +24,7 @@ import (
 
 	"github.com/mailvault/mailvault/mailmeta"
 	"github.com/mailvault/mailvault/mailserver/control"
+	"github.com/mailvault/mailvault/snapshot/zfstest"
 )
 
 // startServe runs `mailvault serve` (the cobra command, over real
@@ -129,14 +130,41 @@ var pauseRE = regexp.MustCompile(`backing up a point-in-time view" .* pause=(\S+
 
 // TestBackupQuiescesRunningServer: `mailvault serve` runs and several
 // SMTP clients submit mail without pause, while `mailvault backup
-// --snapshot hardlink <data>/mail`, a separate process, runs several
+// --snapshot hardlink|zfs <data>/mail`, a separate process, runs several
 // times. Each backup finds the server through <data>/control.sock (or
 // --data) and pauses it once (the server's STATUS counts it); no client
 // sees an error; and the restore of each snapshot holds every message
 // acknowledged before its pause began exactly once, and nothing that was
-// never submitted.
+// never submitted. On ZFS, `snapshot take` pauses the server too.
 func TestBackupQuiescesRunningServer(t *testing.T) {
-	dataDir := filepath.Join(t.TempDir(), "data")
+	t.Run("hardlink", func(t *testing.T) {
+		backupUnderDelivery(t, filepath.Join(t.TempDir(), "data"), "hardlink")
+	})
+	t.Run("zfs", func(t *testing.T) {
+		zfstest.Start(t)
+		p := zfstest.NewPool(t)
+		zfstest.Run(t, "zfs", "create", p.Name+"/data")
+		dataDir := filepath.Join(p.Mount, "data")
+		ctl := backupUnderDelivery(t, dataDir, "zfs")
+		before, err := ctl.Status(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, stderr, code := runCLI(t, "--json", "snapshot", "take", dataDir)
+		if code != exitOK {
+			t.Fatalf("snapshot take: exit %d: %s", code, stderr)
+		}
+		after, err := ctl.Status(t.Context())
+		if err != nil || after.Quiesces != before.Quiesces+1 || after.Quiesced {
+			t.Fatalf("snapshot take: server status before %+v, after %+v (%v): want one pause", before, after, err)
+		}
+		t.Logf("snapshot take: %s; writers held up %v", strings.TrimSpace(out), after.LastPause)
+	})
+}
+
+// backupUnderDelivery runs the test above with one view mode and returns
+// a control connection to the server, still running.
+func backupUnderDelivery(t *testing.T, dataDir, mode string) *control.Client {
 	addr := startServe(t, dataDir)
 	users := []string{"alice@example.test", "bob@example.test"}
 	for _, u := range users {
@@ -148,7 +176,7 @@ func TestBackupQuiescesRunningServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ctl.Close()
+	t.Cleanup(func() { ctl.Close() })
 
 	var (
 		mu        sync.Mutex
@@ -222,7 +250,7 @@ func TestBackupQuiescesRunningServer(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		args := []string{"--verbose", "--json", "backup", "--snapshot", "hardlink"}
+		args := []string{"--verbose", "--json", "backup", "--snapshot", mode}
 		if c%2 == 1 {
 			args = append(args, "--data", dataDir) // named, not found
 		}
@@ -292,6 +320,7 @@ func TestBackupQuiescesRunningServer(t *testing.T) {
 		}
 		t.Logf("cycle %d: %d messages restored, all %d acknowledged before the pause present once", c, len(got), len(cy.must))
 	}
+	return ctl
 }
 
 // TestBackupWithoutRunningServer: with the server stopped, or a stale
