@@ -171,6 +171,12 @@ func (s *Server) bind() (*net.UnixListener, error) {
 		}
 		s.log.Info("replacing the control socket of a server that is gone", "path", s.path)
 	}
+	// Temporary directories of a server killed while binding.
+	if old, err := filepath.Glob(filepath.Join(s.dir, ".control-*")); err == nil {
+		for _, d := range old {
+			os.RemoveAll(d)
+		}
+	}
 	tmp, err := os.MkdirTemp(s.dir, ".control-")
 	if err != nil {
 		return nil, fmt.Errorf("control: %w", err)
@@ -270,6 +276,7 @@ func (s *Server) Close() error {
 
 func (s *Server) accept() {
 	defer s.wg.Done()
+	var backoff time.Duration
 	for {
 		c, err := s.ln.AcceptUnix()
 		if err != nil {
@@ -278,13 +285,18 @@ func (s *Server) accept() {
 				return
 			default:
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
+			// Out of file descriptors or the like: try again later,
+			// as net/http's Serve does, rather than stop answering.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			s.log.Error("control socket: accept; retrying", "err", err, "in", backoff)
+			select {
+			case <-s.done:
+				return
+			case <-time.After(backoff):
 			}
-			s.log.Error("control socket: accept", "err", err)
-			return
+			continue
 		}
+		backoff = 0
 		s.mu.Lock()
 		if s.closed {
 			s.mu.Unlock()

@@ -488,6 +488,10 @@ func TestSocketFile(t *testing.T) {
 	if _, err := control.Dial(t.Context(), f.dir); !errors.Is(err, control.ErrNotRunning) {
 		t.Fatalf("Dial on a stale socket: %v", err)
 	}
+	// and perhaps the temporary directory of a bind it was killed in.
+	if err := os.Mkdir(filepath.Join(f.dir, ".control-1234"), 0o700); err != nil {
+		t.Fatal(err)
+	}
 	srv, err := control.Listen(f.dir, f.q, control.Options{})
 	if err != nil {
 		t.Fatalf("over a stale socket: %v", err)
