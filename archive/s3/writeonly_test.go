@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -264,10 +265,14 @@ func TestWriteOnlyHostRestrictedCredentials(t *testing.T) {
 	if sum := sha256.Sum256(orig); hex.EncodeToString(sum[:]) != pack {
 		t.Fatalf("original version does not hash to the pack's name")
 	}
-	// The admin puts the original back and the repository is whole.
-	if _, err := admin.client.CopyObject(ctx, minio.CopyDestOptions{Bucket: bucket, Object: packKey},
-		minio.CopySrcOptions{Bucket: bucket, Object: packKey, VersionID: versions[0]}); err != nil {
+	// The admin puts the original back (`mailvault undelete`, which works
+	// on any versioned bucket) and the repository is whole.
+	und, err := admin.Undelete(ctx, false)
+	if err != nil {
 		t.Fatal(err)
+	}
+	if !slices.Contains(und.Restored, "data/"+pack) {
+		t.Errorf("undelete restored %v, want data/%s among them", und.Restored, pack)
 	}
 	full := open(admin, adminID)
 	if chk, err := full.Check(ctx, archive.CheckOptions{ReadData: true}); err != nil || !chk.OK() {
