@@ -179,6 +179,10 @@ func (s *scanner) dir(rel string, entries []fs.DirEntry, inMaildirRoot bool) {
 			// Symbolic links are recorded, not followed: the
 			// caller lstat's them and stores the link itself.
 			s.tree.Files = append(s.tree.Files, child)
+		case typ&fs.ModeSocket != 0:
+			// A socket (e.g. a running server's control.sock in its
+			// data directory) is an endpoint, not data: nothing to
+			// back up, and nothing worth a warning either.
 		default:
 			s.tree.Skipped = append(s.tree.Skipped, SkipError{
 				Path: child,
