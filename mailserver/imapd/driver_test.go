@@ -25,7 +25,7 @@ func newTestEnv(t testing.TB, mutate func(*Config, *auth.LimiterConfig)) *testEn
 	t.Helper()
 	env := &testEnv{Env: servertest.NewEnv(t, store.Options{MaxMessageBytes: 1 << 20})}
 	cfg, lcfg := servertest.Configure(Config{TLSConfig: env.ServerTLS, MaxMessageBytes: 1 << 20, ConnsPerMinute: 1e6, MaxConnsPerIP: 1000, SpoolDir: env.Dir}, mutate)
-	env.srv = New(cfg, env.Store, env.Guard(lcfg), nil)
+	env.srv = New(cfg, env.Store, env.Guard(lcfg), env.Log)
 	env.Ports = servertest.ServePorts(t, env.srv.Serve, env.srv.Shutdown)
 	return env
 }

@@ -39,6 +39,7 @@ import (
 	"github.com/emersion/go-imap/v2/imapserver"
 
 	"github.com/mailvault/mailvault/mailserver/auth"
+	"github.com/mailvault/mailvault/mailserver/internal/handshake"
 	"github.com/mailvault/mailvault/mailserver/ratelimit"
 	"github.com/mailvault/mailvault/mailserver/store"
 )
@@ -194,7 +195,9 @@ func (s *Server) Serve(ln net.Listener, implicitTLS bool) error {
 	}
 	var l net.Listener = &limitListener{Listener: ln, s: s, implicitTLS: implicitTLS}
 	if implicitTLS {
-		l = tls.NewListener(l, s.cfg.TLSConfig)
+		// Handshake before imapserver sees the connection (see package
+		// handshake), after the per-IP limits.
+		l = handshake.NewListener(l, s.cfg.TLSConfig, handshake.Timeout, s.log)
 	}
 	s.mu.Lock()
 	if s.closing {

@@ -24,7 +24,7 @@ func newTestEnv(t testing.TB, mutate func(*Config, *auth.LimiterConfig)) *testEn
 	t.Helper()
 	env := &testEnv{Env: servertest.NewEnv(t, store.Options{})}
 	cfg, lcfg := servertest.Configure(Config{Hostname: "mx.test", TLSConfig: env.ServerTLS, ConnsPerMinute: 1e6, MaxConnsPerIP: 1000}, mutate)
-	env.srv = New(cfg, env.Store, env.Guard(lcfg), nil)
+	env.srv = New(cfg, env.Store, env.Guard(lcfg), env.Log)
 	env.Ports = servertest.ServePorts(t, env.srv.Serve, env.srv.Shutdown)
 	return env
 }

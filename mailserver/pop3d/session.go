@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/mailvault/mailvault/mailserver/auth"
+	"github.com/mailvault/mailvault/mailserver/internal/handshake"
 	"github.com/mailvault/mailvault/mailserver/store"
 )
 
@@ -63,9 +64,9 @@ func (s *session) serve() {
 	}()
 	s.reset(s.conn)
 	if tc, ok := s.conn.(*tls.Conn); ok {
-		tc.SetDeadline(time.Now().Add(time.Minute))
+		tc.SetDeadline(time.Now().Add(handshake.Timeout))
 		if err := tc.HandshakeContext(s.srv.ctx); err != nil {
-			s.srv.log.Debug("tls handshake", "ip", s.ip, "err", err)
+			s.srv.log.Info("TLS handshake failed", "ip", s.ip, "err", err)
 			return
 		}
 		tc.SetDeadline(time.Time{})
@@ -229,9 +230,10 @@ func (s *session) stls() bool {
 		return false
 	}
 	tc := tls.Server(s.conn, s.srv.cfg.TLSConfig)
-	tc.SetDeadline(time.Now().Add(time.Minute))
+	tc.SetDeadline(time.Now().Add(handshake.Timeout))
 	if err := tc.HandshakeContext(s.srv.ctx); err != nil {
-		s.srv.log.Debug("stls handshake", "ip", s.ip, "err", err)
+		// Closed without a reply: the client is speaking TLS.
+		s.srv.log.Info("STLS handshake failed", "ip", s.ip, "err", err)
 		return false
 	}
 	tc.SetDeadline(time.Time{})

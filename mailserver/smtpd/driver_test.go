@@ -27,7 +27,7 @@ func newTestEnv(t testing.TB, mutate func(*Config, *auth.LimiterConfig)) *testEn
 		t.Fatal(err)
 	}
 	cfg, lcfg := servertest.Configure(Config{Hostname: "mx.test", TLSConfig: env.ServerTLS, Resolver: env.res, SpoolDir: env.Dir}, mutate)
-	env.srv = New(cfg, env.Store, env.DB, env.Guard(lcfg), nil)
+	env.srv = New(cfg, env.Store, env.DB, env.Guard(lcfg), env.Log)
 	for _, m := range []Mode{ModeMX, ModeSubmission, ModeSubmissions} {
 		env.addr[m] = servertest.Serve(t, func(ln net.Listener) error { return env.srv.Serve(ln, m) })
 	}

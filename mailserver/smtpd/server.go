@@ -36,6 +36,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/mailvault/mailvault/mailserver/auth"
+	"github.com/mailvault/mailvault/mailserver/internal/handshake"
 	"github.com/mailvault/mailvault/mailserver/ratelimit"
 	"github.com/mailvault/mailvault/mailserver/store"
 )
@@ -236,7 +237,9 @@ func (s *Server) Serve(ln net.Listener, mode Mode) error {
 
 	ln = &limitListener{Listener: ln, s: s, mode: mode}
 	if mode == ModeSubmissions {
-		ln = tls.NewListener(ln, s.cfg.TLSConfig)
+		// Handshake before go-smtp sees the connection (see package
+		// handshake), after the per-IP limits.
+		ln = handshake.NewListener(ln, s.cfg.TLSConfig, handshake.Timeout, s.log.With("mode", mode.String()))
 	}
 	s.mu.Lock()
 	if s.ctx.Err() != nil {
@@ -323,6 +326,9 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		l.s.mu.Lock()
 		l.s.open[rc] = c
 		l.s.mu.Unlock()
+		if l.mode != ModeSubmissions {
+			return &startTLSGuard{Conn: rc, log: l.s.log.With("mode", l.mode.String()), timeout: handshake.Timeout}, nil
+		}
 		return rc, nil
 	}
 }

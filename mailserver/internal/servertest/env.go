@@ -3,6 +3,7 @@ package servertest
 import (
 	"context"
 	"crypto/tls"
+	"log/slog"
 	"net"
 	"path/filepath"
 	"strings"
@@ -20,13 +21,17 @@ import (
 // directory (Dir): a store, an account database with the domain
 // example.test and the users alice and bob (passwords "alice password" and
 // "bob password"), a self-signed certificate for mx.test and 127.0.0.1,
-// and an audit log.
+// an audit log, and a logger for the server under test (Log, read back
+// with Logs).
 type Env struct {
 	Dir       string
 	Store     *store.Store
 	DB        *auth.DB
 	Audit     *audit.Log
 	ServerTLS *tls.Config
+	Log       *slog.Logger
+
+	logs *syncBuffer
 
 	mu    sync.Mutex
 	slept []time.Duration
@@ -64,8 +69,13 @@ func NewEnv(t testing.TB, opts store.Options) *Env {
 	al, err := audit.Open(filepath.Join(dir, "audit.jsonl"))
 	must(err)
 	t.Cleanup(func() { al.Close() })
-	return &Env{Dir: dir, Store: st, DB: db, Audit: al, ServerTLS: certs.ServerConfig()}
+	logs := &syncBuffer{}
+	return &Env{Dir: dir, Store: st, DB: db, Audit: al, ServerTLS: certs.ServerConfig(),
+		Log: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})), logs: logs}
 }
+
+// Logs returns what the server logged so far, one record a line.
+func (e *Env) Logs() string { return e.logs.String() }
 
 // Guard checks logins against the fixture's accounts with the given
 // lockout policy; instead of sleeping it records each delay (see Slept),
