@@ -222,7 +222,7 @@ type MaintainCounts struct {
 type MaintainResult struct {
 	Mode      RetentionMode  `json:"mode"`
 	Days      int            `json:"days"`
-	Window    string         `json:"window"`
+	Window    string         `json:"window"` // "15d", or a Go duration
 	DryRun    bool           `json:"dry_run,omitempty"`
 	NewUntil  time.Time      `json:"new_until"` // retention given to extended files
 	Config    MaintainCounts `json:"config"`
@@ -272,7 +272,7 @@ func (r *Repository) Maintain(ctx context.Context, opt MaintainOptions) (*Mainta
 	if window <= 0 {
 		window = p.Period() / 2
 	}
-	res := &MaintainResult{Mode: p.Mode, Days: p.Days, Window: window.String(), DryRun: opt.DryRun,
+	res := &MaintainResult{Mode: p.Mode, Days: p.Days, Window: formatWindow(window), DryRun: opt.DryRun,
 		NewUntil: now.Add(p.Period()).UTC().Truncate(time.Second)}
 
 	packs, err := r.referencedPacks(ctx, res)
@@ -492,6 +492,14 @@ func (r *Repository) coveringIndexes(ctx context.Context, packs []ID, res *Maint
 		}
 	}
 	return keep, nil
+}
+
+// formatWindow writes whole days as "15d", anything else as Go does.
+func formatWindow(d time.Duration) string {
+	if d%(24*time.Hour) == 0 {
+		return fmt.Sprintf("%dd", d/(24*time.Hour))
+	}
+	return d.String()
 }
 
 func sortIDs(ids []ID) {
