@@ -395,7 +395,7 @@ type Message struct {
 	UID    uint32
 	Unique string
 	// Flags are the Maildir flags (D draft, F flagged, P passed, R replied,
-	// S seen, T trashed), sorted.
+	// S seen, T trashed, and keywords a–z, see Listing.Keywords), sorted.
 	Flags string
 	// Recent is true while the message is still in new/.
 	Recent bool
@@ -409,6 +409,8 @@ type Listing struct {
 	UIDValidity uint32
 	UIDNext     uint32
 	Messages    []Message // ascending UID
+	// Keywords names the keyword letters (a–z) in the messages' Flags.
+	Keywords Keywords
 }
 
 // List synchronises the folder's UID index with its directory and returns
@@ -438,7 +440,11 @@ func (s *Store) List(ctx context.Context, a Account, folder string) (*Listing, e
 	if err := st.syncLocked(s); err != nil {
 		return nil, err
 	}
-	l := &Listing{UIDValidity: st.idx.validity, UIDNext: st.idx.next}
+	kw, err := st.keywordsLocked()
+	if err != nil {
+		return nil, err
+	}
+	l := &Listing{UIDValidity: st.idx.validity, UIDNext: st.idx.next, Keywords: kw}
 	for _, uid := range st.idx.sortedUIDs() {
 		unique := st.idx.byUID[uid]
 		name := st.files[unique]
@@ -621,7 +627,14 @@ func (s *Store) transfer(ctx context.Context, a Account, from, to string, uid ui
 			newUnique += ",S=" + strconv.FormatInt(p.Size, 10)
 		}
 	}
-	name := maildir.FileName(newUnique, p.Flags)
+	flags := p.Flags
+	if srcDir != dstDir {
+		// Keyword letters are per folder.
+		if flags, err = translateKeywords(s, flags, src, dst); err != nil {
+			return 0, err
+		}
+	}
+	name := maildir.FileName(newUnique, flags)
 	newPath := filepath.Join(dstDir, "cur", name)
 	if move {
 		if err := s.fs.Rename(oldPath, newPath); err != nil {
@@ -883,6 +896,10 @@ type folderState struct {
 	idx   *uidIndex
 	files map[string]string // unique -> current file name
 	inCur map[string]bool   // unique -> file is in cur/
+	// kw is the keyword table as last read from the folder's
+	// dovecot-keywords file, whose identity kwStamp records.
+	kw      Keywords
+	kwStamp keywordsStamp
 }
 
 func (st *folderState) loadLocked(s *Store) error {
