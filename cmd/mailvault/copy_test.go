@@ -181,14 +181,15 @@ func TestCLIKillDuringCopy(t *testing.T) {
 	var b *cliEnv
 	// A copy that gets as far as its index before the signal lands is a
 	// miss (the machine was slow to poll), and the attempt is repeated.
+	killAt := max(1, totalPacks/3)
 	for attempt := 1; ; attempt++ {
 		b = newCopyTargetEnv(t, a, filepath.Join(t.TempDir(), "target"))
 		b.setPackSize(t, 1<<20)
-		if killCopy(t, b, a, totalPacks/2) {
+		if killCopy(t, b, a, killAt) {
 			break
 		}
-		if attempt == 3 {
-			t.Fatalf("the copy always finished before it could be killed after %d packs", totalPacks/2)
+		if attempt == 5 {
+			t.Fatalf("the copy always finished before it could be killed after %d packs", killAt)
 		}
 	}
 	orphans := unindexedBlobs(t, b)
