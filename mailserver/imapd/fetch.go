@@ -30,6 +30,7 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 	}
 	m := s.sel.mbox
 	m.mu.Lock()
+	kw := m.kw
 	targets := s.resolveLocked(numSet)
 	if markSeen {
 		for i := range targets {
@@ -37,7 +38,7 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 			if hasFlag(t.msg.flags, 'S') {
 				continue
 			}
-			nf := applyStore(t.msg.flags, imap.StoreFlagsAdd, []imap.Flag{imap.FlagSeen})
+			nf := applyStore(t.msg.flags, imap.StoreFlagsAdd, []imap.Flag{imap.FlagSeen}, &kw)
 			if err := m.setFlagsLocked(s.ctx(), t.idx, nf, s.sel.tracker); err != nil {
 				if errors.Is(err, store.ErrNoSuchMessage) {
 					continue
@@ -50,14 +51,14 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 	}
 	m.mu.Unlock()
 	for _, t := range targets {
-		if err := s.fetchOne(w, m.folder, t, options); err != nil {
+		if err := s.fetchOne(w, m.folder, t, &kw, options); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func (s *session) fetchOne(w *imapserver.FetchWriter, folder string, t target, options *imap.FetchOptions) error {
+func (s *session) fetchOne(w *imapserver.FetchWriter, folder string, t target, kw *store.Keywords, options *imap.FetchOptions) error {
 	f, err := s.srv.store.OpenMessage(s.ctx(), s.acct, folder, t.msg.uid)
 	if errors.Is(err, store.ErrNoSuchMessage) {
 		// Expunged meanwhile; its EXPUNGE comes with the next update
@@ -78,7 +79,7 @@ func (s *session) fetchOne(w *imapserver.FetchWriter, folder string, t target, o
 		rw.WriteUID(imap.UID(t.msg.uid))
 	}
 	if options.Flags || t.flagsC {
-		rw.WriteFlags(imapFlags(t.msg.flags))
+		rw.WriteFlags(imapFlags(t.msg.flags, kw))
 	}
 	if options.InternalDate {
 		rw.WriteInternalDate(fi.ModTime())

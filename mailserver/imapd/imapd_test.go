@@ -144,7 +144,8 @@ func TestSelectFetchStoreSearchCopyMoveExpunge(t *testing.T) {
 	mustHave(t, sel, "* 3 EXISTS")
 	mustHave(t, sel, "[UIDVALIDITY ")
 	mustHave(t, sel, "[UIDNEXT 4]")
-	mustHave(t, sel, "[PERMANENTFLAGS (\\Answered \\Deleted \\Draft \\Flagged \\Seen $Forwarded)]")
+	mustHave(t, sel, "* FLAGS (\\Answered \\Deleted \\Draft \\Flagged \\Seen $Forwarded)")
+	mustHave(t, sel, "[PERMANENTFLAGS (\\Answered \\Deleted \\Draft \\Flagged \\Seen $Forwarded \\*)]")
 	mustHave(t, sel, "a1 OK [READ-WRITE]")
 
 	out := c.ok("a2 FETCH 1:* (UID FLAGS RFC822.SIZE INTERNALDATE ENVELOPE)")
@@ -163,18 +164,20 @@ func TestSelectFetchStoreSearchCopyMoveExpunge(t *testing.T) {
 	out = c.ok("a6 FETCH 3 BODY[TEXT]<0.6>")
 	mustHave(t, out, "BODY[TEXT]<0> {6}", "needle")
 
-	// STORE; the flags live in the file names.
+	// STORE; the flags live in the file names, a new keyword in the
+	// folder's FLAGS.
 	out = c.ok("a7 STORE 2 +FLAGS (\\Flagged $Forwarded $Custom)")
-	mustHave(t, out, "* 2 FETCH (FLAGS (\\Flagged $Forwarded))")
+	mustHave(t, out, "* FLAGS (\\Answered \\Deleted \\Draft \\Flagged \\Seen $Forwarded $Custom)")
+	mustHave(t, out, "* 2 FETCH (FLAGS (\\Flagged $Forwarded $Custom))")
 	c.ok("a8 UID STORE 3 +FLAGS.SILENT (\\Answered)")
 	l, err := e.Store.List(t.Context(), alice, store.Inbox)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := []string{l.Messages[0].Flags, l.Messages[1].Flags, l.Messages[2].Flags}; got[0] != "S" || got[1] != "FP" || got[2] != "RS" {
+	if got := []string{l.Messages[0].Flags, l.Messages[1].Flags, l.Messages[2].Flags}; got[0] != "S" || got[1] != "FPa" || got[2] != "RS" {
 		t.Fatalf("Maildir flags %q", got)
 	}
-	if !strings.HasSuffix(l.Messages[1].Path, ":2,FP") {
+	if !strings.HasSuffix(l.Messages[1].Path, ":2,FPa") {
 		t.Fatalf("file name %s", l.Messages[1].Path)
 	}
 
@@ -208,7 +211,7 @@ func TestSelectFetchStoreSearchCopyMoveExpunge(t *testing.T) {
 	c.Script(`
 		C: c3 COPY 1 Nowhere
 		S: c3 NO [TRYCREATE]`)
-	if l, _ := e.Store.List(t.Context(), alice, "Trash"); len(l.Messages) != 1 || l.Messages[0].Flags != "FP" {
+	if l, _ := e.Store.List(t.Context(), alice, "Trash"); len(l.Messages) != 1 || l.Messages[0].Flags != "FPa" || l.Keywords.Name('a') != "$Custom" {
 		t.Fatalf("Trash %+v", l)
 	}
 

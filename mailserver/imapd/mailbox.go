@@ -30,6 +30,7 @@ type mailbox struct {
 	validity uint32
 	uidNext  uint32
 	msgs     []msgInfo
+	kw       store.Keywords // names the keyword letters in msgs' flags
 	// gone is set when the folder disappeared or its UIDVALIDITY changed:
 	// its sessions are told BYE (RFC 9051 section 2.3.1.1 forbids reusing
 	// UIDs within a UIDVALIDITY).
@@ -68,7 +69,7 @@ func (s *Server) acquire(ctx context.Context, a store.Account, folder string) (*
 		return nil, err
 	}
 	m := &mailbox{srv: s, key: key, acct: a, folder: folder, refs: 1,
-		validity: l.UIDValidity, uidNext: l.UIDNext}
+		validity: l.UIDValidity, uidNext: l.UIDNext, kw: l.Keywords}
 	for _, lm := range l.Messages {
 		m.msgs = append(m.msgs, msgInfo{uid: lm.UID, flags: lm.Flags, size: lm.Size, recent: lm.Recent})
 	}
@@ -114,9 +115,10 @@ func (m *mailbox) scheduleRefresh() {
 
 // refreshLocked reconciles the view with the store (which may have been
 // changed by SMTP delivery, POP3, another process or another session) and
-// queues the differences on the tracker: EXPUNGE for messages that went
-// (highest sequence number first, so the others' numbers stay valid),
-// FETCH FLAGS for changed flags, EXISTS for new messages.
+// queues the differences on the tracker: FLAGS when keywords were added,
+// EXPUNGE for messages that went (highest sequence number first, so the
+// others' numbers stay valid), FETCH FLAGS for changed flags, EXISTS for
+// new messages.
 func (m *mailbox) refreshLocked(ctx context.Context) error {
 	if m.gone {
 		return nil
@@ -133,6 +135,7 @@ func (m *mailbox) refreshLocked(ctx context.Context) error {
 		m.gone = true
 		return nil
 	}
+	m.setKeywordsLocked(l.Keywords)
 	now := make(map[uint32]store.Message, len(l.Messages))
 	for _, lm := range l.Messages {
 		now[lm.UID] = lm
@@ -149,7 +152,7 @@ func (m *mailbox) refreshLocked(ctx context.Context) error {
 		lm := now[mi.uid]
 		if lm.Flags != mi.flags {
 			mi.flags = lm.Flags
-			m.tracker.QueueMessageFlags(uint32(i+1), imap.UID(mi.uid), imapFlags(mi.flags), nil)
+			m.tracker.QueueMessageFlags(uint32(i+1), imap.UID(mi.uid), imapFlags(mi.flags, &m.kw), nil)
 		}
 		mi.recent = lm.Recent
 		last = mi.uid
@@ -187,6 +190,35 @@ func (m *mailbox) setFlagsLocked(ctx context.Context, i int, flags string, sourc
 	}
 	mi.flags = flags
 	mi.recent = false
-	m.tracker.QueueMessageFlags(uint32(i+1), imap.UID(mi.uid), imapFlags(flags), source)
+	m.tracker.QueueMessageFlags(uint32(i+1), imap.UID(mi.uid), imapFlags(flags, &m.kw), source)
+	return nil
+}
+
+// setKeywordsLocked takes a newer keyword table and tells every session
+// of the folder its new FLAGS (RFC 9051 section 7.3.5).
+func (m *mailbox) setKeywordsLocked(kw store.Keywords) {
+	if kw == m.kw {
+		return
+	}
+	m.kw = kw
+	m.tracker.QueueMailboxFlags(mailboxFlags(&m.kw))
+}
+
+// addKeywordsLocked gives the folder letters for the keywords among flags
+// that it lacks (STORE, APPEND): NO [LIMIT] when they do not fit in the 26
+// a folder can hold, BAD for a keyword that is not an atom.
+func (m *mailbox) addKeywordsLocked(ctx context.Context, flags []imap.Flag) error {
+	names, err := newKeywords(flags, &m.kw)
+	if err != nil {
+		return imapErr(err)
+	}
+	if len(names) == 0 {
+		return nil
+	}
+	kw, err := m.srv.store.AddKeywords(ctx, m.acct, m.folder, names)
+	if err != nil {
+		return imapErr(err)
+	}
+	m.setKeywordsLocked(kw)
 	return nil
 }

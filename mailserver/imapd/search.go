@@ -12,6 +12,8 @@ import (
 	gomessage "github.com/emersion/go-message"
 	"github.com/emersion/go-message/mail"
 	"github.com/emersion/go-message/textproto"
+
+	"github.com/mailvault/mailvault/mailserver/store"
 )
 
 // Search answers SEARCH and UID SEARCH (RFC 9051 section 6.4.4): sequence
@@ -23,6 +25,7 @@ import (
 func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria, options *imap.SearchOptions) (*imap.SearchData, error) {
 	m := s.sel.mbox
 	m.mu.Lock()
+	kw := m.kw
 	all := s.resolveLocked(imap.SeqSet{imap.SeqRange{Start: 1, Stop: 0}})
 	var maxSeq uint32
 	var maxUID uint32
@@ -36,7 +39,7 @@ func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria,
 	var seqs imap.SeqSet
 	var uids imap.UIDSet
 	for _, t := range all {
-		sm := &searchMsg{s: s, folder: m.folder, t: t}
+		sm := &searchMsg{s: s, folder: m.folder, kw: &kw, t: t}
 		ok := sm.match(criteria)
 		sm.close()
 		if !ok {
@@ -102,6 +105,7 @@ func staticCriteria(c *imap.SearchCriteria, maxSeq, maxUID uint32) {
 type searchMsg struct {
 	s      *session
 	folder string
+	kw     *store.Keywords
 	t      target
 
 	loaded bool
@@ -151,12 +155,12 @@ func (sm *searchMsg) match(c *imap.SearchCriteria) bool {
 		}
 	}
 	for _, f := range c.Flag {
-		if !hasIMAPFlag(t.msg.flags, f) {
+		if !hasIMAPFlag(t.msg.flags, f, sm.kw) {
 			return false
 		}
 	}
 	for _, f := range c.NotFlag {
-		if hasIMAPFlag(t.msg.flags, f) {
+		if hasIMAPFlag(t.msg.flags, f, sm.kw) {
 			return false
 		}
 	}
@@ -217,11 +221,11 @@ func (sm *searchMsg) match(c *imap.SearchCriteria) bool {
 	return true
 }
 
-// hasIMAPFlag reports whether Maildir flags include an IMAP flag; \Recent
-// is never set (it is obsolete in RFC 9051) and keywords this server does
-// not keep are never set.
-func hasIMAPFlag(md string, f imap.Flag) bool {
-	l := maildirLetter(f)
+// hasIMAPFlag reports whether Maildir flags include an IMAP flag (SEARCH
+// KEYWORD and UNKEYWORD too); \Recent is never set (it is obsolete in RFC
+// 9051), nor is a keyword the folder does not have.
+func hasIMAPFlag(md string, f imap.Flag, kw *store.Keywords) bool {
+	l := maildirLetter(f, kw)
 	return l != 0 && hasFlag(md, l)
 }
 

@@ -10,9 +10,12 @@
 //   - IDLE (RFC 2177), MOVE (RFC 6851), UIDPLUS (RFC 4315), SPECIAL-USE
 //     (RFC 6154), NAMESPACE (RFC 2342), LIST-EXTENDED (RFC 5258),
 //     LIST-STATUS (RFC 5819), CHILDREN (RFC 3348), APPENDLIMIT (RFC 7889);
-//   - flags live in the Maildir file names; sessions that select the same
-//     folder share one view of it (imapserver.MailboxTracker), so that each
-//     sees the others' changes as EXISTS, EXPUNGE and FETCH updates.
+//   - flags live in the Maildir file names, keywords (RFC 9051 section
+//     2.3.2) too, as Dovecot's letters a–z named per folder (see store); a
+//     folder holds 26, and a 27th is refused with NO [LIMIT];
+//   - sessions that select the same folder share one view of it
+//     (imapserver.MailboxTracker), so that each sees the others' changes as
+//     EXISTS, EXPUNGE, FETCH and FLAGS updates.
 //
 // Command lines and literals are bounded (imapserver: 50 KiB per command,
 // 4 KiB literals except APPEND, whose literal is bounded by the maximum

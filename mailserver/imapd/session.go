@@ -155,6 +155,12 @@ func imapErr(err error) error {
 		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeCannot, Text: "Invalid mailbox name"}
 	case errors.Is(err, store.ErrMessageTooLarge):
 		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeTooBig, Text: "Message too large"}
+	case errors.Is(err, store.ErrTooManyKeywords):
+		// Refused rather than dropped: the client learns the keyword
+		// did not stick (RFC 9051 section 7.1, LIMIT).
+		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeLimit, Text: "This mailbox has 26 keywords already, the most it can hold"}
+	case errors.Is(err, store.ErrBadKeyword):
+		return &imap.Error{Type: imap.StatusResponseTypeBad, Text: "Invalid keyword"}
 	}
 	return err
 }
@@ -184,13 +190,13 @@ func (s *session) Select(name string, options *imap.SelectOptions) (*imap.Select
 	s.sel = &selection{mbox: m, tracker: m.tracker.NewSession(), readOnly: options.ReadOnly}
 	s.mu.Unlock()
 	data := &imap.SelectData{
-		Flags:       permanentFlags,
+		Flags:       mailboxFlags(&m.kw),
 		NumMessages: uint32(len(m.msgs)),
 		UIDNext:     imap.UID(m.uidNext),
 		UIDValidity: m.validity,
 	}
 	if !options.ReadOnly {
-		data.PermanentFlags = permanentFlags
+		data.PermanentFlags = permanentFlags(&m.kw)
 	}
 	for i, mi := range m.msgs {
 		if mi.recent {
@@ -455,6 +461,18 @@ func (s *session) Append(name string, r imap.LiteralReader, options *imap.Append
 	if r.Size() > s.srv.limits.Load().MaxMessageBytes {
 		return nil, imapErr(store.ErrMessageTooLarge)
 	}
+	// Keywords new to the folder get their letters first (a keyword
+	// without a message is harmless; a message whose keyword has no
+	// letter would lose it). imapserver has asked for the literal
+	// already, so NO [LIMIT] comes after it.
+	names, err := newKeywords(options.Flags, &store.Keywords{})
+	if err != nil {
+		return nil, imapErr(err)
+	}
+	kw, err := s.srv.store.AddKeywords(s.ctx(), s.acct, folder, names)
+	if err != nil {
+		return nil, imapErr(err)
+	}
 	f, err := os.CreateTemp(s.srv.cfg.SpoolDir, spoolPrefix+"*")
 	if err != nil {
 		return nil, fmt.Errorf("imapd: spool: %w", err)
@@ -473,7 +491,7 @@ func (s *session) Append(name string, r imap.LiteralReader, options *imap.Append
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return nil, fmt.Errorf("imapd: spool: %w", err)
 	}
-	d, err := s.srv.store.Append(s.ctx(), s.acct, folder, f, maildirFlags(options.Flags))
+	d, err := s.srv.store.Append(s.ctx(), s.acct, folder, f, maildirFlags(options.Flags, &kw))
 	if err != nil {
 		return nil, imapErr(err)
 	}
@@ -643,10 +661,17 @@ func (s *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *im
 	}
 	m := s.sel.mbox
 	m.mu.Lock()
+	if flags.Op != imap.StoreFlagsDel {
+		if err := m.addKeywordsLocked(s.ctx(), flags.Flags); err != nil {
+			m.mu.Unlock()
+			return err
+		}
+	}
+	kw := m.kw
 	targets := s.resolveLocked(numSet)
 	for i := range targets {
 		t := &targets[i]
-		nf := applyStore(m.msgs[t.idx].flags, flags.Op, flags.Flags)
+		nf := applyStore(m.msgs[t.idx].flags, flags.Op, flags.Flags, &kw)
 		err := m.setFlagsLocked(s.ctx(), t.idx, nf, s.sel.tracker)
 		if errors.Is(err, store.ErrNoSuchMessage) {
 			continue // expunged by another process; the next poll says so
@@ -667,7 +692,7 @@ func (s *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *im
 		if isUID {
 			rw.WriteUID(imap.UID(t.msg.uid))
 		}
-		rw.WriteFlags(imapFlags(t.msg.flags))
+		rw.WriteFlags(imapFlags(t.msg.flags, &kw))
 		if err := rw.Close(); err != nil {
 			return err
 		}
@@ -728,7 +753,7 @@ func (s *session) transfer(numSet imap.NumSet, destName string, move bool) (*ima
 		if err != nil {
 			// What was moved so far is gone from the source.
 			m.refreshLocked(s.ctx())
-			return nil, err
+			return nil, imapErr(err) // e.g. NO [LIMIT]: the destination has 26 keywords
 		}
 		src.AddNum(imap.UID(t.msg.uid))
 		dst.AddNum(imap.UID(uid))

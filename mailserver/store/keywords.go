@@ -225,6 +225,12 @@ func (s *Store) AddKeywords(ctx context.Context, a Account, folder string, names
 		return Keywords{}, err
 	}
 	defer s.gate.leave()
+	if dir, err := s.folderDir(a, folder); err == nil && dir == s.MaildirPath(a) {
+		// INBOX exists before its first message (List, Append).
+		if err := s.ensureMaildir(dir, false); err != nil {
+			return Keywords{}, err
+		}
+	}
 	_, st, err := s.folderFor(a, folder)
 	if err != nil {
 		return Keywords{}, err
