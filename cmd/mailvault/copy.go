@@ -305,7 +305,8 @@ func sameLocation(a, b string) bool {
 	return err1 == nil && err2 == nil && aa == bb
 }
 
-// replicate copies snapshot id from the primary to every other repository
+// replicate copies the primary's snapshots that a target lacks (id, the
+// new one, and any an unreachable target missed) to every other repository
 // target, one after the other; only the blobs a target lacks move. A
 // target that fails is reported and does not stop the others (nor undo
 // the primary's snapshot). ZFS targets are filled by `zfs send`, not here.
@@ -316,14 +317,16 @@ func (g *globals) replicate(ctx context.Context, cfg *targets.Config, primary *a
 			continue
 		}
 		r := replica{Target: t.Name, Repo: t.Repo}
-		st, err := g.replicateTo(ctx, t, primary, id)
+		st, err := g.replicateTo(ctx, t, primary)
 		if err != nil {
 			r.Error = err.Error()
 			g.logger().Error("replication failed", "target", t.Name, "err", err)
 		} else {
 			r.Copy = &st
-			if len(st.Copied) > 0 {
-				r.Snapshot = &st.Copied[0].To
+			for _, c := range st.Copied {
+				if c.From == id {
+					r.Snapshot = &c.To
+				}
 			}
 		}
 		out = append(out, r)
@@ -331,7 +334,7 @@ func (g *globals) replicate(ctx context.Context, cfg *targets.Config, primary *a
 	return out
 }
 
-func (g *globals) replicateTo(ctx context.Context, t targets.Target, primary *archive.Repository, id archive.ID) (archive.CopyStats, error) {
+func (g *globals) replicateTo(ctx context.Context, t targets.Target, primary *archive.Repository) (archive.CopyStats, error) {
 	dst, done, err := g.openForWrite(ctx, t.Repo, targetCreds(t))
 	if err != nil {
 		return archive.CopyStats{}, err
@@ -339,7 +342,10 @@ func (g *globals) replicateTo(ctx context.Context, t targets.Target, primary *ar
 	defer done()
 	progress, clear := g.copyProgress("copy → "+t.Name, primary, dst)
 	defer clear()
-	return archive.Copy(ctx, primary, dst, []archive.ID{id}, progress)
+	// Every snapshot the target lacks, not only the new one: a target that
+	// was unreachable last night catches up, and parents are copied before
+	// their children so each copy keeps its parent link.
+	return archive.Copy(ctx, primary, dst, nil, progress)
 }
 
 // printReplicas prints one line per secondary target.

@@ -304,6 +304,42 @@ func TestCLIBackupReplicates(t *testing.T) {
 		t.Errorf("second holds %d snapshots, want 3", n)
 	}
 
+	// A target added late (or unreachable for a while) catches up: the
+	// next backup copies every snapshot it lacks, parents first, so each
+	// copy keeps its parent link; the others take only the new snapshot.
+	late := newCopyTargetEnv(t, a, filepath.Join(t.TempDir(), "late"))
+	file = targetsFile(t, src, append(entries, repoTarget("late", late, "medium: nas, location: offsite"))...)
+	res4, stderr, code := backupTargets(t, file, src)
+	if code != exitOK {
+		t.Fatalf("backup with a late target: exit %d: %s", code, stderr)
+	}
+	for _, r := range res4.Replicas {
+		want := 1
+		if r.Target == "late" {
+			want = 4
+		}
+		if r.Error != "" || r.Copy == nil || r.Copy.Snapshots != want || r.Snapshot == nil {
+			t.Errorf("replica %s: %+v %+v, want %d snapshots copied", r.Target, r, r.Copy, want)
+		}
+	}
+	stdout, stderr, code := late.cli(t, "snapshots", "--json")
+	if code != 0 {
+		t.Fatalf("snapshots of the late target: exit %d: %s", code, stderr)
+	}
+	var lateSnaps []archive.Snapshot
+	if err := json.Unmarshal([]byte(stdout), &lateSnaps); err != nil {
+		t.Fatalf("snapshots --json: %v\n%s", err, stdout)
+	}
+	withParent := 0
+	for _, s := range lateSnaps {
+		if s.Parent != nil {
+			withParent++
+		}
+	}
+	if len(lateSnaps) != 4 || withParent != 3 {
+		t.Errorf("late target: %d snapshots, %d with a parent; want 4 and 3", len(lateSnaps), withParent)
+	}
+
 	// --repo naming another repository than the primary is refused.
 	if _, stderr, code := runCLI(t, "--repo", b.repo, "backup", "--targets", file, src); code != exitUsage || !strings.Contains(stderr, "not the primary") {
 		t.Errorf("backup --repo other --targets: exit %d: %s", code, stderr)
