@@ -13,6 +13,7 @@ import (
 	"github.com/emersion/go-msgauth/authres"
 	"github.com/emersion/go-msgauth/dkim"
 	"github.com/emersion/go-msgauth/dmarc"
+	"golang.org/x/net/publicsuffix"
 )
 
 // authOutcome is what the MX learned about a message's origin.
@@ -29,9 +30,10 @@ type authOutcome struct {
 // signature, and DMARC (RFC 7489) for the RFC5322.From domain, reading the
 // message from r.
 //
-// Limitations: the organizational domain for relaxed alignment and the
-// policy lookup fallback is approximated by the last two labels (no Public
-// Suffix List); "pct" is ignored (policy applies to all failing mail).
+// The organizational domain (relaxed alignment, and the policy lookup's
+// fallback of RFC 7489 section 6.6.3) comes from the Public Suffix List
+// (orgDomain). Limitation: "pct" is ignored (policy applies to all failing
+// mail).
 func checkAuth(ctx context.Context, res Resolver, ip net.IP, helo, mailFrom string, msg io.ReadSeeker) authOutcome {
 	var out authOutcome
 
@@ -156,12 +158,18 @@ func spfValue(r spf.Result) authres.ResultValue {
 	return authres.ResultNone
 }
 
-// orgDomain approximates the organizational domain (RFC 7489 section
-// 3.2) as the last two labels.
+// orgDomain returns the organizational domain of d (RFC 7489 section
+// 3.2): the public suffix that matches most of d's labels (the Public
+// Suffix List compiled into golang.org/x/net/publicsuffix, its ICANN and
+// private sections, with "*" for names it does not list) and one label
+// more. mail.example.co.uk → example.co.uk, a.b.example.com → example.com,
+// x.alice.github.io → alice.github.io. A name that is itself a public
+// suffix (co.uk) has no label to add and is its own.
 func orgDomain(d string) string {
-	labels := strings.Split(strings.TrimSuffix(d, "."), ".")
-	if len(labels) <= 2 {
+	d = strings.ToLower(strings.TrimSuffix(d, "."))
+	org, err := publicsuffix.EffectiveTLDPlusOne(d)
+	if err != nil {
 		return d
 	}
-	return strings.Join(labels[len(labels)-2:], ".")
+	return org
 }
