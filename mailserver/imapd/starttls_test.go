@@ -12,27 +12,19 @@ import (
 // server goes on serving.
 func TestRefusedHandshakeGetsNoCleartext(t *testing.T) {
 	e := newTestEnv(t, nil)
-	bad := servertest.BadHandshakes()
-	for _, b := range bad {
-		for _, implicit := range []bool{false, true} {
-			name := "STARTTLS/" + b.Name
-			if implicit {
-				name = "993/" + b.Name
-			}
-			t.Run(name, func(t *testing.T) {
-				c := servertest.Dial(t, e.Addr(implicit), false, servertest.IMAPLine)
-				if !implicit {
-					c.Script(`
-						S: * OK
-						C: s1 STARTTLS
-						S: s1 OK`)
-				}
-				servertest.TLSRecordsOnly(t, c.FailTLS(b, "a1 LOGOUT"))
-			})
-		}
-	}
-	if n := strings.Count(e.Logs(), `msg="TLS handshake failed"`); n != len(bad) {
-		t.Fatalf("logged %d implicit-TLS handshake failures, want %d:\n%s", n, len(bad), e.Logs())
+	t.Run("STARTTLS", func(t *testing.T) {
+		servertest.RefusedHandshakes(t, e.Plain, servertest.IMAPLine, func(c *servertest.Conn) {
+			c.Script(`
+				S: * OK
+				C: s1 STARTTLS
+				S: s1 OK`)
+		}, "a1 LOGOUT")
+	})
+	t.Run("993", func(t *testing.T) {
+		servertest.RefusedHandshakes(t, e.TLS, servertest.IMAPLine, nil, "a1 LOGOUT")
+	})
+	if n, want := strings.Count(e.Logs(), `msg="TLS handshake failed"`), len(servertest.BadHandshakes()); n != want {
+		t.Fatalf("logged %d implicit-TLS handshake failures, want %d:\n%s", n, want, e.Logs())
 	}
 	e.login(t, "alice").ok("a1 NOOP")
 	c := e.dial(t, false)

@@ -12,27 +12,19 @@ import (
 // logged and the server goes on serving.
 func TestRefusedHandshakeGetsNoCleartext(t *testing.T) {
 	e := newTestEnv(t, nil)
-	bad := servertest.BadHandshakes()
-	for _, b := range bad {
-		for _, implicit := range []bool{false, true} {
-			name := "STLS/" + b.Name
-			if implicit {
-				name = "995/" + b.Name
-			}
-			t.Run(name, func(t *testing.T) {
-				c := servertest.Dial(t, e.Addr(implicit), false, servertest.Line)
-				if !implicit {
-					c.Script(`
-						S: +OK
-						C: STLS
-						S: +OK Begin TLS`)
-				}
-				servertest.TLSRecordsOnly(t, c.FailTLS(b, "QUIT"))
-			})
-		}
-	}
-	if n := strings.Count(e.Logs(), "handshake failed"); n != 2*len(bad) {
-		t.Fatalf("logged %d handshake failures, want %d:\n%s", n, 2*len(bad), e.Logs())
+	t.Run("STLS", func(t *testing.T) {
+		servertest.RefusedHandshakes(t, e.Plain, servertest.Line, func(c *servertest.Conn) {
+			c.Script(`
+				S: +OK
+				C: STLS
+				S: +OK Begin TLS`)
+		}, "QUIT")
+	})
+	t.Run("995", func(t *testing.T) {
+		servertest.RefusedHandshakes(t, e.TLS, servertest.Line, nil, "QUIT")
+	})
+	if n, want := strings.Count(e.Logs(), "handshake failed"), 2*len(servertest.BadHandshakes()); n != want {
+		t.Fatalf("logged %d handshake failures, want %d:\n%s", n, want, e.Logs())
 	}
 	e.login(t).Script(`
 		C: STAT

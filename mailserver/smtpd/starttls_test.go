@@ -14,23 +14,21 @@ import (
 func TestRefusedHandshakeGetsNoCleartext(t *testing.T) {
 	e := newTestEnv(t, nil)
 	bad := servertest.BadHandshakes()
-	modes := []Mode{ModeMX, ModeSubmission, ModeSubmissions}
-	for _, b := range bad {
-		for _, m := range modes {
-			t.Run(m.String()+"/"+b.Name, func(t *testing.T) {
-				c := servertest.Dial(t, e.addr[m], false, servertest.SMTPReply)
-				if m != ModeSubmissions {
-					c.Script(`
-						S: 220
-						C: EHLO client.test
-						S: 250
-						C: STARTTLS
-						S: 220 2.0.0 Ready to start TLS`)
-				}
-				servertest.TLSRecordsOnly(t, c.FailTLS(b, "QUIT"))
-			})
-		}
+	for _, m := range []Mode{ModeMX, ModeSubmission} {
+		t.Run(m.String(), func(t *testing.T) {
+			servertest.RefusedHandshakes(t, e.addr[m], servertest.SMTPReply, func(c *servertest.Conn) {
+				c.Script(`
+					S: 220
+					C: EHLO client.test
+					S: 250
+					C: STARTTLS
+					S: 220 2.0.0 Ready to start TLS`)
+			}, "QUIT")
+		})
 	}
+	t.Run("465", func(t *testing.T) {
+		servertest.RefusedHandshakes(t, e.addr[ModeSubmissions], servertest.SMTPReply, nil, "QUIT")
+	})
 	logs := e.Logs()
 	implicit := strings.Count(logs, `msg="TLS handshake failed"`)
 	starttls := strings.Count(logs, `msg="STARTTLS handshake failed; closing without a cleartext reply"`)

@@ -1,59 +1,30 @@
 package handshake
 
 import (
-	"bytes"
 	"crypto/tls"
 	"errors"
 	"io"
 	"log/slog"
 	"net"
-	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/mailvault/mailvault/mailserver/tlsutil"
+	"github.com/mailvault/mailvault/mailserver/internal/servertest"
+	"github.com/mailvault/mailvault/mailserver/store"
 )
 
 func serverTLS(t *testing.T) *tls.Config {
-	t.Helper()
-	dir := t.TempDir()
-	cert, key := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	if _, err := tlsutil.EnsureSelfSigned(cert, key, []string{"127.0.0.1"}, time.Now()); err != nil {
-		t.Fatal(err)
-	}
-	certs, err := tlsutil.Load(cert, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return certs.ServerConfig()
+	return servertest.NewEnv(t, store.Options{}).ServerTLS
 }
 
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-func listen(t *testing.T, timeout time.Duration) (*Listener, *logBuffer) {
+func listen(t *testing.T, timeout time.Duration) (*Listener, *servertest.LogBuffer) {
 	t.Helper()
 	inner, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &logBuffer{}
+	logs := &servertest.LogBuffer{}
 	l := NewListener(inner, serverTLS(t), timeout, slog.New(slog.NewTextHandler(logs, nil)))
 	t.Cleanup(func() { l.Close() })
 	return l, logs

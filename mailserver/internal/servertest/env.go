@@ -31,7 +31,7 @@ type Env struct {
 	ServerTLS *tls.Config
 	Log       *slog.Logger
 
-	logs *syncBuffer
+	logs *LogBuffer
 
 	mu    sync.Mutex
 	slept []time.Duration
@@ -69,7 +69,7 @@ func NewEnv(t testing.TB, opts store.Options) *Env {
 	al, err := audit.Open(filepath.Join(dir, "audit.jsonl"))
 	must(err)
 	t.Cleanup(func() { al.Close() })
-	logs := &syncBuffer{}
+	logs := &LogBuffer{}
 	return &Env{Dir: dir, Store: st, DB: db, Audit: al, ServerTLS: certs.ServerConfig(),
 		Log: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})), logs: logs}
 }

@@ -65,6 +65,23 @@ func (c *Conn) FailTLS(bad BadHandshake, command string) []byte {
 	return out
 }
 
+// RefusedHandshakes runs every BadHandshake against the port at addr, each
+// in a subtest on a new connection: start (nil on an implicit-TLS port)
+// brings the cleartext session to where TLS begins, command is what the
+// client sends after the failure. Only TLS records may come back.
+func RefusedHandshakes(t *testing.T, addr string, frame Framer, start func(*Conn), command string) {
+	t.Helper()
+	for _, b := range BadHandshakes() {
+		t.Run(b.Name, func(t *testing.T) {
+			c := Dial(t, addr, false, frame)
+			if start != nil {
+				start(c)
+			}
+			TLSRecordsOnly(t, c.FailTLS(b, command))
+		})
+	}
+}
+
 // recordingConn keeps every byte read from the connection.
 type recordingConn struct {
 	net.Conn
@@ -104,19 +121,19 @@ func TLSRecordsOnly(t testing.TB, b []byte) {
 	}
 }
 
-// syncBuffer collects log output from many goroutines.
-type syncBuffer struct {
+// LogBuffer collects log output from many goroutines.
+type LogBuffer struct {
 	mu sync.Mutex
 	b  strings.Builder
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
+func (s *LogBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.Write(p)
 }
 
-func (s *syncBuffer) String() string {
+func (s *LogBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
