@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -172,5 +173,20 @@ func TestCLISnapshotSend(t *testing.T) {
 	}
 	if _, stderr, code := runCLI(t, "snapshot", "send", src); code != exitUsage {
 		t.Fatalf("send without --to: exit %d, want %d: %s", code, exitUsage, stderr)
+	}
+
+	// The second pool counts as a copy (medium zfs) in `mailvault status`,
+	// read from the real received datasets; with the live mail that makes
+	// two copies, so the 3-2-1 rule still fails, and says why.
+	file := targetsFile(t, src, fmt.Sprintf("{name: pool2, zfs: %s, location: offsite, max_age: 1h}", dest))
+	rep, stderr, code := status(t, file)
+	if code != exitRuleFails || !strings.Contains(stderr, "only 2 copies (need 3)") {
+		t.Errorf("status: exit %d, want %d: %s", code, exitRuleFails, stderr)
+	}
+	if row := statusRow(t, rep, "pool2"); !row.Counts || row.Medium != "zfs" || row.Snapshots != 2 || row.Newest == nil {
+		t.Errorf("pool2 = %+v, want a counting zfs copy with 2 snapshots", row)
+	}
+	if v := rep.Rule; v.Copies != 2 || len(v.Media) != 2 || v.Offsite != 1 {
+		t.Errorf("rule = %+v, want 2 copies on 2 media, 1 offsite", v)
 	}
 }
