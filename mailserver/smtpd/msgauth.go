@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/mail"
 	"strings"
+	"time"
 
 	"blitiri.com.ar/go/spf"
 	"github.com/emersion/go-message/textproto"
@@ -15,6 +16,9 @@ import (
 	"github.com/emersion/go-msgauth/dmarc"
 	"golang.org/x/net/publicsuffix"
 )
+
+// authTimeout bounds the SPF, DKIM and DMARC checks of one message.
+const authTimeout = 20 * time.Second
 
 // authOutcome is what the MX learned about a message's origin.
 type authOutcome struct {
@@ -34,7 +38,15 @@ type authOutcome struct {
 // fallback of RFC 7489 section 6.6.3) comes from the Public Suffix List
 // (orgDomain). Limitation: "pct" is ignored (policy applies to all failing
 // mail).
+//
+// All three share one bound, authTimeout: RFC 7208 section 4.6.4 asks for
+// a limit on SPF's elapsed time of at least 20 seconds, after which the
+// result is temperror, and DKIM and DMARC lookups are the same kind of
+// wait. Without it an unresponsive resolver held a message for the
+// resolver's full timeout of every lookup (SPF, each DKIM key, DMARC).
 func checkAuth(ctx context.Context, res Resolver, ip net.IP, helo, mailFrom string, msg io.ReadSeeker) authOutcome {
+	ctx, cancel := context.WithTimeout(ctx, authTimeout)
+	defer cancel()
 	var out authOutcome
 
 	// SPF.

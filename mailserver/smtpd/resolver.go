@@ -2,9 +2,12 @@ package smtpd
 
 import (
 	"context"
+	"errors"
 	"net"
+	"slices"
 	"strings"
 	"sync"
+	"time"
 )
 
 // Resolver is the DNS the server uses for SPF, DKIM and DMARC. It is
@@ -78,4 +81,170 @@ func (r *StaticResolver) LookupAddr(ctx context.Context, addr string) ([]string,
 		return v, nil
 	}
 	return nil, notFound(addr)
+}
+
+// Defaults of CachingResolver.
+const (
+	// DefaultAnswerTTL is how long answers and "no such name" are kept.
+	// Go's resolver does not expose record TTLs; a minute is below the
+	// TTL of nearly every SPF, DKIM and DMARC record and of most negative
+	// caching periods (RFC 2308 section 5), and enough for a burst of
+	// mail from one domain to cost one lookup.
+	DefaultAnswerTTL = time.Minute
+	// DefaultFailureTTL is how long a timeout or server failure is kept,
+	// so that an unresponsive resolver costs one wait per name, not one
+	// per message.
+	DefaultFailureTTL = 10 * time.Second
+	// DefaultLookupTimeout bounds one lookup, retries included.
+	DefaultLookupTimeout = 10 * time.Second
+	// DefaultCacheEntries bounds the cache's size.
+	DefaultCacheEntries = 10000
+)
+
+// CachingResolver answers from a small in-memory cache in front of another
+// Resolver, and runs one lookup for concurrent callers asking the same
+// question. The MX looks up the same SPF and DMARC records for every
+// message from a domain; without a cache each message paid for them, and
+// with an unresponsive resolver each message waited for the full timeout
+// of every lookup. A lookup runs detached from the caller, bounded by
+// LookupTimeout, so its result does not depend on one caller's deadline
+// and can be shared; a caller whose context ends stops waiting at once.
+//
+// The zero value is not usable: create one with NewCachingResolver.
+type CachingResolver struct {
+	r                     Resolver
+	answerTTL, failureTTL time.Duration
+	lookupTimeout         time.Duration
+	maxEntries            int
+	now                   func() time.Time
+	mu                    sync.Mutex
+	entries               map[string]*cacheEntry
+	lookups               int64
+}
+
+type cacheEntry struct {
+	done    chan struct{} // closed when val, err and expires are set
+	val     any
+	err     error
+	expires time.Time
+}
+
+// NewCachingResolver returns a CachingResolver in front of r with the
+// default TTLs, timeout and size.
+func NewCachingResolver(r Resolver) *CachingResolver {
+	return &CachingResolver{
+		r: r, answerTTL: DefaultAnswerTTL, failureTTL: DefaultFailureTTL,
+		lookupTimeout: DefaultLookupTimeout, maxEntries: DefaultCacheEntries,
+		now: time.Now, entries: map[string]*cacheEntry{},
+	}
+}
+
+// Lookups returns how many lookups reached the resolver behind the cache.
+func (c *CachingResolver) Lookups() int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.lookups
+}
+
+func (c *CachingResolver) do(ctx context.Context, kind, name string, fn func(context.Context) (any, error)) (any, error) {
+	k := kind + " " + key(name)
+	c.mu.Lock()
+	e := c.entries[k]
+	if e == nil || c.expiredLocked(e) {
+		e = &cacheEntry{done: make(chan struct{})}
+		c.makeRoomLocked()
+		c.entries[k] = e
+		c.lookups++
+		go c.lookup(ctx, e, fn)
+	}
+	c.mu.Unlock()
+	select {
+	case <-e.done:
+		return e.val, e.err
+	case <-ctx.Done():
+		// Reported like the resolver's own timeout, so that SPF, DKIM
+		// and DMARC treat it as a temporary error (temperror).
+		return nil, &net.DNSError{Err: ctx.Err().Error(), Name: name, IsTimeout: true, IsTemporary: true}
+	}
+}
+
+// lookup runs fn for e without the caller's cancellation (other callers
+// may be waiting for the same answer) but within lookupTimeout.
+func (c *CachingResolver) lookup(ctx context.Context, e *cacheEntry, fn func(context.Context) (any, error)) {
+	lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.lookupTimeout)
+	v, err := fn(lctx)
+	cancel()
+	ttl := c.answerTTL
+	var dnsErr *net.DNSError
+	if err != nil && !(errors.As(err, &dnsErr) && dnsErr.IsNotFound) {
+		ttl = c.failureTTL
+	}
+	c.mu.Lock()
+	e.val, e.err, e.expires = v, err, c.now().Add(ttl)
+	c.mu.Unlock()
+	close(e.done)
+}
+
+// expiredLocked reports whether e holds a result that is out of date (a
+// lookup still running is not).
+func (c *CachingResolver) expiredLocked(e *cacheEntry) bool {
+	select {
+	case <-e.done:
+		return !c.now().Before(e.expires)
+	default:
+		return false
+	}
+}
+
+// makeRoomLocked keeps the cache under maxEntries: expired entries go
+// first, then every finished one (lookups in progress stay, their callers
+// are waiting on them).
+func (c *CachingResolver) makeRoomLocked() {
+	if len(c.entries) < c.maxEntries {
+		return
+	}
+	for k, e := range c.entries {
+		if c.expiredLocked(e) {
+			delete(c.entries, k)
+		}
+	}
+	if len(c.entries) < c.maxEntries {
+		return
+	}
+	for k, e := range c.entries {
+		select {
+		case <-e.done:
+			delete(c.entries, k)
+		default:
+		}
+	}
+}
+
+func (c *CachingResolver) LookupTXT(ctx context.Context, name string) ([]string, error) {
+	v, err := c.do(ctx, "TXT", name, func(ctx context.Context) (any, error) { return c.r.LookupTXT(ctx, name) })
+	txt, _ := v.([]string)
+	return slices.Clone(txt), err
+}
+
+func (c *CachingResolver) LookupMX(ctx context.Context, name string) ([]*net.MX, error) {
+	v, err := c.do(ctx, "MX", name, func(ctx context.Context) (any, error) { return c.r.LookupMX(ctx, name) })
+	mx, _ := v.([]*net.MX)
+	out := make([]*net.MX, len(mx))
+	for i, m := range mx {
+		cp := *m
+		out[i] = &cp
+	}
+	return out, err
+}
+
+func (c *CachingResolver) LookupIPAddr(ctx context.Context, host string) ([]net.IPAddr, error) {
+	v, err := c.do(ctx, "IP", host, func(ctx context.Context) (any, error) { return c.r.LookupIPAddr(ctx, host) })
+	ips, _ := v.([]net.IPAddr)
+	return slices.Clone(ips), err
+}
+
+func (c *CachingResolver) LookupAddr(ctx context.Context, addr string) ([]string, error) {
+	v, err := c.do(ctx, "PTR", addr, func(ctx context.Context) (any, error) { return c.r.LookupAddr(ctx, addr) })
+	names, _ := v.([]string)
+	return slices.Clone(names), err
 }

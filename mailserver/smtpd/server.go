@@ -80,7 +80,9 @@ type Config struct {
 	MaxConnsPerIP     int     // 20
 	MessagesPerMinute float64 // 120
 
-	Resolver Resolver // net.DefaultResolver if nil
+	// Resolver is the DNS for SPF, DKIM and DMARC; if nil, the system's
+	// resolver behind a CachingResolver.
+	Resolver Resolver
 	// EnforceDMARC rejects (550 5.7.1) mail whose DMARC evaluation fails
 	// with p=reject, and files p=quarantine failures in Junk.
 	EnforceDMARC bool
@@ -118,7 +120,7 @@ func (c *Config) setDefaults() {
 		c.MessagesPerMinute = 120
 	}
 	if c.Resolver == nil {
-		c.Resolver = net.DefaultResolver
+		c.Resolver = NewCachingResolver(net.DefaultResolver)
 	}
 	if c.SpoolDir == "" {
 		c.SpoolDir = os.TempDir()
