@@ -105,8 +105,11 @@ func newRootCmd(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 	root := &cobra.Command{
 		Use:   "mailvault",
 		Short: "Secure mail server with built-in backup, archival and disaster recovery",
-		Long: `mailvault backs up Maildir mail into a deduplicating, compressed, age-encrypted
-repository, restores any part of it, and proves the repository healthy.
+		Long: `mailvault is a mail server (SMTP, IMAP, POP3 over Maildir++: "mailvault serve")
+bundled with the engine that protects it: consistent snapshots of the live mail,
+backups into a deduplicating, compressed, age-encrypted repository (local or S3,
+with Object Lock and write-only keys), copies to other targets for the 3-2-1
+rule, and restores of anything from one message to everything.
 
 The repository and secrets can also come from the environment:
   MAILVAULT_REPO            repository location (same as --repo)
