@@ -369,6 +369,18 @@ func findUser(st *state, addr string) int {
 	return -1
 }
 
+// updateUser applies fn, inside one update, to the user with the
+// (normalized) address, or fails with ErrNotFound when there is none.
+func (db *DB) updateUser(address string, fn func(st *state, i int) error) error {
+	return db.update(func(st *state) error {
+		i := findUser(st, address)
+		if i < 0 {
+			return fmt.Errorf("%w: user %s", ErrNotFound, address)
+		}
+		return fn(st, i)
+	})
+}
+
 func findAlias(st *state, addr string) int {
 	for i := range st.Aliases {
 		if st.Aliases[i].Address == addr {
@@ -425,11 +437,7 @@ func (db *DB) SetPassword(ctx context.Context, address, password string) error {
 	if err != nil {
 		return err
 	}
-	return db.update(func(st *state) error {
-		i := findUser(st, address)
-		if i < 0 {
-			return fmt.Errorf("%w: user %s", ErrNotFound, address)
-		}
+	return db.updateUser(address, func(st *state, i int) error {
 		st.Users[i].PasswordHash = h
 		return nil
 	})
@@ -444,11 +452,7 @@ func (db *DB) SetRole(ctx context.Context, address string, role Role) error {
 	if _, err := ParseRole(string(role)); err != nil {
 		return err
 	}
-	return db.update(func(st *state) error {
-		i := findUser(st, address)
-		if i < 0 {
-			return fmt.Errorf("%w: user %s", ErrNotFound, address)
-		}
+	return db.updateUser(address, func(st *state, i int) error {
 		st.Users[i].Role = role
 		return nil
 	})
@@ -460,11 +464,7 @@ func (db *DB) DeleteUser(ctx context.Context, address string) error {
 	if err != nil {
 		return err
 	}
-	return db.update(func(st *state) error {
-		i := findUser(st, address)
-		if i < 0 {
-			return fmt.Errorf("%w: user %s", ErrNotFound, address)
-		}
+	return db.updateUser(address, func(st *state, i int) error {
 		st.Users = slices.Delete(st.Users, i, i+1)
 		for j := range st.Aliases {
 			st.Aliases[j].Targets = slices.DeleteFunc(st.Aliases[j].Targets, func(t string) bool { return t == address })
@@ -563,11 +563,7 @@ func (db *DB) AddAppPassword(ctx context.Context, address, name string) (string,
 	if err != nil {
 		return "", err
 	}
-	err = db.update(func(st *state) error {
-		i := findUser(st, address)
-		if i < 0 {
-			return fmt.Errorf("%w: user %s", ErrNotFound, address)
-		}
+	err = db.updateUser(address, func(st *state, i int) error {
 		for _, ap := range st.Users[i].AppPasswords {
 			if ap.Name == name {
 				return fmt.Errorf("%w: app password %q", ErrExists, name)
@@ -585,11 +581,7 @@ func (db *DB) RevokeAppPassword(ctx context.Context, address, name string) error
 	if err != nil {
 		return err
 	}
-	return db.update(func(st *state) error {
-		i := findUser(st, address)
-		if i < 0 {
-			return fmt.Errorf("%w: user %s", ErrNotFound, address)
-		}
+	return db.updateUser(address, func(st *state, i int) error {
 		n := len(st.Users[i].AppPasswords)
 		st.Users[i].AppPasswords = slices.DeleteFunc(st.Users[i].AppPasswords, func(ap AppPassword) bool { return ap.Name == name })
 		if len(st.Users[i].AppPasswords) == n {
