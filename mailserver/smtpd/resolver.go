@@ -92,9 +92,12 @@ const (
 	// mail from one domain to cost one lookup.
 	DefaultAnswerTTL = time.Minute
 	// DefaultFailureTTL is how long a timeout or server failure is kept,
-	// so that an unresponsive resolver costs one wait per name, not one
-	// per message.
-	DefaultFailureTTL = 10 * time.Second
+	// so that an unresponsive resolver costs one wait per name and half
+	// minute, not one per message. It must be well above
+	// DefaultLookupTimeout, or messages arriving one after the other
+	// would each find the last failure expired and wait again. RFC 2308
+	// section 7.1 allows caching server failures for up to five minutes.
+	DefaultFailureTTL = 30 * time.Second
 	// DefaultLookupTimeout bounds one lookup, retries included.
 	DefaultLookupTimeout = 10 * time.Second
 	// DefaultCacheEntries bounds the cache's size.
