@@ -472,11 +472,14 @@ func (s *Store) OpenMessage(ctx context.Context, a Account, folder string, uid u
 	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	p, _, err := st.pathLocked(s, dir, uid)
-	if err != nil {
-		return nil, err
-	}
-	f, err := os.Open(p)
+	// The open is the existence check: one system call less per message
+	// than finding the path and then opening it, which an IMAP FETCH of
+	// a whole mailbox pays once per message.
+	var f *os.File
+	_, _, err = st.findLocked(s, dir, uid, func(p string) (err error) {
+		f, err = os.Open(p)
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("store: open message: %w", err)
 	}
@@ -992,6 +995,16 @@ func uniqueTime(u string) (sec, usec int64) {
 // pathLocked finds the current file of a UID, rescanning once if the
 // cached name is stale (another process may have renamed it).
 func (st *folderState) pathLocked(s *Store, dir string, uid uint32) (path, unique string, err error) {
+	return st.findLocked(s, dir, uid, func(p string) error {
+		_, err := os.Lstat(p)
+		return err
+	})
+}
+
+// findLocked is pathLocked with probe as the check that the cached file
+// still exists: a probe failing with fs.ErrNotExist means the name is
+// stale, any other error is returned.
+func (st *folderState) findLocked(s *Store, dir string, uid uint32, probe func(path string) error) (path, unique string, err error) {
 	if err := st.loadLocked(s); err != nil {
 		return "", "", err
 	}
@@ -1006,8 +1019,12 @@ func (st *folderState) pathLocked(s *Store, dir string, uid uint32) (path, uniqu
 				sub = "cur"
 			}
 			p := filepath.Join(dir, sub, name)
-			if _, err := os.Lstat(p); err == nil {
+			err := probe(p)
+			if err == nil {
 				return p, unique, nil
+			}
+			if !errors.Is(err, fs.ErrNotExist) {
+				return "", "", err
 			}
 		}
 		if err := st.syncLocked(s); err != nil {
