@@ -27,7 +27,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math"
 	"net"
@@ -111,8 +110,7 @@ type Server struct {
 	log    *slog.Logger
 	imap   *imapserver.Server
 
-	connRate *ratelimit.Bucket
-	conns    *ratelimit.Counter
+	conns *ratelimit.Conns // per-IP limits of every listener
 
 	ctx         context.Context
 	cancel      context.CancelFunc
@@ -143,8 +141,7 @@ func New(cfg Config, st *store.Store, guard *auth.Guard, log *slog.Logger) *Serv
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{
 		cfg: cfg, store: st, guard: guard, log: log,
-		connRate:  &ratelimit.Bucket{Rate: cfg.ConnsPerMinute / 60, Burst: cfg.ConnsPerMinute},
-		conns:     &ratelimit.Counter{Max: cfg.MaxConnsPerIP},
+		conns:     ratelimit.NewConns(cfg.ConnsPerMinute, cfg.MaxConnsPerIP),
 		ctx:       ctx,
 		cancel:    cancel,
 		listeners: map[net.Listener]struct{}{},
@@ -185,8 +182,7 @@ func (s *Server) SetLimits(l Limits) {
 	l = Limits{MaxMessageBytes: c.MaxMessageBytes, ConnsPerMinute: c.ConnsPerMinute, MaxConnsPerIP: c.MaxConnsPerIP}
 	s.setMu.Lock()
 	defer s.setMu.Unlock()
-	s.connRate.SetRate(l.ConnsPerMinute/60, l.ConnsPerMinute)
-	s.conns.SetMax(l.MaxConnsPerIP)
+	s.conns.SetLimits(l.ConnsPerMinute, l.MaxConnsPerIP)
 	s.limits.Store(&l)
 }
 
@@ -196,7 +192,16 @@ func (s *Server) Serve(ln net.Listener, implicitTLS bool) error {
 	if s.cfg.TLSConfig == nil {
 		return errors.New("imapd: a TLS configuration is required")
 	}
-	var l net.Listener = &limitListener{Listener: ln, s: s, implicitTLS: implicitTLS}
+	// Connections over the per-IP limits are refused before any session
+	// starts: "* BYE" on the cleartext port (RFC 9051 section 7.1.5), a
+	// plain close on the TLS port.
+	var l net.Listener = &ratelimit.Listener{
+		Listener: ln, Conns: s.conns, ImplicitTLS: implicitTLS, Log: s.log,
+		Replies: ratelimit.Replies{
+			TooFast: "* BYE Too many connections from your address, try later\r\n",
+			TooMany: "* BYE Too many concurrent connections from your address\r\n",
+		},
+	}
 	if implicitTLS {
 		// Handshake before imapserver sees the connection (see package
 		// handshake), after the per-IP limits.
@@ -286,44 +291,4 @@ type printfLogger struct{ log *slog.Logger }
 
 func (l printfLogger) Printf(format string, args ...any) {
 	l.log.Warn(fmt.Sprintf(format, args...))
-}
-
-// limitListener refuses connections over the per-IP rate or concurrency
-// before any session starts: "* BYE" on the cleartext port (RFC 9051
-// section 7.1.5), a plain close on the TLS port.
-type limitListener struct {
-	net.Listener
-	s           *Server
-	implicitTLS bool
-}
-
-func (l *limitListener) Accept() (net.Conn, error) {
-	for {
-		c, err := l.Listener.Accept()
-		if err != nil {
-			return nil, err
-		}
-		ip := ratelimit.RemoteIP(c.RemoteAddr())
-		if !l.s.connRate.Allow(ip) {
-			l.refuse(c, "* BYE Too many connections from your address, try later\r\n")
-			continue
-		}
-		release, ok := l.s.conns.Acquire(ip)
-		if !ok {
-			l.refuse(c, "* BYE Too many concurrent connections from your address\r\n")
-			continue
-		}
-		return ratelimit.ReleaseOnClose(c, release), nil
-	}
-}
-
-func (l *limitListener) refuse(c net.Conn, msg string) {
-	l.s.log.Info("connection refused", "ip", ratelimit.RemoteIP(c.RemoteAddr()), "reason", strings.TrimSpace(msg))
-	go func() {
-		if !l.implicitTLS {
-			c.SetWriteDeadline(time.Now().Add(10 * time.Second))
-			io.WriteString(c, msg)
-		}
-		c.Close()
-	}()
 }

@@ -23,7 +23,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"strings"
@@ -93,8 +92,7 @@ type Server struct {
 	guard  *auth.Guard
 	log    *slog.Logger
 
-	connRate *ratelimit.Bucket
-	conns    *ratelimit.Counter
+	conns *ratelimit.Conns // per-IP limits of every listener
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -116,8 +114,7 @@ func New(cfg Config, st *store.Store, guard *auth.Guard, log *slog.Logger) *Serv
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{
 		cfg: cfg, store: st, guard: guard, log: log,
-		connRate:  &ratelimit.Bucket{Rate: cfg.ConnsPerMinute / 60, Burst: cfg.ConnsPerMinute},
-		conns:     &ratelimit.Counter{Max: cfg.MaxConnsPerIP},
+		conns:     ratelimit.NewConns(cfg.ConnsPerMinute, cfg.MaxConnsPerIP),
 		ctx:       ctx,
 		cancel:    cancel,
 		listeners: map[net.Listener]struct{}{},
@@ -139,8 +136,7 @@ func (s *Server) SetLimits(l Limits) {
 	l = Limits{ConnsPerMinute: c.ConnsPerMinute, MaxConnsPerIP: c.MaxConnsPerIP, IdleTimeout: c.IdleTimeout, MaxErrors: c.MaxErrors}
 	s.setMu.Lock()
 	defer s.setMu.Unlock()
-	s.connRate.SetRate(l.ConnsPerMinute/60, l.ConnsPerMinute)
-	s.conns.SetMax(l.MaxConnsPerIP)
+	s.conns.SetLimits(l.ConnsPerMinute, l.MaxConnsPerIP)
 	s.limits.Store(&l)
 }
 
@@ -149,6 +145,16 @@ func (s *Server) SetLimits(l Limits) {
 func (s *Server) Serve(ln net.Listener, implicitTLS bool) error {
 	if s.cfg.TLSConfig == nil {
 		return errors.New("pop3d: a TLS configuration is required")
+	}
+	// Connections over the per-IP limits are refused before the greeting:
+	// -ERR [SYS/TEMP] (RFC 3206) on the cleartext port, a plain
+	// close on the TLS port.
+	ln = &ratelimit.Listener{
+		Listener: ln, Conns: s.conns, ImplicitTLS: implicitTLS, Log: s.log,
+		Replies: ratelimit.Replies{
+			TooFast: "-ERR [SYS/TEMP] Too many connections from your address, try later\r\n",
+			TooMany: "-ERR [SYS/TEMP] Too many concurrent connections from your address\r\n",
+		},
 	}
 	s.mu.Lock()
 	if s.closing {
@@ -174,20 +180,10 @@ func (s *Server) Serve(ln net.Listener, implicitTLS bool) error {
 			return fmt.Errorf("pop3d: accept: %w", err)
 		}
 		ip := ratelimit.RemoteIP(c.RemoteAddr())
-		if !s.connRate.Allow(ip) {
-			s.refuse(c, implicitTLS, "-ERR [SYS/TEMP] Too many connections from your address, try later\r\n")
-			continue
-		}
-		release, ok := s.conns.Acquire(ip)
-		if !ok {
-			s.refuse(c, implicitTLS, "-ERR [SYS/TEMP] Too many concurrent connections from your address\r\n")
-			continue
-		}
 		s.mu.Lock()
 		if s.closing {
 			s.mu.Unlock()
-			release()
-			c.Close()
+			c.Close() // gives back its per-IP slot
 			return nil
 		}
 		s.open[c] = struct{}{}
@@ -196,7 +192,6 @@ func (s *Server) Serve(ln net.Listener, implicitTLS bool) error {
 		go func() {
 			defer s.wg.Done()
 			defer func() {
-				release()
 				c.Close()
 				s.mu.Lock()
 				delete(s.open, c)
@@ -210,17 +205,6 @@ func (s *Server) Serve(ln net.Listener, implicitTLS bool) error {
 			sess.serve()
 		}()
 	}
-}
-
-func (s *Server) refuse(c net.Conn, implicitTLS bool, msg string) {
-	s.log.Info("connection refused", "ip", ratelimit.RemoteIP(c.RemoteAddr()), "reason", strings.TrimSpace(msg))
-	go func() {
-		if !implicitTLS {
-			c.SetWriteDeadline(time.Now().Add(10 * time.Second))
-			io.WriteString(c, msg)
-		}
-		c.Close()
-	}()
 }
 
 // Shutdown stops accepting and lets sessions finish until ctx ends, then

@@ -1,5 +1,7 @@
 // Package ratelimit provides per-key token buckets and concurrent-use
-// counters, bounded in memory, for per-IP connection and message limits.
+// counters, bounded in memory, for per-IP connection and message limits,
+// and the Listener through which smtpd, imapd and pop3d apply the
+// connection limits.
 package ratelimit
 
 import (

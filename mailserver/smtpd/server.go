@@ -163,16 +163,15 @@ type Server struct {
 	guard    *auth.Guard
 	log      *slog.Logger
 
-	connRate *ratelimit.Bucket
-	msgRate  *ratelimit.Bucket
-	conns    *ratelimit.Counter
+	conns   *ratelimit.Conns // per-IP limits of every listener
+	msgRate *ratelimit.Bucket
 
 	ctx    context.Context
 	cancel context.CancelFunc
 
 	mu      sync.Mutex
 	servers []*smtp.Server
-	open    map[net.Conn]net.Conn // wrapped connection → the raw one
+	open    map[net.Conn]net.Conn // tracked connection → the admitted one
 }
 
 // New returns a server delivering into st, with accounts and logins
@@ -185,10 +184,9 @@ func New(cfg Config, st *store.Store, db *auth.DB, guard *auth.Guard, log *slog.
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{
 		cfg: cfg, store: st, accounts: db, guard: guard, log: log,
-		connRate: &ratelimit.Bucket{Rate: cfg.ConnsPerMinute / 60, Burst: cfg.ConnsPerMinute},
-		msgRate:  &ratelimit.Bucket{Rate: cfg.MessagesPerMinute / 60, Burst: cfg.MessagesPerMinute},
-		conns:    &ratelimit.Counter{Max: cfg.MaxConnsPerIP},
-		ctx:      ctx, cancel: cancel,
+		conns:   ratelimit.NewConns(cfg.ConnsPerMinute, cfg.MaxConnsPerIP),
+		msgRate: &ratelimit.Bucket{Rate: cfg.MessagesPerMinute / 60, Burst: cfg.MessagesPerMinute},
+		ctx:     ctx, cancel: cancel,
 		open: map[net.Conn]net.Conn{},
 	}
 	l := cfg.limits()
@@ -213,9 +211,8 @@ func (s *Server) SetLimits(l Limits) {
 	l = c.limits()
 	s.setMu.Lock()
 	defer s.setMu.Unlock()
-	s.connRate.SetRate(l.ConnsPerMinute/60, l.ConnsPerMinute)
+	s.conns.SetLimits(l.ConnsPerMinute, l.MaxConnsPerIP)
 	s.msgRate.SetRate(l.MessagesPerMinute/60, l.MessagesPerMinute)
-	s.conns.SetMax(l.MaxConnsPerIP)
 	s.limits.Store(&l)
 }
 
@@ -237,7 +234,19 @@ func (s *Server) Serve(ln net.Listener, mode Mode) error {
 	srv.TLSConfig = s.cfg.TLSConfig
 	srv.ErrorLog = slogAdapter{s.log.With("mode", mode.String())}
 
-	ln = &limitListener{Listener: ln, s: s, mode: mode}
+	// Connections over the per-IP limits are refused with 421 (RFC 5321
+	// section 3.8) before any session starts; on port 465 they are closed
+	// without a reply.
+	ln = &trackListener{
+		Listener: &ratelimit.Listener{
+			Listener: ln, Conns: s.conns, ImplicitTLS: mode == ModeSubmissions, Log: s.log.With("mode", mode.String()),
+			Replies: ratelimit.Replies{
+				TooFast: "421 4.7.0 Too many connections from your address, try later\r\n",
+				TooMany: "421 4.7.0 Too many concurrent connections from your address\r\n",
+			},
+		},
+		s: s, mode: mode,
+	}
 	if mode == ModeSubmissions {
 		// Handshake before go-smtp sees the connection (see package
 		// handshake), after the per-IP limits.
@@ -281,7 +290,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		// the connections that are still open ourselves.
 		s.mu.Lock()
 		for _, raw := range s.open {
-			raw.Close() // not the wrapper: its release takes s.mu
+			raw.Close() // not the tracked wrapper: its release takes s.mu
 		}
 		s.mu.Unlock()
 	}
@@ -294,56 +303,33 @@ type slogAdapter struct{ log *slog.Logger }
 func (a slogAdapter) Printf(format string, v ...any) { a.log.Warn(fmt.Sprintf(format, v...)) }
 func (a slogAdapter) Println(v ...any)               { a.log.Warn(fmt.Sprint(v...)) }
 
-// limitListener refuses connections over the per-IP rate or concurrency
-// with 421 (RFC 5321 section 3.8) before any session starts.
-type limitListener struct {
-	net.Listener
-	s    *Server
-	mode Mode
+// trackListener records each admitted connection in s.open, for
+// Shutdown to close, and on the cleartext ports guards STARTTLS (see
+// startTLSGuard).
+type trackListener struct {
+	net.Listener // a ratelimit.Listener
+	s            *Server
+	mode         Mode
 }
 
-func (l *limitListener) Accept() (net.Conn, error) {
-	for {
-		c, err := l.Listener.Accept()
-		if err != nil {
-			return nil, err
-		}
-		ip := ratelimit.RemoteIP(c.RemoteAddr())
-		if !l.s.connRate.Allow(ip) {
-			l.refuse(c, "421 4.7.0 Too many connections from your address, try later\r\n")
-			continue
-		}
-		release, ok := l.s.conns.Acquire(ip)
-		if !ok {
-			l.refuse(c, "421 4.7.0 Too many concurrent connections from your address\r\n")
-			continue
-		}
-		var rc net.Conn
-		rc = ratelimit.ReleaseOnClose(c, func() {
-			release()
-			l.s.mu.Lock()
-			delete(l.s.open, rc)
-			l.s.mu.Unlock()
-		})
-		l.s.mu.Lock()
-		l.s.open[rc] = c
-		l.s.mu.Unlock()
-		if l.mode != ModeSubmissions {
-			return &startTLSGuard{Conn: rc, log: l.s.log.With("mode", l.mode.String()), timeout: handshake.Timeout}, nil
-		}
-		return rc, nil
+func (l *trackListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
 	}
-}
-
-func (l *limitListener) refuse(c net.Conn, msg string) {
-	l.s.log.Info("connection refused", "ip", ratelimit.RemoteIP(c.RemoteAddr()), "mode", l.mode.String(), "reason", strings.TrimSpace(msg))
-	go func() {
-		if l.mode != ModeSubmissions {
-			c.SetWriteDeadline(time.Now().Add(10 * time.Second))
-			io.WriteString(c, msg)
-		}
-		c.Close()
-	}()
+	var rc net.Conn
+	rc = ratelimit.ReleaseOnClose(c, func() {
+		l.s.mu.Lock()
+		delete(l.s.open, rc)
+		l.s.mu.Unlock()
+	})
+	l.s.mu.Lock()
+	l.s.open[rc] = c
+	l.s.mu.Unlock()
+	if l.mode != ModeSubmissions {
+		return &startTLSGuard{Conn: rc, log: l.s.log.With("mode", l.mode.String()), timeout: handshake.Timeout}, nil
+	}
+	return rc, nil
 }
 
 type backend struct {
