@@ -596,11 +596,9 @@ such commands exit with code 12. See docs/FORMAT.md "Keys".`,
 			defer repo.Close()
 			kr := archive.KeyRecipients{Recipients: recipients}
 			if newPasswordFile != "" {
-				raw, err := os.ReadFile(newPasswordFile)
-				if err != nil {
+				if kr.Passphrase, err = readPasswordFile(newPasswordFile); err != nil {
 					return fmt.Errorf("new password file: %w", err)
 				}
-				kr.Passphrase = strings.TrimRight(string(raw), "\r\n")
 			}
 			if kr.Passphrase == "" && len(recipients) == 0 {
 				return fmt.Errorf("%w: give --new-password-file or --recipient", errUsage)

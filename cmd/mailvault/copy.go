@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime/debug"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -39,21 +38,15 @@ func (c repoCreds) credentials(g *globals) (archive.Credentials, error) {
 	if !c.set() {
 		return g.credentials()
 	}
-	var creds archive.Credentials
-	for _, path := range c.identities {
-		ids, err := archive.LoadIdentities(path)
-		if err != nil {
-			return creds, err
-		}
-		creds.Identities = append(creds.Identities, ids...)
+	creds, err := withIdentities(c.identities)
+	if err != nil {
+		return creds, err
 	}
 	switch {
 	case c.passwordFile != "":
-		raw, err := os.ReadFile(c.passwordFile)
-		if err != nil {
+		if creds.Passphrase, err = readPasswordFile(c.passwordFile); err != nil {
 			return creds, fmt.Errorf("password file: %w", err)
 		}
-		creds.Passphrase = strings.TrimRight(string(raw), "\r\n")
 	case c.passwordEnv != "":
 		creds.Passphrase = os.Getenv(c.passwordEnv)
 		if creds.Passphrase == "" {
@@ -80,18 +73,7 @@ func (g *globals) openWith(ctx context.Context, loc string, creds archive.Creden
 	if err != nil {
 		return nil, err
 	}
-	level, err := g.compressionLevel()
-	if err != nil {
-		return nil, err
-	}
-	repo, err := archive.Open(ctx, be, creds, archive.Options{Compression: level})
-	if err != nil {
-		return nil, err
-	}
-	if creds.Passphrase != "" {
-		debug.FreeOSMemory() // see openRepo
-	}
-	return repo, nil
+	return g.open(ctx, be, creds)
 }
 
 // openForWrite opens the repository at loc with creds, takes a shared

@@ -46,11 +46,11 @@ func (g *globals) password(prompt bool, confirm bool) (string, error) {
 		return v, nil
 	}
 	if g.passwordFile != "" {
-		raw, err := os.ReadFile(g.passwordFile)
+		pw, err := readPasswordFile(g.passwordFile)
 		if err != nil {
 			return "", fmt.Errorf("password file: %w", err)
 		}
-		return strings.TrimRight(string(raw), "\r\n"), nil
+		return pw, nil
 	}
 	if !prompt || len(g.identities) > 0 {
 		return "", nil
@@ -79,14 +79,34 @@ func (g *globals) password(prompt bool, confirm bool) (string, error) {
 	return string(pw), nil
 }
 
-func (g *globals) credentials() (archive.Credentials, error) {
+// readPasswordFile returns the passphrase in a password file: its content
+// without the line end an editor or echo leaves after it.
+func readPasswordFile(path string) (string, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimRight(string(raw), "\r\n"), nil
+}
+
+// withIdentities returns credentials holding the identities of the age
+// identity files at paths; the caller adds the passphrase.
+func withIdentities(paths []string) (archive.Credentials, error) {
 	var c archive.Credentials
-	for _, path := range g.identities {
+	for _, path := range paths {
 		ids, err := archive.LoadIdentities(path)
 		if err != nil {
 			return c, err
 		}
 		c.Identities = append(c.Identities, ids...)
+	}
+	return c, nil
+}
+
+func (g *globals) credentials() (archive.Credentials, error) {
+	c, err := withIdentities(g.identities)
+	if err != nil {
+		return c, err
 	}
 	pw, err := g.password(true, false)
 	if err != nil {
@@ -124,18 +144,27 @@ func (g *globals) openRepo(ctx context.Context) (*archive.Repository, error) {
 	if err != nil {
 		return nil, err
 	}
+	return g.open(ctx, be, creds)
+}
+
+// open opens the repository in be with creds at the --compression level;
+// openRepo and openWith differ only in where be and creds come from.
+func (g *globals) open(ctx context.Context, be archive.Backend, creds archive.Credentials) (*archive.Repository, error) {
 	level, err := g.compressionLevel()
 	if err != nil {
 		return nil, err
 	}
 	repo, err := archive.Open(ctx, be, creds, archive.Options{Compression: level})
-	if err == nil && creds.Passphrase != "" {
+	if err != nil {
+		return nil, err
+	}
+	if creds.Passphrase != "" {
 		// Unwrapping a passphrase key file took 64 MiB of scrypt memory
 		// that is garbage now; hand it back before the real work starts
 		// so it does not add to the peak.
 		debug.FreeOSMemory()
 	}
-	return repo, err
+	return repo, nil
 }
 
 // openLocked opens the repository and takes a shared lock; done unlocks
