@@ -490,7 +490,11 @@ REPORT=$BENCH_DIR/mailserver-results-$(date -u +%Y%m%dT%H%M%SZ).md
 	echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC'); load average before $LOAD_BEFORE, after $LOAD_AFTER"
 	echo "- machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(awk '/MemTotal/ { printf "%.1f GB RAM", $2 / 1048576 }' /proc/meminfo)"
 	echo "- kernel: $(uname -sr); file system: $(df -T "$W" | awk 'NR == 2 { print $2 }') on $(df "$W" | awk 'NR == 2 { print $1 }')"
-	echo "- $(go version 2>/dev/null || echo 'go: not found'); mailvault $(cd "$REPO_ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)$(cd "$REPO_ROOT" && git diff --quiet HEAD 2>/dev/null || echo ' (uncommitted changes)')"
+	if [[ -n ${MAILVAULT_BIN:-} ]]; then
+		echo "- $(go version 2>/dev/null || echo 'go: not found'); mailvault: prebuilt $MAILVAULT_BIN"
+	else
+		echo "- $(go version 2>/dev/null || echo 'go: not found'); mailvault $(cd "$REPO_ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)$(cd "$REPO_ROOT" && git diff --quiet HEAD 2>/dev/null || echo ' (uncommitted changes)')"
+	fi
 	echo "- Postfix $(postconf -d -h mail_version 2>/dev/null), Dovecot $(dovecot --version | cut -d' ' -f1) (LMTP to Maildir, mail_fsync=$(doveconf -c "$DC/dovecot.conf" -h mail_fsync 2>/dev/null))"
 	echo "- smtp-source -s $BENCH_SESSIONS, one message per connection, plain SMTP on 127.0.0.1; IMAP over implicit TLS ($(grep -o '"first_select_seconds":[0-9.]*' "$W/fetch-small.mailvault.json" >/dev/null && echo "same certificate"), one session, FETCH 1:* run $BENCH_FETCH_RUNS times, median)"
 	echo
