@@ -26,7 +26,7 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	fs := flag.NewFlagSet(os.Args[1], flag.ExitOnError)
+	fs := newFlagSet(os.Args[1])
 	var run func(context.Context) error
 	switch os.Args[1] {
 	case "dns":
@@ -49,6 +49,10 @@ func main() {
 		fmt.Fprintf(os.Stderr, "mailbench %s: %v\n", os.Args[1], err)
 		os.Exit(1)
 	}
+}
+
+func newFlagSet(name string) *flag.FlagSet {
+	return flag.NewFlagSet(name, flag.ExitOnError)
 }
 
 func usage() {
