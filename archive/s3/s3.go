@@ -126,6 +126,8 @@ type Backend struct {
 	// noConditional is set once the server has rejected If-None-Match
 	// (nooverwrite.go).
 	noConditional atomic.Bool
+	// cache serves small ranged reads of packs (packcache.go).
+	cache *packCache
 }
 
 // New returns a backend for an existing or future repository. It does not
@@ -170,7 +172,7 @@ func New(ctx context.Context, cfg Config) (*Backend, error) {
 	if attempts <= 0 {
 		attempts = 3
 	}
-	return &Backend{client: client, cfg: cfg, attempts: attempts, backoff: 100 * time.Millisecond}, nil
+	return &Backend{client: client, cfg: cfg, attempts: attempts, backoff: 100 * time.Millisecond, cache: newPackCache()}, nil
 }
 
 // Location implements archive.Backend.
@@ -250,7 +252,12 @@ func (b *Backend) Put(ctx context.Context, t archive.FileType, name string, data
 
 func (b *Backend) putOptions(t archive.FileType) minio.PutObjectOptions {
 	// Content-MD5 is also what S3 requires of a PUT with retention.
-	opts := minio.PutObjectOptions{ContentType: "application/octet-stream", SendContentMd5: true}
+	// One PUT, never a multipart upload: repository files are far below
+	// S3's 5 GiB limit for one (packs, the largest, below 1.1 GiB with the
+	// largest pack_size and chunk_max a config may set), and minio-go
+	// would upload a default 16 MiB pack of a few KiB more as two parts
+	// through a 16 MiB buffer, in four requests.
+	opts := minio.PutObjectOptions{ContentType: "application/octet-stream", SendContentMd5: true, DisableMultipart: true}
 	if p := b.lock.Load(); p != nil && t != archive.LockFile {
 		// Counted from each attempt, so a retried upload is not
 		// locked for less than the period.
@@ -261,8 +268,8 @@ func (b *Backend) putOptions(t archive.FileType) minio.PutObjectOptions {
 }
 
 // PutFile implements archive.FilePutter: the finished file is streamed to
-// the bucket with its size (so minio-go can split it into parts without
-// buffering), then closed and removed either way.
+// the bucket in one PUT of known size (nothing buffered), then closed and
+// removed either way.
 func (b *Backend) PutFile(ctx context.Context, t archive.FileType, name string, f *os.File) error {
 	defer func() {
 		f.Close()
@@ -281,7 +288,8 @@ func (b *Backend) PutFile(ctx context.Context, t archive.FileType, name string, 
 			return err
 		}
 		// A section reader, not f, so that minio-go sees a seekable
-		// ReaderAt of known size and can resend parts on its own.
+		// ReaderAt of known size: it reads it once for Content-MD5,
+		// then again for the body, and can resend it on its own.
 		return b.putObject(ctx, t, k, func() io.Reader { return io.NewSectionReader(f, 0, fi.Size()) }, fi.Size())
 	})
 	if err != nil {
@@ -303,6 +311,13 @@ func (b *Backend) GetRange(ctx context.Context, t archive.FileType, name string,
 	}
 	if offset < 0 {
 		return nil, fmt.Errorf("%s/%s: negative offset %d", t, name, offset)
+	}
+	if t == archive.PackFile && length > 0 && length <= cacheBlock {
+		size, err := b.Stat(ctx, t, name)
+		if err != nil {
+			return nil, err
+		}
+		return b.cachedRange(ctx, t, name, k, size, offset, length)
 	}
 	var opts minio.GetObjectOptions
 	switch {
@@ -341,6 +356,13 @@ func (b *Backend) Stat(ctx context.Context, t archive.FileType, name string) (in
 	if err != nil {
 		return 0, err
 	}
+	if t == archive.PackFile {
+		// Packs never change (packcache.go); other files, such as
+		// locks, are asked every time.
+		if n, ok := b.cache.size(k); ok {
+			return n, nil
+		}
+	}
 	var info minio.ObjectInfo
 	err = b.retry(ctx, func() error {
 		var err error
@@ -349,6 +371,9 @@ func (b *Backend) Stat(ctx context.Context, t archive.FileType, name string) (in
 	})
 	if err != nil {
 		return 0, wrapErr(t, name, err)
+	}
+	if t == archive.PackFile {
+		b.cache.setSize(k, info.Size)
 	}
 	return info.Size, nil
 }
@@ -398,6 +423,9 @@ func (b *Backend) Remove(ctx context.Context, t archive.FileType, name string) e
 	if err != nil {
 		return err
 	}
+	// Ask the server whether it is there, and forget it once gone.
+	b.cache.forget(k)
+	defer b.cache.forget(k)
 	if _, err := b.Stat(ctx, t, name); err != nil {
 		return err
 	}

@@ -224,9 +224,10 @@ func TestWriteOnlyHostRestrictedCredentials(t *testing.T) {
 	}
 
 	// Our backend never overwrites (If-None-Match: *): storing other bytes
-	// under a taken name, in one PUT or a multipart upload (PutFile of
-	// more than minio-go's 16 MiB part size), succeeds without touching
-	// the object — as a retried upload of the same file must.
+	// under a taken name, from memory or from a file (PutFile of more
+	// than minio-go's 16 MiB part size, still one PUT: putOptions
+	// disables multipart uploads), succeeds without touching the object —
+	// as a retried upload of the same file must.
 	if err := host.Put(ctx, archive.PackFile, pack, []byte("garbage")); err != nil {
 		t.Errorf("Put of a taken name: %v", err)
 	}
@@ -238,7 +239,7 @@ func TestWriteOnlyHostRestrictedCredentials(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := host.PutFile(ctx, archive.PackFile, pack, big); err != nil {
-		t.Errorf("PutFile (multipart) of a taken name: %v", err)
+		t.Errorf("PutFile of a taken name: %v", err)
 	}
 	if v := objectVersions(t, admin.client, bucket, packKey); len(v) != 1 || v[0] != versions[0] {
 		t.Errorf("pack versions after our backend's puts: %v, want only %s", v, versions[0])
