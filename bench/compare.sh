@@ -6,6 +6,8 @@
 # Usage (from anywhere):
 #   bash bench/compare.sh                      # 2.5 GB corpus
 #   BENCH_SIZE=50MB bash bench/compare.sh      # quick smoke run
+#   bash bench/compare.sh --s3                 # both repositories in MinIO on
+#                                              # 127.0.0.1 (bench/s3.sh)
 #
 # Environment:
 #   BENCH_SIZE           corpus size (default 2.5GB)
@@ -29,10 +31,18 @@ BENCH_TOOLS=${BENCH_TOOLS:-mailvault restic}
 BENCH_VERIFY=${BENCH_VERIFY:-1}
 BENCH_KEEP=${BENCH_KEEP:-0}
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BACKEND=local
+case ${1:-} in
+"") ;;
+--s3) BACKEND=s3 ;;
+*) echo "usage: compare.sh [--s3]" >&2; exit 2 ;;
+esac
 
 die() { echo "compare.sh: $*" >&2; exit 1; }
 log() { echo "== $*" >&2; }
 has_tool() { [[ " $BENCH_TOOLS " == *" $1 "* ]]; }
+# shellcheck source=bench/s3.sh
+[[ $BACKEND == s3 ]] && source "$REPO_ROOT/bench/s3.sh"
 
 for t in $BENCH_TOOLS; do
 	[[ $t == mailvault || $t == restic ]] || die "unknown tool in BENCH_TOOLS: $t"
@@ -51,6 +61,7 @@ fi
 W=$(mktemp -d "$BENCH_DIR/run.XXXXXX")
 cleanup() {
 	local rc=$?
+	[[ $BACKEND == s3 ]] && minio_stop
 	if [[ $BENCH_KEEP == 1 ]]; then
 		echo "compare.sh: kept work directory $W" >&2
 	else
@@ -63,15 +74,19 @@ trap 'exit 130' INT TERM
 
 # --- tools -----------------------------------------------------------------
 
-if [[ ! -x /usr/bin/time ]]; then
-	log "installing GNU time"
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -q time >/dev/null 2>&1 ||
-		{ apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q time >/dev/null; } ||
-		die "cannot install GNU time (/usr/bin/time)"
-fi
-if has_tool restic; then
-	command -v restic >/dev/null || die "restic not found in PATH"
-fi
+# need PROGRAM PACKAGE installs the Debian package that provides a missing
+# program.
+need() {
+	command -v "$1" >/dev/null && return
+	log "installing $2"
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$2" >/dev/null 2>&1 ||
+		{ apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$2" >/dev/null; } ||
+		die "cannot install $2 (for $1)"
+}
+need /usr/bin/time time
+has_tool restic && need restic restic
+has_tool mailvault && need age-keygen age
+[[ $BACKEND == s3 ]] && need curl curl
 
 if [[ -n ${MAILVAULT_BIN:-} ]]; then
 	MV=$MAILVAULT_BIN
@@ -99,6 +114,12 @@ if has_tool mailvault; then
 	require_cmd init
 	require_cmd backup
 	require_cmd restore
+fi
+
+if [[ $BACKEND == s3 ]]; then
+	minio_start "$W/minio"
+	export AWS_ACCESS_KEY_ID=$S3_USER AWS_SECRET_ACCESS_KEY=$S3_SECRET AWS_DEFAULT_REGION=$S3_REGION
+	for t in $BENCH_TOOLS; do s3_make_bucket "bench-$t"; done
 fi
 
 RESTIC_OPTS=()
@@ -139,8 +160,9 @@ cp -a "$CORPUS" "$DATA"
 
 # --- measurement helpers ---------------------------------------------------
 
-declare -A SECS RSS
+declare -A SECS RSS SRVCPU SRVREQ
 STEPS=()
+LOADS=()
 
 # warm reads the whole tree so that both tools start from the same warm
 # page cache (dropping caches needs privileges we cannot assume). tar to a
@@ -154,8 +176,13 @@ timed() {
 	local step=$1 tool=$2
 	shift 2
 	sync
-	local tf="$W/time.$step.$tool" lf="$W/log.$step.$tool"
-	log "$step: $tool"
+	local tf="$W/time.$step.$tool" lf="$W/log.$step.$tool" cpu0=
+	LOADS+=("$(cut -d' ' -f1 /proc/loadavg)")
+	log "$step: $tool (load $(cut -d' ' -f1-3 /proc/loadavg))"
+	if [[ $BACKEND == s3 ]]; then
+		cpu0=$(minio_cpu)
+		minio_requests >"$W/requests.before"
+	fi
 	if ! /usr/bin/time -f '%e %M' -o "$tf" "$@" >"$lf" 2>&1; then
 		echo "--- $tool failed in step '$step': $*" >&2
 		tail -n 30 "$lf" >&2
@@ -165,6 +192,13 @@ timed() {
 	read -r secs rss < <(tail -n1 "$tf")
 	SECS["$step.$tool"]=$secs
 	RSS["$step.$tool"]=$rss
+	if [[ -n $cpu0 ]]; then
+		SRVCPU["$step.$tool"]=$(awk -v a="$cpu0" -v b="$(minio_cpu)" 'BEGIN { printf "%.1f", b - a }')
+		# The step's requests by API, kept with the logs (BENCH_KEEP=1).
+		minio_requests | awk 'NR == FNR { a[$1] = $2; next } $2 > a[$1] { print $1, $2 - a[$1] }' \
+			"$W/requests.before" - >"$W/requests.$step.$tool"
+		SRVREQ["$step.$tool"]=$(awk '{ n += $2 } END { print n + 0 }' "$W/requests.$step.$tool")
+	fi
 	[[ " ${STEPS[*]} " == *" $step "* ]] || STEPS+=("$step")
 }
 
@@ -175,6 +209,10 @@ RC=(env RESTIC_PASSWORD=bench restic "${RESTIC_OPTS[@]}")
 
 R1=$W/repo-mailvault
 R2=$W/repo-restic
+if [[ $BACKEND == s3 ]]; then
+	R1=s3:http://$MINIO_ADDR/bench-mailvault
+	R2=s3:http://$MINIO_ADDR/bench-restic
+fi
 declare -A BYTES
 
 # --- the run ---------------------------------------------------------------
@@ -261,8 +299,18 @@ fi
 # --- report ----------------------------------------------------------------
 
 REPO_BYTES_mailvault=0 REPO_BYTES_restic=0
-has_tool mailvault && REPO_BYTES_mailvault=$(du -sb "$R1" | cut -f1)
-has_tool restic && REPO_BYTES_restic=$(du -sb "$R2" | cut -f1)
+# repo_bytes TOOL: the bytes of the tool's repository, on disk or in its bucket.
+repo_bytes() {
+	if [[ $BACKEND == s3 ]]; then
+		s3_bucket_bytes "bench-$1"
+	elif [[ $1 == mailvault ]]; then
+		du -sb "$R1" | cut -f1
+	else
+		du -sb "$R2" | cut -f1
+	fi
+}
+has_tool mailvault && REPO_BYTES_mailvault=$(repo_bytes mailvault)
+has_tool restic && REPO_BYTES_restic=$(repo_bytes restic)
 
 mb() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1e6 }'; }
 # cell STEP TOOL: seconds, with throughput for steps that move data.
@@ -287,31 +335,59 @@ ratio() {
 	esac
 }
 rss() { local k=${RSS[$1.$2]:-}; [[ -n $k ]] && awk -v k="$k" 'BEGIN { printf "%.0f MB", k / 1024 }' || echo "n/a"; }
+# srvcpu STEP: MinIO's CPU seconds and requests while each tool ran the
+# step (S3 only).
+srvcpu() {
+	[[ $BACKEND == s3 ]] || return 0
+	local t out=""
+	for t in mailvault restic; do
+		[[ -n $out ]] && out+=" / "
+		if [[ -n ${SRVCPU[$1.$t]:-} ]]; then
+			out+="${SRVCPU[$1.$t]} s, ${SRVREQ[$1.$t]} req"
+		else
+			out+="n/a"
+		fi
+	done
+	echo " $out |"
+}
 
 REPORT=$BENCH_DIR/results-$(date -u +%Y%m%dT%H%M%SZ).md
 {
-	echo "## mailvault vs restic: Maildir corpus of $BENCH_SIZE (seed $BENCH_SEED)"
+	if [[ $BACKEND == s3 ]]; then
+		echo "## mailvault vs restic, repositories in MinIO on 127.0.0.1: Maildir corpus of $BENCH_SIZE (seed $BENCH_SEED)"
+	else
+		echo "## mailvault vs restic: Maildir corpus of $BENCH_SIZE (seed $BENCH_SEED)"
+	fi
 	echo
 	echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
 	echo "- machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(awk '/MemTotal/ { printf "%.1f GB RAM", $2 / 1048576 }' /proc/meminfo)"
 	echo "- kernel: $(uname -sr); file system: $(df -T "$W" | awk 'NR == 2 { print $2 }') on $(df "$W" | awk 'NR == 2 { print $1 }')"
+	echo "- load average: $(cut -d' ' -f1-3 /proc/loadavg) at the end; 1-minute load before each step between $(printf '%s\n' "${LOADS[@]}" | sort -g | sed -n '1p;$p' | paste -sd- | sed 's/-/ and /')"
 	echo "- $(go version 2>/dev/null || echo 'go: not found')"
+	if [[ $BACKEND == s3 ]]; then
+		echo "- S3: MinIO $(cat "$MINIO_BIN.version" 2>/dev/null) (scripts/minio.sh), one drive ($(df -T "$W" | awk 'NR == 2 { print $2 }') in the work directory), plain HTTP on $MINIO_ADDR; each tool with its own bucket and its default S3 settings"
+	fi
 	has_tool restic && echo "- $(restic version) (options: ${RESTIC_OPTS[*]:0:2})"
 	echo "- mailvault: $(cd "$REPO_ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)$(cd "$REPO_ROOT" && git diff --quiet HEAD 2>/dev/null || echo ' (uncommitted changes)')"
 	echo "- corpus: $(json_field messages) messages in $(json_field files) files ($(json_field fanout_files) fan-out copies, $(json_field attachments) with attachments), $(mb "$(json_field bytes)") MB of mail, $(json_field users) mailboxes"
 	echo "- mutation: $(tr -d ' \n' <"$W/mutate.json")"
 	echo "- cache: the page cache is warm for both tools (the corpus is read once with tar before each backup; caches cannot be dropped here), and dirty pages are flushed with sync before every step"
 	echo
-	echo "| step | mailvault s | restic s | ratio (mailvault vs restic) | mailvault peak RSS | restic peak RSS |"
-	echo "|---|---|---|---|---|---|"
+	if [[ $BACKEND == s3 ]]; then
+		echo "| step | mailvault s | restic s | ratio (mailvault vs restic) | mailvault peak RSS | restic peak RSS | MinIO CPU, requests (mailvault / restic) |"
+		echo "|---|---|---|---|---|---|---|"
+	else
+		echo "| step | mailvault s | restic s | ratio (mailvault vs restic) | mailvault peak RSS | restic peak RSS |"
+		echo "|---|---|---|---|---|---|"
+	fi
 	for step in "${STEPS[@]}"; do
-		echo "| $step | $(cell "$step" mailvault) | $(cell "$step" restic) | $(ratio "$step") | $(rss "$step" mailvault) | $(rss "$step" restic) |"
+		echo "| $step | $(cell "$step" mailvault) | $(cell "$step" restic) | $(ratio "$step") | $(rss "$step" mailvault) | $(rss "$step" restic) |$(srvcpu "$step")"
 	done
 	size_ratio=n/a
 	if has_tool mailvault && has_tool restic; then
 		size_ratio=$(awk -v a="$REPO_BYTES_mailvault" -v b="$REPO_BYTES_restic" 'BEGIN { printf "%.2f× size", a / (b > 0 ? b : 1) }')
 	fi
-	echo "| repository size | $(has_tool mailvault && echo "$(mb "$REPO_BYTES_mailvault") MB" || echo n/a) | $(has_tool restic && echo "$(mb "$REPO_BYTES_restic") MB" || echo n/a) | $size_ratio | | |"
+	echo "| repository size | $(has_tool mailvault && echo "$(mb "$REPO_BYTES_mailvault") MB" || echo n/a) | $(has_tool restic && echo "$(mb "$REPO_BYTES_restic") MB" || echo n/a) | $size_ratio | | |$([[ $BACKEND == s3 ]] && echo ' |')"
 	echo
 	echo "Throughput ratio = restic time / mailvault time (above 1: mailvault is faster); time ratio = mailvault time / restic time (below 1: mailvault is faster); size ratio = mailvault / restic (below 1: mailvault is smaller). One-user restore: $USER_ADDR ($(mb "${BYTES["one-user restore"]}") MB)."
 	if ((${#VERIFY[@]} > 0)); then
