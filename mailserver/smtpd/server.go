@@ -172,6 +172,11 @@ type Server struct {
 	mu      sync.Mutex
 	servers []*smtp.Server
 	open    map[net.Conn]net.Conn // tracked connection → the admitted one
+
+	// spoolBufs holds 32 KiB copy buffers (*[]byte) for spooling DATA:
+	// io.Copy into the spool *os.File would allocate one per message
+	// (the file's ReadFrom has no fast path from a network reader).
+	spoolBufs sync.Pool
 }
 
 // New returns a server delivering into st, with accounts and logins
@@ -521,7 +526,14 @@ func (se *session) Data(r io.Reader) error {
 		os.Remove(spool.Name())
 	}()
 	lim := se.s.limits.Load()
-	n, err := io.Copy(spool, io.LimitReader(r, lim.MaxMessageBytes+1))
+	bp, _ := se.s.spoolBufs.Get().(*[]byte)
+	if bp == nil {
+		b := make([]byte, 32<<10)
+		bp = &b
+	}
+	// The struct hides the file's ReadFrom so that the pooled buffer is used.
+	n, err := io.CopyBuffer(struct{ io.Writer }{spool}, io.LimitReader(r, lim.MaxMessageBytes+1), *bp)
+	se.s.spoolBufs.Put(bp)
 	if err == nil && n > lim.MaxMessageBytes {
 		// RFC 5321 section 4.5.3.1.10 (go-smtp drains the rest).
 		return smtpErr(552, 5, 3, 4, "Maximum message size exceeded")
