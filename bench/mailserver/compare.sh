@@ -381,6 +381,7 @@ watch_start() {
 	"$MB" procs -reset -pid "$(pids "$1")" >"$W/procs0.$2.$1.json" || die "cannot read $1's processes"
 	"$MB" procs -watch 250ms -pid "$(pids "$1")" >"$W/procs.$2.$1.json" &
 	WATCH_PID=$!
+	PIDS+=("$WATCH_PID")
 }
 watch_stop() {
 	kill -TERM "$WATCH_PID"

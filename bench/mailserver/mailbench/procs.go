@@ -74,7 +74,9 @@ func procsCmd(fs *flag.FlagSet) func(context.Context) error {
 				}
 				next, err := treeStats(roots)
 				if err != nil {
-					return err
+					// The server stopped (the script is cleaning up):
+					// report what was sampled while it ran.
+					break
 				}
 				next.Samples = st.Samples + 1
 				next.PSSSumKB = max(next.PSSSumKB, st.PSSSumKB)
