@@ -1,21 +1,17 @@
 package archive_test
 
 import (
-	"bytes"
-	"encoding/json"
-	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
 	"testing"
-	"time"
 
 	"filippo.io/age"
 
 	"github.com/mailvault/mailvault/archive"
 	"github.com/mailvault/mailvault/archive/local"
 	"github.com/mailvault/mailvault/bench/corpus"
+	"github.com/mailvault/mailvault/internal/testutil"
 	"github.com/mailvault/mailvault/maildir"
 	"github.com/mailvault/mailvault/restore"
 )
@@ -50,28 +46,11 @@ func newTestRepo(t testing.TB, packSize int64) *testRepo {
 	return &testRepo{dir: dir, be: be, id: id}
 }
 
+// setPackSize, readTree and compareTrees are shared with the s3 and CLI
+// tests (internal/testutil).
 func setPackSize(t testing.TB, be archive.Backend, packSize int64) {
 	t.Helper()
-	rc, err := be.Get(t.Context(), archive.ConfigFile, "config")
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, err := io.ReadAll(rc)
-	rc.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var cfg archive.Config
-	if err := json.Unmarshal(raw, &cfg); err != nil {
-		t.Fatal(err)
-	}
-	cfg.PackSize = packSize
-	if raw, err = json.Marshal(cfg); err != nil {
-		t.Fatal(err)
-	}
-	if err := be.Put(t.Context(), archive.ConfigFile, "config", raw); err != nil {
-		t.Fatal(err)
-	}
+	testutil.SetPackSize(t, be, packSize)
 }
 
 func (tr *testRepo) creds() archive.Credentials {
@@ -137,85 +116,14 @@ func runBackup(t testing.TB, r *archive.Repository, paths ...string) *archive.Ba
 	return res
 }
 
-// fileInfo is what a round trip must preserve for one file.
-type fileInfo struct {
-	content []byte
-	mtime   time.Time
-	isMail  bool
-}
-
-// readTree returns every regular file below root by slash path, and the set
-// of directories.
-func readTree(t testing.TB, root string) (map[string]fileInfo, map[string]bool) {
+func readTree(t testing.TB, root string) (map[string]testutil.File, map[string]bool) {
 	t.Helper()
-	files := map[string]fileInfo{}
-	dirs := map[string]bool{}
-	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(root, p)
-		rel = filepath.ToSlash(rel)
-		if d.IsDir() {
-			dirs[rel] = true
-			return nil
-		}
-		if !d.Type().IsRegular() {
-			t.Errorf("%s: unexpected file type %v", rel, d.Type())
-			return nil
-		}
-		data, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		fi, err := d.Info()
-		if err != nil {
-			return err
-		}
-		parent := filepath.Base(filepath.Dir(p))
-		files[rel] = fileInfo{content: data, mtime: fi.ModTime(), isMail: parent == "cur" || parent == "new"}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return files, dirs
+	return testutil.ReadTree(t, root)
 }
 
-// compareTrees asserts that got holds exactly the files of want (names,
-// so flags, content and mtimes) and its directories.
 func compareTrees(t testing.TB, want, got string) {
 	t.Helper()
-	wf, wd := readTree(t, want)
-	gf, gd := readTree(t, got)
-	for rel, w := range wf {
-		g, ok := gf[rel]
-		if !ok {
-			t.Errorf("missing after restore: %s", rel)
-			continue
-		}
-		if !bytes.Equal(w.content, g.content) {
-			t.Errorf("%s: content differs (%d vs %d bytes)", rel, len(w.content), len(g.content))
-		}
-		if !w.mtime.Equal(g.mtime) {
-			t.Errorf("%s: mtime %v, want %v", rel, g.mtime, w.mtime)
-		}
-	}
-	for rel := range gf {
-		if _, ok := wf[rel]; !ok {
-			t.Errorf("unexpected file after restore: %s", rel)
-		}
-	}
-	for d := range wd {
-		if !gd[d] {
-			t.Errorf("missing directory after restore: %s", d)
-		}
-	}
-	for d := range gd {
-		if !wd[d] {
-			t.Errorf("unexpected directory after restore: %s", d)
-		}
-	}
+	testutil.CompareTrees(t, want, got)
 }
 
 // restoreTo restores snap into a new directory and returns it.
@@ -237,7 +145,7 @@ func mailFiles(t testing.TB, root string) []string {
 	files, _ := readTree(t, root)
 	var out []string
 	for rel, f := range files {
-		if f.isMail {
+		if f.IsMail {
 			out = append(out, rel)
 		}
 	}

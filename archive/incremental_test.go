@@ -30,7 +30,7 @@ func stateOf(t *testing.T, root string) sourceState {
 	st := sourceState{meta: map[string][4]int64{}, folders: map[string][2]dirID{}}
 	files, _ := readTree(t, root)
 	for rel, f := range files {
-		if f.isMail {
+		if f.IsMail {
 			st.mails++
 			continue
 		}

@@ -30,7 +30,7 @@ func TestRoundTrip(t *testing.T) {
 	srcFiles, _ := readTree(t, src)
 	var nMail int64
 	for _, f := range srcFiles {
-		if f.isMail {
+		if f.IsMail {
 			nMail++
 		}
 	}
@@ -63,14 +63,14 @@ func TestRoundTrip(t *testing.T) {
 	}
 	var mails []mailFile
 	for rel, f := range srcFiles {
-		if !f.isMail {
+		if !f.IsMail {
 			continue
 		}
 		box, ok := boxOf[path.Dir(path.Dir(rel))]
 		if !ok {
 			t.Fatalf("%s: no mailbox", rel)
 		}
-		mails = append(mails, mailFile{rel, box, uniqueOf(rel), mailmeta.Parse(f.content).MessageID})
+		mails = append(mails, mailFile{rel, box, uniqueOf(rel), mailmeta.Parse(f.Content).MessageID})
 	}
 	sort.Slice(mails, func(i, j int) bool { return mails[i].rel < mails[j].rel })
 
@@ -145,7 +145,7 @@ func TestRoundTrip(t *testing.T) {
 			}
 			var wantOther []string
 			for rel, f := range srcFiles {
-				if !f.isMail && tc.other(rel) {
+				if !f.IsMail && tc.other(rel) {
 					wantOther = append(wantOther, rel)
 				}
 			}
@@ -153,11 +153,11 @@ func TestRoundTrip(t *testing.T) {
 			all, _ := readTree(t, got)
 			var haveOther []string
 			for rel, f := range all {
-				if !f.isMail {
+				if !f.IsMail {
 					haveOther = append(haveOther, rel)
 				}
 				w := srcFiles[rel]
-				if string(f.content) != string(w.content) || !f.mtime.Equal(w.mtime) {
+				if string(f.Content) != string(w.Content) || !f.ModTime.Equal(w.ModTime) {
 					t.Errorf("%s: content or mtime differs", rel)
 				}
 			}

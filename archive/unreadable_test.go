@@ -6,48 +6,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/mailvault/mailvault/internal/testutil"
 	"github.com/mailvault/mailvault/restore"
 )
-
-// deepMaildir makes, below src, a Maildir whose cur/ directory's absolute
-// path is about 3880 bytes, just short of PATH_MAX (4096 on Linux), and returns an os.Root
-// for that Maildir and its absolute path. Entries with long names in it
-// have paths that no system call accepts (ENAMETOOLONG), even from root
-// — the one way to make a source file unreadable that works as root
-// (mode 000 does not stop root; FIFOs and sockets are skipped, not errors).
-// Creating them goes through directory handles, one short name at a time.
-func deepMaildir(t *testing.T, src string) (*os.Root, string) {
-	t.Helper()
-	r, err := os.OpenRoot(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := src
-	for len(dir)+len("/Maildir")+2 <= 3880 {
-		comp := strings.Repeat("d", min(200, 3880-len("/Maildir")-len(dir)-1))
-		if err := r.Mkdir(comp, 0o700); err != nil {
-			t.Fatal(err)
-		}
-		next, err := r.OpenRoot(comp)
-		if err != nil {
-			t.Fatal(err)
-		}
-		r.Close()
-		r, dir = next, dir+"/"+comp
-	}
-	for _, d := range []string{"Maildir", "Maildir/cur", "Maildir/new", "Maildir/tmp"} {
-		if err := r.Mkdir(d, 0o700); err != nil {
-			t.Fatal(err)
-		}
-	}
-	md, err := r.OpenRoot("Maildir")
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.Close()
-	t.Cleanup(func() { md.Close() })
-	return md, dir + "/Maildir"
-}
 
 // TestUnreadableSourceEntry: an entry that cannot be read is skipped with
 // a warning naming it, the rest is backed up, and the snapshot is marked
@@ -68,7 +29,7 @@ func TestUnreadableSourceEntry(t *testing.T) {
 			if err := os.MkdirAll(src, 0o700); err != nil {
 				t.Fatal(err)
 			}
-			md, mdPath := deepMaildir(t, src)
+			md, mdPath := testutil.DeepMaildir(t, src)
 			msg := []byte("Subject: hi\n\nhello\n") // 20 bytes
 			for _, f := range []string{"cur/1772445600.M0P1Q0.h,S=20:2,S", tc.file} {
 				if err := md.WriteFile(f, msg, 0o600); err != nil {

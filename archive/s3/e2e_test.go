@@ -1,19 +1,14 @@
 package s3
 
 import (
-	"bytes"
-	"encoding/json"
-	"io"
-	"io/fs"
-	"os"
 	"path/filepath"
 	"testing"
-	"time"
 
 	"filippo.io/age"
 
 	"github.com/mailvault/mailvault/archive"
 	"github.com/mailvault/mailvault/bench/corpus"
+	"github.com/mailvault/mailvault/internal/testutil"
 	"github.com/mailvault/mailvault/restore"
 )
 
@@ -91,99 +86,19 @@ func TestEndToEnd(t *testing.T) {
 	}
 }
 
+// setPackSize and compareTrees are shared with the archive and CLI tests
+// (internal/testutil).
 func setPackSize(t testing.TB, be archive.Backend, packSize int64) {
 	t.Helper()
-	rc, err := be.Get(t.Context(), archive.ConfigFile, "config")
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, err := io.ReadAll(rc)
-	rc.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var cfg archive.Config
-	if err := json.Unmarshal(raw, &cfg); err != nil {
-		t.Fatal(err)
-	}
-	cfg.PackSize = packSize
-	if raw, err = json.Marshal(cfg); err != nil {
-		t.Fatal(err)
-	}
-	if err := be.Put(t.Context(), archive.ConfigFile, "config", raw); err != nil {
-		t.Fatal(err)
-	}
+	testutil.SetPackSize(t, be, packSize)
 }
 
-// compareTrees checks that got has exactly want's files and directories,
-// with equal contents and modification times.
+// compareTrees also fails on an empty source tree, which would compare
+// nothing.
 func compareTrees(t testing.TB, want, got string) {
 	t.Helper()
-	wf, wd := readTree(t, want)
-	gf, gd := readTree(t, got)
-	if len(wf) == 0 {
+	if files, _ := testutil.ReadTree(t, want); len(files) == 0 {
 		t.Fatal("empty source tree")
 	}
-	for rel, w := range wf {
-		g, ok := gf[rel]
-		switch {
-		case !ok:
-			t.Errorf("missing after restore: %s", rel)
-		case !bytes.Equal(w.content, g.content):
-			t.Errorf("%s: content differs (%d vs %d bytes)", rel, len(w.content), len(g.content))
-		case !w.mtime.Equal(g.mtime):
-			t.Errorf("%s: mtime %v, want %v", rel, g.mtime, w.mtime)
-		}
-	}
-	for rel := range gf {
-		if _, ok := wf[rel]; !ok {
-			t.Errorf("unexpected file after restore: %s", rel)
-		}
-	}
-	for d := range wd {
-		if !gd[d] {
-			t.Errorf("missing directory after restore: %s", d)
-		}
-	}
-	for d := range gd {
-		if !wd[d] {
-			t.Errorf("unexpected directory after restore: %s", d)
-		}
-	}
-}
-
-type fileInfo struct {
-	content []byte
-	mtime   time.Time
-}
-
-func readTree(t testing.TB, root string) (map[string]fileInfo, map[string]bool) {
-	t.Helper()
-	files := map[string]fileInfo{}
-	dirs := map[string]bool{}
-	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(root, p)
-		rel = filepath.ToSlash(rel)
-		if d.IsDir() {
-			dirs[rel] = true
-			return nil
-		}
-		content, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		fi, err := d.Info()
-		if err != nil {
-			return err
-		}
-		files[rel] = fileInfo{content, fi.ModTime()}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return files, dirs
+	testutil.CompareTrees(t, want, got)
 }

@@ -16,7 +16,9 @@ import (
 	"filippo.io/age"
 
 	"github.com/mailvault/mailvault/archive"
+	"github.com/mailvault/mailvault/archive/local"
 	"github.com/mailvault/mailvault/bench/corpus"
+	"github.com/mailvault/mailvault/internal/testutil"
 )
 
 // TestMain lets the test binary act as the mailvault command, so that
@@ -83,20 +85,7 @@ func (e *cliEnv) process(t *testing.T, args ...string) *exec.Cmd {
 // several packs.
 func (e *cliEnv) setPackSize(t *testing.T, size int64) {
 	t.Helper()
-	p := filepath.Join(e.repo, "config")
-	raw, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var cfg archive.Config
-	if err := json.Unmarshal(raw, &cfg); err != nil {
-		t.Fatal(err)
-	}
-	cfg.PackSize = size
-	raw, _ = json.Marshal(cfg)
-	if err := os.WriteFile(p, raw, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	testutil.SetPackSize(t, local.New(e.repo), size)
 }
 
 // files lists the repository's files of one kind (packs: all subdirs),
@@ -193,39 +182,11 @@ func killBackup(t *testing.T, e *cliEnv, src string, packs int) bool {
 	return len(e.files(t, "index")) == 0 && len(e.files(t, "snapshots")) == 0
 }
 
-// sameTree asserts that got holds the files of want with the same
-// contents and mtimes.
+// sameTree asserts that got holds exactly the files and directories of
+// want, with the same contents and mtimes.
 func sameTree(t *testing.T, want, got string) {
 	t.Helper()
-	read := func(root string) map[string]string {
-		m := map[string]string{}
-		err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-			if err != nil || d.IsDir() {
-				return err
-			}
-			data, err := os.ReadFile(p)
-			if err != nil {
-				return err
-			}
-			fi, _ := d.Info()
-			rel, _ := filepath.Rel(root, p)
-			m[rel] = fmt.Sprintf("%x %d", data, fi.ModTime().UnixNano())
-			return nil
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return m
-	}
-	w, g := read(want), read(got)
-	if len(w) != len(g) {
-		t.Errorf("restored %d files, want %d", len(g), len(w))
-	}
-	for rel, v := range w {
-		if g[rel] != v {
-			t.Errorf("%s: missing or different after restore", rel)
-		}
-	}
+	testutil.CompareTrees(t, want, got)
 }
 
 // TestCLIKillDuringBackup kills `mailvault backup` with SIGKILL at several
@@ -311,31 +272,9 @@ func TestCLIKillDuringBackup(t *testing.T) {
 // stop root), so the backup cannot read it. It returns that path.
 func unreadableEntry(t *testing.T, src string) string {
 	t.Helper()
-	r, err := os.OpenRoot(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := src
-	for len(dir)+len("/Maildir")+2 <= 3880 {
-		comp := strings.Repeat("d", min(200, 3880-len("/Maildir")-len(dir)-1))
-		if err := r.Mkdir(comp, 0o700); err != nil {
-			t.Fatal(err)
-		}
-		next, err := r.OpenRoot(comp)
-		if err != nil {
-			t.Fatal(err)
-		}
-		r.Close()
-		r, dir = next, dir+"/"+comp
-	}
-	defer r.Close()
-	for _, d := range []string{"Maildir", "Maildir/cur", "Maildir/new", "Maildir/tmp"} {
-		if err := r.Mkdir(d, 0o700); err != nil {
-			t.Fatal(err)
-		}
-	}
-	name := "Maildir/cur/1772445605.M1P1Q1." + strings.Repeat("x", 220) + ",S=20:2,S"
-	if err := r.WriteFile(name, []byte("Subject: hi\n\nhello\n"), 0o600); err != nil {
+	md, dir := testutil.DeepMaildir(t, src)
+	name := "cur/1772445605.M1P1Q1." + strings.Repeat("x", 220) + ",S=20:2,S"
+	if err := md.WriteFile(name, []byte("Subject: hi\n\nhello\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return dir + "/" + name
