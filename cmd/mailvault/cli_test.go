@@ -150,7 +150,22 @@ func genCorpus(t *testing.T, seed uint64, size int64) string {
 // It reports false if the backup got as far as writing its index first.
 func killBackup(t *testing.T, e *cliEnv, src string, packs int) bool {
 	t.Helper()
-	cmd := e.process(t, "--quiet", "backup", "--compression", "off", src)
+	stored := func() bool {
+		if packs == 0 {
+			return len(e.files(t, "locks")) > 0
+		}
+		return len(e.files(t, "data")) >= packs
+	}
+	return killWhen(t, e, stored, "--quiet", "backup", "--compression", "off", src) &&
+		len(e.files(t, "index")) == 0 && len(e.files(t, "snapshots")) == 0
+}
+
+// killWhen starts `mailvault args...` on e as a process and kills it with
+// SIGKILL as soon as ready reports true. It reports false if the process
+// ended first, and fails the test if it failed.
+func killWhen(t *testing.T, e *cliEnv, ready func() bool, args ...string) bool {
+	t.Helper()
+	cmd := e.process(t, args...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
@@ -158,18 +173,11 @@ func killBackup(t *testing.T, e *cliEnv, src string, packs int) bool {
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
-	for {
-		ready := len(e.files(t, "data")) >= packs
-		if packs == 0 {
-			ready = len(e.files(t, "locks")) > 0
-		}
-		if ready {
-			break
-		}
+	for !ready() {
 		select {
 		case err := <-exited:
 			if err != nil {
-				t.Fatalf("backup failed: %v: %s", err, stderr.String())
+				t.Fatalf("mailvault %s failed: %v: %s", strings.Join(args, " "), err, stderr.String())
 			}
 			return false
 		case <-time.After(time.Millisecond):
@@ -179,7 +187,7 @@ func killBackup(t *testing.T, e *cliEnv, src string, packs int) bool {
 		t.Fatal(err)
 	}
 	<-exited
-	return len(e.files(t, "index")) == 0 && len(e.files(t, "snapshots")) == 0
+	return true
 }
 
 // sameTree asserts that got holds exactly the files and directories of

@@ -1,13 +1,10 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"os"
 	"path/filepath"
-	"syscall"
 	"testing"
-	"time"
 
 	"filippo.io/age"
 
@@ -104,29 +101,9 @@ func TestCLICopyS3(t *testing.T) {
 // if the copy got as far as writing its index first.
 func killCopy(t *testing.T, e, src *cliEnv, packs int) bool {
 	t.Helper()
-	cmd := e.process(t, "--quiet", "copy", "--compression", "off", "--from", src.repo, "--from-identity", src.identity)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	for len(e.files(t, "data")) < packs {
-		select {
-		case err := <-exited:
-			if err != nil {
-				t.Fatalf("copy failed: %v: %s", err, stderr.String())
-			}
-			return false
-		case <-time.After(time.Millisecond):
-		}
-	}
-	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	<-exited
-	return len(e.files(t, "index")) == 0 && len(e.files(t, "snapshots")) == 0
+	stored := func() bool { return len(e.files(t, "data")) >= packs }
+	return killWhen(t, e, stored, "--quiet", "copy", "--compression", "off", "--from", src.repo, "--from-identity", src.identity) &&
+		len(e.files(t, "index")) == 0 && len(e.files(t, "snapshots")) == 0
 }
 
 // unindexedBlobs counts the blobs in e's packs that no index lists: what

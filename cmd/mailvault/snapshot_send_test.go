@@ -1,15 +1,12 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/mailvault/mailvault/bench/corpus"
 	"github.com/mailvault/mailvault/snapshot"
@@ -89,29 +86,9 @@ func TestCLIKillDuringSnapshotBackup(t *testing.T) {
 // its view. It reports false if the backup finished first.
 func killSnapshotBackup(t *testing.T, e *cliEnv, mode, src string) bool {
 	t.Helper()
-	cmd := e.process(t, "--quiet", "backup", "--compression", "off", "--snapshot", mode, src)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	for len(e.files(t, "data")) < 1 {
-		select {
-		case err := <-exited:
-			if err != nil {
-				t.Fatalf("backup failed: %v: %s", err, stderr.String())
-			}
-			return false
-		case <-time.After(time.Millisecond):
-		}
-	}
-	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	<-exited
-	return len(e.files(t, "snapshots")) == 0
+	stored := func() bool { return len(e.files(t, "data")) >= 1 }
+	return killWhen(t, e, stored, "--quiet", "backup", "--compression", "off", "--snapshot", mode, src) &&
+		len(e.files(t, "snapshots")) == 0
 }
 
 // TestCLISnapshotSend sends a dataset's mailvault snapshots to a second
