@@ -1,13 +1,10 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
-	"context"
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
-	"io"
 	"io/fs"
 	"net"
 	"os"
@@ -32,41 +29,17 @@ import (
 // address; the server stops when the test ends.
 func startServe(t *testing.T, dataDir string) string {
 	t.Helper()
-	cfgPath := filepath.Join(t.TempDir(), "mailvault.yaml")
-	if err := os.WriteFile(cfgPath, []byte(`
+	addrs, _ := runServe(t, `
 hostname: mx.test
 listen: {smtp: off, submission: 127.0.0.1:0, submissions: off, imap: off, imaps: off, pop3: off, pop3s: off}
 smtp: {connections_per_minute: 1000000, messages_per_minute: 1000000, max_connections_per_ip: 1000}
 log_level: warn
 drain_timeout: 1m
-`), 0o600); err != nil {
-		t.Fatal(err)
+`, dataDir, 1)
+	if addrs["submission"] == "" {
+		t.Fatalf("serve printed %v", addrs)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	pr, pw := io.Pipe()
-	cmd := newServeCmd()
-	cmd.SetArgs([]string{"--config", cfgPath, "--data", dataDir})
-	cmd.SetOut(pw)
-	cmd.SetErr(io.Discard)
-	done := make(chan error, 1)
-	go func() {
-		done <- cmd.ExecuteContext(ctx)
-		pw.Close()
-	}()
-	line, err := bufio.NewReader(pr).ReadString('\n')
-	f := strings.Fields(line)
-	if err != nil || len(f) != 2 || f[0] != "submission" {
-		cancel()
-		t.Fatalf("serve printed %q, %v (%v)", line, err, <-done)
-	}
-	go io.Copy(io.Discard, pr)
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve returned %v", err)
-		}
-	})
-	return f[1]
+	return addrs["submission"]
 }
 
 // submitter is one SMTP client that keeps submitting over one session and

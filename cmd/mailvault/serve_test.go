@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -18,10 +19,57 @@ import (
 	"github.com/mailvault/mailvault/mailserver/tlsutil"
 )
 
+// runServe runs `mailvault serve` (the cobra command, over real sockets)
+// with the configuration config on dataDir, and returns the addresses of
+// the first n listeners it prints, by name. stop cancels it, as SIGTERM
+// does through main's context, and returns what it returned; if the test
+// has not called it, it is called when the test ends.
+func runServe(t *testing.T, config, dataDir string, n int) (addrs map[string]string, stop func() error) {
+	t.Helper()
+	cfgPath := filepath.Join(t.TempDir(), "mailvault.yaml")
+	if err := os.WriteFile(cfgPath, []byte(config), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	pr, pw := io.Pipe()
+	cmd := newServeCmd()
+	cmd.SetArgs([]string{"--config", cfgPath, "--data", dataDir})
+	cmd.SetOut(pw)
+	cmd.SetErr(io.Discard)
+	done := make(chan error, 1)
+	go func() {
+		done <- cmd.ExecuteContext(ctx)
+		pw.Close()
+	}()
+	stop = sync.OnceValue(func() error {
+		cancel()
+		return <-done
+	})
+	addrs = map[string]string{}
+	bad := ""
+	sc := bufio.NewScanner(pr)
+	for len(addrs) < n && bad == "" && sc.Scan() {
+		if f := strings.Fields(sc.Text()); len(f) == 2 {
+			addrs[f[0]] = f[1]
+		} else {
+			bad = sc.Text()
+		}
+	}
+	go io.Copy(io.Discard, pr)
+	if len(addrs) != n {
+		t.Fatalf("serve printed %v, then %q (%v)", addrs, bad, stop())
+	}
+	t.Cleanup(func() {
+		if err := stop(); err != nil {
+			t.Errorf("serve returned %v", err)
+		}
+	})
+	return addrs, stop
+}
+
 func TestServeCommand(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "data")
-	cfgPath := filepath.Join(t.TempDir(), "mailvault.yaml")
-	os.WriteFile(cfgPath, []byte(`
+	addrs, stop := runServe(t, `
 hostname: mx.test
 listen:
   smtp: 127.0.0.1:0
@@ -33,29 +81,7 @@ listen:
   pop3s: 127.0.0.1:0
 log_level: warn
 drain_timeout: 1m
-`), 0o600)
-
-	ctx, cancel := context.WithCancel(t.Context())
-	pr, pw := io.Pipe()
-	cmd := newServeCmd()
-	cmd.SetArgs([]string{"--config", cfgPath, "--data", dir})
-	cmd.SetOut(pw)
-	cmd.SetErr(io.Discard)
-	done := make(chan error, 1)
-	go func() {
-		done <- cmd.ExecuteContext(ctx)
-		pw.Close()
-	}()
-	addrs := map[string]string{}
-	sc := bufio.NewScanner(pr)
-	for len(addrs) < 3 && sc.Scan() {
-		f := strings.Fields(sc.Text())
-		addrs[f[0]] = f[1]
-	}
-	go io.Copy(io.Discard, pr)
-	if len(addrs) != 3 {
-		t.Fatalf("addresses: %v (%v)", addrs, <-done)
-	}
+`, dir, 3)
 
 	// The account commands work against the running server's directory.
 	if _, err := runCmd(t, newUserCmd(), "alice password\n", "add", "--data", dir, "alice@example.test", "--password-stdin"); err != nil {
@@ -98,8 +124,7 @@ drain_timeout: 1m
 		// Wait for the signal to be handled; the test's own timeout bounds this.
 	}
 
-	cancel() // what SIGTERM does through main's context
-	if err := <-done; err != nil {
+	if err := stop(); err != nil {
 		t.Fatalf("serve returned %v", err)
 	}
 }
