@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -279,23 +280,11 @@ func (b *backup) findParent(ctx context.Context, abs []string) error {
 		b.log.Warn("skipping damaged snapshot", "err", err)
 	}
 	for _, s := range all {
-		if s.Host == b.opt.Host && equalStrings(s.Paths, abs) {
+		if s.Host == b.opt.Host && slices.Equal(s.Paths, abs) {
 			b.parent = s // the newest matching one wins: all is oldest first
 		}
 	}
 	return nil
-}
-
-func equalStrings(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 func (b *backup) warn(path string, err error) {

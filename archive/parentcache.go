@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 )
@@ -103,7 +104,7 @@ func (c *parentCache) load(ctx context.Context, host string, paths []string) (*S
 		return nil, fmt.Sprintf("cached parent is damaged: %v", err)
 	}
 	snap.ID = e.Snapshot
-	if snap.Host != host || !equalStrings(snap.Paths, paths) {
+	if snap.Host != host || !slices.Equal(snap.Paths, paths) {
 		return nil, "cached parent is for another host or paths"
 	}
 	if _, err := c.r.be.Stat(ctx, SnapshotFile, e.Snapshot.String()); err != nil {

@@ -8,6 +8,7 @@ package backendtest
 import (
 	"errors"
 	"io"
+	"slices"
 	"sort"
 	"testing"
 
@@ -84,7 +85,7 @@ func Run(t *testing.T, b archive.Backend) {
 		{archive.IndexFile, []string{"idx1"}},
 		{archive.KeyFile, nil},
 	} {
-		if got := List(t, b, l.t); !equal(got, l.want) {
+		if got := List(t, b, l.t); !slices.Equal(got, l.want) {
 			t.Errorf("List %s = %q, want %q", l.t, got, l.want)
 		}
 	}
@@ -167,16 +168,4 @@ func List(t *testing.T, b archive.Backend, typ archive.FileType) []string {
 	}
 	sort.Strings(names)
 	return names
-}
-
-func equal(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
