@@ -7,9 +7,11 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/signal"
+	"sync"
 	"sync/atomic"
 	"syscall"
 )
@@ -39,42 +41,53 @@ func dnsCmd(fs *flag.FlagSet) func(context.Context) error {
 		if err != nil {
 			return err
 		}
-		defer conn.Close()
-		var queries, refused atomic.Int64
-		usr1 := make(chan os.Signal, 1)
-		signal.Notify(usr1, syscall.SIGUSR1)
-		defer signal.Stop(usr1)
-		enc := json.NewEncoder(os.Stdout)
-		report := func() { enc.Encode(map[string]int64{"queries": queries.Load(), "malformed": refused.Load()}) }
-		go func() {
-			for {
-				select {
-				case <-ctx.Done():
-					conn.Close()
-					return
-				case <-usr1:
-					report()
-				}
-			}
-		}()
-		buf := make([]byte, 4096)
+		return serveDNS(ctx, conn, os.Stdout)
+	}
+}
+
+// serveDNS answers the queries arriving on conn until ctx ends, then
+// closes conn and writes the query count to out.
+func serveDNS(ctx context.Context, conn *net.UDPConn, out io.Writer) error {
+	defer conn.Close()
+	var queries, refused atomic.Int64
+	usr1 := make(chan os.Signal, 1)
+	signal.Notify(usr1, syscall.SIGUSR1)
+	defer signal.Stop(usr1)
+	enc := json.NewEncoder(out)
+	var encMu sync.Mutex // SIGUSR1 and the final report may coincide
+	report := func() {
+		encMu.Lock()
+		defer encMu.Unlock()
+		enc.Encode(map[string]int64{"queries": queries.Load(), "malformed": refused.Load()})
+	}
+	go func() {
 		for {
-			n, from, err := conn.ReadFromUDP(buf)
-			if err != nil {
-				if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
-					report()
-					return nil
-				}
-				return err
+			select {
+			case <-ctx.Done():
+				conn.Close()
+				return
+			case <-usr1:
+				report()
 			}
-			resp, ok := nxdomain(buf[:n])
-			if !ok {
-				refused.Add(1)
-				continue
-			}
-			queries.Add(1)
-			conn.WriteToUDP(resp, from)
 		}
+	}()
+	buf := make([]byte, 4096)
+	for {
+		n, from, err := conn.ReadFromUDP(buf)
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				report()
+				return nil
+			}
+			return err
+		}
+		resp, ok := nxdomain(buf[:n])
+		if !ok {
+			refused.Add(1)
+			continue
+		}
+		queries.Add(1)
+		conn.WriteToUDP(resp, from)
 	}
 }
 

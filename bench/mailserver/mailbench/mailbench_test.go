@@ -1,12 +1,14 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -83,24 +85,23 @@ func TestNXDOMAIN(t *testing.T) {
 // gets "no such host" from the responder for every kind of lookup the MX
 // makes.
 func TestDNSAnswersGoResolver(t *testing.T) {
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := pc.LocalAddr().String()
-	pc.Close()
+	addr := conn.LocalAddr().String()
 	ctx, cancel := context.WithCancel(t.Context())
-	fs := newFlagSet("dns")
-	run := dnsCmd(fs)
-	if err := fs.Parse([]string{"-listen", addr}); err != nil {
-		t.Fatal(err)
-	}
+	var out bytes.Buffer
 	done := make(chan error, 1)
-	go func() { done <- run(ctx) }()
+	go func() { done <- serveDNS(ctx, conn, &out) }()
 	defer func() {
 		cancel()
 		if err := <-done; err != nil {
 			t.Error(err)
+		}
+		// Two TXT, one MX, and A and AAAA for LookupIPAddr.
+		if !strings.Contains(out.String(), `"queries":5`) {
+			t.Errorf("final report %q, want 5 queries", out.String())
 		}
 	}()
 	r := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
