@@ -2,9 +2,12 @@ package imapd
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"time"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
@@ -50,30 +53,96 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 		}
 	}
 	m.mu.Unlock()
+	plan := planFetch(options)
 	for _, t := range targets {
-		if err := s.fetchOne(w, m.folder, t, &kw, options); err != nil {
+		if err := s.fetchOne(w, m, t, &kw, options, plan); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func (s *session) fetchOne(w *imapserver.FetchWriter, folder string, t target, kw *store.Keywords, options *imap.FetchOptions) error {
-	f, err := s.srv.store.OpenMessage(s.ctx(), s.acct, folder, t.msg.uid)
-	if errors.Is(err, store.ErrNoSuchMessage) {
-		// Expunged meanwhile; its EXPUNGE comes with the next update
-		// (RFC 9051 section 6.4.5 lets the server omit it).
-		return nil
+// fetchPlan says what of the message file a FETCH needs.
+type fetchPlan struct {
+	// file: an item needs the body (BODY[], TEXT, parts, BODYSTRUCTURE,
+	// BINARY).
+	file bool
+	// meta: an item needs the header block, size or internal date, which
+	// the metadata cache can answer without opening the file.
+	meta bool
+}
+
+func planFetch(options *imap.FetchOptions) fetchPlan {
+	p := fetchPlan{
+		file: options.BodyStructure != nil || len(options.BinarySection) > 0 || len(options.BinarySectionSize) > 0,
+		meta: options.Envelope || options.InternalDate || options.RFC822Size,
 	}
-	if err != nil {
-		return err
+	for _, bs := range options.BodySection {
+		if headerOnly(bs) {
+			p.meta = true
+		} else {
+			p.file = true
+		}
 	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return fmt.Errorf("imapd: fetch: %w", err)
+	return p
+}
+
+// headerOnly reports whether a body section is the top-level message's
+// header or some of its fields (RFC 9051 section 6.4.5, BODY[<section>]
+// with HEADER, HEADER.FIELDS or HEADER.FIELDS.NOT and no part number).
+func headerOnly(bs *imap.FetchItemBodySection) bool {
+	return len(bs.Part) == 0 && bs.Specifier == imap.PartSpecifierHeader
+}
+
+// fetchOne answers FETCH for one message. Items that need only the header
+// block, size or internal date come from the server's metadata cache
+// (headercache.go) when the message is in it, without opening the file;
+// otherwise the file is opened and only its header block is read into the
+// cache. FLAGS and UID come from the folder's view, so a FETCH of only
+// those opens no file.
+func (s *session) fetchOne(w *imapserver.FetchWriter, m *mailbox, t target, kw *store.Keywords, options *imap.FetchOptions, plan fetchPlan) error {
+	var meta *msgMeta
+	key := ""
+	if t.msg.unique != "" {
+		key = m.key + "\x00" + t.msg.unique
 	}
-	size := fi.Size()
+	if plan.meta && key != "" {
+		meta = s.srv.meta.get(key)
+	}
+	var f *os.File
+	var size int64
+	var modTime time.Time
+	if meta != nil {
+		size, modTime = meta.size, meta.modTime
+	}
+	if plan.file || (plan.meta && (meta == nil || meta.big)) {
+		var err error
+		f, err = s.srv.store.OpenMessage(s.ctx(), s.acct, m.folder, t.msg.uid)
+		if errors.Is(err, store.ErrNoSuchMessage) {
+			// Expunged meanwhile; its EXPUNGE comes with the next update
+			// (RFC 9051 section 6.4.5 lets the server omit it).
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		fi, err := f.Stat()
+		if err != nil {
+			return fmt.Errorf("imapd: fetch: %w", err)
+		}
+		size, modTime = fi.Size(), fi.ModTime()
+		if plan.meta && meta == nil {
+			if meta, err = readMeta(key, f, size, modTime); err != nil {
+				return err
+			}
+			if key != "" {
+				s.srv.meta.put(meta)
+			}
+		}
+	}
+	whole := func() io.Reader { return io.NewSectionReader(f, 0, size) }
+
 	rw := w.CreateMessage(t.seq)
 	if options.UID {
 		rw.WriteUID(imap.UID(t.msg.uid))
@@ -82,15 +151,18 @@ func (s *session) fetchOne(w *imapserver.FetchWriter, folder string, t target, k
 		rw.WriteFlags(imapFlags(t.msg.flags, kw))
 	}
 	if options.InternalDate {
-		rw.WriteInternalDate(fi.ModTime())
+		rw.WriteInternalDate(modTime)
 	}
 	if options.RFC822Size {
 		rw.WriteRFC822Size(size)
 	}
-	whole := func() io.Reader { return io.NewSectionReader(f, 0, size) }
 	if options.Envelope {
-		h, _ := textproto.ReadHeader(bufio.NewReader(whole()))
-		rw.WriteEnvelope(imapserver.ExtractEnvelope(h))
+		if meta.big {
+			h, _ := textproto.ReadHeader(bufio.NewReader(whole()))
+			rw.WriteEnvelope(imapserver.ExtractEnvelope(h))
+		} else {
+			rw.WriteEnvelope(meta.envelope())
+		}
 	}
 	if options.BodyStructure != nil {
 		rw.WriteBodyStructure(imapserver.ExtractBodyStructure(whole()))
@@ -104,7 +176,7 @@ func (s *session) fetchOne(w *imapserver.FetchWriter, folder string, t target, k
 				n = min(p.Size, size-off)
 			}
 			wc := rw.WriteBodySection(bs, n)
-			_, err := io.Copy(wc, io.NewSectionReader(f, off, n))
+			_, err := s.srv.store.CopyPooled(wc, io.NewSectionReader(f, off, n))
 			if cerr := wc.Close(); err == nil {
 				err = cerr
 			}
@@ -114,7 +186,15 @@ func (s *session) fetchOne(w *imapserver.FetchWriter, folder string, t target, k
 			}
 			continue
 		}
-		b := imapserver.ExtractBodySection(whole(), bs)
+		var b []byte
+		switch {
+		case !headerOnly(bs) || meta.big:
+			b = imapserver.ExtractBodySection(whole(), bs)
+		case len(bs.HeaderFields) == 0 && len(bs.HeaderFieldsNot) == 0 && bs.Partial == nil:
+			b = meta.headerSection(bs)
+		default:
+			b = imapserver.ExtractBodySection(bytes.NewReader(meta.header), bs)
+		}
 		if err := writeLiteral(rw.WriteBodySection(bs, int64(len(b))), b); err != nil {
 			rw.Close()
 			return err

@@ -41,6 +41,7 @@ type mailbox struct {
 
 type msgInfo struct {
 	uid    uint32
+	unique string // Maildir unique name: the file's identity for the metadata cache
 	flags  string // Maildir flags
 	size   int64
 	recent bool
@@ -71,7 +72,7 @@ func (s *Server) acquire(ctx context.Context, a store.Account, folder string) (*
 	m := &mailbox{srv: s, key: key, acct: a, folder: folder, refs: 1,
 		validity: l.UIDValidity, uidNext: l.UIDNext, kw: l.Keywords}
 	for _, lm := range l.Messages {
-		m.msgs = append(m.msgs, msgInfo{uid: lm.UID, flags: lm.Flags, size: lm.Size, recent: lm.Recent})
+		m.msgs = append(m.msgs, msgInfo{uid: lm.UID, unique: lm.Unique, flags: lm.Flags, size: lm.Size, recent: lm.Recent})
 	}
 	m.tracker = imapserver.NewMailboxTracker(uint32(len(m.msgs)))
 	s.mailboxes[key] = m
@@ -162,7 +163,7 @@ func (m *mailbox) refreshLocked(ctx context.Context) error {
 		if lm.UID <= last {
 			continue
 		}
-		m.msgs = append(m.msgs, msgInfo{uid: lm.UID, flags: lm.Flags, size: lm.Size, recent: lm.Recent})
+		m.msgs = append(m.msgs, msgInfo{uid: lm.UID, unique: lm.Unique, flags: lm.Flags, size: lm.Size, recent: lm.Recent})
 		added = true
 	}
 	if added {
