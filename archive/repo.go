@@ -61,6 +61,26 @@ type Options struct {
 	Uploaders int
 }
 
+// parallelBackend is a backend that serves several requests at once
+// better than one after the other (a remote one: S3).
+type parallelBackend interface {
+	// Connections is how many requests to keep in flight.
+	Connections() int
+}
+
+// Connections is how many packs to upload or read at once from be: what
+// it asks for, 1 for a backend that does not say (a local disk).
+func Connections(be Backend) int {
+	if p, ok := be.(parallelBackend); ok && p.Connections() > 0 {
+		return p.Connections()
+	}
+	return 1
+}
+
+// Connections is Connections of the repository's backend, e.g. for a
+// restore's number of pack readers.
+func (r *Repository) Connections() int { return Connections(r.be) }
+
 // Repository is an open repository.
 type Repository struct {
 	be    Backend
@@ -212,12 +232,13 @@ func Open(ctx context.Context, be Backend, creds Credentials, opt Options) (*Rep
 	if r.zdec, err = zstd.NewReader(nil, zstd.WithDecoderConcurrency(conc), zstd.WithDecoderMaxMemory(maxMetaSize)); err != nil {
 		return nil, err
 	}
-	// One uploader keeps up: after dedup and compression a backup writes
-	// far fewer bytes than it reads, and encrypting plus hashing a pack
-	// runs at over 500 MB/s per core.
+	// On a local disk one uploader keeps up: after dedup and compression
+	// a backup writes far fewer bytes than it reads, and encrypting plus
+	// hashing a pack runs at over 500 MB/s per core. A remote backend
+	// says how many requests it wants in flight to hide its round trips.
 	uploaders := opt.Uploaders
 	if uploaders <= 0 {
-		uploaders = 1
+		uploaders = Connections(be)
 	}
 	r.startUploaders(uploaders)
 	return r, nil

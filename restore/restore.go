@@ -44,7 +44,8 @@ type Options struct {
 	Message string
 	// Overwrite allows writing into a non-empty target and replacing files.
 	Overwrite bool
-	// Workers process packs in parallel (default: number of cores).
+	// Workers process packs in parallel (default: the number of cores,
+	// or the repository's Connections if it is more).
 	Workers  int
 	Progress func(Progress)
 }
@@ -471,6 +472,11 @@ func (w *writer) writeFiles(ctx context.Context, repo Repository, p *plan, opt O
 	workers := opt.Workers
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
+		// A remote repository (S3) wants more packs in flight than
+		// there are cores, to hide its round trips.
+		if c, ok := repo.(interface{ Connections() int }); ok {
+			workers = max(workers, c.Connections())
+		}
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

@@ -65,7 +65,16 @@ type Config struct {
 	// retried); 0 means DefaultStallTimeout. It bounds stalls, not
 	// transfers: an upload that keeps moving never times out.
 	StallTimeout time.Duration
+	// Connections is how many requests the repository keeps in flight at
+	// once (packs uploaded, packs read by a restore); 0 means
+	// DefaultConnections.
+	Connections int
 }
+
+// DefaultConnections is Config.Connections' default, as restic's for S3:
+// one connection at a time leaves a remote link idle for a round trip
+// per pack, while each pack in flight costs only its temporary file.
+const DefaultConnections = 5
 
 // DefaultStallTimeout is Config.StallTimeout's default: far longer than
 // any S3 server takes to answer a PUT it has received, short enough that
@@ -152,6 +161,9 @@ func New(ctx context.Context, cfg Config) (*Backend, error) {
 	if cfg.StallTimeout <= 0 {
 		cfg.StallTimeout = DefaultStallTimeout
 	}
+	if cfg.Connections <= 0 {
+		cfg.Connections = DefaultConnections
+	}
 	tr, err := minio.DefaultTransport(cfg.Secure)
 	if err != nil {
 		return nil, fmt.Errorf("s3 %s: %w", cfg.Endpoint, err)
@@ -174,6 +186,9 @@ func New(ctx context.Context, cfg Config) (*Backend, error) {
 	}
 	return &Backend{client: client, cfg: cfg, attempts: attempts, backoff: 100 * time.Millisecond, cache: newPackCache()}, nil
 }
+
+// Connections implements archive's optional parallel-backend interface.
+func (b *Backend) Connections() int { return b.cfg.Connections }
 
 // Location implements archive.Backend.
 func (b *Backend) Location() string {
