@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -14,6 +16,8 @@ import (
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
 	"github.com/emersion/go-message/textproto"
+
+	"github.com/mailvault/mailvault/mailserver/store"
 )
 
 // maxHeaderBlock bounds the header block that FETCH reads without the rest
@@ -192,4 +196,40 @@ func (c *metaCache) stats() (entries int, used int64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return len(c.byK), c.used
+}
+
+// warmMeta is the store's WatchDeliveries callback: a message delivered or
+// APPENDed into a folder that a session has selected has its header block
+// read into the cache now, while the file is in the page cache, so that
+// the client's first FETCH of it (a mail client in IDLE asks for the new
+// message's ENVELOPE or headers at once) opens no file. Mail for folders
+// nobody has selected is not cached: it may never be read over IMAP
+// (POP3, offline accounts) and would only evict entries in use.
+func (s *Server) warmMeta(a store.Account, d store.Delivery) {
+	if s.meta == nil {
+		return
+	}
+	folder := d.Folder
+	if folder == "" || strings.EqualFold(folder, store.Inbox) {
+		folder = store.Inbox
+	}
+	key := mailboxKey(a, folder)
+	s.mu.Lock()
+	_, selected := s.mailboxes[key]
+	s.mu.Unlock()
+	if !selected {
+		return
+	}
+	f, err := os.Open(d.Path)
+	if err != nil {
+		return // renamed meanwhile (a flag change): the first FETCH reads it
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return
+	}
+	if meta, err := readMeta(key+"\x00"+d.Unique, f, fi.Size(), fi.ModTime()); err == nil {
+		s.meta.put(meta)
+	}
 }

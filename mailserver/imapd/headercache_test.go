@@ -229,3 +229,39 @@ func TestFetchFromCacheIsByteIdentical(t *testing.T) {
 		t.Fatalf("uncached FETCH answered without files: %s", gone)
 	}
 }
+
+// TestDeliveryWarmsSelectedFolder: a message delivered into a folder that
+// a session has selected is in the cache before the first FETCH, and its
+// answer is the one read from the file; mail for other folders is not
+// cached.
+func TestDeliveryWarmsSelectedFolder(t *testing.T) {
+	e := newTestEnv(t, nil)
+	e.Deliver(t, alice, "", msg("before select", "x"))
+	c := e.login(t, "alice")
+	c.ok("s1 SELECT INBOX")
+	if n, _ := e.srv.meta.stats(); n != 0 {
+		t.Fatalf("%d entries before any FETCH or delivery", n)
+	}
+	e.Deliver(t, alice, "", msg("while selected", "y"))
+	e.Deliver(t, alice, "Archive", msg("elsewhere", "z"))
+	if n, _ := e.srv.meta.stats(); n != 1 {
+		t.Fatalf("%d entries after one delivery into the selected folder, want 1", n)
+	}
+	c.ok("n1 NOOP")
+	warm := c.ok("f1 FETCH 2 (RFC822.SIZE INTERNALDATE ENVELOPE BODY.PEEK[HEADER])")
+	mustHave(t, warm, `"while selected"`)
+	if n, _ := e.srv.meta.stats(); n != 1 {
+		t.Fatalf("the FETCH of the delivered message missed the cache (%d entries)", n)
+	}
+	cfg, lcfg := servertest.Configure(Config{TLSConfig: e.ServerTLS, MaxMessageBytes: 1 << 20, ConnsPerMinute: 1e6, MaxConnsPerIP: 1000, SpoolDir: e.Dir, MetaCacheBytes: -1}, nil)
+	uncached := New(cfg, e.Store, e.Guard(lcfg), e.Log)
+	ports := servertest.ServePorts(t, uncached.Serve, uncached.Shutdown)
+	uc := &client{servertest.Dial(t, ports.Addr(true), true, servertest.IMAPLine)}
+	uc.Expect("* OK")
+	uc.ok(`l1 LOGIN alice@example.test "alice password"`)
+	uc.ok("s1 SELECT INBOX")
+	cold := uc.ok("f1 FETCH 2 (RFC822.SIZE INTERNALDATE ENVELOPE BODY.PEEK[HEADER])")
+	if strings.Join(warm[:len(warm)-1], "\n") != strings.Join(cold[:len(cold)-1], "\n") {
+		t.Fatalf("warmed answer %q, from the file %q", warm, cold)
+	}
+}

@@ -180,7 +180,8 @@ func New(cfg Config, st *store.Store, guard *auth.Guard, log *slog.Logger) *Serv
 		InsecureAuth: false,
 	})
 	s.limits.Store(&Limits{MaxMessageBytes: cfg.MaxMessageBytes, ConnsPerMinute: cfg.ConnsPerMinute, MaxConnsPerIP: cfg.MaxConnsPerIP})
-	s.stopWatch = st.Watch(s.folderChanged)
+	stopChanges, stopDeliveries := st.Watch(s.folderChanged), st.WatchDeliveries(s.warmMeta)
+	s.stopWatch = func() { stopChanges(); stopDeliveries() }
 	return s
 }
 

@@ -370,6 +370,12 @@ func (s *Store) deliver(ctx context.Context, a Account, folder string, r io.Read
 	}
 	d := Delivery{Folder: folder, Unique: unique, Size: n, Path: final}
 	defer s.changed(a, folder)
+	delivered := false
+	defer func() {
+		if delivered {
+			s.delivered(a, d) // after the folder's lock is released
+		}
+	}()
 	if assignUID {
 		st, err := s.folder(dir)
 		if err != nil {
@@ -395,6 +401,7 @@ func (s *Store) deliver(ctx context.Context, a Account, folder string, r io.Read
 		st.files[unique] = filepath.Base(final)
 		d.UIDValidity = st.idx.validity
 	}
+	delivered = true
 	return d, nil
 }
 

@@ -11,6 +11,7 @@ type watchers struct {
 	mu   sync.Mutex
 	next int
 	fns  map[int]func(Account, string)
+	dfns map[int]func(Account, Delivery) // WatchDeliveries
 }
 
 // Watch registers fn to be called after every change made through this
@@ -36,6 +37,44 @@ func (s *Store) Watch(fn func(a Account, folder string)) (cancel func()) {
 		w.mu.Lock()
 		delete(w.fns, id)
 		w.mu.Unlock()
+	}
+}
+
+// WatchDeliveries registers fn to be called after every Deliver and Append
+// through this Store with the new message, once it is durable and before
+// the Watch callbacks hear of the folder's change; fn runs on the writer's
+// goroutine, must not block and must not call back into the Store. The
+// IMAP server uses it to read the new message's header into its FETCH
+// cache while the file is fresh, as Dovecot's delivery does with its
+// index cache. The returned function unregisters fn.
+func (s *Store) WatchDeliveries(fn func(a Account, d Delivery)) (cancel func()) {
+	w := &s.watch
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.dfns == nil {
+		w.dfns = map[int]func(Account, Delivery){}
+	}
+	id := w.next
+	w.next++
+	w.dfns[id] = fn
+	return func() {
+		w.mu.Lock()
+		delete(w.dfns, id)
+		w.mu.Unlock()
+	}
+}
+
+// delivered tells the WatchDeliveries callbacks about a new message.
+func (s *Store) delivered(a Account, d Delivery) {
+	w := &s.watch
+	w.mu.Lock()
+	fns := make([]func(Account, Delivery), 0, len(w.dfns))
+	for _, fn := range w.dfns {
+		fns = append(fns, fn)
+	}
+	w.mu.Unlock()
+	for _, fn := range fns {
+		fn(a, d)
 	}
 }
 
