@@ -149,11 +149,15 @@ func (c *Client) do(ctx context.Context, cmd string) (string, error) {
 }
 
 func (c *Client) roundTrip(cmd string) (string, error) {
-	if _, err := fmt.Fprintf(c.conn, "%s\n", cmd); err != nil {
-		return "", err
-	}
+	_, werr := fmt.Fprintf(c.conn, "%s\n", cmd)
+	// A server that refuses the peer answers "ERR …" and closes at once,
+	// possibly before the command arrives, so the write can fail with a
+	// broken pipe although the answer is waiting: read it either way.
 	line, err := c.r.ReadString('\n')
-	if err != nil {
+	switch {
+	case err != nil && werr != nil:
+		return "", werr
+	case err != nil:
 		return "", err
 	}
 	return strings.TrimRight(line, "\r\n"), nil
