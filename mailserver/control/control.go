@@ -525,6 +525,14 @@ func (ss *session) end(how string, ok bool, counter *uint64) time.Duration {
 		ss.timer.Stop()
 		ss.timer = nil
 	}
+	if ok {
+		s.log.Info("control socket: writes paused for a snapshot", "pause", d, "peer", ss.peer)
+	} else {
+		s.log.Warn("control socket: pause ended without RESUME; writes resumed", "reason", how, "pause", d, "peer", ss.peer)
+	}
+	// The audit record first, then the counters: whoever sees a pause
+	// counted in STATUS finds it in the audit log too.
+	s.record(audit.Event{Action: "store.quiesce", Detail: fmt.Sprintf("writes paused for %v by %s; resumed: %s", d, ss.peer, how)}, ok)
 	s.mu.Lock()
 	s.pauses--
 	s.lastPause = d
@@ -532,12 +540,6 @@ func (ss *session) end(how string, ok bool, counter *uint64) time.Duration {
 		*counter++
 	}
 	s.mu.Unlock()
-	if ok {
-		s.log.Info("control socket: writes paused for a snapshot", "pause", d, "peer", ss.peer)
-	} else {
-		s.log.Warn("control socket: pause ended without RESUME; writes resumed", "reason", how, "pause", d, "peer", ss.peer)
-	}
-	s.record(audit.Event{Action: "store.quiesce", Detail: fmt.Sprintf("writes paused for %v by %s; resumed: %s", d, ss.peer, how)}, ok)
 	return d
 }
 
