@@ -447,7 +447,13 @@ func (b *Backend) Remove(ctx context.Context, t archive.FileType, name string) e
 	if b.lock.Load() != nil {
 		// A versioned (Object Lock) bucket: a plain delete would only
 		// add a delete marker and keep the bytes forever.
-		return b.removeVersions(ctx, t, name, k)
+		err := b.removeVersions(ctx, t, name, k)
+		if err == nil || t != archive.LockFile || !isAccessDenied(err) {
+			return err
+		}
+		// A write-only host may delete its lock files but no version
+		// (README's policy): hide the lock behind a delete marker, the
+		// admin's next cleanup of versions takes its bytes.
 	}
 	err = b.retry(ctx, func() error {
 		return b.client.RemoveObject(ctx, b.cfg.Bucket, k, minio.RemoveObjectOptions{})
@@ -517,6 +523,13 @@ func (c *stallConn) Write(p []byte) (int, error) {
 
 // wrapErr names the file and maps a missing object (or bucket) to
 // archive.ErrNotExist.
+// isAccessDenied reports whether the server refused err's request for
+// lack of permission.
+func isAccessDenied(err error) bool {
+	var resp minio.ErrorResponse
+	return errors.As(err, &resp) && resp.Code == "AccessDenied"
+}
+
 func wrapErr(t archive.FileType, name string, err error) error {
 	switch minio.ToErrorResponse(err).Code {
 	case "NoSuchKey", "NoSuchBucket", "NotFound":

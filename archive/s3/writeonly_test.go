@@ -38,10 +38,13 @@ func writeOnlyPolicy(bucket, prefix string) string {
      "Action": ["s3:GetObject", "s3:PutObject"],
      "Resource": ["arn:aws:s3:::BUCKET/PREFIX/*"]},
     {"Effect": "Allow",
+     "Action": ["s3:DeleteObject"],
+     "Resource": ["arn:aws:s3:::BUCKET/PREFIX/locks/*"]},
+    {"Effect": "Allow",
      "Action": ["s3:ListBucket", "s3:GetBucketLocation"],
      "Resource": ["arn:aws:s3:::BUCKET"]},
     {"Effect": "Deny",
-     "Action": ["s3:DeleteObject", "s3:DeleteObjectVersion", "s3:DeleteBucket",
+     "Action": ["s3:DeleteObjectVersion", "s3:DeleteBucket",
                 "s3:PutBucketVersioning", "s3:PutObjectRetention", "s3:PutObjectLegalHold",
                 "s3:BypassGovernanceRetention", "s3:PutBucketObjectLockConfiguration",
                 "s3:PutLifecycleConfiguration", "s3:PutBucketPolicy", "s3:DeleteBucketPolicy"],
@@ -69,10 +72,6 @@ func restrictedCreds(t *testing.T, policy string) credentials.Value {
 }
 
 // accessDenied reports whether err is (or wraps) S3's AccessDenied.
-func accessDenied(err error) bool {
-	var resp minio.ErrorResponse
-	return errors.As(err, &resp) && resp.Code == "AccessDenied"
-}
 
 // TestWriteOnlyHostRestrictedCredentials: a host holding a write-only key
 // and S3 credentials limited by writeOnlyPolicy backs up (incrementally,
@@ -152,38 +151,20 @@ func TestWriteOnlyHostRestrictedCredentials(t *testing.T) {
 		t.Errorf("restore with the write-only key: %v", err)
 	}
 
-	// The host could not remove its lock files: they stay, shared, until
-	// they are stale and a credential that may delete removes them.
+	// The host removed its own lock files (the one delete the policy
+	// allows), so an exclusive lock is free at once.
 	locks := 0
-	if err := admin.List(ctx, archive.LockFile, func(name string, _ int64) error {
-		locks++
-		rc, err := admin.Get(ctx, archive.LockFile, name)
-		if err != nil {
-			return err
-		}
-		defer rc.Close()
-		var l archive.LockInfo
-		if err := json.NewDecoder(rc).Decode(&l); err != nil {
-			return err
-		}
-		if l.Exclusive {
-			t.Errorf("lock %s is exclusive", name)
-		}
-		return nil
-	}); err != nil {
+	if err := admin.List(ctx, archive.LockFile, func(string, int64) error { locks++; return nil }); err != nil {
 		t.Fatal(err)
 	}
-	if locks != 2 {
-		t.Errorf("%d lock files left, want the 2 the host could not remove", locks)
+	if locks != 0 {
+		t.Errorf("%d lock files left by the host, want 0", locks)
 	}
 	adminRepo := open(admin, adminID)
-	if unlock, err := adminRepo.Lock(ctx, false); err != nil {
-		t.Errorf("shared lock next to the host's leftovers: %v", err)
+	if unlock, err := adminRepo.Lock(ctx, true); err != nil {
+		t.Errorf("exclusive lock after the host's backups: %v", err)
 	} else {
 		unlock()
-	}
-	if _, err := adminRepo.Lock(ctx, true); !errors.Is(err, archive.ErrLocked) {
-		t.Errorf("exclusive lock before the leftovers are stale: %v, want ErrLocked", err)
 	}
 
 	// Deleting is refused, through the backend and directly.
@@ -191,7 +172,7 @@ func TestWriteOnlyHostRestrictedCredentials(t *testing.T) {
 	if err := admin.List(ctx, archive.PackFile, func(name string, _ int64) error { pack = name; return nil }); err != nil || pack == "" {
 		t.Fatal("no pack", err)
 	}
-	if err := host.Remove(ctx, archive.PackFile, pack); !accessDenied(err) {
+	if err := host.Remove(ctx, archive.PackFile, pack); !isAccessDenied(err) {
 		t.Errorf("remove a pack with restricted credentials: %v, want AccessDenied", err)
 	}
 	packKey := prefix + "/data/" + pack[:2] + "/" + pack
@@ -215,7 +196,7 @@ func TestWriteOnlyHostRestrictedCredentials(t *testing.T) {
 			return host.client.SetBucketPolicy(ctx, bucket, `{"Version":"2012-10-17","Statement":[]}`)
 		},
 	} {
-		if err := op(); !accessDenied(err) {
+		if err := op(); !isAccessDenied(err) {
 			t.Errorf("%s with restricted credentials: %v, want AccessDenied", what, err)
 		}
 	}
@@ -327,5 +308,43 @@ func TestWriteOnlyPolicyDocumented(t *testing.T) {
 	b, _ := json.Marshal(tested)
 	if !bytes.Equal(a, b) {
 		t.Errorf("README.md's policy differs from the tested one:\n%s\n%s", a, b)
+	}
+}
+
+// TestWriteOnlyHostLockFilesWithObjectLock: in an Object Lock bucket the
+// backend deletes files version by version, which the write-only policy
+// denies; a lock file is then hidden behind a delete marker instead, so
+// the host still leaves no lock behind, and can still delete nothing else.
+func TestWriteOnlyHostLockFilesWithObjectLock(t *testing.T) {
+	ctx := t.Context()
+	admin, creds := lockedRepo(t, archive.ObjectLock{Mode: archive.Governance, Days: 1})
+	v := restrictedCreds(t, writeOnlyPolicy(admin.cfg.Bucket, admin.cfg.Prefix))
+	host, err := New(ctx, Config{Endpoint: testServer.Addr, Bucket: admin.cfg.Bucket, Prefix: admin.cfg.Prefix,
+		AccessKey: v.AccessKeyID, SecretKey: v.SecretAccessKey, SessionToken: v.SessionToken})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := openLocked(t, host, creds)
+	for range 2 {
+		unlock, err := r.Lock(ctx, false)
+		if err != nil {
+			t.Fatalf("lock with restricted credentials: %v", err)
+		}
+		unlock()
+	}
+	locks := 0
+	if err := admin.List(ctx, archive.LockFile, func(string, int64) error { locks++; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if locks != 0 {
+		t.Errorf("%d lock files left by the host, want 0", locks)
+	}
+	if unlock, err := openLocked(t, admin, creds).Lock(ctx, true); err != nil {
+		t.Errorf("exclusive lock after the host's: %v", err)
+	} else {
+		unlock()
+	}
+	if err := host.Remove(ctx, archive.ConfigFile, ""); !isAccessDenied(err) {
+		t.Errorf("remove the config with restricted credentials: %v, want AccessDenied", err)
 	}
 }
