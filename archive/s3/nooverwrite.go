@@ -25,7 +25,7 @@ import (
 // before it writes one, and tests rewrite it. A server that answers the
 // condition with 501 Not Implemented gets plain PUTs from then on.
 func (b *Backend) putObject(ctx context.Context, t archive.FileType, k string, body func() io.Reader, size int64) error {
-	opts := b.putOptions(t)
+	opts := b.putOptions(t, k)
 	conditional := t != archive.ConfigFile && !b.noConditional.Load()
 	if conditional {
 		opts.SetMatchETagExcept("*")
@@ -39,7 +39,7 @@ func (b *Backend) putObject(ctx context.Context, t archive.FileType, k string, b
 		return nil
 	case resp.StatusCode == http.StatusNotImplemented || resp.Code == "NotImplemented":
 		b.noConditional.Store(true)
-		_, err = b.client.PutObject(ctx, b.cfg.Bucket, k, body(), size, b.putOptions(t))
+		_, err = b.client.PutObject(ctx, b.cfg.Bucket, k, body(), size, b.putOptions(t, k))
 	}
 	return err
 }

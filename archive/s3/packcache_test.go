@@ -3,6 +3,8 @@ package s3
 import (
 	"bytes"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"io"
 	"net"
@@ -69,7 +71,8 @@ func TestPackCacheRequests(t *testing.T) {
 	// 2.5 blocks: the last block is short.
 	pack := make([]byte, 5*cacheBlock/2)
 	rand.Read(pack)
-	const name = "ab00000000000000000000000000000000000000000000000000000000000001"
+	sum := sha256.Sum256(pack)
+	name := hex.EncodeToString(sum[:]) // the server checks the name is the content's SHA-256
 	if err := b.Put(ctx, archive.PackFile, name, pack); err != nil {
 		t.Fatal(err)
 	}

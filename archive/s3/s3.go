@@ -19,6 +19,9 @@ package s3
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -176,6 +179,10 @@ func New(ctx context.Context, cfg Config) (*Backend, error) {
 		BucketLookup: minio.BucketLookupAuto,
 		MaxRetries:   cfg.MaxRetries,
 		Transport:    tr,
+		// minio-go refuses an x-amz-checksum-* header (putOptions)
+		// without it; no request of ours uses a trailer, since each
+		// carries its checksum up front.
+		TrailingHeaders: true,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("s3 %s: %w", cfg.Endpoint, err)
@@ -265,19 +272,36 @@ func (b *Backend) Put(ctx context.Context, t archive.FileType, name string, data
 	return nil
 }
 
-func (b *Backend) putOptions(t archive.FileType) minio.PutObjectOptions {
-	// Content-MD5 is also what S3 requires of a PUT with retention.
+// putOptions are the options of the PUT of key k, a file of type t.
+//
+// The body's integrity: every repository file but config and lock files
+// is named by the SHA-256 of its bytes (docs/FORMAT.md), so that hash is
+// sent as x-amz-checksum-sha256 and the server refuses a body that does
+// not match it (BadDigest) — end to end, for free. minio-go would
+// otherwise hash every body twice more (Content-MD5, and the SHA-256 of a
+// signed payload over plain HTTP): 14 % of a backup's CPU in a profile.
+// config and lock files (small) get Content-MD5 instead.
+func (b *Backend) putOptions(t archive.FileType, k string) minio.PutObjectOptions {
 	// One PUT, never a multipart upload: repository files are far below
 	// S3's 5 GiB limit for one (packs, the largest, below 1.1 GiB with the
 	// largest pack_size and chunk_max a config may set), and minio-go
 	// would upload a default 16 MiB pack of a few KiB more as two parts
 	// through a 16 MiB buffer, in four requests.
-	opts := minio.PutObjectOptions{ContentType: "application/octet-stream", SendContentMd5: true, DisableMultipart: true}
+	opts := minio.PutObjectOptions{ContentType: "application/octet-stream", DisableMultipart: true, DisableContentSha256: true}
+	if sum, err := hex.DecodeString(path.Base(k)); err == nil && len(sum) == sha256.Size && t != archive.ConfigFile && t != archive.LockFile {
+		opts.UserMetadata = map[string]string{"x-amz-checksum-sha256": base64.StdEncoding.EncodeToString(sum)}
+	}
 	if p := b.lock.Load(); p != nil && t != archive.LockFile {
 		// Counted from each attempt, so a retried upload is not
 		// locked for less than the period.
 		opts.Mode = s3Mode(p.Mode)
 		opts.RetainUntilDate = time.Now().Add(p.Period()).UTC()
+	}
+	if opts.UserMetadata == nil {
+		// config and lock files: small, and S3 requires a checksum
+		// header of a PUT with retention (config's). Content-MD5, not
+		// minio-go's CRC32C trailer, which older S3 servers lack.
+		opts.SendContentMd5 = true
 	}
 	return opts
 }

@@ -2,9 +2,12 @@ package s3
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"io"
 	"os"
+	"strings"
 	"testing"
 
 	"github.com/minio/minio-go/v7"
@@ -138,4 +141,30 @@ func createTemp(t testing.TB, data []byte) (*os.File, error) {
 		return nil, err
 	}
 	return f, nil
+}
+
+// TestPutChecksSHA256: a file named by a SHA-256 goes up with that hash as
+// x-amz-checksum-sha256, so the server refuses bytes that do not match
+// their name (damaged between hashing and upload) instead of storing them.
+func TestPutChecksSHA256(t *testing.T) {
+	b := newBackend(t, "sum")
+	ctx := t.Context()
+	data := []byte("the bytes a pack's name is the SHA-256 of")
+	sum := sha256.Sum256(data)
+	name := hex.EncodeToString(sum[:])
+	if err := b.Put(ctx, archive.PackFile, name, data); err != nil {
+		t.Fatalf("put under its SHA-256: %v", err)
+	}
+	wrong := strings.Repeat("ab", sha256.Size)
+	err := b.Put(ctx, archive.IndexFile, wrong, data)
+	if err == nil {
+		t.Fatal("put under another SHA-256 succeeded")
+	}
+	if _, serr := b.Stat(ctx, archive.IndexFile, wrong); !errors.Is(serr, archive.ErrNotExist) {
+		t.Errorf("after the refused put: stat %v, want not found (put error: %v)", serr, err)
+	}
+	// config and lock files are not named by their hash.
+	if err := b.Put(ctx, archive.LockFile, wrong, data); err != nil {
+		t.Errorf("lock file: %v", err)
+	}
 }
