@@ -41,6 +41,16 @@ type AccessConfig struct {
 	MaxConnsPerIP  int     `yaml:"max_connections_per_ip"`
 }
 
+// IMAPConfig is IMAP's per-IP limits and the cache FETCH answers headers
+// and ENVELOPEs from (imapd.Config.MetaCacheBytes).
+type IMAPConfig struct {
+	AccessConfig `yaml:",inline"`
+	// HeaderCacheBytes bounds that cache, shared by all sessions: 0
+	// means imapd's default (32 MiB, about 20,000 messages), negative
+	// turns it off. Read at start; a reload does not resize it.
+	HeaderCacheBytes int64 `yaml:"header_cache_bytes"`
+}
+
 // TLSFiles names the certificate and key; empty means the self-signed
 // pair generated under <data>/tls on first start.
 type TLSFiles struct {
@@ -82,7 +92,7 @@ type Config struct {
 	Listen   Listen       `yaml:"listen"`
 	TLS      TLSFiles     `yaml:"tls"`
 	SMTP     SMTPConfig   `yaml:"smtp"`
-	IMAP     AccessConfig `yaml:"imap"`
+	IMAP     IMAPConfig   `yaml:"imap"`
 	POP3     AccessConfig `yaml:"pop3"`
 	Auth     AuthConfig   `yaml:"auth"`
 	LogLevel string       `yaml:"log_level"` // debug, info, warn, error
@@ -106,7 +116,7 @@ func DefaultConfig() Config {
 			MaxMessageBytes: 25 << 20, MaxRecipients: 100,
 			ConnsPerMinute: 60, MaxConnsPerIP: 20, MessagesPerMinute: 120,
 		},
-		IMAP: AccessConfig{ConnsPerMinute: 120, MaxConnsPerIP: 20},
+		IMAP: IMAPConfig{AccessConfig: AccessConfig{ConnsPerMinute: 120, MaxConnsPerIP: 20}},
 		POP3: AccessConfig{ConnsPerMinute: 120, MaxConnsPerIP: 20},
 		Auth: AuthConfig{
 			AccountFailures: 5, IPFailures: 20, LockDuration: 15 * time.Minute,

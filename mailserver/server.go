@@ -153,7 +153,7 @@ func New(ctx context.Context, cfg Config, opts Options) (*Server, error) {
 	imapSrv := imapd.New(imapd.Config{
 		TLSConfig: certs.ServerConfig(), MaxMessageBytes: cfg.SMTP.MaxMessageBytes,
 		ConnsPerMinute: cfg.IMAP.ConnsPerMinute, MaxConnsPerIP: cfg.IMAP.MaxConnsPerIP,
-		SpoolDir: cfg.spoolDir(),
+		SpoolDir: cfg.spoolDir(), MetaCacheBytes: cfg.IMAP.HeaderCacheBytes,
 	}, st, guard, log.With("server", "imap"))
 	pop3Srv := pop3d.New(pop3d.Config{
 		Hostname: cfg.Hostname, TLSConfig: certs.ServerConfig(),

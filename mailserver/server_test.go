@@ -32,7 +32,7 @@ func startServer(t *testing.T, mutate func(*Config)) (*Server, Config) {
 	cfg.Hostname = "mx.test"
 	cfg.Listen.SMTP, cfg.Listen.Submission, cfg.Listen.Submissions = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
 	cfg.Listen.IMAP, cfg.Listen.IMAPS, cfg.Listen.POP3, cfg.Listen.POP3S = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
-	cfg.IMAP = AccessConfig{ConnsPerMinute: 1e6, MaxConnsPerIP: 1000}
+	cfg.IMAP.AccessConfig = AccessConfig{ConnsPerMinute: 1e6, MaxConnsPerIP: 1000}
 	cfg.POP3 = AccessConfig{ConnsPerMinute: 1e6, MaxConnsPerIP: 1000}
 	cfg.Auth.BaseDelay, cfg.Auth.MaxDelay = time.Millisecond, 4*time.Millisecond
 	cfg.SMTP.ConnsPerMinute, cfg.SMTP.MessagesPerMinute, cfg.SMTP.MaxConnsPerIP = 1e6, 1e6, 1000
@@ -89,6 +89,9 @@ smtp:
   enforce_dmarc: true
 auth:
   lock_duration: 5m
+imap:
+  max_connections_per_ip: 7
+  header_cache_bytes: -1
 `), 0o600)
 	c := DefaultConfig()
 	if err := c.LoadFile(path); err != nil {
@@ -100,7 +103,8 @@ auth:
 	}
 	if c.DataDir != "/srv/mail" || c.Hostname != "mx.example.org" || c.Listen.SMTP != "0.0.0.0:25" ||
 		enabled(c.Listen.Submissions) || c.Listen.Submission != "127.0.0.1:2587" || c.SMTP.MaxMessageBytes != 2000 ||
-		!c.SMTP.EnforceDMARC || c.Auth.LockDuration != 5*time.Minute || c.SMTP.MaxRecipients != 100 {
+		!c.SMTP.EnforceDMARC || c.Auth.LockDuration != 5*time.Minute || c.SMTP.MaxRecipients != 100 ||
+		c.IMAP.MaxConnsPerIP != 7 || c.IMAP.ConnsPerMinute != 120 || c.IMAP.HeaderCacheBytes != -1 {
 		t.Fatalf("config = %+v", c)
 	}
 	os.WriteFile(path, []byte("smtp:\n  max_mesage_bytes: 1\n"), 0o600)
