@@ -75,7 +75,12 @@ func (r *Repository) compress(data []byte) (Compression, []byte) {
 	if r.level == 0 || len(data) < 64 {
 		return Uncompressed, data
 	}
-	z := r.zenc.EncodeAll(data, make([]byte, 0, len(data)/2))
+	// Room for the worst case up front: starting at half the size, the
+	// output of poorly compressible data (base64 attachments) grew by
+	// copying — 6 % of a backup's CPU in a profile; sized to fit, a full
+	// backup took about 9 % less CPU with the same peak memory (pooling
+	// the buffers saved a little more but kept 15 MB more alive).
+	z := r.zenc.EncodeAll(data, make([]byte, 0, len(data)+len(data)/64+64))
 	if len(z) > len(data)-len(data)/32 {
 		return Uncompressed, data
 	}
