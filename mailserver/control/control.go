@@ -222,9 +222,6 @@ func (s *Server) dialExisting() (net.Conn, error) {
 	return net.DialTimeout("unix", name, time.Second)
 }
 
-// Path is the socket's path.
-func (s *Server) Path() string { return s.path }
-
 // SetMaxPause changes the bound on pauses that begin from now on (a
 // configuration reload); DefaultMaxPause if d <= 0.
 func (s *Server) SetMaxPause(d time.Duration) {

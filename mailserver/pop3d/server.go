@@ -125,9 +125,6 @@ func New(cfg Config, st *store.Store, guard *auth.Guard, log *slog.Logger) *Serv
 	return s
 }
 
-// Limits returns the limits in force.
-func (s *Server) Limits() Limits { return *s.limits.Load() }
-
 // SetLimits replaces the limits while the server runs; per-IP rate and
 // connection counts are kept, not reset.
 func (s *Server) SetLimits(l Limits) {

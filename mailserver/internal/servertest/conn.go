@@ -263,12 +263,6 @@ func (c *Conn) TryStartTLS() error {
 	return nil
 }
 
-// IsTLS reports whether the connection is encrypted.
-func (c *Conn) IsTLS() bool {
-	_, ok := c.conn.(*tls.Conn)
-	return ok
-}
-
 // CloseWrite ends the client's side (a TLS close_notify or a TCP
 // half-close), so that a server waiting for more input sees EOF.
 func (c *Conn) CloseWrite() {
