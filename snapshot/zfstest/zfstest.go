@@ -76,7 +76,14 @@ func ensureDaemon() (stop func(), err error) {
 	if err != nil {
 		return release, fmt.Errorf("no ZFS: zfs does not answer and zfs-fuse is not installed (apt-get install zfs-fuse)")
 	}
+	if _, err := os.Stat("/dev/fuse"); err != nil {
+		return release, fmt.Errorf("no ZFS: zfs-fuse needs /dev/fuse: %w", err)
+	}
 	pidFile := filepath.Join(os.TempDir(), "mailvault-zfstest-zfs-fuse.pid")
+	// zfs-fuse refuses to start, silently (it logs only to syslog), while
+	// its pid file exists. A daemon killed with the session that started
+	// it leaves one behind in a temporary directory that outlives it.
+	removeStalePidFile(pidFile)
 	if out, err := exec.Command(daemon, "--no-kstat-mount", "-p", pidFile).CombinedOutput(); err != nil {
 		return release, fmt.Errorf("start zfs-fuse: %v: %s", err, out)
 	}
@@ -94,6 +101,22 @@ func ensureDaemon() (stop func(), err error) {
 		}
 		users.Close()
 	}, nil
+}
+
+// removeStalePidFile removes the pid file of a daemon that no longer
+// answers: if its process is still a zfs-fuse, it is stopped first.
+func removeStalePidFile(pidFile string) {
+	raw, err := os.ReadFile(pidFile)
+	if err != nil {
+		return
+	}
+	if pid, err := strconv.Atoi(strings.TrimSpace(string(raw))); err == nil && pid > 1 {
+		comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+		if strings.TrimSpace(string(comm)) == "zfs-fuse" {
+			stopDaemon(pidFile)
+		}
+	}
+	os.Remove(pidFile)
 }
 
 func stopDaemon(pidFile string) {
