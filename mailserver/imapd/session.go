@@ -26,7 +26,7 @@ var specialUse = []struct {
 }{
 	{"Archive", imap.MailboxAttrArchive},
 	{"Drafts", imap.MailboxAttrDrafts},
-	{"Junk", imap.MailboxAttrJunk},
+	{store.Junk, imap.MailboxAttrJunk},
 	{"Sent", imap.MailboxAttrSent},
 	{"Trash", imap.MailboxAttrTrash},
 }

@@ -243,7 +243,7 @@ func TestCheckAuthBoundsLookups(t *testing.T) {
 	up := &scriptedResolver{answer: answers}
 	msg := "From: a@sender.example\r\nDKIM-Signature: v=1; a=rsa-sha256; d=sender.example; s=sel; h=from; bh=AAAA; b=AAAA\r\n\r\nbody\r\n"
 	before := time.Now()
-	checkAuth(t.Context(), up, net.ParseIP("192.0.2.1"), "client.sender.example", "a@sender.example", strings.NewReader(msg))
+	checkAuth(t.Context(), up, RandomSampler, net.ParseIP("192.0.2.1"), "client.sender.example", "a@sender.example", strings.NewReader(msg))
 	up.mu.Lock()
 	defer up.mu.Unlock()
 	if len(up.ctxs) < 3 {

@@ -84,8 +84,14 @@ type Config struct {
 	// resolver behind a CachingResolver.
 	Resolver Resolver
 	// EnforceDMARC rejects (550 5.7.1) mail whose DMARC evaluation fails
-	// with p=reject, and files p=quarantine failures in Junk.
+	// with p=reject, and files p=quarantine failures in each recipient's
+	// Junk folder (the one IMAP lists with SPECIAL-USE \Junk). A policy
+	// with pct= below 100 applies to that share of failing mail; the rest
+	// gets the next lower policy (RFC 7489 section 6.6.4).
 	EnforceDMARC bool
+	// DMARCSample draws which failing messages pct= subjects to their
+	// policy; RandomSampler if nil.
+	DMARCSample Sampler
 	// SpoolDir holds messages while they are being checked; it must be on
 	// any local file system. os.TempDir() if empty.
 	SpoolDir string
@@ -121,6 +127,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Resolver == nil {
 		c.Resolver = NewCachingResolver(net.DefaultResolver)
+	}
+	if c.DMARCSample == nil {
+		c.DMARCSample = RandomSampler
 	}
 	if c.SpoolDir == "" {
 		c.SpoolDir = os.TempDir()
@@ -210,7 +219,7 @@ func (s *Server) SetLimits(l Limits) {
 		MaxMessageBytes: l.MaxMessageBytes, MaxRecipients: l.MaxRecipients,
 		ConnsPerMinute: l.ConnsPerMinute, MaxConnsPerIP: l.MaxConnsPerIP,
 		MessagesPerMinute: l.MessagesPerMinute, EnforceDMARC: l.EnforceDMARC,
-		Resolver: s.cfg.Resolver, SpoolDir: s.cfg.SpoolDir,
+		Resolver: s.cfg.Resolver, DMARCSample: s.cfg.DMARCSample, SpoolDir: s.cfg.SpoolDir,
 	}
 	c.setDefaults()
 	l = c.limits()
@@ -559,15 +568,26 @@ func (se *session) Data(r io.Reader) error {
 	}
 	skipHeader := false
 	if se.mode == ModeMX {
-		out := checkAuth(ctx, se.s.cfg.Resolver, net.ParseIP(se.ip), se.helo, se.from, spool)
-		if lim.EnforceDMARC {
-			switch out.dmarcPolicy {
+		out := checkAuth(ctx, se.s.cfg.Resolver, se.s.cfg.DMARCSample, net.ParseIP(se.ip), se.helo, se.from, spool)
+		if out.dmarcPolicy != "" {
+			// What was done with a failing message, in the words of an
+			// aggregate report's disposition (RFC 7489 appendix C):
+			// "none" when not enforcing.
+			dis := dmarc.PolicyNone
+			if lim.EnforceDMARC {
+				dis = out.dmarcPolicy
+			}
+			out.dmarc.Reason += " dis=" + string(dis)
+			switch dis {
 			case dmarc.PolicyReject:
-				se.s.log.Info("rejected by DMARC", "ip", se.ip, "from", out.fromDomain)
+				se.s.log.Info("rejected by DMARC", "ip", se.ip, "from", out.fromDomain, "reason", out.dmarc.Reason)
 				// RFC 7489 section 6.7 recommends 550 5.7.1.
 				return smtpErr(550, 5, 7, 1, "Rejected by DMARC policy of "+out.fromDomain)
 			case dmarc.PolicyQuarantine:
-				folder = "Junk"
+				// RFC 7489 section 6.3: quarantine is "the mailbox's spam
+				// folder"; imapd lists this one with SPECIAL-USE \Junk
+				// (RFC 6154) and Deliver creates it if missing.
+				folder = store.Junk
 			}
 		}
 		// RFC 8601 section 2.2; the header is folded by Format.

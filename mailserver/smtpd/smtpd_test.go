@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/emersion/go-msgauth/dkim"
@@ -386,9 +387,90 @@ func TestDMARCEnforcement(t *testing.T) {
 	if n := len(e.messages(t, aliceAcct, store.Inbox)); n != 0 {
 		t.Fatalf("%d messages in INBOX", n)
 	}
-	junk := e.messages(t, aliceAcct, "Junk")
+	junk := e.messages(t, aliceAcct, store.Junk)
 	if len(junk) != 1 || !strings.Contains(junk[0], "dmarc=fail") || !strings.Contains(junk[0], "spf=fail") {
 		t.Fatalf("Junk: %q", junk)
+	}
+}
+
+// pct= over a real session (RFC 7489 section 6.6.4): with the draw
+// injected, a p=reject failure that is sampled in is refused, one sampled
+// out is quarantined into Junk instead, and a sampled-out p=quarantine
+// failure reaches INBOX; each stored copy says why in
+// Authentication-Results. Without enforcement nothing is drawn away: the
+// disposition is none.
+func TestDMARCPercentOverSMTP(t *testing.T) {
+	var mu sync.Mutex
+	var draws []bool // answers, in order
+	sample := func(pct int) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		if pct != 50 || len(draws) == 0 {
+			t.Errorf("unexpected draw for pct=%d", pct)
+			return true
+		}
+		in := draws[0]
+		draws = draws[1:]
+		return in
+	}
+	e := newTestEnv(t, func(c *Config, _ *auth.LimiterConfig) {
+		c.EnforceDMARC = true
+		c.DMARCSample = sample
+	})
+	e.res.SetTXT("bank.test", "v=spf1 ip4:192.0.2.0/24 -all")
+	e.res.SetTXT("_dmarc.bank.test", "v=DMARC1; p=reject; pct=50")
+	e.res.SetTXT("shop.test", "v=spf1 -all")
+	e.res.SetTXT("_dmarc.shop.test", "v=DMARC1; p=quarantine; pct=50")
+	send := func(from, subject string) string {
+		c := e.dial(t, ModeMX)
+		return c.Script(`
+			S: 220
+			C: EHLO forger.test
+			S: 250
+			C: MAIL FROM:<x@` + from + `>
+			S: 250
+			C: RCPT TO:<alice@example.test>
+			S: 250
+			C: DATA
+			S: 354
+			C: From: <ceo@` + from + `>
+			C: Subject: ` + subject + `
+			C:
+			C: now
+			C: .
+			S: `)
+	}
+	draws = []bool{true, false, false}
+	if r := send("bank.test", "in"); !strings.HasPrefix(r, "550 5.7.1 Rejected by DMARC policy of bank.test") {
+		t.Fatalf("p=reject sampled in: %q", r)
+	}
+	if r := send("bank.test", "out"); !strings.HasPrefix(r, "250") {
+		t.Fatalf("p=reject sampled out: %q", r)
+	}
+	if r := send("shop.test", "shop"); !strings.HasPrefix(r, "250") {
+		t.Fatalf("p=quarantine sampled out: %q", r)
+	}
+	if len(draws) != 0 {
+		t.Fatalf("%d draws left", len(draws))
+	}
+	junk := e.messages(t, aliceAcct, store.Junk)
+	if len(junk) != 1 || !strings.Contains(junk[0], `dmarc=fail reason="p=reject pct=50 sampled-out dis=quarantine" header.from=bank.test`) {
+		t.Fatalf("Junk: %q", junk)
+	}
+	inbox := e.messages(t, aliceAcct, store.Inbox)
+	if len(inbox) != 1 || !strings.Contains(inbox[0], `dmarc=fail reason="p=quarantine pct=50 sampled-out dis=none" header.from=shop.test`) {
+		t.Fatalf("INBOX: %q", inbox)
+	}
+
+	// Not enforcing: the policy still says what it asks, dis=none.
+	e.srv.SetLimits(Limits{EnforceDMARC: false})
+	draws = []bool{true}
+	if r := send("bank.test", "not enforced"); !strings.HasPrefix(r, "250") {
+		t.Fatalf("not enforcing: %q", r)
+	}
+	inbox = e.messages(t, aliceAcct, store.Inbox)
+	if len(inbox) != 2 || !strings.Contains(strings.Join(inbox, ""), `reason="p=reject pct=50 sampled-in dis=none"`) {
+		t.Fatalf("INBOX: %q", inbox)
 	}
 }
 

@@ -45,6 +45,10 @@ import (
 // Inbox is the name of the folder that is the Maildir itself.
 const Inbox = "INBOX"
 
+// Junk is the spam folder: smtpd files DMARC-quarantined mail there, and
+// imapd lists it with the RFC 6154 SPECIAL-USE attribute \Junk.
+const Junk = "Junk"
+
 // Separator is the hierarchy separator of folder names as the store's
 // callers see them ("Archive/2024"); on disk Maildir++ uses '.'.
 const Separator = '/'
