@@ -88,6 +88,8 @@ type globals struct {
 	quiet        bool
 	verbose      bool
 	compression  string
+	noCache      bool
+	cacheDir     string
 
 	stdin          io.Reader
 	stdout, stderr io.Writer
@@ -131,7 +133,8 @@ The repository and secrets can also come from the environment:
   MAILVAULT_REPO            repository location (same as --repo)
   MAILVAULT_PASSWORD        repository passphrase
   MAILVAULT_PASSWORD_FILE   file holding the passphrase
-  MAILVAULT_IDENTITY        age identity file (same as --identity)`,
+  MAILVAULT_IDENTITY        age identity file (same as --identity)
+  MAILVAULT_CACHE_DIR       local metadata cache of S3 repositories (same as --cache-dir)`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
@@ -154,6 +157,8 @@ The repository and secrets can also come from the environment:
 	pf.BoolVarP(&g.quiet, "quiet", "q", false, "print only errors")
 	pf.BoolVarP(&g.verbose, "verbose", "v", false, "log more detail to stderr")
 	pf.StringVar(&g.compression, "compression", "auto", "zstd level for new data: off, auto (= fastest), default, better, max")
+	pf.BoolVar(&g.noCache, "no-cache", false, "do not use the local cache of an S3 repository's key, index and snapshot files")
+	pf.StringVar(&g.cacheDir, "cache-dir", os.Getenv("MAILVAULT_CACHE_DIR"), "directory of the local metadata cache (env MAILVAULT_CACHE_DIR; default $XDG_CACHE_HOME/mailvault)")
 
 	root.AddCommand(
 		newInitCmd(g), newBackupCmd(g), newSnapshotsCmd(g), newLsCmd(g), newRestoreCmd(g),

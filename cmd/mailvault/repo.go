@@ -12,6 +12,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/mailvault/mailvault/archive"
+	"github.com/mailvault/mailvault/archive/cache"
 	"github.com/mailvault/mailvault/archive/local"
 	"github.com/mailvault/mailvault/archive/s3"
 )
@@ -37,6 +38,25 @@ func (g *globals) backend() (archive.Backend, error) {
 		return nil, fmt.Errorf("repository type %q is not supported yet (only local directories and s3:)", scheme)
 	}
 	return local.New(loc), nil
+}
+
+// cached puts the local metadata cache (archive/cache) in front of a
+// remote backend, so that a command does not download every index file,
+// snapshot and key file again. A local directory is not cached: the copy
+// would sit on a disk as fast as the original. --no-cache turns it off.
+func (g *globals) cached(be archive.Backend) archive.Backend {
+	if _, isLocal := be.(*local.Backend); isLocal || g.noCache {
+		return be
+	}
+	dir := g.cacheDir
+	if dir == "" {
+		var err error
+		if dir, err = cache.DefaultDir(); err != nil {
+			g.logger().Warn("not using the local metadata cache", "err", err)
+			return be
+		}
+	}
+	return cache.New(be, dir, g.logger())
 }
 
 // password returns the passphrase from MAILVAULT_PASSWORD, the password
@@ -154,7 +174,7 @@ func (g *globals) open(ctx context.Context, be archive.Backend, creds archive.Cr
 	if err != nil {
 		return nil, err
 	}
-	repo, err := archive.Open(ctx, be, creds, archive.Options{Compression: level})
+	repo, err := archive.Open(ctx, g.cached(be), creds, archive.Options{Compression: level})
 	if err != nil {
 		return nil, err
 	}
