@@ -49,7 +49,15 @@ func viewHelper(mode string) int {
 // view is taken, with the view.
 func startViewHelper(t *testing.T, mode string, keep bool, cloneDir string, paths ...string) (*exec.Cmd, *snapshot.View) {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	return startViewHelperIn(t, nil, mode, keep, cloneDir, paths...)
+}
+
+// startViewHelperIn is startViewHelper with the helper run by a wrapper
+// command (e.g. unshare).
+func startViewHelperIn(t *testing.T, wrapper []string, mode string, keep bool, cloneDir string, paths ...string) (*exec.Cmd, *snapshot.View) {
+	t.Helper()
+	argv := append(append([]string{}, wrapper...), os.Args[0], "-test.run=^$")
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = append(os.Environ(), "MAILVAULT_VIEW_HELPER="+mode, "MAILVAULT_VIEW_PATHS="+strings.Join(paths, "\n"),
 		"MAILVAULT_VIEW_CLONEDIR="+cloneDir, fmt.Sprintf("MAILVAULT_VIEW_KEEP=%d", map[bool]int{false: 0, true: 1}[keep]))
 	stdin, err := cmd.StdinPipe()
@@ -299,15 +307,110 @@ func TestOwnerDead(t *testing.T) {
 		{"earlier boot", with(func(o *snapshot.Owner) { o.Boot = "an-earlier-boot" }), true},
 		{"PID reused", with(func(o *snapshot.Owner) { o.Start++ }), true},
 		{"other host", with(func(o *snapshot.Owner) { o.Host = "elsewhere.example"; o.PID = gone.Process.Pid }), false},
+		{"other PID namespace", with(func(o *snapshot.Owner) { o.PidNS++; o.PID = gone.Process.Pid }), false},
+		{"other PID namespace, earlier boot", with(func(o *snapshot.Owner) { o.PidNS++; o.Boot = "an-earlier-boot" }), true},
+		{"record without a namespace", with(func(o *snapshot.Owner) { o.PidNS = 0; o.PID = gone.Process.Pid }), true},
 	}
 	for _, tt := range tests {
 		if dead, why := tt.owner.Dead(); dead != tt.dead {
 			t.Errorf("%s: dead = %v (%s), want %v", tt.name, dead, why, tt.dead)
 		}
 	}
-	for _, bad := range []string{"", "host=x", "host=x pid=0 start=1 boot=b", "host=x pid=y start=1 boot=b"} {
+	// Records of older versions have no pidns.
+	if o, err := snapshot.ParseOwner("host=h pid=7 start=9 boot=b"); err != nil || o.PidNS != 0 || o.PID != 7 {
+		t.Errorf("ParseOwner of a record without pidns: %+v, %v", o, err)
+	}
+	for _, bad := range []string{"", "host=x", "host=x pid=1 start=1 pidns=5", "host=x pid=0 start=1 boot=b", "host=x pid=y start=1 boot=b"} {
 		if _, err := snapshot.ParseOwner(bad); err == nil {
 			t.Errorf("ParseOwner(%q) accepted", bad)
 		}
 	}
+}
+
+// TestOwnerOtherPIDNamespace runs a view's owner in a PID namespace of
+// its own, as in a container (unshare --pid --fork --mount-proc): its
+// PID, 1 there, names another process here. Such an owner is alive
+// unless proven otherwise (only a reboot proves it dead), so neither a
+// Take while it runs nor one after it was killed removes its link tree.
+// Judged by PID alone, it was dead from the start.
+func TestOwnerOtherPIDNamespace(t *testing.T) {
+	unshare, err := exec.LookPath("unshare")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("unshare (util-linux) is missing")
+		}
+		t.Skip("no unshare")
+	}
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("a new PID namespace needs root")
+		}
+		t.Skip("a new PID namespace needs root")
+	}
+	ctx := t.Context()
+	root := filepath.Join(t.TempDir(), "mail")
+	s := openStore(t, root)
+	deliver(t, s, alice, store.Inbox, "a1")
+	me, err := snapshot.CurrentOwner()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// --kill-child: the helper (PID 1 of the namespace) dies with unshare.
+	helper, hv := startViewHelperIn(t, []string{unshare, "--pid", "--fork", "--mount-proc", "--kill-child"}, "hardlink", false, "", root)
+	tree := hv.Names[0]
+	raw, err := os.ReadFile(tree + ".owner")
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := snapshot.ParseOwner(string(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("owner in the namespace: %s; this process: %s", o, me)
+	if o.PidNS == 0 || o.PidNS == me.PidNS || o.PID != 1 || o.Boot != me.Boot {
+		t.Fatalf("owner %+v: want PID 1 in another PID namespace than %d, same boot", o, me.PidNS)
+	}
+
+	take := func() []snapshot.Leftover {
+		t.Helper()
+		src, err := snapshot.New(ctx, snapshot.ModeHardlink, []string{root}, snapshot.Consistency{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, err := src.Take(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := v.Release(ctx); err != nil {
+			t.Fatal(err)
+		}
+		return v.Leftovers
+	}
+	for _, phase := range []string{"running", "killed"} {
+		if phase == "killed" {
+			kill(t, helper)
+		}
+		if dead, why := o.Dead(); dead || !strings.Contains(why, "PID namespace") {
+			t.Errorf("%s: Dead() = %v, %q; want alive (another PID namespace)", phase, dead, why)
+		}
+		if left := take(); len(left) != 0 {
+			t.Errorf("%s: a Take cleaned %+v", phase, left)
+		}
+		if !exists(filepath.Join(tree, "example.com")) {
+			t.Fatalf("%s: the link tree of the owner in another namespace is gone", phase)
+		}
+	}
+
+	// An owner record of an older version (no pidns) is judged as
+	// before: by PID and start time in this namespace.
+	old := o
+	old.PidNS = 0
+	if dead, why := old.Dead(); !dead {
+		t.Errorf("owner without a namespace, PID 1 with another start time: Dead() = false (%s)", why)
+	}
+	if err := os.RemoveAll(tree); err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(tree + ".owner")
 }

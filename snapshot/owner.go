@@ -25,6 +25,12 @@ type Owner struct {
 	// Boot is the kernel's boot ID (/proc/sys/kernel/random/boot_id): a
 	// PID of an earlier boot is dead whatever runs under it now.
 	Boot string
+	// PidNS is the inode of the owner's PID namespace (/proc/self/ns/pid;
+	// 0 when unknown, as in records of older versions). PID and start
+	// time mean something only inside that namespace: an owner in a
+	// container on this host has a PID that here names another process,
+	// or none.
+	PidNS uint64
 }
 
 // ownerFileSuffix ends the name of the file beside a directory a view
@@ -38,17 +44,21 @@ func CurrentOwner() (Owner, error) {
 		return Owner{}, fmt.Errorf("snapshot: host name: %w", err)
 	}
 	o := Owner{Host: host, PID: os.Getpid()}
-	// Without /proc (not Linux) the start time and boot ID stay empty:
-	// such an owner is then only known dead when its PID is free.
-	o.Start, _ = procStart(o.PID)
+	// Without /proc (not Linux) the start time, boot ID and namespace
+	// stay empty: such an owner is then only known dead when its PID is
+	// free. /proc/self, not /proc/PID: a /proc mounted for another PID
+	// namespace (unshare --pid without --mount-proc) shows another
+	// process under our PID.
+	o.Start, _ = procStatStart("self")
 	o.Boot = bootID()
+	o.PidNS = pidNamespace()
 	return o, nil
 }
 
-// String is the recorded form: "host=H pid=P start=S boot=B". Host names
-// hold neither spaces nor '='.
+// String is the recorded form: "host=H pid=P start=S boot=B pidns=N".
+// Host names hold neither spaces nor '='.
 func (o Owner) String() string {
-	return fmt.Sprintf("host=%s pid=%d start=%d boot=%s", o.Host, o.PID, o.Start, o.Boot)
+	return fmt.Sprintf("host=%s pid=%d start=%d boot=%s pidns=%d", o.Host, o.PID, o.Start, o.Boot, o.PidNS)
 }
 
 // ParseOwner reads the recorded form.
@@ -70,6 +80,9 @@ func ParseOwner(s string) (Owner, error) {
 			o.Start, err = strconv.ParseUint(v, 10, 64)
 		case "boot":
 			o.Boot = v
+		case "pidns":
+			o.PidNS, err = strconv.ParseUint(v, 10, 64)
+			seen-- // optional: older records lack it
 		default:
 			continue // a later version's field
 		}
@@ -88,6 +101,13 @@ func ParseOwner(s string) (Owner, error) {
 // provably gone when it ran on another host (the pool may be shared or
 // imported elsewhere) or when its PID is alive with the same start time
 // in the same boot.
+//
+// An owner of this host and boot that ran in another PID namespace (a
+// container, "unshare --pid") is alive unless proven otherwise: its PID
+// and start time cannot be checked from here, and a namespace we do not
+// see (a sibling's, or our parent's) cannot be shown to be empty. Only a
+// reboot proves it dead; until then what it left is kept (and can be
+// removed by hand, or by a process in its namespace).
 func (o Owner) Dead() (bool, string) {
 	host, err := os.Hostname()
 	if err != nil || host != o.Host {
@@ -96,14 +116,41 @@ func (o Owner) Dead() (bool, string) {
 	if b := bootID(); b != "" && o.Boot != "" && b != o.Boot {
 		return true, "owner ran in an earlier boot"
 	}
+	if ns := pidNamespace(); ns != 0 && o.PidNS != 0 && ns != o.PidNS {
+		return false, fmt.Sprintf("owner pid %d ran in another PID namespace (%d); not provably dead before a reboot", o.PID, o.PidNS)
+	}
 	// kill(pid, 0) tests existence without a signal (POSIX).
 	if err := syscall.Kill(o.PID, 0); errors.Is(err, syscall.ESRCH) {
 		return true, fmt.Sprintf("owner pid %d is not running", o.PID)
 	}
-	if start, err := procStart(o.PID); err == nil && o.Start != 0 && start != o.Start {
+	// The start time is only comparable when /proc is our namespace's
+	// (else /proc/PID is another process than the PID kill reached).
+	if start, err := procStatStart(strconv.Itoa(o.PID)); err == nil && o.Start != 0 && procIsOurs() && start != o.Start {
 		return true, fmt.Sprintf("pid %d is another process now", o.PID)
 	}
 	return false, fmt.Sprintf("owner pid %d is running", o.PID)
+}
+
+// pidNamespace returns the inode of this process's PID namespace, 0 if
+// unknown (no /proc). Two processes are in one namespace when the
+// inodes (of the one nsfs) are equal (namespaces(7)).
+func pidNamespace() uint64 {
+	var st syscall.Stat_t
+	if err := syscall.Stat("/proc/self/ns/pid", &st); err != nil {
+		return 0
+	}
+	return st.Ino
+}
+
+// procIsOurs reports whether /proc shows PIDs as this process sees them:
+// /proc/self/stat's first field is the PID in /proc's namespace.
+func procIsOurs() bool {
+	raw, err := os.ReadFile("/proc/self/stat")
+	if err != nil {
+		return false
+	}
+	pid, _, _ := strings.Cut(string(raw), " ")
+	return pid == strconv.Itoa(os.Getpid())
 }
 
 func bootID() string {
@@ -114,23 +161,24 @@ func bootID() string {
 	return strings.TrimSpace(string(raw))
 }
 
-// procStart reads a process's start time from /proc/PID/stat (proc(5)):
-// field 22, counted after the command name, which is in parentheses and
-// may itself hold spaces and parentheses.
-func procStart(pid int) (uint64, error) {
-	raw, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+// procStatStart reads a process's start time from /proc/PID/stat
+// (proc(5); pid is a number or "self"): field 22, counted after the
+// command name, which is in parentheses and may itself hold spaces and
+// parentheses.
+func procStatStart(pid string) (uint64, error) {
+	raw, err := os.ReadFile("/proc/" + pid + "/stat")
 	if err != nil {
 		return 0, err
 	}
 	s := string(raw)
 	i := strings.LastIndexByte(s, ')')
 	if i < 0 {
-		return 0, fmt.Errorf("snapshot: /proc/%d/stat: no command name", pid)
+		return 0, fmt.Errorf("snapshot: /proc/%s/stat: no command name", pid)
 	}
 	f := strings.Fields(s[i+1:])
 	// f[0] is field 3 (state); field 22 is f[19].
 	if len(f) < 20 {
-		return 0, fmt.Errorf("snapshot: /proc/%d/stat: %d fields", pid, len(f)+2)
+		return 0, fmt.Errorf("snapshot: /proc/%s/stat: %d fields", pid, len(f)+2)
 	}
 	return strconv.ParseUint(f[19], 10, 64)
 }
