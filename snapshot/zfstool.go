@@ -560,6 +560,25 @@ func (t *ZFSTool) Clone(ctx context.Context, snap, clone, mountpoint string, pro
 	return nil
 }
 
+// Used returns the bytes a dataset takes with its snapshots and
+// descendants (the used property). "zfs get -Hp" gives exact bytes on
+// OpenZFS and zfs-fuse alike ("zfs list -p" and logicalused are missing
+// on zfs-fuse).
+func (t *ZFSTool) Used(ctx context.Context, dataset string) (int64, error) {
+	out, err := t.run(ctx, "zfs", "get", "-H", "-p", "-o", "value", "used", dataset)
+	if err != nil {
+		return 0, fmt.Errorf("snapshot: used bytes of %s: %w", dataset, err)
+	}
+	if len(out) != 1 || len(out[0]) != 1 {
+		return 0, fmt.Errorf("snapshot: used bytes of %s: unexpected output %q", dataset, out)
+	}
+	n, err := strconv.ParseInt(out[0][0], 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("snapshot: used bytes of %s: %w", dataset, err)
+	}
+	return n, nil
+}
+
 // PoolUsage is how full a pool is.
 type PoolUsage struct {
 	Pool      string

@@ -266,6 +266,9 @@ type Observed struct {
 	Err       error     // it could not be reached or read
 	Snapshots int       // how many snapshots it holds
 	Newest    time.Time // the newest one's time
+	// Bytes is what the copy takes: a repository's pack bytes, a ZFS
+	// dataset's used bytes (its snapshots and descendants included).
+	Bytes int64
 }
 
 // Counts reports whether a target with what was observed counts as a copy

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -160,8 +161,23 @@ func TestCLISnapshotSend(t *testing.T) {
 	if code != exitRuleFails || !strings.Contains(stderr, "only 2 copies (need 3)") {
 		t.Errorf("status: exit %d, want %d: %s", code, exitRuleFails, stderr)
 	}
-	if row := statusRow(t, rep, "pool2"); !row.Counts || row.Medium != "zfs" || row.Snapshots != 2 || row.Newest == nil {
+	row := statusRow(t, rep, "pool2")
+	if !row.Counts || row.Medium != "zfs" || row.Snapshots != 2 || row.Newest == nil {
 		t.Errorf("pool2 = %+v, want a counting zfs copy with 2 snapshots", row)
+	}
+	// Its size is the received dataset's used bytes, as zfs reports them
+	// (about the mail received; pools of zfs-fuse hold little else).
+	used, err := strconv.ParseInt(strings.TrimSpace(zfstest.Run(t, "zfs", "get", "-H", "-p", "-o", "value", "used", dest)), 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if row.Bytes != used || used <= 0 {
+		t.Errorf("pool2 reports %d bytes, zfs says the dataset uses %d", row.Bytes, used)
+	}
+	table, _, _ := runCLI(t, "status", "--targets", file)
+	t.Logf("status:\n%s", table)
+	if !strings.Contains(table, humanBytes(used)) {
+		t.Errorf("the status table does not show pool2's %s:\n%s", humanBytes(used), table)
 	}
 	if v := rep.Rule; v.Copies != 2 || len(v.Media) != 2 || v.Offsite != 1 {
 		t.Errorf("rule = %+v, want 2 copies on 2 media, 1 offsite", v)

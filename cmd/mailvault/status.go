@@ -32,7 +32,7 @@ type targetStatus struct {
 	Newest        *time.Time       `json:"newest,omitempty"`
 	AgeSeconds    *int64           `json:"age_seconds,omitempty"`
 	MaxAgeSeconds int64            `json:"max_age_seconds,omitempty"`
-	Bytes         int64            `json:"bytes"` // pack bytes stored (repositories)
+	Bytes         int64            `json:"bytes"` // pack bytes stored (repositories), the dataset's used bytes (zfs)
 	Counts        bool             `json:"counts"`
 	WhyNot        string           `json:"why_not,omitempty"`
 }
@@ -43,9 +43,11 @@ type statusReport struct {
 	Rule    targets.Verdict `json:"rule"`
 }
 
-// zfsLister lists a dataset's snapshots (snapshot.ZFSTool).
+// zfsLister lists a dataset's snapshots and tells its size
+// (snapshot.ZFSTool).
 type zfsLister interface {
 	Snapshots(ctx context.Context, dataset string) ([]snapshot.Snap, error)
+	Used(ctx context.Context, dataset string) (int64, error)
 }
 
 func newStatusCmd(g *globals) *cobra.Command {
@@ -56,7 +58,8 @@ func newStatusCmd(g *globals) *cobra.Command {
 		Short: "Show every backup target's newest snapshot and whether the 3-2-1 rule holds",
 		Long: `Look at every target of the targets file (--targets or MAILVAULT_TARGETS):
 whether it can be reached, its snapshot count, its newest snapshot and that
-snapshot's age, and the bytes its packs take. A target counts as a copy when
+snapshot's age, and the bytes it takes (a repository's packs, a ZFS
+dataset's used bytes with its snapshots and descendants). A target counts as a copy when
 it is reachable, holds a snapshot, and that snapshot is no older than its
 max_age (when set). The live mail counts as one copy.
 
@@ -126,6 +129,14 @@ func (lazyZFS) Snapshots(ctx context.Context, dataset string) ([]snapshot.Snap, 
 	return t.Snapshots(ctx, dataset)
 }
 
+func (lazyZFS) Used(ctx context.Context, dataset string) (int64, error) {
+	t, err := snapshot.NewZFSTool(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return t.Used(ctx, dataset)
+}
+
 // status looks at every target, concurrently (an unreachable S3 endpoint
 // spends its retries without holding up the others), and applies the
 // rule.
@@ -164,17 +175,16 @@ func (g *globals) status(ctx context.Context, cfg *targets.Config, timeout time.
 			tctx, cancel := context.WithTimeout(ctx, timeout)
 			defer cancel()
 			var obs targets.Observed
-			var bytes int64
 			st := targetStatus{Name: t.Name, Repo: t.Repo, Dataset: t.ZFS, Medium: t.Medium, Location: t.Location,
 				Primary: t.Primary, MaxAgeSeconds: int64(t.MaxAge / time.Second)}
 			if t.Repo != "" {
 				st.Kind = "repository"
-				obs, bytes = g.observeRepo(tctx, t, global, globalErr)
+				obs = g.observeRepo(tctx, t, global, globalErr)
 			} else {
 				st.Kind = "zfs"
 				obs = observeZFS(tctx, zfs, t.ZFS)
 			}
-			st.Reachable, st.Snapshots, st.Bytes = obs.Err == nil, obs.Snapshots, bytes
+			st.Reachable, st.Snapshots, st.Bytes = obs.Err == nil, obs.Snapshots, obs.Bytes
 			if obs.Err != nil {
 				st.Error = obs.Err.Error()
 			}
@@ -203,7 +213,7 @@ func (g *globals) status(ctx context.Context, cfg *targets.Config, timeout time.
 // the global ones read before) without locking it (status only
 // reads, and must not wait for a running backup) and reads its snapshots
 // and pack sizes.
-func (g *globals) observeRepo(ctx context.Context, t targets.Target, global *archive.Credentials, globalErr error) (targets.Observed, int64) {
+func (g *globals) observeRepo(ctx context.Context, t targets.Target, global *archive.Credentials, globalErr error) targets.Observed {
 	var obs targets.Observed
 	var creds archive.Credentials
 	var err error
@@ -214,18 +224,18 @@ func (g *globals) observeRepo(ctx context.Context, t targets.Target, global *arc
 	}
 	if err != nil {
 		obs.Err = err
-		return obs, 0
+		return obs
 	}
 	repo, err := g.openWith(ctx, t.Repo, creds)
 	if err != nil {
 		obs.Err = err
-		return obs, 0
+		return obs
 	}
 	defer repo.Close()
 	snaps, damaged, err := repo.Snapshots(ctx)
 	if err != nil {
 		obs.Err = err
-		return obs, 0
+		return obs
 	}
 	for _, err := range damaged {
 		fmt.Fprintf(g.stderr, "warning: target %s: %v\n", t.Name, err)
@@ -234,19 +244,19 @@ func (g *globals) observeRepo(ctx context.Context, t targets.Target, global *arc
 	if len(snaps) > 0 {
 		obs.Newest = snaps[len(snaps)-1].Time // oldest first
 	}
-	var bytes int64
 	err = repo.Backend().List(ctx, archive.PackFile, func(_ string, size int64) error {
-		bytes += size
+		obs.Bytes += size
 		return nil
 	})
 	if err != nil {
 		obs.Err = fmt.Errorf("listing packs: %w", err)
 	}
-	return obs, bytes
+	return obs
 }
 
-// observeZFS reads a dataset's mailvault- snapshots; others (made by hand
-// or by other tools) are not mailvault's copies and are not counted.
+// observeZFS reads a dataset's mailvault- snapshots — others (made by
+// hand or by other tools) are not mailvault's copies and are not counted
+// — and its used bytes.
 func observeZFS(ctx context.Context, zfs zfsLister, dataset string) targets.Observed {
 	var obs targets.Observed
 	snaps, err := zfs.Snapshots(ctx, dataset)
@@ -262,6 +272,9 @@ func observeZFS(ctx context.Context, zfs zfsLister, dataset string) targets.Obse
 		if s.Time.After(obs.Newest) {
 			obs.Newest = s.Time
 		}
+	}
+	if obs.Bytes, err = zfs.Used(ctx, dataset); err != nil {
+		obs.Err = err
 	}
 	return obs
 }
@@ -285,7 +298,7 @@ func printStatus(g *globals, rep statusReport) {
 			newest = st.Newest.Local().Format("2006-01-02 15:04")
 			age = targets.Age(time.Duration(*st.AgeSeconds) * time.Second)
 		}
-		if st.Kind == "repository" && st.Reachable {
+		if st.Kind != "live" && st.Reachable {
 			size = humanBytes(st.Bytes)
 		}
 		counts := "yes"

@@ -164,6 +164,15 @@ func (f fakeZFS) Snapshots(_ context.Context, dataset string) ([]snapshot.Snap, 
 	return s, nil
 }
 
+// Used makes up a size: 1 MiB a snapshot.
+func (f fakeZFS) Used(_ context.Context, dataset string) (int64, error) {
+	s, ok := f[dataset]
+	if !ok {
+		return 0, errors.New("dataset does not exist")
+	}
+	return int64(len(s)) << 20, nil
+}
+
 // TestStatusZFSTarget: a ZFS target counts mailvault's snapshots only, and
 // its newest one's age is what max_age is held against.
 func TestStatusZFSTarget(t *testing.T) {
@@ -188,7 +197,7 @@ targets:
 	g := &globals{stdout: os.Stdout, stderr: os.Stderr}
 	rep := g.status(t.Context(), cfg, time.Minute, zfs)
 	pool := statusRow(t, rep, "pool")
-	if !pool.Counts || pool.Kind != "zfs" || pool.Snapshots != 2 || pool.Newest == nil || !pool.Newest.Equal(now.Add(-2*time.Hour).UTC()) {
+	if !pool.Counts || pool.Kind != "zfs" || pool.Snapshots != 2 || pool.Newest == nil || !pool.Newest.Equal(now.Add(-2*time.Hour).UTC()) || pool.Bytes != 3<<20 {
 		t.Errorf("pool = %+v", pool)
 	}
 	if old := statusRow(t, rep, "old"); old.Counts || !strings.HasPrefix(old.WhyNot, "stale") {
