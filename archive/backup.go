@@ -392,9 +392,11 @@ func (b *backup) backupRoot(ctx context.Context, absPath, name string) (*SourceR
 		cur, curErr := dirStamp(filepath.Join(dir, "cur"))
 		nw, newErr := dirStamp(filepath.Join(dir, "new"))
 		p.entry.Cur, p.entry.New = cur, nw
+		// The tree must still be indexed: prune keeps a tree only with
+		// every blob it names (see planRepack), so an indexed tree is whole.
 		if prev, ok := pr.folders[mb.Dir]; ok && curErr == nil && newErr == nil &&
 			prev.User == mb.User && prev.Folder == mb.Folder && prev.Cur == cur && prev.New == nw &&
-			!b.racy(cur) && !b.racy(nw) {
+			!b.racy(cur) && !b.racy(nw) && b.r.idx.Has(prev.Tree) {
 			p.entry = prev
 			p.reused = true
 			b.foldersUnchanged.Add(1)
@@ -539,6 +541,9 @@ func (b *backup) listMessages(dir, folderDir, sub string, parent map[string]*Mes
 			m.Name = name
 		}
 		prev := parent[n.Unique]
+		if prev != nil && !b.indexed(prev.Blobs) {
+			prev = nil // prune deleted what the parent used: read it again
+		}
 		if prev != nil && n.Size >= 0 && n.Size == prev.Size {
 			// The ",S=" size in the name matches: no stat needed.
 			b.reuse(&m, prev)
@@ -561,6 +566,21 @@ func (b *backup) listMessages(dir, folderDir, sub string, parent map[string]*Mes
 		*out = append(*out, m)
 	}
 	return nil
+}
+
+// indexed reports whether every blob is in the index. A parent's blobs
+// are reused without reading the source again, which is right only while
+// they are stored. Prune keeps everything a snapshot in the repository
+// reaches, so this matters when the parent is not one prune saw — a
+// write-only host's cached parent, a snapshot file put back by hand after
+// a prune — and then what is gone is read and stored again.
+func (b *backup) indexed(ids []ID) bool {
+	for _, id := range ids {
+		if !b.r.idx.Has(id) {
+			return false
+		}
+	}
+	return true
 }
 
 func (b *backup) reuse(m, prev *Message) {
@@ -804,7 +824,7 @@ func (b *backup) backupFiles(ctx context.Context, absPath string, tree *maildir.
 		}
 		e.Type = "file"
 		if prev, ok := pr.files[rel]; ok && prev.Type == "file" && prev.Size == e.Size && prev.MTime == e.MTime &&
-			prev.CTime == e.CTime && prev.Ino == e.Ino {
+			prev.CTime == e.CTime && prev.Ino == e.Ino && b.indexed(prev.Blobs) {
 			e.Blobs = prev.Blobs
 			continue
 		}

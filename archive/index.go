@@ -12,6 +12,10 @@ import (
 type IndexFileContent struct {
 	Version int         `json:"version"`
 	Packs   []IndexPack `json:"packs"`
+	// Supersedes names index files this one replaces (written by prune
+	// and repair index): readers ignore them, since an old file that
+	// object-lock retention keeps may list packs deleted since.
+	Supersedes []ID `json:"supersedes,omitempty"`
 }
 
 // IndexPack lists one pack's blobs.

@@ -14,7 +14,7 @@ type RebuildResult struct {
 	Unreadable     []string `json:"unreadable,omitempty"` // packs whose header could not be read
 
 	// Waiting are old index files that object-lock retention keeps until
-	// a date; they list only what the new ones list, so they do no harm.
+	// a date; the new index supersedes them, so readers ignore them.
 	Waiting []Waiting `json:"waiting,omitempty"`
 }
 
@@ -41,20 +41,7 @@ func (r *Repository) RebuildIndex(ctx context.Context) (*RebuildResult, error) {
 		return nil, err
 	}
 	fresh := newIndex()
-	var batch []IndexPack
-	flush := func() error {
-		if len(batch) == 0 {
-			return nil
-		}
-		id, err := r.SaveJSONFile(ctx, IndexFile, IndexFileContent{Version: 1, Packs: batch})
-		if err != nil {
-			return fmt.Errorf("store index: %w", err)
-		}
-		fresh.files[id] = struct{}{}
-		res.IndexesWritten++
-		batch = nil
-		return nil
-	}
+	var packs []IndexPack
 	for id, size := range sizes {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -65,18 +52,20 @@ func (r *Repository) RebuildIndex(ctx context.Context) (*RebuildResult, error) {
 			continue
 		}
 		fresh.addPack(id, blobs)
-		batch = append(batch, IndexPack{ID: id, Blobs: blobs})
+		packs = append(packs, IndexPack{ID: id, Blobs: blobs})
 		res.Packs++
 		res.Blobs += len(blobs)
-		if len(batch) == indexPacksPerFile {
-			if err := flush(); err != nil {
-				return nil, err
-			}
-		}
 	}
-	if err := flush(); err != nil {
+	// The last new file supersedes every old one, so an old file that
+	// retention keeps is ignored from then on (docs/FORMAT.md "Index").
+	written, err := r.writeIndexFiles(ctx, packs, old)
+	if err != nil {
 		return nil, err
 	}
+	for _, id := range written {
+		fresh.files[id] = struct{}{}
+	}
+	res.IndexesWritten = len(written)
 	for _, id := range old {
 		if _, justWritten := fresh.files[id]; justWritten {
 			continue // identical content, same name

@@ -267,37 +267,27 @@ func (r *Repository) writeIndex(ctx context.Context, packs []IndexPack) error {
 	return nil
 }
 
-// LoadIndex reads every index file and returns the packs that no index
-// mentions, with their sizes: packs left by a backup killed before it
-// wrote its index, being written by a backup running right now, or listed
-// only in a damaged index file. A damaged index file does not stop the
-// load: it is skipped and reported by DamagedIndexes (the index is only a
-// cache of the packs' headers; IndexPacks and AdoptPacks recover from them).
+// LoadIndex reads every index file in force (see readIndexFiles) and
+// returns the packs that no such index file mentions, with their sizes:
+// packs left by a backup killed before it wrote its index, being written
+// by a backup running right now, or listed only in a damaged index file.
+// A damaged index file does not stop the load: it is skipped and reported
+// by DamagedIndexes (the index is only a cache of the packs' headers;
+// IndexPacks and AdoptPacks recover from them).
 func (r *Repository) LoadIndex(ctx context.Context) (unindexed map[ID]int64, err error) {
-	files, err := r.List(ctx, IndexFile)
+	live, _, damaged, err := r.readIndexFiles(ctx)
 	if err != nil {
 		return nil, err
 	}
-	for _, f := range files {
-		plain, err := r.LoadFile(ctx, IndexFile, f)
-		if err == nil {
-			var ic *IndexFileContent
-			if ic, err = decodeIndex(plain); err == nil {
-				for _, p := range ic.Packs {
-					r.idx.addPack(p.ID, p.Blobs)
-				}
-				r.idx.mu.Lock()
-				r.idx.files[f] = struct{}{}
-				r.idx.mu.Unlock()
-				continue
-			}
-			err = fmt.Errorf("index/%s: %w: %v", f, ErrCorrupt, err)
+	for _, f := range live {
+		for _, p := range f.content.Packs {
+			r.idx.addPack(p.ID, p.Blobs)
 		}
-		if !errors.Is(err, ErrCorrupt) {
-			return nil, err
-		}
-		r.damagedIdx = append(r.damagedIdx, err)
+		r.idx.mu.Lock()
+		r.idx.files[f.id] = struct{}{}
+		r.idx.mu.Unlock()
 	}
+	r.damagedIdx = append(r.damagedIdx, damaged...)
 	unindexed = map[ID]int64{}
 	err = r.be.List(ctx, PackFile, func(name string, size int64) error {
 		if id, err := ParseID(name); err == nil && !r.idx.HasPack(id) {
@@ -306,6 +296,62 @@ func (r *Repository) LoadIndex(ctx context.Context) (unindexed map[ID]int64, err
 		return nil
 	})
 	return unindexed, err
+}
+
+// indexFile is one decoded index file.
+type indexFile struct {
+	id      ID
+	content *IndexFileContent
+}
+
+// readIndexFiles reads every index file and returns, in listing order,
+// those in force: a file that another readable file names in its
+// "supersedes" list is ignored (prune and repair index replace index
+// files and cannot always delete the old ones at once — object-lock
+// retention, or a crash — and an old one may list packs deleted since).
+// all is every index file present; damaged are the errors of files that
+// could not be read and that no readable file supersedes.
+func (r *Repository) readIndexFiles(ctx context.Context) (live []indexFile, all []ID, damaged []error, err error) {
+	all, err = r.List(ctx, IndexFile)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	type bad struct {
+		id  ID
+		err error
+	}
+	var read []indexFile
+	var bads []bad
+	superseded := map[ID]struct{}{}
+	for _, f := range all {
+		plain, err := r.LoadFile(ctx, IndexFile, f)
+		if err == nil {
+			var ic *IndexFileContent
+			if ic, err = decodeIndex(plain); err == nil {
+				read = append(read, indexFile{f, ic})
+				for _, s := range ic.Supersedes {
+					superseded[s] = struct{}{}
+				}
+				continue
+			}
+			err = fmt.Errorf("index/%s: %w: %v", f, ErrCorrupt, err)
+		}
+		if !errors.Is(err, ErrCorrupt) {
+			return nil, nil, nil, err
+		}
+		bads = append(bads, bad{f, err})
+	}
+	for _, f := range read {
+		if _, ok := superseded[f.id]; !ok {
+			live = append(live, f)
+		}
+	}
+	for _, b := range bads {
+		if _, ok := superseded[b.id]; !ok {
+			damaged = append(damaged, b.err)
+		}
+	}
+	return live, all, damaged, nil
 }
 
 // DamagedIndexes returns the errors of the index files LoadIndex skipped.
