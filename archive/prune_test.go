@@ -10,12 +10,20 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
+
+	"filippo.io/age"
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
 
 	"github.com/mailvault/mailvault/archive"
 	"github.com/mailvault/mailvault/archive/local"
+	"github.com/mailvault/mailvault/archive/s3"
+	"github.com/mailvault/mailvault/archive/s3/s3test"
 )
 
 // pruneFixture is a repository with two snapshots of one source: S1 of
@@ -571,4 +579,189 @@ func move(t *testing.T, from, to string) {
 	if err := os.Rename(from, to); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestPruneObjectLock runs forget and prune against a real MinIO bucket
+// with governance Object Lock of one day. Inside retention nothing is
+// deleted and every file that would go is reported waiting with its date;
+// the repository checks clean and restores. MinIO cannot move its clock,
+// so "after the retention" is made the honest way an administrator with
+// s3:BypassGovernanceRetention could: the test setup (never mailvault)
+// shortens the retention of chosen objects to a few seconds ahead and
+// waits for that moment. Data packs are let go first, index files later:
+// in between, the old index files wait while the packs they list are
+// gone, and the "supersedes" list of the new index keeps readers off them.
+func TestPruneObjectLock(t *testing.T) {
+	ctx := t.Context()
+	srv := s3test.StartT(t)
+	cfg := s3.Config{Endpoint: srv.Addr, Bucket: s3test.NewBucketName(), Prefix: "vault", AccessKey: s3test.User, SecretKey: s3test.Password}
+	be, err := s3.New(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := archive.InitObjectLock(ctx, be, archive.KeyRecipients{Recipients: []string{id.Recipient().String()}}, archive.ObjectLock{Mode: archive.Governance, Days: 1}, nil); err != nil {
+		t.Fatal(err)
+	}
+	creds := archive.Credentials{Identities: []age.Identity{id}}
+	open := func() *archive.Repository {
+		t.Helper()
+		r, err := archive.Open(ctx, be, creds, archive.Options{Compression: 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { r.Close() })
+		return r
+	}
+	admin, err := minio.New(srv.Addr, &minio.Options{Creds: credentials.NewStaticV4(s3test.User, s3test.Password, "")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// objects lists every version below the prefix but lock files.
+	objects := func(sub string) []minio.ObjectInfo {
+		t.Helper()
+		var out []minio.ObjectInfo
+		for o := range admin.ListObjects(ctx, cfg.Bucket, minio.ListObjectsOptions{Prefix: "vault/" + sub, Recursive: true, WithVersions: true}) {
+			if o.Err != nil {
+				t.Fatal(o.Err)
+			}
+			if !strings.HasPrefix(o.Key, "vault/locks/") {
+				out = append(out, o)
+			}
+		}
+		return out
+	}
+	// letGo is the administrator's step: retention of sub's objects ends
+	// in a moment, and the test waits for it.
+	letGo := func(sub string) {
+		t.Helper()
+		soon := time.Now().Add(2 * time.Second).Truncate(time.Second).Add(time.Second)
+		gov := minio.Governance
+		for _, o := range objects(sub) {
+			if err := admin.PutObjectRetention(ctx, cfg.Bucket, o.Key, minio.PutObjectRetentionOptions{Mode: &gov, RetainUntilDate: &soon, GovernanceBypass: true, VersionID: o.VersionID}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		time.Sleep(time.Until(soon) + 200*time.Millisecond)
+	}
+	checkS3 := func() {
+		t.Helper()
+		r := open()
+		res, err := r.Check(ctx, archive.CheckOptions{ReadData: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !res.OK() || len(res.Warnings) > 0 || res.Snapshots != 1 || res.PacksRead != res.Packs {
+			t.Fatalf("check --read-data: %+v", res)
+		}
+	}
+	waitingIn := func(ws []archive.Waiting, dir string) int {
+		t.Helper()
+		n := 0
+		for _, w := range ws {
+			if w.Mode != archive.Governance || !w.Until.After(time.Now()) || w.Until.After(time.Now().Add(25*time.Hour)) {
+				t.Errorf("waiting %s: want governance retention within a day", w)
+			}
+			if strings.HasPrefix(w.File, dir+"/") {
+				n++
+			}
+		}
+		return n
+	}
+
+	src := randomMaildir(t, 21, 24, 64<<10)
+	r := open()
+	if _, err := r.LoadIndex(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s1 := runBackup(t, r, src).Snapshot
+	for i, rel := range mailFiles(t, src) {
+		if i%2 == 0 {
+			if err := os.Remove(filepath.Join(src, filepath.FromSlash(rel))); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	s2 := runBackup(t, r, src).Snapshot
+
+	// Forget inside retention: the snapshot stays, and so does its data.
+	fr, err := open().Forget(ctx, []archive.ID{s1.ID})
+	if err != nil || len(fr.Removed) != 0 || len(fr.Waiting) != 1 || waitingIn(fr.Waiting, "snapshots") != 1 {
+		t.Fatalf("forget inside retention: %+v, %v", fr, err)
+	}
+	res, err := open().Prune(ctx, archive.PruneOptions{})
+	if err != nil || res.Snapshots != 2 || res.BlobsUnused != 0 || res.PacksDeleted != 0 {
+		t.Fatalf("prune with the forgotten snapshot still there: %+v, %v", res, err)
+	}
+
+	// The snapshot's retention ends; forget removes it, every version.
+	letGo("snapshots/" + s1.ID.String())
+	if fr, err := open().Forget(ctx, []archive.ID{s1.ID}); err != nil || len(fr.Removed) != 1 {
+		t.Fatalf("forget after retention: %+v, %v", fr, err)
+	}
+	if n := len(objects("snapshots/" + s1.ID.String())); n != 0 {
+		t.Fatalf("%d versions of the forgotten snapshot left", n)
+	}
+
+	// Prune inside the packs' retention: nothing deleted or repacked,
+	// every pack that would go is listed with its date.
+	before := len(objects(""))
+	res, err = open().Prune(ctx, archive.PruneOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("prune inside retention: %d packs, %d blobs unused, %d waiting", res.Packs, res.BlobsUnused, len(res.Waiting))
+	if res.BlobsUnused == 0 || res.PacksDeleted != 0 || len(res.Delete)+len(res.Repack)+len(res.Unindexed) != 0 || res.IndexesWritten != 0 ||
+		waitingIn(res.Waiting, "data") != len(res.Waiting) || len(res.Waiting) == 0 || res.PacksKept != res.Packs {
+		t.Fatalf("prune inside retention: %+v", res)
+	}
+	if after := len(objects("")); after != before {
+		t.Fatalf("prune inside retention changed the bucket: %d objects before, %d after", before, after)
+	}
+	checkS3()
+
+	// The packs' retention ends, the index files' does not yet.
+	indexBefore := len(objects("index/"))
+	letGo("data/")
+	res, err = open().Prune(ctx, archive.PruneOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("prune after the packs' retention: %d deleted, %d repacked into %d, %d index files waiting", len(res.Delete), len(res.Repack), res.PacksWritten, len(res.Waiting))
+	gone := len(res.Delete) + len(res.Repack)
+	if gone == 0 || res.PacksDeleted != gone || res.IndexesRemoved != 0 || waitingIn(res.Waiting, "index") != indexBefore || len(res.Waiting) != indexBefore {
+		t.Fatalf("prune after the packs' retention: %+v", res)
+	}
+	for _, id := range append(res.Delete, res.Repack...) {
+		if n := len(objects("data/" + id.String()[:2] + "/" + id.String())); n != 0 {
+			t.Errorf("pack %s: %d versions left after prune", id.Short(), n)
+		}
+	}
+	// The waiting old index files list deleted packs; readers must not
+	// see them.
+	checkS3()
+	// repair index supersedes every index file too (prune's new one and
+	// the waiting old ones), which then wait.
+	rb, err := open().RebuildIndex(ctx)
+	if err != nil || rb.IndexesWritten != 1 || rb.IndexesRemoved != 0 || len(rb.Waiting) != indexBefore+1 || waitingIn(rb.Waiting, "index") != indexBefore+1 {
+		t.Fatalf("repair index inside the index files' retention: %+v, %v", rb, err)
+	}
+	checkS3()
+
+	// The old index files' retention ends: the next prune removes them.
+	letGo("index/")
+	res, err = open().Prune(ctx, archive.PruneOptions{})
+	if err != nil || res.IndexesRemoved != indexBefore+1 || len(res.Waiting) != 0 || res.PacksDeleted != 0 || res.BlobsUnused != 0 {
+		t.Fatalf("prune after the index files' retention: %+v, %v", res, err)
+	}
+	checkS3()
+	rr := open()
+	if _, err := rr.LoadIndex(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := restoreTo(t, rr, s2, restoreOptions())
+	compareTrees(t, src, got)
 }
