@@ -409,3 +409,60 @@ func TestCacheObjectLockerOnlyWhenWrapped(t *testing.T) {
 		t.Errorf("Connections = %d, want 1 for a backend that does not say", archive.Connections(locking))
 	}
 }
+
+// TestCacheWithoutOpen: the cache learns the repository ID from config by
+// itself when nothing has read it yet, and serves ranges of cached files.
+func TestCacheWithoutOpen(t *testing.T) {
+	r := newTestRepo(t)
+	repo, _, _ := r.open(t)
+	r.backup(t, repo, genMail(t, 6))
+	repo.Close()
+	snap := r.cacheFiles(t, repo, archive.SnapshotFile)[0]
+	whole, err := os.ReadFile(filepath.Join(r.dir, "snapshots", snap))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	cb := newCounting(local.New(r.dir))
+	be := New(cb, filepath.Join(t.TempDir(), "fresh"), nil)
+	for _, tt := range []struct{ off, n int64 }{{0, 0}, {5, 10}, {int64(len(whole)) - 3, 10}, {int64(len(whole)) + 5, 1}} {
+		rc, err := be.GetRange(t.Context(), archive.SnapshotFile, snap, tt.off, tt.n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := io.ReadAll(rc)
+		rc.Close()
+		lo := min(tt.off, int64(len(whole)))
+		hi := int64(len(whole))
+		if tt.n > 0 {
+			hi = min(hi, lo+tt.n)
+		}
+		if string(got) != string(whole[lo:hi]) {
+			t.Errorf("GetRange(%d, %d) = %d bytes, want %d", tt.off, tt.n, len(got), hi-lo)
+		}
+	}
+	if n, _ := cb.reads(archive.ConfigFile); n != 1 {
+		t.Errorf("config read %d times, want once (to learn the repository ID)", n)
+	}
+	if n, _ := cb.reads(archive.SnapshotFile); n != 1 {
+		t.Errorf("snapshot downloaded %d times for 4 ranges, want once", n)
+	}
+}
+
+// TestCacheUnusableDirectory: when the cache directory cannot be made,
+// every request goes to the backend and nothing fails.
+func TestCacheUnusableDirectory(t *testing.T) {
+	r := newTestRepo(t)
+	notADir := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(notADir, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r.cacheDir = notADir
+	repo, _, _ := r.open(t)
+	r.backup(t, repo, genMail(t, 7))
+	repo.Close()
+	_, cb, snaps := r.open(t)
+	if n, _ := cb.reads(archive.SnapshotFile); len(snaps) != 1 || n != 1 {
+		t.Errorf("%d snapshots, %d downloaded; want 1 and 1 without a usable cache", len(snaps), n)
+	}
+}
