@@ -339,7 +339,9 @@ func (r *Repository) Prune(ctx context.Context, opt PruneOptions) (*PruneResult,
 	// 2. The new index: every kept pack as the old index listed it, and
 	// the new packs. Only needed when an indexed pack goes.
 	if len(deletes)+len(repack) > 0 {
-		var packs []IndexPack
+		// The new packs first: a blob they hold may have an unused second
+		// copy in a kept pack, and readers take the first location.
+		packs := newPacks
 		fresh := newIndex()
 		for _, id := range order {
 			if isRepack[id] || isDelete[id] {
@@ -347,7 +349,6 @@ func (r *Repository) Prune(ctx context.Context, opt PruneOptions) (*PruneResult,
 			}
 			packs = append(packs, IndexPack{ID: id, Blobs: plans[id].blobs})
 		}
-		packs = append(packs, newPacks...)
 		for _, p := range packs {
 			fresh.addPack(p.ID, p.Blobs)
 		}
