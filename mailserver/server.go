@@ -262,8 +262,9 @@ func (s *Server) Config() Config {
 // login limiter change at once (per-IP counters and lockouts in force are
 // kept). Settings that only a restart can change (listen addresses, data
 // directory, host name, TLS file names) keep their running values and
-// are named in a warning; so is a message size limit raised above the
-// start-up one, since the store and go-smtp were sized by it.
+// are named in a warning. smtp.max_message_bytes, raised or lowered,
+// applies to the store, IMAP APPEND and the SMTP sessions that start
+// after the reload, whose EHLO announces it as SIZE (smtpd.Limits).
 func (s *Server) ReloadConfig(ctx context.Context, cfg Config) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("reload config: %w", err)
@@ -292,15 +293,13 @@ func (s *Server) ReloadConfig(ctx context.Context, cfg Config) error {
 	keep("tls.cert", cfg.TLS.Cert != start.TLS.Cert)
 	keep("tls.key", cfg.TLS.Key != start.TLS.Key)
 	cfg.DataDir, cfg.Hostname, cfg.Listen, cfg.TLS = start.DataDir, start.Hostname, start.Listen, start.TLS
-	if cfg.SMTP.MaxMessageBytes > start.SMTP.MaxMessageBytes {
-		s.log.Warn("smtp.max_message_bytes above the start-up value needs a restart; keeping the start-up value",
-			"requested", cfg.SMTP.MaxMessageBytes, "in_force", start.SMTP.MaxMessageBytes)
-		cfg.SMTP.MaxMessageBytes = start.SMTP.MaxMessageBytes
-	}
 	for _, name := range restart {
 		s.log.Warn("setting changed in the configuration needs a restart; keeping the running value", "setting", name)
 	}
 
+	// The store's bound leaves room for the trace fields the server adds,
+	// as at start (New).
+	s.store.SetMaxMessageBytes(cfg.SMTP.MaxMessageBytes + 64*1024)
 	s.smtp.SetLimits(smtpd.Limits{
 		MaxMessageBytes: cfg.SMTP.MaxMessageBytes, MaxRecipients: cfg.SMTP.MaxRecipients,
 		ConnsPerMinute: cfg.SMTP.ConnsPerMinute, MaxConnsPerIP: cfg.SMTP.MaxConnsPerIP,

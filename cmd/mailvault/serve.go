@@ -65,7 +65,9 @@ A YAML file (--config) sets everything; environment variables override it:
 ` + mailserver.EnvVars + `
 
 Signals: SIGHUP re-reads the configuration file and environment and applies
-what can change while running (limits, rates, DMARC enforcement, login
+what can change while running (limits — smtp.max_message_bytes too,
+announced as EHLO's SIZE to the sessions that start after it — rates,
+DMARC enforcement, login
 lockout settings, log level, drain timeout; a changed address, data
 directory or host name is logged as needing a restart, and an invalid
 file keeps the running configuration), then reloads the TLS certificate

@@ -1,11 +1,19 @@
 package main
 
 import (
+	"bufio"
 	"context"
+	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
+	"syscall"
 	"testing"
+	"time"
+
+	"github.com/emersion/go-smtp"
 
 	"github.com/mailvault/mailvault/mailserver"
 )
@@ -53,5 +61,92 @@ func TestSIGHUPReload(t *testing.T) {
 		if cfg.SMTP.MaxMessageBytes != 10000 || srv.Config().SMTP.MaxMessageBytes != 10000 {
 			t.Fatalf("bad file %q changed the configuration: %d", bad, srv.Config().SMTP.MaxMessageBytes)
 		}
+	}
+}
+
+// TestSIGHUPRaisesMessageSize sends serve a real SIGHUP after raising
+// smtp.max_message_bytes above the start-up value in its file: without a
+// restart, new SMTP sessions are told the new SIZE in EHLO (RFC 1870) and
+// may declare that much.
+func TestSIGHUPRaisesMessageSize(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "mailvault.yaml")
+	write := func(size int) {
+		t.Helper()
+		s := fmt.Sprintf("listen: {smtp: \"127.0.0.1:0\", submission: off, submissions: off, imap: off, imaps: off, pop3: off, pop3s: off}\nsmtp: {max_message_bytes: %d}\n", size)
+		if err := os.WriteFile(file, []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	noEnv := func(string) string { return "" }
+	load := func() (mailserver.Config, error) {
+		return loadConfig(file, noEnv, filepath.Join(dir, "data"), true, "")
+	}
+	write(20000)
+	cfg, err := load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		done <- runServer(ctx, cfg, load, new(slog.LevelVar), slog.New(slog.DiscardHandler), pw)
+		pw.Close()
+	}()
+	// runServer prints its addresses once it serves (and handles SIGHUP).
+	sc := bufio.NewScanner(pr)
+	addr := ""
+	for addr == "" && sc.Scan() {
+		if f := strings.Fields(sc.Text()); len(f) == 2 && f[0] == "smtp" {
+			addr = f[1]
+		}
+	}
+	go io.Copy(io.Discard, pr)
+	if addr == "" {
+		t.Fatalf("no smtp address printed: %v", <-done)
+	}
+	size := func() string {
+		t.Helper()
+		c, err := smtp.Dial(addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if err := c.Hello("client.test"); err != nil {
+			t.Fatal(err)
+		}
+		_, v := c.Extension("SIZE")
+		return v
+	}
+	if v := size(); v != "20000" {
+		t.Fatalf("SIZE at start: %q", v)
+	}
+
+	write(50000)
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	// The signal is handled asynchronously: poll (the test's own timeout
+	// bounds the wait).
+	for v := size(); v != "50000"; v = size() {
+		if v != "20000" {
+			t.Fatalf("SIZE after SIGHUP: %q", v)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	c, err := smtp.Dial(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Mail("carol@remote.test", &smtp.MailOptions{Size: 40000}); err != nil {
+		t.Fatalf("MAIL SIZE=40000 after SIGHUP: %v", err)
+	}
+	c.Close() // or serve would wait drain_timeout for the session
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("serve: %v", err)
 	}
 }

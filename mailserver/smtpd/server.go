@@ -139,11 +139,12 @@ func (c *Config) setDefaults() {
 // Limits are the settings that SetLimits can change while the server
 // runs. Zero values get Config's defaults.
 type Limits struct {
-	// MaxMessageBytes is enforced on every DATA (RFC 5321 section
-	// 4.5.3.1.10, 552) and on MAIL FROM's SIZE (RFC 1870 section 6.1).
-	// go-smtp keeps the value given to New as a ceiling, which is also
-	// the SIZE it announces in EHLO: raising the limit above it takes a
-	// restart.
+	// MaxMessageBytes is enforced on every DATA and BDAT (RFC 5321
+	// section 4.5.3.1.10, 552) and on MAIL FROM's SIZE (RFC 1870 section
+	// 6.1), and announced as EHLO's SIZE. A new value, higher or lower,
+	// is announced and applied to the sessions that start after it (see
+	// generation.go); sessions under way keep the SIZE they were told,
+	// and a lowered limit applies to their next message too.
 	MaxMessageBytes   int64
 	MaxRecipients     int
 	ConnsPerMinute    float64
@@ -178,9 +179,11 @@ type Server struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	mu      sync.Mutex
-	servers []*smtp.Server
-	open    map[net.Conn]net.Conn // tracked connection → the admitted one
+	mu        sync.Mutex
+	closing   bool                     // Shutdown began
+	listeners []*listener              // one per Serve call
+	gens      map[*generation]struct{} // current and retiring go-smtp servers
+	open      map[net.Conn]net.Conn    // tracked connection → the admitted one
 
 	// spoolBufs holds 32 KiB copy buffers (*[]byte) for spooling DATA:
 	// io.Copy into the spool *os.File would allocate one per message
@@ -201,7 +204,7 @@ func New(cfg Config, st *store.Store, db *auth.DB, guard *auth.Guard, log *slog.
 		conns:   ratelimit.NewConns(cfg.ConnsPerMinute, cfg.MaxConnsPerIP),
 		msgRate: &ratelimit.Bucket{Rate: cfg.MessagesPerMinute / 60, Burst: cfg.MessagesPerMinute},
 		ctx:     ctx, cancel: cancel,
-		open: map[net.Conn]net.Conn{},
+		open: map[net.Conn]net.Conn{}, gens: map[*generation]struct{}{},
 	}
 	l := cfg.limits()
 	s.limits.Store(&l)
@@ -212,8 +215,9 @@ func New(cfg Config, st *store.Store, db *auth.DB, guard *auth.Guard, log *slog.
 func (s *Server) Limits() Limits { return *s.limits.Load() }
 
 // SetLimits replaces the limits while the server runs. Sessions already
-// under way see the new values at their next command; per-IP rate and
-// connection counts are kept, not reset.
+// under way see the new values at their next command, except the SIZE and
+// RCPTMAX that their EHLO announced (see Limits.MaxMessageBytes); per-IP
+// rate and connection counts are kept, not reset.
 func (s *Server) SetLimits(l Limits) {
 	c := Config{
 		MaxMessageBytes: l.MaxMessageBytes, MaxRecipients: l.MaxRecipients,
@@ -228,6 +232,7 @@ func (s *Server) SetLimits(l Limits) {
 	s.conns.SetLimits(l.ConnsPerMinute, l.MaxConnsPerIP)
 	s.msgRate.SetRate(l.MessagesPerMinute/60, l.MessagesPerMinute)
 	s.limits.Store(&l)
+	s.renew(l)
 }
 
 // Serve accepts connections on ln in the given mode until Shutdown. For
@@ -236,18 +241,6 @@ func (s *Server) Serve(ln net.Listener, mode Mode) error {
 	if mode != ModeMX && s.cfg.TLSConfig == nil {
 		return errors.New("smtpd: submission needs a TLS configuration")
 	}
-	srv := smtp.NewServer(&backend{s: s, mode: mode})
-	srv.Domain = s.cfg.Hostname
-	srv.MaxMessageBytes = s.cfg.MaxMessageBytes
-	srv.MaxRecipients = s.cfg.MaxRecipients
-	srv.MaxLineLength = s.cfg.MaxLineLength
-	srv.ReadTimeout = s.cfg.ReadTimeout
-	srv.WriteTimeout = s.cfg.WriteTimeout
-	// RFC 4954 section 4 / RFC 3207 section 4: no AUTH over cleartext.
-	srv.AllowInsecureAuth = false
-	srv.TLSConfig = s.cfg.TLSConfig
-	srv.ErrorLog = slogAdapter{s.log.With("mode", mode.String())}
-
 	// Connections over the per-IP limits are refused with 421 (RFC 5321
 	// section 3.8) before any session starts; on port 465 they are closed
 	// without a reply.
@@ -267,46 +260,50 @@ func (s *Server) Serve(ln net.Listener, mode Mode) error {
 		ln = handshake.NewListener(ln, s.cfg.TLSConfig, handshake.Timeout, s.log.With("mode", mode.String()))
 	}
 	s.mu.Lock()
-	if s.ctx.Err() != nil {
+	if s.closing {
 		s.mu.Unlock()
 		return smtp.ErrServerClosed
 	}
-	s.servers = append(s.servers, srv)
+	ls := &listener{mode: mode, ln: ln}
+	ls.cur = s.newGeneration(mode, ln.Addr(), *s.limits.Load())
+	s.listeners = append(s.listeners, ls)
 	s.mu.Unlock()
-	err := srv.Serve(ln)
-	if errors.Is(err, smtp.ErrServerClosed) || errors.Is(err, net.ErrClosed) {
-		return nil
-	}
-	return err
+	return s.dispatch(ls)
 }
 
 // Shutdown stops accepting, lets sessions finish until ctx ends, then
 // closes them.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
-	servers := s.servers
-	s.mu.Unlock()
+	s.closing = true
 	var errs []error
-	var wg sync.WaitGroup
-	var emu sync.Mutex
-	for _, srv := range servers {
-		wg.Go(func() {
-			if err := srv.Shutdown(ctx); err != nil && !errors.Is(err, smtp.ErrServerClosed) {
-				emu.Lock()
-				errs = append(errs, err)
-				emu.Unlock()
-			}
-		})
+	for _, ls := range s.listeners {
+		if err := ls.ln.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+			errs = append(errs, err)
+		}
+		s.retire(ls.cur)
 	}
-	wg.Wait()
-	if ctx.Err() != nil {
+	s.listeners = nil
+	var drained []chan struct{}
+	for g := range s.gens {
+		drained = append(drained, g.drained)
+	}
+	s.mu.Unlock()
+	for _, d := range drained {
+		select {
+		case <-d:
+			continue
+		case <-ctx.Done():
+		}
 		// go-smtp's Close after Shutdown does not close sessions: close
 		// the connections that are still open ourselves.
+		errs = append(errs, ctx.Err())
 		s.mu.Lock()
 		for _, raw := range s.open {
 			raw.Close() // not the tracked wrapper: its release takes s.mu
 		}
 		s.mu.Unlock()
+		break
 	}
 	s.cancel()
 	return errors.Join(errs...)

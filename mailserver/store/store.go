@@ -111,7 +111,7 @@ type Options struct {
 type Store struct {
 	root     string
 	host     string
-	maxBytes int64
+	maxBytes atomic.Int64 // SetMaxMessageBytes
 	log      *slog.Logger
 	fs       fileSystem
 	gate     gate
@@ -154,18 +154,24 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Store{
-		root:     dir,
-		host:     host,
-		maxBytes: opts.MaxMessageBytes,
-		log:      log,
-		fs:       osFS{},
-		pid:      os.Getpid(),
-		rnd:      hex.EncodeToString(b[:]),
-		now:      now,
-		folders:  map[string]*folderState{},
-	}, nil
+	st := &Store{
+		root:    dir,
+		host:    host,
+		log:     log,
+		fs:      osFS{},
+		pid:     os.Getpid(),
+		rnd:     hex.EncodeToString(b[:]),
+		now:     now,
+		folders: map[string]*folderState{},
+	}
+	st.maxBytes.Store(opts.MaxMessageBytes)
+	return st, nil
 }
+
+// SetMaxMessageBytes changes Options.MaxMessageBytes while the store is
+// in use (a configuration reload); deliveries under way keep the bound
+// they started with.
+func (s *Store) SetMaxMessageBytes(n int64) { s.maxBytes.Store(n) }
 
 // Root returns the directory the store was opened on.
 func (s *Store) Root() string { return s.root }
@@ -342,14 +348,15 @@ func (s *Store) deliver(ctx context.Context, a Account, folder string, r io.Read
 		}
 	}()
 	src := r
-	if s.maxBytes > 0 {
-		src = io.LimitReader(r, s.maxBytes+1)
+	maxBytes := s.maxBytes.Load()
+	if maxBytes > 0 {
+		src = io.LimitReader(r, maxBytes+1)
 	}
 	n, err := s.CopyPooled(f, ctxReader{ctx, src})
 	if err != nil {
 		return Delivery{}, fmt.Errorf("store: write message: %w", err)
 	}
-	if s.maxBytes > 0 && n > s.maxBytes {
+	if maxBytes > 0 && n > maxBytes {
 		return Delivery{}, ErrMessageTooLarge
 	}
 	if err := s.fs.SyncFile(f); err != nil {
