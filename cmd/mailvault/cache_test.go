@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -139,6 +140,75 @@ func TestCacheS3(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(other, "CACHEDIR.TAG")); err != nil {
 		t.Errorf("no CACHEDIR.TAG in --cache-dir: %v", err)
+	}
+
+	// This host backs up other mail and the other host caches that
+	// snapshot and its index file; then this host forgets it and prunes
+	// its packs (rewriting the index). The other host must notice: its
+	// listing evicts the snapshot and the replaced index files, and check
+	// finds every pack the index names.
+	step("backup of other mail", "backup", genCorpus(t, 9, 200e3))
+	step("check, other host", "--cache-dir", other, "check")
+	snaps := func(args ...string) []struct {
+		ID string `json:"id"`
+	} {
+		t.Helper()
+		stdout, stderr, code := e.cli(t, append(args, "--json", "snapshots")...)
+		if code != 0 {
+			t.Fatalf("snapshots: exit %d: %s", code, stderr)
+		}
+		var out []struct {
+			ID string `json:"id"`
+		}
+		if err := json.Unmarshal([]byte(stdout), &out); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	all := snaps()
+	if len(all) != 5 {
+		t.Fatalf("%d snapshots, want 5", len(all))
+	}
+	cachedIndex := func() []string {
+		t.Helper()
+		dirs, err := filepath.Glob(filepath.Join(other, "*", "index", "*"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return dirs
+	}
+	indexBefore := cachedIndex()
+	step("forget --prune", "forget", "--prune", "latest")
+	if got := snaps("--cache-dir", other); len(got) != 4 {
+		t.Errorf("other host after the prune: %d snapshots, want 4", len(got))
+	}
+	repoDirs, err := filepath.Glob(filepath.Join(other, "*", "snapshots"))
+	if err != nil || len(repoDirs) != 1 {
+		t.Fatalf("other cache: %v %v", repoDirs, err)
+	}
+	if left, err := os.ReadDir(repoDirs[0]); err != nil || len(left) != 4 {
+		t.Errorf("other cache holds %d snapshots after the prune, want 4 (%v)", len(left), err)
+	}
+	if _, err := os.Stat(filepath.Join(repoDirs[0], all[4].ID)); !os.IsNotExist(err) {
+		t.Errorf("the forgotten snapshot is still cached: %v", err)
+	}
+	if stdout, stderr, code := e.cli(t, "--cache-dir", other, "--json", "check"); code != 0 {
+		t.Errorf("check through the other host's cache after the prune: exit %d: %s\n%s", code, stderr, stdout)
+	}
+	// The prune deleted the index file that listed only the forgotten
+	// snapshot's packs (any index it wrote would be new, not one of these).
+	after := map[string]bool{}
+	for _, f := range cachedIndex() {
+		after[f] = true
+	}
+	evicted := 0
+	for _, f := range indexBefore {
+		if !after[f] {
+			evicted++
+		}
+	}
+	if evicted == 0 {
+		t.Errorf("no cached index file was evicted after the prune (before %d, after %d)", len(indexBefore), len(after))
 	}
 }
 
