@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 
+	"filippo.io/age"
+
 	"github.com/mailvault/mailvault/archive"
 )
 
@@ -145,6 +147,27 @@ func TestCLIForgetPrune(t *testing.T) {
 	}
 	if _, _, code := e.cli(t, "forget", "ffffffff"); code != exitError {
 		t.Errorf("forget of an unknown snapshot: exit %d, want %d", code, exitError)
+	}
+
+	// A write-only key deletes nothing.
+	id, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	wo := &cliEnv{repo: e.repo, identity: filepath.Join(t.TempDir(), "wo.txt")}
+	if err := os.WriteFile(wo.identity, []byte(id.String()+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, stderr, code := e.cli(t, "key", "add", "--write-only", "--recipient", id.Recipient().String()); code != 0 {
+		t.Fatalf("key add --write-only: exit %d: %s", code, stderr)
+	}
+	for _, args := range [][]string{{"prune"}, {"forget", "latest"}} {
+		if _, stderr, code := wo.cli(t, args...); code != exitWrongKey {
+			t.Errorf("%v with a write-only key: exit %d, want %d: %s", args, code, exitWrongKey, stderr)
+		}
+	}
+	if n := len(e.files(t, "snapshots")); n != 1 {
+		t.Errorf("%d snapshots after the write-only key's attempts, want 1", n)
 	}
 }
 
