@@ -68,13 +68,18 @@ type SMTPConfig struct {
 	EnforceDMARC      bool    `yaml:"enforce_dmarc"`
 }
 
-// AuthConfig tunes brute-force protection.
+// AuthConfig tunes brute-force protection and password checking.
 type AuthConfig struct {
 	AccountFailures int           `yaml:"account_failures"`
 	IPFailures      int           `yaml:"ip_failures"`
 	LockDuration    time.Duration `yaml:"lock_duration"`
 	BaseDelay       time.Duration `yaml:"base_delay"`
 	MaxDelay        time.Duration `yaml:"max_delay"`
+	// MaxConcurrentHashes bounds the argon2id password checks running at
+	// once, each holding its hash's memory (64 MiB with the default
+	// cost): the server's login memory is at most this many times that.
+	// 0: GOMAXPROCS / the hash's lanes (auth.Options). Read at start.
+	MaxConcurrentHashes int `yaml:"max_concurrent_hashes"`
 }
 
 // ControlConfig tunes the control socket <data>/control.sock, through
@@ -218,6 +223,7 @@ func (c *Config) Validate() error {
 		"auth.lock_duration":          float64(c.Auth.LockDuration),
 		"auth.base_delay":             float64(c.Auth.BaseDelay),
 		"auth.max_delay":              float64(c.Auth.MaxDelay),
+		"auth.max_concurrent_hashes":  float64(c.Auth.MaxConcurrentHashes),
 		"drain_timeout":               float64(c.DrainTimeout),
 		"control.max_pause":           float64(c.Control.MaxPause),
 	} {

@@ -103,6 +103,9 @@ func New(ctx context.Context, cfg Config, opts Options) (*Server, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	if opts.Auth.MaxConcurrentHashes == 0 {
+		opts.Auth.MaxConcurrentHashes = cfg.Auth.MaxConcurrentHashes
+	}
 	data, err := OpenData(cfg.DataDir, opts.Auth)
 	if err != nil {
 		return nil, err
@@ -292,6 +295,8 @@ func (s *Server) ReloadConfig(ctx context.Context, cfg Config) error {
 	keep("listen.pop3s", cfg.Listen.POP3S != start.Listen.POP3S)
 	keep("tls.cert", cfg.TLS.Cert != start.TLS.Cert)
 	keep("tls.key", cfg.TLS.Key != start.TLS.Key)
+	keep("auth.max_concurrent_hashes", cfg.Auth.MaxConcurrentHashes != start.Auth.MaxConcurrentHashes)
+	cfg.Auth.MaxConcurrentHashes = start.Auth.MaxConcurrentHashes
 	cfg.DataDir, cfg.Hostname, cfg.Listen, cfg.TLS = start.DataDir, start.Hostname, start.Listen, start.TLS
 	for _, name := range restart {
 		s.log.Warn("setting changed in the configuration needs a restart; keeping the running value", "setting", name)

@@ -89,6 +89,7 @@ smtp:
   enforce_dmarc: true
 auth:
   lock_duration: 5m
+  max_concurrent_hashes: 3
 imap:
   max_connections_per_ip: 7
   header_cache_bytes: -1
@@ -104,7 +105,8 @@ imap:
 	if c.DataDir != "/srv/mail" || c.Hostname != "mx.example.org" || c.Listen.SMTP != "0.0.0.0:25" ||
 		enabled(c.Listen.Submissions) || c.Listen.Submission != "127.0.0.1:2587" || c.SMTP.MaxMessageBytes != 2000 ||
 		!c.SMTP.EnforceDMARC || c.Auth.LockDuration != 5*time.Minute || c.SMTP.MaxRecipients != 100 ||
-		c.IMAP.MaxConnsPerIP != 7 || c.IMAP.ConnsPerMinute != 120 || c.IMAP.HeaderCacheBytes != -1 {
+		c.IMAP.MaxConnsPerIP != 7 || c.IMAP.ConnsPerMinute != 120 || c.IMAP.HeaderCacheBytes != -1 ||
+		c.Auth.MaxConcurrentHashes != 3 {
 		t.Fatalf("config = %+v", c)
 	}
 	os.WriteFile(path, []byte("smtp:\n  max_mesage_bytes: 1\n"), 0o600)

@@ -87,9 +87,28 @@ type state struct {
 type Options struct {
 	Params Params           // argon2id cost; DefaultParams() if zero
 	Now    func() time.Time // time.Now if nil
-	// MaxConcurrentHashes bounds simultaneous argon2id computations (each
-	// takes Params.Memory); GOMAXPROCS if zero.
+	// MaxConcurrentHashes bounds simultaneous argon2id computations, of
+	// logins and password changes together: each holds its hash's memory
+	// (Params.Memory, 64 MiB by default) until it ends, so without a
+	// bound N parallel logins would allocate N times that — a
+	// denial of service by memory. Others wait their turn (or until their
+	// context ends). If zero, GOMAXPROCS / Params.Threads, at least 1:
+	// each hash already runs Threads lanes in parallel, so more would add
+	// memory, not throughput.
 	MaxConcurrentHashes int
+}
+
+// maxConcurrentHashes is the bound Open uses for opts (see
+// Options.MaxConcurrentHashes).
+func (opts Options) maxConcurrentHashes() int {
+	if opts.MaxConcurrentHashes > 0 {
+		return opts.MaxConcurrentHashes
+	}
+	p := opts.Params
+	if p == (Params{}) {
+		p = DefaultParams()
+	}
+	return max(1, runtime.GOMAXPROCS(0)/int(max(1, p.Threads)))
 }
 
 // DB is the account database, one JSON file written atomically. Several
@@ -101,6 +120,8 @@ type DB struct {
 	now    func() time.Time
 	sem    chan struct{}
 	dummy  string // hash checked for unknown users, so timing matches
+	// check is CheckPassword; tests count and hold its calls.
+	check func(encoded, password string) (bool, error)
 
 	mu    sync.RWMutex
 	st    state
@@ -121,15 +142,10 @@ func Open(path string, opts Options) (*DB, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	n := opts.MaxConcurrentHashes
-	if n <= 0 {
-		n = runtime.GOMAXPROCS(0)
+	db := &DB{
+		path: path, params: opts.Params, now: opts.Now,
+		sem: make(chan struct{}, opts.maxConcurrentHashes()), dummy: dummyHash(opts.Params), check: CheckPassword,
 	}
-	dummy, err := HashPassword(opts.Params, "mailvault dummy password")
-	if err != nil {
-		return nil, err
-	}
-	db := &DB{path: path, params: opts.Params, now: opts.Now, sem: make(chan struct{}, n), dummy: dummy}
 	if err := db.reload(); err != nil {
 		return nil, err
 	}
@@ -397,10 +413,25 @@ func (db *DB) hash(password string) (string, error) {
 	if len(password) > 1024 {
 		return "", fmt.Errorf("%w password: at most 1024 bytes", ErrInvalid)
 	}
-	db.sem <- struct{}{}
-	defer func() { <-db.sem }()
+	if err := db.acquire(context.Background()); err != nil {
+		return "", err
+	}
+	defer db.release()
 	return HashPassword(db.params, password)
 }
+
+// acquire takes one of the MaxConcurrentHashes places, waiting until one
+// is free or ctx ends.
+func (db *DB) acquire(ctx context.Context) error {
+	select {
+	case db.sem <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (db *DB) release() { <-db.sem }
 
 // AddUser creates a user in an existing local domain.
 func (db *DB) AddUser(ctx context.Context, address, password string, role Role) error {
@@ -614,9 +645,11 @@ func (db *DB) Authenticate(ctx context.Context, username, password string) (User
 	if len(password) > 1024 {
 		password = password[:1024]
 	}
-	db.sem <- struct{}{}
-	ok, err := CheckPassword(hash, password)
-	<-db.sem
+	if err := db.acquire(ctx); err != nil {
+		return User{}, err
+	}
+	ok, err := db.check(hash, password)
+	db.release()
 	if err != nil {
 		ok = false
 	}

@@ -42,6 +42,17 @@ func HashPassword(p Params, password string) (string, error) {
 	return fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s", argon2.Version, p.Memory, p.Time, p.Threads, b64.EncodeToString(salt), b64.EncodeToString(key)), nil
 }
 
+// dummyHash is what Authenticate checks for an unknown user, so that
+// the answer takes as long as for a known one: an argon2id hash with the
+// cost p whose key no password derives (all zero: finding a password for
+// it means inverting argon2id). It used to be a real hash of a fixed
+// password computed at Open, which allocated p.Memory (64 MiB) at every
+// start of the server or an account command for nothing.
+func dummyHash(p Params) string {
+	return fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s", argon2.Version, p.Memory, p.Time, p.Threads,
+		b64.EncodeToString([]byte("mailvault dummy.")), b64.EncodeToString(make([]byte, max(p.KeyLen, 16))))
+}
+
 var errBadHash = errors.New("auth: malformed password hash")
 
 // CheckPassword reports whether password matches an encoded argon2id hash,

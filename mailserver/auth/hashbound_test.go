@@ -1,0 +1,135 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// Open computes no hash: the dummy checked for unknown users is built,
+// not derived, so opening the accounts allocates kilobytes, not the 64 MiB
+// of an argon2id computation.
+func TestOpenAllocatesNoHash(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "accounts.json")
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	if _, err := Open(path, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	runtime.ReadMemStats(&after)
+	if n := after.TotalAlloc - before.TotalAlloc; n > 1<<20 {
+		t.Fatalf("Open allocated %d bytes", n)
+	}
+}
+
+// An unknown user's check costs what a known user's does: the dummy has
+// the database's parameters, and no password matches it.
+func TestDummyHashHasTheCost(t *testing.T) {
+	db := newDB(t)
+	var checked []string
+	db.check = func(encoded, password string) (bool, error) {
+		checked = append(checked, encoded)
+		return CheckPassword(encoded, password)
+	}
+	for _, u := range []string{"alice@example.test", "nobody@example.test", "not an address"} {
+		if _, err := db.Authenticate(t.Context(), u, "wrong password"); !errors.Is(err, ErrInvalidCredentials) {
+			t.Fatalf("%s: %v", u, err)
+		}
+	}
+	if len(checked) != 3 {
+		t.Fatalf("%d checks for 3 logins", len(checked))
+	}
+	cost := func(h string) string { return strings.Join(strings.Split(h, "$")[:4], "$") }
+	for _, h := range checked[1:] {
+		if cost(h) != cost(checked[0]) {
+			t.Fatalf("unknown user checked %s, a user %s", cost(h), cost(checked[0]))
+		}
+	}
+	for _, p := range []Params{cheap.Params, DefaultParams()} {
+		if ok, err := CheckPassword(dummyHash(Params{Time: 1, Memory: 64, Threads: p.Threads, KeyLen: p.KeyLen}), ""); ok || err != nil {
+			t.Fatalf("dummy hash: %v %v", ok, err)
+		}
+		if !strings.HasPrefix(dummyHash(p), "$argon2id$v=19$m=") {
+			t.Fatalf("dummy %s", dummyHash(p))
+		}
+	}
+}
+
+// Parallel logins run at most MaxConcurrentHashes argon2id checks at
+// once (each holds its hash's memory); the rest wait, and a waiter whose
+// context ends gives up.
+func TestConcurrentHashesBounded(t *testing.T) {
+	opts := cheap
+	opts.MaxConcurrentHashes = 2
+	db, err := Open(filepath.Join(t.TempDir(), "accounts.json"), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	inflight, peak, calls := 0, 0, 0
+	entered := make(chan struct{}, 16)
+	release := make(chan struct{})
+	db.check = func(encoded, password string) (bool, error) {
+		mu.Lock()
+		inflight++
+		calls++
+		peak = max(peak, inflight)
+		mu.Unlock()
+		entered <- struct{}{}
+		<-release
+		mu.Lock()
+		inflight--
+		mu.Unlock()
+		return CheckPassword(encoded, password)
+	}
+	const logins = 8
+	var wg sync.WaitGroup
+	for range logins {
+		wg.Go(func() { db.Authenticate(t.Context(), "nobody@example.test", "password") })
+	}
+	<-entered
+	<-entered
+	// Both places are taken: many scheduling rounds let no third in.
+	for range 1000 {
+		runtime.Gosched()
+	}
+	mu.Lock()
+	if inflight != 2 || calls != 2 {
+		t.Errorf("%d checks in flight, %d started, want 2 and 2", inflight, calls)
+	}
+	mu.Unlock()
+
+	// A login whose context ends while it waits returns at once.
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if _, err := db.Authenticate(ctx, "nobody@example.test", "password"); !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled waiter: %v", err)
+	}
+
+	close(release)
+	wg.Wait()
+	if peak != 2 || calls != logins {
+		t.Fatalf("peak %d checks at once, %d checks; want 2 and %d", peak, calls, logins)
+	}
+}
+
+func TestDefaultConcurrentHashes(t *testing.T) {
+	procs := runtime.GOMAXPROCS(0)
+	for _, tc := range []struct {
+		opts Options
+		want int
+	}{
+		{Options{MaxConcurrentHashes: 3}, 3},
+		{Options{}, max(1, procs/int(DefaultParams().Threads))},
+		{Options{Params: Params{Time: 1, Memory: 64, Threads: 1, KeyLen: 32}}, procs},
+		{Options{Params: Params{Time: 1, Memory: 64, Threads: 255, KeyLen: 32}}, 1},
+	} {
+		if got := tc.opts.maxConcurrentHashes(); got != tc.want {
+			t.Errorf("%+v: %d, want %d", tc.opts, got, tc.want)
+		}
+	}
+}
