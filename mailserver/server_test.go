@@ -27,6 +27,12 @@ var cheapHash = auth.Options{Params: auth.Params{Time: 1, Memory: 64, Threads: 1
 // listener is on 127.0.0.1:0 and DNS is a static map.
 func startServer(t *testing.T, mutate func(*Config)) (*Server, Config) {
 	t.Helper()
+	return startServerDNS(t, &smtpd.StaticResolver{}, mutate)
+}
+
+// startServerDNS is startServer with the DNS answers of res.
+func startServerDNS(t *testing.T, res *smtpd.StaticResolver, mutate func(*Config)) (*Server, Config) {
+	t.Helper()
 	cfg := DefaultConfig()
 	cfg.DataDir = t.TempDir()
 	cfg.Hostname = "mx.test"
@@ -39,7 +45,7 @@ func startServer(t *testing.T, mutate func(*Config)) (*Server, Config) {
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	srv, err := New(t.Context(), cfg, Options{Resolver: &smtpd.StaticResolver{}, Auth: cheapHash})
+	srv, err := New(t.Context(), cfg, Options{Resolver: res, Auth: cheapHash})
 	if err != nil {
 		t.Fatal(err)
 	}
