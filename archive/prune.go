@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"sync"
 	"time"
 )
 
@@ -258,18 +259,25 @@ func (r *Repository) Prune(ctx context.Context, opt PruneOptions) (*PruneResult,
 
 	// What may go. A pack under retention is neither deleted nor
 	// repacked (repacking it would free nothing until its date).
-	var deletes, partial []*packPlan
+	var deletes, partial, candidates []*packPlan
 	for _, id := range order {
-		p := plans[id]
-		if p.unusedBytes == 0 {
+		if p := plans[id]; p.unusedBytes > 0 {
+			candidates = append(candidates, p)
+		} else {
 			res.PacksKept++
-			continue
 		}
-		w, err := r.retained(ctx, PackFile, id.String())
-		if err != nil {
-			return nil, err
-		}
-		if w != nil {
+	}
+	// One HEAD per candidate on locked storage; a few at once.
+	waits := make([]*Waiting, len(candidates))
+	if err := parallel(ctx, Connections(r.be), len(candidates), func(i int) error {
+		var err error
+		waits[i], err = r.retained(ctx, PackFile, candidates[i].id.String())
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	for i, p := range candidates {
+		if w := waits[i]; w != nil {
 			res.Waiting = append(res.Waiting, *w)
 			res.PacksKept++
 			continue
@@ -404,23 +412,83 @@ func (r *Repository) Prune(ctx context.Context, opt PruneOptions) (*PruneResult,
 	gone = append(gone, res.Delete...)
 	gone = append(gone, res.Repack...)
 	gone = append(gone, unindexed...)
-	for i, id := range gone {
-		w, err := r.removeDurable(ctx, PackFile, id.String())
+	// A remote backend deletes a few at once (S3: every version of each).
+	waits = make([]*Waiting, len(gone))
+	var mu sync.Mutex
+	var deleted int64
+	err = parallel(ctx, Connections(r.be), len(gone), func(i int) error {
+		w, err := r.removeDurable(ctx, PackFile, gone[i].String())
 		if err != nil {
-			return nil, fmt.Errorf("delete pack: %w", err)
+			return fmt.Errorf("delete pack: %w", err)
 		}
-		if w != nil {
+		waits[i] = w
+		mu.Lock()
+		deleted++
+		progress(PruneProgress{Phase: "delete", Done: deleted, Total: int64(len(gone))})
+		mu.Unlock()
+		return nil
+	})
+	for i, id := range gone {
+		switch {
+		case waits[i] != nil:
 			// Only unindexed packs get here under retention (indexed
 			// ones were asked above): they stay unindexed, harmless.
-			res.Waiting = append(res.Waiting, *w)
-		} else {
+			res.Waiting = append(res.Waiting, *waits[i])
+		case err == nil:
 			res.PacksDeleted++
 			res.BytesDeleted += sizes[id]
 		}
-		progress(PruneProgress{Phase: "delete", Done: int64(i + 1), Total: int64(len(gone))})
+	}
+	if err != nil {
+		return nil, err
 	}
 	res.BytesFreed = res.BytesDeleted - res.BytesWritten
 	return res, nil
+}
+
+// parallel calls fn(0) … fn(n-1) on up to workers goroutines and returns
+// the first error; after one, no further calls start.
+func parallel(ctx context.Context, workers, n int, fn func(i int) error) error {
+	var (
+		mu    sync.Mutex
+		first error
+		wg    sync.WaitGroup
+		next  int
+	)
+	for range min(max(workers, 1), n) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				mu.Lock()
+				if first != nil || next == n {
+					mu.Unlock()
+					return
+				}
+				i := next
+				next++
+				mu.Unlock()
+				if err := ctx.Err(); err != nil {
+					mu.Lock()
+					if first == nil {
+						first = err
+					}
+					mu.Unlock()
+					return
+				}
+				if err := fn(i); err != nil {
+					mu.Lock()
+					if first == nil {
+						first = err
+					}
+					mu.Unlock()
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return first
 }
 
 // retained returns the Waiting entry of a file whose object-lock
