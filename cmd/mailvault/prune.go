@@ -15,10 +15,12 @@ import (
 type pruneFlags struct {
 	dryRun    bool
 	maxUnused string
+	maxRepack string
 }
 
 func (f *pruneFlags) add(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.maxUnused, "max-unused", "5%", "unused space to tolerate rather than repack, as a share of the repository (e.g. 5%, 0%)")
+	cmd.Flags().StringVar(&f.maxRepack, "max-repack-size", "", "repack at most this much per run (e.g. 10GB; packs holding unused trees are repacked regardless)")
 }
 
 func (f *pruneFlags) options() (archive.PruneOptions, error) {
@@ -28,7 +30,13 @@ func (f *pruneFlags) options() (archive.PruneOptions, error) {
 	if err != nil || !isPct || v < 0 || v >= 100 {
 		return archive.PruneOptions{}, fmt.Errorf("%w: --max-unused %q: want a percentage from 0%% to below 100%%", errUsage, f.maxUnused)
 	}
-	return archive.PruneOptions{DryRun: f.dryRun, MaxUnused: v / 100}, nil
+	opt := archive.PruneOptions{DryRun: f.dryRun, MaxUnused: v / 100}
+	if f.maxRepack != "" {
+		if opt.MaxRepackBytes, err = parseSize(f.maxRepack); err != nil {
+			return opt, fmt.Errorf("%w: --max-repack-size: %v", errUsage, err)
+		}
+	}
+	return opt, nil
 }
 
 func newForgetCmd(g *globals) *cobra.Command {

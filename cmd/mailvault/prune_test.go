@@ -140,7 +140,7 @@ func TestCLIForgetPrune(t *testing.T) {
 	if code != 0 || !strings.Contains(stdout, "deleted 0 packs") {
 		t.Errorf("second prune: exit %d: %s", code, stdout)
 	}
-	for _, args := range [][]string{{"prune", "--max-unused", "5"}, {"prune", "--max-unused", "100%"}} {
+	for _, args := range [][]string{{"prune", "--max-unused", "5"}, {"prune", "--max-unused", "100%"}, {"prune", "--max-repack-size", "lots"}} {
 		if _, _, code := e.cli(t, args...); code != exitUsage {
 			t.Errorf("%v: exit %d, want %d", args, code, exitUsage)
 		}
