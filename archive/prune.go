@@ -170,13 +170,15 @@ func (r *Repository) Prune(ctx context.Context, opt PruneOptions) (*PruneResult,
 	res := &PruneResult{DryRun: opt.DryRun}
 
 	// The index, as readers see it: files in force, first location wins.
-	live, allIndexes, damaged, err := r.readIndexFiles(ctx)
+	contents := map[ID]*IndexFileContent{}
+	scan, err := r.scanIndexFiles(ctx, func(f ID, ic *IndexFileContent) { contents[f] = ic })
 	if err != nil {
 		return nil, err
 	}
-	if len(damaged) > 0 {
-		return nil, fmt.Errorf("prune: %w (run `mailvault repair index` first): %v", ErrCorrupt, errors.Join(damaged...))
+	if len(scan.damaged) > 0 {
+		return nil, fmt.Errorf("prune: %w (run `mailvault repair index` first): %v", ErrCorrupt, errors.Join(scan.damaged...))
 	}
+	allIndexes := scan.all
 	sizes := map[ID]int64{}
 	if err := r.be.List(ctx, PackFile, func(name string, size int64) error {
 		if id, err := ParseID(name); err == nil {
@@ -189,8 +191,8 @@ func (r *Repository) Prune(ctx context.Context, opt PruneOptions) (*PruneResult,
 	idx := newIndex()
 	plans := map[ID]*packPlan{}
 	var order []ID // packs in index order, for a stable plan
-	for _, f := range live {
-		for _, p := range f.content.Packs {
+	for _, f := range scan.live {
+		for _, p := range contents[f].Packs {
 			idx.addPack(p.ID, p.Blobs)
 			if _, ok := plans[p.ID]; ok {
 				continue
@@ -202,7 +204,7 @@ func (r *Repository) Prune(ctx context.Context, opt PruneOptions) (*PruneResult,
 			plans[p.ID] = &packPlan{id: p.ID, blobs: p.Blobs, size: size}
 			order = append(order, p.ID)
 		}
-		idx.files[f.id] = struct{}{}
+		idx.files[f] = struct{}{}
 	}
 	r.idx = idx
 	res.Packs = len(plans)
@@ -389,8 +391,8 @@ func (r *Repository) Prune(ctx context.Context, opt PruneOptions) (*PruneResult,
 		// Nothing to rewrite; index files an earlier prune or repair
 		// superseded but could not delete (retention) may go now.
 		inForce := map[ID]bool{}
-		for _, f := range live {
-			inForce[f.id] = true
+		for _, f := range scan.live {
+			inForce[f] = true
 		}
 		for _, id := range allIndexes {
 			if inForce[id] {

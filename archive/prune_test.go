@@ -780,3 +780,47 @@ func TestPruneObjectLock(t *testing.T) {
 	got, _ := restoreTo(t, rr, s2, restoreOptions())
 	compareTrees(t, src, got)
 }
+
+// TestIndexSupersedes: an index file named in another one's "supersedes"
+// is ignored by every reader — even when it lists a pack that is gone,
+// and even when it is damaged.
+func TestIndexSupersedes(t *testing.T) {
+	ctx := t.Context()
+	tr := newTestRepo(t, 0)
+	src := randomMaildir(t, 5, 4, 8<<10)
+	runBackup(t, tr.open(t), src)
+
+	// An old index file listing a pack deleted since.
+	var gone archive.ID
+	rand.Read(gone[:])
+	r := tr.openOpt(t, archive.Options{})
+	old, err := r.SaveJSONFile(ctx, archive.IndexFile, archive.IndexFileContent{Version: 1, Packs: []archive.IndexPack{
+		{ID: gone, Blobs: []archive.PackedBlob{{ID: gone, Type: archive.DataBlob, Length: 10, RawLength: 10}}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := tr.openOpt(t, archive.Options{}).Check(ctx, archive.CheckOptions{})
+	if err != nil || res.OK() {
+		t.Fatalf("check with an index file listing a missing pack: %+v, %v", res, err)
+	}
+
+	if _, err := r.SaveJSONFile(ctx, archive.IndexFile, archive.IndexFileContent{Version: 1, Packs: []archive.IndexPack{}, Supersedes: []archive.ID{old}}); err != nil {
+		t.Fatal(err)
+	}
+	checkClean(t, tr, 1)
+	if tr.open(t).Index().HasPack(gone) {
+		t.Error("the superseded index file was read")
+	}
+	flipMiddle(t, filepath.Join(tr.dir, "index", old.String()))
+	checkClean(t, tr, 1)
+	if d := tr.open(t).DamagedIndexes(); len(d) != 0 {
+		t.Errorf("a damaged superseded index file is reported: %v", d)
+	}
+	// Prune removes it, having nothing else to do.
+	if res := prune(t, tr, archive.PruneOptions{}); res.IndexesRemoved != 1 || res.IndexesWritten != 0 {
+		t.Errorf("prune: %+v", res)
+	}
+	if _, err := os.Stat(filepath.Join(tr.dir, "index", old.String())); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("superseded index file still there: %v", err)
+	}
+}

@@ -267,27 +267,50 @@ func (r *Repository) writeIndex(ctx context.Context, packs []IndexPack) error {
 	return nil
 }
 
-// LoadIndex reads every index file in force (see readIndexFiles) and
+// LoadIndex reads every index file in force (see scanIndexFiles) and
 // returns the packs that no such index file mentions, with their sizes:
 // packs left by a backup killed before it wrote its index, being written
 // by a backup running right now, or listed only in a damaged index file.
 // A damaged index file does not stop the load: it is skipped and reported
 // by DamagedIndexes (the index is only a cache of the packs' headers;
-// IndexPacks and AdoptPacks recover from them).
+// IndexPacks and AdoptPacks recover from them). Call it once, on a newly
+// opened repository.
 func (r *Repository) LoadIndex(ctx context.Context) (unindexed map[ID]int64, err error) {
-	live, _, damaged, err := r.readIndexFiles(ctx)
+	// Each file goes into the index as it is read, so that only one
+	// decoded file is held at a time. Superseded files are rare (they
+	// exist while retention keeps them after a prune, or after a crash):
+	// only then is the index built again from the files in force.
+	scan, err := r.scanIndexFiles(ctx, func(f ID, ic *IndexFileContent) {
+		for _, p := range ic.Packs {
+			r.idx.addPack(p.ID, p.Blobs)
+		}
+	})
 	if err != nil {
 		return nil, err
 	}
-	for _, f := range live {
-		for _, p := range f.content.Packs {
-			r.idx.addPack(p.ID, p.Blobs)
+	if len(scan.live) < len(scan.read) {
+		fresh := newIndex()
+		for _, f := range scan.live {
+			plain, err := r.LoadFile(ctx, IndexFile, f)
+			if err != nil {
+				return nil, err
+			}
+			ic, err := decodeIndex(plain)
+			if err != nil {
+				return nil, fmt.Errorf("index/%s: %w: %v", f, ErrCorrupt, err)
+			}
+			for _, p := range ic.Packs {
+				fresh.addPack(p.ID, p.Blobs)
+			}
 		}
-		r.idx.mu.Lock()
-		r.idx.files[f.id] = struct{}{}
-		r.idx.mu.Unlock()
+		r.idx = fresh
 	}
-	r.damagedIdx = append(r.damagedIdx, damaged...)
+	r.idx.mu.Lock()
+	for _, f := range scan.live {
+		r.idx.files[f] = struct{}{}
+	}
+	r.idx.mu.Unlock()
+	r.damagedIdx = append(r.damagedIdx, scan.damaged...)
 	unindexed = map[ID]int64{}
 	err = r.be.List(ctx, PackFile, func(name string, size int64) error {
 		if id, err := ParseID(name); err == nil && !r.idx.HasPack(id) {
@@ -298,29 +321,31 @@ func (r *Repository) LoadIndex(ctx context.Context) (unindexed map[ID]int64, err
 	return unindexed, err
 }
 
-// indexFile is one decoded index file.
-type indexFile struct {
-	id      ID
-	content *IndexFileContent
+// indexScan is what scanIndexFiles found.
+type indexScan struct {
+	all     []ID    // every index file present
+	read    []ID    // the readable ones, in listing order
+	live    []ID    // those of read that no readable file supersedes
+	damaged []error // unreadable files that no readable file supersedes
 }
 
-// readIndexFiles reads every index file and returns, in listing order,
-// those in force: a file that another readable file names in its
-// "supersedes" list is ignored (prune and repair index replace index
-// files and cannot always delete the old ones at once — object-lock
-// retention, or a crash — and an old one may list packs deleted since).
-// all is every index file present; damaged are the errors of files that
-// could not be read and that no readable file supersedes.
-func (r *Repository) readIndexFiles(ctx context.Context) (live []indexFile, all []ID, damaged []error, err error) {
-	all, err = r.List(ctx, IndexFile)
+// scanIndexFiles reads every index file in listing order, calls fn for
+// each readable one, and sorts them into those in force and the rest: a
+// file that another readable file names in its "supersedes" list is
+// ignored (prune and repair index replace index files and cannot always
+// delete the old ones at once — object-lock retention, or a crash — and
+// an old one may list packs deleted since). Readers take a blob's first
+// place in the files in force, in listing order.
+func (r *Repository) scanIndexFiles(ctx context.Context, fn func(ID, *IndexFileContent)) (*indexScan, error) {
+	all, err := r.List(ctx, IndexFile)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, err
 	}
+	sc := &indexScan{all: all}
 	type bad struct {
 		id  ID
 		err error
 	}
-	var read []indexFile
 	var bads []bad
 	superseded := map[ID]struct{}{}
 	for _, f := range all {
@@ -328,30 +353,31 @@ func (r *Repository) readIndexFiles(ctx context.Context) (live []indexFile, all 
 		if err == nil {
 			var ic *IndexFileContent
 			if ic, err = decodeIndex(plain); err == nil {
-				read = append(read, indexFile{f, ic})
+				sc.read = append(sc.read, f)
 				for _, s := range ic.Supersedes {
 					superseded[s] = struct{}{}
 				}
+				fn(f, ic)
 				continue
 			}
 			err = fmt.Errorf("index/%s: %w: %v", f, ErrCorrupt, err)
 		}
 		if !errors.Is(err, ErrCorrupt) {
-			return nil, nil, nil, err
+			return nil, err
 		}
 		bads = append(bads, bad{f, err})
 	}
-	for _, f := range read {
-		if _, ok := superseded[f.id]; !ok {
-			live = append(live, f)
+	for _, f := range sc.read {
+		if _, ok := superseded[f]; !ok {
+			sc.live = append(sc.live, f)
 		}
 	}
 	for _, b := range bads {
 		if _, ok := superseded[b.id]; !ok {
-			damaged = append(damaged, b.err)
+			sc.damaged = append(sc.damaged, b.err)
 		}
 	}
-	return live, all, damaged, nil
+	return sc, nil
 }
 
 // DamagedIndexes returns the errors of the index files LoadIndex skipped.
