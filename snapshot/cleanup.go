@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 )
 
 // User properties by which mailvault marks what is in use, so that what a
@@ -21,6 +22,10 @@ const (
 	// sendingProperty records the Owner of a send that holds the
 	// snapshot (with SendHoldTag) while it sends it.
 	sendingProperty = "mailvault:sending"
+	// receivingProperty records, on a dataset a full receive creates, the
+	// Owner of the send, from as soon as the dataset appears until the
+	// receive has ended.
+	receivingProperty = "mailvault:receiving"
 )
 
 // SendHoldTag is the tag of the hold a send keeps on the snapshots it
@@ -75,7 +80,14 @@ type marked struct {
 //     loses the view's hold and is destroyed — or kept, unmarked, when
 //     the view was to keep it (backup --snapshot-keep) or another hold
 //     (a legal hold) protects it;
-//   - a snapshot held by a killed send loses the send's hold.
+//   - a snapshot held by a killed send loses the send's hold;
+//   - a dataset that a killed send's full receive was creating (marked
+//     with the owner, without any snapshot: a full receive makes its
+//     snapshot as it completes, so none means incomplete; not mounted;
+//     nothing below it) is destroyed, once ZFS had a moment to discard
+//     it itself — which it does with an interrupted receive, after the
+//     stream's writer is gone. A marked dataset that has a snapshot was
+//     received whole: it only loses the mark.
 //
 // Nothing without mailvault's name and owner mark is touched, nor
 // anything whose owner may still run (same host, same boot, PID alive with
@@ -84,7 +96,7 @@ type marked struct {
 // made (os.TempDir() if empty).
 func (t *ZFSTool) CleanLeftovers(ctx context.Context, pool, cloneDir string) ([]Leftover, error) {
 	out, err := t.run(ctx, "zfs", "get", "-H", "-r", "-s", "local", "-o", "name,property,value",
-		ownerProperty+","+viewProperty+","+sendingProperty, pool)
+		ownerProperty+","+viewProperty+","+sendingProperty+","+receivingProperty, pool)
 	if err != nil {
 		return nil, fmt.Errorf("snapshot: look for leftovers in %s: %w", pool, err)
 	}
@@ -100,7 +112,7 @@ func (t *ZFSTool) CleanLeftovers(ctx context.Context, pool, cloneDir string) ([]
 		}
 		props[l[0]][l[1]] = l[2]
 	}
-	var clones, snaps, sending []marked
+	var clones, snaps, sending, receiving []marked
 	for _, n := range names {
 		p := props[n]
 		ds, snapName, isSnap := strings.Cut(n, "@")
@@ -108,6 +120,13 @@ func (t *ZFSTool) CleanLeftovers(ctx context.Context, pool, cloneDir string) ([]
 			if o, err := ParseOwner(s); err == nil {
 				if dead, why := o.Dead(); dead {
 					sending = append(sending, marked{n, p, o, why})
+				}
+			}
+		}
+		if s, ok := p[receivingProperty]; ok && !isSnap {
+			if o, err := ParseOwner(s); err == nil {
+				if dead, why := o.Dead(); dead {
+					receiving = append(receiving, marked{n, p, o, why})
 				}
 			}
 		}
@@ -208,11 +227,88 @@ func (t *ZFSTool) CleanLeftovers(ctx context.Context, pool, cloneDir string) ([]
 		note(lo, err)
 	}
 
+	// Deepest first: a partial child goes before its parent is judged.
+	sort.SliceStable(receiving, func(i, j int) bool {
+		return strings.Count(receiving[i].name, "/") > strings.Count(receiving[j].name, "/")
+	})
+	for _, r := range receiving {
+		if lo, ok, err := t.cleanPartialReceive(ctx, r); ok {
+			note(lo, err)
+		}
+	}
+
 	if cloneDir == "" {
 		cloneDir = os.TempDir()
 	}
 	left = append(left, cleanOwnedDirs(cloneDir, isCloneDir, "clone-dir", false)...)
 	return left, errors.Join(errs...)
+}
+
+// discardPolls bounds how often cleanPartialReceive looks whether ZFS
+// has discarded an interrupted receive itself (every discardPoll) before
+// destroying what is left. zfs-fuse needs about 20 ms once the stream's
+// writer is gone.
+const (
+	discardPolls = 50
+	discardPoll  = 20 * time.Millisecond
+)
+
+// cleanPartialReceive handles a dataset marked by a dead send's full
+// receive; ok is false when nothing is left to report (ZFS had discarded
+// it before we looked).
+func (t *ZFSTool) cleanPartialReceive(ctx context.Context, r marked) (lo Leftover, ok bool, err error) {
+	lo = Leftover{Kind: "partial-receive", Name: r.name, Owner: r.owner.String(), Reason: r.why}
+	gone := func(err error) bool { return strings.Contains(stderrOf(err), "does not exist") }
+	snaps, err := t.snapshotGUIDs(ctx, r.name)
+	if gone(err) {
+		return lo, false, nil
+	}
+	if err != nil {
+		lo.Action = "kept"
+		return lo, true, err
+	}
+	if len(snaps) > 0 {
+		// Received whole; the send died before it cleared the mark.
+		lo.Action, lo.Reason = "kept", r.why+"; received whole (has snapshots), mark cleared"
+		_, err = t.run(ctx, "zfs", "inherit", receivingProperty, r.name)
+		return lo, true, err
+	}
+	below, err := t.run(ctx, "zfs", "list", "-H", "-o", "name,mounted", "-r", "-d", "1", "-t", "filesystem,volume", r.name)
+	if gone(err) {
+		return lo, false, nil
+	}
+	if err != nil {
+		lo.Action = "kept"
+		return lo, true, err
+	}
+	if len(below) != 1 || len(below[0]) != 2 || below[0][1] == "yes" {
+		// Not as an interrupted receive leaves it: something was put
+		// below it, or it is mounted. Not provably ours alone.
+		lo.Action, lo.Reason = "kept", r.why+"; has datasets below it or is mounted"
+		return lo, true, nil
+	}
+	for i := 0; i < discardPolls; i++ {
+		if _, err := t.run(ctx, "zfs", "list", "-H", "-o", "name", r.name); gone(err) {
+			lo.Action, lo.Reason = "discarded", r.why+"; ZFS discarded the interrupted receive"
+			return lo, true, nil
+		}
+		select {
+		case <-ctx.Done():
+			lo.Action = "kept"
+			return lo, true, ctx.Err()
+		case <-time.After(discardPoll):
+		}
+	}
+	lo.Action, lo.Reason = "destroyed", r.why+"; incomplete receive (no snapshot)"
+	if err := t.destroy(ctx, r.name, false); err != nil {
+		if _, lerr := t.run(ctx, "zfs", "list", "-H", "-o", "name", r.name); gone(lerr) {
+			lo.Action, lo.Reason = "discarded", r.why+"; ZFS discarded the interrupted receive"
+			return lo, true, nil
+		}
+		lo.Action = "kept"
+		return lo, true, err
+	}
+	return lo, true, nil
 }
 
 // userrefs counts the holds on one snapshot.

@@ -186,13 +186,15 @@ func procStatStart(pid string) (uint64, error) {
 // Leftover is something a killed process left behind, found by a
 // cleanup.
 type Leftover struct {
-	// Kind is "link-tree", "clone", "clone-dir", "snapshot" or "send-hold".
+	// Kind is "link-tree", "clone", "clone-dir", "snapshot", "send-hold"
+	// or "partial-receive".
 	Kind  string `json:"kind"`
 	Name  string `json:"name"`
 	Owner string `json:"owner"`
 	// Action is what the cleanup did: "removed", "destroyed",
-	// "released" (a kept snapshot lost its view's hold), or "kept" with
-	// the reason in Reason.
+	// "released" (a kept snapshot lost its view's hold), "discarded" (ZFS
+	// discarded an interrupted receive itself while the cleanup waited),
+	// or "kept" with the reason in Reason.
 	Action string `json:"action"`
 	Reason string `json:"reason,omitempty"`
 	Err    string `json:"error,omitempty"`

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -51,6 +52,9 @@ type SentDataset struct {
 	// snapshot (e.g. access times, where it is mounted) and was rolled
 	// back to the base before receiving.
 	RolledBack bool `json:"rolled_back,omitempty"`
+	// Remounted: the destination was not mounted before the send (a zfs
+	// receive killed midway may leave it so) and was mounted after it.
+	Remounted bool `json:"remounted,omitempty"`
 }
 
 // SendResult is what a send did.
@@ -124,6 +128,7 @@ func (t *ZFSTool) Send(ctx context.Context, opt SendOptions) (*SendResult, error
 		return nil, fmt.Errorf("snapshot: no snapshot %s@%s", opt.Source, opt.Snapshot)
 	}
 	res.Snapshot = set.FullName()
+	unmounted := t.unmountBelow(ctx, opt.Dest)
 	for _, m := range set.Members {
 		ds, _, _ := strings.Cut(m, "@")
 		dest := opt.Dest + strings.TrimPrefix(ds, opt.Source)
@@ -140,7 +145,11 @@ func (t *ZFSTool) Send(ctx context.Context, opt SendOptions) (*SendResult, error
 			return res, err
 		}
 	}
-	return res, nil
+	remounted, err := t.remountCopy(ctx, res.Datasets, unmounted)
+	for i := range res.Datasets {
+		res.Datasets[i].Remounted = remounted[res.Datasets[i].Dest]
+	}
+	return res, err
 }
 
 // placeLikeSource mounts a newly received descendant dest where the
@@ -180,6 +189,74 @@ func (t *ZFSTool) placeLikeSource(ctx context.Context, top, dataset, destTop, de
 		return t.setProp(ctx, dest, "mountpoint", want)
 	}
 	return nil
+}
+
+// unmountBelow unmounts the mounted datasets below the copy's top,
+// deepest first, and returns them. zfs-fuse's receive does not: after a
+// receive into a dataset (seen after one killed midway and the next
+// send), the directory a descendant is mounted on was replaced, and the
+// descendant's mount, still in the mount table, was no longer reachable
+// by its path — the copy looked empty there. A dataset in use (busy)
+// stays mounted; the send goes on.
+func (t *ZFSTool) unmountBelow(ctx context.Context, top string) []string {
+	out, err := t.run(ctx, "zfs", "list", "-H", "-o", "name,mounted", "-t", "filesystem", "-r", top)
+	if err != nil {
+		return nil // no copy yet
+	}
+	var done []string
+	for i := len(out) - 1; i >= 0; i-- {
+		l := out[i]
+		if len(l) != 2 || l[0] == top || l[1] != "yes" {
+			continue
+		}
+		if _, err := t.run(ctx, "zfs", "umount", l[0]); err != nil {
+			t.logger().Warn("snapshot: cannot unmount a dataset of the send destination for the receive", "dataset", l[0], "err", err)
+			continue
+		}
+		done = append(done, l[0])
+	}
+	return done
+}
+
+// remountCopy mounts every dataset of the copy that should be mounted
+// (canmount=on, a path as mountpoint) and is not, shallowest first, as an
+// uninterrupted zfs receive leaves what it receives (zfs-fuse has no
+// receive -u): those unmountBelow unmounted, and those a receive killed
+// midway left unmounted, which it reports.
+func (t *ZFSTool) remountCopy(ctx context.Context, sent []SentDataset, unmounted []string) (map[string]bool, error) {
+	remounted := map[string]bool{}
+	var errs []error
+	for _, d := range sent {
+		out, err := t.run(ctx, "zfs", "get", "-H", "-o", "property,value", "mounted,canmount,mountpoint", d.Dest)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("snapshot: is %s mounted: %w", d.Dest, err))
+			continue
+		}
+		p := map[string]string{}
+		for _, l := range out {
+			if len(l) == 2 {
+				p[l[0]] = l[1]
+			}
+		}
+		if p["mounted"] != "no" || p["canmount"] != "on" || !filepath.IsAbs(p["mountpoint"]) {
+			continue
+		}
+		for attempt := 0; attempt < 20; attempt++ {
+			if _, err = t.run(ctx, "zfs", "mount", d.Dest); err == nil || !isBusy(err) {
+				break
+			}
+			time.Sleep(time.Duration(attempt+1) * 50 * time.Millisecond)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("snapshot: mount %s: %w", d.Dest, err))
+			continue
+		}
+		if !slices.Contains(unmounted, d.Dest) {
+			remounted[d.Dest] = true
+			t.logger().Warn("snapshot: send destination was not mounted (a receive killed midway?); mounted it", "dataset", d.Dest)
+		}
+	}
+	return remounted, errors.Join(errs...)
 }
 
 // sendOne sends dataset@name to dest; afterwards dataset@name holds
@@ -246,7 +323,14 @@ func (t *ZFSTool) sendOne(ctx context.Context, owner Owner, dataset, name, dest,
 		}
 	}
 
-	n, stderr, err := t.pipe(ctx, dataset, name, base, dest)
+	// A full receive creates dest: mark it as ours while it is
+	// incomplete, so that CleanLeftovers can tell it from the user's
+	// should the send be killed and ZFS not discard it.
+	mark := ""
+	if !destExists {
+		mark = owner.String()
+	}
+	n, stderr, err := t.pipe(ctx, dataset, name, base, dest, mark)
 	if err != nil && base != "" && strings.Contains(stderr, "modified") {
 		// zfs rollback without -r refuses unless base is the newest
 		// snapshot of dest: nothing but changes since base goes.
@@ -255,7 +339,7 @@ func (t *ZFSTool) sendOne(ctx context.Context, owner Owner, dataset, name, dest,
 		}
 		t.logger().Warn("snapshot: send destination had changed since its newest snapshot; rolled back", "dataset", dest, "snapshot", base)
 		sent.RolledBack = true
-		n, _, err = t.pipe(ctx, dataset, name, base, dest)
+		n, _, err = t.pipe(ctx, dataset, name, base, dest, "")
 	}
 	sent.Bytes = n
 	if err != nil {
@@ -315,8 +399,10 @@ func (t *ZFSTool) snapshotGUIDs(ctx context.Context, dataset string) (map[string
 }
 
 // pipe runs zfs send [-i base] dataset@name | zfs receive dest and
-// returns the bytes of the stream and receive's error output.
-func (t *ZFSTool) pipe(ctx context.Context, dataset, name, base, dest string) (int64, string, error) {
+// returns the bytes of the stream and receive's error output. With mark
+// (a full receive, which creates dest), dest carries receivingProperty =
+// mark from as soon as it appears until the receive has succeeded.
+func (t *ZFSTool) pipe(ctx context.Context, dataset, name, base, dest, mark string) (int64, string, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	args := []string{"send"}
@@ -334,6 +420,13 @@ func (t *ZFSTool) pipe(ctx context.Context, dataset, name, base, dest string) (i
 	if err := recv.Start(); err != nil {
 		return 0, "", fmt.Errorf("snapshot: zfs receive: %w", err)
 	}
+	recvDone := make(chan struct{})
+	markDone := make(chan bool, 1)
+	if mark != "" {
+		go func() { markDone <- t.markReceiving(ctx, dest, mark, recvDone) }()
+	} else {
+		markDone <- false
+	}
 	if err := send.Start(); err != nil {
 		cancel()
 		pw.Close()
@@ -347,12 +440,20 @@ func (t *ZFSTool) pipe(ctx context.Context, dataset, name, base, dest string) (i
 		sendDone <- err
 	}()
 	rerr := recv.Wait()
+	close(recvDone)
 	if rerr != nil {
 		// Receive gave up: stop send, which would block on a full pipe.
 		cancel()
 		pr.CloseWithError(errors.New("zfs receive exited"))
 	}
 	serr := <-sendDone
+	if marked := <-markDone; marked && rerr == nil && serr == nil {
+		// Complete: an ordinary received dataset now. Should this fail,
+		// the cleanup sees the snapshot and only clears the mark.
+		if _, err := t.run(context.WithoutCancel(ctx), "zfs", "inherit", receivingProperty, dest); err != nil {
+			t.logger().Warn("snapshot: clear the receive mark", "dataset", dest, "err", err)
+		}
+	}
 	t.logger().Debug("zfs send | zfs receive", "send", strings.Join(args, " "), "dest", dest, "bytes", cw.n.Load(), "send_err", serr, "recv_err", rerr)
 	switch {
 	case rerr != nil:
@@ -361,6 +462,36 @@ func (t *ZFSTool) pipe(ctx context.Context, dataset, name, base, dest string) (i
 		return cw.n.Load(), recvErr.String(), fmt.Errorf("snapshot: zfs %s: %w: %s", strings.Join(args, " "), serr, strings.TrimSpace(sendErr.String()))
 	}
 	return cw.n.Load(), recvErr.String(), nil
+}
+
+// receivePoll is how often markReceiving tries to mark the dataset a
+// receive is creating.
+const receivePoll = 10 * time.Millisecond
+
+// markReceiving sets receivingProperty on dest as soon as the receive
+// has created it (a dataset being received takes user properties on
+// zfs-fuse; where it does not, the mark is missing and a killed
+// receive's remains are left to ZFS and the user). It gives up when the
+// receive ends or dest refuses the mark; it reports whether it marked
+// dest.
+func (t *ZFSTool) markReceiving(ctx context.Context, dest, mark string, done <-chan struct{}) bool {
+	for {
+		_, err := t.run(ctx, "zfs", "set", receivingProperty+"="+mark, dest)
+		if err == nil {
+			return true
+		}
+		if !strings.Contains(stderrOf(err), "does not exist") {
+			t.logger().Debug("snapshot: cannot mark the dataset being received", "dataset", dest, "err", err)
+			return false
+		}
+		select {
+		case <-done:
+			return false
+		case <-ctx.Done():
+			return false
+		case <-time.After(receivePoll):
+		}
+	}
 }
 
 type countingWriter struct {

@@ -1,6 +1,7 @@
 package snapshot_test
 
 import (
+	"fmt"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -138,5 +139,85 @@ func TestZFSSend(t *testing.T) {
 	}
 	if f := strings.Fields(zfstest.Run(t, "zfs", "get", "-H", "-p", "-o", "value", "userrefs,mailvault:sending", target)); !slices.Equal(f, []string{"1", "-"}) {
 		t.Fatalf("after the cleanup %s has userrefs, mark %q; want only the sent hold", target, f)
+	}
+}
+
+// TestCleanPartialReceive: what CleanLeftovers does with datasets marked
+// by a send's full receive. ZFS discards a receive whose stream ends
+// early by itself (TestCLIKillDuringSnapshotSend kills a real one), so
+// these states, which a receive ZFS did not discard would leave, are
+// built by hand: only a marked dataset of a dead send, without snapshot,
+// unmounted and with nothing below it, is destroyed.
+func TestCleanPartialReceive(t *testing.T) {
+	ctx := t.Context()
+	p := zfstest.NewPool(t)
+	tool := newTool(t)
+	gone := exec.Command("true")
+	if err := gone.Run(); err != nil {
+		t.Fatal(err)
+	}
+	me, err := snapshot.CurrentOwner()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := me
+	dead.PID = gone.Process.Pid
+	other := dead
+	other.Host = "elsewhere.example"
+
+	tests := []struct {
+		name   string
+		mark   string // the mailvault:receiving value; "" for none
+		setup  func(ds string)
+		action string // "" when the cleanup must not report it
+		stays  bool
+	}{
+		{"incomplete", dead.String(), nil, "destroyed", false},
+		{"received whole", dead.String(), func(ds string) { zfstest.Run(t, "zfs", "snapshot", ds+"@"+snapshot.SnapshotName(time.Now())) }, "kept", true},
+		{"something below", dead.String(), func(ds string) { zfstest.Run(t, "zfs", "create", ds+"/child") }, "kept", true},
+		{"mounted", dead.String(), func(ds string) { zfstest.Run(t, "zfs", "mount", ds) }, "kept", true},
+		{"live send", me.String(), nil, "", true},
+		{"other host", other.String(), nil, "", true},
+		{"not marked", "", nil, "", true},
+	}
+	for i, tt := range tests {
+		ds := fmt.Sprintf("%s/r%d", p.Name, i)
+		args := []string{"create", "-o", "canmount=noauto"}
+		if tt.mark != "" {
+			args = append(args, "-o", "mailvault:receiving="+tt.mark)
+		}
+		zfstest.Run(t, "zfs", append(args, ds)...)
+		if tt.setup != nil {
+			tt.setup(ds)
+		}
+	}
+	left, err := tool.CleanLeftovers(ctx, p.Name, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("cleaned: %+v", left)
+	for i, tt := range tests {
+		ds := fmt.Sprintf("%s/r%d", p.Name, i)
+		var got []snapshot.Leftover
+		for _, lo := range left {
+			if lo.Name == ds {
+				got = append(got, lo)
+			}
+		}
+		switch {
+		case tt.action == "" && len(got) != 0:
+			t.Errorf("%s: cleaned %+v", tt.name, got)
+		case tt.action != "" && (len(got) != 1 || got[0].Action != tt.action || got[0].Kind != "partial-receive" || got[0].Err != ""):
+			t.Errorf("%s: cleaned %+v, want one partial-receive %s", tt.name, got, tt.action)
+		}
+		_, err := zfstest.RunErr(ctx, "zfs", "list", ds)
+		if (err == nil) != tt.stays {
+			t.Errorf("%s: the dataset stays: %v, want %v", tt.name, err == nil, tt.stays)
+		}
+		if tt.name == "received whole" {
+			if v := strings.TrimSpace(zfstest.Run(t, "zfs", "get", "-H", "-o", "value", "mailvault:receiving", ds)); v != "-" {
+				t.Errorf("%s: the mark stays: %q", tt.name, v)
+			}
+		}
 	}
 }

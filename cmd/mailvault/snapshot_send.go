@@ -29,7 +29,11 @@ A destination changed since its newest snapshot (e.g. access times, where
 it is mounted) is rolled back to it. The source snapshots are held while
 they are sent, and the newest one sent keeps the hold
 ` + snapshot.SentTag("POOL/DATASET") + ` so that 'snapshot prune' keeps the
-base of the next send. See docs/SNAPSHOTS.md.`,
+base of the next send. A send killed midway leaves nothing in the way of
+the next one: that one releases the dead send's holds, removes a partial
+dataset its receive left (marked mailvault:receiving, without snapshot)
+if ZFS has not discarded it, and mounts the copy's datasets again. See
+docs/SNAPSHOTS.md.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
