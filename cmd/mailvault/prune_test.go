@@ -9,10 +9,14 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"filippo.io/age"
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
 
 	"github.com/mailvault/mailvault/archive"
+	"github.com/mailvault/mailvault/archive/s3/s3test"
 )
 
 // writeMessages adds n messages of about size bytes, each with a random
@@ -283,4 +287,80 @@ func countOld(files []string, old map[string]bool) (n int) {
 		}
 	}
 	return n
+}
+
+// TestCLIPruneObjectLock: in a repository with Object Lock (MinIO,
+// governance, one day) forget and prune exit 0 and say what waits until
+// when. The snapshot's retention is cut short by the test setup, as an
+// administrator allowed to bypass governance could (MinIO's clock cannot
+// be moved): then forget removes it, and prune lists every pack it would
+// delete or repack as waiting, deleting nothing.
+func TestCLIPruneObjectLock(t *testing.T) {
+	srv := s3test.StartT(t)
+	t.Setenv("AWS_ACCESS_KEY_ID", s3test.User)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", s3test.Password)
+	t.Setenv("HOME", t.TempDir())
+	t.Setenv("XDG_CACHE_HOME", t.TempDir())
+	ctx := t.Context()
+
+	id, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bucket := s3test.NewBucketName()
+	e := &cliEnv{repo: "s3:http://" + srv.Addr + "/" + bucket + "/mail", identity: filepath.Join(t.TempDir(), "key.txt")}
+	if err := os.WriteFile(e.identity, []byte(id.String()+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, stderr, code := runCLI(t, "--repo", e.repo, "init", "--recipient", id.Recipient().String(), "--object-lock-days", "1"); code != 0 {
+		t.Fatalf("init: exit %d: %s", code, stderr)
+	}
+	src := filepath.Join(t.TempDir(), "mail")
+	writeMessages(t, src, 0, 12, 64<<10)
+	s1 := e.backup(t, src)
+	deleteEveryOther(t, src)
+	e.backup(t, src)
+
+	stdout, stderr, code := e.cli(t, "forget", s1.Snapshot.String())
+	if code != 0 || !strings.Contains(stdout, "is waiting until") || !strings.Contains(stdout, "it stays") {
+		t.Fatalf("forget inside retention: exit %d: %s%s", code, stdout, stderr)
+	}
+
+	admin, err := minio.New(srv.Addr, &minio.Options{Creds: credentials.NewStaticV4(s3test.User, s3test.Password, "")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	soon := time.Now().Add(2 * time.Second).Truncate(time.Second).Add(time.Second)
+	gov := minio.Governance
+	key := "mail/snapshots/" + s1.Snapshot.String()
+	if err := admin.PutObjectRetention(ctx, bucket, key, minio.PutObjectRetentionOptions{Mode: &gov, RetainUntilDate: &soon, GovernanceBypass: true}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Until(soon) + 200*time.Millisecond)
+	if stdout, stderr, code := e.cli(t, "forget", s1.Snapshot.String()); code != 0 || !strings.Contains(stdout, "removed snapshot") {
+		t.Fatalf("forget after retention: exit %d: %s%s", code, stdout, stderr)
+	}
+
+	objects := func() int {
+		n := 0
+		for o := range admin.ListObjects(ctx, bucket, minio.ListObjectsOptions{Prefix: "mail/", Recursive: true, WithVersions: true}) {
+			if o.Err != nil {
+				t.Fatal(o.Err)
+			}
+			if !strings.HasPrefix(o.Key, "mail/locks/") {
+				n++
+			}
+		}
+		return n
+	}
+	before := objects()
+	stdout, stderr, code = e.cli(t, "prune")
+	if code != 0 || !strings.Contains(stdout, "files wait for their object-lock retention") || !strings.Contains(stdout, "data/") || !strings.Contains(stdout, "deleted 0 packs") {
+		t.Fatalf("prune inside retention: exit %d: %s%s", code, stdout, stderr)
+	}
+	t.Logf("prune inside retention:\n%s", stdout)
+	if after := objects(); after != before {
+		t.Errorf("prune inside retention: %d objects before, %d after", before, after)
+	}
+	e.checkClean(t, 1)
 }
