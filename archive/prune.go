@@ -119,7 +119,12 @@ func (r *Repository) Forget(ctx context.Context, ids []ID) (*ForgetResult, error
 		return nil, fmt.Errorf("forget: %w", ErrWriteOnly)
 	}
 	res := &ForgetResult{Removed: []ID{}}
+	seen := map[ID]bool{}
 	for _, id := range ids {
+		if seen[id] {
+			continue // named twice ("latest" and its ID, say)
+		}
+		seen[id] = true
 		w, err := r.removeDurable(ctx, SnapshotFile, id.String())
 		if err != nil {
 			return res, fmt.Errorf("forget snapshot %s: %w", id.Short(), err)

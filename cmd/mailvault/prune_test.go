@@ -116,7 +116,7 @@ func TestCLIForgetPrune(t *testing.T) {
 		t.Fatal("the dry run changed the repository")
 	}
 
-	stdout, stderr, code = e.cli(t, "--json", "forget", "--prune", "--max-unused", "0%", s1.Snapshot.String())
+	stdout, stderr, code = e.cli(t, "--json", "forget", "--prune", "--max-unused", "0%", s1.Snapshot.String(), s1.Snapshot.String()[:10])
 	if code != 0 {
 		t.Fatalf("forget --prune: exit %d: %s", code, stderr)
 	}
