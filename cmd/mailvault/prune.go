@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -71,7 +72,9 @@ would do without those snapshots).`,
 				if err != nil {
 					return err
 				}
-				ids = append(ids, s.ID)
+				if !slices.Contains(ids, s.ID) {
+					ids = append(ids, s.ID)
+				}
 			}
 			out := struct {
 				DryRun bool                  `json:"dry_run,omitempty"`
