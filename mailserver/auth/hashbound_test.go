@@ -5,6 +5,7 @@ import (
 	"errors"
 	"path/filepath"
 	"runtime"
+	"runtime/metrics"
 	"strings"
 	"sync"
 	"testing"
@@ -131,5 +132,23 @@ func TestDefaultConcurrentHashes(t *testing.T) {
 		if got := tc.opts.maxConcurrentHashes(); got != tc.want {
 			t.Errorf("%+v: %d, want %d", tc.opts, got, tc.want)
 		}
+	}
+}
+
+// The last check out collects and returns the hash's block at once (see
+// release), so its memory does not inflate the next heap goal.
+func TestCheckCollectsAfterwards(t *testing.T) {
+	db := newDB(t)
+	forced := func() uint64 {
+		s := []metrics.Sample{{Name: "/gc/cycles/forced:gc-cycles"}}
+		metrics.Read(s)
+		return s[0].Value.Uint64()
+	}
+	before := forced()
+	if _, err := db.Authenticate(t.Context(), "alice@example.test", "correct horse"); err != nil {
+		t.Fatal(err)
+	}
+	if n := forced() - before; n < 1 {
+		t.Fatalf("%d forced collections after a login", n)
 	}
 }
