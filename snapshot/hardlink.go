@@ -120,9 +120,15 @@ func CleanLinkTrees(paths []string, dir string) []Leftover {
 			parents = appendUnique(parents, filepath.Dir(p))
 		}
 	}
+	return CleanLinkTreesIn(parents...)
+}
+
+// CleanLinkTreesIn removes, from each directory, the link trees of
+// provably dead owners, as CleanLinkTrees does beside paths.
+func CleanLinkTreesIn(dirs ...string) []Leftover {
 	var left []Leftover
-	for _, parent := range parents {
-		left = append(left, cleanOwnedDirs(parent, isLinkTree, "link-tree", true)...)
+	for _, d := range appendUnique(nil, dirs...) {
+		left = append(left, cleanOwnedDirs(d, isLinkTree, "link-tree", true)...)
 	}
 	return left
 }

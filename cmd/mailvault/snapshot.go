@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -161,7 +162,7 @@ func newSnapshotListCmd(g *globals) *cobra.Command {
 func newSnapshotTakeCmd(g *globals) *cobra.Command {
 	var pre, post []string
 	var recursive bool
-	var dataDir string
+	var dataDir, linksDir string
 	cmd := &cobra.Command{
 		Use:   "take PATH",
 		Short: "Take a snapshot of the dataset holding PATH (recursive when datasets are mounted below PATH)",
@@ -172,7 +173,7 @@ func newSnapshotTakeCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			left := cleanLeftovers(ctx, g, tool, loc)
+			left := cleanLeftovers(ctx, g, tool, loc, args[0], linksDir)
 			servers, err := runningServers(ctx, g, dataDir, args)
 			if err != nil {
 				return err
@@ -205,15 +206,34 @@ func newSnapshotTakeCmd(g *globals) *cobra.Command {
 	cmd.Flags().StringArrayVar(&post, "post", nil, "shell command run just after the snapshot (always, once --pre ran); repeatable")
 	cmd.Flags().BoolVar(&recursive, "recursive", false, "snapshot the datasets below the dataset too, even if not mounted below PATH")
 	cmd.Flags().StringVar(&dataDir, "data", "", "data directory of a running `mailvault serve` to pause for the instant of the snapshot (default: the one whose control.sock is in or above PATH)")
+	linksDirFlag(cmd, &linksDir)
 	return cmd
+}
+
+// linksDirFlag registers --snapshot-dir on take and prune: where killed
+// backups' link trees may be, beside PATH and its parent.
+func linksDirFlag(cmd *cobra.Command, dir *string) {
+	cmd.Flags().StringVar(dir, "snapshot-dir", "", "also remove killed backups' hardlink trees from this directory (the --snapshot-dir of backup); PATH and its parent are always searched")
 }
 
 // cleanLeftovers removes what views and sends of killed processes left in
 // the pool of loc (see snapshot.ZFSTool.CleanLeftovers); held snapshots
-// among them would otherwise stay unprunable. A failure is only logged:
-// it stands in the way of nothing the command does.
-func cleanLeftovers(ctx context.Context, g *globals, tool *snapshot.ZFSTool, loc *snapshot.Location) []snapshot.Leftover {
+// among them would otherwise stay unprunable. It also removes the
+// hardlink trees of killed backups (snapshot.CleanLinkTreesIn) beside
+// path (a backup of path puts its tree in path's parent, one of a
+// directory in path puts it in path) and in linksDir: they hold links to
+// messages deleted since, whose space they keep in the snapshots taken
+// and on the file system. A failure is only logged: it stands in the way
+// of nothing the command does.
+func cleanLeftovers(ctx context.Context, g *globals, tool *snapshot.ZFSTool, loc *snapshot.Location, path, linksDir string) []snapshot.Leftover {
 	left, err := tool.CleanLeftovers(ctx, loc.Dataset.Pool(), "")
+	if abs, aerr := filepath.Abs(path); aerr == nil {
+		dirs := []string{filepath.Dir(abs), abs}
+		if linksDir != "" {
+			dirs = append(dirs, linksDir)
+		}
+		left = append(left, snapshot.CleanLinkTreesIn(dirs...)...)
+	}
 	if left == nil {
 		left = []snapshot.Leftover{} // [] in --json output, not null
 	}
@@ -235,6 +255,7 @@ func runFrozen(ctx context.Context, c snapshot.Consistency, fn func(context.Cont
 func newSnapshotPruneCmd(g *globals) *cobra.Command {
 	var r snapshot.Retention
 	var dryRun bool
+	var linksDir string
 	cmd := &cobra.Command{
 		Use:   "prune PATH",
 		Short: "Destroy mailvault's snapshots of PATH's dataset that the retention counts do not keep",
@@ -253,7 +274,7 @@ never touched. --dry-run prints the plan with the reasons.`,
 			}
 			left := []snapshot.Leftover{}
 			if !dryRun {
-				left = cleanLeftovers(ctx, g, tool, loc)
+				left = cleanLeftovers(ctx, g, tool, loc, args[0], linksDir)
 			}
 			plan, perr := tool.Prune(ctx, loc.Dataset.Name, r, dryRun)
 			if g.json {
@@ -305,6 +326,7 @@ never touched. --dry-run prints the plan with the reasons.`,
 	f.IntVar(&r.Monthly, "monthly", 3, "keep the newest snapshot of this many months")
 	f.IntVar(&r.Yearly, "yearly", 0, "keep the newest snapshot of this many years")
 	f.BoolVar(&dryRun, "dry-run", false, "print the plan; destroy nothing")
+	linksDirFlag(cmd, &linksDir)
 	return cmd
 }
 
