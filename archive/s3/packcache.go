@@ -6,6 +6,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/minio/minio-go/v7"
@@ -16,24 +18,29 @@ import (
 // packCache serves small ranged reads of pack files from 1 MiB blocks kept
 // in memory, and remembers packs' sizes.
 //
-// The archive reads single blobs through age.DecryptReaderAt, which asks
-// for the header (4 KiB), the final chunk and then every 64 KiB chunk of
-// the blob separately, after a Stat of the pack: loading one tree made
-// one HEAD and three GETs, a 1 MiB blob seventeen. On a local disk those
-// are cheap reads; over S3 each is a round trip and a request billed. A
-// restore or an incremental backup loads hundreds of trees from the same
-// few tree packs (bench/compare.sh --s3 counted 1,450 requests for a
-// 20 MB corpus where restic made 16), so reads of up to a block are
-// served from whole aligned blocks instead: one GET per block, shared by
-// every read that falls in it.
+// Loading a tree goes through age.DecryptReaderAt, which asks for the
+// header (4 KiB), the final chunk and then every 64 KiB chunk of the blob
+// separately, after a Stat of the pack: loading one tree made one HEAD and
+// three GETs, a 1 MiB blob seventeen. On a local disk those are cheap
+// reads; over S3 each is a round trip and a request billed. A restore or
+// an incremental backup loads hundreds of trees from the same few tree
+// packs (bench/compare.sh --s3 counted 1,450 requests for a 20 MB corpus
+// where restic made 16), so reads of up to one age chunk are served from
+// whole aligned blocks instead: one GET per block (or per two blocks, for
+// a read across a boundary), shared by every read that falls in them.
+//
+// Longer reads come from archive.ReadBlobs, which fetches the span of
+// chunks it needs in one request: those go straight to the server (a
+// block fetch would read up to 2 MiB for a span of 70 KiB, and copy it
+// twice), unless the blocks they fall in are cached already.
 //
 // Nothing cached can be stale: a pack is named by the SHA-256 of its
 // content and never overwritten (nooverwrite.go), and Remove forgets it.
 // (Undelete copies a pack's first version back over a replaced one, but
-// that version is the content the name stands for; a replaced version
-// cached before would fail authentication, as it would uncached.) The
-// cache lives as long as the Backend, one command. Whole-pack reads
-// (restores stream packs with Get) bypass it.
+// that version is the content the name stands for. A block of a replaced
+// version is not kept when the pack's size is known and differs, and
+// would fail authentication anyway.) The cache lives as long as the
+// Backend, one command.
 type packCache struct {
 	mu     sync.Mutex
 	blocks map[blockKey]*list.Element // of *block
@@ -48,9 +55,13 @@ const (
 	// (a GET of 1 MiB costs about as long as one of 64 KiB on any link
 	// with more than a millisecond of latency).
 	cacheBlock = 1 << 20
-	// cacheBlocks bounds the memory (16 MiB): two restore workers each
-	// reading a pack's header, final chunk and current blocks, plus the
-	// blocks of the tree packs.
+	// cacheFill is the longest read that fetches blocks when it misses:
+	// one age chunk with its tag, what age.DecryptReaderAt reads at a
+	// time.
+	cacheFill = 64<<10 + 16
+	// cacheBlocks bounds the memory (16 MiB): the blocks of the tree
+	// packs a restore or backup walks, and of the packs whose headers
+	// check or prune reads.
 	cacheBlocks = 16
 	// cacheSizes bounds the remembered sizes (about 100 bytes each).
 	cacheSizes = 1 << 16
@@ -103,36 +114,117 @@ func (c *packCache) forget(key string) {
 }
 
 // cachedRange reads length bytes at offset of a pack through the block
-// cache; size is the pack's size. Reading past the end gives what there
-// is, as a ranged GET does.
-func (b *Backend) cachedRange(ctx context.Context, t archive.FileType, name, key string, size, offset, length int64) (io.ReadCloser, error) {
-	end := min(offset+length, size)
-	if offset >= end {
-		return io.NopCloser(bytes.NewReader(nil)), nil
+// cache; ok is false when the read should go to the server instead (it is
+// longer than cacheFill and not all cached). Reading past the end gives
+// what there is, as a ranged GET does. The pack's size is not needed: a
+// block's GET asks for the whole block and the server answers with what
+// the object holds of it.
+func (b *Backend) cachedRange(ctx context.Context, t archive.FileType, name, key string, offset, length int64) (rc io.ReadCloser, ok bool, err error) {
+	if length <= 0 || length > cacheBlock {
+		return nil, false, nil
 	}
-	out := make([]byte, 0, end-offset)
-	for i := offset / cacheBlock; i*cacheBlock < end; i++ {
-		data, err := b.cache.get(ctx, blockKey{key, i}, func() ([]byte, error) {
-			return b.getBlock(ctx, key, i*cacheBlock, min(cacheBlock, size-i*cacheBlock))
-		})
-		if err != nil {
-			return nil, wrapErr(t, name, err)
+	first, last := offset/cacheBlock, (offset+length-1)/cacheBlock
+	if length > cacheFill && !b.cache.has(key, first, last) {
+		return nil, false, nil
+	}
+	blocks, err := b.cache.get(ctx, key, first, last, func(from, to int64) ([][]byte, error) {
+		data, size, err := b.getBlocks(ctx, key, from, to)
+		if err != nil || size < 0 {
+			return data, err
 		}
-		lo := max(offset-i*cacheBlock, 0)
-		hi := min(end-i*cacheBlock, int64(len(data)))
+		// An object that is not the size it was is not the pack its
+		// name stands for (overwritten behind our back); its bytes
+		// are not kept, so the original is read once it is back.
+		if known, ok := b.cache.size(key); ok && known != size {
+			return nil, fmt.Errorf("read blocks: the object is %d bytes, was %d", size, known)
+		}
+		b.cache.setSize(key, size)
+		return data, nil
+	})
+	if err != nil {
+		return nil, true, wrapErr(t, name, err)
+	}
+	out := make([]byte, 0, length)
+	end := offset + length
+	for j, data := range blocks {
+		base := (first + int64(j)) * cacheBlock
+		lo := max(offset-base, 0)
+		hi := min(end-base, int64(len(data)))
+		if lo >= hi {
+			break // past the end of the object
+		}
 		out = append(out, data[lo:hi]...)
 	}
-	return io.NopCloser(bytes.NewReader(out)), nil
+	return io.NopCloser(bytes.NewReader(out)), true, nil
 }
 
-// get returns a block, fetching it with fetch unless it is cached or
-// already being fetched by another caller (who is then waited for).
-func (c *packCache) get(ctx context.Context, k blockKey, fetch func() ([]byte, error)) ([]byte, error) {
+// has reports whether blocks first..last of an object are all cached (or
+// being fetched).
+func (c *packCache) has(key string, first, last int64) bool {
 	c.mu.Lock()
-	if e, ok := c.blocks[k]; ok {
-		c.lru.MoveToFront(e)
-		bl := e.Value.(*block)
-		c.mu.Unlock()
+	defer c.mu.Unlock()
+	for i := first; i <= last; i++ {
+		if _, ok := c.blocks[blockKey{key, i}]; !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// get returns blocks first..last of an object, fetching those that are
+// neither cached nor being fetched by another caller (who is then waited
+// for) with one call of fetch for the run from the first to the last of
+// them.
+func (c *packCache) get(ctx context.Context, key string, first, last int64, fetch func(from, to int64) ([][]byte, error)) ([][]byte, error) {
+	all := make([]*block, 0, last-first+1)
+	var mine []*block
+	c.mu.Lock()
+	for i := first; i <= last; i++ {
+		k := blockKey{key, i}
+		if e, ok := c.blocks[k]; ok {
+			c.lru.MoveToFront(e)
+			all = append(all, e.Value.(*block))
+			continue
+		}
+		bl := &block{key: k, ready: make(chan struct{})}
+		c.blocks[k] = c.lru.PushFront(bl)
+		all = append(all, bl)
+		mine = append(mine, bl)
+	}
+	for c.lru.Len() > cacheBlocks {
+		old := c.lru.Back()
+		c.lru.Remove(old)
+		delete(c.blocks, old.Value.(*block).key)
+	}
+	c.mu.Unlock()
+
+	if len(mine) > 0 {
+		from, to := mine[0].key.index, mine[len(mine)-1].key.index
+		data, err := fetch(from, to)
+		for _, bl := range mine {
+			if err != nil {
+				bl.err = err
+			} else {
+				bl.data = data[bl.key.index-from]
+			}
+		}
+		if err != nil {
+			// Not kept: the next read tries again.
+			c.mu.Lock()
+			for _, bl := range mine {
+				if e, ok := c.blocks[bl.key]; ok && e.Value == bl {
+					c.lru.Remove(e)
+					delete(c.blocks, bl.key)
+				}
+			}
+			c.mu.Unlock()
+		}
+		for _, bl := range mine {
+			close(bl.ready)
+		}
+	}
+	out := make([][]byte, len(all))
+	for i, bl := range all {
 		select {
 		case <-bl.ready:
 		case <-ctx.Done():
@@ -141,53 +233,76 @@ func (c *packCache) get(ctx context.Context, k blockKey, fetch func() ([]byte, e
 		if bl.err != nil {
 			return nil, bl.err
 		}
-		return bl.data, nil
+		out[i] = bl.data
 	}
-	bl := &block{key: k, ready: make(chan struct{})}
-	c.blocks[k] = c.lru.PushFront(bl)
-	for c.lru.Len() > cacheBlocks {
-		old := c.lru.Back()
-		c.lru.Remove(old)
-		delete(c.blocks, old.Value.(*block).key)
-	}
-	c.mu.Unlock()
-
-	bl.data, bl.err = fetch()
-	if bl.err != nil {
-		// Not kept: the next read tries again.
-		c.mu.Lock()
-		if e, ok := c.blocks[k]; ok && e.Value == bl {
-			c.lru.Remove(e)
-			delete(c.blocks, k)
-		}
-		c.mu.Unlock()
-	}
-	close(bl.ready)
-	return bl.data, bl.err
+	return out, nil
 }
 
-// getBlock reads n bytes at off of an object in one ranged GET, body
-// included in the retried attempt (a reset mid-body is tried again).
-func (b *Backend) getBlock(ctx context.Context, key string, off, n int64) ([]byte, error) {
+// getBlocks reads blocks from..to of an object in one ranged GET, body
+// included in the retried attempt (a reset mid-body is tried again), and
+// returns them with the object's size (-1 when the answer does not say).
+// A block at or past the object's end comes back short or empty.
+func (b *Backend) getBlocks(ctx context.Context, key string, from, to int64) ([][]byte, int64, error) {
 	var opts minio.GetObjectOptions
-	if err := opts.SetRange(off, off+n-1); err != nil {
-		return nil, err
+	off, end := from*cacheBlock, (to+1)*cacheBlock
+	if err := opts.SetRange(off, end-1); err != nil {
+		return nil, 0, err
 	}
 	core := minio.Core{Client: b.client}
-	buf := make([]byte, n)
+	var data []byte
+	size := int64(-1)
 	err := b.retry(ctx, func() error {
-		rc, _, _, err := core.GetObject(ctx, b.cfg.Bucket, key, opts)
+		rc, info, h, err := core.GetObject(ctx, b.cfg.Bucket, key, opts)
+		if minio.ToErrorResponse(err).Code == "InvalidRange" {
+			data = nil // the object ends before off
+			return nil
+		}
 		if err != nil {
 			return err
 		}
 		defer rc.Close()
-		if _, err := io.ReadFull(rc, buf); err != nil {
-			return fmt.Errorf("read %d bytes at %d: %w", n, off, err)
+		size = objectSize(h.Get("Content-Range"))
+		// The server sends what the object holds of the range: its
+		// Content-Length says how much, so a cut-off body is told
+		// from a short object.
+		if info.Size < 0 {
+			data, err = io.ReadAll(io.LimitReader(rc, end-off+1))
+			if err == nil && int64(len(data)) > end-off {
+				err = fmt.Errorf("read blocks at %d: more than the %d bytes asked for", off, end-off)
+			}
+			return err
+		}
+		if info.Size > end-off {
+			return fmt.Errorf("read blocks at %d: %d bytes for a range of %d", off, info.Size, end-off)
+		}
+		data = make([]byte, info.Size)
+		if _, err := io.ReadFull(rc, data); err != nil {
+			return fmt.Errorf("read %d bytes at %d: %w", info.Size, off, err)
 		}
 		return nil
 	})
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	return buf, nil
+	out := make([][]byte, to-from+1)
+	for i := range out {
+		lo := min(int64(i)*cacheBlock, int64(len(data)))
+		hi := min(int64(i+1)*cacheBlock, int64(len(data)))
+		out[i] = data[lo:hi:hi]
+	}
+	return out, size, nil
+}
+
+// objectSize is the complete length of a Content-Range header ("bytes
+// 0-99/1234", RFC 9110 section 14.4), or -1.
+func objectSize(contentRange string) int64 {
+	_, total, ok := strings.Cut(contentRange, "/")
+	if !ok {
+		return -1
+	}
+	n, err := strconv.ParseInt(total, 10, 64)
+	if err != nil || n < 0 {
+		return -1
+	}
+	return n
 }

@@ -1,6 +1,7 @@
 package s3
 
 import (
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -41,10 +42,11 @@ func newGateProxy(t *testing.T, target string, want int) (*gateProxy, string) {
 		t.Fatal(err)
 	}
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		// Whole packs: stored, or streamed by a restore (reads of a
-		// few trees before it are ranged, and one after the other).
-		whole := r.Method == http.MethodPut || r.Method == http.MethodGet && r.Header.Get("Range") == ""
-		if whole && strings.Contains(r.URL.Path, "/data/") {
+		// Packs: stored, or read by a restore, whole or a span of
+		// them (reads of a few trees before it are ranged reads of
+		// aligned 1 MiB blocks, one after the other).
+		pack := r.Method == http.MethodPut || r.Method == http.MethodGet && !isBlockRead(r.Header.Get("Range"))
+		if pack && strings.Contains(r.URL.Path, "/data/") {
 			p.enter()
 			defer p.leave()
 		}
@@ -53,6 +55,16 @@ func newGateProxy(t *testing.T, target string, want int) (*gateProxy, string) {
 	go srv.Serve(l)
 	t.Cleanup(func() { srv.Close() })
 	return p, l.Addr().String()
+}
+
+// isBlockRead reports whether a Range header asks for whole aligned blocks
+// of the pack cache (packcache.go).
+func isBlockRead(rng string) bool {
+	var from, to int64
+	if _, err := fmt.Sscanf(rng, "bytes=%d-%d", &from, &to); err != nil {
+		return false
+	}
+	return from%cacheBlock == 0 && (to+1)%cacheBlock == 0
 }
 
 func (p *gateProxy) enter() {

@@ -351,12 +351,10 @@ func (b *Backend) GetRange(ctx context.Context, t archive.FileType, name string,
 	if offset < 0 {
 		return nil, fmt.Errorf("%s/%s: negative offset %d", t, name, offset)
 	}
-	if t == archive.PackFile && length > 0 && length <= cacheBlock {
-		size, err := b.Stat(ctx, t, name)
-		if err != nil {
-			return nil, err
+	if t == archive.PackFile {
+		if rc, ok, err := b.cachedRange(ctx, t, name, k, offset, length); ok {
+			return rc, err
 		}
-		return b.cachedRange(ctx, t, name, k, size, offset, length)
 	}
 	var opts minio.GetObjectOptions
 	switch {
