@@ -129,9 +129,15 @@ func (t *ZFSTool) Send(ctx context.Context, opt SendOptions) (*SendResult, error
 	}
 	res.Snapshot = set.FullName()
 	unmounted := t.unmountBelow(ctx, opt.Dest)
+	var dests []string
+	var sendErr error
 	for _, m := range set.Members {
 		ds, _, _ := strings.Cut(m, "@")
 		dest := opt.Dest + strings.TrimPrefix(ds, opt.Source)
+		dests = append(dests, dest)
+		if sendErr != nil {
+			continue // not sent; only mounted again below
+		}
 		sent, err := t.sendOne(ctx, owner, ds, set.Name, dest, SentTag(opt.Dest))
 		if err == nil && sent.From == "" && !sent.UpToDate && ds != opt.Source {
 			err = t.placeLikeSource(ctx, opt.Source, ds, opt.Dest, dest)
@@ -141,15 +147,14 @@ func (t *ZFSTool) Send(ctx context.Context, opt SendOptions) (*SendResult, error
 			res.Bytes += sent.Bytes
 			res.Incremental = res.Incremental && (sent.From != "" || sent.UpToDate)
 		}
-		if err != nil {
-			return res, err
-		}
+		sendErr = err
 	}
-	remounted, err := t.remountCopy(ctx, res.Datasets, unmounted)
+	// Also after a failed send: what unmountBelow unmounted goes back.
+	remounted, err := t.remountCopy(context.WithoutCancel(ctx), appendUnique(dests, unmounted...), unmounted)
 	for i := range res.Datasets {
 		res.Datasets[i].Remounted = remounted[res.Datasets[i].Dest]
 	}
-	return res, err
+	return res, errors.Join(sendErr, err)
 }
 
 // placeLikeSource mounts a newly received descendant dest where the
@@ -223,13 +228,18 @@ func (t *ZFSTool) unmountBelow(ctx context.Context, top string) []string {
 // uninterrupted zfs receive leaves what it receives (zfs-fuse has no
 // receive -u): those unmountBelow unmounted, and those a receive killed
 // midway left unmounted, which it reports.
-func (t *ZFSTool) remountCopy(ctx context.Context, sent []SentDataset, unmounted []string) (map[string]bool, error) {
+func (t *ZFSTool) remountCopy(ctx context.Context, dests, unmounted []string) (map[string]bool, error) {
 	remounted := map[string]bool{}
 	var errs []error
-	for _, d := range sent {
-		out, err := t.run(ctx, "zfs", "get", "-H", "-o", "property,value", "mounted,canmount,mountpoint", d.Dest)
+	// Shallowest first: a dataset is mounted inside its parent.
+	slices.SortStableFunc(dests, func(a, b string) int { return strings.Count(a, "/") - strings.Count(b, "/") })
+	for _, dest := range dests {
+		out, err := t.run(ctx, "zfs", "get", "-H", "-o", "property,value", "mounted,canmount,mountpoint", dest)
+		if strings.Contains(stderrOf(err), "does not exist") {
+			continue // not received (yet)
+		}
 		if err != nil {
-			errs = append(errs, fmt.Errorf("snapshot: is %s mounted: %w", d.Dest, err))
+			errs = append(errs, fmt.Errorf("snapshot: is %s mounted: %w", dest, err))
 			continue
 		}
 		p := map[string]string{}
@@ -242,18 +252,18 @@ func (t *ZFSTool) remountCopy(ctx context.Context, sent []SentDataset, unmounted
 			continue
 		}
 		for attempt := 0; attempt < 20; attempt++ {
-			if _, err = t.run(ctx, "zfs", "mount", d.Dest); err == nil || !isBusy(err) {
+			if _, err = t.run(ctx, "zfs", "mount", dest); err == nil || !isBusy(err) {
 				break
 			}
 			time.Sleep(time.Duration(attempt+1) * 50 * time.Millisecond)
 		}
 		if err != nil {
-			errs = append(errs, fmt.Errorf("snapshot: mount %s: %w", d.Dest, err))
+			errs = append(errs, fmt.Errorf("snapshot: mount %s: %w", dest, err))
 			continue
 		}
-		if !slices.Contains(unmounted, d.Dest) {
-			remounted[d.Dest] = true
-			t.logger().Warn("snapshot: send destination was not mounted (a receive killed midway?); mounted it", "dataset", d.Dest)
+		if !slices.Contains(unmounted, dest) {
+			remounted[dest] = true
+			t.logger().Warn("snapshot: send destination was not mounted (a receive killed midway?); mounted it", "dataset", dest)
 		}
 	}
 	return remounted, errors.Join(errs...)
@@ -447,9 +457,11 @@ func (t *ZFSTool) pipe(ctx context.Context, dataset, name, base, dest, mark stri
 		pr.CloseWithError(errors.New("zfs receive exited"))
 	}
 	serr := <-sendDone
-	if marked := <-markDone; marked && rerr == nil && serr == nil {
-		// Complete: an ordinary received dataset now. Should this fail,
-		// the cleanup sees the snapshot and only clears the mark.
+	// Complete: an ordinary received dataset now (should clearing fail,
+	// the cleanup sees the snapshot and only clears the mark). Refused
+	// because dest exists: it is not ours (someone made it since the
+	// send looked), whatever was marked.
+	if marked := <-markDone; marked && ((rerr == nil && serr == nil) || strings.Contains(recvErr.String(), "exists")) {
 		if _, err := t.run(context.WithoutCancel(ctx), "zfs", "inherit", receivingProperty, dest); err != nil {
 			t.logger().Warn("snapshot: clear the receive mark", "dataset", dest, "err", err)
 		}

@@ -108,6 +108,11 @@ func TestZFSSend(t *testing.T) {
 	if _, err := zfstest.RunErr(ctx, "zfs", "list", dest+"@users-own"); err != nil {
 		t.Fatalf("the user's snapshot on the destination is gone: %v", err)
 	}
+	// The refused send leaves the copy mounted, as it found it (each send
+	// unmounts the datasets below the top while it receives).
+	if got := zfstest.Run(t, "zfs", "get", "-H", "-r", "-o", "value", "mounted", dest); strings.Count(got, "yes") != 3 {
+		t.Fatalf("after the refused send, mounted: %q", got)
+	}
 	list := zfstest.Run(t, "zfs", "list", "-H", "-o", "name", "-t", "snapshot", "-r", dest)
 	if n := strings.Count(list, "@"+snapshot.Prefix); n != 9 {
 		t.Errorf("destination has %d mailvault snapshots, want 3 sets of 3:\n%s", n, list)
