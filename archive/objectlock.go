@@ -428,46 +428,44 @@ func (r *Repository) referencedPacks(ctx context.Context, res *MaintainResult) (
 	return out, nil
 }
 
-// coveringIndexes picks the index files to keep: greedily the ones that
-// list the most referenced packs, then any that list a referenced pack
-// none picked so far lists. After `repair index` this keeps the new
-// index files and lets the replaced ones (left in place by retention) run
-// out. Damaged index files are not kept.
+// coveringIndexes picks the index files to keep: greedily the ones in
+// force that list the most referenced packs, then any that list a
+// referenced pack none picked so far lists, and every file in force that
+// supersedes a file still present (were it to run out first, the old file
+// would be read again). Superseded files — left in place by retention
+// after `repair index` or prune — and damaged ones are left to run out.
 func (r *Repository) coveringIndexes(ctx context.Context, packs []ID, res *MaintainResult) ([]ID, error) {
 	need := make(map[ID]struct{}, len(packs))
 	for _, p := range packs {
 		need[p] = struct{}{}
 	}
-	files, err := r.List(ctx, IndexFile)
-	if err != nil {
-		return nil, err
-	}
 	type cand struct {
-		id    ID
-		packs []ID
+		id         ID
+		packs      []ID
+		supersedes []ID
 	}
-	var cands []cand
-	for _, f := range files {
-		plain, err := r.LoadFile(ctx, IndexFile, f)
-		if errors.Is(err, ErrCorrupt) {
-			res.DamagedIndexes++
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		ic, err := decodeIndex(plain)
-		if err != nil {
-			res.DamagedIndexes++
-			continue
-		}
-		c := cand{id: f}
+	byID := map[ID]*cand{}
+	scan, err := r.scanIndexFiles(ctx, func(f ID, ic *IndexFileContent) {
+		c := &cand{id: f, supersedes: ic.Supersedes}
 		for _, p := range ic.Packs {
 			if _, ok := need[p.ID]; ok {
 				c.packs = append(c.packs, p.ID)
 			}
 		}
-		cands = append(cands, c)
+		byID[f] = c
+	})
+	if err != nil {
+		return nil, err
+	}
+	res.DamagedIndexes += len(scan.all) - len(scan.read)
+	res.SupersededIndexes += len(scan.read) - len(scan.live)
+	present := make(map[ID]struct{}, len(scan.all))
+	for _, f := range scan.all {
+		present[f] = struct{}{}
+	}
+	cands := make([]*cand, 0, len(scan.live))
+	for _, f := range scan.live {
+		cands = append(cands, byID[f])
 	}
 	sort.Slice(cands, func(i, j int) bool {
 		if len(cands[i].packs) != len(cands[j].packs) {
@@ -483,6 +481,11 @@ func (r *Repository) coveringIndexes(ctx context.Context, packs []ID, res *Maint
 			if _, ok := covered[p]; !ok {
 				adds = true
 				covered[p] = struct{}{}
+			}
+		}
+		for _, s := range c.supersedes {
+			if _, ok := present[s]; ok {
+				adds = true
 			}
 		}
 		if adds {

@@ -243,3 +243,78 @@ func TestRemoveKeyWaiting(t *testing.T) {
 		t.Fatalf("RemoveKey after the retention: %v", err)
 	}
 }
+
+// TestMaintainLetsSupersededIndexRunOut: after `repair index` under
+// retention the old index file waits, superseded; Maintain must extend the
+// new file and let the old one run out. Both list the same packs, so a
+// cover by pack counts alone breaks the tie by name: the test makes
+// repositories until the old file's name sorts first.
+func TestMaintainLetsSupersededIndexRunOut(t *testing.T) {
+	ctx := t.Context()
+	tr := newTestRepo(t, 0)
+	corpus := genCorpus(t, 3, 1e5)
+	for attempt := 0; ; attempt++ {
+		if attempt == 40 {
+			t.Fatal("no repository whose old index file name sorts first in 40 attempts")
+		}
+		be := local.New(filepath.Join(t.TempDir(), "locked"))
+		if err := be.Create(); err != nil {
+			t.Fatal(err)
+		}
+		fl := newFakeLocker(be)
+		if _, err := archive.InitObjectLock(ctx, fl, archive.KeyRecipients{Recipients: []string{tr.id.Recipient().String()}}, archive.ObjectLock{Mode: archive.Governance, Days: 10}, nil); err != nil {
+			t.Fatal(err)
+		}
+		open := func() *archive.Repository {
+			r, err := archive.Open(ctx, fl, tr.creds(), archive.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { r.Close() })
+			if _, err := r.LoadIndex(ctx); err != nil {
+				t.Fatal(err)
+			}
+			return r
+		}
+		runBackup(t, open(), corpus)
+		old, err := open().List(ctx, archive.IndexFile)
+		if err != nil || len(old) != 1 {
+			t.Fatalf("index files after one backup: %v, %v", old, err)
+		}
+		res, err := open().RebuildIndex(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res.Waiting) != 1 {
+			t.Fatalf("repair index: %d old index files waiting, want 1", len(res.Waiting))
+		}
+		all, err := open().List(ctx, archive.IndexFile)
+		if err != nil || len(all) != 2 {
+			t.Fatalf("index files after repair: %v, %v", all, err)
+		}
+		fresh := all[0]
+		if fresh == old[0] {
+			fresh = all[1]
+		}
+		if old[0].String() > fresh.String() {
+			continue
+		}
+
+		now := fl.now.Add(6 * 24 * time.Hour) // past half the period
+		fl.now = now
+		m, err := open().Maintain(ctx, archive.MaintainOptions{Now: now})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.SupersededIndexes != 1 {
+			t.Errorf("maintain counted %d superseded index files, want 1", m.SupersededIndexes)
+		}
+		if r, _ := fl.Retention(ctx, archive.IndexFile, old[0].String()); r.Until.After(now.Add(5 * 24 * time.Hour)) {
+			t.Errorf("superseded index %s extended to %s", old[0].Short(), r.Until)
+		}
+		if r, _ := fl.Retention(ctx, archive.IndexFile, fresh.String()); !r.Until.After(now.Add(9 * 24 * time.Hour)) {
+			t.Errorf("index %s in force not extended (until %s)", fresh.Short(), r.Until)
+		}
+		return
+	}
+}
