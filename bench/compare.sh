@@ -133,6 +133,9 @@ if has_tool restic; then
 	fi
 	RESTIC_OPTS+=(--cache-dir "$W/restic-cache")
 fi
+# mailvault's metadata cache (S3 repositories) lives in the work
+# directory too, so both tools start each run cold and leave nothing in ~.
+export MAILVAULT_CACHE_DIR=$W/mailvault-cache
 
 # --- corpus ----------------------------------------------------------------
 
