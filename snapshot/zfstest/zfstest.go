@@ -181,17 +181,25 @@ func NewPool(t testing.TB) Pool {
 	t.Cleanup(func() {
 		// zfs-fuse may answer "busy" to the first tries; unmounting
 		// the datasets first, deepest first, helps it along.
-		out, _ := RunErr(context.Background(), "zfs", "list", "-H", "-o", "name", "-t", "filesystem", "-r", p.Name)
-		names := strings.Fields(out)
-		for i := len(names) - 1; i >= 0; i-- {
-			if _, err := RunErr(context.Background(), "zfs", "umount", "-f", names[i]); err != nil {
-				t.Logf("cleanup: %v", err)
+		// On a loaded machine it can stay busy for seconds, so the
+		// unmounts are repeated now and then while the destroy is retried.
+		unmountAll := func(log bool) {
+			out, _ := RunErr(context.Background(), "zfs", "list", "-H", "-o", "name", "-t", "filesystem", "-r", p.Name)
+			names := strings.Fields(out)
+			for i := len(names) - 1; i >= 0; i-- {
+				if _, err := RunErr(context.Background(), "zfs", "umount", "-f", names[i]); err != nil && log {
+					t.Logf("cleanup: %v", err)
+				}
 			}
 		}
+		unmountAll(true)
 		var err error
-		for i := 0; i < 50; i++ {
+		for i := 1; i <= 300; i++ {
 			if _, err = RunErr(context.Background(), "zpool", "destroy", "-f", p.Name); err == nil {
 				return
+			}
+			if i%20 == 0 {
+				unmountAll(false)
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
