@@ -116,7 +116,8 @@ func (s *Server) dispatch(ls *listener) error {
 				return nil
 			}
 			var ne net.Error
-			if errors.As(err, &ne) && ne.Temporary() { //nolint:staticcheck // EMFILE and the like, as net/http
+			// EMFILE and the like: wait and go on, as go-smtp and net/http do.
+			if errors.As(err, &ne) && ne.Temporary() {
 				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
 				s.log.Warn("accept", "mode", ls.mode.String(), "err", err, "retry_in", delay)
 				time.Sleep(delay)
