@@ -274,6 +274,10 @@ dovecot -c "$DC/dovecot.conf" >"$W/dovecot-start.log" 2>&1 || { cat "$W/dovecot-
 wait_port "$P_DC_IMAPS" dovecot "$DC/dovecot.log"
 for _ in $(seq 100); do [[ -S $DC/run/lmtp ]] && break; sleep 0.1; done
 [[ -S $DC/run/lmtp ]] || die "dovecot made no LMTP socket $DC/run/lmtp"
+# The master may write its pid file after its listeners are up (seen on a
+# loaded machine): wait for it as for the socket.
+for _ in $(seq 100); do [[ -s $DC/run/master.pid ]] && break; sleep 0.1; done
+[[ -s $DC/run/master.pid ]] || die "dovecot wrote no $DC/run/master.pid"
 DC_PID=$(cat "$DC/run/master.pid")
 
 # --- Postfix ---------------------------------------------------------------
