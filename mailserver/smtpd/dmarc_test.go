@@ -8,6 +8,9 @@ import (
 
 	"github.com/emersion/go-msgauth/authres"
 	"github.com/emersion/go-msgauth/dmarc"
+
+	"github.com/mailvault/mailvault/mailserver/auth"
+	"github.com/mailvault/mailvault/mailserver/store"
 )
 
 func TestOrgDomain(t *testing.T) {
@@ -309,4 +312,41 @@ func FuzzDomain(f *testing.F) {
 			}
 		}
 	})
+}
+
+// IDN over a real session: a U-label From header (8-bit DATA) is
+// evaluated and recorded in its A-label form, and an invalid From domain
+// gives dmarc=permerror while the message is still delivered.
+func TestDMARCInternationalizedOverSMTP(t *testing.T) {
+	e := newTestEnv(t, func(c *Config, _ *auth.LimiterConfig) { c.EnforceDMARC = true })
+	e.res.SetTXT("news.xn--r8jz45g.xn--1lqs71d.jp", "v=spf1 ip4:127.0.0.1 -all")
+	e.res.SetTXT("_dmarc.xn--r8jz45g.xn--1lqs71d.jp", "v=DMARC1; p=reject")
+	for _, from := range []string{"ceo@mail.例え.東京.jp", "ceo@-bad.example"} {
+		c := e.dial(t, ModeMX)
+		c.Script(`
+			S: 220
+			C: EHLO news.xn--r8jz45g.xn--1lqs71d.jp
+			S: 250
+			C: MAIL FROM:<bounce@news.xn--r8jz45g.xn--1lqs71d.jp>
+			S: 250
+			C: RCPT TO:<alice@example.test>
+			S: 250
+			C: DATA
+			S: 354
+			C: From: <` + from + `>
+			C: Subject: idn
+			C:
+			C: hello
+			C: .
+			S: 250`)
+	}
+	msgs := strings.Join(e.messages(t, aliceAcct, store.Inbox), "\n")
+	for _, want := range []string{
+		"dmarc=pass header.from=mail.xn--r8jz45g.xn--1lqs71d.jp",
+		`dmarc=permerror reason="invalid From domain"`,
+	} {
+		if !strings.Contains(msgs, want) {
+			t.Errorf("stored messages lack %q:\n%s", want, msgs)
+		}
+	}
 }
