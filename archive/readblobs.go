@@ -149,8 +149,9 @@ func (r *Repository) ReadBlobs(ctx context.Context, pack ID, blobs []PackedBlob,
 		}
 	}
 	if pr.next < len(blobs) {
-		// Cannot happen: the spans cover every blob.
-		return fmt.Errorf("pack %s blob %s: not read", pack, blobs[pr.next].ID)
+		// The spans cover every blob, and a pack that ends early fails
+		// in readSpan; this is a last line of defence.
+		return fmt.Errorf("pack %s blob %s: %w: not found in the pack", pack, blobs[pr.next].ID, ErrCorrupt)
 	}
 	return nil
 }
@@ -242,8 +243,9 @@ func (pr *packReader) readSpan(src io.Reader, sp chunkSpan) error {
 		if err := pr.take(plain, start); err != nil {
 			return err
 		}
-		if len(plain) < ageChunk {
-			break // the final chunk
+		if len(plain) < ageChunk && pr.next < len(pr.blobs) {
+			b := pr.blobs[pr.next]
+			return fmt.Errorf("pack %s blob %s: %w: starts past the pack's end", pr.pack, b.ID, ErrCorrupt)
 		}
 	}
 	return nil

@@ -324,6 +324,16 @@ func TestReadBlobsDamage(t *testing.T) {
 			t.Errorf("err = %v, want ErrCorrupt", err)
 		}
 	})
+	t.Run("blob after the end", func(t *testing.T) {
+		last := entries[7]
+		b := last
+		b.Offset += last.Length + 8*packEntrySize + packTrailer + 100
+		b.Length = 10
+		err := r.ReadBlobs(t.Context(), pack, []PackedBlob{last, b}, func(PackedBlob, []byte) error { return nil })
+		if !errors.Is(err, ErrCorrupt) {
+			t.Errorf("err = %v, want ErrCorrupt", err)
+		}
+	})
 	t.Run("overlapping entries", func(t *testing.T) {
 		b := entries[3]
 		b.Offset--
