@@ -46,6 +46,22 @@ type readBuffers struct {
 	chunk, plain, stored, blob []byte
 }
 
+// keptBuffer is the largest blob buffer put back into the pool: a restore
+// runs several ReadBlobs at once, and each keeping a buffer the size of
+// the largest attachment it met would hold that much for the rest of the
+// restore.
+const keptBuffer = 1 << 20
+
+func (r *Repository) putReadBuffers(bufs *readBuffers) {
+	if cap(bufs.stored) > keptBuffer {
+		bufs.stored = nil
+	}
+	if cap(bufs.blob) > keptBuffer {
+		bufs.blob = nil
+	}
+	r.readBufs.Put(bufs)
+}
+
 // chunkSpan is a run of age chunks [first, last] fetched in one request.
 type chunkSpan struct{ first, last int64 }
 
@@ -105,7 +121,7 @@ func (r *Repository) ReadBlobs(ctx context.Context, pack ID, blobs []PackedBlob,
 	}
 	spans := planSpans(blobs, spanGap)
 	bufs := r.readBufs.Get().(*readBuffers)
-	defer r.readBufs.Put(bufs)
+	defer r.putReadBuffers(bufs)
 	if cap(bufs.chunk) < ageEncChunk {
 		bufs.chunk = make([]byte, ageEncChunk)
 	}

@@ -249,13 +249,13 @@ func (b *Backend) getBlocks(ctx context.Context, key string, from, to int64) ([]
 		return nil, 0, err
 	}
 	core := minio.Core{Client: b.client}
-	var data []byte
+	out := make([][]byte, to-from+1)
 	size := int64(-1)
 	err := b.retry(ctx, func() error {
+		clear(out)
 		rc, info, h, err := core.GetObject(ctx, b.cfg.Bucket, key, opts)
 		if minio.ToErrorResponse(err).Code == "InvalidRange" {
-			data = nil // the object ends before off
-			return nil
+			return nil // the object ends before off: empty blocks
 		}
 		if err != nil {
 			return err
@@ -265,30 +265,29 @@ func (b *Backend) getBlocks(ctx context.Context, key string, from, to int64) ([]
 		// The server sends what the object holds of the range: its
 		// Content-Length says how much, so a cut-off body is told
 		// from a short object.
-		if info.Size < 0 {
-			data, err = io.ReadAll(io.LimitReader(rc, end-off+1))
-			if err == nil && int64(len(data)) > end-off {
-				err = fmt.Errorf("read blocks at %d: more than the %d bytes asked for", off, end-off)
+		n := info.Size
+		if n < 0 {
+			data, err := io.ReadAll(io.LimitReader(rc, end-off+1))
+			if err != nil {
+				return err
 			}
-			return err
+			rc = io.NopCloser(bytes.NewReader(data))
+			n = int64(len(data))
 		}
-		if info.Size > end-off {
-			return fmt.Errorf("read blocks at %d: %d bytes for a range of %d", off, info.Size, end-off)
+		if n > end-off {
+			return fmt.Errorf("read blocks at %d: %d bytes for a range of %d", off, n, end-off)
 		}
-		data = make([]byte, info.Size)
-		if _, err := io.ReadFull(rc, data); err != nil {
-			return fmt.Errorf("read %d bytes at %d: %w", info.Size, off, err)
+		// Each block in its own array, so that evicting one frees it.
+		for i := range out {
+			out[i] = make([]byte, min(max(n-int64(i)*cacheBlock, 0), cacheBlock))
+			if _, err := io.ReadFull(rc, out[i]); err != nil {
+				return fmt.Errorf("read %d bytes at %d: %w", n, off, err)
+			}
 		}
 		return nil
 	})
 	if err != nil {
 		return nil, 0, err
-	}
-	out := make([][]byte, to-from+1)
-	for i := range out {
-		lo := min(int64(i)*cacheBlock, int64(len(data)))
-		hi := min(int64(i+1)*cacheBlock, int64(len(data)))
-		out[i] = data[lo:hi:hi]
 	}
 	return out, size, nil
 }
