@@ -117,10 +117,14 @@ func (opts Options) maxConcurrentHashes() int {
 // the file; reads notice a changed file and reload it.
 type DB struct {
 	path   string
+	now   func() time.Time
+	slots *hashSlots
+	// costMu guards params, the cost of new hashes, and dummy, the hash
+	// checked for unknown users with that cost so that timing matches;
+	// SetParams changes both.
+	costMu sync.Mutex
 	params Params
-	now    func() time.Time
-	sem    chan struct{}
-	dummy  string // hash checked for unknown users, so timing matches
+	dummy  string
 	// check is CheckPassword; tests count and hold its calls.
 	check func(encoded, password string) (bool, error)
 
@@ -145,7 +149,7 @@ func Open(path string, opts Options) (*DB, error) {
 	}
 	db := &DB{
 		path: path, params: opts.Params, now: opts.Now,
-		sem: make(chan struct{}, opts.maxConcurrentHashes()), dummy: dummyHash(opts.Params), check: CheckPassword,
+		slots: newHashSlots(opts.maxConcurrentHashes()), dummy: dummyHash(opts.Params), check: CheckPassword,
 	}
 	if err := db.reload(); err != nil {
 		return nil, err
@@ -418,8 +422,39 @@ func (db *DB) hash(password string) (string, error) {
 		return "", err
 	}
 	defer db.release()
-	return HashPassword(db.params, password)
+	return HashPassword(db.Params(), password)
 }
+
+// Params returns the argon2id cost of new password hashes.
+func (db *DB) Params() Params {
+	db.costMu.Lock()
+	defer db.costMu.Unlock()
+	return db.params
+}
+
+// SetParams changes the cost of new password hashes, and of the dummy
+// hash an unknown user's login is checked against, so that such a login
+// keeps taking as long as a known user's with a new hash. Stored hashes
+// keep verifying with their own cost (it is in each PHC string). A zero p
+// means DefaultParams.
+func (db *DB) SetParams(p Params) {
+	if p == (Params{}) {
+		p = DefaultParams()
+	}
+	db.costMu.Lock()
+	defer db.costMu.Unlock()
+	db.params, db.dummy = p, dummyHash(p)
+}
+
+// SetMaxConcurrentHashes changes the bound on simultaneous argon2id
+// computations (Options.MaxConcurrentHashes; 0: the default for the
+// current Params). A lower bound takes effect as running checks end.
+func (db *DB) SetMaxConcurrentHashes(n int) {
+	db.slots.setLimit(Options{Params: db.Params(), MaxConcurrentHashes: n}.maxConcurrentHashes())
+}
+
+// MaxConcurrentHashes returns the bound in force.
+func (db *DB) MaxConcurrentHashes() int { return db.slots.getLimit() }
 
 // acquire takes one of the MaxConcurrentHashes places, waiting until one
 // is free or ctx ends. The first hash in collects the garbage first: the
@@ -429,15 +464,14 @@ func (db *DB) hash(password string) (string, error) {
 // 16 MB header cache peaked at 133 MB PSS with one login (bench/mailserver).
 // Collected first, the peak is the live heap plus the block.
 func (db *DB) acquire(ctx context.Context) error {
-	select {
-	case db.sem <- struct{}{}:
-		if len(db.sem) == 1 {
-			runtime.GC()
-		}
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
+	first, err := db.slots.acquire(ctx)
+	if err != nil {
+		return err
 	}
+	if first {
+		runtime.GC()
+	}
+	return nil
 }
 
 // release gives the place back. The last hash out also collects the
@@ -449,8 +483,7 @@ func (db *DB) acquire(ctx context.Context) error {
 // bench/mailserver peaked at 142 MB PSS with one login). One collection
 // per login costs milliseconds against the hash's tenth of a second.
 func (db *DB) release() {
-	<-db.sem
-	if len(db.sem) == 0 {
+	if db.slots.release() {
 		debug.FreeOSMemory()
 	}
 }
@@ -657,7 +690,9 @@ func (db *DB) Authenticate(ctx context.Context, username, password string) (User
 		return User{}, err
 	}
 	var u User
+	db.costMu.Lock()
 	hash := db.dummy
+	db.costMu.Unlock()
 	found := false
 	if addr, err := NormalizeAddress(username); err == nil {
 		if i := findUser(&st, addr); i >= 0 {

@@ -29,6 +29,29 @@ func DefaultParams() Params {
 	return Params{Time: 3, Memory: 64 * 1024, Threads: 2, KeyLen: 32}
 }
 
+// MaxMemory is the largest memory cost (KiB, 4 GiB) CheckPassword
+// accepts in a stored hash, and so the largest a new hash may have.
+const MaxMemory = 4 * 1024 * 1024
+
+// CheckMinimum refuses a cost for new hashes below OWASP's Password
+// Storage Cheat Sheet minimums for argon2id: at least 46 MiB with one
+// pass, or at least 19 MiB with two or more (the sheet's cheaper
+// alternatives trade more passes for less memory; below 19 MiB GPU
+// attacks gain too much). Hashes already stored are checked whatever
+// their cost: each PHC string carries its own parameters.
+func (p Params) CheckMinimum() error {
+	const mib = 1024
+	switch {
+	case p.Threads == 0:
+		return errors.New("argon2id threads must be at least 1")
+	case p.Memory > MaxMemory:
+		return fmt.Errorf("argon2id memory %d MiB is above the %d MiB a stored hash may have", p.Memory/mib, MaxMemory/mib)
+	case p.Time >= 2 && p.Memory >= 19*mib, p.Time >= 1 && p.Memory >= 46*mib:
+		return nil
+	}
+	return fmt.Errorf("argon2id cost m=%d KiB t=%d is below OWASP's minimum (m=19 MiB with t>=2, or m=46 MiB with t>=1)", p.Memory, p.Time)
+}
+
 var b64 = base64.RawStdEncoding
 
 // HashPassword returns a PHC-format argon2id hash:
@@ -67,7 +90,7 @@ func CheckPassword(encoded, password string) (bool, error) {
 		return false, errBadHash
 	}
 	var p Params
-	if _, err := fmt.Sscanf(parts[3], "m=%d,t=%d,p=%d", &p.Memory, &p.Time, &p.Threads); err != nil || p.Time == 0 || p.Threads == 0 || p.Memory > 4*1024*1024 {
+	if _, err := fmt.Sscanf(parts[3], "m=%d,t=%d,p=%d", &p.Memory, &p.Time, &p.Threads); err != nil || p.Time == 0 || p.Threads == 0 || p.Memory > MaxMemory {
 		return false, errBadHash
 	}
 	salt, err := b64.DecodeString(parts[4])
