@@ -116,7 +116,7 @@ func (opts Options) maxConcurrentHashes() int {
 // processes may use it: writes take an flock on "<path>.lock" and re-read
 // the file; reads notice a changed file and reload it.
 type DB struct {
-	path   string
+	path  string
 	now   func() time.Time
 	slots *hashSlots
 	// costMu guards params, the cost of new hashes, and dummy, the hash
