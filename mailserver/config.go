@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/mailvault/mailvault/mailserver/auth"
 )
 
 // DefaultDataDir is used when neither --data nor the config names one.
@@ -78,8 +80,27 @@ type AuthConfig struct {
 	// MaxConcurrentHashes bounds the argon2id password checks running at
 	// once, each holding its hash's memory (64 MiB with the default
 	// cost): the server's login memory is at most this many times that.
-	// 0: GOMAXPROCS / the hash's lanes (auth.Options). Read at start.
+	// 0: GOMAXPROCS / the hash's lanes (auth.Options). A reload
+	// applies it: a lower bound as running checks end.
 	MaxConcurrentHashes int `yaml:"max_concurrent_hashes"`
+	// Argon2 is the cost of new password hashes (user add, user passwd)
+	// and of the dummy hash an unknown user's login is checked against.
+	Argon2 Argon2Config `yaml:"argon2"`
+}
+
+// Argon2Config is the argon2id cost of new password hashes (RFC 9106
+// section 3.1). Stored hashes keep verifying with their own cost, which
+// each PHC string records, so changing it re-hashes nothing: a user gets
+// the new cost at the next password change.
+type Argon2Config struct {
+	Memory  uint32 `yaml:"memory"`  // MiB
+	Time    uint32 `yaml:"time"`    // passes
+	Threads uint32 `yaml:"threads"` // lanes, 1-255
+}
+
+// Params is the auth cost of c.
+func (c Argon2Config) Params() auth.Params {
+	return auth.Params{Memory: c.Memory * 1024, Time: c.Time, Threads: uint8(c.Threads), KeyLen: auth.DefaultParams().KeyLen}
 }
 
 // ControlConfig tunes the control socket <data>/control.sock, through
@@ -126,6 +147,7 @@ func DefaultConfig() Config {
 		Auth: AuthConfig{
 			AccountFailures: 5, IPFailures: 20, LockDuration: 15 * time.Minute,
 			BaseDelay: 250 * time.Millisecond, MaxDelay: 8 * time.Second,
+			Argon2: Argon2Config{Memory: auth.DefaultParams().Memory / 1024, Time: auth.DefaultParams().Time, Threads: uint32(auth.DefaultParams().Threads)},
 		},
 		Control:      ControlConfig{MaxPause: 30 * time.Second},
 		LogLevel:     "info",
@@ -230,6 +252,12 @@ func (c *Config) Validate() error {
 		if v < 0 {
 			return fmt.Errorf("config: %s must not be negative", name)
 		}
+	}
+	if a := c.Auth.Argon2; a.Threads < 1 || a.Threads > 255 || a.Memory > auth.MaxMemory/1024 {
+		return fmt.Errorf("config: auth.argon2: threads must be 1-255 and memory at most %d MiB", auth.MaxMemory/1024)
+	}
+	if err := c.Auth.Argon2.Params().CheckMinimum(); err != nil {
+		return fmt.Errorf("config: auth.argon2: %w", err)
 	}
 	return nil
 }

@@ -106,6 +106,9 @@ func New(ctx context.Context, cfg Config, opts Options) (*Server, error) {
 	if opts.Auth.MaxConcurrentHashes == 0 {
 		opts.Auth.MaxConcurrentHashes = cfg.Auth.MaxConcurrentHashes
 	}
+	if opts.Auth.Params == (auth.Params{}) {
+		opts.Auth.Params = cfg.Auth.Argon2.Params()
+	}
 	data, err := OpenData(cfg.DataDir, opts.Auth)
 	if err != nil {
 		return nil, err
@@ -263,7 +266,9 @@ func (s *Server) Config() Config {
 // validated first: an invalid one changes nothing and is returned as an
 // error. SMTP, IMAP and POP3 limits, rates, DMARC enforcement and the
 // login limiter change at once (per-IP counters and lockouts in force are
-// kept). Settings that only a restart can change (listen addresses, data
+// kept), and so do the argon2id cost of new hashes (and of the dummy
+// hash for unknown users) and the bound on concurrent hashes (a lower one
+// as running checks end). Settings that only a restart can change (listen addresses, data
 // directory, host name, TLS file names) keep their running values and
 // are named in a warning. smtp.max_message_bytes, raised or lowered,
 // applies to the store, IMAP APPEND and the SMTP sessions that start
@@ -295,8 +300,6 @@ func (s *Server) ReloadConfig(ctx context.Context, cfg Config) error {
 	keep("listen.pop3s", cfg.Listen.POP3S != start.Listen.POP3S)
 	keep("tls.cert", cfg.TLS.Cert != start.TLS.Cert)
 	keep("tls.key", cfg.TLS.Key != start.TLS.Key)
-	keep("auth.max_concurrent_hashes", cfg.Auth.MaxConcurrentHashes != start.Auth.MaxConcurrentHashes)
-	cfg.Auth.MaxConcurrentHashes = start.Auth.MaxConcurrentHashes
 	cfg.DataDir, cfg.Hostname, cfg.Listen, cfg.TLS = start.DataDir, start.Hostname, start.Listen, start.TLS
 	for _, name := range restart {
 		s.log.Warn("setting changed in the configuration needs a restart; keeping the running value", "setting", name)
@@ -316,6 +319,14 @@ func (s *Server) ReloadConfig(ctx context.Context, cfg Config) error {
 	})
 	s.pop3.SetLimits(pop3d.Limits{ConnsPerMinute: cfg.POP3.ConnsPerMinute, MaxConnsPerIP: cfg.POP3.MaxConnsPerIP})
 	s.guard.Limiter.SetConfig(limiterConfig(cfg.Auth))
+	// Applied only when changed, so that a cost or bound a caller (a
+	// test) gave New in Options.Auth stays until the file changes it.
+	if cfg.Auth.Argon2 != s.live.Auth.Argon2 {
+		s.data.Accounts.SetParams(cfg.Auth.Argon2.Params())
+	}
+	if cfg.Auth.MaxConcurrentHashes != s.live.Auth.MaxConcurrentHashes {
+		s.data.Accounts.SetMaxConcurrentHashes(cfg.Auth.MaxConcurrentHashes)
+	}
 	s.mu.Lock()
 	if s.control != nil {
 		s.control.SetMaxPause(cfg.Control.MaxPause)
