@@ -22,8 +22,9 @@ import (
 //	<dir>/parents/<sha256(host, paths)>   zstd of {"version", "repository", "snapshot", "plain"}
 //	<dir>/trees/<tree blob id>            zstd of the tree blob's plaintext
 //
-// where <dir> is BackupOptions.ParentCache, by default
-// $XDG_CACHE_HOME/mailvault/<repository id> (DefaultParentCacheDir).
+// where <dir> is BackupOptions.ParentCache; the command gives the
+// repository's directory in the cache root, beside the metadata cache
+// (archive/cache.ParentDir).
 // Everything is mode 0600 in 0700 directories: it holds the same message
 // metadata (subjects, addresses) as the mail on this host.
 //
@@ -43,17 +44,6 @@ const parentCacheVersion = 1
 // is removed: a backup of other paths running at the same time may have
 // just written it and not yet its parents entry.
 const treeCacheGrace = 24 * time.Hour
-
-// DefaultParentCacheDir is where a write-only host keeps its parent
-// snapshots for the repository with the given ID: under the user cache
-// directory ($XDG_CACHE_HOME, else ~/.cache).
-func DefaultParentCacheDir(repoID ID) (string, error) {
-	base, err := os.UserCacheDir()
-	if err != nil {
-		return "", fmt.Errorf("parent cache: %w", err)
-	}
-	return filepath.Join(base, "mailvault", repoID.String()), nil
-}
 
 type parentCache struct {
 	dir string

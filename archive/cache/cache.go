@@ -10,6 +10,7 @@
 //	<base>/<repository id>/index/<id>
 //	<base>/<repository id>/snapshots/<id>
 //	<base>/<repository id>/keys/<id>
+//	<base>/<repository id>/parents, trees   a write-only host's parent cache (ParentDir)
 //
 // Each file is the repository file's stored (encrypted) bytes under its own
 // name, the SHA-256 of those bytes (docs/FORMAT.md). The cache therefore
@@ -339,6 +340,7 @@ func (c *Backend) dir(ctx context.Context) (string, bool) {
 		c.mu.Unlock()
 		return "", false
 	}
+	markUsed(dir) // once per process: OldDirs tells unused ones by it
 	c.mu.Lock()
 	c.ready = dir
 	c.mu.Unlock()

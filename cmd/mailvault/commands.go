@@ -187,7 +187,7 @@ failed (the primary's snapshot stays). See "mailvault status --help".`,
 				// It cannot read its parent back from the repository, so
 				// it keeps one locally; nor can it read packs' headers to
 				// adopt an interrupted backup's packs (a full key does).
-				if opt.ParentCache, err = archive.DefaultParentCacheDir(repo.Config().ID); err != nil {
+				if opt.ParentCache, err = g.parentCacheDir(repo.Config().ID); err != nil {
 					g.logger().Warn("backing up without a parent", "err", err)
 				}
 				if len(unindexed) > 0 {

@@ -90,6 +90,7 @@ type globals struct {
 	compression  string
 	noCache      bool
 	cacheDir     string
+	cleanupCache bool
 
 	stdin          io.Reader
 	stdout, stderr io.Writer
@@ -134,7 +135,7 @@ The repository and secrets can also come from the environment:
   MAILVAULT_PASSWORD        repository passphrase
   MAILVAULT_PASSWORD_FILE   file holding the passphrase
   MAILVAULT_IDENTITY        age identity file (same as --identity)
-  MAILVAULT_CACHE_DIR       local metadata cache of S3 repositories (same as --cache-dir)`,
+  MAILVAULT_CACHE_DIR       local caches: S3 metadata, write-only parents (same as --cache-dir)`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
@@ -157,8 +158,9 @@ The repository and secrets can also come from the environment:
 	pf.BoolVarP(&g.quiet, "quiet", "q", false, "print only errors")
 	pf.BoolVarP(&g.verbose, "verbose", "v", false, "log more detail to stderr")
 	pf.StringVar(&g.compression, "compression", "auto", "zstd level for new data: off, auto (= fastest), default, better, max")
-	pf.BoolVar(&g.noCache, "no-cache", false, "do not use the local cache of an S3 repository's key, index and snapshot files")
-	pf.StringVar(&g.cacheDir, "cache-dir", os.Getenv("MAILVAULT_CACHE_DIR"), "directory of the local metadata cache (env MAILVAULT_CACHE_DIR; default $XDG_CACHE_HOME/mailvault)")
+	pf.BoolVar(&g.noCache, "no-cache", false, "do not use the local cache of an S3 repository's key, index and snapshot files (a write-only key's parent cache stays in use)")
+	pf.StringVar(&g.cacheDir, "cache-dir", os.Getenv("MAILVAULT_CACHE_DIR"), "directory of the local caches: metadata and write-only parents (env MAILVAULT_CACHE_DIR; default $XDG_CACHE_HOME/mailvault)")
+	pf.BoolVar(&g.cleanupCache, "cleanup-cache", false, "remove the cache directories of repositories not used for 30 days")
 
 	root.AddCommand(
 		newInitCmd(g), newBackupCmd(g), newSnapshotsCmd(g), newLsCmd(g), newRestoreCmd(g),

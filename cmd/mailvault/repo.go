@@ -40,6 +40,15 @@ func (g *globals) backend() (archive.Backend, error) {
 	return local.New(loc), nil
 }
 
+// cacheRoot is the directory of every local cache: --cache-dir, else
+// cache.DefaultDir.
+func (g *globals) cacheRoot() (string, error) {
+	if g.cacheDir != "" {
+		return g.cacheDir, nil
+	}
+	return cache.DefaultDir()
+}
+
 // cached puts the local metadata cache (archive/cache) in front of a
 // remote backend, so that a command does not download every index file,
 // snapshot and key file again. A local directory is not cached: the copy
@@ -48,15 +57,60 @@ func (g *globals) cached(be archive.Backend) archive.Backend {
 	if _, isLocal := be.(*local.Backend); isLocal || g.noCache {
 		return be
 	}
-	dir := g.cacheDir
-	if dir == "" {
-		var err error
-		if dir, err = cache.DefaultDir(); err != nil {
-			g.logger().Warn("not using the local metadata cache", "err", err)
-			return be
-		}
+	dir, err := g.cacheRoot()
+	if err != nil {
+		g.logger().Warn("not using the local metadata cache", "err", err)
+		return be
 	}
 	return cache.New(be, dir, g.logger())
+}
+
+// parentCacheDir is where a write-only host keeps its parent snapshots
+// for the repository id: its directory in the cache root, beside the
+// metadata cache. --no-cache does not turn it off: it is not a copy of
+// anything the host could download again (a write-only key cannot read
+// snapshots or trees), and without it every backup reads all mail.
+func (g *globals) parentCacheDir(id archive.ID) (string, error) {
+	root, err := g.cacheRoot()
+	if err != nil {
+		return "", err
+	}
+	return cache.ParentDir(root, id, g.logger())
+}
+
+// oldCaches finds the cache directories of repositories unused for
+// cache.MaxAge (not repo's) and, with --cleanup-cache, removes them; as
+// restic does, without the flag it only says how many there are. Nothing
+// here fails the command.
+func (g *globals) oldCaches(repo archive.ID) {
+	if g.noCache {
+		return
+	}
+	root, err := g.cacheRoot()
+	if err != nil {
+		return
+	}
+	old, err := cache.OldDirs(root, cache.MaxAge, repo)
+	if err != nil {
+		g.logger().Warn("cannot look for old cache directories", "dir", root, "err", err)
+		return
+	}
+	if len(old) == 0 {
+		return
+	}
+	if !g.cleanupCache {
+		if !g.quiet {
+			fmt.Fprintf(g.stderr, "found %d old cache directories in %s, run with --cleanup-cache to remove them\n", len(old), root)
+		}
+		return
+	}
+	n, err := cache.RemoveDirs(old)
+	if err != nil {
+		g.logger().Warn("cannot remove an old cache directory", "err", err)
+	}
+	if !g.quiet {
+		fmt.Fprintf(g.stderr, "removed %d old cache directories from %s\n", n, root)
+	}
 }
 
 // password returns the passphrase from MAILVAULT_PASSWORD, the password
@@ -178,6 +232,7 @@ func (g *globals) open(ctx context.Context, be archive.Backend, creds archive.Cr
 	if err != nil {
 		return nil, err
 	}
+	g.oldCaches(repo.Config().ID)
 	if creds.Passphrase != "" {
 		// Unwrapping a passphrase key file took 64 MiB of scrypt memory
 		// that is garbage now; hand it back before the real work starts
