@@ -24,6 +24,22 @@ func openData(dir string) (*mailserver.Data, error) {
 	return mailserver.OpenData(dir, auth.Options{})
 }
 
+// openDataConfig opens the data directory for a command that makes
+// password hashes: with the server's configuration (file, environment,
+// then --data), so that new hashes get its auth.argon2 cost and the data
+// directory is the server's.
+func openDataConfig(cmd *cobra.Command, file, dir string) (*mailserver.Data, error) {
+	f := cmd.Flag("data")
+	cfg, err := loadConfig(file, os.Getenv, dir, f != nil && f.Changed, "")
+	if err != nil {
+		return nil, err
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return mailserver.OpenData(cfg.DataDir, auth.Options{Params: cfg.Auth.Argon2.Params()})
+}
+
 // adminAudit records an admin action in the data directory's audit log.
 func adminAudit(ctx context.Context, d *mailserver.Data, action, target string, err error) error {
 	actor := "unknown"
@@ -117,13 +133,15 @@ func newDomainCmd() *cobra.Command {
 }
 
 func newUserCmd() *cobra.Command {
-	var dir string
+	var dir, configFile string
 	cmd := &cobra.Command{Use: "user", Short: "Manage mail users, aliases and app passwords"}
 	addDataFlag(cmd, &dir)
+	cmd.PersistentFlags().StringVarP(&configFile, "config", "c", os.Getenv("MAILVAULT_CONFIG"),
+		"the server's YAML configuration file, for data_dir and the auth.argon2 cost of new password hashes (env MAILVAULT_CONFIG)")
 
 	withData := func(fn func(cmd *cobra.Command, d *mailserver.Data, args []string) error) func(*cobra.Command, []string) error {
 		return func(cmd *cobra.Command, args []string) error {
-			d, err := openData(dir)
+			d, err := openDataConfig(cmd, configFile, dir)
 			if err != nil {
 				return err
 			}

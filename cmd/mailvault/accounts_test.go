@@ -104,3 +104,54 @@ func TestAccountCommands(t *testing.T) {
 		t.Fatalf("truncated log with --expect-head: %v", err)
 	}
 }
+
+// user add and passwd hash with the server configuration's auth.argon2
+// cost (its PHC string shows it, and it verifies), and refuse a
+// configuration below OWASP's minimum.
+func TestUserAddArgon2Config(t *testing.T) {
+	tmp := t.TempDir()
+	dir := filepath.Join(tmp, "data")
+	conf := filepath.Join(tmp, "mailvault.yaml")
+	write := func(s string) {
+		t.Helper()
+		if err := os.WriteFile(conf, []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("data_dir: " + dir + "\nauth: {argon2: {memory: 20, time: 2, threads: 3}}\n")
+	if out, err := runCmd(t, newUserCmd(), "carol password\n", "add", "--config", conf, "carol@example.test", "--password-stdin"); err != nil {
+		t.Fatalf("user add: %q %v", out, err)
+	}
+	db, err := auth.Open(mailserver.AccountsPath(dir), auth.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := db.LookupUser(t.Context(), "carol@example.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(u.PasswordHash, "$argon2id$v=19$m=20480,t=2,p=3$") {
+		t.Fatalf("hash %s", u.PasswordHash)
+	}
+	if _, err := db.Authenticate(t.Context(), "carol@example.test", "carol password"); err != nil {
+		t.Fatalf("custom-cost hash does not verify: %v", err)
+	}
+
+	// Below the minimum: refused, and the password is unchanged.
+	write("data_dir: " + dir + "\nauth: {argon2: {memory: 19, time: 1, threads: 1}}\n")
+	_, err = runCmd(t, newUserCmd(), "other password\n", "passwd", "--config", conf, "carol@example.test", "--password-stdin")
+	if err == nil || !strings.Contains(err.Error(), "OWASP") {
+		t.Fatalf("weak cost: %v", err)
+	}
+	// Another cost for passwd; carol's old hash verified until then.
+	write("data_dir: " + dir + "\nauth: {argon2: {memory: 46, time: 1, threads: 1}}\n")
+	if _, err := runCmd(t, newUserCmd(), "new carol password\n", "passwd", "--config", conf, "carol@example.test", "--password-stdin"); err != nil {
+		t.Fatal(err)
+	}
+	if u, err = db.LookupUser(t.Context(), "carol@example.test"); err != nil || !strings.HasPrefix(u.PasswordHash, "$argon2id$v=19$m=47104,t=1,p=1$") {
+		t.Fatalf("hash after passwd: %s %v", u.PasswordHash, err)
+	}
+	if _, err := db.Authenticate(t.Context(), "carol@example.test", "new carol password"); err != nil {
+		t.Fatal(err)
+	}
+}
