@@ -15,6 +15,7 @@ import (
 	"github.com/emersion/go-imap/v2/imapserver"
 
 	"github.com/mailvault/mailvault/mailserver/auth"
+	"github.com/mailvault/mailvault/mailserver/internal/hangup"
 	"github.com/mailvault/mailvault/mailserver/store"
 )
 
@@ -81,10 +82,18 @@ func (s *session) Close() error {
 
 // Login checks credentials through auth.Guard (RFC 9051 section 6.2.3).
 // The library refuses it before TLS. An unknown user and a wrong password
-// get the same answer (RFC 5530 AUTHENTICATIONFAILED).
+// get the same answer (RFC 5530 AUTHENTICATIONFAILED). A login waiting
+// for a password-check slot gives up when the client hangs up (package
+// hangup): imapserver reads nothing while Login runs.
 func (s *session) Login(username, password string) error {
-	u, err := s.srv.guard.Login(s.ctx(), auth.Attempt{Username: username, Password: password, IP: s.ip, Protocol: "imap"})
+	ctx, stop := hangup.Watch(s.ctx(), s.conn.NetConn())
+	u, err := s.srv.guard.Login(ctx, auth.Attempt{Username: username, Password: password, IP: s.ip, Protocol: "imap"})
+	gone := hangup.Gone(ctx)
+	stop()
 	switch {
+	case err != nil && gone:
+		s.srv.log.Debug("login abandoned: client hung up", "ip", s.ip)
+		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeUnavailable, Text: "Login abandoned"}
 	case errors.Is(err, auth.ErrLocked):
 		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeUnavailable, Text: "Too many failed logins, try again later"}
 	case errors.Is(err, auth.ErrInvalidCredentials):

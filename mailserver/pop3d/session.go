@@ -14,6 +14,7 @@ import (
 
 	"github.com/mailvault/mailvault/mailserver/auth"
 	"github.com/mailvault/mailvault/mailserver/internal/handshake"
+	"github.com/mailvault/mailvault/mailserver/internal/hangup"
 	"github.com/mailvault/mailvault/mailserver/store"
 )
 
@@ -253,8 +254,16 @@ func (s *session) pass(password string) bool {
 	}
 	user := s.user
 	s.user = ""
-	u, err := s.srv.guard.Login(s.srv.ctx, auth.Attempt{Username: user, Password: password, IP: s.ip, Protocol: "pop3"})
+	// The session reads nothing while the check waits for its slot:
+	// hangup ends the wait if the client leaves meanwhile.
+	ctx, stop := hangup.Watch(s.srv.ctx, s.conn)
+	u, err := s.srv.guard.Login(ctx, auth.Attempt{Username: user, Password: password, IP: s.ip, Protocol: "pop3"})
+	gone := hangup.Gone(ctx)
+	stop()
 	switch {
+	case err != nil && gone:
+		s.srv.log.Debug("login abandoned: client hung up", "ip", s.ip)
+		return false
 	case errors.Is(err, auth.ErrLocked):
 		return s.bad("-ERR [SYS/TEMP] Too many failed logins, try again later")
 	case errors.Is(err, auth.ErrInvalidCredentials):

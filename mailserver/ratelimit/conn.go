@@ -31,6 +31,10 @@ type releaseConn struct {
 	once    sync.Once
 }
 
+// NetConn returns the wrapped connection, as tls.Conn's does, so that
+// package hangup can reach the socket.
+func (c *releaseConn) NetConn() net.Conn { return c.Conn }
+
 func (c *releaseConn) Close() error {
 	c.once.Do(c.release)
 	return c.Conn.Close()

@@ -37,6 +37,7 @@ import (
 
 	"github.com/mailvault/mailvault/mailserver/auth"
 	"github.com/mailvault/mailvault/mailserver/internal/handshake"
+	"github.com/mailvault/mailvault/mailserver/internal/hangup"
 	"github.com/mailvault/mailvault/mailserver/ratelimit"
 	"github.com/mailvault/mailvault/mailserver/store"
 )
@@ -444,8 +445,16 @@ func (se *session) Auth(mech string) (sasl.Server, error) {
 }
 
 func (se *session) login(username, password string) error {
-	u, err := se.s.guard.Login(se.s.ctx, auth.Attempt{Username: username, Password: password, IP: se.ip, Protocol: se.mode.String()})
+	// go-smtp reads nothing while AUTH's check waits for its slot:
+	// hangup ends the wait if the client leaves meanwhile.
+	ctx, stop := hangup.Watch(se.s.ctx, se.conn.Conn())
+	u, err := se.s.guard.Login(ctx, auth.Attempt{Username: username, Password: password, IP: se.ip, Protocol: se.mode.String()})
+	gone := hangup.Gone(ctx)
+	stop()
 	switch {
+	case err != nil && gone:
+		se.s.log.Debug("login abandoned: client hung up", "ip", se.ip)
+		return smtpErr(454, 4, 7, 0, "Temporary authentication failure")
 	case err == nil:
 		se.user = u.Address
 		return nil

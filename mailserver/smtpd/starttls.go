@@ -41,6 +41,10 @@ type startTLSGuard struct {
 	alert     error // the last cleartext TLS alert sent, for the log
 }
 
+// NetConn returns the guarded connection, so that AUTH's password check
+// can watch its socket for the client hanging up (package hangup).
+func (g *startTLSGuard) NetConn() net.Conn { return g.Conn }
+
 func (g *startTLSGuard) Write(b []byte) (int, error) {
 	g.mu.Lock()
 	if g.upgrading && !isTLSRecord(b) {
