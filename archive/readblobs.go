@@ -141,7 +141,7 @@ func (r *Repository) ReadBlobs(ctx context.Context, pack ID, blobs []PackedBlob,
 	err = pr.fetch(0, n, func(rd io.Reader) error {
 		prefix := make([]byte, ageHeaderWindow)
 		m, err := io.ReadFull(rd, prefix)
-		if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) {
+		if err != nil && err != io.ErrUnexpectedEOF { // a short pack, not a broken body (readSpan)
 			return fmt.Errorf("read pack %s: %w", pack, err)
 		}
 		if payloadOff, err = pr.openHeader(prefix[:m], ident); err != nil || !withHeader {
@@ -175,6 +175,12 @@ func (r *Repository) ReadBlobs(ctx context.Context, pack ID, blobs []PackedBlob,
 // fetch reads n bytes at off of the pack in one request and hands them to
 // read. What read leaves (at most the header window) is read through to
 // the end, so that an HTTP connection goes back to the pool.
+//
+// A body that breaks midway is not re-requested here: the S3 backend
+// resumes its bodies at the byte where they broke (archive/s3/resume.go,
+// which says why there), for this and every other reader, and a local
+// file does not break. What reaches readSpan is a body that ended or an
+// error the backend gave up on.
 func (pr *packReader) fetch(off, n int64, read func(io.Reader) error) error {
 	rc, err := pr.r.be.GetRange(pr.ctx, PackFile, pr.pack.String(), off, n)
 	if err != nil {
@@ -243,8 +249,12 @@ func (pr *packReader) readSpan(src io.Reader, sp chunkSpan) error {
 				return fmt.Errorf("pack %s blob %s: %w: pack ends at chunk %d", pr.pack, pr.blobs[pr.next].ID, ErrCorrupt, c)
 			}
 			return nil
-		case errors.Is(err, io.ErrUnexpectedEOF):
-			// A short chunk is the final one.
+		case err == io.ErrUnexpectedEOF:
+			// A short chunk is the final one. Only ReadFull's own
+			// short-read signal, compared exactly: a body that broke
+			// (a backend that gave up resuming wraps the transport's
+			// io.ErrUnexpectedEOF) is a read error, not a short pack
+			// whose last chunk then fails to authenticate as ErrCorrupt.
 		case err != nil:
 			return fmt.Errorf("read pack %s: %w", pr.pack, err)
 		}

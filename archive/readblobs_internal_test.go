@@ -370,3 +370,66 @@ func TestPlanSpans(t *testing.T) {
 		})
 	}
 }
+
+// breakingBackend is a memBackend whose pack bodies fail with err once
+// they have delivered cut bytes, as an S3 body does when the backend has
+// given up resuming it.
+type breakingBackend struct {
+	*memBackend
+	cut int64
+	err error
+}
+
+func (b breakingBackend) GetRange(ctx context.Context, t FileType, name string, offset, length int64) (io.ReadCloser, error) {
+	rc, err := b.memBackend.GetRange(ctx, t, name, offset, length)
+	if err != nil || t != PackFile {
+		return rc, err
+	}
+	return io.NopCloser(io.MultiReader(io.LimitReader(rc, b.cut), errReader{b.err})), nil
+}
+
+type errReader struct{ err error }
+
+func (e errReader) Read([]byte) (int, error) { return 0, e.err }
+
+// TestReadBlobsBrokenBody: a body that breaks in the middle of a span is
+// a read error carrying the transport's error, never ErrCorrupt — even a
+// wrapped io.ErrUnexpectedEOF, which readSpan must not take for ReadFull's
+// short final chunk and then fail to authenticate — and the blobs handed
+// to fn before the break are each handed once.
+func TestReadBlobsBrokenBody(t *testing.T) {
+	r, be := memRepo(t)
+	pack, entries, content := writePack(t, r, be, 11, slices.Repeat([]int{100 << 10}, 8)) // one span
+	for _, tc := range []struct {
+		name string
+		err  error
+	}{
+		{"unexpected EOF, wrapped", fmt.Errorf("read at byte 300000 (3 re-requests): %w", io.ErrUnexpectedEOF)},
+		{"connection reset", fmt.Errorf("read: %w", errors.New("connection reset by peer"))},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r.be = breakingBackend{be, 300 << 10, tc.err}
+			defer func() { r.be = be }()
+			seen := map[ID]int{}
+			err := r.ReadBlobs(t.Context(), pack, slices.Clone(entries), func(b PackedBlob, data []byte) error {
+				if !bytes.Equal(data, content[b.ID]) {
+					return fmt.Errorf("blob at %d: wrong content", b.Offset)
+				}
+				seen[b.ID]++
+				return nil
+			})
+			if err == nil || errors.Is(err, ErrCorrupt) || !errors.Is(err, tc.err) {
+				t.Fatalf("ReadBlobs through a body cut at 300 KiB: %v, want %v and not ErrCorrupt", err, tc.err)
+			}
+			// 300 KiB of the sealed pack hold two whole 100 KiB blobs.
+			if len(seen) != 2 {
+				t.Errorf("%d blobs handed before the break, want 2", len(seen))
+			}
+			for id, n := range seen {
+				if n != 1 {
+					t.Errorf("blob %s handed %d times", id.Short(), n)
+				}
+			}
+		})
+	}
+}

@@ -140,6 +140,9 @@ type Backend struct {
 	noConditional atomic.Bool
 	// cache serves small ranged reads of packs (packcache.go).
 	cache *packCache
+	// resumes counts the re-requests of broken response bodies
+	// (resume.go).
+	resumes atomic.Int64
 }
 
 // New returns a backend for an existing or future repository. It does not
@@ -356,23 +359,47 @@ func (b *Backend) GetRange(ctx context.Context, t archive.FileType, name string,
 			return rc, err
 		}
 	}
-	var opts minio.GetObjectOptions
-	switch {
-	case length > 0:
-		err = opts.SetRange(offset, offset+length-1)
-	case offset > 0:
-		err = opts.SetRange(offset, 0)
+	end := int64(-1)
+	if length > 0 {
+		end = offset + length
 	}
-	if err != nil {
-		return nil, fmt.Errorf("%s/%s: %w", t, name, err)
-	}
-	core := minio.Core{Client: b.client}
-	var rc io.ReadCloser
-	err = b.retry(ctx, func() error {
+	// The body is resumed where it breaks (resume.go); the resumes ask
+	// for the ETag the first response had (If-Match, RFC 9110 section
+	// 13.1.1), so that bytes of two versions of an object (a config or
+	// lock file rewritten meanwhile) are never joined.
+	var etag string
+	open := func(ctx context.Context, off, end int64, resume bool) (io.ReadCloser, int64, error) {
+		var opts minio.GetObjectOptions
 		var err error
-		rc, _, _, err = core.GetObject(ctx, b.cfg.Bucket, k, opts)
-		return err
-	})
+		switch {
+		case end > 0:
+			err = opts.SetRange(off, end-1)
+		case off > 0:
+			err = opts.SetRange(off, 0)
+		}
+		if err == nil && resume && etag != "" {
+			err = opts.SetMatchETag(etag)
+		}
+		if err != nil {
+			return nil, 0, fmt.Errorf("%s/%s: %w", t, name, err)
+		}
+		core := minio.Core{Client: b.client}
+		var rc io.ReadCloser
+		var info minio.ObjectInfo
+		err = b.retry(ctx, func() error {
+			var err error
+			rc, info, _, err = core.GetObject(ctx, b.cfg.Bucket, k, opts)
+			return err
+		})
+		if err != nil {
+			return nil, 0, err
+		}
+		if !resume {
+			etag = info.ETag
+		}
+		return rc, info.Size, nil
+	}
+	rc, err := b.openResuming(ctx, open, offset, end)
 	if err != nil {
 		if minio.ToErrorResponse(err).Code == "InvalidRange" {
 			// Reading at or past the end gives nothing, as a file
