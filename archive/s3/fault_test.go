@@ -769,3 +769,57 @@ func TestCorruptChunkNotRetried(t *testing.T) {
 		t.Fatalf("restore with a damaged pack: %v, want ErrCorrupt", err)
 	}
 }
+
+// TestResumeRefusesAChangedObject: a body re-requested after a break asks
+// for the version first read (If-Match); an object replaced in between
+// fails the read rather than join the bytes of two versions. (config, the
+// one file the backend overwrites.)
+func TestResumeRefusesAChangedObject(t *testing.T) {
+	cfg := newBucket(t, "changed")
+	direct := mustBackend(t, cfg)
+	if err := direct.Create(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	old, replaced := bytes.Repeat([]byte("old version "), 10_000), bytes.Repeat([]byte("new version "), 10_000)
+	if err := direct.Put(t.Context(), archive.ConfigFile, "config", old); err != nil {
+		t.Fatal(err)
+	}
+	proxy := newFaultProxy(t, cfg.Endpoint)
+	cfg.Endpoint = proxy.addr()
+	cfg.Region = "us-east-1"
+	for _, tt := range []struct {
+		name    string
+		replace bool
+	}{{"unchanged", false}, {"replaced", true}} {
+		t.Run(tt.name, func(t *testing.T) {
+			b := mustBackend(t, cfg)
+			if err := direct.Put(t.Context(), archive.ConfigFile, "config", old); err != nil {
+				t.Fatal(err)
+			}
+			// Cut within the first response's body.
+			proxy.arm(truncateMidResponse, 1, 5000, 1)
+			rc, err := b.Get(t.Context(), archive.ConfigFile, "config")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rc.Close()
+			if tt.replace {
+				if err := direct.Put(t.Context(), archive.ConfigFile, "config", replaced); err != nil {
+					t.Fatal(err)
+				}
+			}
+			got, err := io.ReadAll(rc)
+			var resp minio.ErrorResponse
+			errors.As(err, &resp)
+			if proxy.faults() != 1 || b.resumes.Load() != 1 {
+				t.Fatalf("%d faults, %d re-requests, want 1 each", proxy.faults(), b.resumes.Load())
+			}
+			switch {
+			case tt.replace && resp.Code != "PreconditionFailed":
+				t.Errorf("read of a replaced object: %d bytes, %v; want PreconditionFailed", len(got), err)
+			case !tt.replace && (err != nil || !bytes.Equal(got, old)):
+				t.Errorf("read: %d bytes, %v", len(got), err)
+			}
+		})
+	}
+}
