@@ -122,7 +122,8 @@ func (r *resumingBody) Read(p []byte) (int, error) {
 
 // reopen waits out the backoff and requests the rest of the body.
 func (r *resumingBody) reopen() error {
-	if d := r.b.backoff << (r.idle - 1); r.idle > 0 && d > 0 {
+	// idle ≥ 1 here: the break that led here was counted.
+	if d := r.b.backoff << max(r.idle-1, 0); d > 0 {
 		t := time.NewTimer(d)
 		select {
 		case <-r.ctx.Done():
