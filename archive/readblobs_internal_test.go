@@ -388,6 +388,10 @@ func (b breakingBackend) GetRange(ctx context.Context, t FileType, name string, 
 	return io.NopCloser(io.MultiReader(io.LimitReader(rc, b.cut), errReader{b.err})), nil
 }
 
+func (b breakingBackend) Get(ctx context.Context, t FileType, name string) (io.ReadCloser, error) {
+	return b.GetRange(ctx, t, name, 0, 0)
+}
+
 type errReader struct{ err error }
 
 func (e errReader) Read([]byte) (int, error) { return 0, e.err }
@@ -431,5 +435,26 @@ func TestReadBlobsBrokenBody(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestReadPackBrokenBody: a whole-pack read (check --read-data, copy)
+// whose body breaks is a read error, not ErrCorrupt: age would take the
+// cut for a chunk that does not authenticate, and check would name a
+// sound pack as damaged.
+func TestReadPackBrokenBody(t *testing.T) {
+	r, be := memRepo(t)
+	pack, _, _ := writePack(t, r, be, 12, slices.Repeat([]int{100 << 10}, 8))
+	if _, err := r.ReadPack(t.Context(), pack); err != nil {
+		t.Fatalf("ReadPack of a sound pack: %v", err)
+	}
+	for _, cut := range []int64{10, 300 << 10} { // in the age header, in a chunk
+		broken := fmt.Errorf("read: %w", errors.New("connection reset by peer"))
+		r.be = breakingBackend{be, cut, broken}
+		_, err := r.ReadPack(t.Context(), pack)
+		r.be = be
+		if err == nil || errors.Is(err, ErrCorrupt) || !errors.Is(err, broken) {
+			t.Errorf("ReadPack through a body cut at %d: %v, want the read error and not ErrCorrupt", cut, err)
+		}
 	}
 }

@@ -516,12 +516,19 @@ func (r *Repository) ReadPack(ctx context.Context, id ID) ([]byte, error) {
 	}
 	defer rc.Close()
 	h := sha256.New()
-	tee := io.TeeReader(rc, h)
+	body := &transportReader{r: rc}
+	tee := io.TeeReader(body, h)
+	// age reports a body that breaks off as a chunk that does not
+	// authenticate; a failed download is a read error, not damage (check
+	// would name a sound pack as damaged).
 	dr, err := age.Decrypt(tee, ident)
-	if err != nil {
-		return nil, fmt.Errorf("pack %s: %w: %v", id, ErrCorrupt, err)
+	if err == nil {
+		_, err = buf.ReadFrom(dr)
 	}
-	if _, err := buf.ReadFrom(dr); err != nil {
+	if err != nil {
+		if body.err != nil {
+			return nil, fmt.Errorf("read pack %s: %w", id, body.err)
+		}
 		return nil, fmt.Errorf("pack %s: %w: %v", id, ErrCorrupt, err)
 	}
 	if _, err := io.Copy(io.Discard, tee); err != nil {
@@ -531,4 +538,20 @@ func (r *Repository) ReadPack(ctx context.Context, id ID) ([]byte, error) {
 		return nil, fmt.Errorf("pack %s: %w: content does not match its name (SHA-256)", id, ErrCorrupt)
 	}
 	return buf.Bytes(), nil
+}
+
+// transportReader remembers the first error, other than io.EOF, of the
+// reader it wraps, so that a decoder's complaint can be told apart from a
+// download that failed under it.
+type transportReader struct {
+	r   io.Reader
+	err error
+}
+
+func (t *transportReader) Read(p []byte) (int, error) {
+	n, err := t.r.Read(p)
+	if err != nil && err != io.EOF && t.err == nil {
+		t.err = err
+	}
+	return n, err
 }
