@@ -54,12 +54,14 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 	}
 	m.mu.Unlock()
 	plan := planFetch(options)
+	s.out.begin()
 	for _, t := range targets {
 		if err := s.fetchOne(w, m, t, &kw, options, plan); err != nil {
+			s.out.end()
 			return err
 		}
 	}
-	return nil
+	return s.out.end()
 }
 
 // fetchPlan says what of the message file a FETCH needs.

@@ -119,6 +119,9 @@ type Server struct {
 	log    *slog.Logger
 	imap   *imapserver.Server
 	meta   *metaCache // nil when disabled
+	// listings counts the folder listings that refreshes made (tests
+	// assert that an unchanged folder is not listed again).
+	listings atomic.Int64
 
 	conns *ratelimit.Conns // per-IP limits of every listener
 
@@ -219,7 +222,9 @@ func (s *Server) Serve(ln net.Listener, implicitTLS bool) error {
 	if implicitTLS {
 		// Handshake before imapserver sees the connection (see package
 		// handshake), after the per-IP limits.
-		l = handshake.NewListener(l, s.cfg.TLSConfig, handshake.Timeout, s.log)
+		l = handshake.NewListener(batchListener{l}, s.cfg.TLSConfig, handshake.Timeout, s.log)
+	} else {
+		l = batchListener{l}
 	}
 	s.mu.Lock()
 	if s.closing {
@@ -275,7 +280,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 }
 
 func (s *Server) newSession(c *imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
-	sess := &session{srv: s, conn: c, ip: ratelimit.RemoteIP(c.NetConn().RemoteAddr())}
+	sess := &session{srv: s, conn: c, ip: ratelimit.RemoteIP(c.NetConn().RemoteAddr()), out: batchConnOf(c.NetConn())}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closing {

@@ -46,6 +46,7 @@ type session struct {
 	srv  *Server
 	conn *imapserver.Conn
 	ip   string
+	out  *batchConn // the connection under conn, where FETCH batches writes
 
 	acct     store.Account
 	loggedIn bool
