@@ -17,6 +17,9 @@
 #   BENCH_LARGE_SIZE      their payload (default 102400)
 #   BENCH_SESSIONS        concurrent SMTP sessions, smtp-source -s (default 20)
 #   BENCH_FETCH_RUNS      times each IMAP FETCH is run, median reported (default 3)
+#   BENCH_IMAP_CLIENT     raw (default: responses framed and counted, not
+#                         decoded) or imapclient (decoded by go-imap v2's
+#                         client, which caps the ENVELOPE FETCH of both servers)
 #   BENCH_PORT_BASE       first of the loopback TCP ports used (default 24500)
 #   BENCH_DNS             loopback address of the NXDOMAIN resolver (default 127.0.0.77)
 #   MAILVAULT_BENCH_DIR   work and report directory (default /var/tmp/mailvault-bench)
@@ -35,6 +38,7 @@ BENCH_LARGE_MESSAGES=${BENCH_LARGE_MESSAGES:-1000}
 BENCH_LARGE_SIZE=${BENCH_LARGE_SIZE:-102400}
 BENCH_SESSIONS=${BENCH_SESSIONS:-20}
 BENCH_FETCH_RUNS=${BENCH_FETCH_RUNS:-3}
+BENCH_IMAP_CLIENT=${BENCH_IMAP_CLIENT:-raw}
 BENCH_PORT_BASE=${BENCH_PORT_BASE:-24500}
 BENCH_DNS=${BENCH_DNS:-127.0.0.77}
 BENCH_DIR=${MAILVAULT_BENCH_DIR:-/var/tmp/mailvault-bench}
@@ -431,7 +435,7 @@ fetch() {
 	watch_start "$srv" "$key"
 	log "fetch: $user's $count messages from $srv"
 	"$MB" imapfetch -name "$srv" -addr "127.0.0.1:$port" -user "$user@$DOMAIN" -password-file "$W/password" \
-		-runs "$BENCH_FETCH_RUNS" -expect "$count" -pid "$(pids "$srv")" >"$W/$key.$srv.json" 2>"$W/$key.$srv.log" ||
+		-runs "$BENCH_FETCH_RUNS" -client "$BENCH_IMAP_CLIENT" -expect "$count" -pid "$(pids "$srv")" >"$W/$key.$srv.json" 2>"$W/$key.$srv.log" ||
 		{ cat "$W/$key.$srv.log" >&2; die "IMAP fetch from $srv failed"; }
 	# Dovecot's imap process has exited by now; its CPU time is in its
 	# master's reaped-children time.
@@ -501,7 +505,7 @@ REPORT=$BENCH_DIR/mailserver-results-$(date -u +%Y%m%dT%H%M%SZ).md
 		echo "- $(go version 2>/dev/null || echo 'go: not found'); mailvault $(cd "$REPO_ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)$(cd "$REPO_ROOT" && git diff --quiet HEAD 2>/dev/null || echo ' (uncommitted changes)')"
 	fi
 	echo "- Postfix $(postconf -d -h mail_version 2>/dev/null), Dovecot $(dovecot --version | cut -d' ' -f1) (LMTP to Maildir, mail_fsync=$(doveconf -c "$DC/dovecot.conf" -h mail_fsync 2>/dev/null))"
-	echo "- smtp-source -s $BENCH_SESSIONS, one message per connection, plain SMTP on 127.0.0.1; IMAP over implicit TLS ($(grep -o '"first_select_seconds":[0-9.]*' "$W/fetch-small.mailvault.json" >/dev/null && echo "same certificate"), one session, FETCH 1:* run $BENCH_FETCH_RUNS times, median)"
+	echo "- smtp-source -s $BENCH_SESSIONS, one message per connection, plain SMTP on 127.0.0.1; IMAP over implicit TLS ($(grep -o '"first_select_seconds":[0-9.]*' "$W/fetch-small.mailvault.json" >/dev/null && echo "same certificate"), one session, FETCH 1:* run $BENCH_FETCH_RUNS times, median; client: $BENCH_IMAP_CLIENT)"
 	echo
 	echo "| test | mailvault | Postfix + Dovecot | mailvault speed-up | server CPU s (mailvault / P+D) | peak memory, PSS (mailvault / P+D) |"
 	echo "|---|---|---|---|---|---|"

@@ -144,3 +144,34 @@ func TestCountFiles(t *testing.T) {
 		t.Fatalf("countFiles = %d, %v; want 2", n, err)
 	}
 }
+
+func TestLiteralSize(t *testing.T) {
+	for _, tc := range []struct {
+		line string
+		want int64
+	}{
+		{"* 1 FETCH (UID 4 BODY[] {1234}\r\n", 1234},
+		{"* 1 FETCH (UID 4 BODY[] {12+}\r\n", 12},
+		{"* 1 FETCH (UID 4 FLAGS (\\Seen))\r\n", -1},
+		{"* 1 FETCH (ENVELOPE (\"a}\" NIL))\r\n", -1},
+		{"{x}\r\n", -1},
+	} {
+		if got := literalSize([]byte(tc.line)); got != tc.want {
+			t.Errorf("%q: %d, want %d", tc.line, got, tc.want)
+		}
+	}
+}
+
+func TestQuoted(t *testing.T) {
+	for in, want := range map[string]string{
+		`alice@example.test`: `"alice@example.test"`,
+		`pa"ss\word`:         `"pa\"ss\\word"`,
+	} {
+		if got, err := quoted(in); got != want || err != nil {
+			t.Errorf("%q: %q %v, want %q", in, got, err, want)
+		}
+	}
+	if _, err := quoted("a\r\nb"); err == nil {
+		t.Error("CRLF quoted")
+	}
+}
