@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"runtime/metrics"
 	"slices"
 	"strings"
 	"sync"
@@ -474,10 +475,25 @@ func (db *DB) acquire(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if first {
+	if first && db.blockDominatesHeap() {
 		runtime.GC()
 	}
 	return nil
+}
+
+// blockDominatesHeap says whether an argon2id block (the memory cost of
+// new hashes) is at least half the live heap: only then do the forced
+// collections around a check pay. On a server whose heap is many times
+// the block (many sessions, a full header cache) the block changes the
+// heap goal little, while two full collections per login would cost CPU
+// on every login.
+func (db *DB) blockDominatesHeap() bool {
+	live := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	metrics.Read(live)
+	if live[0].Value.Kind() != metrics.KindUint64 {
+		return true
+	}
+	return live[0].Value.Uint64() <= 2*uint64(db.Params().Memory)*1024
 }
 
 // release gives the place back. The last hash out also collects the
@@ -489,7 +505,7 @@ func (db *DB) acquire(ctx context.Context) error {
 // bench/mailserver peaked at 142 MB PSS with one login). One collection
 // per login costs milliseconds against the hash's tenth of a second.
 func (db *DB) release() {
-	if db.slots.release() {
+	if db.slots.release() && db.blockDominatesHeap() {
 		debug.FreeOSMemory()
 	}
 }
