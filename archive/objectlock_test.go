@@ -132,20 +132,20 @@ func (f *fakeLocker) Remove(ctx context.Context, t archive.FileType, name string
 	return f.Backend.Remove(ctx, t, name)
 }
 
-// TestMaintainWindow checks which files Maintain extends as time passes.
-func TestMaintainWindow(t *testing.T) {
+// newLockedRepo makes a repository with a 10-day governance lock on a
+// fakeLocker, keyed to tr's identity; open opens it with its index loaded.
+func newLockedRepo(t *testing.T, tr *testRepo) (fl *fakeLocker, open func() *archive.Repository) {
+	t.Helper()
 	ctx := t.Context()
-	tr := newTestRepo(t, 0) // for the corpus helpers only
-	dir := filepath.Join(t.TempDir(), "locked")
-	be := local.New(dir)
+	be := local.New(filepath.Join(t.TempDir(), "locked"))
 	if err := be.Create(); err != nil {
 		t.Fatal(err)
 	}
-	fl := newFakeLocker(be)
+	fl = newFakeLocker(be)
 	if _, err := archive.InitObjectLock(ctx, fl, archive.KeyRecipients{Recipients: []string{tr.id.Recipient().String()}}, archive.ObjectLock{Mode: archive.Governance, Days: 10}, nil); err != nil {
 		t.Fatal(err)
 	}
-	open := func() *archive.Repository {
+	return fl, func() *archive.Repository {
 		r, err := archive.Open(ctx, fl, tr.creds(), archive.Options{})
 		if err != nil {
 			t.Fatal(err)
@@ -156,6 +156,13 @@ func TestMaintainWindow(t *testing.T) {
 		}
 		return r
 	}
+}
+
+// TestMaintainWindow checks which files Maintain extends as time passes.
+func TestMaintainWindow(t *testing.T) {
+	ctx := t.Context()
+	tr := newTestRepo(t, 0) // for the corpus helpers only
+	fl, open := newLockedRepo(t, tr)
 	runBackup(t, open(), genCorpus(t, 7, 3e5))
 	start := fl.now
 
@@ -257,25 +264,7 @@ func TestMaintainLetsSupersededIndexRunOut(t *testing.T) {
 		if attempt == 40 {
 			t.Fatal("no repository whose old index file name sorts first in 40 attempts")
 		}
-		be := local.New(filepath.Join(t.TempDir(), "locked"))
-		if err := be.Create(); err != nil {
-			t.Fatal(err)
-		}
-		fl := newFakeLocker(be)
-		if _, err := archive.InitObjectLock(ctx, fl, archive.KeyRecipients{Recipients: []string{tr.id.Recipient().String()}}, archive.ObjectLock{Mode: archive.Governance, Days: 10}, nil); err != nil {
-			t.Fatal(err)
-		}
-		open := func() *archive.Repository {
-			r, err := archive.Open(ctx, fl, tr.creds(), archive.Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { r.Close() })
-			if _, err := r.LoadIndex(ctx); err != nil {
-				t.Fatal(err)
-			}
-			return r
-		}
+		fl, open := newLockedRepo(t, tr)
 		runBackup(t, open(), corpus)
 		old, err := open().List(ctx, archive.IndexFile)
 		if err != nil || len(old) != 1 {
