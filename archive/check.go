@@ -74,13 +74,8 @@ func (r *Repository) Check(ctx context.Context, opt CheckOptions) (*CheckResult,
 			res.Warnings = append(res.Warnings, fmt.Sprintf("pack %s is not in any index and its header cannot be read; nothing refers to it through the index", id))
 		}
 	}
-	present := map[ID]int64{}
-	if err := r.be.List(ctx, PackFile, func(name string, size int64) error {
-		if id, err := ParseID(name); err == nil {
-			present[id] = size
-		}
-		return nil
-	}); err != nil {
+	present, err := r.packSizes(ctx)
+	if err != nil {
 		return nil, err
 	}
 	packs := r.idx.Packs()

@@ -184,13 +184,8 @@ func (r *Repository) Prune(ctx context.Context, opt PruneOptions) (*PruneResult,
 		return nil, fmt.Errorf("prune: %w (run `mailvault repair index` first): %v", ErrCorrupt, errors.Join(scan.damaged...))
 	}
 	allIndexes := scan.all
-	sizes := map[ID]int64{}
-	if err := r.be.List(ctx, PackFile, func(name string, size int64) error {
-		if id, err := ParseID(name); err == nil {
-			sizes[id] = size
-		}
-		return nil
-	}); err != nil {
+	sizes, err := r.packSizes(ctx)
+	if err != nil {
 		return nil, err
 	}
 	idx := newIndex()

@@ -31,13 +31,8 @@ func (r *Repository) RebuildIndex(ctx context.Context) (*RebuildResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	sizes := map[ID]int64{}
-	if err := r.be.List(ctx, PackFile, func(name string, size int64) error {
-		if id, err := ParseID(name); err == nil {
-			sizes[id] = size
-		}
-		return nil
-	}); err != nil {
+	sizes, err := r.packSizes(ctx)
+	if err != nil {
 		return nil, err
 	}
 	fresh := newIndex()

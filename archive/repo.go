@@ -442,3 +442,16 @@ func (r *Repository) Close() error {
 	r.zdec.Close()
 	return nil
 }
+
+// packSizes lists the pack files in storage with their sizes (names that
+// are not IDs are ignored).
+func (r *Repository) packSizes(ctx context.Context) (map[ID]int64, error) {
+	sizes := map[ID]int64{}
+	err := r.be.List(ctx, PackFile, func(name string, size int64) error {
+		if id, err := ParseID(name); err == nil {
+			sizes[id] = size
+		}
+		return nil
+	})
+	return sizes, err
+}
