@@ -70,39 +70,19 @@ func TestConcurrentHashesBounded(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var mu sync.Mutex
-	inflight, peak, calls := 0, 0, 0
-	entered := make(chan struct{}, 16)
-	release := make(chan struct{})
-	db.check = func(encoded, password string) (bool, error) {
-		mu.Lock()
-		inflight++
-		calls++
-		peak = max(peak, inflight)
-		mu.Unlock()
-		entered <- struct{}{}
-		<-release
-		mu.Lock()
-		inflight--
-		mu.Unlock()
-		return CheckPassword(encoded, password)
-	}
+	h := holdChecks(db)
 	const logins = 8
 	var wg sync.WaitGroup
 	for range logins {
 		wg.Go(func() { db.Authenticate(t.Context(), "nobody@example.test", "password") })
 	}
-	<-entered
-	<-entered
+	<-h.entered
+	<-h.entered
 	// Both places are taken: many scheduling rounds let no third in.
-	for range 1000 {
-		runtime.Gosched()
-	}
-	mu.Lock()
-	if inflight != 2 || calls != 2 {
+	settle()
+	if inflight, _, calls := h.counts(); inflight != 2 || calls != 2 {
 		t.Errorf("%d checks in flight, %d started, want 2 and 2", inflight, calls)
 	}
-	mu.Unlock()
 
 	// A login whose context ends while it waits returns at once.
 	ctx, cancel := context.WithCancel(t.Context())
@@ -111,9 +91,9 @@ func TestConcurrentHashesBounded(t *testing.T) {
 		t.Fatalf("cancelled waiter: %v", err)
 	}
 
-	close(release)
+	close(h.release)
 	wg.Wait()
-	if peak != 2 || calls != logins {
+	if _, peak, calls := h.counts(); peak != 2 || calls != logins {
 		t.Fatalf("peak %d checks at once, %d checks; want 2 and %d", peak, calls, logins)
 	}
 }
@@ -172,5 +152,46 @@ func TestCheckCollectsAround(t *testing.T) {
 				t.Fatalf("%d forced collections for a login, want %d", n, tc.want)
 			}
 		})
+	}
+}
+
+// heldChecks replaces a DB's password check with one that counts the
+// checks running at once and holds each until release gets a value (or
+// is closed); entered gets one for every check that starts.
+type heldChecks struct {
+	mu                    sync.Mutex
+	inflight, peak, calls int
+	entered, release      chan struct{}
+}
+
+func holdChecks(db *DB) *heldChecks {
+	h := &heldChecks{entered: make(chan struct{}, 16), release: make(chan struct{})}
+	db.check = func(encoded, password string) (bool, error) {
+		h.mu.Lock()
+		h.inflight++
+		h.calls++
+		h.peak = max(h.peak, h.inflight)
+		h.mu.Unlock()
+		h.entered <- struct{}{}
+		<-h.release
+		h.mu.Lock()
+		h.inflight--
+		h.mu.Unlock()
+		return CheckPassword(encoded, password)
+	}
+	return h
+}
+
+func (h *heldChecks) counts() (inflight, peak, calls int) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.inflight, h.peak, h.calls
+}
+
+// settle gives goroutines many scheduling rounds, so that one that could
+// start a check has started it.
+func settle() {
+	for range 1000 {
+		runtime.Gosched()
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -77,44 +76,23 @@ func TestSetMaxConcurrentHashes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var mu sync.Mutex
-	inflight, peak := 0, 0
-	entered := make(chan struct{}, 16)
-	release := make(chan struct{})
-	db.check = func(encoded, password string) (bool, error) {
-		mu.Lock()
-		inflight++
-		peak = max(peak, inflight)
-		mu.Unlock()
-		entered <- struct{}{}
-		<-release
-		mu.Lock()
-		inflight--
-		mu.Unlock()
-		return CheckPassword(encoded, password)
-	}
-	settle := func() {
-		for range 1000 {
-			runtime.Gosched()
-		}
-	}
+	h := holdChecks(db)
 	running := func() int {
-		mu.Lock()
-		defer mu.Unlock()
-		return inflight
+		n, _, _ := h.counts()
+		return n
 	}
 	var wg sync.WaitGroup
 	for range 6 {
 		wg.Go(func() { db.Authenticate(context.Background(), "nobody@example.test", "password") })
 	}
-	<-entered
+	<-h.entered
 	settle()
 	if n := running(); n != 1 {
 		t.Fatalf("%d checks with a bound of 1", n)
 	}
 	db.SetMaxConcurrentHashes(3)
-	<-entered
-	<-entered
+	<-h.entered
+	<-h.entered
 	settle()
 	if n := running(); n != 3 || db.MaxConcurrentHashes() != 3 {
 		t.Fatalf("%d checks (bound %d) after raising it to 3", n, db.MaxConcurrentHashes())
@@ -122,16 +100,16 @@ func TestSetMaxConcurrentHashes(t *testing.T) {
 	// Lowered to 1: the three running finish, then one at a time.
 	db.SetMaxConcurrentHashes(1)
 	for range 3 {
-		release <- struct{}{}
+		h.release <- struct{}{}
 	}
-	<-entered
+	<-h.entered
 	settle()
 	if n := running(); n != 1 {
 		t.Fatalf("%d checks after lowering the bound to 1", n)
 	}
-	close(release)
+	close(h.release)
 	wg.Wait()
-	if peak != 3 {
+	if _, peak, _ := h.counts(); peak != 3 {
 		t.Fatalf("peak %d, want 3", peak)
 	}
 }
