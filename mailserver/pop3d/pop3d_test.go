@@ -213,6 +213,9 @@ func TestTransactionRetrTopDeleRsetQuit(t *testing.T) {
 		C: DELE 1
 		S: +OK`)
 	c2.Close()
+	// The server notices the hangup on its own time; until then the
+	// maildrop is rightly [IN-USE].
+	e.waitIdle()
 	c3 := e.login(t)
 	c3.Script(`
 		C: STAT
