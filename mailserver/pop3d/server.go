@@ -170,10 +170,7 @@ func (s *Server) Serve(ln net.Listener, implicitTLS bool) error {
 			if closing || errors.Is(err, net.ErrClosed) {
 				return nil
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
-			}
+			// ln waits out temporary errors (EMFILE) itself.
 			return fmt.Errorf("pop3d: accept: %w", err)
 		}
 		ip := ratelimit.RemoteIP(c.RemoteAddr())

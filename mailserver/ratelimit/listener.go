@@ -1,6 +1,7 @@
 package ratelimit
 
 import (
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -55,13 +56,26 @@ type Listener struct {
 }
 
 // Accept returns the next admitted connection, or the inner listener's
-// error.
+// error once it is closed or broken. A temporary accept error (EMFILE,
+// ENFILE, ENOBUFS) is waited out, as net/http does, with a delay that
+// doubles from 5 ms to 1 s: returning it would end the server's accept
+// loop, and a client that exhausts the descriptors for a moment would
+// shut the port for good.
 func (l *Listener) Accept() (net.Conn, error) {
+	var delay time.Duration
 	for {
 		c, err := l.Listener.Accept()
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Temporary() {
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			l.Log.Warn("accept", "addr", l.Addr().String(), "err", err, "retry_in", delay)
+			time.Sleep(delay)
+			continue
+		}
 		if err != nil {
 			return nil, err
 		}
+		delay = 0
 		ip := RemoteIP(c.RemoteAddr())
 		if !l.Conns.rate.Allow(ip) {
 			l.refuse(c, ip, l.Replies.TooFast)

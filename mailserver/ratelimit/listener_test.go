@@ -1,10 +1,13 @@
 package ratelimit
 
 import (
+	"errors"
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/mailvault/mailvault/mailserver/internal/servertest"
@@ -94,5 +97,46 @@ func TestListener(t *testing.T) {
 				t.Fatalf("refused connection read %q, want %q", got, tc.want)
 			}
 		})
+	}
+}
+
+// emfileListener fails its first n Accepts the way net does when the
+// process is out of file descriptors.
+type emfileListener struct {
+	net.Listener
+	n int
+}
+
+func (l *emfileListener) Accept() (net.Conn, error) {
+	if l.n > 0 {
+		l.n--
+		return nil, &net.OpError{Op: "accept", Net: "tcp", Addr: l.Addr(), Err: os.NewSyscallError("accept4", syscall.EMFILE)}
+	}
+	return l.Listener.Accept()
+}
+
+// TestListenerWaitsOutEMFILE: running out of descriptors does not end the
+// accept loop (which would close the port for good): the error is logged,
+// waited out, and the next connection is admitted. A closed listener's
+// error still ends it.
+func TestListenerWaitsOutEMFILE(t *testing.T) {
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &servertest.LogBuffer{}
+	l := &Listener{Listener: &emfileListener{Listener: inner, n: 3}, Conns: NewConns(0, 0), Replies: testReplies, Log: slog.New(slog.NewTextHandler(logs, nil))}
+	dial(t, inner.Addr().String())
+	c, err := l.Accept()
+	if err != nil {
+		t.Fatalf("Accept: %v, want the connection after the EMFILE errors", err)
+	}
+	c.Close()
+	if n := strings.Count(logs.String(), "too many open files"); n != 3 {
+		t.Errorf("%d EMFILE errors logged, want 3:\n%s", n, logs.String())
+	}
+	l.Close()
+	if _, err := l.Accept(); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("Accept after Close: %v, want net.ErrClosed", err)
 	}
 }

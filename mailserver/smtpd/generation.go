@@ -5,7 +5,6 @@ import (
 	"errors"
 	"net"
 	"sync"
-	"time"
 
 	"github.com/emersion/go-smtp"
 )
@@ -105,8 +104,8 @@ func (s *Server) renew(l Limits) {
 // dispatch accepts connections from ls.ln until it is closed and hands
 // each to the listener's current generation.
 func (s *Server) dispatch(ls *listener) error {
-	var delay time.Duration // after a temporary accept error, as go-smtp
 	for {
+		// ls.ln, a ratelimit.Listener, waits out temporary errors itself.
 		c, err := ls.ln.Accept()
 		if err != nil {
 			s.mu.Lock()
@@ -115,17 +114,8 @@ func (s *Server) dispatch(ls *listener) error {
 			if closing || errors.Is(err, net.ErrClosed) {
 				return nil
 			}
-			var ne net.Error
-			// EMFILE and the like: wait and go on, as go-smtp and net/http do.
-			if errors.As(err, &ne) && ne.Temporary() {
-				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-				s.log.Warn("accept", "mode", ls.mode.String(), "err", err, "retry_in", delay)
-				time.Sleep(delay)
-				continue
-			}
 			return err
 		}
-		delay = 0
 		for {
 			s.mu.Lock()
 			g, closing := ls.cur, s.closing
