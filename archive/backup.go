@@ -90,8 +90,8 @@ type backup struct {
 	jobs chan job
 	wg   sync.WaitGroup // running workers
 
-	bufs     sync.Pool // *[]byte read buffers
-	chunkers sync.Pool // *chunkState
+	bufs     *bufferPool // read buffers
+	chunkers sync.Pool   // *chunkState
 	// bigFiles bounds how many files stream through the chunker at once:
 	// each holds a ChunkMax buffer, and two keep both cores busy.
 	bigFiles chan struct{}
@@ -152,6 +152,8 @@ func (r *Repository) Backup(ctx context.Context, opt BackupOptions) (*BackupResu
 	if workers <= 0 {
 		workers = 2 * runtime.GOMAXPROCS(0)
 	}
+	// A read buffer per worker, the larger ones for the files bigFiles admits.
+	b.bufs = newBufferPool(smallFileLimit, workers, cap(b.bigFiles))
 	b.jobs = make(chan job, 4*workers)
 	for i := 0; i < workers; i++ {
 		b.wg.Add(1)
@@ -619,18 +621,6 @@ func (b *backup) worker(ctx context.Context) {
 	}
 }
 
-func (b *backup) getBuf(n int) *[]byte {
-	if v := b.bufs.Get(); v != nil {
-		p := v.(*[]byte)
-		if cap(*p) >= n {
-			*p = (*p)[:n]
-			return p
-		}
-	}
-	buf := make([]byte, n, max(n, 1<<20))
-	return &buf
-}
-
 // process reads one file and stores its blobs. A message is split where
 // its header block ends, so that copies of the same mail delivered to
 // several mailboxes — which differ only in the Delivered-To/Received lines
@@ -657,9 +647,8 @@ func (b *backup) process(ctx context.Context, j job) error {
 		defer func() { <-b.bigFiles }()
 	}
 	first := min(size, int64(b.r.cfg.ChunkMax))
-	bp := b.getBuf(int(first))
-	defer b.bufs.Put(bp)
-	buf := *bp
+	buf := b.bufs.get(int(first))
+	defer b.bufs.put(buf)
 	n, err := io.ReadFull(f, buf)
 	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
 		return err

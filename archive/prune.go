@@ -614,7 +614,11 @@ func (r *Repository) repackBlobs(ctx context.Context, packs []*packPlan, res *Pr
 				}
 			}
 			comp, enc := r.compress(data)
-			if err := open[b.Type].add(b.ID, b.Type, comp, len(data), enc); err != nil {
+			err := open[b.Type].add(b.ID, b.Type, comp, len(data), enc)
+			if comp == Zstd {
+				r.zbufs.put(enc)
+			}
+			if err != nil {
 				return err
 			}
 			stored[b.ID] = struct{}{}

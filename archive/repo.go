@@ -97,6 +97,7 @@ type Repository struct {
 	hashers  sync.Pool // keyed BLAKE3 hashers
 	readBufs sync.Pool // *readBuffers for ReadBlobs
 	zenc     *zstd.Encoder
+	zbufs    *bufferPool // compress's output
 	zdec     *zstd.Decoder
 	level    int
 
@@ -209,6 +210,9 @@ func Open(ctx context.Context, be Backend, creds Credentials, opt Options) (*Rep
 	}
 	r := &Repository{be: be, cfg: cfg, keyID: keyID, key: key, idx: newIndex(), pending: make(map[ID]struct{})}
 	r.readBufs.New = func() any { return new(readBuffers) }
+	// Blobs of files up to smallFileLimit (every backup worker may hold
+	// one) and, at most two at a time, chunks of larger files.
+	r.zbufs = newBufferPool(compressBound(smallFileLimit), 2*runtime.GOMAXPROCS(0), 2)
 	// One open data pack per core; trees are few and small.
 	r.packers = [2]*packerPool{DataBlob: newPackerPool(runtime.GOMAXPROCS(0)), TreeBlob: newPackerPool(1)}
 	if err := r.loadSecrets(); err != nil {
