@@ -1,8 +1,11 @@
 package archive
 
 // bufferPool keeps byte buffers for reuse between blobs, in two classes:
-// up to nSmall buffers of exactly smallCap bytes for requests that fit, and
-// up to nLarge larger ones. Unlike a sync.Pool it is not emptied by garbage
+// up to nSmall buffers of exactly smallCap bytes for requests from 64 KiB
+// up to that, and up to nLarge larger ones. Smaller requests are plain
+// allocations: they are many but few bytes, and pooling them would pin a
+// smallCap buffer to each (8 MB more peak memory in a backup of small new
+// messages). Unlike a sync.Pool it is not emptied by garbage
 // collections: at the batch commands' GOGC=25 a backup collected every few
 // megabytes, so a sync.Pool of read buffers was refilled by allocation
 // after nearly every cycle, and the compression output — a fresh buffer
@@ -15,12 +18,17 @@ type bufferPool struct {
 	small, large chan []byte
 }
 
+const minPooledBuffer = 64 << 10
+
 func newBufferPool(smallCap, nSmall, nLarge int) *bufferPool {
 	return &bufferPool{smallCap: smallCap, small: make(chan []byte, nSmall), large: make(chan []byte, nLarge)}
 }
 
 // get returns a buffer of length n.
 func (p *bufferPool) get(n int) []byte {
+	if n < minPooledBuffer {
+		return make([]byte, n)
+	}
 	if n <= p.smallCap {
 		select {
 		case b := <-p.small:

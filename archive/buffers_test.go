@@ -4,13 +4,14 @@ import "testing"
 
 // TestBufferPool: buffers given back are handed out again, in their
 // class, without allocating; a large buffer too small for a request is
-// replaced; what is not the pool's is not kept.
+// replaced; small requests and what is not the pool's are not kept.
 func TestBufferPool(t *testing.T) {
-	p := newBufferPool(1024, 2, 1)
+	const smallCap = 1 << 20
+	p := newBufferPool(smallCap, 2, 1)
 	tests := []struct {
 		name string
 		n    int
-	}{{"small", 100}, {"small class, full size", 1024}, {"large", 5000}}
+	}{{"small", minPooledBuffer}, {"small class, full size", smallCap}, {"large", 3 << 20}}
 	for _, tt := range tests {
 		p.put(p.get(tt.n))
 		if a := testing.AllocsPerRun(100, func() {
@@ -23,16 +24,17 @@ func TestBufferPool(t *testing.T) {
 			t.Errorf("%s: %.1f allocations per get and put, want 0", tt.name, a)
 		}
 	}
-	if b := p.get(6000); cap(b) < 6000 {
+	if b := p.get(4 << 20); cap(b) < 4<<20 {
 		t.Errorf("a large request got cap %d", cap(b))
 	}
+	p.put(p.get(minPooledBuffer - 1))
 	p.put(make([]byte, 10))
 	if len(p.small) != 1 {
 		t.Errorf("%d small buffers kept, want the pool's one", len(p.small))
 	}
 	// Full: more given back than it keeps are dropped.
 	for range 5 {
-		p.put(make([]byte, 0, 1024))
+		p.put(make([]byte, 0, smallCap))
 	}
 	if len(p.small) != cap(p.small) {
 		t.Errorf("%d small buffers kept, want %d", len(p.small), cap(p.small))
