@@ -405,6 +405,15 @@ func (b *backup) backupRoot(ctx context.Context, absPath, name string) (*SourceR
 			folders = append(folders, p)
 			continue
 		}
+		// Mailboxes come sorted by user, and a message moves only between
+		// the folders of its user: the previous users' parent trees are
+		// done with, and on a large server they are most of this phase's
+		// memory.
+		for u := range pr.byUser {
+			if u != mb.User {
+				delete(pr.byUser, u)
+			}
+		}
 		parentMsgs, err := b.userMessages(ctx, pr, mb.User)
 		if err != nil {
 			return nil, err
@@ -473,6 +482,7 @@ func (b *backup) backupRoot(ctx context.Context, absPath, name string) (*SourceR
 				treeErr = err
 				treeMu.Unlock()
 			}
+			p.messages = nil // in the stored tree now; p.entry names it
 		}()
 	}
 	files, err := b.backupFiles(ctx, absPath, tree, pr)
