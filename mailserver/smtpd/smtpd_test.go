@@ -353,31 +353,37 @@ func TestSubmissionLockout(t *testing.T) {
 	}
 }
 
+// sendForged sends alice, over the MX port from forger.test, a message
+// whose envelope and From: claim the domain from, and returns the reply to
+// its end of data.
+func (e *testEnv) sendForged(t *testing.T, from, subject string) string {
+	t.Helper()
+	c := e.dial(t, ModeMX)
+	return c.Script(`
+		S: 220
+		C: EHLO forger.test
+		S: 250
+		C: MAIL FROM:<x@` + from + `>
+		S: 250
+		C: RCPT TO:<alice@example.test>
+		S: 250
+		C: DATA
+		S: 354
+		C: From: <ceo@` + from + `>
+		C: Subject: ` + subject + `
+		C:
+		C: now
+		C: .
+		S: `)
+}
+
 func TestDMARCEnforcement(t *testing.T) {
 	e := newTestEnv(t, func(c *Config, _ *auth.LimiterConfig) { c.EnforceDMARC = true })
 	e.res.SetTXT("bank.test", "v=spf1 ip4:192.0.2.0/24 -all")
 	e.res.SetTXT("_dmarc.bank.test", "v=DMARC1; p=reject")
 	e.res.SetTXT("shop.test", "v=spf1 -all")
 	e.res.SetTXT("_dmarc.shop.test", "v=DMARC1; p=quarantine")
-	send := func(from string) string {
-		c := e.dial(t, ModeMX)
-		return c.Script(`
-			S: 220
-			C: EHLO forger.test
-			S: 250
-			C: MAIL FROM:<x@` + from + `>
-			S: 250
-			C: RCPT TO:<alice@example.test>
-			S: 250
-			C: DATA
-			S: 354
-			C: From: <ceo@` + from + `>
-			C: Subject: wire money
-			C:
-			C: now
-			C: .
-			S: `)
-	}
+	send := func(from string) string { return e.sendForged(t, from, "wire money") }
 	if r := send("bank.test"); !strings.HasPrefix(r, "550 5.7.1 Rejected by DMARC policy of bank.test") {
 		t.Fatalf("p=reject: %q", r)
 	}
@@ -421,25 +427,7 @@ func TestDMARCPercentOverSMTP(t *testing.T) {
 	e.res.SetTXT("_dmarc.bank.test", "v=DMARC1; p=reject; pct=50")
 	e.res.SetTXT("shop.test", "v=spf1 -all")
 	e.res.SetTXT("_dmarc.shop.test", "v=DMARC1; p=quarantine; pct=50")
-	send := func(from, subject string) string {
-		c := e.dial(t, ModeMX)
-		return c.Script(`
-			S: 220
-			C: EHLO forger.test
-			S: 250
-			C: MAIL FROM:<x@` + from + `>
-			S: 250
-			C: RCPT TO:<alice@example.test>
-			S: 250
-			C: DATA
-			S: 354
-			C: From: <ceo@` + from + `>
-			C: Subject: ` + subject + `
-			C:
-			C: now
-			C: .
-			S: `)
-	}
+	send := func(from, subject string) string { return e.sendForged(t, from, subject) }
 	draws = []bool{true, false, false}
 	if r := send("bank.test", "in"); !strings.HasPrefix(r, "550 5.7.1 Rejected by DMARC policy of bank.test") {
 		t.Fatalf("p=reject sampled in: %q", r)
