@@ -12,8 +12,6 @@ import (
 	"sync"
 	"testing"
 
-	"filippo.io/age"
-
 	"github.com/mailvault/mailvault/archive/s3/s3test"
 )
 
@@ -75,17 +73,11 @@ func TestCacheS3(t *testing.T) {
 	t.Setenv("HOME", t.TempDir())
 	counter, addr := newGetCounter(t, srv.Addr)
 
-	id, err := age.GenerateX25519Identity()
-	if err != nil {
-		t.Fatal(err)
-	}
 	e := &cliEnv{
 		repo:     "s3:http://" + addr + "/" + s3test.NewBucketName() + "/mail",
 		identity: filepath.Join(t.TempDir(), "key.txt"),
 	}
-	if err := os.WriteFile(e.identity, []byte(id.String()+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	id := newIdentityFile(t, e.identity)
 	if _, stderr, code := runCLI(t, "--repo", e.repo, "init", "--recipient", id.Recipient().String()); code != 0 {
 		t.Fatalf("init: exit %d: %s", code, stderr)
 	}

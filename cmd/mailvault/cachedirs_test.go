@@ -9,8 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"filippo.io/age"
-
 	"github.com/mailvault/mailvault/archive"
 )
 
@@ -24,14 +22,8 @@ func TestWriteOnlyCacheDir(t *testing.T) {
 	t.Setenv("MAILVAULT_CACHE_DIR", "")
 	e := newCLIEnv(t)
 	src := genCorpus(t, 41, 300e3)
-	id, err := age.GenerateX25519Identity()
-	if err != nil {
-		t.Fatal(err)
-	}
 	woKey := filepath.Join(t.TempDir(), "wo.txt")
-	if err := os.WriteFile(woKey, []byte(id.String()+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	id := newIdentityFile(t, woKey)
 	if _, stderr, code := e.cli(t, "key", "add", "--write-only", "--recipient", id.Recipient().String()); code != 0 {
 		t.Fatalf("key add: exit %d: %s", code, stderr)
 	}

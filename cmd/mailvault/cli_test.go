@@ -40,15 +40,9 @@ type cliEnv struct {
 
 func newCLIEnv(t *testing.T) *cliEnv {
 	t.Helper()
-	id, err := age.GenerateX25519Identity()
-	if err != nil {
-		t.Fatal(err)
-	}
 	dir := t.TempDir()
 	e := &cliEnv{repo: filepath.Join(dir, "repo"), identity: filepath.Join(dir, "key.txt")}
-	if err := os.WriteFile(e.identity, []byte(id.String()+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	id := newIdentityFile(t, e.identity)
 	if _, stderr, code := runCLI(t, "--repo", e.repo, "init", "--recipient", id.Recipient().String()); code != 0 {
 		t.Fatalf("init: exit %d: %s", code, stderr)
 	}
@@ -366,4 +360,18 @@ func TestCLIExitCodes(t *testing.T) {
 			}
 		})
 	}
+}
+
+// newIdentityFile writes a fresh age identity to path (mode 0600), as
+// `age-keygen -o path` would.
+func newIdentityFile(t *testing.T, path string) *age.X25519Identity {
+	t.Helper()
+	id, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(id.String()+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return id
 }

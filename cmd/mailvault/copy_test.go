@@ -6,8 +6,6 @@ import (
 	"path/filepath"
 	"testing"
 
-	"filippo.io/age"
-
 	"github.com/mailvault/mailvault/archive"
 	"github.com/mailvault/mailvault/archive/local"
 	"github.com/mailvault/mailvault/archive/s3/s3test"
@@ -17,14 +15,8 @@ import (
 // by a new identity of its own.
 func newCopyTargetEnv(t *testing.T, src *cliEnv, loc string) *cliEnv {
 	t.Helper()
-	id, err := age.GenerateX25519Identity()
-	if err != nil {
-		t.Fatal(err)
-	}
 	e := &cliEnv{repo: loc, identity: filepath.Join(t.TempDir(), "target-key.txt")}
-	if err := os.WriteFile(e.identity, []byte(id.String()+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	id := newIdentityFile(t, e.identity)
 	if _, stderr, code := runCLI(t, "--repo", loc, "init", "--recipient", id.Recipient().String(),
 		"--copy-params-from", src.repo, "--from-identity", src.identity); code != 0 {
 		t.Fatalf("init --copy-params-from: exit %d: %s", code, stderr)

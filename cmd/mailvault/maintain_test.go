@@ -7,7 +7,6 @@ import (
 	"strings"
 	"testing"
 
-	"filippo.io/age"
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
 
@@ -24,18 +23,12 @@ func TestCLIObjectLock(t *testing.T) {
 	t.Setenv("AWS_SECRET_ACCESS_KEY", s3test.Password)
 	t.Setenv("HOME", t.TempDir())
 
-	id, err := age.GenerateX25519Identity()
-	if err != nil {
-		t.Fatal(err)
-	}
 	bucket := s3test.NewBucketName()
 	e := &cliEnv{
 		repo:     "s3:http://" + srv.Addr + "/" + bucket + "/mail",
 		identity: filepath.Join(t.TempDir(), "key.txt"),
 	}
-	if err := os.WriteFile(e.identity, []byte(id.String()+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	id := newIdentityFile(t, e.identity)
 	stdout, stderr, code := runCLI(t, "--repo", e.repo, "--json", "init", "--recipient", id.Recipient().String(),
 		"--object-lock-days", "2", "--object-lock-mode", "governance")
 	if code != 0 {

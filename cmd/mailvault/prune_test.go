@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"filippo.io/age"
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
 
@@ -154,14 +153,8 @@ func TestCLIForgetPrune(t *testing.T) {
 	}
 
 	// A write-only key deletes nothing.
-	id, err := age.GenerateX25519Identity()
-	if err != nil {
-		t.Fatal(err)
-	}
 	wo := &cliEnv{repo: e.repo, identity: filepath.Join(t.TempDir(), "wo.txt")}
-	if err := os.WriteFile(wo.identity, []byte(id.String()+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	id := newIdentityFile(t, wo.identity)
 	if _, stderr, code := e.cli(t, "key", "add", "--write-only", "--recipient", id.Recipient().String()); code != 0 {
 		t.Fatalf("key add --write-only: exit %d: %s", code, stderr)
 	}
@@ -303,15 +296,9 @@ func TestCLIPruneObjectLock(t *testing.T) {
 	t.Setenv("XDG_CACHE_HOME", t.TempDir())
 	ctx := t.Context()
 
-	id, err := age.GenerateX25519Identity()
-	if err != nil {
-		t.Fatal(err)
-	}
 	bucket := s3test.NewBucketName()
 	e := &cliEnv{repo: "s3:http://" + srv.Addr + "/" + bucket + "/mail", identity: filepath.Join(t.TempDir(), "key.txt")}
-	if err := os.WriteFile(e.identity, []byte(id.String()+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	id := newIdentityFile(t, e.identity)
 	if _, stderr, code := runCLI(t, "--repo", e.repo, "init", "--recipient", id.Recipient().String(), "--object-lock-days", "1"); code != 0 {
 		t.Fatalf("init: exit %d: %s", code, stderr)
 	}

@@ -1,11 +1,8 @@
 package main
 
 import (
-	"os"
 	"path/filepath"
 	"testing"
-
-	"filippo.io/age"
 
 	"github.com/mailvault/mailvault/archive/s3/s3test"
 )
@@ -18,17 +15,11 @@ func TestCLIS3(t *testing.T) {
 	t.Setenv("AWS_SECRET_ACCESS_KEY", s3test.Password)
 	t.Setenv("HOME", t.TempDir()) // no ~/.aws/credentials to get in the way
 
-	id, err := age.GenerateX25519Identity()
-	if err != nil {
-		t.Fatal(err)
-	}
 	e := &cliEnv{
 		repo:     "s3:http://" + srv.Addr + "/" + s3test.NewBucketName() + "/backups/mail",
 		identity: filepath.Join(t.TempDir(), "key.txt"),
 	}
-	if err := os.WriteFile(e.identity, []byte(id.String()+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	id := newIdentityFile(t, e.identity)
 	if _, stderr, code := runCLI(t, "--repo", e.repo, "init", "--recipient", id.Recipient().String()); code != 0 {
 		t.Fatalf("init: exit %d: %s", code, stderr)
 	}

@@ -7,8 +7,6 @@ import (
 	"strings"
 	"testing"
 
-	"filippo.io/age"
-
 	"github.com/mailvault/mailvault/archive"
 )
 
@@ -22,14 +20,8 @@ func TestWriteOnlyKeyCLI(t *testing.T) {
 	e := newCLIEnv(t)
 	src := genCorpus(t, 31, 1e6)
 
-	id, err := age.GenerateX25519Identity()
-	if err != nil {
-		t.Fatal(err)
-	}
 	woKey := filepath.Join(t.TempDir(), "wo.txt")
-	if err := os.WriteFile(woKey, []byte(id.String()+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	id := newIdentityFile(t, woKey)
 	stdout, stderr, code := e.cli(t, "--json", "key", "add", "--write-only", "--recipient", id.Recipient().String())
 	if code != 0 {
 		t.Fatalf("key add --write-only: exit %d: %s", code, stderr)
