@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	zfs "github.com/mistifyio/go-zfs/v3"
@@ -41,7 +42,10 @@ var ErrHeld = errors.New("snapshot is held")
 //   - holds are counted by the userrefs property; "zfs holds" is tried
 //     for their names and the holdsProperty note used where it fails;
 //   - destroying a dataset that was just unmounted may answer "dataset is
-//     busy" on zfs-fuse: destroys are retried a few times.
+//     busy" on zfs-fuse: destroys are retried a few times;
+//   - a listing of every pool fails when another process destroys or
+//     exports a pool during it, and zfs-fuse's zfs then even dies of
+//     SIGSEGV: such listings are asked again (listAll).
 //
 // go-zfs runs the commands that work the same everywhere (destroy, set
 // and get of a property).
@@ -55,7 +59,7 @@ type ZFSTool struct {
 // NewZFSTool checks that the zfs command answers.
 func NewZFSTool(ctx context.Context) (*ZFSTool, error) {
 	t := &ZFSTool{}
-	if _, err := t.run(ctx, "zfs", "list", "-H", "-o", "name"); err != nil {
+	if _, err := t.listAll(ctx, "-H", "-o", "name"); err != nil {
 		return nil, fmt.Errorf("snapshot: zfs not usable: %w", err)
 	}
 	return t, nil
@@ -89,6 +93,41 @@ func (t *ZFSTool) run(ctx context.Context, tool string, args ...string) ([][]str
 	return out, nil
 }
 
+// listAll runs "zfs list" with args over every pool. zfs walks the pools
+// and fails the whole listing on one that is gone by the time it opens it
+// ("cannot open 'p': no such pool"), as when another process destroys or
+// exports a pool meanwhile; zfs-fuse's zfs dies of SIGSEGV there instead
+// (seen in CI, with tests in two packages sharing the daemon). A listing
+// changes nothing, so it is asked again, three times at most.
+func (t *ZFSTool) listAll(ctx context.Context, args ...string) ([][]string, error) {
+	var err error
+	for range 3 {
+		var out [][]string
+		out, err = t.run(ctx, "zfs", append([]string{"list"}, args...)...)
+		if err == nil || !poolVanished(err) || ctx.Err() != nil {
+			return out, err
+		}
+		t.logger().Info("zfs list raced with a pool going away; asking again", "err", err)
+	}
+	return nil, err
+}
+
+// poolVanished reports whether a zfs command failed on a pool that went
+// away under it, or died of a signal.
+func poolVanished(err error) bool {
+	var ze *zfs.Error
+	if !errors.As(err, &ze) {
+		return false
+	}
+	var ee *exec.ExitError
+	if errors.As(ze.Err, &ee) {
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return true
+		}
+	}
+	return strings.Contains(ze.Stderr, "no such pool")
+}
+
 func stderrOf(err error) string {
 	var ze *zfs.Error
 	if errors.As(err, &ze) {
@@ -110,7 +149,7 @@ func (d Dataset) Pool() string { p, _, _ := strings.Cut(d.Name, "/"); return p }
 
 // mounted lists the mounted file systems.
 func (t *ZFSTool) mounted(ctx context.Context) ([]Dataset, error) {
-	out, err := t.run(ctx, "zfs", "list", "-H", "-t", "filesystem", "-o", "name,mountpoint,mounted")
+	out, err := t.listAll(ctx, "-H", "-t", "filesystem", "-o", "name,mountpoint,mounted")
 	if err != nil {
 		return nil, err
 	}
