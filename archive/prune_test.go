@@ -35,12 +35,11 @@ type pruneFixture struct {
 	s1, s2 *archive.Snapshot
 }
 
-func newPruneFixture(t *testing.T, seed uint64) *pruneFixture {
+// backupThenHalf backs src up, deletes every other message and backs it
+// up again: the second snapshot leaves half of the first's data unused.
+func backupThenHalf(t *testing.T, r *archive.Repository, src string) (s1, s2 *archive.Snapshot) {
 	t.Helper()
-	tr := newTestRepo(t, 1<<20)
-	src := randomMaildir(t, seed, 48, 48<<10)
-	r := tr.open(t)
-	s1 := runBackup(t, r, src).Snapshot
+	s1 = runBackup(t, r, src).Snapshot
 	for i, rel := range mailFiles(t, src) {
 		if i%2 == 0 {
 			if err := os.Remove(filepath.Join(src, filepath.FromSlash(rel))); err != nil {
@@ -48,7 +47,15 @@ func newPruneFixture(t *testing.T, seed uint64) *pruneFixture {
 			}
 		}
 	}
-	s2 := runBackup(t, r, src).Snapshot
+	return s1, runBackup(t, r, src).Snapshot
+}
+
+func newPruneFixture(t *testing.T, seed uint64) *pruneFixture {
+	t.Helper()
+	tr := newTestRepo(t, 1<<20)
+	src := randomMaildir(t, seed, 48, 48<<10)
+	r := tr.open(t)
+	s1, s2 := backupThenHalf(t, r, src)
 	return &pruneFixture{tr: tr, src: src, s1: s1, s2: s2}
 }
 
@@ -692,15 +699,7 @@ func TestPruneObjectLock(t *testing.T) {
 	if _, err := r.LoadIndex(ctx); err != nil {
 		t.Fatal(err)
 	}
-	s1 := runBackup(t, r, src).Snapshot
-	for i, rel := range mailFiles(t, src) {
-		if i%2 == 0 {
-			if err := os.Remove(filepath.Join(src, filepath.FromSlash(rel))); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	s2 := runBackup(t, r, src).Snapshot
+	s1, s2 := backupThenHalf(t, r, src)
 
 	// Forget inside retention: the snapshot stays, and so does its data.
 	fr, err := open().Forget(ctx, []archive.ID{s1.ID})

@@ -130,17 +130,8 @@ func TestCLISnapshotSend(t *testing.T) {
 		if i > 0 {
 			write("example.org/bob/Maildir/new/3.M3.test", "Subject: 3\r\n\r\nthree\r\n")
 		}
-		out, stderr, code := runCLI(t, "--json", "snapshot", "take", src)
-		if code != 0 {
-			t.Fatalf("snapshot take: exit %d: %s", code, stderr)
-		}
-		var took struct {
-			Snapshot string `json:"snapshot"`
-		}
-		if err := json.Unmarshal([]byte(out), &took); err != nil {
-			t.Fatalf("%v: %s", err, out)
-		}
-		out, stderr, code = runCLI(t, "--json", "snapshot", "send", src, "--to", dest)
+		took := takeSnapshot(t, src)
+		out, stderr, code := runCLI(t, "--json", "snapshot", "send", src, "--to", dest)
 		if code != 0 {
 			t.Fatalf("snapshot send: exit %d: %s", code, stderr)
 		}
@@ -149,8 +140,8 @@ func TestCLISnapshotSend(t *testing.T) {
 			t.Fatalf("%v: %s", err, out)
 		}
 		t.Logf("send %d: %s", i, out)
-		if res.Snapshot != took.Snapshot || res.Incremental != incremental || res.Bytes <= 0 || len(res.Datasets) != 2 {
-			t.Fatalf("send %d: %+v, want %s sent (incremental %v) in 2 datasets", i, res, took.Snapshot, incremental)
+		if res.Snapshot != took || res.Incremental != incremental || res.Bytes <= 0 || len(res.Datasets) != 2 {
+			t.Fatalf("send %d: %+v, want %s sent (incremental %v) in 2 datasets", i, res, took, incremental)
 		}
 		sameTree(t, src, filepath.Join(p2.Mount, "mail"))
 	}
@@ -215,20 +206,7 @@ func TestCLIKillDuringSnapshotSend(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			take := func() string {
-				t.Helper()
-				out, stderr, code := runCLI(t, "--json", "snapshot", "take", src)
-				if code != 0 {
-					t.Fatalf("snapshot take: exit %d: %s", code, stderr)
-				}
-				var took struct {
-					Snapshot string `json:"snapshot"`
-				}
-				if err := json.Unmarshal([]byte(out), &took); err != nil {
-					t.Fatalf("%v: %s", err, out)
-				}
-				return took.Snapshot
-			}
+			take := func() string { return takeSnapshot(t, src) }
 			write("example.org/bob/Maildir/new/1.M1.test", []byte("Subject: 1\r\n\r\none\r\n"))
 			if incremental {
 				take()
@@ -368,4 +346,21 @@ func childRunning(t *testing.T, parent int, word string) int {
 		}
 	}
 	return 0
+}
+
+// takeSnapshot runs `snapshot take --json` on path and returns the name of
+// the snapshot it took.
+func takeSnapshot(t *testing.T, path string) string {
+	t.Helper()
+	out, stderr, code := runCLI(t, "--json", "snapshot", "take", path)
+	if code != 0 {
+		t.Fatalf("snapshot take: exit %d: %s", code, stderr)
+	}
+	var took struct {
+		Snapshot string `json:"snapshot"`
+	}
+	if err := json.Unmarshal([]byte(out), &took); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	return took.Snapshot
 }
