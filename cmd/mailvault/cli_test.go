@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -177,11 +178,23 @@ func killWhen(t *testing.T, e *cliEnv, ready func() bool, args ...string) bool {
 		case <-time.After(time.Millisecond):
 		}
 	}
-	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+	// The process may finish between the poll and the kill: then
+	// Signal says so, or reaches a process already exiting, which exits
+	// 0. Either way nothing was killed, and the caller tries again.
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil && !errors.Is(err, os.ErrProcessDone) {
 		t.Fatal(err)
 	}
-	<-exited
-	return true
+	err := <-exited
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() && ws.Signal() == syscall.SIGKILL {
+			return true
+		}
+	}
+	if err != nil {
+		t.Fatalf("mailvault %s failed: %v: %s", strings.Join(args, " "), err, stderr.String())
+	}
+	return false
 }
 
 // sameTree asserts that got holds exactly the files and directories of
