@@ -1,0 +1,148 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/mailvault/mailvault/archive"
+)
+
+func newBackupCmd(g *globals) *cobra.Command {
+	var host string
+	var tags []string
+	var parent string
+	var snap snapshotFlags
+	var targetsFile string
+	cmd := &cobra.Command{
+		Use:   "backup PATH...",
+		Short: "Back up Maildir trees (and the files beside them) into a new snapshot",
+		Long: `Back up one or more Maildir++ trees, e.g. /var/mail holding
+<domain>/<user>/Maildir. Messages already in the parent snapshot (same
+unique name and size) are not read again, even if their flags changed or
+they moved to another folder. Exit code 3 means the snapshot was made but
+some entries could not be read (they are listed).
+
+With --targets (or MAILVAULT_TARGETS), the backup goes to the primary
+target and the new snapshot is then copied to every other repository
+target (only the blobs it lacks move); exit code 3 also means a copy
+failed (the primary's snapshot stays). See "mailvault status --help".`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, paths []string) error {
+			ctx := cmd.Context()
+			tcfg, err := loadTargets(targetsFile)
+			if err != nil {
+				return err
+			}
+			repo, done, err := g.openBackupRepo(ctx, tcfg)
+			if err != nil {
+				return err
+			}
+			defer done()
+			unindexed, err := repo.LoadIndex(ctx)
+			if err != nil {
+				return err
+			}
+			for _, err := range repo.DamagedIndexes() {
+				fmt.Fprintln(g.stderr, "warning: skipping damaged index file (run `mailvault repair index`):", err)
+			}
+			if n, err := repo.AdoptPacks(ctx, unindexed); err != nil {
+				return err
+			} else if n > 0 {
+				g.logger().Info("adopted packs of an interrupted backup", "packs", n)
+			}
+			if tc, ok := repo.Backend().(interface {
+				CleanTemp(time.Duration) (int, error)
+			}); ok {
+				// An hour is far longer than any pack takes to write.
+				if n, err := tc.CleanTemp(time.Hour); err == nil && n > 0 {
+					g.logger().Info("removed temporary files of an interrupted backup", "files", n)
+				}
+			}
+			view, err := snap.take(ctx, g, paths)
+			if err != nil {
+				return err
+			}
+			defer func() {
+				if err := view.Release(context.WithoutCancel(ctx)); err != nil {
+					g.logger().Error("releasing the snapshot view", "err", err)
+				}
+			}()
+			opt := archive.BackupOptions{Paths: paths, Host: host, Tags: tags, Logger: g.logger(), ReadFrom: view.Paths}
+			if repo.WriteOnly() {
+				// It cannot read its parent back from the repository, so
+				// it keeps one locally; nor can it read packs' headers to
+				// adopt an interrupted backup's packs (a full key does).
+				if opt.ParentCache, err = g.parentCacheDir(repo.Config().ID); err != nil {
+					g.logger().Warn("backing up without a parent", "err", err)
+				}
+				if len(unindexed) > 0 {
+					g.logger().Info("a write-only key cannot adopt unindexed packs; the next backup with a full key does", "packs", len(unindexed))
+				}
+			}
+			if parent != "" {
+				s, err := repo.FindSnapshot(ctx, parent)
+				if err != nil {
+					return err
+				}
+				opt.Parent = &s.ID
+			}
+			var bar *progressBar
+			if g.stdoutIsTerminal() {
+				bar = newProgressBar(g.stdout)
+				opt.Progress = func(p archive.Progress) {
+					bar.update("backup", p.MessagesDone, p.MessagesTotal, p.BytesDone, p.BytesTotal)
+				}
+			}
+			res, err := repo.Backup(ctx, opt)
+			if bar != nil {
+				bar.done()
+			}
+			if err != nil {
+				return err
+			}
+			s := res.Snapshot
+			var replicas []replica
+			if tcfg != nil {
+				replicas = g.replicate(ctx, tcfg, repo, s.ID)
+			}
+			if g.json {
+				out := map[string]any{"snapshot": s.ID, "parent": s.Parent, "summary": s.Summary, "warnings": res.Warnings}
+				if tcfg != nil {
+					out["replicas"] = replicas
+				}
+				if err := g.printJSON(out); err != nil {
+					return err
+				}
+			} else {
+				for _, w := range res.Warnings {
+					fmt.Fprintln(g.stderr, "warning:", w)
+				}
+				sum := s.Summary
+				g.printf("snapshot %s saved\n", s.ID.Short())
+				g.printf("messages: %d total, %d new, %d with changed flags or folder; folders: %d (%d unchanged)\n",
+					sum.Messages, sum.MessagesNew, sum.MessagesChanged, sum.Folders, sum.FoldersUnchanged)
+				g.printf("files:    %d new other files\n", sum.FilesNew)
+				g.printf("data:     %s in snapshot, %s read, %s new (%s stored)\n",
+					humanBytes(sum.BytesTotal), humanBytes(sum.BytesRead), humanBytes(sum.BytesNew), humanBytes(sum.BytesStored))
+				g.printf("ratios:   dedup %.2fx, compression %.2fx; %d packs in %.1fs\n",
+					sum.DedupRatio, sum.CompressionRatio, sum.PacksWritten, sum.DurationSeconds)
+				printReplicas(g, replicas)
+			}
+			if len(res.Warnings) > 0 {
+				return withCode(exitPartial, fmt.Errorf("snapshot %s is partial: %d entries could not be read", s.ID.Short(), len(res.Warnings)))
+			}
+			return replicasError(s.ID, replicas)
+		},
+	}
+	h, _ := os.Hostname()
+	cmd.Flags().StringVar(&host, "host", h, "host name recorded in the snapshot")
+	cmd.Flags().StringArrayVar(&tags, "tag", nil, "tag for the snapshot; repeatable")
+	cmd.Flags().StringVar(&parent, "parent", "", "snapshot to compare against (default: newest of this host and paths)")
+	cmd.Flags().StringVar(&targetsFile, "targets", os.Getenv("MAILVAULT_TARGETS"), "targets file: back up to its primary, then copy to the other repositories (env MAILVAULT_TARGETS)")
+	snap.register(cmd)
+	return cmd
+}
