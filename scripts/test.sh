@@ -15,6 +15,10 @@ missing=()
 for cmd in "${!pkgs[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || missing+=("${pkgs[$cmd]}")
 done
+# swaks speaks TLS only through Perl's Net::SSLeay and IO::Socket::SSL,
+# which it merely recommends (and --no-install-recommends leaves out).
+perl -MNet::SSLeay -MIO::Socket::SSL -e1 >/dev/null 2>&1 ||
+  missing+=(libnet-ssleay-perl libio-socket-ssl-perl)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "test.sh: missing ${missing[*]}; install them (apt-get install ${missing[*]}) or run as root" >&2
