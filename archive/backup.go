@@ -167,6 +167,13 @@ func (r *Repository) Backup(ctx context.Context, opt BackupOptions) (*BackupResu
 		snap.Parent = &p
 	}
 	names := rootNames(abs)
+	for i, n := range names {
+		if n != "" {
+			if err := CheckFileName(n); err != nil {
+				return nil, fmt.Errorf("source %s: %w", abs[i], err)
+			}
+		}
+	}
 	stopProgress := b.startProgress()
 	var runErr error
 	for i, a := range abs {
@@ -350,6 +357,14 @@ func (b *backup) userMessages(ctx context.Context, pr *parentRoot, user string) 
 		for i := range t.Messages {
 			msg := &t.Messages[i]
 			msg.folderDir = f.Dir
+			if _, dup := m[msg.Unique]; dup {
+				// Two files of the user share a unique name (a
+				// hand-made copy, or "X" in new/ beside "X:2,S" in
+				// cur/): which one a current file was is unknown, so
+				// both are read again rather than guessed.
+				m[msg.Unique] = ambiguousParent
+				continue
+			}
 			m[msg.Unique] = msg
 		}
 	}
@@ -390,6 +405,12 @@ func (b *backup) backupRoot(ctx context.Context, absPath, name string) (*SourceR
 			return nil, err
 		}
 		p := &pending{entry: FolderEntry{User: mb.User, Folder: mb.Folder, Dir: mb.Dir}}
+		if err := checkFolder(&p.entry); err != nil {
+			// The check every reader of the snapshot makes: a folder it
+			// would refuse would make the whole snapshot unreadable.
+			b.warn(filepath.Join(absPath, filepath.FromSlash(mb.Dir)), err)
+			continue
+		}
 		dir := filepath.Join(absPath, filepath.FromSlash(mb.Dir))
 		cur, curErr := dirStamp(filepath.Join(dir, "cur"))
 		nw, newErr := dirStamp(filepath.Join(dir, "new"))
@@ -501,6 +522,14 @@ func (b *backup) backupRoot(ctx context.Context, absPath, name string) (*SourceR
 	return root, nil
 }
 
+// ambiguousParent stands in a user's parent messages for a unique name
+// that more than one file had.
+var ambiguousParent = &Message{}
+
+// errNotMessage is the warning for an entry of cur/ or new/ that is not
+// backed up because it is not a message file.
+var errNotMessage = errors.New("not a message file (a name starting with '.', a link or another non-regular file in cur/ or new/); not backed up")
+
 // fileNameOnDisk is the name the message has in the source right now.
 func fileNameOnDisk(m *Message) string { return m.diskName }
 
@@ -541,18 +570,33 @@ func (b *backup) listMessages(dir, folderDir, sub string, parent map[string]*Mes
 	}
 	for _, e := range entries {
 		name := e.Name()
-		if name[0] == '.' {
+		switch {
+		case name[0] == '.':
+			// Maildir readers (Dovecot, Courier) ignore dot files in
+			// cur/ and new/: not a message. Said, not silently left out.
+			b.warn(filepath.Join(d, name), errNotMessage)
+			continue
+		case !e.Type().IsRegular():
+			// A symbolic link here could point anywhere; a restore
+			// must not recreate it as a message. Said, not skipped
+			// silently.
+			b.warn(filepath.Join(d, name), fmt.Errorf("%w (%v)", errNotMessage, e.Type()))
 			continue
 		}
-		if !e.Type().IsRegular() {
+		if err := CheckFileName(name); err != nil {
+			// Cannot happen for a name a directory listing gave, but
+			// this is the check every reader of the tree makes: what
+			// it would refuse is never stored.
+			b.warn(filepath.Join(d, name), err)
 			continue
 		}
 		n := maildir.ParseName(name)
-		m := Message{Unique: n.Unique, Flags: n.Flags, New: sub == "new", diskName: name, folderDir: folderDir}
-		if m.FileName() != name {
-			m.Name = name
-		}
+		m := messageFromName(n, name, sub == "new")
+		m.folderDir = folderDir
 		prev := parent[n.Unique]
+		if prev == ambiguousParent {
+			prev = nil
+		}
 		if prev != nil && !b.indexed(prev.Blobs) {
 			prev = nil // prune deleted what the parent used: read it again
 		}
@@ -572,12 +616,25 @@ func (b *backup) listMessages(dir, folderDir, sub string, parent map[string]*Mes
 		}
 		m.Size = fi.Size()
 		m.MTime = fi.ModTime().UnixNano()
-		if prev != nil && prev.Size == m.Size {
+		// Flag changes and moves are renames, which keep the mtime; a
+		// file rewritten in place at the same size does not.
+		if prev != nil && prev.Size == m.Size && prev.MTime == m.MTime {
 			b.reuse(&m, prev)
 		}
 		*out = append(*out, m)
 	}
 	return nil
+}
+
+// messageFromName is the manifest entry for the message file name in new/
+// (isNew) or cur/, n being the name parsed: FileName gives name back,
+// whatever bytes it holds (FuzzMessageNameRoundTrip).
+func messageFromName(n maildir.Name, name string, isNew bool) Message {
+	m := Message{Unique: n.Unique, Flags: n.Flags, New: isNew, diskName: name}
+	if m.FileName() != name {
+		m.Name = name
+	}
+	return m
 }
 
 // indexed reports whether every blob is in the index. A parent's blobs
@@ -845,11 +902,17 @@ func (b *backup) backupFiles(ctx context.Context, absPath string, tree *maildir.
 		}
 	}
 	wg.Wait()
-	kept := entries[:base]
-	for i := range tree.Files {
-		if !failed[i] {
-			kept = append(kept, entries[base+i])
+	kept := entries[:0]
+	for i := range entries {
+		if i >= base && failed[i-base] {
+			continue
 		}
+		if err := checkFileEntry(&entries[i]); err != nil {
+			// What every reader of the tree would refuse is not stored.
+			b.warn(entries[i].Path, err)
+			continue
+		}
+		kept = append(kept, entries[i])
 	}
 	sort.Slice(kept, func(i, j int) bool { return kept[i].Path < kept[j].Path })
 	return b.saveTree(ctx, FilesTree{Version: 1, Entries: kept})

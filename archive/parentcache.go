@@ -312,7 +312,7 @@ func (b *backup) loadFilesTree(ctx context.Context, id ID) (*FilesTree, error) {
 // saveTree stores a tree blob and, on a write-only host, caches it for
 // the next backup.
 func (b *backup) saveTree(ctx context.Context, v any) (ID, error) {
-	raw, err := json.Marshal(v)
+	raw, err := encodeTree(v)
 	if err != nil {
 		return ID{}, err
 	}

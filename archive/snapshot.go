@@ -41,6 +41,12 @@ type Message struct {
 	// back the very name the message had.
 	Name string `json:"name,omitempty"`
 
+	// UniqueRaw and NameRaw are the wire form of Unique and Name when
+	// those are not valid UTF-8 (rawnames.go): set only while encoding,
+	// consumed while decoding.
+	UniqueRaw []byte `json:"unique_raw,omitempty"`
+	NameRaw   []byte `json:"name_raw,omitempty"`
+
 	// diskName is the file name in the source during a backup.
 	diskName string
 	// folderDir is, for a parent snapshot's message during a backup, the
@@ -88,6 +94,11 @@ type FileEntry struct {
 	Size  int64  `json:"size,omitempty"`
 	Link  string `json:"link,omitempty"`
 	Blobs []ID   `json:"blobs,omitempty"`
+
+	// PathRaw and LinkRaw: wire form of Path and Link when not valid
+	// UTF-8 (rawnames.go).
+	PathRaw []byte `json:"path_raw,omitempty"`
+	LinkRaw []byte `json:"link_raw,omitempty"`
 }
 
 // FilesTree is the content of the tree blob listing a root's other files.
@@ -116,6 +127,12 @@ type FolderEntry struct {
 	Bytes    int64    `json:"bytes"`
 	Cur      DirStamp `json:"cur"`
 	New      DirStamp `json:"new"`
+
+	// UserRaw, FolderRaw and DirRaw: wire form of User, Folder and Dir
+	// when not valid UTF-8 (rawnames.go).
+	UserRaw   []byte `json:"user_raw,omitempty"`
+	FolderRaw []byte `json:"folder_raw,omitempty"`
+	DirRaw    []byte `json:"dir_raw,omitempty"`
 }
 
 // SourceRoot is one backed-up path.
@@ -127,6 +144,11 @@ type SourceRoot struct {
 	Name    string        `json:"name"`
 	Folders []FolderEntry `json:"folders"`
 	Files   ID            `json:"files"`
+
+	// PathRaw and NameRaw: wire form of Path and Name when not valid
+	// UTF-8 (rawnames.go).
+	PathRaw []byte `json:"path_raw,omitempty"`
+	NameRaw []byte `json:"name_raw,omitempty"`
 }
 
 // Summary is what a backup did.
@@ -179,41 +201,66 @@ func decodeSnapshot(plain []byte) (*Snapshot, error) {
 	if s.Version != 1 {
 		return nil, fmt.Errorf("unsupported snapshot version %d", s.Version)
 	}
-	for _, root := range s.Roots {
-		if root.Name != "" {
-			if err := CheckRelPath(root.Name); err != nil {
-				return nil, fmt.Errorf("root name: %w", err)
-			}
-		}
-		for _, f := range root.Folders {
-			if err := CheckRelPath(f.Dir); err != nil {
-				return nil, fmt.Errorf("folder %q: %w", f.Folder, err)
-			}
+	s.decodeRaw()
+	for i := range s.Roots {
+		if err := checkRoot(&s.Roots[i]); err != nil {
+			return nil, err
 		}
 	}
 	return &s, nil
 }
 
+// checkRoot validates the names of a snapshot root and its folders. A
+// backup runs it on what it is about to store, and every reader on what
+// it decoded, so that a name the backup accepts is one a restore takes.
+func checkRoot(root *SourceRoot) error {
+	if root.Name != "" {
+		if err := CheckFileName(root.Name); err != nil {
+			return fmt.Errorf("root name: %w", err)
+		}
+	}
+	for _, f := range root.Folders {
+		if err := checkFolder(&f); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func checkFolder(f *FolderEntry) error {
+	if err := CheckRelPath(f.Dir); err != nil {
+		return fmt.Errorf("folder %q: %w", f.Folder, err)
+	}
+	return nil
+}
+
 // CheckRelPath rejects a manifest path that could escape the restore
-// target: absolute paths, "..", empty or NUL-containing components.
+// target: absolute paths, "..", empty or NUL-containing components. Every
+// other byte is allowed, as Linux allows it in a name: a backslash (which
+// Dovecot writes itself, escaping '/' in a unique name as "\057"), bytes
+// that are not UTF-8, newlines. Backup checks each path with this before
+// storing it and readers check it after decoding, so that nothing is
+// stored that a restore would refuse.
 func CheckRelPath(p string) error {
 	if p == "." {
 		return nil
 	}
-	if p == "" || strings.HasPrefix(p, "/") || strings.ContainsRune(p, 0) || strings.Contains(p, "\\") {
+	if p == "" || strings.HasPrefix(p, "/") {
 		return fmt.Errorf("unsafe path %q in manifest", p)
 	}
-	for _, c := range strings.Split(p, "/") {
-		if c == "" || c == "." || c == ".." {
+	for c := range strings.SplitSeq(p, "/") {
+		if err := CheckFileName(c); err != nil {
 			return fmt.Errorf("unsafe path %q in manifest", p)
 		}
 	}
 	return nil
 }
 
-// checkName rejects a file name (one component) that is unsafe.
-func checkName(n string) error {
-	if n == "" || n == "." || n == ".." || strings.ContainsAny(n, "/\\\x00") {
+// CheckFileName rejects a file name (one path component) that no file can
+// have or that names something else: empty, ".", "..", or holding '/' or
+// NUL. The maximum length is the file system's to enforce.
+func CheckFileName(n string) error {
+	if n == "" || n == "." || n == ".." || strings.ContainsAny(n, "/\x00") {
 		return fmt.Errorf("unsafe file name %q in manifest", n)
 	}
 	return nil
@@ -263,9 +310,21 @@ var ErrNoSnapshot = errors.New("no matching snapshot")
 // FindSnapshot resolves "latest" or an ID prefix (at least 4 hex digits).
 func (r *Repository) FindSnapshot(ctx context.Context, ref string) (*Snapshot, error) {
 	if ref == "latest" {
-		all, _, err := r.Snapshots(ctx)
+		all, damaged, err := r.Snapshots(ctx)
 		if err != nil {
 			return nil, err
+		}
+		if len(damaged) > 0 {
+			// A snapshot that cannot be read has no time to compare:
+			// it may be the newest. Quietly taking the newest readable
+			// one would restore older mail and say nothing.
+			hint := ""
+			if len(all) > 0 {
+				hint = fmt.Sprintf("; to use the newest readable one, name it: %s (%s)", all[len(all)-1].ID.Short(), all[len(all)-1].Time.Local().Format(time.DateTime))
+			}
+			// The damaged errors wrap ErrCorrupt.
+			return nil, fmt.Errorf("latest: %d snapshot file(s) cannot be read and may be the newest: %w%s; `mailvault repair snapshots` or `forget` deals with a damaged one",
+				len(damaged), errors.Join(damaged...), hint)
 		}
 		if len(all) == 0 {
 			return nil, fmt.Errorf("latest: %w (the repository has none)", ErrNoSnapshot)
@@ -315,8 +374,9 @@ func decodeFolderTree(plain []byte) (*FolderTree, error) {
 	if t.Version != 1 {
 		return nil, fmt.Errorf("unsupported tree version %d", t.Version)
 	}
-	for _, m := range t.Messages {
-		if err := checkName(m.FileName()); err != nil {
+	for i := range t.Messages {
+		t.Messages[i].decodeRaw()
+		if err := CheckFileName(t.Messages[i].FileName()); err != nil {
 			return nil, err
 		}
 	}
@@ -344,15 +404,25 @@ func decodeFilesTree(plain []byte) (*FilesTree, error) {
 	if t.Version != 1 {
 		return nil, fmt.Errorf("unsupported tree version %d", t.Version)
 	}
-	for _, e := range t.Entries {
-		if err := CheckRelPath(e.Path); err != nil {
+	for i := range t.Entries {
+		t.Entries[i].decodeRaw()
+		if err := checkFileEntry(&t.Entries[i]); err != nil {
 			return nil, err
-		}
-		switch e.Type {
-		case "file", "dir", "symlink":
-		default:
-			return nil, fmt.Errorf("entry %q: unknown type %q", e.Path, e.Type)
 		}
 	}
 	return &t, nil
+}
+
+// checkFileEntry validates an entry of a files tree: what backup stores
+// and what readers accept.
+func checkFileEntry(e *FileEntry) error {
+	if err := CheckRelPath(e.Path); err != nil {
+		return err
+	}
+	switch e.Type {
+	case "file", "dir", "symlink":
+	default:
+		return fmt.Errorf("entry %q: unknown type %q", e.Path, e.Type)
+	}
+	return nil
 }

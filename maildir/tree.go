@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"path/filepath"
 	"slices"
 	"strings"
 )
@@ -72,7 +73,13 @@ func Scan(root string) (*Tree, error) {
 	if root == "" {
 		return nil, errors.New("maildir: scan: empty root")
 	}
-	t, err := scanFS(os.DirFS(root))
+	// Not os.DirFS: io/fs paths must be valid UTF-8, and a Linux file
+	// name need not be (a folder or user directory with a Latin-1 name
+	// would be skipped as "invalid argument"). The slash paths handed
+	// around here are raw bytes joined below root.
+	t, err := scan(func(rel string) ([]fs.DirEntry, error) {
+		return os.ReadDir(filepath.Join(root, filepath.FromSlash(rel)))
+	})
 	if err != nil {
 		return nil, fmt.Errorf("maildir: scan %s: %w", root, err)
 	}
@@ -93,11 +100,17 @@ func FolderDir(root, folder string) string {
 // scanFS is Scan on a file system, so that tests can inject failures that
 // cannot be produced on a real one when running as root.
 func scanFS(fsys fs.FS) (*Tree, error) {
-	entries, err := fs.ReadDir(fsys, ".")
+	return scan(func(rel string) ([]fs.DirEntry, error) { return fs.ReadDir(fsys, rel) })
+}
+
+// scan walks the tree whose directories readDir lists (by slash path
+// relative to the root, "." for the root).
+func scan(readDir func(rel string) ([]fs.DirEntry, error)) (*Tree, error) {
+	entries, err := readDir(".")
 	if err != nil {
 		return nil, err
 	}
-	s := scanner{fsys: fsys, tree: &Tree{}}
+	s := scanner{readDir: readDir, tree: &Tree{}}
 	s.dir(".", entries, false)
 
 	t := s.tree
@@ -128,8 +141,8 @@ func compareFolders(a, b string) int {
 }
 
 type scanner struct {
-	fsys fs.FS
-	tree *Tree
+	readDir func(rel string) ([]fs.DirEntry, error)
+	tree    *Tree
 }
 
 // dir classifies the directory rel, whose entries are given, and descends
@@ -169,7 +182,7 @@ func (s *scanner) dir(rel string, entries []fs.DirEntry, inMaildirRoot bool) {
 				// change detection.
 				continue
 			}
-			sub, err := fs.ReadDir(s.fsys, child)
+			sub, err := s.readDir(child)
 			if err != nil {
 				s.tree.Skipped = append(s.tree.Skipped, SkipError{Path: child, Err: err})
 				continue

@@ -23,11 +23,13 @@ type File struct {
 	Content []byte
 	ModTime time.Time
 	IsMail  bool // a message: in a cur or new directory
+	// Link is a symbolic link's target (Content is then empty).
+	Link string
 }
 
-// ReadTree returns every regular file below root by slash path, and the
-// set of directories. Other file types are test errors: no source tree
-// of these tests holds one.
+// ReadTree returns every regular file and symbolic link below root by
+// slash path, and the set of directories. Other file types are test
+// errors: no source tree of these tests holds one.
 func ReadTree(t testing.TB, root string) (map[string]File, map[string]bool) {
 	t.Helper()
 	files := map[string]File{}
@@ -40,6 +42,14 @@ func ReadTree(t testing.TB, root string) (map[string]File, map[string]bool) {
 		rel = filepath.ToSlash(rel)
 		if d.IsDir() {
 			dirs[rel] = true
+			return nil
+		}
+		if d.Type()&fs.ModeSymlink != 0 {
+			link, err := os.Readlink(p)
+			if err != nil {
+				return err
+			}
+			files[rel] = File{Link: link}
 			return nil
 		}
 		if !d.Type().IsRegular() {
@@ -75,6 +85,12 @@ func CompareTrees(t testing.TB, want, got string) {
 		if !ok {
 			t.Errorf("missing after restore: %s", rel)
 			continue
+		}
+		if w.Link != g.Link {
+			t.Errorf("%s: link to %q, want %q", rel, g.Link, w.Link)
+		}
+		if w.Link != "" {
+			continue // a link's mtime is not restored
 		}
 		if !bytes.Equal(w.Content, g.Content) {
 			t.Errorf("%s: content differs (%d vs %d bytes)", rel, len(w.Content), len(g.Content))
