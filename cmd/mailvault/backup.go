@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mailvault/mailvault/archive"
+	"github.com/mailvault/mailvault/snapshot"
 )
 
 func newBackupCmd(g *globals) *cobra.Command {
@@ -71,7 +72,10 @@ failed (the primary's snapshot stays). See "mailvault status --help".`,
 					g.logger().Error("releasing the snapshot view", "err", err)
 				}
 			}()
-			opt := archive.BackupOptions{Paths: paths, Host: host, Tags: tags, Logger: g.logger(), ReadFrom: view.Paths}
+			opt := archive.BackupOptions{Paths: paths, Host: host, Tags: tags, Logger: g.logger(), ReadFrom: view.Paths,
+				// A hardlink view's copied files and recreated directories
+				// get new inodes and ctimes on every run.
+				IgnoreInode: view.Mode == snapshot.ModeHardlink}
 			if repo.WriteOnly() {
 				// It cannot read its parent back from the repository, so
 				// it keeps one locally; nor can it read packs' headers to
