@@ -1,0 +1,54 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// linesWith returns the lines of s that contain sub.
+func linesWith(s, sub string) []string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// TestPartialBackupWarnsOnce: an unreadable entry is reported once, not
+// once by the archive's log and again in the list at the end (issue 9).
+func TestPartialBackupWarnsOnce(t *testing.T) {
+	e := newCLIEnv(t)
+	dir := filepath.Join(t.TempDir(), "src")
+	os.MkdirAll(dir, 0o700)
+	bad := unreadableEntry(t, dir)
+	_, stderr, code := e.cli(t, "backup", dir)
+	if code != exitPartial {
+		t.Fatalf("exit %d, want %d", code, exitPartial)
+	}
+	if got := linesWith(stderr, filepath.Base(bad)); len(got) != 1 || !strings.HasPrefix(got[0], "warning: "+bad) {
+		t.Errorf("the unreadable entry is reported on %d lines, want one \"warning: %s…\" line:\n%s", len(got), filepath.Base(bad), strings.Join(got, "\n"))
+	}
+	// --json: the warning is in the JSON output, and not on stderr.
+	stdout, stderr, code := e.cli(t, "--json", "backup", dir)
+	if code != exitPartial {
+		t.Fatalf("--json: exit %d, want %d", code, exitPartial)
+	}
+	var res backupJSON
+	if err := json.Unmarshal([]byte(stdout), &res); err != nil {
+		t.Fatalf("--json output: %v\n%s", err, stdout)
+	}
+	if len(res.Warnings) != 1 || len(linesWith(stderr, filepath.Base(bad))) != 0 {
+		t.Errorf("--json: %d warnings in the output, %d lines of stderr name the entry; want 1 and 0", len(res.Warnings), len(linesWith(stderr, filepath.Base(bad))))
+	}
+	// --verbose still logs it as it happens.
+	_, stderr, _ = e.cli(t, "--verbose", "backup", dir)
+	if len(linesWith(stderr, "skipped unreadable entry")) != 1 {
+		t.Errorf("--verbose does not log the unreadable entry as met:\n%.2000s", stderr)
+	}
+}
+
