@@ -115,7 +115,8 @@ failed (the primary's snapshot stays). See "mailvault status --help".`,
 				replicas = g.replicate(ctx, tcfg, repo, s.ID)
 			}
 			if g.json {
-				out := map[string]any{"snapshot": s.ID, "parent": s.Parent, "summary": s.Summary, "warnings": res.Warnings}
+				out := map[string]any{"snapshot": s.ID, "parent": s.Parent, "summary": s.Summary, "warnings": res.Warnings,
+					"snapshot_mode": view.Mode}
 				if tcfg != nil {
 					out["replicas"] = replicas
 				}

@@ -52,3 +52,30 @@ func TestPartialBackupWarnsOnce(t *testing.T) {
 	}
 }
 
+// TestSnapshotAutoSaysWhich: --snapshot auto says which kind of view it
+// took, on stderr and in --json (issue 9).
+func TestSnapshotAutoSaysWhich(t *testing.T) {
+	e := newCLIEnv(t)
+	src := genCorpus(t, 3, 50e3)
+	stdout, stderr, code := e.cli(t, "--json", "backup", "--snapshot", "auto", src)
+	if code != exitOK {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var res struct {
+		Mode string `json:"snapshot_mode"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &res); err != nil {
+		t.Fatal(err)
+	}
+	// The temporary directory is not on ZFS.
+	if res.Mode != "hardlink" {
+		t.Errorf("snapshot_mode = %q, want hardlink", res.Mode)
+	}
+	if !strings.Contains(stderr, "snapshot: --snapshot auto chose hardlink (") {
+		t.Errorf("stderr does not say which view auto chose:\n%s", stderr)
+	}
+	stdout, stderr, _ = e.cli(t, "--json", "backup", src)
+	if !strings.Contains(stdout, `"snapshot_mode": "none"`) || strings.Contains(stderr, "auto chose") {
+		t.Errorf("without --snapshot: stdout %s\nstderr %s", stdout, stderr)
+	}
+}
