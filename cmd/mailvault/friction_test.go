@@ -79,3 +79,58 @@ func TestSnapshotAutoSaysWhich(t *testing.T) {
 		t.Errorf("without --snapshot: stdout %s\nstderr %s", stdout, stderr)
 	}
 }
+
+// TestJSONErrors: with --json, a failure is a JSON object on stdout, for
+// every kind of command and error; a command that printed its result
+// before failing prints no second document (issue 9).
+func TestJSONErrors(t *testing.T) {
+	e := newCLIEnv(t)
+	data := t.TempDir()
+	tests := []struct {
+		name string
+		args []string
+		code int
+	}{
+		{"no repository given", []string{"--json", "snapshots"}, exitUsage},
+		{"no repository there", []string{"--json", "--repo", t.TempDir(), "--identity", e.identity, "snapshots"}, exitNoRepo},
+		{"unknown flag", e.args("--json", "backup", "--no-such-flag", "x"), exitUsage},
+		{"--json after an unknown flag", e.args("backup", "--no-such-flag", "--json", "x"), exitUsage},
+		{"--json=true", e.args("--json=true", "ls", "nosuchsnapshot"), exitError},
+		{"unknown command", []string{"--json", "nosuch"}, exitError},
+		{"server side", []string{"--json", "user", "add", "--data", data, "--password-stdin", "x@nowhere.test"}, exitUsage},
+		{"domain", []string{"domain", "add", "--data", data, "not a domain", "--json"}, exitError},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			stdout, stderr, code := runCLI(t, tc.args...)
+			if code != tc.code {
+				t.Errorf("exit %d, want %d; stderr: %s", code, tc.code, stderr)
+			}
+			var got jsonError
+			dec := json.NewDecoder(strings.NewReader(stdout))
+			dec.DisallowUnknownFields()
+			if err := dec.Decode(&got); err != nil || dec.More() {
+				t.Fatalf("stdout is not one JSON error object (%v): %q", err, stdout)
+			}
+			if got.ExitCode != code || got.Error == "" || !strings.Contains(stderr, got.Error) {
+				t.Errorf("JSON error %+v; exit %d, stderr %q", got, code, stderr)
+			}
+		})
+	}
+	t.Run("without --json", func(t *testing.T) {
+		stdout, stderr, code := runCLI(t, "snapshots")
+		if code != exitUsage || stdout != "" || !strings.HasPrefix(stderr, "mailvault: usage:") {
+			t.Errorf("exit %d, stdout %q, stderr %q", code, stdout, stderr)
+		}
+	})
+	t.Run("result printed, then the failure", func(t *testing.T) {
+		dir := filepath.Join(t.TempDir(), "src")
+		os.MkdirAll(dir, 0o700)
+		unreadableEntry(t, dir)
+		stdout, _, code := e.cli(t, "--json", "backup", dir)
+		var res map[string]any
+		if code != exitPartial || json.Unmarshal([]byte(stdout), &res) != nil || res["snapshot"] == nil {
+			t.Errorf("partial backup: exit %d, stdout not its one result object: %.500s", code, stdout)
+		}
+	})
+}

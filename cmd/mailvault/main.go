@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +13,8 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strconv"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -50,14 +53,68 @@ func main() {
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	asJSON := jsonRequested(args)
+	out := &countingWriter{w: stdout}
+	if asJSON {
+		// Only then: progress bars must see a terminal without --json.
+		stdout = out
+	}
 	root := newRootCmd(stdin, stdout, stderr)
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)
 	if err == nil {
 		return exitOK
 	}
+	code := exitCodeOf(err)
 	fmt.Fprintln(stderr, "mailvault:", err)
-	return exitCodeOf(err)
+	if asJSON && out.n == 0 {
+		// With --json, every failure is a JSON object on stdout too, so
+		// that a script reads one document whatever happened. A command
+		// that printed its result before failing (backup's partial
+		// snapshot, check's damage, status's rule) has said it there:
+		// one document, and the exit code.
+		enc := json.NewEncoder(out.w)
+		enc.SetIndent("", "  ")
+		enc.Encode(jsonError{Error: err.Error(), ExitCode: code})
+	}
+	return code
+}
+
+// jsonError is what a command run with --json prints on stdout when it
+// fails without having printed its result.
+type jsonError struct {
+	Error    string `json:"error"`
+	ExitCode int    `json:"exit_code"`
+}
+
+// jsonRequested says whether args ask for --json. It looks at the
+// arguments themselves rather than the parsed flag, because an error can
+// come before or from flag parsing (an unknown flag, a bad value).
+func jsonRequested(args []string) bool {
+	on := false
+	for _, a := range args {
+		if a == "--" {
+			break
+		}
+		if a == "--json" {
+			on = true
+		} else if v, ok := strings.CutPrefix(a, "--json="); ok {
+			on, _ = strconv.ParseBool(v)
+		}
+	}
+	return on
+}
+
+// countingWriter counts the bytes written through it.
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
 }
 
 func exitCodeOf(err error) int {
