@@ -134,3 +134,51 @@ func TestJSONErrors(t *testing.T) {
 		}
 	})
 }
+
+// TestRepositoryFlagsOnlyWhereUsed: the help of the server-side commands
+// does not list --repo, --password-file, --identity, --cache-dir and the
+// other repository flags; the repository commands' help does; the flags
+// (before or after the subcommand) and their MAILVAULT_* variables keep
+// working (issue 9).
+func TestRepositoryFlagsOnlyWhereUsed(t *testing.T) {
+	repoFlags := []string{"--repo", "--password-file", "--identity", "--cache-dir", "--no-cache", "--cleanup-cache", "--compression"}
+	for _, args := range [][]string{
+		{"serve", "--help"}, {"user", "--help"}, {"user", "add", "--help"}, {"domain", "--help"},
+		{"domain", "add", "--help"}, {"audit", "verify", "--help"}, {"snapshot", "take", "--help"}, {"dev", "--help"},
+	} {
+		stdout, _, code := runCLI(t, args...)
+		if code != 0 || !strings.Contains(stdout, "--json") {
+			t.Errorf("%q: exit %d, or --json missing:\n%s", args, code, stdout)
+		}
+		for _, f := range repoFlags {
+			if strings.Contains(stdout, f+" ") {
+				t.Errorf("%q lists the repository flag %s:\n%s", args, f, stdout)
+			}
+		}
+	}
+	for _, args := range [][]string{{"backup", "--help"}, {"restore", "--help"}, {"--help"}, {"key", "list", "--help"}} {
+		stdout, _, _ := runCLI(t, args...)
+		for _, f := range repoFlags {
+			if !strings.Contains(stdout, f+" ") {
+				t.Errorf("%q does not list %s:\n%s", args, f, stdout)
+			}
+		}
+	}
+	// After showing a server-side command's help, the same process (a
+	// test's) still shows the flags for a repository command.
+	if stdout, _, _ := runCLI(t, "backup", "--help"); !strings.Contains(stdout, "--repo ") {
+		t.Error("backup --help lost --repo after user --help")
+	}
+
+	e := newCLIEnv(t)
+	src := genCorpus(t, 5, 30e3)
+	// A boolean repository flag before the subcommand still parses.
+	if _, stderr, code := runCLI(t, "--no-cache", "--repo", e.repo, "--identity", e.identity, "backup", src); code != 0 {
+		t.Fatalf("--no-cache before backup: exit %d: %s", code, stderr)
+	}
+	t.Setenv("MAILVAULT_REPO", e.repo)
+	t.Setenv("MAILVAULT_IDENTITY", e.identity)
+	if stdout, stderr, code := runCLI(t, "snapshots", "--no-cache"); code != 0 || !strings.Contains(stdout, src) {
+		t.Fatalf("snapshots from MAILVAULT_REPO and MAILVAULT_IDENTITY: exit %d: %s%s", code, stdout, stderr)
+	}
+}

@@ -18,6 +18,7 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/mailvault/mailvault/archive"
 )
@@ -226,7 +227,46 @@ The repository and secrets can also come from the environment:
 		newSnapshotCmd(g), newCopyCmd(g), newStatusCmd(g), newMaintainCmd(g), newUndeleteCmd(g),
 		newForgetCmd(g), newPruneCmd(g),
 	)
+	for _, c := range root.Commands() {
+		if noRepository[c.Name()] {
+			hideRepositoryFlags(c)
+		}
+	}
 	return root
+}
+
+// noRepository names the commands (with their subcommands) that never
+// open a repository: the mail server and its administration, the local
+// ZFS snapshots, the developer tools.
+var noRepository = map[string]bool{"serve": true, "user": true, "domain": true, "audit": true, "snapshot": true, "dev": true}
+
+// generalFlags are the root's persistent flags that every command uses;
+// the others (--repo, --password-file, --identity, --cache-dir, …, and any
+// added later) are about a repository.
+var generalFlags = map[string]bool{"json": true, "quiet": true, "verbose": true, "help": true}
+
+// hideRepositoryFlags leaves the repository flags out of the help of cmd
+// and its subcommands. They stay defined on the root, hence accepted
+// anywhere on the command line (and their MAILVAULT_* defaults read), so
+// that `mailvault --no-cache check` parses: cobra finds the subcommand
+// before it knows its flags, and can only skip a flag it does not know by
+// taking the next word as its value.
+func hideRepositoryFlags(cmd *cobra.Command) {
+	cmd.SetHelpFunc(func(c *cobra.Command, args []string) {
+		var hidden []*pflag.Flag
+		c.Root().PersistentFlags().VisitAll(func(f *pflag.Flag) {
+			if !generalFlags[f.Name] && !f.Hidden {
+				f.Hidden = true
+				hidden = append(hidden, f)
+			}
+		})
+		defer func() {
+			for _, f := range hidden {
+				f.Hidden = false
+			}
+		}()
+		c.Root().HelpFunc()(c, args)
+	})
 }
 
 func (g *globals) logger() *slog.Logger {
