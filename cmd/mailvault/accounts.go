@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -10,6 +11,7 @@ import (
 	"os/user"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
@@ -54,6 +56,27 @@ func adminAudit(ctx context.Context, d *mailserver.Data, action, target string, 
 		return errors.Join(err, fmt.Errorf("audit: %w", aerr))
 	}
 	return err
+}
+
+// flagOn says whether a boolean flag of the root (--json, --quiet) is set
+// for cmd; false when cmd runs without the root (as in tests).
+func flagOn(cmd *cobra.Command, name string) bool {
+	f := cmd.Flag(name)
+	return f != nil && f.Value.String() == "true"
+}
+
+// done reports an admin command's success: v as JSON with --json, else the
+// line (unless --quiet).
+func done(cmd *cobra.Command, v any, format string, args ...any) error {
+	if flagOn(cmd, "json") {
+		enc := json.NewEncoder(cmd.OutOrStdout())
+		enc.SetIndent("", "  ")
+		return enc.Encode(v)
+	}
+	if !flagOn(cmd, "quiet") {
+		fmt.Fprintf(cmd.OutOrStdout(), format+"\n", args...)
+	}
+	return nil
 }
 
 // readPassword reads a password from stdin's first line (--password-stdin)
@@ -107,7 +130,11 @@ func newDomainCmd() *cobra.Command {
 			}
 			defer d.Close()
 			err = d.Accounts.AddDomain(cmd.Context(), args[0])
-			return adminAudit(cmd.Context(), d, "domain.add", args[0], err)
+			if err := adminAudit(cmd.Context(), d, "domain.add", args[0], err); err != nil {
+				return err
+			}
+			name, _ := auth.NormalizeDomain(args[0])
+			return done(cmd, map[string]any{"domain": name, "added": true}, "domain %s added", name)
 		},
 	}, &cobra.Command{
 		Use:   "list",
@@ -122,6 +149,9 @@ func newDomainCmd() *cobra.Command {
 			ds, err := d.Accounts.Domains(cmd.Context())
 			if err != nil {
 				return err
+			}
+			if flagOn(cmd, "json") {
+				return done(cmd, ds, "")
 			}
 			for _, x := range ds {
 				fmt.Fprintln(cmd.OutOrStdout(), x.Name)
@@ -166,7 +196,15 @@ func newUserCmd() *cobra.Command {
 				return err
 			}
 			err = d.Accounts.AddUser(cmd.Context(), args[0], pw, r)
-			return adminAudit(cmd.Context(), d, "user.add", args[0], err)
+			if err := adminAudit(cmd.Context(), d, "user.add", args[0], err); err != nil {
+				return err
+			}
+			u, err := d.Accounts.LookupUser(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			return done(cmd, map[string]any{"user": u.Address, "role": u.Role, "added": true},
+				"user %s added (role %s); it logs in with its full address", u.Address, u.Role)
 		}),
 	}
 	add.Flags().BoolVar(&stdinPw, "password-stdin", false, "read the password from the first line of stdin")
@@ -182,7 +220,11 @@ func newUserCmd() *cobra.Command {
 				return err
 			}
 			err = d.Accounts.SetPassword(cmd.Context(), args[0], pw)
-			return adminAudit(cmd.Context(), d, "user.passwd", args[0], err)
+			if err := adminAudit(cmd.Context(), d, "user.passwd", args[0], err); err != nil {
+				return err
+			}
+			a, _ := auth.NormalizeAddress(args[0])
+			return done(cmd, map[string]any{"user": a, "password_changed": true}, "password of %s changed", a)
 		}),
 	}
 	passwd.Flags().BoolVar(&stdinPw, "password-stdin", false, "read the password from the first line of stdin")
@@ -193,7 +235,11 @@ func newUserCmd() *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE: withData(func(cmd *cobra.Command, d *mailserver.Data, args []string) error {
 			err := d.Accounts.DeleteUser(cmd.Context(), args[0])
-			return adminAudit(cmd.Context(), d, "user.del", args[0], err)
+			if err := adminAudit(cmd.Context(), d, "user.del", args[0], err); err != nil {
+				return err
+			}
+			a, _ := auth.NormalizeAddress(args[0])
+			return done(cmd, map[string]any{"user": a, "deleted": true}, "user %s deleted (its mail stays on disk)", a)
 		}),
 	}
 
@@ -205,6 +251,24 @@ func newUserCmd() *cobra.Command {
 			us, err := d.Accounts.Users(cmd.Context())
 			if err != nil {
 				return err
+			}
+			if flagOn(cmd, "json") {
+				type row struct {
+					Address      string    `json:"address"`
+					Role         auth.Role `json:"role"`
+					AppPasswords []string  `json:"app_passwords"`
+					Disabled     bool      `json:"disabled"`
+					Created      time.Time `json:"created"`
+				}
+				rows := []row{}
+				for _, u := range us {
+					r := row{Address: u.Address, Role: u.Role, AppPasswords: []string{}, Disabled: u.Disabled, Created: u.Created}
+					for _, a := range u.AppPasswords {
+						r.AppPasswords = append(r.AppPasswords, a.Name) // never the hashes
+					}
+					rows = append(rows, r)
+				}
+				return done(cmd, rows, "")
 			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "ADDRESS\tROLE\tAPP PASSWORDS\tCREATED")
@@ -221,14 +285,22 @@ func newUserCmd() *cobra.Command {
 		Args: cobra.MinimumNArgs(2),
 		RunE: withData(func(cmd *cobra.Command, d *mailserver.Data, args []string) error {
 			err := d.Accounts.AddAlias(cmd.Context(), args[0], args[1:]...)
-			return adminAudit(cmd.Context(), d, "alias.add", args[0], err)
+			if err := adminAudit(cmd.Context(), d, "alias.add", args[0], err); err != nil {
+				return err
+			}
+			a, _ := auth.NormalizeAddress(args[0])
+			return done(cmd, map[string]any{"alias": a, "targets": args[1:], "added": true}, "alias %s added", a)
 		}),
 	}, &cobra.Command{
 		Use:  "del ALIAS",
 		Args: cobra.ExactArgs(1),
 		RunE: withData(func(cmd *cobra.Command, d *mailserver.Data, args []string) error {
 			err := d.Accounts.RemoveAlias(cmd.Context(), args[0])
-			return adminAudit(cmd.Context(), d, "alias.del", args[0], err)
+			if err := adminAudit(cmd.Context(), d, "alias.del", args[0], err); err != nil {
+				return err
+			}
+			a, _ := auth.NormalizeAddress(args[0])
+			return done(cmd, map[string]any{"alias": a, "deleted": true}, "alias %s deleted", a)
 		}),
 	}, &cobra.Command{
 		Use:  "list",
@@ -237,6 +309,9 @@ func newUserCmd() *cobra.Command {
 			as, err := d.Accounts.Aliases(cmd.Context())
 			if err != nil {
 				return err
+			}
+			if flagOn(cmd, "json") {
+				return done(cmd, append([]auth.Alias{}, as...), "")
 			}
 			for _, a := range as {
 				fmt.Fprintf(cmd.OutOrStdout(), "%s -> %s\n", a.Address, strings.Join(a.Targets, ", "))
@@ -255,6 +330,9 @@ func newUserCmd() *cobra.Command {
 			if err := adminAudit(cmd.Context(), d, "app-password.add", args[0], err); err != nil {
 				return err
 			}
+			if flagOn(cmd, "json") {
+				return done(cmd, map[string]any{"user": args[0], "name": args[1], "password": secret}, "")
+			}
 			fmt.Fprintln(cmd.OutOrStdout(), secret)
 			return nil
 		}),
@@ -263,7 +341,10 @@ func newUserCmd() *cobra.Command {
 		Args: cobra.ExactArgs(2),
 		RunE: withData(func(cmd *cobra.Command, d *mailserver.Data, args []string) error {
 			err := d.Accounts.RevokeAppPassword(cmd.Context(), args[0], args[1])
-			return adminAudit(cmd.Context(), d, "app-password.del", args[0], err)
+			if err := adminAudit(cmd.Context(), d, "app-password.del", args[0], err); err != nil {
+				return err
+			}
+			return done(cmd, map[string]any{"user": args[0], "name": args[1], "deleted": true}, "app password %s of %s revoked", args[1], args[0])
 		}),
 	})
 
