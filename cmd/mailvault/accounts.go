@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/user"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -49,6 +50,26 @@ func adminAudit(ctx context.Context, d *mailserver.Data, action, target string, 
 		actor = u.Username
 	}
 	ev := audit.Event{Kind: audit.KindAdmin, Action: action, User: target, Protocol: "cli", Success: err == nil, Detail: "by os user " + actor}
+	if err != nil {
+		ev.Detail += ": " + err.Error()
+	}
+	if aerr := d.Audit.Record(ctx, ev); aerr != nil {
+		return errors.Join(err, fmt.Errorf("audit: %w", aerr))
+	}
+	return err
+}
+
+// adminAuditDetail is adminAudit with more detail (what a removal took
+// with it).
+func adminAuditDetail(ctx context.Context, d *mailserver.Data, action, target, detail string, err error) error {
+	actor := "unknown"
+	if u, uerr := user.Current(); uerr == nil {
+		actor = u.Username
+	}
+	ev := audit.Event{Kind: audit.KindAdmin, Action: action, User: target, Protocol: "cli", Success: err == nil, Detail: "by os user " + actor}
+	if detail != "" {
+		ev.Detail += "; " + detail
+	}
 	if err != nil {
 		ev.Detail += ": " + err.Error()
 	}
@@ -117,8 +138,48 @@ func addDataFlag(cmd *cobra.Command, dir *string) {
 
 func newDomainCmd() *cobra.Command {
 	var dir string
+	var force bool
 	cmd := &cobra.Command{Use: "domain", Short: "Manage the domains the mail server accepts mail for"}
 	addDataFlag(cmd, &dir)
+	del := &cobra.Command{
+		Use:   "del DOMAIN",
+		Short: "Remove a local domain (refused while it has users or aliases, unless --force)",
+		Long: `Remove a local domain: the server stops accepting mail for it at once
+(a running server re-reads the accounts file when it changes).
+
+While users or aliases of the domain exist it is refused (exit 1) and they
+are listed: remove them first ("mailvault user del", "mailvault user alias
+del"), or give --force to remove them with the domain. Mail stays on disk
+either way, in DATA/mail/DOMAIN, for a backup or a later "domain add".`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			d, err := openData(dir)
+			if err != nil {
+				return err
+			}
+			defer d.Close()
+			rm, err := d.Accounts.DeleteDomain(cmd.Context(), args[0], force)
+			detail := ""
+			if force && err == nil {
+				detail = fmt.Sprintf("--force: %d users and %d aliases removed with it", len(rm.Users), len(rm.Aliases))
+			}
+			if err := adminAuditDetail(cmd.Context(), d, "domain.del", args[0], detail, err); err != nil {
+				if errors.Is(err, auth.ErrInUse) {
+					return fmt.Errorf("%w\n  users: %s\n  aliases: %s\nremove them first, or use --force to remove them with the domain (their mail stays on disk)",
+						err, listOrNone(rm.Users), listOrNone(rm.Aliases))
+				}
+				return err
+			}
+			mail := filepath.Join(dir, "mail", rm.Domain)
+			out := map[string]any{"domain": rm.Domain, "deleted": true, "users_deleted": rm.Users, "aliases_deleted": rm.Aliases, "mail_left_in": mail}
+			msg := "domain " + rm.Domain + " deleted"
+			if len(rm.Users)+len(rm.Aliases) > 0 {
+				msg += fmt.Sprintf(" with its users (%s) and aliases (%s); their mail stays in %s", listOrNone(rm.Users), listOrNone(rm.Aliases), mail)
+			}
+			return done(cmd, out, "%s", msg)
+		},
+	}
+	del.Flags().BoolVar(&force, "force", false, "also remove the domain's users and aliases (their mail stays on disk)")
 	cmd.AddCommand(&cobra.Command{
 		Use:   "add DOMAIN",
 		Short: "Add a local domain",
@@ -136,7 +197,7 @@ func newDomainCmd() *cobra.Command {
 			name, _ := auth.NormalizeDomain(args[0])
 			return done(cmd, map[string]any{"domain": name, "added": true}, "domain %s added", name)
 		},
-	}, &cobra.Command{
+	}, del, &cobra.Command{
 		Use:   "list",
 		Short: "List local domains",
 		Args:  cobra.NoArgs,
@@ -160,6 +221,13 @@ func newDomainCmd() *cobra.Command {
 		},
 	})
 	return cmd
+}
+
+func listOrNone(xs []string) string {
+	if len(xs) == 0 {
+		return "none"
+	}
+	return strings.Join(xs, ", ")
 }
 
 func newUserCmd() *cobra.Command {

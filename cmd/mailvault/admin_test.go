@@ -2,9 +2,13 @@ package main
 
 import (
 	"encoding/json"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/mailvault/mailvault/mailserver"
+	"github.com/mailvault/mailvault/mailserver/auth"
 )
 
 // runCLIStdin is runCLI with stdin.
@@ -38,5 +42,59 @@ func TestUserAddConfirms(t *testing.T) {
 	stdout, _, _ = runCLI(t, "--json", "user", "list", "--data", dir)
 	if strings.Contains(stdout, "argon2") || !strings.Contains(stdout, `"address": "carol@example.test"`) {
 		t.Fatalf("user list --json: %s", stdout)
+	}
+}
+
+// TestDomainDel: domain del refuses while the domain has users or aliases
+// and names them; --force takes them along; each attempt is audited; the
+// running server's view of local domains follows (issue 9).
+func TestDomainDel(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	if _, stderr, code := runCLIStdin(t, "alice password\n", "user", "add", "--data", dir, "alice@example.test", "--password-stdin"); code != 0 {
+		t.Fatal(stderr)
+	}
+	runCLI(t, "user", "alias", "add", "--data", dir, "info@example.test", "alice@example.test")
+	stdout, stderr, code := runCLI(t, "domain", "del", "--data", dir, "example.test")
+	if code != exitError || stdout != "" || !strings.Contains(stderr, "still has 1 users and 1 aliases") ||
+		!strings.Contains(stderr, "users: alice@example.test") || !strings.Contains(stderr, "--force") {
+		t.Fatalf("in use: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+	if stdout, _, _ := runCLI(t, "domain", "list", "--data", dir); stdout != "example.test\n" {
+		t.Fatalf("a refused del changed the domains: %q", stdout)
+	}
+	if _, _, code := runCLI(t, "domain", "del", "--data", dir, "nowhere.test"); code != exitError {
+		t.Fatalf("unknown domain: exit %d", code)
+	}
+	// A server's copy of the accounts (another process's) sees the change.
+	db, err := auth.Open(mailserver.AccountsPath(dir), auth.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !db.IsLocalDomain("example.test") {
+		t.Fatal("example.test not local before del")
+	}
+	stdout, stderr, code = runCLI(t, "--json", "domain", "del", "--data", dir, "example.test", "--force")
+	var res struct {
+		Domain  string   `json:"domain"`
+		Deleted bool     `json:"deleted"`
+		Users   []string `json:"users_deleted"`
+		Aliases []string `json:"aliases_deleted"`
+	}
+	if code != 0 || json.Unmarshal([]byte(stdout), &res) != nil || !res.Deleted || len(res.Users) != 1 || len(res.Aliases) != 1 {
+		t.Fatalf("--force: exit %d, %q, %s", code, stdout, stderr)
+	}
+	if db.IsLocalDomain("example.test") {
+		t.Fatal("the deleted domain is still local to another process")
+	}
+	if stdout, _, _ := runCLI(t, "domain", "list", "--data", dir); stdout != "" {
+		t.Fatalf("domains left: %q", stdout)
+	}
+	audit, _ := os.ReadFile(mailserver.AuditPath(dir))
+	if n := strings.Count(string(audit), `"action":"domain.del"`); n != 3 ||
+		!strings.Contains(string(audit), "--force: 1 users and 1 aliases removed with it") {
+		t.Fatalf("%d domain.del records:\n%s", n, audit)
+	}
+	if out, _, code := runCLI(t, "audit", "verify", "--data", dir); code != 0 {
+		t.Fatalf("audit verify: %s", out)
 	}
 }
