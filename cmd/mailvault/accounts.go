@@ -20,6 +20,7 @@ import (
 	"github.com/mailvault/mailvault/mailserver"
 	"github.com/mailvault/mailvault/mailserver/audit"
 	"github.com/mailvault/mailvault/mailserver/auth"
+	"github.com/mailvault/mailvault/mailserver/control"
 )
 
 // openData opens the data directory named by --data for an admin command.
@@ -416,7 +417,87 @@ func newUserCmd() *cobra.Command {
 		}),
 	})
 
-	cmd.AddCommand(add, passwd, del, list, alias, app)
+	var unlockIPs []string
+	unlock := &cobra.Command{
+		Use:   "unlock [ADDRESS] [--ip IP]...",
+		Short: "Lift a login lockout in the running server",
+		Long: `Lift the login lockout of ADDRESS (and of each --ip) in the running server,
+forgetting the failed logins it counted.
+
+Every protocol (SMTP submission, IMAP, POP3) counts failed logins per
+account name and per client IP (IPv6: per /64). After auth.account_failures
+failures of one name (default 5), or auth.ip_failures from one IP (default
+20), logins of that name, or from that IP, are refused for
+auth.lock_duration (default 15m), with the right password too; each
+failure is answered after a delay doubling from auth.base_delay (250ms) to
+auth.max_delay (8s). Counts are forgotten an hour after the last failure,
+and a successful login forgets its account's count. A user who is still
+refused after "unlock ADDRESS" may be behind a locked IP: see the audit
+log ("locked out" lines name the IP) and unlock it with --ip.
+
+Lockouts live in the running server's memory only, so this talks to it
+through DATA/control.sock (the server's user or root only); a restart lifts
+them all. With no server running there is nothing to lift. The server
+records each unlock in the audit log.`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 && len(unlockIPs) == 0 {
+				return fmt.Errorf("%w: name an ADDRESS or an --ip", errUsage)
+			}
+			f := cmd.Flag("data")
+			cfg, err := loadConfig(configFile, os.Getenv, dir, f != nil && f.Changed, "")
+			if err != nil {
+				return err
+			}
+			c, err := control.Dial(cmd.Context(), cfg.DataDir)
+			if errors.Is(err, control.ErrNotRunning) {
+				fmt.Fprintf(cmd.ErrOrStderr(), "no mailvault serve runs on %s: nothing is locked out (lockouts live in the running server's memory and end with it)\n", cfg.DataDir)
+				return done(cmd, map[string]any{"server_running": false, "unlocked": []control.Lockout{}}, "nothing to unlock")
+			}
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			type key struct {
+				name string
+				ip   bool
+			}
+			var keys []key
+			if len(args) == 1 {
+				// The server counts the name as tried, lower-cased: a
+				// name that is no address is counted too, and one with a
+				// Unicode domain under that form, not the A-label one.
+				keys = append(keys, key{args[0], false})
+				if a, err := auth.NormalizeAddress(args[0]); err == nil && a != strings.ToLower(args[0]) {
+					keys = append(keys, key{a, false})
+				}
+			}
+			for _, ip := range unlockIPs {
+				keys = append(keys, key{ip, true})
+			}
+			var res []control.Lockout
+			var lines []string
+			for _, k := range keys {
+				l, err := c.Unlock(cmd.Context(), k.name, k.ip)
+				if err != nil {
+					return err
+				}
+				res = append(res, l)
+				switch {
+				case !l.LockedUntil.IsZero():
+					lines = append(lines, fmt.Sprintf("%s: lockout lifted (%d failed logins; it would have lasted until %s)", l.Key, l.Failures, l.LockedUntil.UTC().Format("15:04:05 MST")))
+				case l.Failures > 0:
+					lines = append(lines, fmt.Sprintf("%s: was not locked out; %d failed logins forgotten", l.Key, l.Failures))
+				default:
+					lines = append(lines, fmt.Sprintf("%s: was not locked out (no failed logins counted)", l.Key))
+				}
+			}
+			return done(cmd, map[string]any{"server_running": true, "unlocked": res}, "%s", strings.Join(lines, "\n"))
+		},
+	}
+	unlock.Flags().StringArrayVar(&unlockIPs, "ip", nil, "also lift the lockout of this client IP (IPv6: its /64); repeatable")
+
+	cmd.AddCommand(add, passwd, del, list, unlock, alias, app)
 	return cmd
 }
 

@@ -1,11 +1,15 @@
 package main
 
 import (
+	"crypto/tls"
 	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
 
 	"github.com/mailvault/mailvault/mailserver"
 	"github.com/mailvault/mailvault/mailserver/auth"
@@ -96,5 +100,71 @@ func TestDomainDel(t *testing.T) {
 	}
 	if out, _, code := runCLI(t, "audit", "verify", "--data", dir); code != 0 {
 		t.Fatalf("audit verify: %s", out)
+	}
+}
+
+// TestUserUnlock: a user locked out of the running server by failed
+// logins is let in again by `user unlock` (through the control socket,
+// since lockouts live in the server's memory), which the server audits;
+// with no server running there is nothing to unlock (issue 9).
+func TestUserUnlock(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	if _, stderr, code := runCLI(t, "user", "unlock", "--data", dir, "alice@example.test"); code != 0 || !strings.Contains(stderr, "no mailvault serve runs on") {
+		t.Fatalf("without a server: exit %d, %s", code, stderr)
+	}
+	if _, stderr, code := runCLIStdin(t, "alice password\n", "user", "add", "--data", dir, "alice@example.test", "--password-stdin"); code != 0 {
+		t.Fatal(stderr)
+	}
+	addrs, _ := runServe(t, `
+hostname: mx.test
+listen: {smtp: off, submission: 127.0.0.1:0, submissions: off, imap: off, imaps: off, pop3: off, pop3s: off}
+auth: {base_delay: 1ms, max_delay: 1ms}
+log_level: warn
+`, dir, 1)
+	login := func(pw string) error {
+		c, err := smtp.DialStartTLS(addrs["submission"], &tls.Config{InsecureSkipVerify: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		return c.Auth(sasl.NewPlainClient("", "alice@example.test", pw))
+	}
+	for range 5 {
+		if login("wrong") == nil {
+			t.Fatal("a wrong password was accepted")
+		}
+	}
+	if err := login("alice password"); err == nil || !strings.Contains(err.Error(), "Too many") && !strings.Contains(err.Error(), "try again later") {
+		t.Fatalf("not locked out after 5 failures: %v", err)
+	}
+	stdout, stderr, code := runCLI(t, "user", "unlock", "--data", dir, "alice@example.test")
+	if code != 0 || !strings.HasPrefix(stdout, "alice@example.test: lockout lifted (5 failed logins") {
+		t.Fatalf("unlock: exit %d, %q, %q", code, stdout, stderr)
+	}
+	if err := login("alice password"); err != nil {
+		t.Fatalf("still locked out after unlock: %v", err)
+	}
+	stdout, _, code = runCLI(t, "--json", "user", "unlock", "--data", dir, "--ip", "127.0.0.1")
+	var res struct {
+		Running  bool `json:"server_running"`
+		Unlocked []struct {
+			Key      string `json:"key"`
+			Failures int    `json:"failures"`
+		} `json:"unlocked"`
+	}
+	if code != 0 || json.Unmarshal([]byte(stdout), &res) != nil || !res.Running || len(res.Unlocked) != 1 ||
+		res.Unlocked[0].Key != "127.0.0.1" || res.Unlocked[0].Failures != 5 {
+		t.Fatalf("--ip --json: exit %d, %s", code, stdout)
+	}
+	if _, _, code := runCLI(t, "user", "unlock", "--data", dir); code != exitUsage {
+		t.Fatalf("no address: exit %d", code)
+	}
+	if _, stderr, code := runCLI(t, "user", "unlock", "--data", dir, "--ip", "not-an-ip"); code != exitError || !strings.Contains(stderr, "not an IP address") {
+		t.Fatalf("bad IP: exit %d, %s", code, stderr)
+	}
+	audit, _ := os.ReadFile(mailserver.AuditPath(dir))
+	if !strings.Contains(string(audit), `"action":"user.unlock","user":"alice@example.test","protocol":"control","success":true`) ||
+		!strings.Contains(string(audit), `"action":"ip.unlock","ip":"127.0.0.1"`) {
+		t.Fatalf("unlocks not audited:\n%s", audit)
 	}
 }
