@@ -213,7 +213,7 @@ either way, in DATA/mail/DOMAIN, for a backup or a later "domain add".`,
 				return err
 			}
 			if flagOn(cmd, "json") {
-				return done(cmd, ds, "")
+				return done(cmd, append([]auth.Domain{}, ds...), "")
 			}
 			for _, x := range ds {
 				fmt.Fprintln(cmd.OutOrStdout(), x.Name)

@@ -93,6 +93,9 @@ func TestDomainDel(t *testing.T) {
 	if stdout, _, _ := runCLI(t, "domain", "list", "--data", dir); stdout != "" {
 		t.Fatalf("domains left: %q", stdout)
 	}
+	if stdout, _, _ := runCLI(t, "--json", "domain", "list", "--data", dir); stdout != "[]\n" {
+		t.Fatalf("domain list --json without domains: %q", stdout)
+	}
 	audit, _ := os.ReadFile(mailserver.AuditPath(dir))
 	if n := strings.Count(string(audit), `"action":"domain.del"`); n != 3 ||
 		!strings.Contains(string(audit), "--force: 1 users and 1 aliases removed with it") {
