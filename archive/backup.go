@@ -50,6 +50,16 @@ type BackupOptions struct {
 	// parent. A full key reads its parent from the repository and ignores
 	// it.
 	ParentCache string
+	// IgnoreInode compares files and folders with the parent's by
+	// modification time and size alone, and records no inode number or
+	// ctime, for sources whose inodes and ctimes change on every run
+	// though their content does not: a hardlink view (snapshot.Hardlink)
+	// copies the other files and recreates the directories each time,
+	// keeping only their mtimes. Compared, those made every backup store
+	// every other file and a new files tree again. A file or folder whose
+	// mtime is within the racy window of the parent is read again (as
+	// restic's --ignore-inode, plus that guard).
+	IgnoreInode bool
 }
 
 // Progress is a backup's progress so far.
@@ -414,6 +424,9 @@ func (b *backup) backupRoot(ctx context.Context, absPath, name string) (*SourceR
 		dir := filepath.Join(absPath, filepath.FromSlash(mb.Dir))
 		cur, curErr := dirStamp(filepath.Join(dir, "cur"))
 		nw, newErr := dirStamp(filepath.Join(dir, "new"))
+		if b.opt.IgnoreInode { // see BackupOptions.IgnoreInode
+			cur, nw = DirStamp{MTime: cur.MTime}, DirStamp{MTime: nw.MTime}
+		}
 		p.entry.Cur, p.entry.New = cur, nw
 		// The tree must still be indexed: prune keeps a tree only with
 		// every blob it names (see planRepack), so an indexed tree is whole.
@@ -863,7 +876,7 @@ func (b *backup) backupFiles(ctx context.Context, absPath string, tree *maildir.
 			continue
 		}
 		*e = FileEntry{Path: rel, Mode: uint32(fi.Mode().Perm()), MTime: fi.ModTime().UnixNano(), Size: fi.Size()}
-		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok && !b.opt.IgnoreInode {
 			e.CTime, e.Ino = st.Ctim.Nano(), st.Ino
 		}
 		switch {
@@ -880,7 +893,8 @@ func (b *backup) backupFiles(ctx context.Context, absPath string, tree *maildir.
 		}
 		e.Type = "file"
 		if prev, ok := pr.files[rel]; ok && prev.Type == "file" && prev.Size == e.Size && prev.MTime == e.MTime &&
-			prev.CTime == e.CTime && prev.Ino == e.Ino && b.indexed(prev.Blobs) {
+			prev.CTime == e.CTime && prev.Ino == e.Ino && b.indexed(prev.Blobs) &&
+			!(b.opt.IgnoreInode && b.racy(DirStamp{MTime: e.MTime})) {
 			e.Blobs = prev.Blobs
 			continue
 		}

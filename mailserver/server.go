@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sync"
@@ -202,6 +203,7 @@ func (s *Server) Start(ctx context.Context) error {
 	// runs on the same data directory.
 	ctl, err := control.Listen(s.cfg.DataDir, s.store, control.Options{
 		MaxPause: s.Config().Control.MaxPause, Logger: s.log.With("server", "control"), Audit: s.data.Audit,
+		Unlock: s.unlock,
 	})
 	if err != nil {
 		return err
@@ -335,6 +337,21 @@ func (s *Server) ReloadConfig(ctx context.Context, cfg Config) error {
 	s.live = cfg
 	s.log.Info("reloaded configuration")
 	return nil
+}
+
+// unlock lifts a login lockout for the control socket's UNLOCK (`mailvault
+// user unlock`): the lockouts live in the limiter's memory only.
+func (s *Server) unlock(key string, ip bool) (control.Lockout, error) {
+	var l auth.Lockout
+	if ip {
+		if _, err := netip.ParseAddr(key); err != nil {
+			return control.Lockout{}, fmt.Errorf("%q is not an IP address", key)
+		}
+		l = s.guard.Limiter.UnlockIP(key)
+	} else {
+		l = s.guard.Limiter.UnlockAccount(key)
+	}
+	return control.Lockout{Key: l.Key, Failures: l.Failures, LockedUntil: l.LockedUntil}, nil
 }
 
 func limiterConfig(a AuthConfig) auth.LimiterConfig {

@@ -3,13 +3,16 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/user"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
@@ -17,6 +20,7 @@ import (
 	"github.com/mailvault/mailvault/mailserver"
 	"github.com/mailvault/mailvault/mailserver/audit"
 	"github.com/mailvault/mailvault/mailserver/auth"
+	"github.com/mailvault/mailvault/mailserver/control"
 )
 
 // openData opens the data directory named by --data for an admin command.
@@ -54,6 +58,47 @@ func adminAudit(ctx context.Context, d *mailserver.Data, action, target string, 
 		return errors.Join(err, fmt.Errorf("audit: %w", aerr))
 	}
 	return err
+}
+
+// adminAuditDetail is adminAudit with more detail (what a removal took
+// with it).
+func adminAuditDetail(ctx context.Context, d *mailserver.Data, action, target, detail string, err error) error {
+	actor := "unknown"
+	if u, uerr := user.Current(); uerr == nil {
+		actor = u.Username
+	}
+	ev := audit.Event{Kind: audit.KindAdmin, Action: action, User: target, Protocol: "cli", Success: err == nil, Detail: "by os user " + actor}
+	if detail != "" {
+		ev.Detail += "; " + detail
+	}
+	if err != nil {
+		ev.Detail += ": " + err.Error()
+	}
+	if aerr := d.Audit.Record(ctx, ev); aerr != nil {
+		return errors.Join(err, fmt.Errorf("audit: %w", aerr))
+	}
+	return err
+}
+
+// flagOn says whether a boolean flag of the root (--json, --quiet) is set
+// for cmd; false when cmd runs without the root (as in tests).
+func flagOn(cmd *cobra.Command, name string) bool {
+	f := cmd.Flag(name)
+	return f != nil && f.Value.String() == "true"
+}
+
+// done reports an admin command's success: v as JSON with --json, else the
+// line (unless --quiet).
+func done(cmd *cobra.Command, v any, format string, args ...any) error {
+	if flagOn(cmd, "json") {
+		enc := json.NewEncoder(cmd.OutOrStdout())
+		enc.SetIndent("", "  ")
+		return enc.Encode(v)
+	}
+	if !flagOn(cmd, "quiet") {
+		fmt.Fprintf(cmd.OutOrStdout(), format+"\n", args...)
+	}
+	return nil
 }
 
 // readPassword reads a password from stdin's first line (--password-stdin)
@@ -94,8 +139,48 @@ func addDataFlag(cmd *cobra.Command, dir *string) {
 
 func newDomainCmd() *cobra.Command {
 	var dir string
+	var force bool
 	cmd := &cobra.Command{Use: "domain", Short: "Manage the domains the mail server accepts mail for"}
 	addDataFlag(cmd, &dir)
+	del := &cobra.Command{
+		Use:   "del DOMAIN",
+		Short: "Remove a local domain (refused while it has users or aliases, unless --force)",
+		Long: `Remove a local domain: the server stops accepting mail for it at once
+(a running server re-reads the accounts file when it changes).
+
+While users or aliases of the domain exist it is refused (exit 1) and they
+are listed: remove them first ("mailvault user del", "mailvault user alias
+del"), or give --force to remove them with the domain. Mail stays on disk
+either way, in DATA/mail/DOMAIN, for a backup or a later "domain add".`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			d, err := openData(dir)
+			if err != nil {
+				return err
+			}
+			defer d.Close()
+			rm, err := d.Accounts.DeleteDomain(cmd.Context(), args[0], force)
+			detail := ""
+			if force && err == nil {
+				detail = fmt.Sprintf("--force: %d users and %d aliases removed with it", len(rm.Users), len(rm.Aliases))
+			}
+			if err := adminAuditDetail(cmd.Context(), d, "domain.del", args[0], detail, err); err != nil {
+				if errors.Is(err, auth.ErrInUse) {
+					return fmt.Errorf("%w\n  users: %s\n  aliases: %s\nremove them first, or use --force to remove them with the domain (their mail stays on disk)",
+						err, listOrNone(rm.Users), listOrNone(rm.Aliases))
+				}
+				return err
+			}
+			mail := filepath.Join(dir, "mail", rm.Domain)
+			out := map[string]any{"domain": rm.Domain, "deleted": true, "users_deleted": rm.Users, "aliases_deleted": rm.Aliases, "mail_left_in": mail}
+			msg := "domain " + rm.Domain + " deleted"
+			if len(rm.Users)+len(rm.Aliases) > 0 {
+				msg += fmt.Sprintf(" with its users (%s) and aliases (%s); their mail stays in %s", listOrNone(rm.Users), listOrNone(rm.Aliases), mail)
+			}
+			return done(cmd, out, "%s", msg)
+		},
+	}
+	del.Flags().BoolVar(&force, "force", false, "also remove the domain's users and aliases (their mail stays on disk)")
 	cmd.AddCommand(&cobra.Command{
 		Use:   "add DOMAIN",
 		Short: "Add a local domain",
@@ -107,9 +192,13 @@ func newDomainCmd() *cobra.Command {
 			}
 			defer d.Close()
 			err = d.Accounts.AddDomain(cmd.Context(), args[0])
-			return adminAudit(cmd.Context(), d, "domain.add", args[0], err)
+			if err := adminAudit(cmd.Context(), d, "domain.add", args[0], err); err != nil {
+				return err
+			}
+			name, _ := auth.NormalizeDomain(args[0])
+			return done(cmd, map[string]any{"domain": name, "added": true}, "domain %s added", name)
 		},
-	}, &cobra.Command{
+	}, del, &cobra.Command{
 		Use:   "list",
 		Short: "List local domains",
 		Args:  cobra.NoArgs,
@@ -123,6 +212,9 @@ func newDomainCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if flagOn(cmd, "json") {
+				return done(cmd, append([]auth.Domain{}, ds...), "")
+			}
 			for _, x := range ds {
 				fmt.Fprintln(cmd.OutOrStdout(), x.Name)
 			}
@@ -130,6 +222,13 @@ func newDomainCmd() *cobra.Command {
 		},
 	})
 	return cmd
+}
+
+func listOrNone(xs []string) string {
+	if len(xs) == 0 {
+		return "none"
+	}
+	return strings.Join(xs, ", ")
 }
 
 func newUserCmd() *cobra.Command {
@@ -166,7 +265,15 @@ func newUserCmd() *cobra.Command {
 				return err
 			}
 			err = d.Accounts.AddUser(cmd.Context(), args[0], pw, r)
-			return adminAudit(cmd.Context(), d, "user.add", args[0], err)
+			if err := adminAudit(cmd.Context(), d, "user.add", args[0], err); err != nil {
+				return err
+			}
+			u, err := d.Accounts.LookupUser(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			return done(cmd, map[string]any{"user": u.Address, "role": u.Role, "added": true},
+				"user %s added (role %s); it logs in with its full address", u.Address, u.Role)
 		}),
 	}
 	add.Flags().BoolVar(&stdinPw, "password-stdin", false, "read the password from the first line of stdin")
@@ -182,7 +289,11 @@ func newUserCmd() *cobra.Command {
 				return err
 			}
 			err = d.Accounts.SetPassword(cmd.Context(), args[0], pw)
-			return adminAudit(cmd.Context(), d, "user.passwd", args[0], err)
+			if err := adminAudit(cmd.Context(), d, "user.passwd", args[0], err); err != nil {
+				return err
+			}
+			a, _ := auth.NormalizeAddress(args[0])
+			return done(cmd, map[string]any{"user": a, "password_changed": true}, "password of %s changed", a)
 		}),
 	}
 	passwd.Flags().BoolVar(&stdinPw, "password-stdin", false, "read the password from the first line of stdin")
@@ -193,7 +304,11 @@ func newUserCmd() *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE: withData(func(cmd *cobra.Command, d *mailserver.Data, args []string) error {
 			err := d.Accounts.DeleteUser(cmd.Context(), args[0])
-			return adminAudit(cmd.Context(), d, "user.del", args[0], err)
+			if err := adminAudit(cmd.Context(), d, "user.del", args[0], err); err != nil {
+				return err
+			}
+			a, _ := auth.NormalizeAddress(args[0])
+			return done(cmd, map[string]any{"user": a, "deleted": true}, "user %s deleted (its mail stays on disk)", a)
 		}),
 	}
 
@@ -205,6 +320,24 @@ func newUserCmd() *cobra.Command {
 			us, err := d.Accounts.Users(cmd.Context())
 			if err != nil {
 				return err
+			}
+			if flagOn(cmd, "json") {
+				type row struct {
+					Address      string    `json:"address"`
+					Role         auth.Role `json:"role"`
+					AppPasswords []string  `json:"app_passwords"`
+					Disabled     bool      `json:"disabled"`
+					Created      time.Time `json:"created"`
+				}
+				rows := []row{}
+				for _, u := range us {
+					r := row{Address: u.Address, Role: u.Role, AppPasswords: []string{}, Disabled: u.Disabled, Created: u.Created}
+					for _, a := range u.AppPasswords {
+						r.AppPasswords = append(r.AppPasswords, a.Name) // never the hashes
+					}
+					rows = append(rows, r)
+				}
+				return done(cmd, rows, "")
 			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "ADDRESS\tROLE\tAPP PASSWORDS\tCREATED")
@@ -221,14 +354,22 @@ func newUserCmd() *cobra.Command {
 		Args: cobra.MinimumNArgs(2),
 		RunE: withData(func(cmd *cobra.Command, d *mailserver.Data, args []string) error {
 			err := d.Accounts.AddAlias(cmd.Context(), args[0], args[1:]...)
-			return adminAudit(cmd.Context(), d, "alias.add", args[0], err)
+			if err := adminAudit(cmd.Context(), d, "alias.add", args[0], err); err != nil {
+				return err
+			}
+			a, _ := auth.NormalizeAddress(args[0])
+			return done(cmd, map[string]any{"alias": a, "targets": args[1:], "added": true}, "alias %s added", a)
 		}),
 	}, &cobra.Command{
 		Use:  "del ALIAS",
 		Args: cobra.ExactArgs(1),
 		RunE: withData(func(cmd *cobra.Command, d *mailserver.Data, args []string) error {
 			err := d.Accounts.RemoveAlias(cmd.Context(), args[0])
-			return adminAudit(cmd.Context(), d, "alias.del", args[0], err)
+			if err := adminAudit(cmd.Context(), d, "alias.del", args[0], err); err != nil {
+				return err
+			}
+			a, _ := auth.NormalizeAddress(args[0])
+			return done(cmd, map[string]any{"alias": a, "deleted": true}, "alias %s deleted", a)
 		}),
 	}, &cobra.Command{
 		Use:  "list",
@@ -237,6 +378,9 @@ func newUserCmd() *cobra.Command {
 			as, err := d.Accounts.Aliases(cmd.Context())
 			if err != nil {
 				return err
+			}
+			if flagOn(cmd, "json") {
+				return done(cmd, append([]auth.Alias{}, as...), "")
 			}
 			for _, a := range as {
 				fmt.Fprintf(cmd.OutOrStdout(), "%s -> %s\n", a.Address, strings.Join(a.Targets, ", "))
@@ -255,6 +399,9 @@ func newUserCmd() *cobra.Command {
 			if err := adminAudit(cmd.Context(), d, "app-password.add", args[0], err); err != nil {
 				return err
 			}
+			if flagOn(cmd, "json") {
+				return done(cmd, map[string]any{"user": args[0], "name": args[1], "password": secret}, "")
+			}
 			fmt.Fprintln(cmd.OutOrStdout(), secret)
 			return nil
 		}),
@@ -263,11 +410,94 @@ func newUserCmd() *cobra.Command {
 		Args: cobra.ExactArgs(2),
 		RunE: withData(func(cmd *cobra.Command, d *mailserver.Data, args []string) error {
 			err := d.Accounts.RevokeAppPassword(cmd.Context(), args[0], args[1])
-			return adminAudit(cmd.Context(), d, "app-password.del", args[0], err)
+			if err := adminAudit(cmd.Context(), d, "app-password.del", args[0], err); err != nil {
+				return err
+			}
+			return done(cmd, map[string]any{"user": args[0], "name": args[1], "deleted": true}, "app password %s of %s revoked", args[1], args[0])
 		}),
 	})
 
-	cmd.AddCommand(add, passwd, del, list, alias, app)
+	var unlockIPs []string
+	unlock := &cobra.Command{
+		Use:   "unlock [ADDRESS] [--ip IP]...",
+		Short: "Lift a login lockout in the running server",
+		Long: `Lift the login lockout of ADDRESS (and of each --ip) in the running server,
+forgetting the failed logins it counted.
+
+Every protocol (SMTP submission, IMAP, POP3) counts failed logins per
+account name and per client IP (IPv6: per /64). After auth.account_failures
+failures of one name (default 5), or auth.ip_failures from one IP (default
+20), logins of that name, or from that IP, are refused for
+auth.lock_duration (default 15m), with the right password too; each
+failure is answered after a delay doubling from auth.base_delay (250ms) to
+auth.max_delay (8s). Counts are forgotten an hour after the last failure,
+and a successful login forgets its account's count. A user who is still
+refused after "unlock ADDRESS" may be behind a locked IP: see the audit
+log ("locked out" lines name the IP) and unlock it with --ip.
+
+Lockouts live in the running server's memory only, so this talks to it
+through DATA/control.sock (the server's user or root only); a restart lifts
+them all. With no server running there is nothing to lift. The server
+records each unlock in the audit log.`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 && len(unlockIPs) == 0 {
+				return fmt.Errorf("%w: name an ADDRESS or an --ip", errUsage)
+			}
+			f := cmd.Flag("data")
+			cfg, err := loadConfig(configFile, os.Getenv, dir, f != nil && f.Changed, "")
+			if err != nil {
+				return err
+			}
+			c, err := control.Dial(cmd.Context(), cfg.DataDir)
+			if errors.Is(err, control.ErrNotRunning) {
+				fmt.Fprintf(cmd.ErrOrStderr(), "no mailvault serve runs on %s: nothing is locked out (lockouts live in the running server's memory and end with it)\n", cfg.DataDir)
+				return done(cmd, map[string]any{"server_running": false, "unlocked": []control.Lockout{}}, "nothing to unlock")
+			}
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			type key struct {
+				name string
+				ip   bool
+			}
+			var keys []key
+			if len(args) == 1 {
+				// The server counts the name as tried, lower-cased: a
+				// name that is no address is counted too, and one with a
+				// Unicode domain under that form, not the A-label one.
+				keys = append(keys, key{args[0], false})
+				if a, err := auth.NormalizeAddress(args[0]); err == nil && a != strings.ToLower(args[0]) {
+					keys = append(keys, key{a, false})
+				}
+			}
+			for _, ip := range unlockIPs {
+				keys = append(keys, key{ip, true})
+			}
+			var res []control.Lockout
+			var lines []string
+			for _, k := range keys {
+				l, err := c.Unlock(cmd.Context(), k.name, k.ip)
+				if err != nil {
+					return err
+				}
+				res = append(res, l)
+				switch {
+				case !l.LockedUntil.IsZero():
+					lines = append(lines, fmt.Sprintf("%s: lockout lifted (%d failed logins; it would have lasted until %s)", l.Key, l.Failures, l.LockedUntil.UTC().Format("15:04:05 MST")))
+				case l.Failures > 0:
+					lines = append(lines, fmt.Sprintf("%s: was not locked out; %d failed logins forgotten", l.Key, l.Failures))
+				default:
+					lines = append(lines, fmt.Sprintf("%s: was not locked out (no failed logins counted)", l.Key))
+				}
+			}
+			return done(cmd, map[string]any{"server_running": true, "unlocked": res}, "%s", strings.Join(lines, "\n"))
+		},
+	}
+	unlock.Flags().StringArrayVar(&unlockIPs, "ip", nil, "also lift the lockout of this client IP (IPv6: its /64); repeatable")
+
+	cmd.AddCommand(add, passwd, del, list, unlock, alias, app)
 	return cmd
 }
 

@@ -3,12 +3,14 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/mailvault/mailvault/archive"
+	"github.com/mailvault/mailvault/snapshot"
 )
 
 func newBackupCmd(g *globals) *cobra.Command {
@@ -71,7 +73,10 @@ failed (the primary's snapshot stays). See "mailvault status --help".`,
 					g.logger().Error("releasing the snapshot view", "err", err)
 				}
 			}()
-			opt := archive.BackupOptions{Paths: paths, Host: host, Tags: tags, Logger: g.logger(), ReadFrom: view.Paths}
+			opt := archive.BackupOptions{Paths: paths, Host: host, Tags: tags, Logger: warnOnce(g.logger()), ReadFrom: view.Paths,
+				// A hardlink view's copied files and recreated directories
+				// get new inodes and ctimes on every run.
+				IgnoreInode: view.Mode == snapshot.ModeHardlink}
 			if repo.WriteOnly() {
 				// It cannot read its parent back from the repository, so
 				// it keeps one locally; nor can it read packs' headers to
@@ -110,7 +115,8 @@ failed (the primary's snapshot stays). See "mailvault status --help".`,
 				replicas = g.replicate(ctx, tcfg, repo, s.ID)
 			}
 			if g.json {
-				out := map[string]any{"snapshot": s.ID, "parent": s.Parent, "summary": s.Summary, "warnings": res.Warnings}
+				out := map[string]any{"snapshot": s.ID, "parent": s.Parent, "summary": s.Summary, "warnings": res.Warnings,
+					"snapshot_mode": view.Mode}
 				if tcfg != nil {
 					out["replicas"] = replicas
 				}
@@ -145,4 +151,37 @@ failed (the primary's snapshot stays). See "mailvault status --help".`,
 	cmd.Flags().StringVar(&targetsFile, "targets", os.Getenv("MAILVAULT_TARGETS"), "targets file: back up to its primary, then copy to the other repositories (env MAILVAULT_TARGETS)")
 	snap.register(cmd)
 	return cmd
+}
+
+// unreadableMsg is the message archive.Backup logs for an entry it could
+// not read (archive/backup.go, backup.warn).
+const unreadableMsg = "skipped unreadable entry"
+
+// warnOnce returns log with the archive's "skipped unreadable entry"
+// warnings lowered to debug level: the archive also returns each one in
+// BackupResult.Warnings, which backup prints ("warning: PATH: ERR") or puts
+// in its --json output, so at warning level every unreadable entry was
+// reported twice. --verbose still shows them as they happen.
+func warnOnce(log *slog.Logger) *slog.Logger {
+	return slog.New(demoteHandler{log.Handler()})
+}
+
+type demoteHandler struct{ slog.Handler }
+
+func (h demoteHandler) Handle(ctx context.Context, r slog.Record) error {
+	if r.Message == unreadableMsg && r.Level == slog.LevelWarn {
+		r.Level = slog.LevelDebug
+		if !h.Handler.Enabled(ctx, r.Level) {
+			return nil
+		}
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h demoteHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return demoteHandler{h.Handler.WithAttrs(as)}
+}
+
+func (h demoteHandler) WithGroup(name string) slog.Handler {
+	return demoteHandler{h.Handler.WithGroup(name)}
 }

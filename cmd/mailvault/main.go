@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -12,9 +13,12 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strconv"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/mailvault/mailvault/archive"
 )
@@ -50,14 +54,68 @@ func main() {
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	asJSON := jsonRequested(args)
+	out := &countingWriter{w: stdout}
+	if asJSON {
+		// Only then: progress bars must see a terminal without --json.
+		stdout = out
+	}
 	root := newRootCmd(stdin, stdout, stderr)
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)
 	if err == nil {
 		return exitOK
 	}
+	code := exitCodeOf(err)
 	fmt.Fprintln(stderr, "mailvault:", err)
-	return exitCodeOf(err)
+	if asJSON && out.n == 0 {
+		// With --json, every failure is a JSON object on stdout too, so
+		// that a script reads one document whatever happened. A command
+		// that printed its result before failing (backup's partial
+		// snapshot, check's damage, status's rule) has said it there:
+		// one document, and the exit code.
+		enc := json.NewEncoder(out.w)
+		enc.SetIndent("", "  ")
+		enc.Encode(jsonError{Error: err.Error(), ExitCode: code})
+	}
+	return code
+}
+
+// jsonError is what a command run with --json prints on stdout when it
+// fails without having printed its result.
+type jsonError struct {
+	Error    string `json:"error"`
+	ExitCode int    `json:"exit_code"`
+}
+
+// jsonRequested says whether args ask for --json. It looks at the
+// arguments themselves rather than the parsed flag, because an error can
+// come before or from flag parsing (an unknown flag, a bad value).
+func jsonRequested(args []string) bool {
+	on := false
+	for _, a := range args {
+		if a == "--" {
+			break
+		}
+		if a == "--json" {
+			on = true
+		} else if v, ok := strings.CutPrefix(a, "--json="); ok {
+			on, _ = strconv.ParseBool(v)
+		}
+	}
+	return on
+}
+
+// countingWriter counts the bytes written through it.
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
 }
 
 func exitCodeOf(err error) int {
@@ -169,7 +227,46 @@ The repository and secrets can also come from the environment:
 		newSnapshotCmd(g), newCopyCmd(g), newStatusCmd(g), newMaintainCmd(g), newUndeleteCmd(g),
 		newForgetCmd(g), newPruneCmd(g),
 	)
+	for _, c := range root.Commands() {
+		if noRepository[c.Name()] {
+			hideRepositoryFlags(c)
+		}
+	}
 	return root
+}
+
+// noRepository names the commands (with their subcommands) that never
+// open a repository: the mail server and its administration, the local
+// ZFS snapshots, the developer tools.
+var noRepository = map[string]bool{"serve": true, "user": true, "domain": true, "audit": true, "snapshot": true, "dev": true}
+
+// generalFlags are the root's persistent flags that every command uses;
+// the others (--repo, --password-file, --identity, --cache-dir, …, and any
+// added later) are about a repository.
+var generalFlags = map[string]bool{"json": true, "quiet": true, "verbose": true, "help": true}
+
+// hideRepositoryFlags leaves the repository flags out of the help of cmd
+// and its subcommands. They stay defined on the root, hence accepted
+// anywhere on the command line (and their MAILVAULT_* defaults read), so
+// that `mailvault --no-cache check` parses: cobra finds the subcommand
+// before it knows its flags, and can only skip a flag it does not know by
+// taking the next word as its value.
+func hideRepositoryFlags(cmd *cobra.Command) {
+	cmd.SetHelpFunc(func(c *cobra.Command, args []string) {
+		var hidden []*pflag.Flag
+		c.Root().PersistentFlags().VisitAll(func(f *pflag.Flag) {
+			if !generalFlags[f.Name] && !f.Hidden {
+				f.Hidden = true
+				hidden = append(hidden, f)
+			}
+		})
+		defer func() {
+			for _, f := range hidden {
+				f.Hidden = false
+			}
+		}()
+		c.Root().HelpFunc()(c, args)
+	})
 }
 
 func (g *globals) logger() *slog.Logger {

@@ -59,7 +59,13 @@ DIR/control.sock (mode 0600; the server's user and root only) lets
 "mailvault backup --snapshot" and "mailvault snapshot take" pause deliveries
 and mailbox changes for the instant of a snapshot: a pause ends when the
 backup says so, when its connection closes (it crashed or was killed) or
-after control.max_pause (default 30s); each pause is audited.
+after control.max_pause (default 30s); each pause is audited. Through it
+too, "mailvault user unlock" lifts a login lockout: failed logins are
+counted in memory, per name and per IP (auth.account_failures: 5,
+auth.ip_failures: 20 lock out for auth.lock_duration: 15m).
+
+Mail goes to local domains only: there is no outbound queue yet, so
+submission refuses remote recipients (550 5.7.1).
 
 A YAML file (--config) sets everything; environment variables override it:
 ` + mailserver.EnvVars + `

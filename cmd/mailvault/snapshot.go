@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
@@ -79,7 +80,27 @@ func (f *snapshotFlags) take(ctx context.Context, g *globals, paths []string) (*
 	if v.Mode != snapshot.ModeNone {
 		g.logger().Info("backing up a point-in-time view", "mode", v.Mode, "time", v.Time, "names", v.Names, "pause", v.Pause, "servers_paused", pausedDirs(servers))
 	}
+	if snapshot.Mode(f.mode) == snapshot.ModeAuto && !g.quiet {
+		// The choice decides what the backup shows (one instant of a
+		// dataset, or a link tree) and what it leaves behind if killed:
+		// say it (--json: "snapshot_mode").
+		fmt.Fprintf(g.stderr, "snapshot: --snapshot auto chose %s%s\n", v.Mode, autoReason(v))
+	}
 	return v, nil
+}
+
+// autoReason says why --snapshot auto chose v's mode.
+func autoReason(v *snapshot.View) string {
+	switch v.Mode {
+	case snapshot.ModeZFS:
+		return " (every path is on a mounted ZFS dataset): " + strings.Join(v.Names, ", ")
+	case snapshot.ModeHardlink:
+		if _, err := exec.LookPath("zfs"); err != nil {
+			return " (no zfs command found)"
+		}
+		return " (not every path is on a mounted ZFS dataset)"
+	}
+	return ""
 }
 
 func newSnapshotCmd(g *globals) *cobra.Command {

@@ -355,6 +355,59 @@ func (db *DB) AddDomain(ctx context.Context, name string) error {
 	})
 }
 
+// ErrInUse means a domain still has users or aliases.
+var ErrInUse = errors.New("auth: in use")
+
+// DomainRemoval is what DeleteDomain removed, or, when it refused, what
+// is still in the domain.
+type DomainRemoval struct {
+	Domain  string   `json:"domain"`
+	Users   []string `json:"users"`
+	Aliases []string `json:"aliases"`
+}
+
+// DeleteDomain removes a local domain. While users or aliases of the
+// domain exist it refuses with ErrInUse (listing them in the returned
+// DomainRemoval), unless force: then they are removed with it, as
+// DeleteUser and RemoveAlias would (their mail stays on disk; the removed
+// users are dropped from other aliases' targets). The server stops
+// accepting mail for the domain as soon as it sees the file change.
+func (db *DB) DeleteDomain(ctx context.Context, name string, force bool) (DomainRemoval, error) {
+	name, err := NormalizeDomain(name)
+	if err != nil {
+		return DomainRemoval{}, err
+	}
+	out := DomainRemoval{Domain: name, Users: []string{}, Aliases: []string{}}
+	err = db.update(func(st *state) error {
+		out.Users, out.Aliases = out.Users[:0], out.Aliases[:0]
+		i := slices.IndexFunc(st.Domains, func(d Domain) bool { return d.Name == name })
+		if i < 0 {
+			return fmt.Errorf("%w: domain %s", ErrNotFound, name)
+		}
+		for _, u := range st.Users {
+			if domainOf(u.Address) == name {
+				out.Users = append(out.Users, u.Address)
+			}
+		}
+		for _, a := range st.Aliases {
+			if domainOf(a.Address) == name {
+				out.Aliases = append(out.Aliases, a.Address)
+			}
+		}
+		if !force && len(out.Users)+len(out.Aliases) > 0 {
+			return fmt.Errorf("%w: domain %s still has %d users and %d aliases", ErrInUse, name, len(out.Users), len(out.Aliases))
+		}
+		st.Domains = slices.Delete(st.Domains, i, i+1)
+		st.Users = slices.DeleteFunc(st.Users, func(u User) bool { return domainOf(u.Address) == name })
+		st.Aliases = slices.DeleteFunc(st.Aliases, func(a Alias) bool { return domainOf(a.Address) == name })
+		for j := range st.Aliases {
+			st.Aliases[j].Targets = slices.DeleteFunc(st.Aliases[j].Targets, func(t string) bool { return slices.Contains(out.Users, t) })
+		}
+		return nil
+	})
+	return out, err
+}
+
 // Domains lists local domains.
 func (db *DB) Domains(ctx context.Context) ([]Domain, error) {
 	st, err := db.snapshot()

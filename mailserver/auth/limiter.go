@@ -175,6 +175,42 @@ func (l *Limiter) Failure(ip, account string) time.Duration {
 	return min(d, l.cfg.MaxDelay)
 }
 
+// Lockout is what a Limiter counted for one account name or IP.
+type Lockout struct {
+	// Key is the account name (lower case) or IP (IPv6: its /64).
+	Key      string `json:"key"`
+	Failures int    `json:"failures"`
+	// LockedUntil is when the lockout ends; zero when not locked out.
+	LockedUntil time.Time `json:"locked_until,omitzero"`
+}
+
+// UnlockAccount forgets an account name's failed logins and lifts its
+// lockout (an admin's `mailvault user unlock`), returning what was
+// counted. The IPs the failures came from keep their counts.
+func (l *Limiter) UnlockAccount(account string) Lockout {
+	return l.unlock(l.accs, strings.ToLower(strings.TrimSpace(account)))
+}
+
+// UnlockIP forgets an IP's (IPv6: its /64's) failed logins and lifts its
+// lockout, returning what was counted.
+func (l *Limiter) UnlockIP(ip string) Lockout {
+	return l.unlock(l.ips, ipKey(strings.TrimSpace(ip)))
+}
+
+func (l *Limiter) unlock(m map[string]*counter, key string) Lockout {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := Lockout{Key: key}
+	if c := l.get(m, key, false); c != nil {
+		out.Failures = c.failures
+		if l.now().Before(c.lockedUntil) {
+			out.LockedUntil = c.lockedUntil
+		}
+		delete(m, key)
+	}
+	return out
+}
+
 // Success forgets the account's failures (not the IP's: one valid login
 // must not reset an attacker's count for other accounts).
 func (l *Limiter) Success(ip, account string) {

@@ -82,6 +82,28 @@ func (c *Client) Status(ctx context.Context) (Status, error) {
 	return st, nil
 }
 
+// Unlock lifts the login lockout of an account name (ip false) or an IP
+// address (ip true) in the running server, and returns what the server
+// had counted for it.
+func (c *Client) Unlock(ctx context.Context, key string, ip bool) (Lockout, error) {
+	var res Lockout
+	if key == "" || strings.ContainsAny(key, " \t\r\n") {
+		return res, fmt.Errorf("control: UNLOCK: %q is not one word", key)
+	}
+	kind := "ACCOUNT"
+	if ip {
+		kind = "IP"
+	}
+	ans, err := c.do(ctx, "UNLOCK "+kind+" "+key)
+	if err != nil {
+		return res, err
+	}
+	if err := json.Unmarshal([]byte(ans), &res); err != nil {
+		return res, fmt.Errorf("control: UNLOCK answer %q: %w", ans, err)
+	}
+	return res, nil
+}
+
 // Quiesce pauses the server's writers: it returns once no write is in
 // flight there and new writes wait. resume lets them go on; if the pause
 // had already ended (the server's maximum pause elapsed) or RESUME could

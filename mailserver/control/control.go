@@ -11,7 +11,18 @@
 //	QUIESCE   OK paused       once no write is in flight; new writes wait
 //	RESUME    OK resumed 12.3ms, or ERR when the pause had already ended
 //	          (maximum pause elapsed): the view may not show one instant
+//	UNLOCK ACCOUNT name   OK {"key":"alice@example.test","failures":5,"locked_until":…}
+//	UNLOCK IP address     OK {"key":"192.0.2.7","failures":20,…}   (IPv6: the /64)
+//	          forget the failed logins counted for a name or an IP and
+//	          lift its lockout; the answer is what was counted (failures
+//	          0: nothing was). Audited as "user.unlock" / "ip.unlock".
 //	QUIT      OK bye, then the server closes the connection
+//
+// Lockouts are kept in the server's memory only (a failed login must not
+// cost a disk write, and the counts may be lost at a restart: a restart
+// lifts them all), so lifting one is a command to the running server —
+// this socket, which only the server's user and root reach — rather than
+// a change to a file the server would have to re-read at every login.
 //
 // A pause holds until RESUME, until the connection closes (a backup that
 // crashed or was killed never leaves the server paused: the kernel closes
@@ -35,8 +46,10 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/user"
 	"path/filepath"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -51,8 +64,9 @@ import (
 // does not hold mail up for long.
 const DefaultMaxPause = 30 * time.Second
 
-// maxLine bounds a command line; the commands are a few bytes.
-const maxLine = 256
+// maxLine bounds a command line: UNLOCK ACCOUNT and an address of up to
+// 254 bytes (RFC 5321's path limit) is the longest.
+const maxLine = 512
 
 // writeTimeout bounds writing an answer to a client that does not read.
 const writeTimeout = 5 * time.Second
@@ -69,6 +83,22 @@ type Options struct {
 	Logger   *slog.Logger
 	// Audit records pauses and refused connections; nothing if nil.
 	Audit audit.Recorder
+	// Unlock lifts the login lockout of an account name (ip false) or of
+	// an IP address (ip true) and returns what had been counted; nil
+	// answers UNLOCK with ERR.
+	Unlock func(key string, ip bool) (Lockout, error)
+}
+
+// Lockout is the answer to UNLOCK: what the server had counted for the
+// name or IP (its auth.Limiter's auth.Lockout).
+type Lockout struct {
+	// Key is the account name as counted (lower case), or the IP (IPv6:
+	// its /64).
+	Key      string `json:"key"`
+	Failures int    `json:"failures"`
+	// LockedUntil is when the lockout would have ended; zero when the
+	// key was not locked out.
+	LockedUntil time.Time `json:"locked_until,omitzero"`
 }
 
 // Status is the answer to STATUS.
@@ -107,6 +137,7 @@ type Server struct {
 	uid       int
 	maxPause  atomic.Int64
 	version   string
+	unlock    func(key string, ip bool) (Lockout, error)
 
 	done chan struct{} // closed by Close
 	wg   sync.WaitGroup
@@ -143,7 +174,7 @@ func Listen(dataDir string, q Quiescer, opts Options) (*Server, error) {
 	}
 	s := &Server{
 		dir: dir, path: SocketPath(dir), q: q, log: log, audit: rec,
-		uid: os.Geteuid(), version: version(),
+		uid: os.Geteuid(), version: version(), unlock: opts.Unlock,
 		done: make(chan struct{}), conns: map[*net.UnixConn]struct{}{},
 	}
 	s.SetMaxPause(opts.MaxPause)
@@ -424,6 +455,9 @@ func (ss *session) reply(format string, args ...any) bool {
 // command runs one command line; false ends the connection.
 func (ss *session) command(line string, lines <-chan string) bool {
 	s := ss.s
+	if f := strings.Fields(line); len(f) > 0 && strings.EqualFold(f[0], "UNLOCK") {
+		return ss.unlock(f[1:])
+	}
 	switch strings.ToUpper(strings.TrimSpace(line)) {
 	case "STATUS":
 		b, err := json.Marshal(s.Status())
@@ -452,7 +486,55 @@ func (ss *session) command(line string, lines <-chan string) bool {
 		ss.reply("OK bye")
 		return false
 	}
-	return ss.reply("ERR unknown command (STATUS, QUIESCE, RESUME, QUIT)")
+	return ss.reply("ERR unknown command (STATUS, QUIESCE, RESUME, UNLOCK, QUIT)")
+}
+
+// unlock answers UNLOCK ACCOUNT name and UNLOCK IP address.
+func (ss *session) unlock(args []string) bool {
+	s := ss.s
+	if len(args) != 2 || !(strings.EqualFold(args[0], "ACCOUNT") || strings.EqualFold(args[0], "IP")) {
+		return ss.reply("ERR usage: UNLOCK ACCOUNT name, or UNLOCK IP address")
+	}
+	if s.unlock == nil {
+		return ss.reply("ERR this server has no login lockouts")
+	}
+	ip := strings.EqualFold(args[0], "IP")
+	res, err := s.unlock(args[1], ip)
+	action, detail := "user.unlock", "by "+ss.peer.String()+actor(ss.peer.uid)
+	if ip {
+		action = "ip.unlock"
+	}
+	if err == nil {
+		detail += fmt.Sprintf(": %d failed logins forgotten", res.Failures)
+		if !res.LockedUntil.IsZero() {
+			detail += ", lockout until " + res.LockedUntil.UTC().Format(time.RFC3339) + " lifted"
+		}
+	} else {
+		detail += ": " + err.Error()
+	}
+	ev := audit.Event{Action: action, Detail: detail, User: res.Key}
+	if ip {
+		ev.User, ev.IP = "", res.Key
+	}
+	s.record(ev, err == nil)
+	if err != nil {
+		return ss.reply("ERR %v", err)
+	}
+	s.log.Info("control socket: login lockout lifted", "key", res.Key, "ip", ip, "failures", res.Failures, "locked_until", res.LockedUntil, "peer", ss.peer)
+	b, err := json.Marshal(res)
+	if err != nil {
+		return ss.reply("ERR %v", err)
+	}
+	return ss.reply("OK %s", b)
+}
+
+// actor names the os user of uid, for the audit log (as the admin
+// commands' "by os user NAME").
+func actor(uid int) string {
+	if u, err := user.LookupId(strconv.Itoa(uid)); err == nil {
+		return " (os user " + u.Username + ")"
+	}
+	return ""
 }
 
 // quiesce pauses the writers and answers OK, or ERR. While the store
