@@ -314,9 +314,9 @@ type KeyInfo struct {
 }
 
 // Keys lists the key files: the one in use from its own content, the
-// others from their key info files (keyinfo.go), which every key reads. Only a key file written
-// before key info files existed, whose holder has not run DescribeKey,
-// is listed with its ID alone.
+// others from their key info files (keyinfo.go), which every key reads.
+// Only a key file written before key info files existed, whose holder
+// has not run DescribeKey, is listed with its ID alone.
 func (r *Repository) Keys(ctx context.Context) ([]KeyInfo, error) {
 	ids, described, err := r.keyFiles(ctx)
 	if err != nil {
@@ -372,15 +372,13 @@ func (r *Repository) RemoveKey(ctx context.Context, id ID) error {
 	if err != nil {
 		return err
 	}
-	if w == nil {
-		// Its description goes with it; one left behind (a failed
-		// remove, Object Lock) describes no key and is not listed.
-		_, _ = r.removeDurable(ctx, KeyFile, id.String()+keyInfoSuffix)
-	}
 	if w != nil {
 		// Still there: say until when, rather than "access denied".
 		return fmt.Errorf("remove key: %w: %s; remove it again after that date", ErrRetained, w)
 	}
+	// Its description goes with it; one left behind (a failed remove)
+	// describes no key and is never listed.
+	_, _ = r.removeDurable(ctx, KeyFile, id.String()+keyInfoSuffix)
 	return nil
 }
 
