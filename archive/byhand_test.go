@@ -89,7 +89,14 @@ func TestRecoverByHand(t *testing.T) {
 	zstdDecode := func(b []byte) []byte { return run(b, zstdBin, "-d", "-c") }
 
 	// 1. The secrets.
-	keys, _ := filepath.Glob(filepath.Join(repoDir, "keys", "*"))
+	// The key files, not their descriptions (keys/<id>.info).
+	all, _ := filepath.Glob(filepath.Join(repoDir, "keys", "*"))
+	var keys []string
+	for _, k := range all {
+		if !strings.HasSuffix(k, ".info") {
+			keys = append(keys, k)
+		}
+	}
 	if len(keys) != 1 {
 		t.Fatalf("want one key file, got %v", keys)
 	}

@@ -221,6 +221,9 @@ func writeKeyFiles(ctx context.Context, be Backend, sec Secrets, kind KeyKind, k
 		if err := be.Put(ctx, KeyFile, id.String(), buf.Bytes()); err != nil {
 			return nil, err
 		}
+		if err := writeKeyInfo(ctx, be, sec.IndexRecipient, keyInfoOf(id, &content)); err != nil {
+			return nil, err
+		}
 		ids = append(ids, id)
 	}
 	return ids, nil
@@ -243,6 +246,9 @@ func openKey(ctx context.Context, be Backend, creds Credentials) (ID, *KeyFileCo
 		return ID{}, nil, fmt.Errorf("repository %s has no key files", be.Location())
 	}
 	for _, name := range names {
+		if _, err := ParseID(name); err != nil {
+			continue // a key info file (keyinfo.go)
+		}
 		raw, err := readAll(ctx, be, KeyFile, name)
 		if err != nil {
 			return ID{}, nil, err
@@ -304,26 +310,35 @@ type KeyInfo struct {
 	Label   string    `json:"label,omitempty"`
 	Host    string    `json:"host,omitempty"`
 	User    string    `json:"user,omitempty"`
-	Created time.Time `json:"created,omitempty"`
+	Created time.Time `json:"created,omitzero"`
 }
 
-// Keys lists the key files; details are known only for the current one
-// (others are encrypted to other credentials).
+// Keys lists the key files: the one in use from its own content, the
+// others from their key info files (keyinfo.go), which every key reads.
+// Only a key file written before key info files existed, whose holder
+// has not run DescribeKey, is listed with its ID alone.
 func (r *Repository) Keys(ctx context.Context) ([]KeyInfo, error) {
-	var out []KeyInfo
-	err := r.be.List(ctx, KeyFile, func(name string, _ int64) error {
-		id, err := ParseID(name)
-		if err != nil {
-			return nil
-		}
+	ids, described, err := r.keyFiles(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]KeyInfo, 0, len(ids))
+	for _, id := range ids {
 		ki := KeyInfo{ID: id}
 		if id == r.keyID {
 			ki.Current, ki.Kind, ki.Label, ki.Host, ki.User, ki.Created = true, r.key.Kind, r.key.Label, r.key.Host, r.key.Username, r.key.Created
+		} else if described[id] {
+			rec, ok, err := r.readKeyInfo(ctx, id)
+			if err != nil {
+				return nil, err
+			}
+			if ok {
+				ki.Kind, ki.Label, ki.Host, ki.User, ki.Created = rec.Kind, rec.Label, rec.Host, rec.Username, rec.Created
+			}
 		}
 		out = append(out, ki)
-		return nil
-	})
-	return out, err
+	}
+	return out, nil
 }
 
 // AddKey wraps this repository's secrets for new credentials. A key file
@@ -361,6 +376,9 @@ func (r *Repository) RemoveKey(ctx context.Context, id ID) error {
 		// Still there: say until when, rather than "access denied".
 		return fmt.Errorf("remove key: %w: %s; remove it again after that date", ErrRetained, w)
 	}
+	// Its description goes with it; one left behind (a failed remove)
+	// describes no key and is never listed.
+	_, _ = r.removeDurable(ctx, KeyFile, id.String()+keyInfoSuffix)
 	return nil
 }
 

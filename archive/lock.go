@@ -26,6 +26,50 @@ const (
 	lockStale   = 30 * time.Minute
 )
 
+// A locker that meets a conflicting lock and may wait looks again after
+// lockRetryStart, doubling the pause up to lockRetryMax (as restic's
+// --retry-lock): a short prune or backup is waited out within seconds,
+// and a long wait costs one listing a minute.
+const (
+	lockRetryStart = time.Second
+	lockRetryMax   = time.Minute
+)
+
+// LockWait says how Lock waits while another process holds a conflicting
+// lock (Options.LockWait). The zero value fails at once.
+type LockWait struct {
+	// For is how long to keep trying before failing with ErrLocked.
+	For time.Duration
+	// Waiting, if not nil, is called once, when the first try meets a
+	// conflicting lock and Lock starts to wait; err names the holder.
+	Waiting func(err error)
+	// Now and Sleep are the clock; nil means the real one. Sleep waits
+	// for d or until ctx is done. Tests pass a fake clock.
+	Now   func() time.Time
+	Sleep func(ctx context.Context, d time.Duration) error
+}
+
+func (w LockWait) now() time.Time {
+	if w.Now != nil {
+		return w.Now()
+	}
+	return time.Now()
+}
+
+func (w LockWait) sleep(ctx context.Context, d time.Duration) error {
+	if w.Sleep != nil {
+		return w.Sleep(ctx, d)
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
 // ErrLocked means a conflicting lock is held.
 var ErrLocked = errors.New("repository is locked")
 
@@ -52,9 +96,45 @@ func (l LockInfo) stale(now time.Time, host string) bool {
 }
 
 // Lock takes a shared or exclusive lock and keeps it fresh until unlock is
-// called.
+// called. While a conflicting lock is held it tries again, with growing
+// pauses, for as long as the repository's LockWait allows; then it fails
+// with ErrLocked naming the holder.
 func (r *Repository) Lock(ctx context.Context, exclusive bool) (unlock func(), err error) {
+	w := r.lockWait
 	host, _ := os.Hostname()
+	start := w.now()
+	pause := lockRetryStart
+	for tries := 1; ; tries++ {
+		if tries == 1 {
+			unlock, err = r.lock(ctx, exclusive, host)
+		} else if err = r.checkLocks(ctx, "", exclusive, host); err == nil {
+			// Only look while waiting, and write a lock file only once
+			// the way seems clear: a write-only host's every lock file
+			// stays in a versioned bucket, hidden by a delete marker.
+			unlock, err = r.lock(ctx, exclusive, host)
+		}
+		if !errors.Is(err, ErrLocked) {
+			return unlock, err
+		}
+		left := w.For - w.now().Sub(start)
+		if left <= 0 {
+			if tries > 1 {
+				return nil, fmt.Errorf("%w (after waiting %s, %d tries)", err, w.For, tries)
+			}
+			return nil, err
+		}
+		if tries == 1 && w.Waiting != nil {
+			w.Waiting(err)
+		}
+		if serr := w.sleep(ctx, min(pause, left)); serr != nil {
+			return nil, fmt.Errorf("%w (gave up waiting: %w)", err, serr)
+		}
+		pause = min(2*pause, lockRetryMax)
+	}
+}
+
+// lock makes one try: write a lock file, then look for conflicting ones.
+func (r *Repository) lock(ctx context.Context, exclusive bool, host string) (unlock func(), err error) {
 	info := LockInfo{Time: time.Now().UTC(), Exclusive: exclusive, Host: host, PID: os.Getpid(), Username: os.Getenv("USER")}
 	name, err := r.writeLock(ctx, info)
 	if err != nil {

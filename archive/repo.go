@@ -59,6 +59,9 @@ type Options struct {
 	Compression int
 	// Uploaders is the number of packs encrypted and stored at once.
 	Uploaders int
+	// LockWait says how long Lock waits for a conflicting lock to be
+	// released (lock.go); the zero value fails at once.
+	LockWait LockWait
 }
 
 // parallelBackend is a backend that serves several requests at once
@@ -88,6 +91,8 @@ type Repository struct {
 	keyID ID
 	key   *KeyFileContent
 	pol   chunker.Pol
+
+	lockWait LockWait
 
 	dataID    age.Identity // nil for a write-only key
 	dataRcpt  age.Recipient
@@ -208,7 +213,7 @@ func Open(ctx context.Context, be Backend, creds Credentials, opt Options) (*Rep
 	if err != nil {
 		return nil, err
 	}
-	r := &Repository{be: be, cfg: cfg, keyID: keyID, key: key, idx: newIndex(), pending: make(map[ID]struct{})}
+	r := &Repository{be: be, cfg: cfg, keyID: keyID, key: key, lockWait: opt.LockWait, idx: newIndex(), pending: make(map[ID]struct{})}
 	r.readBufs.New = func() any { return new(readBuffers) }
 	// Blobs of files up to smallFileLimit (every backup worker may hold
 	// one) and, at most two at a time, chunks of larger files.

@@ -298,7 +298,8 @@ func (b *Backend) Undelete(ctx context.Context, dryRun bool) (*UndeleteResult, e
 }
 
 // repoFile maps an object key below the prefix to a durable repository
-// file; lock files, temporary files and foreign objects are not.
+// file (key info files included); lock files, temporary files and foreign
+// objects are not.
 func (b *Backend) repoFile(rel string) (archive.FileType, string, bool) {
 	if rel == "config" {
 		return archive.ConfigFile, "config", true
@@ -319,7 +320,12 @@ func (b *Backend) repoFile(rel string) (archive.FileType, string, bool) {
 	default:
 		return "", "", false
 	}
-	if _, err := archive.ParseID(name); err != nil {
+	id := name
+	if t == archive.KeyFile {
+		// A key file's description, keys/<id>.info (archive/keyinfo.go).
+		id = strings.TrimSuffix(name, ".info")
+	}
+	if _, err := archive.ParseID(id); err != nil {
 		return "", "", false
 	}
 	return t, name, true

@@ -20,6 +20,13 @@ func newKeyCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer repo.Close()
+			// A key file from before key info files has none until its
+			// holder lists the keys: describe ours for the others.
+			if wrote, err := repo.DescribeKey(cmd.Context()); err != nil {
+				g.logger().Warn("cannot describe the key in use for other keys' holders", "err", err)
+			} else if wrote {
+				g.logger().Info("described the key in use for other keys' holders")
+			}
 			keys, err := repo.Keys(cmd.Context())
 			if err != nil {
 				return err
@@ -29,18 +36,26 @@ func newKeyCmd(g *globals) *cobra.Command {
 			}
 			tw := tabwriter.NewWriter(g.stdout, 0, 0, 2, ' ', 0)
 			fmt.Fprintln(tw, " ID\tKind\tHost\tCreated\tOpened by")
+			unknown := 0
 			for _, k := range keys {
 				mark := " "
 				if k.Current {
 					mark = "*"
 				}
-				created := ""
-				if !k.Created.IsZero() {
-					created = k.Created.Local().Format("2006-01-02 15:04")
+				if k.Kind == "" {
+					unknown++
+					fmt.Fprintf(tw, "%s%s\t?\t?\t?\t?\n", mark, k.ID.Short())
+					continue
 				}
-				fmt.Fprintf(tw, "%s%s\t%s\t%s\t%s\t%s\n", mark, k.ID.Short(), k.Kind, k.Host, created, k.Label)
+				fmt.Fprintf(tw, "%s%s\t%s\t%s\t%s\t%s\n", mark, k.ID.Short(), k.Kind, k.Host, k.Created.Local().Format("2006-01-02 15:04"), k.Label)
 			}
-			return tw.Flush()
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			if unknown > 0 {
+				g.printf("?: added by an older mailvault; described once its holder runs key list\n")
+			}
+			return nil
 		},
 	}
 	var recipients []string

@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -149,6 +150,7 @@ type globals struct {
 	noCache      bool
 	cacheDir     string
 	cleanupCache bool
+	waitLock     time.Duration
 
 	stdin          io.Reader
 	stdout, stderr io.Writer
@@ -219,6 +221,7 @@ The repository and secrets can also come from the environment:
 	pf.BoolVar(&g.noCache, "no-cache", false, "do not use the local cache of an S3 repository's key, index and snapshot files (a write-only key's parent cache stays in use)")
 	pf.StringVar(&g.cacheDir, "cache-dir", os.Getenv("MAILVAULT_CACHE_DIR"), "directory of the local caches: metadata and write-only parents (env MAILVAULT_CACHE_DIR; default $XDG_CACHE_HOME/mailvault)")
 	pf.BoolVar(&g.cleanupCache, "cleanup-cache", false, "remove the cache directories of repositories not used for 30 days")
+	pf.DurationVar(&g.waitLock, "wait-lock", 0, "when another process holds a conflicting lock, keep trying this long (e.g. 10m; for scheduled runs) before exit code 11")
 
 	root.AddCommand(
 		newInitCmd(g), newBackupCmd(g), newSnapshotsCmd(g), newLsCmd(g), newRestoreCmd(g),

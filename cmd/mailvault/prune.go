@@ -51,7 +51,8 @@ no space by itself: prune deletes the data no remaining snapshot uses;
 --prune runs it right after. In an Object Lock repository a snapshot whose
 retention has not run out stays (it is listed as waiting, with its date),
 is still restorable, and prune keeps all it uses; forget it again after
-that date. Takes an exclusive lock; needs a full key.
+that date. Takes an exclusive lock (--wait-lock waits for a backup's to go);
+needs a full key.
 --dry-run only says what would be removed (and, with --prune, what prune
 would do without those snapshots).`,
 		Args: cobra.MinimumNArgs(1),
@@ -131,7 +132,8 @@ Refuses to delete anything when a snapshot, tree or index file cannot be
 read (run check, and repair index). Safe to kill at any point: run it
 again. In an Object Lock repository nothing under retention is deleted or
 repacked; such files are listed as waiting with their dates (exit code 0):
-run prune again after them. Takes an exclusive lock; needs a full key.`,
+run prune again after them. Takes an exclusive lock (--wait-lock waits for a
+backup's to go); needs a full key.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()

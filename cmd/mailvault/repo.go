@@ -228,7 +228,7 @@ func (g *globals) open(ctx context.Context, be archive.Backend, creds archive.Cr
 	if err != nil {
 		return nil, err
 	}
-	repo, err := archive.Open(ctx, g.cached(be), creds, archive.Options{Compression: level})
+	repo, err := archive.Open(ctx, g.cached(be), creds, archive.Options{Compression: level, LockWait: g.lockWait()})
 	if err != nil {
 		return nil, err
 	}
@@ -240,6 +240,19 @@ func (g *globals) open(ctx context.Context, be archive.Backend, creds archive.Cr
 		debug.FreeOSMemory()
 	}
 	return repo, nil
+}
+
+// lockWait is how every lock a command takes waits for a conflicting one:
+// --wait-lock long, saying so once on stderr, since a scheduled run that
+// waits minutes should not look hung to whoever reads its log.
+func (g *globals) lockWait() archive.LockWait {
+	w := archive.LockWait{For: g.waitLock}
+	if !g.quiet {
+		w.Waiting = func(err error) {
+			fmt.Fprintf(g.stderr, "%v; waiting up to %s for it (--wait-lock)\n", err, g.waitLock)
+		}
+	}
+	return w
 }
 
 // openLocked opens the repository and takes a shared lock; done unlocks
