@@ -7,8 +7,11 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -79,7 +82,10 @@ auth.max_concurrent_hashes), log level, drain timeout; a changed address, data
 directory or host name is logged as needing a restart, and an invalid
 file keeps the running configuration), then reloads the TLS certificate
 (accounts are re-read whenever their file changes); SIGTERM or SIGINT stops accepting and lets sessions
-finish for drain_timeout.`,
+finish for drain_timeout. SIGUSR1 writes the stack of every goroutine to
+<data>/stacks-<time>.txt and logs its name, without stopping anything: what
+to send, and attach to a bug report, if the server ever hangs (SIGQUIT
+prints the same to stderr but ends the process).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			// load reads the file and the environment the same way at
@@ -148,6 +154,9 @@ func runServer(ctx context.Context, cfg mailserver.Config, load func() (mailserv
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
+	usr1 := make(chan os.Signal, 1)
+	signal.Notify(usr1, syscall.SIGUSR1)
+	defer signal.Stop(usr1)
 	srv, err := mailserver.New(ctx, cfg, mailserver.Options{Logger: log})
 	if err != nil {
 		return err
@@ -166,6 +175,14 @@ func runServer(ctx context.Context, cfg mailserver.Config, load func() (mailserv
 		select {
 		case <-hup:
 			cfg = reload(ctx, srv, cfg, load, level, log)
+		case <-usr1:
+			// Here, not in a server goroutine: it must answer while
+			// every one of those is stuck.
+			if p, err := dumpStacks(cfg.DataDir, time.Now()); err != nil {
+				log.Error("goroutine dump failed", "err", err)
+			} else {
+				log.Warn("goroutine dump written (SIGUSR1)", "file", p)
+			}
 		case err := <-srv.Errors():
 			log.Error("listener failed", "err", err)
 			drain(srv, cfg, log)
@@ -209,4 +226,29 @@ func drain(srv *mailserver.Server, cfg mailserver.Config, log *slog.Logger) erro
 		log.Warn("shutdown", "err", err)
 	}
 	return nil
+}
+
+// dumpStacks writes every goroutine's stack (runtime/pprof's "goroutine"
+// profile, debug=2: as a crash prints them, with what each waits for) to
+// a new file in dir and returns its path. The file appears under its name
+// only once complete.
+func dumpStacks(dir string, now time.Time) (string, error) {
+	p := filepath.Join(dir, "stacks-"+now.UTC().Format("20060102T150405.000000000Z")+".txt")
+	tmp := filepath.Join(dir, ".tmp-"+filepath.Base(p))
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return "", err
+	}
+	err = pprof.Lookup("goroutine").WriteTo(f, 2)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, p)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return "", err
+	}
+	return p, nil
 }

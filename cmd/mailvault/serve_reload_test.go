@@ -150,3 +150,49 @@ func TestSIGHUPRaisesMessageSize(t *testing.T) {
 		t.Fatalf("serve: %v", err)
 	}
 }
+
+// TestSIGUSR1DumpsStacks: SIGUSR1 makes a running serve write every
+// goroutine's stack to a file in its data directory and go on serving —
+// what to collect when the server seems to hang (issue 10).
+func TestSIGUSR1DumpsStacks(t *testing.T) {
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	cfg, err := loadConfig("", func(string) string { return "" }, data, true, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Listen = mailserver.Listen{SMTP: "127.0.0.1:0", Submission: "off", Submissions: "off", IMAP: "off", IMAPS: "off", POP3: "off", POP3S: "off"}
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		done <- runServer(ctx, cfg, nil, nil, slog.New(slog.DiscardHandler), pw)
+		pw.Close()
+	}()
+	sc := bufio.NewScanner(pr)
+	if !sc.Scan() {
+		t.Fatalf("serve printed nothing: %v", <-done)
+	}
+	go io.Copy(io.Discard, pr)
+	if err := syscall.Kill(os.Getpid(), syscall.SIGUSR1); err != nil {
+		t.Fatal(err)
+	}
+	var dump []string
+	for len(dump) == 0 { // handled asynchronously; the test's timeout bounds this
+		dump, _ = filepath.Glob(filepath.Join(data, "stacks-*.txt"))
+		time.Sleep(10 * time.Millisecond)
+	}
+	raw, err := os.ReadFile(dump[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(raw), "goroutine ") || !strings.Contains(string(raw), "runServer") {
+		t.Errorf("dump does not hold the goroutines:\n%.500s", raw)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("serve stopped after SIGUSR1: %v", err)
+	default:
+	}
+}

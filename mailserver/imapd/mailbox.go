@@ -34,10 +34,11 @@ type mailbox struct {
 	uidNext  uint32
 	msgs     []msgInfo
 	kw       store.Keywords // names the keyword letters in msgs' flags
-	// gone is set when the folder disappeared or its UIDVALIDITY changed:
-	// its sessions are told BYE (RFC 9051 section 2.3.1.1 forbids reusing
-	// UIDs within a UIDVALIDITY).
-	gone bool
+	// gone is set (under mu) when the folder disappeared or its
+	// UIDVALIDITY changed: its sessions are told BYE (RFC 9051 section
+	// 2.3.1.1 forbids reusing UIDs within a UIDVALIDITY). Atomic so that
+	// acquire can read it holding only Server.mu (see the lock order).
+	gone atomic.Bool
 
 	refreshQueued atomic.Bool
 
@@ -86,20 +87,24 @@ func mailboxKey(a store.Account, folder string) string { return a.String() + "\x
 
 // acquire returns the shared view of a folder, loading it if no session has
 // it selected; release gives it back.
+//
+// Lock order in imapd (issue 10: STORE held a mailbox's mu and asked for
+// Server.mu in the store's change callback while SELECT held Server.mu
+// and asked for the mailbox's mu, and once they met no client got even a
+// greeting):
+//
+//	session.mu → mailbox.mu → the store's locks → Server.mu, metaCache.mu
+//
+// Server.mu and metaCache.mu are leaves: nothing else is locked, and the
+// store is not called, while one is held. The store's callbacks
+// (folderChanged, warmMeta) run under its locks and take only leaves.
 func (s *Server) acquire(ctx context.Context, a store.Account, folder string) (*mailbox, error) {
 	key := mailboxKey(a, folder)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if m := s.mailboxes[key]; m != nil {
-		m.mu.Lock()
-		gone := m.gone
-		m.mu.Unlock()
-		if !gone {
-			m.refs++
-			return m, nil
-		}
-		delete(s.mailboxes, key)
+	if m := s.shared(key); m != nil {
+		return m, nil
 	}
+	// Listed without Server.mu: the listing takes the store's locks and
+	// may read a large directory.
 	l, err := s.store.List(ctx, a, folder)
 	if err != nil {
 		return nil, err
@@ -110,8 +115,33 @@ func (s *Server) acquire(ctx context.Context, a store.Account, folder string) (*
 		m.msgs = append(m.msgs, msgInfo{uid: lm.UID, unique: lm.Unique, flags: lm.Flags, size: lm.Size, recent: lm.Recent})
 	}
 	m.tracker = imapserver.NewMailboxTracker(uint32(len(m.msgs)))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if cur := s.mailboxes[key]; cur != nil && !cur.gone.Load() {
+		// Another session loaded it meanwhile: share that one, so that
+		// all sessions of a folder see one sequence of changes.
+		cur.refs++
+		return cur, nil
+	}
 	s.mailboxes[key] = m
 	return m, nil
+}
+
+// shared returns the loaded view of a folder with one more reference, or
+// nil when none is loaded or the loaded one is gone.
+func (s *Server) shared(key string) *mailbox {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m := s.mailboxes[key]
+	if m == nil {
+		return nil
+	}
+	if m.gone.Load() {
+		delete(s.mailboxes, key)
+		return nil
+	}
+	m.refs++
+	return m
 }
 
 func (s *Server) release(m *mailbox) {
@@ -163,7 +193,7 @@ func (m *mailbox) scheduleRefresh() {
 // they had settled (settleWindow), the next refresh that finds them the
 // same lists nothing: three stat calls instead.
 func (m *mailbox) refreshLocked(ctx context.Context) error {
-	if m.gone {
+	if m.gone.Load() {
 		return nil
 	}
 	var pre [3]time.Time
@@ -183,14 +213,14 @@ func (m *mailbox) refreshLocked(ctx context.Context) error {
 	m.srv.listings.Add(1)
 	l, err := m.srv.store.List(ctx, m.acct, m.folder)
 	if errors.Is(err, store.ErrNoSuchFolder) {
-		m.gone = true
+		m.gone.Store(true)
 		return nil
 	}
 	if err != nil {
 		return err
 	}
 	if l.UIDValidity != m.validity {
-		m.gone = true
+		m.gone.Store(true)
 		return nil
 	}
 	m.setKeywordsLocked(l.Keywords)
@@ -229,7 +259,7 @@ func (m *mailbox) refreshLocked(ctx context.Context) error {
 	if len(m.msgs) != len(l.Messages) {
 		// A UID below the highest known one appeared: the index was
 		// rebuilt behind our back. Treat it like a UIDVALIDITY change.
-		m.gone = true
+		m.gone.Store(true)
 		return fmt.Errorf("imapd: folder %s: UID order broken, closing sessions", m.folder)
 	}
 	m.uidNext = l.UIDNext

@@ -189,7 +189,7 @@ func (s *session) Select(name string, options *imap.SelectOptions) (*imap.Select
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if err := m.refreshLocked(s.ctx()); err != nil || m.gone {
+	if err := m.refreshLocked(s.ctx()); err != nil || m.gone.Load() {
 		s.srv.release(m)
 		if err == nil {
 			err = store.ErrNoSuchFolder
@@ -524,7 +524,7 @@ func (s *session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
 	m := s.sel.mbox
 	m.mu.Lock()
 	err := m.refreshLocked(s.ctx())
-	gone := m.gone
+	gone := m.gone.Load()
 	m.mu.Unlock()
 	if gone {
 		return s.conn.Bye("Selected mailbox was deleted or renamed, or its UIDVALIDITY changed")
