@@ -23,6 +23,14 @@ func TestRepairWriteOnly(t *testing.T) {
 		run  func(r *archive.Repository) error
 	}{
 		{"index", func(r *archive.Repository) error { _, err := r.RebuildIndex(t.Context()); return err }},
+		{"packs", func(r *archive.Repository) error {
+			_, err := r.RepairPacks(t.Context(), archive.RepairPacksOptions{})
+			return err
+		}},
+		{"snapshots", func(r *archive.Repository) error {
+			_, err := r.RepairSnapshots(t.Context(), archive.RepairSnapshotsOptions{Forget: true})
+			return err
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := tc.run(tr.openWith(t, creds))

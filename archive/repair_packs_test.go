@@ -1,0 +1,218 @@
+package archive_test
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"github.com/mailvault/mailvault/archive"
+)
+
+// packsOf returns the packs holding blobs of type t (a pack holds one
+// type), those with the most blobs first.
+func packsOf(r *archive.Repository, t archive.BlobType) []archive.ID {
+	byPack := r.Index().PackBlobs()
+	var out []archive.ID
+	for p, blobs := range byPack {
+		if len(blobs) > 0 && blobs[0].Type == t {
+			out = append(out, p)
+		}
+	}
+	slices.SortFunc(out, func(a, b archive.ID) int {
+		if n, m := len(byPack[a]), len(byPack[b]); n != m {
+			return m - n
+		}
+		return slices.Compare(a[:], b[:])
+	})
+	return out
+}
+
+// repairFixture is a repository with one snapshot of a Maildir of 48
+// messages of 48 KiB each, spread over several data packs, and optionally
+// a copy of it made by Copy.
+type repairFixture struct {
+	tr, copy *testRepo
+	src      string
+	snap     *archive.Snapshot
+}
+
+func newRepairFixture(t *testing.T, withCopy bool) *repairFixture {
+	t.Helper()
+	f := &repairFixture{tr: newTestRepo(t, 1<<20), src: randomMaildir(t, 21, 48, 48<<10)}
+	r := f.tr.open(t)
+	f.snap = runBackup(t, r, f.src).Snapshot
+	if withCopy {
+		f.copy = newCopyTarget(t, r)
+		if _, err := archive.Copy(t.Context(), r, f.copy.open(t), nil, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return f
+}
+
+func uniques(lost []archive.LostMessage) []string {
+	var out []string
+	for _, m := range lost {
+		if m.Unique != "" {
+			out = append(out, m.Unique)
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// TestRepairPacks damages a pack in several ways, runs repair packs (with
+// and without a copy of the repository to take lost blobs from) and repair
+// snapshots --forget, and checks that check --read-data is clean
+// afterwards, that the repaired snapshot restores as the source less
+// exactly the messages listed as lost (with a copy: the whole source), and
+// that the next backup stores those messages again.
+func TestRepairPacks(t *testing.T) {
+	tests := []struct {
+		name     string
+		withCopy bool
+		// damage damages one pack of r's and returns it.
+		damage func(t *testing.T, tr *testRepo, r *archive.Repository) archive.ID
+		// some blobs of the damaged pack are expected to survive
+		partial bool
+		// the folder's message list is in the damaged pack
+		treeLost bool
+		missing  bool
+	}{
+		{name: "data pack, one age chunk", damage: flipDataMiddle, partial: true},
+		{name: "data pack, age header", damage: flipDataHeader},
+		{name: "data pack missing", damage: removeDataPack, missing: true},
+		{name: "tree pack", damage: flipTreePack, treeLost: true},
+		{name: "data pack, one age chunk, from a copy", withCopy: true, damage: flipDataMiddle, partial: true},
+		{name: "data pack, age header, from a copy", withCopy: true, damage: flipDataHeader},
+		{name: "tree pack, from a copy", withCopy: true, damage: flipTreePack},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := t.Context()
+			f := newRepairFixture(t, tc.withCopy)
+			bad := tc.damage(t, f.tr, f.tr.open(t))
+
+			r := f.tr.openOpt(t, archive.Options{Compression: 2})
+			opt := archive.RepairPacksOptions{}
+			if tc.withCopy {
+				opt.From = f.copy.open(t)
+			}
+			res, err := r.RepairPacks(ctx, opt)
+			if err != nil {
+				t.Fatalf("repair packs: %v", err)
+			}
+			t.Logf("repair packs: %d salvaged, %d from the copy, %d lost; %d messages lost", res.BlobsSalvaged, res.BlobsFromCopy, res.BlobsLost, len(res.Lost))
+			if len(res.Packs) != 1 || res.Packs[0].Pack != bad || res.Packs[0].Deleted == tc.missing {
+				t.Fatalf("repaired packs %+v, want only %s (deleted: %v)", res.Packs, bad, !tc.missing)
+			}
+			if tc.partial && res.BlobsSalvaged == 0 {
+				t.Errorf("nothing salvaged from a pack with one damaged age chunk")
+			}
+			if tc.withCopy {
+				if res.BlobsLost != 0 || len(res.Lost) != 0 || res.BlobsFromCopy == 0 {
+					t.Fatalf("with a copy: %d blobs lost (%v), %d from the copy", res.BlobsLost, res.Lost, res.BlobsFromCopy)
+				}
+			} else if res.BlobsLost == 0 || len(res.Lost) == 0 {
+				t.Fatalf("no loss reported: %+v", res)
+			}
+			if again, err := f.tr.openOpt(t, archive.Options{}).RepairPacks(ctx, archive.RepairPacksOptions{}); err != nil || len(again.Packs) != 0 {
+				t.Fatalf("a second repair packs: %+v, %v", again, err)
+			}
+
+			rs, err := f.tr.openOpt(t, archive.Options{Compression: 2}).RepairSnapshots(ctx, archive.RepairSnapshotsOptions{Forget: true})
+			if err != nil {
+				t.Fatalf("repair snapshots: %v", err)
+			}
+			if tc.withCopy {
+				if len(rs.Repaired) != 0 {
+					t.Fatalf("with a copy, repair snapshots rewrote %+v", rs.Repaired)
+				}
+			} else {
+				if len(rs.Repaired) != 1 || rs.Repaired[0].From != f.snap.ID || !slices.Equal(rs.Forgotten, []archive.ID{f.snap.ID}) {
+					t.Fatalf("repair snapshots: %+v", rs)
+				}
+				if got, want := uniques(rs.Dropped), uniques(res.Lost); !slices.Equal(got, want) {
+					t.Errorf("repair snapshots dropped %v, repair packs said %v were lost", got, want)
+				}
+			}
+			checkClean(t, f.tr, 1)
+
+			r = f.tr.open(t)
+			snaps := snapshotsOf(t, r)
+			repaired := snaps[0]
+			if tc.withCopy {
+				if repaired.ID != f.snap.ID {
+					t.Fatalf("with a copy the snapshot is %s, want the original %s", repaired.ID, f.snap.ID)
+				}
+				restoreEqual(t, f.tr, repaired, f.src)
+				return
+			}
+			if !slices.Contains(repaired.Tags, "repaired") || repaired.ID != rs.Repaired[0].To {
+				t.Fatalf("the snapshot left is %s with tags %v, want %s tagged repaired", repaired.ID, repaired.Tags, rs.Repaired[0].To)
+			}
+			var got string
+			if !tc.treeLost {
+				got, _ = restoreTo(t, r, repaired, restoreOptions())
+			} else if repaired.Summary.Messages != 0 || len(repaired.Roots[0].Folders) != 0 || !repaired.Roots[0].Files.IsNull() {
+				t.Fatalf("every tree is lost, yet the repaired snapshot has %d messages: %+v", repaired.Summary.Messages, repaired.Roots)
+			}
+
+			// The next backup stores the dropped messages again.
+			next := runBackup(t, f.tr.open(t), f.src).Snapshot
+			restoreEqual(t, f.tr, next, f.src)
+			checkClean(t, f.tr, 2)
+
+			dropped := uniques(rs.Dropped)
+			var kept int
+			for _, rel := range mailFiles(t, f.src) {
+				if tc.treeLost || slices.Contains(dropped, uniqueOf(rel)) {
+					if err := os.Remove(filepath.Join(f.src, filepath.FromSlash(rel))); err != nil {
+						t.Fatal(err)
+					}
+					continue
+				}
+				kept++
+			}
+			if tc.treeLost {
+				return
+			}
+			if kept == 0 || int64(kept) != repaired.Summary.Messages {
+				t.Fatalf("%d messages kept, the repaired snapshot says %d", kept, repaired.Summary.Messages)
+			}
+			compareTrees(t, f.src, got)
+		})
+	}
+}
+
+func flipDataMiddle(t *testing.T, tr *testRepo, r *archive.Repository) archive.ID {
+	p := packsOf(r, archive.DataBlob)[0]
+	flipMiddle(t, tr.packPath(p.String()))
+	return p
+}
+
+// flipDataHeader damages the age header (the wrapped file key): no chunk
+// of the pack can be opened.
+func flipDataHeader(t *testing.T, tr *testRepo, r *archive.Repository) archive.ID {
+	p := packsOf(r, archive.DataBlob)[0]
+	flipByte(t, tr.packPath(p.String()), 60)
+	return p
+}
+
+func removeDataPack(t *testing.T, tr *testRepo, r *archive.Repository) archive.ID {
+	p := packsOf(r, archive.DataBlob)[0]
+	if err := os.Remove(tr.packPath(p.String())); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func flipTreePack(t *testing.T, tr *testRepo, r *archive.Repository) archive.ID {
+	p := packsOf(r, archive.TreeBlob)
+	if len(p) != 1 {
+		t.Fatalf("%d tree packs, want 1", len(p))
+	}
+	flipMiddle(t, tr.packPath(p[0].String()))
+	return p[0]
+}
