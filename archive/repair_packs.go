@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strings"
 	"sync"
 
 	"filippo.io/age"
@@ -364,6 +365,7 @@ func (r *Repository) loadPackState(ctx context.Context) (*packState, error) {
 func (r *Repository) findDamaged(ctx context.Context, st *packState, opt RepairPacksOptions, res *RepairPacksResult) ([]PackRepair, error) {
 	var out []PackRepair
 	add := func(id ID, why string) {
+		why = strings.TrimPrefix(why, "pack "+id.String()+": ") // said once, in Pack
 		out = append(out, PackRepair{Pack: id, Err: why, Blobs: len(st.entries[id])})
 	}
 	if len(opt.Packs) > 0 {
