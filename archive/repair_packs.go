@@ -343,6 +343,11 @@ func (r *Repository) loadPackState(ctx context.Context) (*packState, error) {
 	}
 	for _, f := range st.live {
 		for _, p := range st.contents[f].Packs {
+			if _, ok := st.entries[p.ID]; !ok {
+				// Listed, if with no blobs: a damaged pack that retention
+				// keeps (RepairPacks), to be deleted once it may.
+				st.entries[p.ID] = nil
+			}
 			have := map[ID]bool{}
 			for _, b := range st.entries[p.ID] {
 				have[b.ID] = true

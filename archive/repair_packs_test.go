@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/mailvault/mailvault/archive"
@@ -215,4 +216,79 @@ func flipTreePack(t *testing.T, tr *testRepo, r *archive.Repository) archive.ID 
 	}
 	flipMiddle(t, tr.packPath(p[0].String()))
 	return p[0]
+}
+
+// TestRepairPacksObjectLock: on locked storage a damaged pack, the old
+// index file and the original snapshot cannot be deleted yet. The pack
+// stays listed with no blobs (a backup does not adopt it and bring its
+// damaged blobs back) and the repaired snapshot is the latest; once
+// retention has run out, the same repairs delete what waited, without
+// writing a second repaired snapshot, the next backup stores the lost
+// messages again and check reads every pack clean.
+func TestRepairPacksObjectLock(t *testing.T) {
+	ctx := t.Context()
+	tr := newTestRepo(t, 0) // its identity opens the locked repository
+	fl, open := newLockedRepo(t, tr)
+	setPackSize(t, fl.Backend, 1<<20)
+	src := randomMaildir(t, 31, 48, 48<<10)
+	snap := runBackup(t, open(), src).Snapshot
+	bad := packsOf(open(), archive.DataBlob)[0]
+	path := filepath.Join(fl.Location(), "data", bad.String()[:2], bad.String())
+	flipMiddle(t, path)
+
+	res, err := open().RepairPacks(ctx, archive.RepairPacksOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waiting := func(w []archive.Waiting, prefix string) bool {
+		return slices.ContainsFunc(w, func(w archive.Waiting) bool { return strings.HasPrefix(w.File, prefix) })
+	}
+	if len(res.Packs) != 1 || res.Packs[0].Deleted || res.BlobsLost == 0 || !waiting(res.Waiting, "data/"+bad.String()) || !waiting(res.Waiting, "index/") {
+		t.Fatalf("repair packs under retention: %+v", res)
+	}
+	if _, err := os.Stat(path); err != nil {
+		t.Fatalf("the damaged pack under retention is gone: %v", err)
+	}
+	ro := open()
+	unindexed, err := ro.LoadIndex(ctx) // a second load: nothing new is unindexed
+	if err != nil || len(unindexed) != 0 || !ro.Index().HasPack(bad) {
+		t.Fatalf("after the repair the damaged pack is unindexed (%v, %v) or not listed", unindexed, err)
+	}
+
+	rs, err := open().RepairSnapshots(ctx, archive.RepairSnapshotsOptions{Forget: true})
+	if err != nil || len(rs.Repaired) != 1 || len(rs.Forgotten) != 0 || !waiting(rs.Waiting, "snapshots/"+snap.ID.String()) {
+		t.Fatalf("repair snapshots under retention: %+v, %v", rs, err)
+	}
+	if latest, err := open().FindSnapshot(ctx, "latest"); err != nil || latest.ID != rs.Repaired[0].To {
+		t.Fatalf("latest is %v (%v), want the repaired %s", latest, err, rs.Repaired[0].To.Short())
+	}
+	// Retention runs out.
+	fl.mu.Lock()
+	for k := range fl.ret {
+		fl.ret[k] = archive.Retention{}
+	}
+	fl.mu.Unlock()
+	res, err = open().RepairPacks(ctx, archive.RepairPacksOptions{})
+	if err != nil || len(res.Packs) != 1 || res.Packs[0].Pack != bad || !res.Packs[0].Deleted || len(res.Waiting) != 0 {
+		t.Fatalf("repair packs after retention: %+v, %v", res, err)
+	}
+	rs, err = open().RepairSnapshots(ctx, archive.RepairSnapshotsOptions{Forget: true})
+	if err != nil || len(rs.Repaired) != 1 || rs.Repaired[0].From != snap.ID || !slices.Equal(rs.Forgotten, []archive.ID{snap.ID}) {
+		t.Fatalf("repair snapshots after retention: %+v, %v", rs, err)
+	}
+	if n := len(snapshotsOf(t, open())); n != 1 {
+		t.Fatalf("%d snapshots, want the repaired one only", n)
+	}
+	// The next backup has the repaired snapshot as parent and stores the
+	// lost messages again.
+	next := runBackup(t, open(), src).Snapshot
+	if next.Parent == nil || *next.Parent != rs.Repaired[0].To {
+		t.Fatalf("the next backup's parent is %v, want the repaired %s", next.Parent, rs.Repaired[0].To.Short())
+	}
+	got, _ := restoreTo(t, open(), next, restoreOptions())
+	compareTrees(t, src, got)
+	c, err := open().Check(ctx, archive.CheckOptions{ReadData: true})
+	if err != nil || !c.OK() || len(c.Warnings) != 0 || c.PacksRead != c.Packs {
+		t.Fatalf("check --read-data: %+v, %v", c, err)
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 )
 
 // Repairing snapshots follows restic's `repair snapshots`: a snapshot
@@ -114,23 +115,28 @@ func (r *Repository) RepairSnapshots(ctx context.Context, opt RepairSnapshotsOpt
 		}
 		return !ok
 	}
-	snaps, bad, err := r.Snapshots(ctx)
+	snaps, err := r.snapshotsWithOriginals(ctx, res)
 	if err != nil {
 		return nil, fmt.Errorf("repair snapshots: %w", err)
 	}
-	for _, err := range bad {
-		res.Unreadable = append(res.Unreadable, err.Error())
-	}
 	res.Snapshots = len(snaps)
+	// A snapshot repaired before (kept by retention, or without --forget)
+	// is not repaired again: its repaired one names it as original.
+	repairedAs := map[ID]ID{}
+	for _, s := range snaps {
+		if slices.Contains(s.Tags, repairedTag) {
+			repairedAs[s.orig] = s.ID
+		}
+	}
 
 	m := newMender(r, gone, !opt.DryRun)
 	type fixed struct {
-		from *Snapshot
-		to   *Snapshot
+		from origSnapshot
+		to   *Snapshot // nil: repaired before
 	}
 	var todo []fixed
 	for _, s := range snaps {
-		ns, lost, err := m.mend(ctx, s)
+		ns, lost, err := m.mend(ctx, s.Snapshot)
 		if err != nil {
 			return nil, fmt.Errorf("repair snapshots: snapshot %s: %w", s.ID.Short(), err)
 		}
@@ -138,13 +144,18 @@ func (r *Repository) RepairSnapshots(ctx context.Context, opt RepairSnapshotsOpt
 			continue
 		}
 		res.Dropped = append(res.Dropped, lost...)
+		if done, ok := repairedAs[s.orig]; ok && done != s.ID {
+			res.Repaired = append(res.Repaired, CopiedSnapshot{From: s.ID, To: done})
+			todo = append(todo, fixed{s, nil})
+			continue
+		}
 		if opt.DryRun {
 			res.Repaired = append(res.Repaired, CopiedSnapshot{From: s.ID})
 			continue
 		}
 		todo = append(todo, fixed{s, ns})
 	}
-	if len(todo) == 0 {
+	if len(todo) == 0 || opt.DryRun {
 		return res, nil
 	}
 	// Trees, then the snapshots that name them, then the originals go:
@@ -154,14 +165,10 @@ func (r *Repository) RepairSnapshots(ctx context.Context, opt RepairSnapshotsOpt
 		return nil, fmt.Errorf("repair snapshots: %w", err)
 	}
 	for _, f := range todo {
-		_, orig, err := r.loadSnapshotOriginal(ctx, f.from.ID)
-		if err != nil {
-			return nil, fmt.Errorf("repair snapshots: snapshot %s: %w", f.from.ID.Short(), err)
+		if f.to == nil {
+			continue
 		}
-		if orig == nil {
-			orig = &f.from.ID
-		}
-		id, err := r.SaveJSONFile(ctx, SnapshotFile, copiedSnapshot{Snapshot: f.to, Original: *orig})
+		id, err := r.SaveJSONFile(ctx, SnapshotFile, copiedSnapshot{Snapshot: f.to, Original: f.from.orig})
 		if err != nil {
 			return nil, fmt.Errorf("repair snapshots: store snapshot: %w", err)
 		}
@@ -181,6 +188,39 @@ func (r *Repository) RepairSnapshots(ctx context.Context, opt RepairSnapshotsOpt
 		}
 	}
 	return res, nil
+}
+
+// origSnapshot is a snapshot and the ID of the snapshot it stands for:
+// its "original" (a copy's or a repaired snapshot's), else its own.
+type origSnapshot struct {
+	*Snapshot
+	orig ID
+}
+
+// snapshotsWithOriginals is Snapshots with each snapshot's original; the
+// snapshot files that cannot be read go to res.Unreadable.
+func (r *Repository) snapshotsWithOriginals(ctx context.Context, res *RepairSnapshotsResult) ([]origSnapshot, error) {
+	ids, err := r.List(ctx, SnapshotFile)
+	if err != nil {
+		return nil, err
+	}
+	var out []origSnapshot
+	for _, id := range ids {
+		s, orig, err := r.loadSnapshotOriginal(ctx, id)
+		if errors.Is(err, ErrCorrupt) {
+			res.Unreadable = append(res.Unreadable, err.Error())
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if orig == nil {
+			orig = &s.ID
+		}
+		out = append(out, origSnapshot{s, *orig})
+	}
+	slices.SortStableFunc(out, func(a, b origSnapshot) int { return a.Time.Compare(b.Time) })
+	return out, nil
 }
 
 // lostMessages lists, for every readable snapshot, the messages and files
@@ -391,6 +431,11 @@ func (m *mender) mend(ctx context.Context, s *Snapshot) (*Snapshot, []LostMessag
 		sum.Folders += int64(len(root.Folders))
 	}
 	sum.Files = max(sum.Files-filesDropped, 0)
+	// One nanosecond later than the original, so that while both exist
+	// (no --forget, or retention keeps the original) the repaired one is
+	// "latest" and the next backup's parent: the original's folder
+	// entries would let that backup reuse folders whose messages are gone.
+	ns.Time = s.Time.Add(time.Nanosecond)
 	ns.Tags = slices.Clone(s.Tags)
 	if !slices.Contains(ns.Tags, repairedTag) {
 		ns.Tags = append(ns.Tags, repairedTag)
