@@ -1,6 +1,7 @@
 package archive_test
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
@@ -8,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/mailvault/mailvault/archive"
+	"github.com/mailvault/mailvault/archive/local"
 )
 
 // packsOf returns the packs holding blobs of type t (a pack holds one
@@ -291,4 +293,106 @@ func TestRepairPacksObjectLock(t *testing.T) {
 	if err != nil || !c.OK() || len(c.Warnings) != 0 || c.PacksRead != c.Packs {
 		t.Fatalf("check --read-data: %+v, %v", c, err)
 	}
+}
+
+// TestRepairCrashAnywhere stops `repair packs` followed by `repair
+// snapshots --forget` after each of their changes in turn — every pack,
+// index and snapshot file written, every file removed — as prune's crash
+// test does. At each point the repository opens with every index file
+// readable, and running both repairs again to the end leaves a repository
+// that checks clean, whose one snapshot restores as the source without
+// exactly the messages of the damaged age chunk.
+func TestRepairCrashAnywhere(t *testing.T) {
+	ctx := t.Context()
+	f := newRepairFixture(t, false)
+	flipDataMiddle(t, f.tr, f.tr.open(t))
+
+	// What a repair that is not interrupted loses.
+	ref := &testRepo{dir: filepath.Join(t.TempDir(), "ref"), id: f.tr.id}
+	if err := os.CopyFS(ref.dir, os.DirFS(f.tr.dir)); err != nil {
+		t.Fatal(err)
+	}
+	ref.be = local.New(ref.dir)
+	want := repairBoth(t, ref, ref.be)
+	if len(want) == 0 {
+		t.Fatal("the reference repair lost nothing")
+	}
+	for _, rel := range mailFiles(t, f.src) {
+		if slices.Contains(want, uniqueOf(rel)) {
+			if err := os.Remove(filepath.Join(f.src, filepath.FromSlash(rel))); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+
+	for n := int64(0); ; n++ {
+		dir := filepath.Join(t.TempDir(), "repo")
+		if err := os.CopyFS(dir, os.DirFS(f.tr.dir)); err != nil {
+			t.Fatal(err)
+		}
+		tr := &testRepo{dir: dir, be: local.New(dir), id: f.tr.id}
+		cb := &crashBackend{Backend: tr.be}
+		cb.left.Store(n)
+		r, err := archive.Open(ctx, cb, tr.creds(), archive.Options{Compression: 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = r.RepairPacks(ctx, archive.RepairPacksOptions{})
+		r.Close()
+		if err == nil {
+			r, err = archive.Open(ctx, cb, tr.creds(), archive.Options{Compression: 2})
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = r.RepairSnapshots(ctx, archive.RepairSnapshotsOptions{Forget: true})
+			r.Close()
+		}
+		if err != nil && !errors.Is(err, errCrash) {
+			t.Fatalf("repair stopped after %d changes: %v", n, err)
+		}
+		ro := tr.openOpt(t, archive.Options{})
+		if _, err := ro.LoadIndex(ctx); err != nil || len(ro.DamagedIndexes()) > 0 {
+			t.Fatalf("after a crash at change %d: %v, %v", n, err, ro.DamagedIndexes())
+		}
+		got := repairBoth(t, tr, tr.be)
+		if err == nil {
+			t.Logf("the repairs make %d changes", n)
+			if len(got) != 0 {
+				t.Fatalf("a second run after a complete repair dropped %v", got)
+			}
+		}
+		checkClean(t, tr, 1)
+		r2 := tr.open(t)
+		snaps := snapshotsOf(t, r2)
+		restored, _ := restoreTo(t, r2, snaps[0], restoreOptions())
+		compareTrees(t, f.src, restored)
+		if err == nil {
+			if n < 6 {
+				t.Fatalf("the repairs finished after only %d changes", n)
+			}
+			break
+		}
+	}
+}
+
+// repairBoth runs repair packs and repair snapshots --forget on be and
+// returns the unique names of the messages dropped.
+func repairBoth(t *testing.T, tr *testRepo, be archive.Backend) []string {
+	t.Helper()
+	open := func() *archive.Repository {
+		r, err := archive.Open(t.Context(), be, tr.creds(), archive.Options{Compression: 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { r.Close() })
+		return r
+	}
+	if _, err := open().RepairPacks(t.Context(), archive.RepairPacksOptions{}); err != nil {
+		t.Fatalf("repair packs: %v", err)
+	}
+	rs, err := open().RepairSnapshots(t.Context(), archive.RepairSnapshotsOptions{Forget: true})
+	if err != nil {
+		t.Fatalf("repair snapshots: %v", err)
+	}
+	return uniques(rs.Dropped)
 }
