@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -455,48 +456,99 @@ func (r *Repository) salvagePack(ctx context.Context, d *PackRepair, st *packSta
 		}
 		todo = append(todo, b)
 	}
-	if len(todo) == 0 {
+	if _, stored := st.sizes[d.Pack]; !stored {
+		d.Lost = blobIDs(todo)
 		return nil
 	}
-	sort.Slice(todo, func(i, j int) bool { return todo[i].Offset < todo[j].Offset })
-	if _, stored := st.sizes[d.Pack]; stored {
-		if err := r.checkPackHeader(ctx, d.Pack); err != nil {
-			if !errors.Is(err, ErrCorrupt) {
-				return err
-			}
-			todo, d.Lost = nil, blobIDs(todo) // the age header holds the key to every chunk
+	var err error
+	d.Lost, err = readSalvage(ctx, r, d.Pack, todo, func(b PackedBlob, data []byte) error {
+		if _, err := r.saveBlobWithID(ctx, b.Type, b.ID, data); err != nil {
+			return err
 		}
-	} else {
-		todo, d.Lost = nil, blobIDs(todo)
-	}
-	// ReadBlobs hands over blobs in pack order and stops at the first
-	// one that does not verify: that one is lost, and the read resumes
-	// after it, so one damaged age chunk costs only the blobs in it.
-	for len(todo) > 0 {
-		var saveErr error
-		done := 0
-		err := r.ReadBlobs(ctx, d.Pack, todo, func(b PackedBlob, data []byte) error {
-			if _, err := r.saveBlobWithID(ctx, b.Type, b.ID, data); err != nil {
-				saveErr = err
-				return err
+		d.Salvaged++
+		return nil
+	})
+	return err
+}
+
+// fetchFromCopy stores from the copy the blobs the damaged packs lost,
+// reading the copy pack by pack; a damaged pack of the copy costs only the
+// blobs that do not verify there (they stay lost).
+func (r *Repository) fetchFromCopy(ctx context.Context, from *Repository, damaged []PackRepair) error {
+	byPack := map[ID][]PackedBlob{}
+	seen := map[ID]bool{}
+	for _, d := range damaged {
+		for _, id := range d.Lost {
+			if seen[id] || r.idx.Has(id) || r.isPending(id) {
+				continue
 			}
-			d.Salvaged++
+			seen[id] = true
+			if pack, b, ok := from.idx.Lookup(id); ok {
+				byPack[pack] = append(byPack[pack], b)
+			}
+		}
+	}
+	packs := make([]ID, 0, len(byPack))
+	for p := range byPack {
+		packs = append(packs, p)
+	}
+	sortIDs(packs)
+	for _, p := range packs {
+		// Verified against its ID with the blob-ID key both share.
+		_, err := readSalvage(ctx, from, p, byPack[p], func(b PackedBlob, data []byte) error {
+			_, err := r.saveBlobWithID(ctx, b.Type, b.ID, data)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// readSalvage calls fn with every blob of blobs (all in pack, of repo)
+// that reads back and verifies, and returns the IDs of the others. Only an
+// error that is not damage (a failed read, or fn's) is returned.
+//
+// ReadBlobs hands blobs over in pack order and stops at the first one
+// that does not verify: that one is lost, and the read resumes after it,
+// so one damaged age chunk costs only the blobs in it. A damaged age
+// header (which wraps the key to every chunk) or a missing pack costs all.
+func readSalvage(ctx context.Context, repo *Repository, pack ID, blobs []PackedBlob, fn func(PackedBlob, []byte) error) ([]ID, error) {
+	if len(blobs) == 0 {
+		return nil, nil
+	}
+	if err := repo.checkPackHeader(ctx, pack); err != nil {
+		if isDamage(err) {
+			return blobIDs(blobs), nil
+		}
+		return nil, err
+	}
+	todo := slices.Clone(blobs)
+	sort.Slice(todo, func(i, j int) bool { return todo[i].Offset < todo[j].Offset })
+	var lost []ID
+	for len(todo) > 0 {
+		var fnErr error
+		done := 0
+		err := repo.ReadBlobs(ctx, pack, todo, func(b PackedBlob, data []byte) error {
+			if fnErr = fn(b, data); fnErr != nil {
+				return fnErr
+			}
 			done++
 			return nil
 		})
-		if saveErr != nil {
-			return saveErr
+		switch {
+		case fnErr != nil:
+			return nil, fnErr
+		case err == nil:
+			return lost, nil
+		case !isDamage(err):
+			return nil, err
 		}
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, ErrCorrupt) {
-			return err
-		}
-		d.Lost = append(d.Lost, todo[done].ID)
+		lost = append(lost, todo[done].ID)
 		todo = todo[done+1:]
 	}
-	return nil
+	return lost, nil
 }
 
 // isPending reports whether a blob is saved but its pack not yet stored.
@@ -507,8 +559,7 @@ func (r *Repository) isPending(id ID) bool {
 	return ok
 }
 
-// checkPackHeader reads a pack's age header and unwraps its file key: if
-// that fails, no chunk of the pack can be opened.
+// checkPackHeader reads a pack's age header and unwraps its file key.
 func (r *Repository) checkPackHeader(ctx context.Context, pack ID) error {
 	ident, err := r.identityFor(PackFile)
 	if err != nil {
@@ -529,36 +580,6 @@ func (r *Repository) checkPackHeader(ctx context.Context, pack ID) error {
 	}
 	if err != nil {
 		return fmt.Errorf("pack %s: %w: age header: %v", pack, ErrCorrupt, err)
-	}
-	return nil
-}
-
-// fetchFromCopy stores the blobs the damaged packs lost from the copy,
-// pack by pack of the copy; a pack of the copy that is damaged too costs
-// only its blobs (they stay lost).
-func (r *Repository) fetchFromCopy(ctx context.Context, from *Repository, damaged []PackRepair) error {
-	byPack := map[ID][]ID{}
-	for _, d := range damaged {
-		for _, b := range d.Lost {
-			if r.idx.Has(b) || r.isPending(b) {
-				continue
-			}
-			if pack, _, ok := from.idx.Lookup(b); ok {
-				byPack[pack] = append(byPack[pack], b)
-			}
-		}
-	}
-	packs := make([]ID, 0, len(byPack))
-	for p := range byPack {
-		packs = append(packs, p)
-	}
-	sortIDs(packs)
-	for _, p := range packs {
-		var st CopyStats
-		err := copyBlobs(ctx, from, r, byPack[p], &st, nil)
-		if err != nil && !errors.Is(err, ErrCorrupt) {
-			return err
-		}
 	}
 	return nil
 }
