@@ -200,11 +200,14 @@ func printPackRepair(g *globals, res *archive.RepairPacksResult) {
 	for _, w := range res.Waiting {
 		fmt.Fprintln(g.stderr, "note:", w.String()+"; run repair packs again after that to delete it")
 	}
-	if len(res.Lost) > 0 {
+	switch {
+	case len(res.Lost) > 0:
 		fmt.Fprintf(g.stdout, "%d messages and files lost content:\n", len(res.Lost))
 		for _, m := range res.Lost {
 			fmt.Fprintf(g.stdout, "  %s\n", m)
 		}
+	case res.BlobsLost > 0:
+		g.printf("no snapshot uses the lost blobs\n")
 	}
 	g.printf("%d packs repaired: %d blobs salvaged, %d from the copy, %d lost; %d packs and %d index files written, %d index files removed\n",
 		len(res.Packs), res.BlobsSalvaged, res.BlobsFromCopy, res.BlobsLost, res.PacksWritten, res.IndexesWritten, res.IndexesRemoved)
