@@ -95,6 +95,9 @@ func (r *Repository) RepairPacks(ctx context.Context, opt RepairPacksOptions) (*
 		if !r.SameParams(from) {
 			return nil, fmt.Errorf("repair packs: %w", ErrParamsDiffer)
 		}
+		if from.WriteOnly() {
+			return nil, fmt.Errorf("repair packs: the copy: %w", ErrWriteOnly)
+		}
 	}
 	st, err := r.loadPackState(ctx)
 	if err != nil {
@@ -196,10 +199,6 @@ func (r *Repository) RepairPacks(ctx context.Context, opt RepairPacksOptions) (*
 		}
 	}
 	if len(affected) > 0 {
-		isAffected := map[ID]bool{}
-		for _, f := range affected {
-			isAffected[f] = true
-		}
 		var packs []IndexPack
 		seen := map[ID]bool{}
 		for _, f := range affected {
