@@ -230,3 +230,34 @@ func TestRepairCLI(t *testing.T) {
 	}
 	sameTree(t, src, got)
 }
+
+// TestRepairLockedCLI: a repair needs the exclusive lock; while a backup
+// (or anything else) holds a lock, every repair exits 11 and changes
+// nothing.
+func TestRepairLockedCLI(t *testing.T) {
+	e := newCLIEnv(t)
+	e.backup(t, genCorpus(t, 47, 2e5))
+	ids, err := archive.LoadIdentities(e.identity)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := archive.Open(t.Context(), local.New(e.repo), archive.Credentials{Identities: ids}, archive.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	unlock, err := r.Lock(t.Context(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unlock()
+	before := repoListing(t, e.repo)
+	for _, args := range [][]string{{"repair", "index"}, {"repair", "packs"}, {"repair", "snapshots", "--forget"}} {
+		if _, stderr, code := e.cli(t, args...); code != exitLocked {
+			t.Errorf("%v while locked: exit %d (%s), want %d", args, code, stderr, exitLocked)
+		}
+	}
+	if after := repoListing(t, e.repo); !slices.Equal(before, after) {
+		t.Fatal("a refused repair changed the repository")
+	}
+}
