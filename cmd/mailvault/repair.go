@@ -86,10 +86,11 @@ the global credentials). A copy shares the blob IDs: made with "init
 nothing is lost.
 
 Every message (and other file) that lost content is listed with its
-snapshot, user, folder, Message-ID and subject; run "mailvault repair
-snapshots --forget" next to rewrite those snapshots without them. Takes an
-exclusive lock; refuses while an index file is damaged (run "repair index"
-first).`,
+snapshot, user, folder, Message-ID and subject (exit code 0); run
+"mailvault repair snapshots --forget" next, before the next backup (which
+could otherwise reuse, from a damaged snapshot, a folder whose messages lost
+content), to rewrite those snapshots without them. Takes an exclusive lock;
+refuses while an index file is damaged (run "repair index" first).`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
 			var opt archive.RepairPacksOptions
