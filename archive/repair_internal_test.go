@@ -26,3 +26,26 @@ func TestRemoveDurableWriteOnly(t *testing.T) {
 		})
 	}
 }
+
+func TestLostMessageString(t *testing.T) {
+	snap := ID{0x1a, 0x2b, 0x3c, 0x4d}
+	for _, tc := range []struct {
+		m    LostMessage
+		want string
+	}{
+		{LostMessage{Snapshot: snap, User: "a@x", Folder: "INBOX", MessageID: "1@x", Subject: "hi", Unique: "17.M1.h"},
+			`snapshot 1a2b3c4d a@x/INBOX: Message-ID "1@x", subject "hi" (17.M1.h)`},
+		{LostMessage{Snapshot: snap, User: "a@x", Folder: "Sent", Unique: "17.M1.h"},
+			`snapshot 1a2b3c4d a@x/Sent: no Message-ID, subject "" (17.M1.h)`},
+		{LostMessage{Snapshot: snap, User: "a@x", Folder: "INBOX", Messages: 7},
+			`snapshot 1a2b3c4d a@x/INBOX: the whole folder (7 messages; its message list is gone)`},
+		{LostMessage{Snapshot: snap, Root: "/var/mail", File: "x/a/Maildir/dovecot-uidlist"},
+			`snapshot 1a2b3c4d file x/a/Maildir/dovecot-uidlist`},
+		{LostMessage{Snapshot: snap, Root: "/var/mail"},
+			`snapshot 1a2b3c4d all other files (not messages) of /var/mail`},
+	} {
+		if got := tc.m.String(); got != tc.want {
+			t.Errorf("got  %s\nwant %s", got, tc.want)
+		}
+	}
+}

@@ -49,7 +49,11 @@ func (m LostMessage) String() string {
 	case m.Unique == "":
 		return fmt.Sprintf("%s%s/%s: the whole folder (%d messages; its message list is gone)", s, m.User, m.Folder, m.Messages)
 	}
-	return fmt.Sprintf("%s%s/%s: Message-ID %q, subject %q (%s)", s, m.User, m.Folder, m.MessageID, m.Subject, m.Unique)
+	id := "no Message-ID"
+	if m.MessageID != "" {
+		id = fmt.Sprintf("Message-ID %q", m.MessageID)
+	}
+	return fmt.Sprintf("%s%s/%s: %s, subject %q (%s)", s, m.User, m.Folder, id, m.Subject, m.Unique)
 }
 
 // RepairSnapshotsOptions tune RepairSnapshots.
