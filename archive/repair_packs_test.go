@@ -422,3 +422,80 @@ func flipBlobInCopy(t *testing.T, f *repairFixture, bad archive.ID) {
 	}
 	flipByte(t, path, ageCipherOffset(t, sealed, int64(b.Offset)+int64(b.Length)/2))
 }
+
+// TestRepairRefuses: the repairs refuse, changing nothing, while an index
+// file cannot be read (the packs it lists would look unindexed and their
+// blobs gone), with a "copy" that does not share the blob IDs or is the
+// repository itself, and for a pack that is nowhere.
+func TestRepairRefuses(t *testing.T) {
+	ctx := t.Context()
+	f := newRepairFixture(t, false)
+	other := newTestRepo(t, 0)
+	tests := []struct {
+		name   string
+		damage func(t *testing.T)
+		run    func(r *archive.Repository) error
+		want   error
+	}{
+		{"packs, damaged index", damageIndex(f), func(r *archive.Repository) error {
+			_, err := r.RepairPacks(ctx, archive.RepairPacksOptions{})
+			return err
+		}, archive.ErrCorrupt},
+		{"snapshots, damaged index", damageIndex(f), func(r *archive.Repository) error {
+			_, err := r.RepairSnapshots(ctx, archive.RepairSnapshotsOptions{Forget: true})
+			return err
+		}, archive.ErrCorrupt},
+		{"copy with other parameters", nil, func(r *archive.Repository) error {
+			_, err := r.RepairPacks(ctx, archive.RepairPacksOptions{From: other.open(t)})
+			return err
+		}, archive.ErrParamsDiffer},
+		{"copy is the repository", nil, func(r *archive.Repository) error {
+			_, err := r.RepairPacks(ctx, archive.RepairPacksOptions{From: f.tr.open(t)})
+			return err
+		}, nil},
+		{"unknown pack", nil, func(r *archive.Repository) error {
+			_, err := r.RepairPacks(ctx, archive.RepairPacksOptions{Packs: []archive.ID{{1, 2, 3}}})
+			return err
+		}, nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			saved := filepath.Join(t.TempDir(), "saved")
+			if err := os.CopyFS(saved, os.DirFS(f.tr.dir)); err != nil {
+				t.Fatal(err)
+			}
+			defer func() { // the next case starts from the same repository
+				if err := os.RemoveAll(f.tr.dir); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.Rename(saved, f.tr.dir); err != nil {
+					t.Fatal(err)
+				}
+			}()
+			if tc.damage != nil {
+				tc.damage(t)
+			}
+			before := repoFiles(t, f.tr.dir)
+			err := tc.run(f.tr.openOpt(t, archive.Options{}))
+			if err == nil || (tc.want != nil && !errors.Is(err, tc.want)) {
+				t.Fatalf("got %v, want an error (%v)", err, tc.want)
+			}
+			t.Logf("refused: %v", err)
+			if after := repoFiles(t, f.tr.dir); !mapsEqual(before, after) {
+				t.Fatal("the refused repair changed the repository")
+			}
+		})
+	}
+}
+
+// damageIndex returns a function that flips a byte of f's index file.
+func damageIndex(f *repairFixture) func(t *testing.T) {
+	return func(t *testing.T) {
+		t.Helper()
+		files, err := filepath.Glob(filepath.Join(f.tr.dir, "index", "*"))
+		if err != nil || len(files) == 0 {
+			t.Fatalf("index files: %v, %v", files, err)
+		}
+		flipMiddle(t, files[0])
+	}
+}
