@@ -66,6 +66,11 @@ type RepairPacksResult struct {
 	BlobsSalvaged int `json:"blobs_salvaged"`
 	BlobsFromCopy int `json:"blobs_from_copy"`
 	BlobsLost     int `json:"blobs_lost"`
+	// Missing counts blobs that snapshots use and no pack held before the
+	// repair (a pack lost and its index entries gone, say by repair
+	// index); MissingFromCopy of them were stored from the copy.
+	Missing         int `json:"missing,omitempty"`
+	MissingFromCopy int `json:"missing_from_copy,omitempty"`
 
 	PacksWritten   int `json:"packs_written"`
 	IndexesWritten int `json:"indexes_written"`
@@ -108,7 +113,7 @@ func (r *Repository) RepairPacks(ctx context.Context, opt RepairPacksOptions) (*
 	if err != nil {
 		return nil, fmt.Errorf("repair packs: %w", err)
 	}
-	if len(damaged) == 0 {
+	if len(damaged) == 0 && opt.From == nil {
 		return res, nil
 	}
 	isDamaged := make(map[ID]bool, len(damaged))
@@ -137,12 +142,43 @@ func (r *Repository) RepairPacks(ctx context.Context, opt RepairPacksOptions) (*
 		}
 	}
 	if opt.From != nil {
-		if err := r.fetchFromCopy(ctx, opt.From, damaged); err != nil {
+		var lost []ID
+		for _, d := range damaged {
+			lost = append(lost, d.Lost...)
+		}
+		if err := r.fetchFromCopy(ctx, opt.From, lost); err != nil {
 			return nil, fmt.Errorf("repair packs: from %s: %w", opt.From.be.Location(), err)
 		}
 	}
 	if err := r.Flush(ctx); err != nil {
 		return nil, fmt.Errorf("repair packs: %w", err)
+	}
+	if opt.From != nil {
+		// What no pack held even before: the copy may have it too.
+		missing, err := r.missingBlobs(ctx, opt.From)
+		if err != nil {
+			return nil, fmt.Errorf("repair packs: %w", err)
+		}
+		// Those of the damaged packs are counted there.
+		wasIn := map[ID]bool{}
+		for _, d := range damaged {
+			for _, b := range st.entries[d.Pack] {
+				wasIn[b.ID] = true
+			}
+		}
+		missing = slices.DeleteFunc(missing, func(id ID) bool { return wasIn[id] })
+		if err := r.fetchFromCopy(ctx, opt.From, missing); err != nil {
+			return nil, fmt.Errorf("repair packs: from %s: %w", opt.From.be.Location(), err)
+		}
+		if err := r.Flush(ctx); err != nil {
+			return nil, fmt.Errorf("repair packs: %w", err)
+		}
+		res.Missing = len(missing)
+		for _, id := range missing {
+			if r.idx.Has(id) {
+				res.MissingFromCopy++
+			}
+		}
 	}
 	res.PacksWritten = int(r.Stats().Packs - packs0)
 	lost := map[ID]struct{}{}
@@ -470,21 +506,19 @@ func (r *Repository) salvagePack(ctx context.Context, d *PackRepair, st *packSta
 	return err
 }
 
-// fetchFromCopy stores from the copy the blobs the damaged packs lost,
-// reading the copy pack by pack; a damaged pack of the copy costs only the
-// blobs that do not verify there (they stay lost).
-func (r *Repository) fetchFromCopy(ctx context.Context, from *Repository, damaged []PackRepair) error {
+// fetchFromCopy stores from the copy those of ids that r lacks, reading
+// the copy pack by pack; a damaged pack of the copy costs only the blobs
+// that do not verify there (they stay lost).
+func (r *Repository) fetchFromCopy(ctx context.Context, from *Repository, ids []ID) error {
 	byPack := map[ID][]PackedBlob{}
 	seen := map[ID]bool{}
-	for _, d := range damaged {
-		for _, id := range d.Lost {
-			if seen[id] || r.idx.Has(id) || r.isPending(id) {
-				continue
-			}
-			seen[id] = true
-			if pack, b, ok := from.idx.Lookup(id); ok {
-				byPack[pack] = append(byPack[pack], b)
-			}
+	for _, id := range ids {
+		if seen[id] || r.idx.Has(id) || r.isPending(id) {
+			continue
+		}
+		seen[id] = true
+		if pack, b, ok := from.idx.Lookup(id); ok {
+			byPack[pack] = append(byPack[pack], b)
 		}
 	}
 	packs := make([]ID, 0, len(byPack))
@@ -503,6 +537,78 @@ func (r *Repository) fetchFromCopy(ctx context.Context, from *Repository, damage
 		}
 	}
 	return nil
+}
+
+// missingBlobs returns the blobs r's snapshots use that r's index does not
+// list, trees included. A tree r cannot load is read from the copy, so
+// that what it lists is found too; one neither can is skipped (repair
+// snapshots drops it).
+func (r *Repository) missingBlobs(ctx context.Context, from *Repository) ([]ID, error) {
+	snaps, _, err := r.Snapshots(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var missing []ID
+	seen := map[ID]bool{}
+	need := func(ids ...ID) {
+		for _, id := range ids {
+			if !seen[id] {
+				seen[id] = true
+				if !r.idx.Has(id) {
+					missing = append(missing, id)
+				}
+			}
+		}
+	}
+	// load tries r, then the copy; nil for a tree neither can read.
+	load := func(into func(*Repository) error) error {
+		err := into(r)
+		if err == nil || !isDamage(err) {
+			return err
+		}
+		if err := into(from); err != nil && !isDamage(err) {
+			return err
+		}
+		return nil
+	}
+	for _, s := range snaps {
+		for _, root := range s.Roots {
+			if !root.Files.IsNull() && !seen[root.Files] {
+				need(root.Files)
+				err := load(func(repo *Repository) error {
+					t, err := repo.LoadFilesTree(ctx, root.Files)
+					if err == nil {
+						for _, e := range t.Entries {
+							need(e.Blobs...)
+						}
+					}
+					return err
+				})
+				if err != nil {
+					return nil, err
+				}
+			}
+			for _, f := range root.Folders {
+				if seen[f.Tree] {
+					continue
+				}
+				need(f.Tree)
+				err := load(func(repo *Repository) error {
+					t, err := repo.LoadFolderTree(ctx, f.Tree)
+					if err == nil {
+						for _, m := range t.Messages {
+							need(m.Blobs...)
+						}
+					}
+					return err
+				})
+				if err != nil {
+					return nil, err
+				}
+			}
+		}
+	}
+	return missing, nil
 }
 
 // readSalvage calls fn with every blob of blobs (all in pack, of repo)

@@ -499,3 +499,25 @@ func damageIndex(f *repairFixture) func(t *testing.T) {
 		flipMiddle(t, files[0])
 	}
 }
+
+// TestRepairPacksMissingFromCopy: a pack is gone and `repair index` has
+// rebuilt the index without it, so no damaged pack is left to find, only
+// snapshots that use blobs in no pack. `repair packs --from` takes every
+// such blob from the copy: check is clean and the snapshot restores equal.
+func TestRepairPacksMissingFromCopy(t *testing.T) {
+	ctx := t.Context()
+	f := newRepairFixture(t, true)
+	removeDataPack(t, f.tr, f.tr.open(t))
+	if _, err := f.tr.openOpt(t, archive.Options{}).RebuildIndex(ctx); err != nil {
+		t.Fatal(err)
+	}
+	res, err := f.tr.openOpt(t, archive.Options{Compression: 2}).RepairPacks(ctx, archive.RepairPacksOptions{From: f.copy.open(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Packs) != 0 || res.Missing == 0 || res.MissingFromCopy != res.Missing || res.PacksWritten == 0 {
+		t.Fatalf("repair packs --from: %+v", res)
+	}
+	checkClean(t, f.tr, 1)
+	restoreEqual(t, f.tr, f.snap, f.src)
+}
