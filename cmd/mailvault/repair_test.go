@@ -261,3 +261,36 @@ func TestRepairLockedCLI(t *testing.T) {
 		t.Fatal("a refused repair changed the repository")
 	}
 }
+
+// TestRepairFromRepoCLI: a pack file is gone; `repair packs --from-repo`
+// with the copy's own identity takes every blob it held from the copy.
+func TestRepairFromRepoCLI(t *testing.T) {
+	a := newCLIEnv(t)
+	a.setPackSize(t, 1<<20)
+	src := genCorpus(t, 53, 3e6)
+	a.backup(t, "--compression", "off", src)
+	b := newCopyTargetEnv(t, a, filepath.Join(t.TempDir(), "copy"))
+	if _, code, stderr := b.copyFrom(t, a); code != 0 {
+		t.Fatalf("copy: exit %d: %s", code, stderr)
+	}
+	bad, path := largestDataPack(t, a)
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	stdout, stderr, code := a.cli(t, "--json", "repair", "packs", "--from-repo", b.repo, "--from-identity", b.identity)
+	var res archive.RepairPacksResult
+	if code != 0 || json.Unmarshal([]byte(stdout), &res) != nil {
+		t.Fatalf("repair packs --from-repo: exit %d: %s %s", code, stdout, stderr)
+	}
+	if len(res.Packs) != 1 || res.Packs[0].Pack != bad || res.Packs[0].Deleted || res.BlobsLost != 0 || res.BlobsFromCopy != res.Packs[0].Blobs {
+		t.Fatalf("repair packs --from-repo: %+v", res)
+	}
+	if r, code := a.check(t, true); code != 0 {
+		t.Fatalf("check: exit %d: %+v", code, r)
+	}
+	got := filepath.Join(t.TempDir(), "restored")
+	if _, stderr, code := a.cli(t, "restore", "latest", "--target", got); code != 0 {
+		t.Fatalf("restore: exit %d: %s", code, stderr)
+	}
+	sameTree(t, src, got)
+}
