@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -69,8 +70,8 @@ func TestRepairWriteOnlyCLI(t *testing.T) {
 }
 
 // largestDataPack returns e's data pack with the most bytes of blobs that
-// is not in skip, and its path.
-func largestDataPack(t *testing.T, e *cliEnv, skip ...archive.ID) (archive.ID, string) {
+// is not in skip, its path and its largest blob (a message body).
+func largestDataPack(t *testing.T, e *cliEnv, skip ...archive.ID) (archive.ID, string, archive.PackedBlob) {
 	t.Helper()
 	ids, err := archive.LoadIdentities(e.identity)
 	if err != nil {
@@ -85,6 +86,7 @@ func largestDataPack(t *testing.T, e *cliEnv, skip ...archive.ID) (archive.ID, s
 		t.Fatal(err)
 	}
 	var best archive.ID
+	var largest archive.PackedBlob
 	var most int64
 	for p, blobs := range r.Index().PackBlobs() {
 		var n int64
@@ -93,21 +95,32 @@ func largestDataPack(t *testing.T, e *cliEnv, skip ...archive.ID) (archive.ID, s
 		}
 		if blobs[0].Type == archive.DataBlob && n > most && !slices.Contains(skip, p) {
 			best, most = p, n
+			largest = slices.MaxFunc(blobs, func(a, b archive.PackedBlob) int { return int(a.Length) - int(b.Length) })
 		}
 	}
 	if most == 0 {
 		t.Fatal("no data pack")
 	}
-	return best, filepath.Join(e.repo, "data", best.String()[:2], best.String())
+	return best, filepath.Join(e.repo, "data", best.String()[:2], best.String()), largest
 }
 
-func flipMiddleOf(t *testing.T, path string) {
+// flipInBlob flips a byte in the middle of blob b of the pack at path: its
+// plaintext offset mapped into the age file (header, 16-byte nonce, 64 KiB
+// chunks with a 16-byte tag each).
+func flipInBlob(t *testing.T, path string, b archive.PackedBlob) {
 	t.Helper()
 	data, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	data[len(data)/2] ^= 0xff
+	i := bytes.Index(data, []byte("\n--- "))
+	if i < 0 {
+		t.Fatal("no age header end")
+	}
+	hdr := int64(i + 1 + bytes.IndexByte(data[i+1:], '\n') + 1)
+	const chunk = 64 << 10
+	plain := int64(b.Offset) + int64(b.Length)/2
+	data[hdr+16+plain/chunk*(chunk+16)+plain%chunk] ^= 0xff
 	if err := os.WriteFile(path, data, 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -145,8 +158,8 @@ func TestRepairCLI(t *testing.T) {
 		}
 	}
 
-	bad, path := largestDataPack(t, a)
-	flipMiddleOf(t, path)
+	bad, path, blob := largestDataPack(t, a)
+	flipInBlob(t, path, blob)
 	if _, code := a.check(t, true); code != exitCheckFailed {
 		t.Fatalf("check after the flip: exit %d, want %d", code, exitCheckFailed)
 	}
@@ -168,8 +181,8 @@ func TestRepairCLI(t *testing.T) {
 	sameTree(t, src, got)
 
 	// Without a copy.
-	bad, path = largestDataPack(t, a, bad)
-	flipMiddleOf(t, path)
+	bad, path, blob = largestDataPack(t, a, bad)
+	flipInBlob(t, path, blob)
 	stdout, stderr, code = a.cli(t, "repair", "packs", bad.String())
 	if code != 0 || !strings.Contains(stdout, "lost content") || !strings.Contains(stdout, "Message-ID") || !strings.Contains(stdout, "repair snapshots --forget") {
 		t.Fatalf("repair packs %s: exit %d:\n%s\n%s", bad.Short(), code, stdout, stderr)
@@ -273,7 +286,7 @@ func TestRepairFromRepoCLI(t *testing.T) {
 	if _, code, stderr := b.copyFrom(t, a); code != 0 {
 		t.Fatalf("copy: exit %d: %s", code, stderr)
 	}
-	bad, path := largestDataPack(t, a)
+	bad, path, _ := largestDataPack(t, a)
 	if err := os.Remove(path); err != nil {
 		t.Fatal(err)
 	}
