@@ -83,7 +83,8 @@ A blob that cannot be read is lost unless a copy of the repository has it:
 repository location (opened with --from-password-file/--from-identity, else
 the global credentials). A copy shares the blob IDs: made with "init
 --copy-params-from" and "copy" or "backup --targets". With a sound copy
-nothing is lost.
+nothing is lost. With a copy, every blob a snapshot uses that no pack holds
+(a pack lost before "repair index" rebuilt the index) is taken from it too.
 
 Every message (and other file) that lost content is listed with its
 snapshot, user, folder, Message-ID and subject (exit code 0); run
@@ -187,6 +188,9 @@ func (g *globals) openRepairSource(ctx context.Context, target, targetsFile stri
 }
 
 func printPackRepair(g *globals, res *archive.RepairPacksResult) {
+	if res.Missing > 0 {
+		g.printf("%d blobs that snapshots use were in no pack: %d taken from the copy\n", res.Missing, res.MissingFromCopy)
+	}
 	if len(res.Packs) == 0 {
 		g.printf("no damaged packs (%d read)\n", res.PacksRead)
 		return
