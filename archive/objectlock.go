@@ -170,10 +170,18 @@ func (r *Repository) ObjectLock() *ObjectLock {
 // snapshot, key, pack): on locked storage it asks first and leaves a file
 // under retention in place, returning when it may be deleted instead of
 // an error. Prune will delete through it too.
+//
+// A write-only key deletes nothing (docs/FORMAT.md "Keys"): every caller
+// refuses it already, and this refuses again so that a new delete path
+// cannot forget to. Its own lock files are not durable and do not come
+// here (lock.go).
 func (r *Repository) removeDurable(ctx context.Context, t FileType, name string) (*Waiting, error) {
 	file := string(t) + "/" + name
 	if t == ConfigFile {
 		file = name
+	}
+	if r.WriteOnly() {
+		return nil, fmt.Errorf("remove %s: %w", file, ErrWriteOnly)
 	}
 	if ol, ok := r.be.(ObjectLocker); ok && r.cfg.ObjectLock != nil {
 		ret, err := ol.Retention(ctx, t, name)

@@ -25,7 +25,14 @@ const indexPacksPerFile = 4096
 // packs' own headers — the index is only a cache of them. New index files
 // are written before the old ones are removed, so a crash in between
 // leaves duplicates, never a gap. The caller must hold an exclusive lock.
+//
+// It needs a full key: a write-only key cannot read a pack's header, so
+// every pack would look unreadable and the new index — superseding every
+// old file — would list nothing.
 func (r *Repository) RebuildIndex(ctx context.Context) (*RebuildResult, error) {
+	if r.WriteOnly() {
+		return nil, fmt.Errorf("repair index: %w", ErrWriteOnly)
+	}
 	res := &RebuildResult{}
 	old, err := r.List(ctx, IndexFile)
 	if err != nil {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -55,6 +56,10 @@ func newSnapshotsCmd(g *globals) *cobra.Command {
 				mark := ""
 				if s.Partial {
 					mark = " (partial)"
+				}
+				if slices.Contains(s.Tags, "repaired") {
+					// repair snapshots left messages out (README "Repair").
+					mark += " (repaired)"
 				}
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s%s\n", s.ID.Short(), s.Time.Local().Format("2006-01-02 15:04:05"), s.Host,
 					s.Summary.Messages, humanBytes(s.Summary.BytesTotal), strings.Join(s.Paths, ","), mark)
