@@ -1,7 +1,10 @@
 package archive_test
 
 import (
+	"bytes"
+	"encoding/base64"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -82,9 +85,14 @@ var uglyFolders = []string{`.Back\slash`, ".F\xffo\xc0", ".New\nline", `.C:\Wind
 // TestUglyNamesRoundTrip: whatever a Linux file name can hold backs up
 // and restores byte for byte, through a full and an incremental backup,
 // and the repository checks clean (issue 9, defect 1).
-func TestUglyNamesRoundTrip(t *testing.T) {
-	src := filepath.Join(t.TempDir(), "mail")
-	user := filepath.Join(src, "example.com", "b\xffo\\b", "Maildir")
+// writeUglyTree makes a Maildir tree of one user (whose directory name is
+// not UTF-8) holding uglyNames in INBOX and in each of uglyFolders, plus a
+// file and a symlink with odd names; it returns the tree and the user's
+// Maildir. Each message carries pad bytes of random text.
+func writeUglyTree(t *testing.T, pad int) (src, user string) {
+	t.Helper()
+	src = filepath.Join(t.TempDir(), "mail")
+	user = filepath.Join(src, "example.com", "b\xffo\\b", "Maildir")
 	dirs := []string{user}
 	for _, f := range uglyFolders {
 		dirs = append(dirs, filepath.Join(user, f))
@@ -102,6 +110,11 @@ func TestUglyNamesRoundTrip(t *testing.T) {
 			sub, base, _ := strings.Cut(n, "/")
 			p := filepath.Join(d, sub, fmt.Sprint(i)+base)
 			body := fmt.Sprintf("Subject: %d %d\nMessage-ID: <%d.%d@x>\n\nbody %q\n", i, j, i, j, n)
+			if pad > 0 {
+				rnd := make([]byte, pad*3/4)
+				rand.NewChaCha8([32]byte{byte(i), byte(j)}).Read(rnd)
+				body += base64.StdEncoding.EncodeToString(rnd) + "\n"
+			}
 			if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
 				t.Fatal(err)
 			}
@@ -116,6 +129,11 @@ func TestUglyNamesRoundTrip(t *testing.T) {
 	if err := os.Symlink("../t\xffarget\\", filepath.Join(user, "link\xfe")); err != nil {
 		t.Fatal(err)
 	}
+	return src, user
+}
+
+func TestUglyNamesRoundTrip(t *testing.T) {
+	src, user := writeUglyTree(t, 0)
 	tr := newTestRepo(t, 0)
 	r := tr.open(t)
 	res := runBackup(t, r, src)
@@ -217,5 +235,48 @@ func TestDuplicateUniqueNotGuessed(t *testing.T) {
 	// The three new ones and the three that share a name; not .Other's.
 	if n := res.Snapshot.Summary.MessagesNew; n != 6 {
 		t.Errorf("read %d messages, want 6", n)
+	}
+}
+
+// TestUglyNamesRepairSnapshots: a snapshot that repair snapshots rewrites
+// after pack damage keeps every odd name it still holds byte for byte (the
+// rewritten trees carry the names' exact-bytes twins too).
+func TestUglyNamesRepairSnapshots(t *testing.T) {
+	src, _ := writeUglyTree(t, 100<<10)
+	tr := newTestRepo(t, 1<<20) // several packs: the damage costs a few messages
+	runBackup(t, tr.open(t), src)
+	packs := tr.packFiles(t)
+	var data string
+	for name := range packs {
+		if data == "" || packs[name] > packs[data] {
+			data = name // the largest: data, not the small tree pack
+		}
+	}
+	flipByte(t, tr.packPath(data), packs[data]/2)
+	r := tr.open(t)
+	if _, err := r.RepairPacks(t.Context(), archive.RepairPacksOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	rs, err := r.RepairSnapshots(t.Context(), archive.RepairSnapshotsOptions{Forget: true})
+	if err != nil || len(rs.Repaired) != 1 {
+		t.Fatalf("repair snapshots: %+v, %v", rs, err)
+	}
+	snaps, damaged, err := tr.open(t).Snapshots(t.Context())
+	if err != nil || len(damaged) > 0 || len(snaps) != 1 {
+		t.Fatalf("snapshots after repair: %d, damaged %v, %v", len(snaps), damaged, err)
+	}
+	got, _ := restoreTo(t, tr.open(t), snaps[0], restoreOptions())
+	want, _ := readTree(t, src)
+	restored, _ := readTree(t, got)
+	for rel, f := range restored {
+		w, ok := want[rel]
+		if !ok {
+			t.Errorf("restored a name the source does not have: %q", rel)
+		} else if !bytes.Equal(w.Content, f.Content) || w.Link != f.Link {
+			t.Errorf("%q: content differs", rel)
+		}
+	}
+	if lost := len(want) - len(restored); lost != len(rs.Dropped) || lost == 0 {
+		t.Errorf("%d files missing after the repair, %d listed as dropped", lost, len(rs.Dropped))
 	}
 }

@@ -2,7 +2,6 @@ package archive
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -317,7 +316,7 @@ func (m *mender) folder(ctx context.Context, id ID) (*folderFix, error) {
 	}
 	// As a backup stores it (backup.go storeFolder): the same messages
 	// in the same order give the same tree.
-	raw, err := json.Marshal(FolderTree{Version: 1, Messages: kept})
+	raw, err := encodeTree(FolderTree{Version: 1, Messages: kept})
 	if err != nil {
 		return nil, err
 	}
@@ -360,7 +359,7 @@ func (m *mender) filesTree(ctx context.Context, id ID) (*filesFix, error) {
 	if len(f.dropped) == 0 || !m.save {
 		return f, nil
 	}
-	raw, err := json.Marshal(FilesTree{Version: 1, Entries: kept})
+	raw, err := encodeTree(FilesTree{Version: 1, Entries: kept})
 	if err != nil {
 		return nil, err
 	}
