@@ -322,6 +322,12 @@ func TestCLIExitCodes(t *testing.T) {
 			bad := unreadableEntry(t, dir)
 			return e.args("backup", dir), []string{"warning: " + bad, "partial"}
 		}, exitPartial},
+		{"unknown command", func(t *testing.T, e *cliEnv) ([]string, []string) {
+			return e.args("nosuch"), []string{"unknown command", "--help"}
+		}, exitUsage},
+		{"missing argument", func(t *testing.T, e *cliEnv) ([]string, []string) {
+			return e.args("restore"), []string{"accepts 1 arg", "restore --help"}
+		}, exitUsage},
 		{"no repository", func(t *testing.T, e *cliEnv) ([]string, []string) {
 			return []string{"--repo", t.TempDir(), "--identity", e.identity, "snapshots"}, []string{"no repository"}
 		}, exitNoRepo},

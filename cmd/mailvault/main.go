@@ -67,6 +67,11 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if err == nil {
 		return exitOK
 	}
+	if strings.HasPrefix(err.Error(), "unknown command ") {
+		// cobra finds no subcommand of the root before any validator
+		// runs (argsAreUsage covers the rest).
+		err = fmt.Errorf("%w: %v (see mailvault --help)", errUsage, err)
+	}
 	code := exitCodeOf(err)
 	fmt.Fprintln(stderr, "mailvault:", err)
 	if asJSON && out.n == 0 {
@@ -235,7 +240,25 @@ The repository and secrets can also come from the environment:
 			hideRepositoryFlags(c)
 		}
 	}
+	argsAreUsage(root)
 	return root
+}
+
+// argsAreUsage makes a wrong number of arguments, or an unknown
+// subcommand, exit with exitUsage like a bad flag: cobra returns those
+// errors from each command's Args validator as plain errors.
+func argsAreUsage(c *cobra.Command) {
+	if validate := c.Args; validate != nil {
+		c.Args = func(cmd *cobra.Command, args []string) error {
+			if err := validate(cmd, args); err != nil {
+				return fmt.Errorf("%w: %v (see %s --help)", errUsage, err, cmd.CommandPath())
+			}
+			return nil
+		}
+	}
+	for _, sub := range c.Commands() {
+		argsAreUsage(sub)
+	}
 }
 
 // noRepository names the commands (with their subcommands) that never
