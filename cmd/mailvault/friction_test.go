@@ -96,7 +96,7 @@ func TestJSONErrors(t *testing.T) {
 		{"unknown flag", e.args("--json", "backup", "--no-such-flag", "x"), exitUsage},
 		{"--json after an unknown flag", e.args("backup", "--no-such-flag", "--json", "x"), exitUsage},
 		{"--json=true", e.args("--json=true", "ls", "nosuchsnapshot"), exitError},
-		{"unknown command", []string{"--json", "nosuch"}, exitError},
+		{"unknown command", []string{"--json", "nosuch"}, exitUsage},
 		{"server side", []string{"--json", "user", "add", "--data", data, "--password-stdin", "x@nowhere.test"}, exitUsage},
 		{"domain", []string{"domain", "add", "--data", data, "not a domain", "--json"}, exitError},
 	}
