@@ -123,6 +123,11 @@ type Store struct {
 	mu      sync.Mutex
 	folders map[string]*folderState // by folder directory
 
+	// validityMu serializes nextValidity's read and write of the
+	// accounts' uidvalidity files; taken under a folder's lock, it is a
+	// leaf.
+	validityMu sync.Mutex
+
 	watch watchers
 
 	copyBufs sync.Pool // *[]byte of 32 KiB, for CopyPooled
@@ -953,7 +958,8 @@ func (st *folderState) loadLocked(s *Store) error {
 // syncLocked rescans new/ and cur/ and reconciles the index with them.
 func (st *folderState) syncLocked(s *Store) error {
 	if st.idx == nil {
-		idx, err := openIndex(s.fs, filepath.Join(st.dir, indexName), s.now, s.log)
+		newValidity := func(old uint32) (uint32, error) { return s.nextValidity(st.dir, old) }
+		idx, err := openIndex(s.fs, filepath.Join(st.dir, indexName), newValidity, s.log)
 		if err != nil {
 			return err
 		}

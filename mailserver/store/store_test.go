@@ -486,3 +486,50 @@ func TestDeleteAndRenameFolders(t *testing.T) {
 		}
 	}
 }
+
+// A folder deleted and created again within one second gets a larger
+// UIDVALIDITY (RFC 3501 section 2.3.1.1), as does one whose index is
+// lost: the account's last value is kept in mailvault-uidvalidity.
+func TestUIDValidityGrowsWhenRecreatedInOneSecond(t *testing.T) {
+	ctx := t.Context()
+	dir := t.TempDir()
+	frozen := func() time.Time { return time.Unix(1_700_000_000, 0) }
+	s, err := Open(ctx, dir, Options{Hostname: "mx.test", Now: frozen})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var last uint32
+	for i := range 3 {
+		if err := s.CreateFolder(ctx, alice, "Box"); err != nil {
+			t.Fatal(err)
+		}
+		l, err := s.List(ctx, alice, "Box")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if l.UIDValidity <= last {
+			t.Fatalf("round %d: UIDVALIDITY %d after %d", i, l.UIDValidity, last)
+		}
+		last = l.UIDValidity
+		if err := s.DeleteFolder(ctx, alice, "Box"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Other folders of the account, and a store opened again, go on
+	// from there.
+	s2, err := Open(ctx, dir, Options{Hostname: "mx.test", Now: frozen})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s2.CreateFolder(ctx, alice, "Other"); err != nil {
+		t.Fatal(err)
+	}
+	l, err := s2.List(ctx, alice, "Other")
+	if err != nil || l.UIDValidity <= last {
+		t.Fatalf("another folder: %v, UIDVALIDITY %d after %d", err, l.UIDValidity, last)
+	}
+	b, err := os.ReadFile(filepath.Join(s.MaildirPath(alice), "mailvault-uidvalidity"))
+	if err != nil || strings.TrimSpace(string(b)) != fmt.Sprint(l.UIDValidity) {
+		t.Fatalf("mailvault-uidvalidity %q %v, want %d", b, err, l.UIDValidity)
+	}
+}

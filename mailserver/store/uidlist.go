@@ -12,7 +12,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"time"
 )
 
 // indexName is the per-folder UID index file (Dovecot's dovecot-uidlist
@@ -46,7 +45,10 @@ type uidIndex struct {
 	records  int
 }
 
-func openIndex(fsys fileSystem, path string, now func() time.Time, log *slog.Logger) (*uidIndex, error) {
+// openIndex opens (or creates) the index at path. newValidity gives the
+// UIDVALIDITY of an index that has to be created, from the old header's
+// value (0 if unreadable): see Store.nextValidity.
+func openIndex(fsys fileSystem, path string, newValidity func(old uint32) (uint32, error), log *slog.Logger) (*uidIndex, error) {
 	x := &uidIndex{path: path, log: log, byUID: map[uint32]string{}, byUnique: map[string]uint32{}}
 	data, err := os.ReadFile(path)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -57,11 +59,11 @@ func openIndex(fsys fileSystem, path string, now func() time.Time, log *slog.Log
 		if len(data) > 0 {
 			log.Warn("rebuilding unreadable uid index", "path", path)
 		}
-		// New UIDVALIDITY: the current time, and larger than the old one
-		// if the old header could be read.
-		v := uint32(now().Unix())
-		if x.validity >= v {
-			v = x.validity + 1
+		// New UIDVALIDITY: larger than the old one if the old header
+		// could be read, and than any the account's folders had.
+		v, err := newValidity(x.validity)
+		if err != nil {
+			return nil, err
 		}
 		x.validity, x.next = v, 1
 		x.byUID, x.byUnique = map[uint32]string{}, map[string]uint32{}
