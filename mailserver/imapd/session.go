@@ -734,10 +734,10 @@ func (s *session) transfer(numSet imap.NumSet, destName string, move bool) (*ima
 	if err != nil {
 		return nil, err
 	}
+	// MOVE into the selected mailbox itself is a COPY and an expunge of
+	// the originals too (RFC 6851 section 3.1): the messages get new UIDs
+	// (COPYUID) and the old ones are expunged (store.Store.Move).
 	m := s.sel.mbox
-	if move && dest == m.folder {
-		return nil, &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeCannot, Text: "Source and destination are the same mailbox"}
-	}
 	dl, err := s.srv.store.List(s.ctx(), s.acct, dest)
 	if errors.Is(err, store.ErrNoSuchFolder) {
 		return nil, &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeTryCreate, Text: "No such mailbox"}

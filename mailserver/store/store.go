@@ -612,7 +612,8 @@ func (s *Store) Expunge(ctx context.Context, a Account, folder string, uids []ui
 
 // Move moves a message to another folder of the same account by renaming
 // it (keeping its unique name and flags) and returns its UID there
-// (RFC 6851 MOVE with COPYUID).
+// (RFC 6851 MOVE with COPYUID). Moved within its own folder, the message
+// gets a new UID and the old one is expunged.
 func (s *Store) Move(ctx context.Context, a Account, from, to string, uid uint32) (uint32, error) {
 	return s.transfer(ctx, a, from, to, uid, true)
 }
@@ -640,7 +641,7 @@ func (s *Store) transfer(ctx context.Context, a Account, from, to string, uid ui
 		return 0, fmt.Errorf("%w: %s", ErrNoSuchFolder, to)
 	}
 	if srcDir == dstDir && move {
-		return uid, nil
+		return s.renumber(a, from, src, uid)
 	}
 	dst, err := s.folder(dstDir)
 	if err != nil {
@@ -711,6 +712,29 @@ func (s *Store) transfer(ctx context.Context, a Account, from, to string, uid ui
 	}
 	s.changed(a, to)
 	return newUIDs[0], nil
+}
+
+// renumber is MOVE into the folder the message is in. RFC 6851 section 3.1
+// defines MOVE as COPY followed by expunging the originals, done
+// atomically, and does not exclude the selected mailbox as target (Dovecot
+// allows it, imaptest's "move" test uses it): the message keeps its file,
+// flags and internal date and gets the next UID; the old one is expunged.
+func (s *Store) renumber(a Account, folder string, st *folderState, uid uint32) (uint32, error) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	_, unique, err := st.pathLocked(s, st.dir, uid)
+	if err != nil {
+		return 0, err
+	}
+	if err := st.idx.remove(s.fs, []uint32{uid}); err != nil {
+		return 0, err
+	}
+	defer s.changed(a, folder)
+	uids, err := st.idx.assign(s.fs, []string{unique})
+	if err != nil {
+		return 0, err
+	}
+	return uids[0], nil
 }
 
 func copyFile(fsys fileSystem, from, to, tmp string) error {
