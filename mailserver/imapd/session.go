@@ -501,15 +501,13 @@ func (s *session) Append(name string, r imap.LiteralReader, options *imap.Append
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return nil, fmt.Errorf("imapd: spool: %w", err)
 	}
-	d, err := s.srv.store.Append(s.ctx(), s.acct, folder, f, maildirFlags(options.Flags, &kw))
+	// INTERNALDATE is the file's modification time, set by the store
+	// before the file appears: setting it afterwards left the header
+	// cache, filled at delivery, with the time of the APPEND while the
+	// file (and so a COPY of it) had the date given (issue 10).
+	d, err := s.srv.store.AppendAt(s.ctx(), s.acct, folder, f, maildirFlags(options.Flags, &kw), options.Time)
 	if err != nil {
 		return nil, imapErr(err)
-	}
-	if !options.Time.IsZero() {
-		// INTERNALDATE is the file's modification time.
-		if err := os.Chtimes(d.Path, options.Time, options.Time); err != nil && !errors.Is(err, os.ErrNotExist) {
-			s.srv.log.Warn("append: set internal date", "err", err)
-		}
 	}
 	return &imap.AppendData{UID: imap.UID(d.UID), UIDValidity: d.UIDValidity}, nil
 }

@@ -291,17 +291,26 @@ func (s *Store) Deliver(ctx context.Context, a Account, folder string, r io.Read
 		return Delivery{}, err
 	}
 	defer s.gate.leave()
-	return s.deliver(ctx, a, folder, r, "", false)
+	return s.deliver(ctx, a, folder, r, "", false, time.Time{})
 }
 
 // Append stores a message like Deliver, with flags, directly in cur/, and
 // gives it the next UID (for IMAP APPEND and its APPENDUID, RFC 4315).
 func (s *Store) Append(ctx context.Context, a Account, folder string, r io.Reader, flags string) (Delivery, error) {
+	return s.AppendAt(ctx, a, folder, r, flags, time.Time{})
+}
+
+// AppendAt is Append with the message's internal date (IMAP APPEND's
+// date-time, RFC 3501 section 6.3.11); the zero time means now. The
+// internal date is the file's modification time, set before the file is
+// renamed into cur/, so that no reader (a FETCH, the header cache filled
+// at delivery, a COPY's hard link) ever sees another one.
+func (s *Store) AppendAt(ctx context.Context, a Account, folder string, r io.Reader, flags string, date time.Time) (Delivery, error) {
 	if err := s.gate.enter(ctx); err != nil {
 		return Delivery{}, err
 	}
 	defer s.gate.leave()
-	return s.deliver(ctx, a, folder, r, flags, true)
+	return s.deliver(ctx, a, folder, r, flags, true, date)
 }
 
 func (s *Store) newUnique(now time.Time) string {
@@ -328,7 +337,7 @@ func (s *Store) CopyPooled(dst io.Writer, src io.Reader) (int64, error) {
 	return io.CopyBuffer(struct{ io.Writer }{dst}, src, *bp)
 }
 
-func (s *Store) deliver(ctx context.Context, a Account, folder string, r io.Reader, flags string, assignUID bool) (Delivery, error) {
+func (s *Store) deliver(ctx context.Context, a Account, folder string, r io.Reader, flags string, assignUID bool, date time.Time) (Delivery, error) {
 	dir, err := s.folderDir(a, folder)
 	if err != nil {
 		return Delivery{}, err
@@ -363,6 +372,12 @@ func (s *Store) deliver(ctx context.Context, a Account, folder string, r io.Read
 	}
 	if maxBytes > 0 && n > maxBytes {
 		return Delivery{}, ErrMessageTooLarge
+	}
+	if !date.IsZero() {
+		// Before the fsync, which makes the time durable with the data.
+		if err := os.Chtimes(tmpPath, date, date); err != nil {
+			return Delivery{}, fmt.Errorf("store: set internal date: %w", err)
+		}
 	}
 	if err := s.fs.SyncFile(f); err != nil {
 		return Delivery{}, fmt.Errorf("store: fsync message: %w", err)
@@ -754,6 +769,15 @@ func copyFile(fsys fileSystem, from, to, tmp string) error {
 		out.Close()
 		os.Remove(tmp)
 		return fmt.Errorf("store: copy: %w", err)
+	}
+	// The copy keeps the internal date (RFC 3501 section 6.4.7), which is
+	// the modification time, as a hard link would.
+	if fi, err := in.Stat(); err == nil {
+		if err := os.Chtimes(tmp, fi.ModTime(), fi.ModTime()); err != nil {
+			out.Close()
+			os.Remove(tmp)
+			return fmt.Errorf("store: copy: %w", err)
+		}
 	}
 	if err := fsys.SyncFile(out); err != nil {
 		out.Close()

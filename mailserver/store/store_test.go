@@ -533,3 +533,59 @@ func TestUIDValidityGrowsWhenRecreatedInOneSecond(t *testing.T) {
 		t.Fatalf("mailvault-uidvalidity %q %v, want %d", b, err, l.UIDValidity)
 	}
 }
+
+// AppendAt's date is the file's modification time from the moment the
+// file appears, and Copy and Move keep it (RFC 3501 sections 6.3.11 and
+// 6.4.7), through the copy that is made when a hard link cannot be.
+func TestAppendAtDateKeptByCopyAndMove(t *testing.T) {
+	s := newStore(t)
+	ctx := t.Context()
+	for _, f := range []string{"Sent", "Trash"} {
+		if err := s.CreateFolder(ctx, alice, f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	date := time.Date(1996, 7, 17, 9, 44, 25, 0, time.UTC)
+	var seen []time.Time
+	s.WatchDeliveries(func(_ Account, d Delivery) {
+		if fi, err := os.Stat(d.Path); err == nil {
+			seen = append(seen, fi.ModTime())
+		}
+	})
+	d, err := s.AppendAt(ctx, alice, Inbox, strings.NewReader("Subject: x\r\n\r\nx\r\n"), "S", date)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(seen) != 1 || !seen[0].Equal(date) {
+		t.Fatalf("delivery watchers saw %v, want %v", seen, date)
+	}
+	if _, err := s.Copy(ctx, alice, Inbox, "Sent", d.UID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Move(ctx, alice, Inbox, "Trash", d.UID); err != nil {
+		t.Fatal(err)
+	}
+	// The copy without a hard link: a file in the way makes the link
+	// fail, and the copy replaces it.
+	l, _ := s.List(ctx, alice, "Trash")
+	cp := filepath.Join(t.TempDir(), "copy")
+	if err := os.WriteFile(cp, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := copyFile(s.fs, l.Messages[0].Path, cp, cp+".tmp"); err != nil {
+		t.Fatal(err)
+	}
+	paths := []string{cp}
+	for _, f := range []string{"Sent", "Trash"} {
+		l, err := s.List(ctx, alice, f)
+		if err != nil || len(l.Messages) != 1 {
+			t.Fatalf("%s: %v %+v", f, err, l)
+		}
+		paths = append(paths, l.Messages[0].Path)
+	}
+	for _, p := range paths {
+		if fi, err := os.Stat(p); err != nil || !fi.ModTime().Equal(date) {
+			t.Errorf("%s: %v %v, want %v", p, fi.ModTime(), err, date)
+		}
+	}
+}
