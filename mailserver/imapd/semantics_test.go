@@ -59,7 +59,9 @@ func TestMoveIntoSameMailbox(t *testing.T) {
 	mustHave(t, out, "* 1 EXPUNGE")
 	mustHave(t, out, "* 3 EXISTS")
 	out = c.ok("a5 UID FETCH 1:* (FLAGS)")
-	for _, want := range []string{"UID 3 FLAGS ()", `UID 4 FLAGS (\Flagged)`, "UID 5 FLAGS ()"} {
+	// All \Recent in c: it selected INBOX first, and the moved messages
+	// are new ones (RFC 3501 section 2.3.2).
+	for _, want := range []string{`UID 3 FLAGS (\Recent)`, `UID 4 FLAGS (\Flagged \Recent)`, `UID 5 FLAGS (\Recent)`} {
 		mustHave(t, out, want)
 	}
 	if has(out, "UID 1 ") || has(out, "UID 2 ") {
@@ -138,4 +140,147 @@ func TestInternalDateIsOneValue(t *testing.T) {
 			t.Errorf("%s: file time %v %v, want %v", f, fi.ModTime(), err, want)
 		}
 	}
+}
+
+// index returns the index of the first line containing sub, -1 if none.
+func index(lines []string, sub string) int {
+	for i, l := range lines {
+		if strings.Contains(l, sub) {
+			return i
+		}
+	}
+	return -1
+}
+
+// \Recent as IMAP4rev1 has it (RFC 3501 section 2.3.2) and Dovecot does
+// it: a message is \Recent in one session only, the first to SELECT the
+// mailbox after it came (EXAMINE shows it without claiming it), or the
+// one that has it selected when it comes; "* n RECENT" on SELECT, EXAMINE
+// and new mail (section 7.3.2), STATUS RECENT (section 6.3.10), SEARCH
+// RECENT, NEW and OLD (section 6.4.4) and FETCH FLAGS follow it, and a
+// claim outlives the sessions.
+func TestRecentAsDovecot(t *testing.T) {
+	e := newTestEnv(t, nil)
+	e.Deliver(t, alice, "", msg("one", "1"))
+	e.Deliver(t, alice, "", msg("two", "2"))
+	ex := e.login(t, "alice")
+	b := e.login(t, "alice")
+	c := e.login(t, "alice")
+	st := e.login(t, "alice")
+
+	mustHave(t, ex.ok("x1 EXAMINE INBOX"), "* 2 RECENT")
+	mustHave(t, st.ok("s1 STATUS INBOX (RECENT MESSAGES)"), "RECENT 2")
+	mustHave(t, b.ok("b1 SELECT INBOX"), "* 2 RECENT")
+	mustHave(t, c.ok("c1 SELECT INBOX"), "* 0 RECENT")
+	mustHave(t, st.ok("s2 STATUS INBOX (RECENT)"), "RECENT 0")
+	// The EXAMINE session keeps what it was shown.
+	mustHave(t, ex.ok("x2 FETCH 1 (FLAGS)"), `* 1 FETCH (FLAGS (\Recent))`)
+	mustHave(t, b.ok("b2 FETCH 2 (FLAGS)"), `* 2 FETCH (FLAGS (\Recent))`)
+	mustHave(t, c.ok("c2 FETCH 2 (FLAGS)"), `* 2 FETCH (FLAGS ())`)
+
+	// New mail: \Recent in b, which has had INBOX selected longest.
+	e.Deliver(t, alice, "", msg("three", "3"))
+	out := b.ok("b3 NOOP")
+	mustHave(t, out, "* 3 EXISTS")
+	mustHave(t, out, "* 3 RECENT")
+	if i, j := index(out, "EXISTS"), index(out, "RECENT"); i > j {
+		t.Fatalf("RECENT before EXISTS:\n%s", strings.Join(out, "\n"))
+	}
+	out = c.ok("c3 NOOP")
+	mustHave(t, out, "* 3 EXISTS")
+	if has(out, "RECENT") {
+		t.Fatalf("c was told of recent messages:\n%s", strings.Join(out, "\n"))
+	}
+	mustHave(t, ex.ok("x3 NOOP"), "* 3 EXISTS")
+
+	b.ok(`b4 STORE 1 +FLAGS.SILENT (\Seen)`)
+	for q, want := range map[string]string{
+		"b5 SEARCH RECENT":     "* SEARCH 1 2 3",
+		"b6 SEARCH NEW":        "* SEARCH 2 3",
+		"b7 SEARCH OLD":        "* SEARCH",
+		"b8 SEARCH NOT RECENT": "* SEARCH",
+	} {
+		if out := b.ok(q); out[0] != want {
+			t.Errorf("%s: %q, want %q", q, out[0], want)
+		}
+	}
+	for q, want := range map[string]string{
+		"c4 SEARCH RECENT": "* SEARCH",
+		"c5 SEARCH OLD":    "* SEARCH 1 2 3",
+		"c6 SEARCH NEW":    "* SEARCH",
+	} {
+		if out := c.ok(q); out[0] != want {
+			t.Errorf("%s: %q, want %q", q, out[0], want)
+		}
+	}
+	// A message c APPENDs to the mailbox it has selected is \Recent in c,
+	// which finds it (RFC 3501 section 6.3.11).
+	m := msg("four", "4")
+	c.Send(`c7 APPEND INBOX {` + strconv.Itoa(len(m)) + `}`)
+	c.Script(`S: +`)
+	c.Send(m)
+	out = c.ReadUntil(servertest.HasPrefix("c7 "))
+	out = append(out, c.ok("c8 NOOP")...)
+	mustHave(t, out, "* 4 EXISTS")
+	mustHave(t, out, "* 1 RECENT")
+	mustHave(t, c.ok("c9 UID FETCH 4 (FLAGS)"), `FLAGS (\Recent)`)
+	out = b.ok("b9 NOOP")
+	mustHave(t, out, "* 4 EXISTS")
+	if has(out, "RECENT") {
+		t.Fatalf("b was told of c's recent message:\n%s", strings.Join(out, "\n"))
+	}
+	// A COPY is \Recent in the mailbox it goes to (RFC 3501 section
+	// 6.4.7), for the first session to select it.
+	b.ok("b10 COPY 1:2 Archive")
+	mustHave(t, st.ok("s3 STATUS Archive (RECENT)"), "RECENT 2")
+	mustHave(t, st.ok("s4 SELECT Archive"), "* 2 RECENT")
+	mustHave(t, st.ok("s5 FETCH 1:2 (FLAGS)"), `* 1 FETCH (FLAGS (\Seen \Recent))`)
+
+	// The claims outlive the sessions: a new one finds nothing recent.
+	for _, cl := range []*client{ex, b, c, st} {
+		cl.ok("z1 LOGOUT")
+	}
+	n := e.login(t, "alice")
+	mustHave(t, n.ok("n1 SELECT INBOX"), "* 0 RECENT")
+	mustHave(t, n.ok("n2 SELECT Archive"), "* 0 RECENT")
+}
+
+// A new keyword is announced with FLAGS and PERMANENTFLAGS (RFC 3501
+// sections 7.2.6 and 7.1) before any FETCH shows it: in the session that
+// STOREd it, in another that FETCHes, and in one that IDLEs.
+func TestNewKeywordFlagsBeforeFetch(t *testing.T) {
+	e := newTestEnv(t, nil)
+	e.Deliver(t, alice, "", msg("one", "1"))
+	a := e.login(t, "alice")
+	b := e.login(t, "alice")
+	a.ok("a1 SELECT INBOX")
+	b.ok("b1 SELECT INBOX")
+
+	before := func(lines []string, first, then string) {
+		t.Helper()
+		i, j := index(lines, first), index(lines, then)
+		if i < 0 || j < 0 || i > j {
+			t.Fatalf("want %q before %q in:\n%s", first, then, strings.Join(lines, "\n"))
+		}
+	}
+	out := a.ok("a2 STORE 1 +FLAGS (Alpha)")
+	before(out, `* FLAGS (`+systemFlagList+` Alpha)`, "FETCH")
+	before(out, `* OK [PERMANENTFLAGS (`+systemFlagList+` Alpha \*)]`, "FETCH")
+	out = b.ok("b2 FETCH 1 (FLAGS)")
+	before(out, `* FLAGS (`+systemFlagList+` Alpha)`, "* 1 FETCH (FLAGS (Alpha))")
+	before(out, `* OK [PERMANENTFLAGS (`+systemFlagList+` Alpha \*)]`, "* 1 FETCH (FLAGS (Alpha))")
+	if strings.Count(strings.Join(b.ok("b3 NOOP"), "\n"), "* FLAGS") != 0 {
+		t.Fatal("FLAGS told twice")
+	}
+
+	b.Script(`
+		C: b4 IDLE
+		S: + idling`)
+	a.ok("a3 STORE 1 +FLAGS (Beta)")
+	b.Script(`
+		S: * FLAGS (` + systemFlagList + ` Alpha Beta)
+		S: * OK [PERMANENTFLAGS (` + systemFlagList + ` Alpha Beta \*)]
+		S: * 1 FETCH (UID 1 FLAGS (Alpha Beta))`)
+	b.Send("DONE")
+	b.Script(`S: b4 OK`)
 }

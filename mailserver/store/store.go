@@ -455,7 +455,9 @@ type Message struct {
 	// Flags are the Maildir flags (D draft, F flagged, P passed, R replied,
 	// S seen, T trashed, and keywords a–z, see Listing.Keywords), sorted.
 	Flags string
-	// Recent is true while the message is still in new/.
+	// Recent is true while the message is still in new/ (Maildir's
+	// "not yet seen by a mail reader"). IMAP's \Recent is
+	// Listing.FirstRecent.
 	Recent bool
 	Size   int64
 	// Path is the file's current absolute path; it changes with flags.
@@ -469,6 +471,10 @@ type Listing struct {
 	Messages    []Message // ascending UID
 	// Keywords names the keyword letters (a–z) in the messages' Flags.
 	Keywords Keywords
+	// FirstRecent: messages with this UID or a higher one are \Recent
+	// (RFC 3501 section 2.3.2), not yet claimed by an IMAP session (see
+	// ClaimRecent).
+	FirstRecent uint32
 }
 
 // List synchronises the folder's UID index with its directory and returns
@@ -502,7 +508,7 @@ func (s *Store) List(ctx context.Context, a Account, folder string) (*Listing, e
 	if err != nil {
 		return nil, err
 	}
-	l := &Listing{UIDValidity: st.idx.validity, UIDNext: st.idx.next, Keywords: kw}
+	l := &Listing{UIDValidity: st.idx.validity, UIDNext: st.idx.next, Keywords: kw, FirstRecent: max(st.idx.firstRecent, 1)}
 	for _, uid := range st.idx.sortedUIDs() {
 		unique := st.idx.byUID[uid]
 		name := st.files[unique]
@@ -520,6 +526,28 @@ func (s *Store) List(ctx context.Context, a Account, folder string) (*Listing, e
 		l.Messages = append(l.Messages, m)
 	}
 	return l, nil
+}
+
+// ClaimRecent records that the folder's messages with UIDs below next are
+// no longer \Recent: an IMAP session that SELECTed the folder (not one
+// that EXAMINEd it) has claimed them (RFC 3501 section 2.3.2: a message is
+// \Recent in one session only, the first to be notified of it). Like
+// Dovecot's first_recent_uid it only grows, and outlives the server.
+func (s *Store) ClaimRecent(ctx context.Context, a Account, folder string, next uint32) error {
+	if err := s.gate.enter(ctx); err != nil {
+		return err
+	}
+	defer s.gate.leave()
+	_, st, err := s.folderFor(a, folder)
+	if err != nil {
+		return err
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if err := st.loadLocked(s); err != nil {
+		return err
+	}
+	return st.idx.claimRecent(s.fs, min(next, st.idx.next))
 }
 
 // OpenMessage opens a message for reading by UID.

@@ -589,3 +589,61 @@ func TestAppendAtDateKeptByCopyAndMove(t *testing.T) {
 		}
 	}
 }
+
+// ClaimRecent moves the folder's first \Recent UID (RFC 3501 section
+// 2.3.2) up only, and the index keeps it across a reopen and a rewrite.
+func TestClaimRecentPersists(t *testing.T) {
+	ctx := t.Context()
+	dir := t.TempDir()
+	s, err := Open(ctx, dir, Options{Hostname: "mx.test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if _, err := s.Deliver(ctx, alice, Inbox, strings.NewReader(fmt.Sprint("m", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	first := func(s *Store) uint32 {
+		t.Helper()
+		l, err := s.List(ctx, alice, Inbox)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l.FirstRecent
+	}
+	if got := first(s); got != 1 {
+		t.Fatalf("FirstRecent of a new folder %d, want 1", got)
+	}
+	if err := s.ClaimRecent(ctx, alice, Inbox, 3); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ClaimRecent(ctx, alice, Inbox, 2); err != nil {
+		t.Fatal(err)
+	}
+	if got := first(s); got != 3 {
+		t.Fatalf("FirstRecent %d, want 3", got)
+	}
+	// Beyond UIDNEXT is capped: a message that has no UID yet is new.
+	if err := s.ClaimRecent(ctx, alice, Inbox, 100); err != nil {
+		t.Fatal(err)
+	}
+	if got := first(s); got != 4 {
+		t.Fatalf("FirstRecent %d, want 4 (UIDNEXT)", got)
+	}
+	s2, _ := Open(ctx, dir, Options{Hostname: "mx.test"})
+	if got := first(s2); got != 4 {
+		t.Fatalf("reopened: FirstRecent %d, want 4", got)
+	}
+	st, _ := s2.folder(s2.MaildirPath(alice))
+	st.mu.Lock()
+	err = st.idx.rewrite(s2.fs)
+	st.mu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s3, _ := Open(ctx, dir, Options{Hostname: "mx.test"})
+	if got := first(s3); got != 4 {
+		t.Fatalf("rewritten: FirstRecent %d, want 4", got)
+	}
+}
