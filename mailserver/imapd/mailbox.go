@@ -255,7 +255,6 @@ func (m *mailbox) refreshLocked(ctx context.Context) error {
 	}
 	m.firstRecent = max(m.firstRecent, l.FirstRecent)
 	if len(m.msgs) > prev {
-		m.uidNext = l.UIDNext
 		m.queueExistsLocked(prev)
 	}
 	if len(m.msgs) != len(l.Messages) {

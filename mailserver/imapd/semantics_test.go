@@ -178,7 +178,7 @@ func TestRecentAsDovecot(t *testing.T) {
 	mustHave(t, b.ok("b2 FETCH 2 (FLAGS)"), `* 2 FETCH (FLAGS (\Recent))`)
 	mustHave(t, c.ok("c2 FETCH 2 (FLAGS)"), `* 2 FETCH (FLAGS ())`)
 
-	// New mail: \Recent in b, which has had INBOX selected longest.
+	// New mail: \Recent in b, the first session told of it.
 	e.Deliver(t, alice, "", msg("three", "3"))
 	out := b.ok("b3 NOOP")
 	mustHave(t, out, "* 3 EXISTS")

@@ -548,10 +548,18 @@ func (s *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
 		<-stop
 		return nil
 	}
+	m := sel.mbox
+	// New messages are \Recent in the session that is told of them
+	// first (claimLocked).
+	claim := func() {
+		m.mu.Lock()
+		m.claimLocked(sel.view)
+		m.mu.Unlock()
+	}
+	claim()
 	if err := s.flush(sel.view, w, true); err != nil {
 		return err
 	}
-	m := sel.mbox
 	done := make(chan struct{})
 	defer close(done)
 	go func() {
@@ -573,11 +581,7 @@ func (s *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
 		case <-stop:
 			return nil
 		case <-sel.view.wake:
-			// New messages are \Recent in the session that is told of
-			// them first (claimLocked).
-			m.mu.Lock()
-			m.claimLocked(sel.view)
-			m.mu.Unlock()
+			claim()
 			if err := s.flush(sel.view, w, true); err != nil {
 				return err
 			}
@@ -595,9 +599,9 @@ type target struct {
 }
 
 // resolveLocked turns a sequence or UID set into messages, as the client
-// numbers them (view.seqNum). Messages the
-// client has not been told about yet are left out. "*" is the highest
-// number the client knows (RFC 9051 section 9, seq-number).
+// numbers them (view.seqNum). Messages the client has not been told about
+// yet are left out. "*" is the highest number the client knows (RFC 9051
+// section 9, seq-number).
 func (s *session) resolveLocked(numSet imap.NumSet) []target {
 	m := s.sel.mbox
 	seqs := make([]uint32, len(m.msgs))
