@@ -119,10 +119,12 @@ func TestPythonImaplib(t *testing.T) {
 	for _, want := range []string{
 		"cleartext-caps True True", "cleartext-login refused", "starttls-login OK",
 		"select OK 2", "unseen 1 2", "search-subject 2", "peek Subject: first",
-		"fetch-body True", `store 1 (FLAGS (\Flagged))`, "append OK [APPENDUID ",
+		// The messages are \Recent in the first session to select INBOX,
+		// the APPENDed one too (RFC 3501 sections 2.3.2 and 6.3.11).
+		"fetch-body True", `store 1 (FLAGS (\Flagged \Recent))`, "append OK [APPENDUID ",
 		"copy OK [COPYUID ", "move OK",
 		"expunge [b'2', b'1']", // imaplib keeps MOVE's EXPUNGE with EXPUNGE's
-		`left ['1 (UID 3 FLAGS (\\Seen))']`,
+		`left ['1 (UID 3 FLAGS (\\Seen \\Recent))']`,
 		"idle-cont + idling", "idle-push * 2 EXISTS", "idle-done OK",
 		"lockout ['AUTHENTICATIONFAILED', 'AUTHENTICATIONFAILED', 'AUTHENTICATIONFAILED', 'UNAVAILABLE']",
 	} {

@@ -51,7 +51,8 @@ func TestPythonImaplibKeywords(t *testing.T) {
 	}
 	for _, want := range []string{
 		`permanentflags [PERMANENTFLAGS (\Answered \Deleted \Draft \Flagged \Seen $Forwarded \*)]`,
-		"store OK 1 (FLAGS ($Forwarded $Junk Project-Alpha))",
+		// \Recent in the first session to select INBOX (RFC 3501 2.3.2).
+		`store OK 1 (FLAGS ($Forwarded $Junk Project-Alpha \Recent))`,
 		`flags (\Answered \Deleted \Draft \Flagged \Seen $Forwarded $Junk Project-Alpha)`,
 		`fetch ['1 (FLAGS ($Forwarded $Junk Project-Alpha))', '2 (FLAGS (Project-Alpha))']`,
 		"search-keyword 1 2",

@@ -42,7 +42,7 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 				continue
 			}
 			nf := applyStore(t.msg.flags, imap.StoreFlagsAdd, []imap.Flag{imap.FlagSeen}, &kw)
-			if err := m.setFlagsLocked(s.ctx(), t.idx, nf, s.sel.tracker); err != nil {
+			if err := m.setFlagsLocked(s.ctx(), t.idx, nf, s.sel.view); err != nil {
 				if errors.Is(err, store.ErrNoSuchMessage) {
 					continue
 				}
@@ -53,6 +53,9 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 		}
 	}
 	m.mu.Unlock()
+	if err := s.announce(s.sel.view, &kw); err != nil { // new keywords: FLAGS first
+		return err
+	}
 	plan := planFetch(options)
 	s.out.begin()
 	for _, t := range targets {
@@ -150,7 +153,7 @@ func (s *session) fetchOne(w *imapserver.FetchWriter, m *mailbox, t target, kw *
 		rw.WriteUID(imap.UID(t.msg.uid))
 	}
 	if options.Flags || t.flagsC {
-		rw.WriteFlags(imapFlags(t.msg.flags, kw))
+		rw.WriteFlags(t.flags(kw))
 	}
 	if options.InternalDate {
 		rw.WriteInternalDate(modTime)

@@ -149,7 +149,9 @@ func TestSelectFetchStoreSearchCopyMoveExpunge(t *testing.T) {
 	mustHave(t, sel, "a1 OK [READ-WRITE]")
 
 	out := c.ok("a2 FETCH 1:* (UID FLAGS RFC822.SIZE INTERNALDATE ENVELOPE)")
-	mustHave(t, out, "* 1 FETCH (UID 1 FLAGS () INTERNALDATE ", "RFC822.SIZE ", `"first"`, `"Carol" NIL "carol" "remote.test"`)
+	// The messages are \Recent in this session, the first to select the
+	// mailbox since they came (RFC 3501 section 2.3.2).
+	mustHave(t, out, "* 1 FETCH (UID 1 FLAGS (\\Recent) INTERNALDATE ", "RFC822.SIZE ", `"first"`, `"Carol" NIL "carol" "remote.test"`)
 	out = c.ok("a3 FETCH 2 BODYSTRUCTURE")
 	mustHave(t, out, `BODYSTRUCTURE ("text" "plain"`)
 	// BODY.PEEK does not set \Seen; BODY[] does and reports it.
@@ -168,7 +170,7 @@ func TestSelectFetchStoreSearchCopyMoveExpunge(t *testing.T) {
 	// folder's FLAGS.
 	out = c.ok("a7 STORE 2 +FLAGS (\\Flagged $Forwarded $Custom)")
 	mustHave(t, out, "* FLAGS (\\Answered \\Deleted \\Draft \\Flagged \\Seen $Forwarded $Custom)")
-	mustHave(t, out, "* 2 FETCH (FLAGS (\\Flagged $Forwarded $Custom))")
+	mustHave(t, out, "* 2 FETCH (FLAGS (\\Flagged $Forwarded $Custom \\Recent))")
 	c.ok("a8 UID STORE 3 +FLAGS.SILENT (\\Answered)")
 	l, err := e.Store.List(t.Context(), alice, store.Inbox)
 	if err != nil {
@@ -334,7 +336,8 @@ func TestTwoSessionsAndIdle(t *testing.T) {
 
 	b.ok(`b2 STORE 1 +FLAGS (\Flagged)`)
 	out := a.ok("a2 NOOP")
-	mustHave(t, out, "* 1 FETCH (UID 1 FLAGS (\\Flagged))")
+	// \Recent in a, which selected INBOX first (RFC 3501 section 2.3.2).
+	mustHave(t, out, "* 1 FETCH (UID 1 FLAGS (\\Flagged \\Recent))")
 
 	b.ok(`b3 STORE 1 +FLAGS.SILENT (\Deleted)`)
 	out = b.ok("b4 EXPUNGE")
@@ -354,16 +357,22 @@ func TestTwoSessionsAndIdle(t *testing.T) {
 		C: a5 IDLE
 		S: + idling`)
 	e.Deliver(t, alice, "", msg("three", "3"))
-	a.Script(`S: * 2 EXISTS`)
+	// The new message is \Recent in a, the first to select INBOX (RFC
+	// 3501 section 7.3.2: RECENT comes when the mailbox's size changes).
+	a.Script(`
+		S: * 2 EXISTS
+		S: * 2 RECENT`)
 	// b's MOVE out of INBOX shows as EXPUNGE in a's IDLE.
 	out = b.ok("b5 UID MOVE 2 Archive")
 	mustHave(t, out, "* 1 EXPUNGE")
 	mustHave(t, out, "* 2 EXISTS") // b's view caught up with the delivery
-	a.Script(`S: * 1 EXPUNGE`)
+	a.Script(`
+		S: * 1 EXPUNGE
+		S: * 1 RECENT`)
 	a.Send("DONE")
 	a.Script(`S: a5 OK`)
 	out = a.ok("a6 FETCH 1 (UID FLAGS)")
-	mustHave(t, out, "* 1 FETCH (UID 3 FLAGS ())")
+	mustHave(t, out, "* 1 FETCH (UID 3 FLAGS (\\Recent))")
 }
 
 func TestConnectionLimitPerIP(t *testing.T) {

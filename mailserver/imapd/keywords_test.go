@@ -26,10 +26,12 @@ func TestKeywordsStoreFetchSearch(t *testing.T) {
 	mustHave(t, sel, `* FLAGS (`+systemFlagList+`)`)
 	b.ok("b1 SELECT INBOX")
 
+	// a selected INBOX first: the messages are \Recent there (RFC 3501
+	// section 2.3.2).
 	out := a.ok("a2 STORE 1,2 +FLAGS ($Junk Project-X)")
 	mustHave(t, out, `* FLAGS (`+systemFlagList+` $Junk Project-X)`)
-	mustHave(t, out, `* 1 FETCH (FLAGS ($Junk Project-X))`)
-	mustHave(t, out, `* 2 FETCH (FLAGS ($Junk Project-X))`)
+	mustHave(t, out, `* 1 FETCH (FLAGS ($Junk Project-X \Recent))`)
+	mustHave(t, out, `* 2 FETCH (FLAGS ($Junk Project-X \Recent))`)
 	// The other session hears of the new FLAGS and the changed messages.
 	out = b.ok("b2 NOOP")
 	mustHave(t, out, `* FLAGS (`+systemFlagList+` $Junk Project-X)`)
@@ -40,8 +42,8 @@ func TestKeywordsStoreFetchSearch(t *testing.T) {
 	out = b.ok(`b4 STORE 3 FLAGS (\Seen $JUNK)`)
 	mustHave(t, out, `* 3 FETCH (FLAGS (\Seen $Junk))`)
 	out = a.ok("a3 FETCH 1:3 (FLAGS)")
-	mustHave(t, out, `* 2 FETCH (FLAGS ($Junk))`)
-	mustHave(t, out, `* 3 FETCH (FLAGS (\Seen $Junk))`)
+	mustHave(t, out, `* 2 FETCH (FLAGS ($Junk \Recent))`)
+	mustHave(t, out, `* 3 FETCH (FLAGS (\Seen $Junk \Recent))`)
 	// FLAGS replaces keywords too.
 	a.ok(`a4 STORE 3 FLAGS (\Seen)`)
 	for q, want := range map[string]string{
@@ -94,7 +96,7 @@ func TestKeywordsAppendAndCopy(t *testing.T) {
 	c.Expect("a1 OK [APPENDUID ")
 	sel := c.ok("a2 SELECT Archive")
 	mustHave(t, sel, `* FLAGS (`+systemFlagList+` $NotJunk Travel)`)
-	mustHave(t, c.ok("a3 FETCH 1 (FLAGS)"), `* 1 FETCH (FLAGS (\Seen $NotJunk Travel))`)
+	mustHave(t, c.ok("a3 FETCH 1 (FLAGS)"), `* 1 FETCH (FLAGS (\Seen $NotJunk Travel \Recent))`)
 	c.ok("a4 SELECT INBOX")
 	e.Deliver(t, alice, "", msg("to copy", "x"))
 	c.ok("a5 NOOP")
@@ -102,7 +104,7 @@ func TestKeywordsAppendAndCopy(t *testing.T) {
 	c.ok("a7 COPY 1 Archive")
 	c.ok("a8 SELECT Archive")
 	out := c.ok("a9 FETCH 2 (FLAGS)")
-	mustHave(t, out, `* 2 FETCH (FLAGS (Travel Urgent))`)
+	mustHave(t, out, `* 2 FETCH (FLAGS (Travel Urgent \Recent))`) // a copy is new (RFC 3501 section 6.4.7)
 	kw, _ := os.ReadFile(filepath.Join(e.Store.MaildirPath(alice), ".Archive", "dovecot-keywords"))
 	if string(kw) != "0 $NotJunk\n1 Travel\n2 Urgent\n" {
 		t.Fatalf("Archive's dovecot-keywords %q", kw)
@@ -129,7 +131,7 @@ func TestKeywordLimit(t *testing.T) {
 		C: x
 		S: a4 NO [LIMIT]`)
 	out := c.ok("a5 FETCH 1 (FLAGS)")
-	mustHave(t, out, "k25))")
+	mustHave(t, out, `k25 \Recent))`)
 	if has(out, "one-too-many") {
 		t.Fatalf("refused keyword stored: %q", out)
 	}

@@ -11,16 +11,15 @@ import (
 	"time"
 
 	"github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapserver"
 
 	"github.com/mailvault/mailvault/mailserver/store"
 )
 
 // mailbox is the shared in-memory view of one selected folder: the
 // messages in UID order (sequence number = index+1, RFC 9051 section
-// 2.3.1.2) and the tracker through which every session that selected it
-// learns of changes. Every change to msgs is queued on tracker under mu, so
-// the tracker's message count always equals len(msgs).
+// 2.3.1.2) and the views (views.go) through which every session that
+// selected it learns of changes. Every change to msgs is queued on the
+// views under mu.
 type mailbox struct {
 	srv    *Server
 	key    string
@@ -29,11 +28,14 @@ type mailbox struct {
 	refs   int    // sessions holding it; guarded by srv.mu
 
 	mu       sync.Mutex
-	tracker  *imapserver.MailboxTracker
+	views    []*view // of the sessions that selected it, oldest first
 	validity uint32
 	uidNext  uint32
 	msgs     []msgInfo
 	kw       store.Keywords // names the keyword letters in msgs' flags
+	// firstRecent: messages with this UID or higher are \Recent and not
+	// claimed by a session yet (store.Store.ClaimRecent).
+	firstRecent uint32
 	// gone is set (under mu) when the folder disappeared or its
 	// UIDVALIDITY changed: its sessions are told BYE (RFC 9051 section
 	// 2.3.1.1 forbids reusing UIDs within a UIDVALIDITY). Atomic so that
@@ -80,7 +82,6 @@ type msgInfo struct {
 	unique string // Maildir unique name: the file's identity for the metadata cache
 	flags  string // Maildir flags
 	size   int64
-	recent bool
 }
 
 func mailboxKey(a store.Account, folder string) string { return a.String() + "\x00" + folder }
@@ -98,6 +99,8 @@ func mailboxKey(a store.Account, folder string) string { return a.String() + "\x
 // Server.mu and metaCache.mu are leaves: nothing else is locked, and the
 // store is not called, while one is held. The store's callbacks
 // (folderChanged, warmMeta) run under its locks and take only leaves.
+// A view's mu (views.go) is a leaf too, taken under mailbox.mu to queue
+// updates and alone to write them.
 func (s *Server) acquire(ctx context.Context, a store.Account, folder string) (*mailbox, error) {
 	key := mailboxKey(a, folder)
 	if m := s.shared(key); m != nil {
@@ -110,11 +113,10 @@ func (s *Server) acquire(ctx context.Context, a store.Account, folder string) (*
 		return nil, err
 	}
 	m := &mailbox{srv: s, key: key, acct: a, folder: folder, refs: 1,
-		validity: l.UIDValidity, uidNext: l.UIDNext, kw: l.Keywords, dir: listingDir(l)}
+		validity: l.UIDValidity, uidNext: l.UIDNext, kw: l.Keywords, dir: listingDir(l), firstRecent: l.FirstRecent}
 	for _, lm := range l.Messages {
-		m.msgs = append(m.msgs, msgInfo{uid: lm.UID, unique: lm.Unique, flags: lm.Flags, size: lm.Size, recent: lm.Recent})
+		m.msgs = append(m.msgs, msgInfo{uid: lm.UID, unique: lm.Unique, flags: lm.Flags, size: lm.Size})
 	}
-	m.tracker = imapserver.NewMailboxTracker(uint32(len(m.msgs)))
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if cur := s.mailboxes[key]; cur != nil && !cur.gone.Load() {
@@ -181,10 +183,10 @@ func (m *mailbox) scheduleRefresh() {
 
 // refreshLocked reconciles the view with the store (which may have been
 // changed by SMTP delivery, POP3, another process or another session) and
-// queues the differences on the tracker: FLAGS when keywords were added,
+// queues the differences on the views: FLAGS when keywords were added,
 // EXPUNGE for messages that went (highest sequence number first, so the
-// others' numbers stay valid), FETCH FLAGS for changed flags, EXISTS for
-// new messages.
+// others' numbers stay valid), FETCH FLAGS for changed flags, EXISTS (and
+// so RECENT, see claimLocked) for new messages.
 //
 // Every command polls (RFC 9051 section 5.2), and a listing reads both
 // directories and parses every name: for 10,000 messages a third of the
@@ -230,7 +232,7 @@ func (m *mailbox) refreshLocked(ctx context.Context) error {
 	}
 	for i := len(m.msgs) - 1; i >= 0; i-- {
 		if _, ok := now[m.msgs[i].uid]; !ok {
-			m.tracker.QueueExpunge(uint32(i + 1))
+			m.queueExpungeLocked(i)
 			m.msgs = append(m.msgs[:i], m.msgs[i+1:]...)
 		}
 	}
@@ -240,21 +242,20 @@ func (m *mailbox) refreshLocked(ctx context.Context) error {
 		lm := now[mi.uid]
 		if lm.Flags != mi.flags {
 			mi.flags = lm.Flags
-			m.tracker.QueueMessageFlags(uint32(i+1), imap.UID(mi.uid), imapFlags(mi.flags, &m.kw), nil)
+			m.queueFlagsLocked(i, nil)
 		}
-		mi.recent = lm.Recent
 		last = mi.uid
 	}
-	added := false
+	prev := len(m.msgs)
 	for _, lm := range l.Messages {
 		if lm.UID <= last {
 			continue
 		}
-		m.msgs = append(m.msgs, msgInfo{uid: lm.UID, unique: lm.Unique, flags: lm.Flags, size: lm.Size, recent: lm.Recent})
-		added = true
+		m.msgs = append(m.msgs, msgInfo{uid: lm.UID, unique: lm.Unique, flags: lm.Flags, size: lm.Size})
 	}
-	if added {
-		m.tracker.QueueNumMessages(uint32(len(m.msgs)))
+	m.firstRecent = max(m.firstRecent, l.FirstRecent)
+	if len(m.msgs) > prev {
+		m.queueExistsLocked(prev)
 	}
 	if len(m.msgs) != len(l.Messages) {
 		// A UID below the highest known one appeared: the index was
@@ -291,7 +292,7 @@ func sameTimes(a, b [3]time.Time) bool {
 
 // setFlagsLocked changes one message's flags in the store and in the view
 // and tells the other sessions (source is the session that did it).
-func (m *mailbox) setFlagsLocked(ctx context.Context, i int, flags string, source *imapserver.SessionTracker) error {
+func (m *mailbox) setFlagsLocked(ctx context.Context, i int, flags string, source *view) error {
 	mi := &m.msgs[i]
 	if flags == mi.flags {
 		return nil
@@ -300,8 +301,7 @@ func (m *mailbox) setFlagsLocked(ctx context.Context, i int, flags string, sourc
 		return err
 	}
 	mi.flags = flags
-	mi.recent = false
-	m.tracker.QueueMessageFlags(uint32(i+1), imap.UID(mi.uid), imapFlags(flags, &m.kw), source)
+	m.queueFlagsLocked(i, source)
 	return nil
 }
 
@@ -312,7 +312,7 @@ func (m *mailbox) setKeywordsLocked(kw store.Keywords) {
 		return
 	}
 	m.kw = kw
-	m.tracker.QueueMailboxFlags(mailboxFlags(&m.kw))
+	m.queueKeywordsLocked()
 }
 
 // addKeywordsLocked gives the folder letters for the keywords among flags

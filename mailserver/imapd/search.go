@@ -155,12 +155,12 @@ func (sm *searchMsg) match(c *imap.SearchCriteria) bool {
 		}
 	}
 	for _, f := range c.Flag {
-		if !hasIMAPFlag(t.msg.flags, f, sm.kw) {
+		if !hasTargetFlag(&t, f, sm.kw) {
 			return false
 		}
 	}
 	for _, f := range c.NotFlag {
-		if hasIMAPFlag(t.msg.flags, f, sm.kw) {
+		if hasTargetFlag(&t, f, sm.kw) {
 			return false
 		}
 	}

@@ -13,9 +13,10 @@
 //   - flags live in the Maildir file names, keywords (RFC 9051 section
 //     2.3.2) too, as Dovecot's letters a–z named per folder (see store); a
 //     folder holds 26, and a 27th is refused with NO [LIMIT];
-//   - sessions that select the same folder share one view of it
-//     (imapserver.MailboxTracker), so that each sees the others' changes as
-//     EXISTS, EXPUNGE, FETCH and FLAGS updates.
+//   - sessions that select the same folder share one view of it, and each
+//     its own queue of the others' changes (views.go): EXISTS, EXPUNGE,
+//     FETCH, FLAGS and PERMANENTFLAGS, and IMAP4rev1's \Recent and RECENT
+//     (RFC 3501 section 2.3.2), one session's per message, as Dovecot has it.
 //
 // Command lines and literals are bounded (imapserver: 50 KiB per command,
 // 4 KiB literals except APPEND, whose literal is bounded by the maximum

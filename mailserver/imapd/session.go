@@ -60,7 +60,7 @@ type session struct {
 // selection is the selected folder of a session (RFC 9051 section 3.3).
 type selection struct {
 	mbox     *mailbox
-	tracker  *imapserver.SessionTracker
+	view     *view
 	readOnly bool
 }
 
@@ -196,12 +196,16 @@ func (s *session) Select(name string, options *imap.SelectOptions) (*imap.Select
 		}
 		return nil, imapErr(err)
 	}
+	// The view claims the \Recent messages, unless EXAMINE (RFC 3501
+	// sections 2.3.2, 6.3.1 and 6.3.2).
+	v := m.newViewLocked(options.ReadOnly)
 	s.mu.Lock()
-	s.sel = &selection{mbox: m, tracker: m.tracker.NewSession(), readOnly: options.ReadOnly}
+	s.sel = &selection{mbox: m, view: v, readOnly: options.ReadOnly}
 	s.mu.Unlock()
 	data := &imap.SelectData{
 		Flags:       mailboxFlags(&m.kw),
 		NumMessages: uint32(len(m.msgs)),
+		NumRecent:   uint32(len(v.recent)), // "* n RECENT", RFC 3501 section 7.3.2
 		UIDNext:     imap.UID(m.uidNext),
 		UIDValidity: m.validity,
 	}
@@ -209,9 +213,6 @@ func (s *session) Select(name string, options *imap.SelectOptions) (*imap.Select
 		data.PermanentFlags = permanentFlags(&m.kw)
 	}
 	for i, mi := range m.msgs {
-		if mi.recent {
-			data.NumRecent++
-		}
 		if data.FirstUnseenSeqNum == 0 && !hasFlag(mi.flags, 'S') {
 			data.FirstUnseenSeqNum = uint32(i + 1)
 		}
@@ -227,7 +228,9 @@ func (s *session) Unselect() error {
 	sel := s.sel
 	s.sel = nil
 	s.mu.Unlock()
-	sel.tracker.Close()
+	sel.mbox.mu.Lock()
+	sel.mbox.dropViewLocked(sel.view)
+	sel.mbox.mu.Unlock()
 	s.srv.release(sel.mbox)
 	return nil
 }
@@ -427,8 +430,8 @@ func (s *session) status(folder string, options *imap.StatusOptions) (*imap.Stat
 		if hasFlag(m.Flags, 'T') {
 			deleted++
 		}
-		if m.Recent {
-			recent++
+		if m.UID >= l.FirstRecent {
+			recent++ // not claimed by a session yet (RFC 3501 section 6.3.10)
 		}
 		size += m.Size
 	}
@@ -501,15 +504,13 @@ func (s *session) Append(name string, r imap.LiteralReader, options *imap.Append
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return nil, fmt.Errorf("imapd: spool: %w", err)
 	}
-	d, err := s.srv.store.Append(s.ctx(), s.acct, folder, f, maildirFlags(options.Flags, &kw))
+	// INTERNALDATE is the file's modification time, set by the store
+	// before the file appears: setting it afterwards left the header
+	// cache, filled at delivery, with the time of the APPEND while the
+	// file (and so a COPY of it) had the date given (issue 10).
+	d, err := s.srv.store.AppendAt(s.ctx(), s.acct, folder, f, maildirFlags(options.Flags, &kw), options.Time)
 	if err != nil {
 		return nil, imapErr(err)
-	}
-	if !options.Time.IsZero() {
-		// INTERNALDATE is the file's modification time.
-		if err := os.Chtimes(d.Path, options.Time, options.Time); err != nil && !errors.Is(err, os.ErrNotExist) {
-			s.srv.log.Warn("append: set internal date", "err", err)
-		}
 	}
 	return &imap.AppendData{UID: imap.UID(d.UID), UIDValidity: d.UIDValidity}, nil
 }
@@ -524,6 +525,7 @@ func (s *session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
 	m := s.sel.mbox
 	m.mu.Lock()
 	err := m.refreshLocked(s.ctx())
+	m.claimLocked(s.sel.view) // this session is told of new messages first
 	gone := m.gone.Load()
 	m.mu.Unlock()
 	if gone {
@@ -532,7 +534,7 @@ func (s *session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
 	if err != nil {
 		return err
 	}
-	return s.sel.tracker.Poll(w, allowExpunge)
+	return s.flush(s.sel.view, w, allowExpunge)
 }
 
 // Idle pushes updates until the client says DONE (RFC 2177). Changes made
@@ -546,10 +548,18 @@ func (s *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
 		<-stop
 		return nil
 	}
-	if err := sel.tracker.Poll(w, true); err != nil {
+	m := sel.mbox
+	// New messages are \Recent in the session that is told of them
+	// first (claimLocked).
+	claim := func() {
+		m.mu.Lock()
+		m.claimLocked(sel.view)
+		m.mu.Unlock()
+	}
+	claim()
+	if err := s.flush(sel.view, w, true); err != nil {
 		return err
 	}
-	m := sel.mbox
 	done := make(chan struct{})
 	defer close(done)
 	go func() {
@@ -566,7 +576,17 @@ func (s *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
 			}
 		}
 	}()
-	return sel.tracker.Idle(w, stop)
+	for {
+		select {
+		case <-stop:
+			return nil
+		case <-sel.view.wake:
+			claim()
+			if err := s.flush(sel.view, w, true); err != nil {
+				return err
+			}
+		}
+	}
 }
 
 // target is one message a command addresses.
@@ -575,19 +595,20 @@ type target struct {
 	seq    uint32 // the client's sequence number
 	msg    msgInfo
 	flagsC bool // flags changed as a side effect (FETCH BODY[] sets \Seen)
+	recent bool // \Recent in this session (RFC 3501 section 2.3.2)
 }
 
 // resolveLocked turns a sequence or UID set into messages, as the client
-// numbers them (imapserver.SessionTracker.EncodeSeqNum). Messages the
-// client has not been told about yet are left out. "*" is the highest
-// number the client knows (RFC 9051 section 9, seq-number).
+// numbers them (view.seqNum). Messages the client has not been told about
+// yet are left out. "*" is the highest number the client knows (RFC 9051
+// section 9, seq-number).
 func (s *session) resolveLocked(numSet imap.NumSet) []target {
 	m := s.sel.mbox
 	seqs := make([]uint32, len(m.msgs))
 	var maxSeq uint32
 	var maxUID imap.UID
 	for i, mi := range m.msgs {
-		seqs[i] = s.sel.tracker.EncodeSeqNum(uint32(i + 1))
+		seqs[i] = s.sel.view.seqNum(uint32(i + 1))
 		if seqs[i] != 0 {
 			maxSeq = max(maxSeq, seqs[i])
 			maxUID = max(maxUID, imap.UID(mi.uid))
@@ -603,7 +624,7 @@ func (s *session) resolveLocked(numSet imap.NumSet) []target {
 		}
 		for i, mi := range m.msgs {
 			if seqs[i] != 0 && static.Contains(seqs[i]) {
-				out = append(out, target{idx: i, seq: seqs[i], msg: mi})
+				out = append(out, target{idx: i, seq: seqs[i], msg: mi, recent: s.sel.view.recent[mi.uid]})
 			}
 		}
 	case imap.UIDSet:
@@ -614,7 +635,7 @@ func (s *session) resolveLocked(numSet imap.NumSet) []target {
 		}
 		for i, mi := range m.msgs {
 			if seqs[i] != 0 && static.Contains(imap.UID(mi.uid)) {
-				out = append(out, target{idx: i, seq: seqs[i], msg: mi})
+				out = append(out, target{idx: i, seq: seqs[i], msg: mi, recent: s.sel.view.recent[mi.uid]})
 			}
 		}
 	}
@@ -637,7 +658,7 @@ func staticRange(start, stop *uint32, max uint32) {
 
 // Expunge removes \Deleted messages (RFC 9051 section 6.4.3; UID EXPUNGE,
 // RFC 4315 section 2.1). The EXPUNGE responses reach every session of the
-// folder, this one included, through the tracker. CLOSE on a read-only
+// folder, this one included, through their views. CLOSE on a read-only
 // folder expunges nothing (section 6.4.2), which is why EXPUNGE is a no-op
 // after EXAMINE rather than an error.
 func (s *session) Expunge(w *imapserver.ExpungeWriter, uids *imap.UIDSet) error {
@@ -682,7 +703,7 @@ func (s *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *im
 	for i := range targets {
 		t := &targets[i]
 		nf := applyStore(m.msgs[t.idx].flags, flags.Op, flags.Flags, &kw)
-		err := m.setFlagsLocked(s.ctx(), t.idx, nf, s.sel.tracker)
+		err := m.setFlagsLocked(s.ctx(), t.idx, nf, s.sel.view)
 		if errors.Is(err, store.ErrNoSuchMessage) {
 			continue // expunged by another process; the next poll says so
 		}
@@ -696,13 +717,18 @@ func (s *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *im
 	if flags.Silent {
 		return nil
 	}
+	// New keywords: FLAGS first, here rather than after the command, so
+	// that the FETCH responses show no flag the client was not told of.
+	if err := s.announce(s.sel.view, &kw); err != nil {
+		return err
+	}
 	_, isUID := numSet.(imap.UIDSet)
 	for _, t := range targets {
 		rw := w.CreateMessage(t.seq)
 		if isUID {
 			rw.WriteUID(imap.UID(t.msg.uid))
 		}
-		rw.WriteFlags(imapFlags(t.msg.flags, &kw))
+		rw.WriteFlags(t.flags(&kw))
 		if err := rw.Close(); err != nil {
 			return err
 		}
@@ -717,7 +743,7 @@ func (s *session) Copy(numSet imap.NumSet, dest string) (*imap.CopyData, error) 
 }
 
 // Move moves messages (RFC 6851): COPYUID first, then the EXPUNGE
-// responses, which the tracker delivers after the command.
+// responses, which the session's view delivers after the command.
 func (s *session) Move(w *imapserver.MoveWriter, numSet imap.NumSet, dest string) error {
 	if s.sel.readOnly {
 		return errReadOnly
@@ -734,10 +760,10 @@ func (s *session) transfer(numSet imap.NumSet, destName string, move bool) (*ima
 	if err != nil {
 		return nil, err
 	}
+	// MOVE into the selected mailbox itself is a COPY and an expunge of
+	// the originals too (RFC 6851 section 3.1): the messages get new UIDs
+	// (COPYUID) and the old ones are expunged (store.Store.Move).
 	m := s.sel.mbox
-	if move && dest == m.folder {
-		return nil, &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeCannot, Text: "Source and destination are the same mailbox"}
-	}
 	dl, err := s.srv.store.List(s.ctx(), s.acct, dest)
 	if errors.Is(err, store.ErrNoSuchFolder) {
 		return nil, &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeTryCreate, Text: "No such mailbox"}

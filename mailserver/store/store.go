@@ -123,6 +123,11 @@ type Store struct {
 	mu      sync.Mutex
 	folders map[string]*folderState // by folder directory
 
+	// validityMu serializes nextValidity's read and write of the
+	// accounts' uidvalidity files; taken under a folder's lock, it is a
+	// leaf.
+	validityMu sync.Mutex
+
 	watch watchers
 
 	copyBufs sync.Pool // *[]byte of 32 KiB, for CopyPooled
@@ -286,17 +291,26 @@ func (s *Store) Deliver(ctx context.Context, a Account, folder string, r io.Read
 		return Delivery{}, err
 	}
 	defer s.gate.leave()
-	return s.deliver(ctx, a, folder, r, "", false)
+	return s.deliver(ctx, a, folder, r, "", false, time.Time{})
 }
 
 // Append stores a message like Deliver, with flags, directly in cur/, and
 // gives it the next UID (for IMAP APPEND and its APPENDUID, RFC 4315).
 func (s *Store) Append(ctx context.Context, a Account, folder string, r io.Reader, flags string) (Delivery, error) {
+	return s.AppendAt(ctx, a, folder, r, flags, time.Time{})
+}
+
+// AppendAt is Append with the message's internal date (IMAP APPEND's
+// date-time, RFC 3501 section 6.3.11); the zero time means now. The
+// internal date is the file's modification time, set before the file is
+// renamed into cur/, so that no reader (a FETCH, the header cache filled
+// at delivery, a COPY's hard link) ever sees another one.
+func (s *Store) AppendAt(ctx context.Context, a Account, folder string, r io.Reader, flags string, date time.Time) (Delivery, error) {
 	if err := s.gate.enter(ctx); err != nil {
 		return Delivery{}, err
 	}
 	defer s.gate.leave()
-	return s.deliver(ctx, a, folder, r, flags, true)
+	return s.deliver(ctx, a, folder, r, flags, true, date)
 }
 
 func (s *Store) newUnique(now time.Time) string {
@@ -323,7 +337,7 @@ func (s *Store) CopyPooled(dst io.Writer, src io.Reader) (int64, error) {
 	return io.CopyBuffer(struct{ io.Writer }{dst}, src, *bp)
 }
 
-func (s *Store) deliver(ctx context.Context, a Account, folder string, r io.Reader, flags string, assignUID bool) (Delivery, error) {
+func (s *Store) deliver(ctx context.Context, a Account, folder string, r io.Reader, flags string, assignUID bool, date time.Time) (Delivery, error) {
 	dir, err := s.folderDir(a, folder)
 	if err != nil {
 		return Delivery{}, err
@@ -358,6 +372,12 @@ func (s *Store) deliver(ctx context.Context, a Account, folder string, r io.Read
 	}
 	if maxBytes > 0 && n > maxBytes {
 		return Delivery{}, ErrMessageTooLarge
+	}
+	if !date.IsZero() {
+		// Before the fsync, which makes the time durable with the data.
+		if err := os.Chtimes(tmpPath, date, date); err != nil {
+			return Delivery{}, fmt.Errorf("store: set internal date: %w", err)
+		}
 	}
 	if err := s.fs.SyncFile(f); err != nil {
 		return Delivery{}, fmt.Errorf("store: fsync message: %w", err)
@@ -435,7 +455,9 @@ type Message struct {
 	// Flags are the Maildir flags (D draft, F flagged, P passed, R replied,
 	// S seen, T trashed, and keywords a–z, see Listing.Keywords), sorted.
 	Flags string
-	// Recent is true while the message is still in new/.
+	// Recent is true while the message is still in new/ (Maildir's
+	// "not yet seen by a mail reader"). IMAP's \Recent is
+	// Listing.FirstRecent.
 	Recent bool
 	Size   int64
 	// Path is the file's current absolute path; it changes with flags.
@@ -449,6 +471,10 @@ type Listing struct {
 	Messages    []Message // ascending UID
 	// Keywords names the keyword letters (a–z) in the messages' Flags.
 	Keywords Keywords
+	// FirstRecent: messages with this UID or a higher one are \Recent
+	// (RFC 3501 section 2.3.2), not yet claimed by an IMAP session (see
+	// ClaimRecent).
+	FirstRecent uint32
 }
 
 // List synchronises the folder's UID index with its directory and returns
@@ -482,7 +508,7 @@ func (s *Store) List(ctx context.Context, a Account, folder string) (*Listing, e
 	if err != nil {
 		return nil, err
 	}
-	l := &Listing{UIDValidity: st.idx.validity, UIDNext: st.idx.next, Keywords: kw}
+	l := &Listing{UIDValidity: st.idx.validity, UIDNext: st.idx.next, Keywords: kw, FirstRecent: max(st.idx.firstRecent, 1)}
 	for _, uid := range st.idx.sortedUIDs() {
 		unique := st.idx.byUID[uid]
 		name := st.files[unique]
@@ -500,6 +526,28 @@ func (s *Store) List(ctx context.Context, a Account, folder string) (*Listing, e
 		l.Messages = append(l.Messages, m)
 	}
 	return l, nil
+}
+
+// ClaimRecent records that the folder's messages with UIDs below next are
+// no longer \Recent: an IMAP session that SELECTed the folder (not one
+// that EXAMINEd it) has claimed them (RFC 3501 section 2.3.2: a message is
+// \Recent in one session only, the first to be notified of it). Like
+// Dovecot's first_recent_uid it only grows, and outlives the server.
+func (s *Store) ClaimRecent(ctx context.Context, a Account, folder string, next uint32) error {
+	if err := s.gate.enter(ctx); err != nil {
+		return err
+	}
+	defer s.gate.leave()
+	_, st, err := s.folderFor(a, folder)
+	if err != nil {
+		return err
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if err := st.loadLocked(s); err != nil {
+		return err
+	}
+	return st.idx.claimRecent(s.fs, min(next, st.idx.next))
 }
 
 // OpenMessage opens a message for reading by UID.
@@ -607,7 +655,8 @@ func (s *Store) Expunge(ctx context.Context, a Account, folder string, uids []ui
 
 // Move moves a message to another folder of the same account by renaming
 // it (keeping its unique name and flags) and returns its UID there
-// (RFC 6851 MOVE with COPYUID).
+// (RFC 6851 MOVE with COPYUID). Moved within its own folder, the message
+// gets a new UID and the old one is expunged.
 func (s *Store) Move(ctx context.Context, a Account, from, to string, uid uint32) (uint32, error) {
 	return s.transfer(ctx, a, from, to, uid, true)
 }
@@ -635,7 +684,7 @@ func (s *Store) transfer(ctx context.Context, a Account, from, to string, uid ui
 		return 0, fmt.Errorf("%w: %s", ErrNoSuchFolder, to)
 	}
 	if srcDir == dstDir && move {
-		return uid, nil
+		return s.renumber(a, from, src, uid)
 	}
 	dst, err := s.folder(dstDir)
 	if err != nil {
@@ -708,6 +757,29 @@ func (s *Store) transfer(ctx context.Context, a Account, from, to string, uid ui
 	return newUIDs[0], nil
 }
 
+// renumber is MOVE into the folder the message is in. RFC 6851 section 3.1
+// defines MOVE as COPY followed by expunging the originals, done
+// atomically, and does not exclude the selected mailbox as target (Dovecot
+// allows it, imaptest's "move" test uses it): the message keeps its file,
+// flags and internal date and gets the next UID; the old one is expunged.
+func (s *Store) renumber(a Account, folder string, st *folderState, uid uint32) (uint32, error) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	_, unique, err := st.pathLocked(s, st.dir, uid)
+	if err != nil {
+		return 0, err
+	}
+	if err := st.idx.remove(s.fs, []uint32{uid}); err != nil {
+		return 0, err
+	}
+	defer s.changed(a, folder)
+	uids, err := st.idx.assign(s.fs, []string{unique})
+	if err != nil {
+		return 0, err
+	}
+	return uids[0], nil
+}
+
 func copyFile(fsys fileSystem, from, to, tmp string) error {
 	if err := os.Link(from, to); err == nil {
 		return nil
@@ -725,6 +797,15 @@ func copyFile(fsys fileSystem, from, to, tmp string) error {
 		out.Close()
 		os.Remove(tmp)
 		return fmt.Errorf("store: copy: %w", err)
+	}
+	// The copy keeps the internal date (RFC 3501 section 6.4.7), which is
+	// the modification time, as a hard link would.
+	if fi, err := in.Stat(); err == nil {
+		if err := os.Chtimes(tmp, fi.ModTime(), fi.ModTime()); err != nil {
+			out.Close()
+			os.Remove(tmp)
+			return fmt.Errorf("store: copy: %w", err)
+		}
 	}
 	if err := fsys.SyncFile(out); err != nil {
 		out.Close()
@@ -953,7 +1034,8 @@ func (st *folderState) loadLocked(s *Store) error {
 // syncLocked rescans new/ and cur/ and reconciles the index with them.
 func (st *folderState) syncLocked(s *Store) error {
 	if st.idx == nil {
-		idx, err := openIndex(s.fs, filepath.Join(st.dir, indexName), s.now, s.log)
+		newValidity := func(old uint32) (uint32, error) { return s.nextValidity(st.dir, old) }
+		idx, err := openIndex(s.fs, filepath.Join(st.dir, indexName), newValidity, s.log)
 		if err != nil {
 			return err
 		}

@@ -486,3 +486,164 @@ func TestDeleteAndRenameFolders(t *testing.T) {
 		}
 	}
 }
+
+// A folder deleted and created again within one second gets a larger
+// UIDVALIDITY (RFC 3501 section 2.3.1.1), as does one whose index is
+// lost: the account's last value is kept in mailvault-uidvalidity.
+func TestUIDValidityGrowsWhenRecreatedInOneSecond(t *testing.T) {
+	ctx := t.Context()
+	dir := t.TempDir()
+	frozen := func() time.Time { return time.Unix(1_700_000_000, 0) }
+	s, err := Open(ctx, dir, Options{Hostname: "mx.test", Now: frozen})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var last uint32
+	for i := range 3 {
+		if err := s.CreateFolder(ctx, alice, "Box"); err != nil {
+			t.Fatal(err)
+		}
+		l, err := s.List(ctx, alice, "Box")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if l.UIDValidity <= last {
+			t.Fatalf("round %d: UIDVALIDITY %d after %d", i, l.UIDValidity, last)
+		}
+		last = l.UIDValidity
+		if err := s.DeleteFolder(ctx, alice, "Box"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Other folders of the account, and a store opened again, go on
+	// from there.
+	s2, err := Open(ctx, dir, Options{Hostname: "mx.test", Now: frozen})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s2.CreateFolder(ctx, alice, "Other"); err != nil {
+		t.Fatal(err)
+	}
+	l, err := s2.List(ctx, alice, "Other")
+	if err != nil || l.UIDValidity <= last {
+		t.Fatalf("another folder: %v, UIDVALIDITY %d after %d", err, l.UIDValidity, last)
+	}
+	b, err := os.ReadFile(filepath.Join(s.MaildirPath(alice), "mailvault-uidvalidity"))
+	if err != nil || strings.TrimSpace(string(b)) != fmt.Sprint(l.UIDValidity) {
+		t.Fatalf("mailvault-uidvalidity %q %v, want %d", b, err, l.UIDValidity)
+	}
+}
+
+// AppendAt's date is the file's modification time from the moment the
+// file appears, and Copy and Move keep it (RFC 3501 sections 6.3.11 and
+// 6.4.7), through the copy that is made when a hard link cannot be.
+func TestAppendAtDateKeptByCopyAndMove(t *testing.T) {
+	s := newStore(t)
+	ctx := t.Context()
+	for _, f := range []string{"Sent", "Trash"} {
+		if err := s.CreateFolder(ctx, alice, f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	date := time.Date(1996, 7, 17, 9, 44, 25, 0, time.UTC)
+	var seen []time.Time
+	s.WatchDeliveries(func(_ Account, d Delivery) {
+		if fi, err := os.Stat(d.Path); err == nil {
+			seen = append(seen, fi.ModTime())
+		}
+	})
+	d, err := s.AppendAt(ctx, alice, Inbox, strings.NewReader("Subject: x\r\n\r\nx\r\n"), "S", date)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(seen) != 1 || !seen[0].Equal(date) {
+		t.Fatalf("delivery watchers saw %v, want %v", seen, date)
+	}
+	if _, err := s.Copy(ctx, alice, Inbox, "Sent", d.UID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Move(ctx, alice, Inbox, "Trash", d.UID); err != nil {
+		t.Fatal(err)
+	}
+	// The copy without a hard link: a file in the way makes the link
+	// fail, and the copy replaces it.
+	l, _ := s.List(ctx, alice, "Trash")
+	cp := filepath.Join(t.TempDir(), "copy")
+	if err := os.WriteFile(cp, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := copyFile(s.fs, l.Messages[0].Path, cp, cp+".tmp"); err != nil {
+		t.Fatal(err)
+	}
+	paths := []string{cp}
+	for _, f := range []string{"Sent", "Trash"} {
+		l, err := s.List(ctx, alice, f)
+		if err != nil || len(l.Messages) != 1 {
+			t.Fatalf("%s: %v %+v", f, err, l)
+		}
+		paths = append(paths, l.Messages[0].Path)
+	}
+	for _, p := range paths {
+		if fi, err := os.Stat(p); err != nil || !fi.ModTime().Equal(date) {
+			t.Errorf("%s: %v %v, want %v", p, fi.ModTime(), err, date)
+		}
+	}
+}
+
+// ClaimRecent moves the folder's first \Recent UID (RFC 3501 section
+// 2.3.2) up only, and the index keeps it across a reopen and a rewrite.
+func TestClaimRecentPersists(t *testing.T) {
+	ctx := t.Context()
+	dir := t.TempDir()
+	s, err := Open(ctx, dir, Options{Hostname: "mx.test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if _, err := s.Deliver(ctx, alice, Inbox, strings.NewReader(fmt.Sprint("m", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	first := func(s *Store) uint32 {
+		t.Helper()
+		l, err := s.List(ctx, alice, Inbox)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l.FirstRecent
+	}
+	if got := first(s); got != 1 {
+		t.Fatalf("FirstRecent of a new folder %d, want 1", got)
+	}
+	if err := s.ClaimRecent(ctx, alice, Inbox, 3); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ClaimRecent(ctx, alice, Inbox, 2); err != nil {
+		t.Fatal(err)
+	}
+	if got := first(s); got != 3 {
+		t.Fatalf("FirstRecent %d, want 3", got)
+	}
+	// Beyond UIDNEXT is capped: a message that has no UID yet is new.
+	if err := s.ClaimRecent(ctx, alice, Inbox, 100); err != nil {
+		t.Fatal(err)
+	}
+	if got := first(s); got != 4 {
+		t.Fatalf("FirstRecent %d, want 4 (UIDNEXT)", got)
+	}
+	s2, _ := Open(ctx, dir, Options{Hostname: "mx.test"})
+	if got := first(s2); got != 4 {
+		t.Fatalf("reopened: FirstRecent %d, want 4", got)
+	}
+	st, _ := s2.folder(s2.MaildirPath(alice))
+	st.mu.Lock()
+	err = st.idx.rewrite(s2.fs)
+	st.mu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s3, _ := Open(ctx, dir, Options{Hostname: "mx.test"})
+	if got := first(s3); got != 4 {
+		t.Fatalf("rewritten: FirstRecent %d, want 4", got)
+	}
+}

@@ -12,7 +12,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"time"
 )
 
 // indexName is the per-folder UID index file (Dovecot's dovecot-uidlist
@@ -21,9 +20,16 @@ const indexName = "mailvault-uidlist"
 
 // The index is an append-only log, one record per line:
 //
-//	mailvault-uidlist 1 V<uidvalidity> N<uidnext>   header (first line)
+//	mailvault-uidlist 1 V<uidvalidity> N<uidnext> R<first recent>   header (first line)
 //	A <uid> <unique>                                 UID given to a message
 //	X <uid>                                          UID expunged
+//	R <uid>                                          messages below uid claimed
+//
+// R records the IMAP \Recent state (RFC 3501 section 2.3.2) as Dovecot's
+// index does with its first_recent_uid: messages with a UID at or above
+// it have not been seen by any session yet (see Store.ClaimRecent). Older
+// versions of this file lack it (a missing value is 1, everything recent)
+// and readers that predate it skip the records.
 //
 // Every append is fsynced before the UID is handed out, so a UID a client
 // saw is never reused (RFC 9051 section 2.3.1.1: UIDs are strictly
@@ -41,12 +47,17 @@ type uidIndex struct {
 	f        *os.File // append handle; nil when broken
 	validity uint32
 	next     uint32
-	byUID    map[uint32]string
-	byUnique map[string]uint32
-	records  int
+	// firstRecent: UIDs from here on are \Recent (unclaimed); at least 1.
+	firstRecent uint32
+	byUID       map[uint32]string
+	byUnique    map[string]uint32
+	records     int
 }
 
-func openIndex(fsys fileSystem, path string, now func() time.Time, log *slog.Logger) (*uidIndex, error) {
+// openIndex opens (or creates) the index at path. newValidity gives the
+// UIDVALIDITY of an index that has to be created, from the old header's
+// value (0 if unreadable): see Store.nextValidity.
+func openIndex(fsys fileSystem, path string, newValidity func(old uint32) (uint32, error), log *slog.Logger) (*uidIndex, error) {
 	x := &uidIndex{path: path, log: log, byUID: map[uint32]string{}, byUnique: map[string]uint32{}}
 	data, err := os.ReadFile(path)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -57,13 +68,13 @@ func openIndex(fsys fileSystem, path string, now func() time.Time, log *slog.Log
 		if len(data) > 0 {
 			log.Warn("rebuilding unreadable uid index", "path", path)
 		}
-		// New UIDVALIDITY: the current time, and larger than the old one
-		// if the old header could be read.
-		v := uint32(now().Unix())
-		if x.validity >= v {
-			v = x.validity + 1
+		// New UIDVALIDITY: larger than the old one if the old header
+		// could be read, and than any the account's folders had.
+		v, err := newValidity(x.validity)
+		if err != nil {
+			return nil, err
 		}
-		x.validity, x.next = v, 1
+		x.validity, x.next, x.firstRecent = v, 1, 1
 		x.byUID, x.byUnique = map[uint32]string{}, map[string]uint32{}
 		if err := x.rewrite(fsys); err != nil {
 			return nil, err
@@ -118,6 +129,8 @@ func (x *uidIndex) parse(data []byte) bool {
 					x.validity = uint32(n)
 				case 'N':
 					x.next = uint32(n)
+				case 'R':
+					x.firstRecent = uint32(n)
 				}
 			}
 			if x.validity == 0 || x.next == 0 {
@@ -145,6 +158,8 @@ func (x *uidIndex) parse(data []byte) bool {
 			if uid >= x.next {
 				x.next = uid + 1
 			}
+		case fields[0] == "R":
+			x.firstRecent = max(x.firstRecent, uid)
 		case fields[0] == "X":
 			if u, ok := x.byUID[uid]; ok {
 				delete(x.byUnique, u)
@@ -166,6 +181,7 @@ func (x *uidIndex) reparseWithoutTail(data []byte) bool {
 	y := &uidIndex{byUID: map[uint32]string{}, byUnique: map[string]uint32{}}
 	ok := y.parse(data[:end])
 	x.validity, x.next, x.byUID, x.byUnique, x.records = y.validity, y.next, y.byUID, y.byUnique, y.records
+	x.firstRecent = y.firstRecent
 	return ok
 }
 
@@ -179,6 +195,11 @@ func (x *uidIndex) sortedUIDs() []uint32 {
 }
 
 func (x *uidIndex) appendRecords(fsys fileSystem, b []byte) error {
+	return x.appendRecordsSync(fsys, b, true)
+}
+
+// appendRecordsSync is appendRecords, without the fsync if !sync.
+func (x *uidIndex) appendRecordsSync(fsys fileSystem, b []byte, sync bool) error {
 	if x.f == nil {
 		if err := x.rewrite(fsys); err != nil {
 			return err
@@ -189,11 +210,29 @@ func (x *uidIndex) appendRecords(fsys fileSystem, b []byte) error {
 		x.f = nil // rewritten from memory next time
 		return fmt.Errorf("store: append uid index: %w", err)
 	}
+	if !sync {
+		return nil
+	}
 	if err := fsys.SyncFile(x.f); err != nil {
 		x.f.Close()
 		x.f = nil
 		return fmt.Errorf("store: fsync uid index: %w", err)
 	}
+	return nil
+}
+
+// claimRecent records that the messages below uid are no longer \Recent.
+// It is not fsynced: a crash that loses it makes them \Recent once more,
+// which harms nobody, while an fsync per SELECT would cost every client.
+func (x *uidIndex) claimRecent(fsys fileSystem, uid uint32) error {
+	if uid <= x.firstRecent {
+		return nil
+	}
+	if err := x.appendRecordsSync(fsys, fmt.Appendf(nil, "R %d\n", uid), false); err != nil {
+		return err
+	}
+	x.firstRecent = uid
+	x.records++
 	return nil
 }
 
@@ -252,7 +291,7 @@ func (x *uidIndex) rewrite(fsys fileSystem) error {
 		x.f = nil
 	}
 	var b bytes.Buffer
-	fmt.Fprintf(&b, "%s V%d N%d\n", indexMagic, x.validity, x.next)
+	fmt.Fprintf(&b, "%s V%d N%d R%d\n", indexMagic, x.validity, x.next, max(x.firstRecent, 1))
 	for _, uid := range x.sortedUIDs() {
 		fmt.Fprintf(&b, "A %d %s\n", uid, x.byUID[uid])
 	}
