@@ -260,6 +260,10 @@ type ListWriter struct {
 	lsub    bool
 }
 
+// LSub reports whether the writer answers LSUB rather than LIST
+// (mailvault: RFC 3501 section 6.3.9 gives LSUB its own \Noselect rule).
+func (w *ListWriter) LSub() bool { return w.lsub }
+
 // WriteList writes a single LIST response for a mailbox.
 func (w *ListWriter) WriteList(data *imap.ListData) error {
 	if w.lsub {
