@@ -78,7 +78,7 @@ func matchHeaderField(h gomessage.Header, key, pattern string) bool {
 
 // parseAddressList parses an RFC 5322 address-list (section 3.4), leniently
 // as a server must: comments and folding white space anywhere between
-// tokens, an obsolete route (section 4.4) skipped, a comment naming an
+// tokens, an obsolete route (section 4.4) kept as Route, a comment naming an
 // address without a display name ("user@host (Name)", as Dovecot and
 // net/mail take it), and what cannot be parsed left out. A group gives a
 // start marker (its name in Mailbox), its members and an end marker (all
@@ -266,13 +266,18 @@ func (p *addrParser) address(out []imap.Address, inGroup bool) []imap.Address {
 // angleAddr parses what follows "<": an optional obsolete route, the
 // addr-spec and ">".
 func (p *addrParser) angleAddr() (imap.Address, bool) {
-	// obs-route: "@a,@b:" before the addr-spec.
+	// obs-route: "@a,@b:" before the addr-spec, kept as ENVELOPE's
+	// addr-adl.
+	var route strings.Builder
 	if p.isSpecial('@') {
 		for p.next() && !(p.toks[p.i].kind == tokSpecial && (p.toks[p.i].text[0] == ':' || p.toks[p.i].text[0] == '>')) {
+			route.WriteString(p.toks[p.i].text)
 			p.i++
 		}
 		if p.isSpecial(':') {
 			p.i++
+		} else {
+			route.Reset() // no ":": not a route after all
 		}
 	}
 	var local strings.Builder
@@ -291,7 +296,7 @@ func (p *addrParser) angleAddr() (imap.Address, bool) {
 	if p.isSpecial('>') {
 		p.i++
 	}
-	return imap.Address{Mailbox: local.String(), Host: host}, local.Len() > 0 && host != ""
+	return imap.Address{Mailbox: local.String(), Host: host, Route: route.String()}, local.Len() > 0 && host != ""
 }
 
 // domain parses a dot-atom or domain literal, comments and spaces between

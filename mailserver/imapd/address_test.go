@@ -18,18 +18,21 @@ func TestEnvelopeAddressGroups(t *testing.T) {
 	e.Deliver(t, alice, "", "Date: Thu, 15 Feb 2007 01:02:03 +0200\r\n"+
 		"From: \"Doe, John\" <john (comment)@ (comment) example.org>, =?utf-8?q?J=C3=BCrgen?= <j@x.test>\r\n"+
 		"To: undisclosed-recipients:;\r\n\r\nbody\r\n")
+	e.Deliver(t, alice, "", "Date: Thu, 15 Feb 2007 01:02:03 +0200\r\nFrom: <@route:user@domain>\r\n\r\nbody\r\n")
 	c := e.login(t, "alice")
 	c.ok("a1 EXAMINE INBOX")
-	out := c.ok("a2 FETCH 1:2 ENVELOPE")
+	out := c.ok("a2 FETCH 1:3 ENVELOPE")
 	mustHave(t, out, `* 1 FETCH (ENVELOPE ("Thu, 15 Feb 2007 01:02:03 +0200" NIL (("Real Name" NIL "user" "domain")) (("Real Name" NIL "user" "domain")) (("Real Name" NIL "user" "domain")) `+
 		`((NIL NIL "group" NIL) (NIL NIL "g1" "d1.org") (NIL NIL "g2" "d2.org") (NIL NIL NIL NIL) (NIL NIL "group2" NIL) (NIL NIL "g3" "d3.org") (NIL NIL NIL NIL)) `+
 		`((NIL NIL "group" NIL) (NIL NIL NIL NIL) (NIL NIL "group2" NIL) (NIL NIL NIL NIL)) NIL NIL NIL))`)
 	mustHave(t, out, `* 2 FETCH (ENVELOPE ("Thu, 15 Feb 2007 01:02:03 +0200" NIL (("Doe, John" NIL "john" "example.org") ("=?utf-8?q?J=C3=BCrgen?=" NIL "j" "x.test")) `)
 	mustHave(t, out, `((NIL NIL "undisclosed-recipients" NIL) (NIL NIL NIL NIL)) NIL NIL NIL NIL))`)
+	// An obsolete source route (RFC 5322 section 4.4) is the addr-adl.
+	mustHave(t, out, `* 3 FETCH (ENVELOPE ("Thu, 15 Feb 2007 01:02:03 +0200" NIL ((NIL "@route" "user" "domain")) ((NIL "@route" "user" "domain")) ((NIL "@route" "user" "domain")) NIL NIL NIL NIL NIL))`)
 	// The header cache serves the second FETCH; it must say the same.
-	again := c.ok("a3 FETCH 1:2 ENVELOPE")
-	if fmt.Sprint(again[:2]) != fmt.Sprint(out[:2]) {
-		t.Fatalf("cached ENVELOPE differs:\n%q\n%q", out[:2], again[:2])
+	again := c.ok("a3 FETCH 1:3 ENVELOPE")
+	if fmt.Sprint(again[:3]) != fmt.Sprint(out[:3]) {
+		t.Fatalf("cached ENVELOPE differs:\n%q\n%q", out[:3], again[:3])
 	}
 }
 
@@ -71,16 +74,16 @@ func TestSearchAddressesCanonical(t *testing.T) {
 
 func TestParseAddressList(t *testing.T) {
 	for in, want := range map[string]string{
-		"a@b":                                "[{ a b}]",
-		"A B <a@b>":                          "[{A B a b}]",
-		"John Q. Public <jqp@x.test>":        "[{John Q. Public jqp x.test}]",
-		"<@route,@r2:user@domain>":           "[{ user domain}]",
-		"a@b (Name), \"Q, R\" <q@r>":         "[{Name a b} {Q, R q r}]",
-		"g: a@b;":                            "[{ g } { a b} {  }]",
-		"bare, a@b":                          "[{ a b}]",
-		"<a@[127.0.0.1]>":                    "[{ a [127.0.0.1]}]",
+		"a@b":                                "[{ a b }]",
+		"A B <a@b>":                          "[{A B a b }]",
+		"John Q. Public <jqp@x.test>":        "[{John Q. Public jqp x.test }]",
+		"<@route,@r2:user@domain>":           "[{ user domain @route,@r2}]",
+		"a@b (Name), \"Q, R\" <q@r>":         "[{Name a b } {Q, R q r }]",
+		"g: a@b;":                            "[{ g  } { a b } {   }]",
+		"bare, a@b":                          "[{ a b }]",
+		"<a@[127.0.0.1]>":                    "[{ a [127.0.0.1] }]",
 		"x (unterminated comment":            "[]",
-		"first.last (c) @ (d) example . org": "[{c first.last example.org}]",
+		"first.last (c) @ (d) example . org": "[{c first.last example.org }]",
 	} {
 		if got := fmt.Sprint(parseAddressList(in)); got != want {
 			t.Errorf("%q: %s, want %s", in, got, want)

@@ -100,6 +100,10 @@ type Address struct {
 	Name    string
 	Mailbox string
 	Host    string
+	// Route is the obsolete source route (RFC 5322 section 4.4,
+	// "@a,@b"), ENVELOPE's addr-adl (RFC 3501 section 7.4.2); usually
+	// empty (mailvault).
+	Route string
 }
 
 // Addr returns the e-mail address in the form "foo@example.org".
