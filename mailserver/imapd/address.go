@@ -87,7 +87,7 @@ func parseAddressList(v string) []imap.Address {
 	p := addrParser{toks: tokenizeAddress(v)}
 	var out []imap.Address
 	for !p.eof() {
-		if p.isSpecial(',') {
+		if p.isSpecial(',') || p.isSpecial(';') { // ";" outside a group: stray
 			p.i++
 			continue
 		}
@@ -210,9 +210,16 @@ func (p *addrParser) address(out []imap.Address, inGroup bool) []imap.Address {
 			case ':':
 				p.i++
 				if inGroup {
-					continue // a nested group is not allowed; take its members
+					phrase = nil // a nested group is not allowed; take its members
+					continue
 				}
-				out = append(out, imap.Address{Mailbox: decodePhrase(phrase)})
+				// A group needs a name (RFC 5322 section 3.4); without
+				// one its start marker would read as an end marker, so
+				// only its members are kept.
+				name := decodePhrase(phrase)
+				if name != "" {
+					out = append(out, imap.Address{Mailbox: name})
+				}
 				for !p.eof() && !p.isSpecial(';') {
 					if p.isSpecial(',') {
 						p.i++
@@ -222,6 +229,9 @@ func (p *addrParser) address(out []imap.Address, inGroup bool) []imap.Address {
 				}
 				if p.isSpecial(';') {
 					p.i++
+				}
+				if name == "" {
+					return out
 				}
 				return append(out, imap.Address{})
 			case '<':

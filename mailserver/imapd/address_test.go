@@ -90,3 +90,32 @@ func TestParseAddressList(t *testing.T) {
 		}
 	}
 }
+
+// FuzzParseAddressList: any header value parses, in bounded time, into
+// addresses whose group markers balance.
+func FuzzParseAddressList(f *testing.F) {
+	for _, s := range []string{
+		"group: g1@d1.org, g2@d2.org;, group2: (foo) ;",
+		"<user-from (comment)@ (comment) domain.org>",
+		"<@route,@r2:user@domain>", "\"q\\\"x\" <a@[1.2.3.4]>", "a;b:c<>@,.", "((((", "\"", "[", ":;:;<<@",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, v string) {
+		depth := 0
+		for _, a := range parseAddressList(v) {
+			switch {
+			case a.IsGroupStart():
+				depth++
+			case a.IsGroupEnd():
+				depth--
+			}
+			if depth < 0 || depth > 1 {
+				t.Fatalf("%q: unbalanced groups", v)
+			}
+		}
+		if depth != 0 {
+			t.Fatalf("%q: unclosed group", v)
+		}
+	})
+}
