@@ -22,8 +22,9 @@ const imaptestFailedGroupsBaseline = 5
 // TestImaptestCompliance runs Dovecot's imaptest compliance groups
 // (release-2.3, built by ../shared/imaptest/build.sh from the project
 // root) against the server over implicit TLS. Under CI=true it never
-// skips: imaptest must build. Elsewhere it runs when the build script is
-// there (about 15 s the first time, then cached).
+// skips: imaptest must build. Elsewhere it runs when imaptest builds
+// (about 30 s the first time, then cached; build.sh installs its tool
+// chain with apt-get, scripts/test.sh does so beforehand).
 func TestImaptestCompliance(t *testing.T) {
 	ci := os.Getenv("CI") == "true"
 	bin := os.Getenv("IMAPTEST")
@@ -40,6 +41,9 @@ func TestImaptestCompliance(t *testing.T) {
 			var stderr string
 			if ee, ok := err.(*exec.ExitError); ok {
 				stderr = string(ee.Stderr)
+			}
+			if !ci {
+				t.Skipf("imaptest did not build (%s: %v), so it is not run; under CI=true this fails:\n%s", script, err, stderr)
 			}
 			t.Fatalf("%s: %v\n%s", script, err, stderr)
 		}
