@@ -42,3 +42,5 @@ require (
 	golang.org/x/text v0.42.0 // indirect
 	gopkg.in/ini.v1 v1.67.3 // indirect
 )
+
+replace github.com/emersion/go-imap/v2 => ./third_party/go-imap

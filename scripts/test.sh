@@ -10,11 +10,17 @@ declare -A pkgs=(
   [age]=age [zstd]=zstd [restic]=restic [swaks]=swaks [curl]=curl
   [python3]=python3 [mbsync]=isync [openssl]=openssl
   [zfs-fuse]=zfs-fuse [testssl]=testssl.sh
+  # imaptest (mailserver/imapd's TestImaptestCompliance), built by
+  # ../shared/imaptest/build.sh: its tool chain, and libdovecot from
+  # dovecot-core, which build.sh does not install itself.
+  [dovecot]=dovecot-core [autoconf]=autoconf [automake]=automake
+  [libtoolize]=libtool [pkg-config]=pkg-config [make]=make [gcc]=gcc
 )
 missing=()
 for cmd in "${!pkgs[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || missing+=("${pkgs[$cmd]}")
 done
+[ -e /usr/include/dovecot/lib.h ] || missing+=(dovecot-dev)
 # swaks speaks TLS only through Perl's Net::SSLeay and IO::Socket::SSL,
 # which it merely recommends (and --no-install-recommends leaves out).
 perl -MNet::SSLeay -MIO::Socket::SSL -e1 >/dev/null 2>&1 ||

@@ -312,6 +312,7 @@ virtual_transport = lmtp:unix:$DC/run/lmtp
 smtpd_relay_restrictions = reject_unauth_destination
 message_size_limit = 26214400
 maillog_file = $PF/maillog
+maillog_file_prefixes = $PF
 alias_maps =
 alias_database =
 EOF
@@ -340,7 +341,14 @@ anvil     unix  -       -       n       -       1       anvil
 scache    unix  -       -       n       -       1       scache
 postlog   unix-dgram n  -       n       -       1       postlogd
 EOF
-postfix -c "$PF/etc" check >"$W/postfix-check.log" 2>&1 || { cat "$W/postfix-check.log" >&2; die "postfix check failed"; }
+# maillog_file must lie under one of maillog_file_prefixes (default /var,
+# /dev/stdout), hence the setting above for a work directory elsewhere.
+# Postfix logs its own configuration errors to that file or syslog, so a
+# failing check may print nothing: say where to look.
+postfix -c "$PF/etc" check >"$W/postfix-check.log" 2>&1 || {
+	cat "$W/postfix-check.log" "$PF/maillog" >&2 2>/dev/null
+	die "postfix check failed; if nothing is printed above, run: postfix -c $PF/etc -v check, and look in syslog/journalctl for postfix's reason (kept: $PF/etc/main.cf)"
+}
 postfix -c "$PF/etc" start >"$W/postfix-start.log" 2>&1 || { cat "$W/postfix-start.log" "$PF/maillog" >&2; die "postfix did not start"; }
 wait_port "$P_PF_SMTP" postfix "$PF/maillog"
 PF_PID=$(tr -d ' ' <"$PF/spool/pid/master.pid")

@@ -164,7 +164,7 @@ func (s *session) fetchOne(w *imapserver.FetchWriter, m *mailbox, t target, kw *
 	if options.Envelope {
 		if meta.big {
 			h, _ := textproto.ReadHeader(bufio.NewReader(whole()))
-			rw.WriteEnvelope(imapserver.ExtractEnvelope(h))
+			rw.WriteEnvelope(extractEnvelope(h))
 		} else {
 			rw.WriteEnvelope(meta.envelope())
 		}

@@ -63,7 +63,7 @@ func (e *msgMeta) envelope() *imap.Envelope {
 		return env
 	}
 	h, _ := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(e.header)))
-	env := imapserver.ExtractEnvelope(h)
+	env := extractEnvelope(h)
 	e.env.Store(env)
 	return env
 }

@@ -194,7 +194,7 @@ func (sm *searchMsg) match(c *imap.SearchCriteria) bool {
 		}
 	}
 	for _, hf := range c.Header {
-		if !sm.load() || !matchFields(sm.header.FieldsByKey(hf.Key), hf.Value) {
+		if !sm.load() || !matchHeaderField(sm.header.Header, hf.Key, hf.Value) {
 			return false
 		}
 	}
