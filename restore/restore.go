@@ -73,12 +73,20 @@ type Result struct {
 	DamagedPacks []DamagedPack `json:"damaged_packs,omitempty"`
 }
 
-// Failure is a message or other file a restore could not write.
+// Failure is a message or other file a restore could not write, or a
+// folder or set of files it could not even list.
 type Failure struct {
-	// Path is where the file would have been, below the target.
+	// Kind is "message", "file" (not a message: a uid list, a sieve
+	// script ...), "folder" (the folder's list of messages is damaged:
+	// none of them was restored) or "files" (the list of a source root's
+	// other files is damaged: none was restored).
+	Kind string `json:"kind"`
+	// Path is where the message or file would have been, below the
+	// target; for a folder its directory, for "files" the root's.
 	Path string `json:"path"`
-	// User, Folder, Unique (the Maildir unique name), MessageID and
-	// Subject describe a message; they are empty for other files.
+	// User and Folder name the message's or the folder's mailbox;
+	// Unique (the Maildir unique name), MessageID and Subject describe
+	// a message.
 	User      string `json:"user,omitempty"`
 	Folder    string `json:"folder,omitempty"`
 	Unique    string `json:"unique,omitempty"`
@@ -87,9 +95,6 @@ type Failure struct {
 	// Err says what content was lost: a damaged pack or a missing blob.
 	Err string `json:"error"`
 }
-
-// IsMessage reports whether the failure is a message's.
-func (f *Failure) IsMessage() bool { return f.Unique != "" }
 
 // DamagedPack is a pack a restore could not read in full.
 type DamagedPack struct {
@@ -145,7 +150,10 @@ type plan struct {
 	maildirs []string // folder directories that need cur/new/tmp
 	files    []*file
 	symlinks []archive.FileEntry
-	res      Result
+	// lost are the folders and roots whose trees are damaged: nothing
+	// of them is restored.
+	lost []Failure
+	res  Result
 }
 
 // Restore writes the selected part of snap below opt.Target.
@@ -169,6 +177,10 @@ func Restore(ctx context.Context, repo Repository, snap *archive.Snapshot, opt O
 		return nil, err
 	}
 	if len(p.files) == 0 && len(p.maildirs) == 0 && len(p.dirs) == 0 {
+		if len(p.lost) > 0 {
+			// Nothing to write: the target is left as it was.
+			return p.result(nil, nil)
+		}
 		return nil, ErrNothingSelected
 	}
 	w := &writer{target: target, overwrite: opt.Overwrite}
@@ -206,15 +218,22 @@ func Restore(ctx context.Context, repo Repository, snap *archive.Snapshot, opt O
 			_ = os.Chtimes(w.abs(d.rel), t, t)
 		}
 	}
-	if len(failed) == 0 {
+	return p.result(failed, bad)
+}
+
+// result is the plan's result less the files that failed, with the error
+// to return: ErrIncomplete if anything failed.
+func (p *plan) result(failed []*file, bad []DamagedPack) (*Result, error) {
+	if len(failed) == 0 && len(p.lost) == 0 {
 		return &p.res, nil
 	}
 	res := &p.res
+	res.Failed = p.lost
 	msgs := 0
 	for _, f := range failed {
-		fl := Failure{Path: f.rel, Err: f.failed}
+		fl := Failure{Kind: "file", Path: f.rel, Err: f.failed}
 		if m := f.msg; m != nil {
-			fl.User, fl.Folder, fl.Unique, fl.MessageID, fl.Subject = m.user, m.folder, m.unique, m.messageID, m.subject
+			fl.Kind, fl.User, fl.Folder, fl.Unique, fl.MessageID, fl.Subject = "message", m.user, m.folder, m.unique, m.messageID, m.subject
 			res.Messages--
 			msgs++
 		} else {
@@ -226,9 +245,13 @@ func Restore(ctx context.Context, repo Repository, snap *archive.Snapshot, opt O
 	sort.Slice(res.Failed, func(i, j int) bool { return res.Failed[i].Path < res.Failed[j].Path })
 	sort.Slice(bad, func(i, j int) bool { return bad[i].Pack.String() < bad[j].Pack.String() })
 	res.DamagedPacks = bad
+	var lists string
+	if len(p.lost) > 0 {
+		lists = fmt.Sprintf(", and %d folders or sets of files whose lists are damaged", len(p.lost))
+	}
 	// ErrCorrupt too: the repository is damaged.
-	return res, fmt.Errorf("%w: %d messages and %d other files; %w%s",
-		ErrIncomplete, msgs, len(failed)-msgs, archive.ErrCorrupt, packList(bad))
+	return res, fmt.Errorf("%w: %d messages and %d other files%s; %w%s",
+		ErrIncomplete, msgs, len(failed)-msgs, lists, archive.ErrCorrupt, packList(bad))
 }
 
 // packList names the first damaged packs for an error message.
@@ -284,13 +307,19 @@ func makePlan(ctx context.Context, repo Repository, snap *archive.Snapshot, opt 
 					sel.dirs = append(sel.dirs, f.Dir)
 				}
 			}
-			t, err := repo.LoadFolderTree(ctx, f.Tree)
-			if err != nil {
-				return nil, err
-			}
 			dir := pathJoin(root.Name, f.Dir)
 			if dir == "" {
 				dir = "."
+			}
+			t, err := repo.LoadFolderTree(ctx, f.Tree)
+			if damaged(err) {
+				// Which messages the folder held is lost with its
+				// tree; the other folders are restored.
+				p.lost = append(p.lost, Failure{Kind: "folder", Path: dir, User: f.User, Folder: f.Folder, Err: err.Error()})
+				continue
+			}
+			if err != nil {
+				return nil, err
 			}
 			added := false
 			for i := range t.Messages {
@@ -313,6 +342,14 @@ func makePlan(ctx context.Context, repo Repository, snap *archive.Snapshot, opt 
 			continue
 		}
 		ft, err := repo.LoadFilesTree(ctx, root.Files)
+		if damaged(err) {
+			dir := root.Name
+			if dir == "" {
+				dir = "."
+			}
+			p.lost = append(p.lost, Failure{Kind: "files", Path: dir, Err: err.Error()})
+			continue
+		}
 		if err != nil {
 			return nil, err
 		}
