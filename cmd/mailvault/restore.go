@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"unicode"
 	"unicode/utf8"
 
@@ -84,7 +85,11 @@ func newRestoreCmd(g *globals) *cobra.Command {
 // write because of them, one message or file a line.
 func printFailures(w io.Writer, res *restore.Result) {
 	for _, p := range res.DamagedPacks {
-		fmt.Fprintf(w, "error: pack %s: %s\n", p.Pack, p.Err)
+		if strings.Contains(p.Err, p.Pack.String()) {
+			fmt.Fprintf(w, "error: %s\n", p.Err)
+		} else {
+			fmt.Fprintf(w, "error: pack %s: %s\n", p.Pack, p.Err)
+		}
 	}
 	if len(res.Failed) == 0 {
 		return
