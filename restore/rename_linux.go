@@ -20,3 +20,9 @@ func renameNoReplace(oldpath, newpath string) error {
 	}
 	return nil
 }
+
+// syncFS returns a function that makes everything written to the file
+// system holding dir durable: syncfs(2), one call for a batch of files.
+func syncFS(dir *os.File) func() error {
+	return func() error { return unix.Syncfs(int(dir.Fd())) }
+}

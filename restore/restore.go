@@ -582,32 +582,36 @@ func (f *file) removeTemp() error {
 }
 
 // finish completes f, whose every blob was written and verified through
-// fd: it sets the mode and times, makes the content durable and renames
-// the temporary file to f's name. Only the worker that wrote f's last blob
-// calls it, and a file with all its blobs cannot have failed, so f.tmp is
-// read without the lock.
-func (w *writer) finish(f *file, fd *os.File) error {
+// fd: it sets the mode and times and hands f to the committer, which
+// renames it into place. Only the worker that wrote f's last blob calls
+// it, and a file with all its blobs cannot have failed, so f.tmp is read
+// without the lock.
+func (w *writer) finish(f *file, fd *os.File, c *committer) error {
 	if f.mode != f.mode|0o200 || f.mode&0o077 != 0 {
 		// Created as mode|0o200 and subject to the umask.
 		if err := fd.Chmod(f.mode); err != nil {
 			return fmt.Errorf("restore %s: %w", f.rel, err)
 		}
 	}
-	// The content reaches the disk before the name does, so that a crash
-	// of the machine cannot leave a file with its final name and without
-	// its content (ext4 and XFS order a rename before the data of a new
-	// file otherwise).
-	if err := fd.Sync(); err != nil {
-		return fmt.Errorf("restore %s: %w", f.rel, err)
+	if c.syncEach {
+		if err := fd.Sync(); err != nil {
+			return fmt.Errorf("restore %s: %w", f.rel, err)
+		}
 	}
 	t := time.Unix(0, f.mtime)
 	if err := os.Chtimes(f.tmp, t, t); err != nil {
 		return fmt.Errorf("restore %s: %w", f.rel, err)
 	}
-	// Renaming never writes through a symlink at the final name: it
-	// replaces the link. With Overwrite it replaces an old file in one
-	// step (a reader sees the old content or the new, never a mix);
-	// without, it refuses to replace anything.
+	c.add(f)
+	return nil
+}
+
+// rename moves f's complete temporary file to f's name. It never writes
+// through a symlink at the final name: it replaces the link. With
+// Overwrite it replaces an old file in one step (a reader sees the old
+// content or the new, never a mix); without, it refuses to replace
+// anything.
+func (w *writer) rename(f *file) error {
 	final := w.abs(f.rel)
 	var err error
 	if w.overwrite {
@@ -620,6 +624,85 @@ func (w *writer) finish(f *file, fd *os.File) error {
 	}
 	f.tmp = ""
 	return nil
+}
+
+// committer renames complete files into place, a batch at a time: one
+// sync of the target's file system (syncfs) makes a whole batch's content
+// durable before any of its names appears, so that a crash of the machine
+// cannot leave a file with its final name and without its content (ext4
+// and XFS may write a rename before the data of a new file). A batch is
+// whatever completed while the previous one was being synced, so the
+// workers go on writing while the disk catches up; an fsync per file cost
+// the restore several times more (docs/PERFORMANCE.md).
+type committer struct {
+	w *writer
+	// sync makes everything written to the target's file system durable;
+	// where there is no syncfs, syncEach makes finish fsync each file
+	// instead and sync does nothing.
+	sync     func() error
+	syncEach bool
+
+	mu      sync.Mutex
+	pending []*file
+	wake    chan struct{} // a token when pending grew
+}
+
+func newCommitter(w *writer, target *os.File) *committer {
+	c := &committer{w: w, wake: make(chan struct{}, 1)}
+	if sync := syncFS(target); sync != nil {
+		c.sync = sync
+	} else {
+		c.syncEach, c.sync = true, func() error { return nil }
+	}
+	return c
+}
+
+func (c *committer) add(f *file) {
+	c.mu.Lock()
+	c.pending = append(c.pending, f)
+	c.mu.Unlock()
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// run commits batches until closed is closed and the last batch is in,
+// then syncs once more so that the names, too, are durable when the
+// restore reports success. It stops at the first error or when ctx ends;
+// the caller removes the temporary files of the files not committed.
+func (c *committer) run(ctx context.Context, closed <-chan struct{}) error {
+	for {
+		last := false
+		select {
+		case <-c.wake:
+		case <-closed:
+			last = true
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		c.mu.Lock()
+		batch := c.pending
+		c.pending = nil
+		c.mu.Unlock()
+		if len(batch) > 0 {
+			if err := c.sync(); err != nil {
+				return fmt.Errorf("restore: sync: %w", err)
+			}
+			for _, f := range batch {
+				if err := c.w.rename(f); err != nil {
+					return err
+				}
+			}
+		}
+		if last {
+			if err := c.sync(); err != nil {
+				return fmt.Errorf("restore: sync: %w", err)
+			}
+			return nil
+		}
+	}
 }
 
 type blobUse struct {
@@ -658,10 +741,46 @@ func (w *writer) writeFiles(ctx context.Context, repo Repository, p *plan, opt O
 		if err == nil {
 			return
 		}
-		// The workers are done: nothing else touches the files.
+		// The workers and the committer are done: nothing else touches
+		// the files.
 		for _, f := range p.files {
 			_ = f.removeTemp()
 		}
+	}()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var errOnce sync.Once
+	var firstErr error
+	fail := func(err error) {
+		errOnce.Do(func() { firstErr = err; cancel() })
+	}
+	targetDir, err := os.Open(w.target)
+	if err != nil {
+		return nil, nil, fmt.Errorf("restore target: %w", err)
+	}
+	defer targetDir.Close()
+	c := newCommitter(w, targetDir)
+	closed := make(chan struct{})
+	committed := make(chan struct{})
+	go func() {
+		defer close(committed)
+		if err := c.run(ctx, closed); err != nil {
+			fail(err)
+		}
+	}()
+	var closeOnce sync.Once
+	stopCommitter := func() {
+		closeOnce.Do(func() { close(closed) })
+		<-committed
+	}
+	// Whatever happens below, the committer ends before the cleanup
+	// above (deferred earlier, run later), and after an error it renames
+	// nothing more.
+	defer func() {
+		if err != nil {
+			cancel()
+		}
+		stopCommitter()
 	}()
 	for _, f := range p.files {
 		if err := archive.CheckRelPath(f.rel); err != nil {
@@ -704,7 +823,7 @@ func (w *writer) writeFiles(ctx context.Context, repo Repository, p *plan, opt O
 			if err != nil {
 				return nil, nil, err
 			}
-			err = w.finish(f, fd)
+			err = w.finish(f, fd, c)
 			if cerr := fd.Close(); err == nil {
 				err = cerr
 			}
@@ -730,15 +849,8 @@ func (w *writer) writeFiles(ctx context.Context, repo Repository, p *plan, opt O
 			workers = max(workers, c.Connections())
 		}
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	work := make(chan archive.ID)
 	var wg sync.WaitGroup
-	var errOnce sync.Once
-	var firstErr error
-	fail := func(err error) {
-		errOnce.Do(func() { firstErr = err; cancel() })
-	}
 	// mu guards failed, bad and the progress report.
 	var mu sync.Mutex
 	// giveUp discards the files that need blobs of pack that were not
@@ -808,7 +920,7 @@ func (w *writer) writeFiles(ctx context.Context, repo Repository, p *plan, opt O
 						}
 						bytesDone.Add(int64(len(data)))
 						if u.f.remaining.Add(-1) == 0 {
-							err := w.finish(u.f, fd)
+							err := w.finish(u.f, fd, c)
 							delete(open, u.f)
 							if cerr := fd.Close(); err == nil && cerr != nil {
 								err = fmt.Errorf("restore %s: %w", u.f.rel, cerr)
@@ -855,6 +967,7 @@ func (w *writer) writeFiles(ctx context.Context, repo Repository, p *plan, opt O
 	}
 	close(work)
 	wg.Wait()
+	stopCommitter()
 	if firstErr != nil {
 		return nil, nil, firstErr
 	}
