@@ -23,7 +23,8 @@
 # restore is compared with the corpus (diff -r) in the first round. Prints
 # one line per restore and a summary: median and best wall seconds and
 # MB/s and median CPU seconds (user + system) per binary, with the load
-# average before and after.
+# average before and after, and the quartiles of the per-round ratio of
+# each binary's time to the first binary's.
 set -euo pipefail
 
 [[ $# -ge 2 ]] || { echo "usage: restore-rename.sh BIN_A BIN_B [BIN_C ...]" >&2; exit 2; }
@@ -74,6 +75,10 @@ for ((r = 0; r < ROUNDS; r++)); do
 done
 rm -rf "$D/target"
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
+# Paired ratios: within a round the binaries ran back to back, so a ratio
+# of two runs of one round is less disturbed by other load than the
+# totals are.
+read -r -a base <<<"${TIMES[0]}"
 for ((i = 0; i < n; i++)); do
 	read -r -a t <<<"${TIMES[$i]}"
 	sorted=$(printf '%s\n' "${t[@]}" | sort -n)
@@ -82,4 +87,10 @@ for ((i = 0; i < n; i++)); do
 	cmed=$(printf '%s\n' ${CPU[$i]} | sort -n | sed -n "$(((${#t[@]} + 1) / 2))p")
 	printf '%-40s median %6.2f s (%5.0f MB/s)  best %6.2f s (%5.0f MB/s)  median cpu %6.2f s  all: %s\n' "${BINS[$i]}" "$med" \
 		"$(echo "$BYTES / $med / 1000000" | bc -l)" "$best" "$(echo "$BYTES / $best / 1000000" | bc -l)" "$cmed" "${TIMES[$i]}"
+done
+for ((i = 1; i < n; i++)); do
+	read -r -a t <<<"${TIMES[$i]}"
+	ratios=$(for ((r = 0; r < ${#t[@]}; r++)); do echo "${t[$r]} / ${base[$r]}" | bc -l; done | sort -n)
+	q() { echo "$ratios" | sed -n "$(((${#t[@]} * $1 + 3) / 4))p" | cut -c1-5; }
+	printf '%s / %s per round: quartiles %s  median %s  %s\n' "${BINS[$i]}" "${BINS[0]}" "$(q 1)" "$(q 2)" "$(q 3)"
 done

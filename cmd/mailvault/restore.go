@@ -25,6 +25,14 @@ func newRestoreCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "restore latest|ID --target DIR",
 		Short: "Restore a snapshot, a user, a folder or one message as a Maildir",
+		Long: `Restore a snapshot, a user, a folder or one message as a Maildir.
+
+Each file is written under a temporary name and renamed into place once all
+its content was read, verified and is on disk: no partial file appears under
+a message's name, even if the restore is killed. A damaged or missing pack
+does not stop the restore: the messages and files that need it are listed
+(user, folder, Maildir name, Message-ID, subject), everything else is
+restored, and the exit code is 14.`,
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
