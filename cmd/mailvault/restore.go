@@ -33,7 +33,7 @@ a message's name, even if the restore is killed. A damaged or missing pack
 does not stop the restore: the messages and files that need it are listed
 (user, folder, Maildir name, Message-ID, subject), everything else is
 restored, and the exit code is 14.`,
-		Args:  cobra.ExactArgs(1),
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
 			if opt.Target == "" {
