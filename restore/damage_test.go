@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"maps"
 	"os"
 	"path"
 	"path/filepath"
@@ -425,6 +426,99 @@ func TestRestoreInterruptedLeavesNoPartialFile(t *testing.T) {
 			// The directory planted in the target is no file of the
 			// source: ReadTree skips directories.
 			assertNoPartialFiles(t, b.src, target, nil, false)
+		})
+	}
+}
+
+// TestRestoreMissingContent: content that no pack holds — a message's
+// blob, a folder's tree, a files tree — loses only what needs it; the
+// rest is restored and the losses are listed.
+func TestRestoreMissingContent(t *testing.T) {
+	gone := archive.ID{9, 9, 9}
+	tests := []struct {
+		name string
+		// lostTree, lostFiles and lostBlob replace the second folder's
+		// tree, the files tree or the second message's blob by gone.
+		lostTree, lostFiles, lostBlob bool
+		want                          restore.Failure
+	}{
+		{name: "message blob", lostBlob: true,
+			want: restore.Failure{Kind: "message", Path: "u/cur/m2:2,S", User: "u", Folder: "INBOX", Unique: "m2", MessageID: "m2@x", Subject: "two",
+				Err: "blob " + gone.String() + " is not in any pack"}},
+		{name: "folder tree", lostTree: true,
+			want: restore.Failure{Kind: "folder", Path: "u/.Sent", User: "u", Folder: "Sent"}},
+		{name: "files tree", lostFiles: true,
+			want: restore.Failure{Kind: "files", Path: "."}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newRepo(t)
+			one := saveData(t, r, "Subject: one\n\n1\n")
+			two := saveData(t, r, "Subject: two\n\n2\n")
+			if tc.lostBlob {
+				two = gone
+			}
+			inbox := saveTree(t, r, archive.FolderTree{Version: 1, Messages: []archive.Message{
+				{Unique: "m1", Flags: "S", Size: 16, Blobs: []archive.ID{one}, MessageID: "m1@x", Subject: "one"},
+				{Unique: "m2", Flags: "S", Size: 16, Blobs: []archive.ID{two}, MessageID: "m2@x", Subject: "two"},
+			}})
+			sent := saveTree(t, r, archive.FolderTree{Version: 1, Messages: []archive.Message{
+				{Unique: "s1", Flags: "S", Size: 16, Blobs: []archive.ID{one}},
+			}})
+			files := saveTree(t, r, archive.FilesTree{Version: 1, Entries: []archive.FileEntry{
+				{Path: "u/subscriptions", Type: "file", Mode: 0o600, Size: 16, Blobs: []archive.ID{one}},
+			}})
+			if tc.lostTree {
+				sent = gone
+			}
+			if tc.lostFiles {
+				files = gone
+			}
+			snap, err := saveSnapshot(t, r, archive.Snapshot{Version: 1, Roots: []archive.SourceRoot{{Path: "/src", Files: files, Folders: []archive.FolderEntry{
+				{User: "u", Folder: "INBOX", Dir: "u", Tree: inbox},
+				{User: "u", Folder: "Sent", Dir: "u/.Sent", Tree: sent},
+			}}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := r.LoadIndex(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			target := filepath.Join(t.TempDir(), "restored")
+			res, err := restore.Restore(t.Context(), r, snap, restore.Options{Target: target})
+			if !errors.Is(err, restore.ErrIncomplete) || res == nil {
+				t.Fatalf("Restore = %v, want ErrIncomplete", err)
+			}
+			if len(res.Failed) != 1 {
+				t.Fatalf("failed %+v, want one", res.Failed)
+			}
+			got := res.Failed[0]
+			if tc.want.Err == "" {
+				// A damaged tree's error is the loader's; it names the blob.
+				if !strings.Contains(got.Err, gone.String()) {
+					t.Errorf("error %q does not name %s", got.Err, gone)
+				}
+				got.Err = ""
+			}
+			if got != tc.want {
+				t.Errorf("failed %+v, want %+v", got, tc.want)
+			}
+			want := map[string]string{
+				"u/cur/m1:2,S":       "Subject: one\n\n1\n",
+				"u/cur/m2:2,S":       "Subject: two\n\n2\n",
+				"u/.Sent/cur/s1:2,S": "Subject: one\n\n1\n",
+				"u/subscriptions":    "Subject: one\n\n1\n",
+			}
+			delete(want, tc.want.Path)
+			if tc.lostTree {
+				delete(want, "u/.Sent/cur/s1:2,S")
+			}
+			if tc.lostFiles {
+				delete(want, "u/subscriptions")
+			}
+			if got := listTree(t, target); !maps.Equal(got, want) {
+				t.Errorf("restored %q, want %q", got, want)
+			}
 		})
 	}
 }
