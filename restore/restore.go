@@ -5,6 +5,11 @@
 // Blobs are read pack by pack — each pack is fetched and decrypted once,
 // and every file that needs a blob from it gets it then — so a full
 // restore reads the repository sequentially, like restic's restorer.
+//
+// A file appears under its name only complete and on disk: it is written
+// under a temporary name and renamed when its last blob is in. Damage in
+// the repository costs the files that need the damaged content, not the
+// restore: they are listed in the Result, with ErrIncomplete.
 package restore
 
 import (
