@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strconv"
 	"sync"
 )
 
@@ -25,8 +26,9 @@ type Problem struct {
 	// Object names the damaged or missing file, e.g. "pack 1a2b…".
 	Object string `json:"object"`
 	Err    string `json:"error"`
-	// Affected lists the messages (snapshot user/folder/unique) and files
-	// whose content depends on the object.
+	// Affected lists the messages (snapshot user/folder/unique
+	// <message-id> "subject", either of the last two left out when the
+	// message has none) and files whose content depends on the object.
 	Affected []string `json:"affected,omitempty"`
 }
 
@@ -196,7 +198,7 @@ func (r *Repository) walkSnapshots(ctx context.Context, res *CheckResult) (map[I
 				}
 				loadedTrees[f.Tree] = true
 				for _, m := range t.Messages {
-					who := where + "/" + m.Unique
+					who := where + "/" + m.Unique + describeMessage(&m)
 					for _, b := range m.Blobs {
 						refs[b] = append(refs[b], who)
 						missing(who, b)
@@ -227,6 +229,21 @@ func (r *Repository) walkSnapshots(ctx context.Context, res *CheckResult) (map[I
 		}
 	}
 	return refs, nil
+}
+
+// describeMessage is what check says of a message after its unique name,
+// so that an admin can tell which mail a damaged pack takes with it: its
+// Message-ID in angle brackets and its subject quoted (Go syntax, so that
+// a hostile subject keeps to one line).
+func describeMessage(m *Message) string {
+	var s string
+	if m.MessageID != "" {
+		s += " <" + m.MessageID + ">"
+	}
+	if m.Subject != "" {
+		s += " " + strconv.Quote(m.Subject)
+	}
+	return s
 }
 
 // verifyPack downloads a pack and checks everything about it: its name

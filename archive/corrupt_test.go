@@ -142,7 +142,12 @@ func TestFlippedBytePack(t *testing.T) {
 	for i, m := range msgs {
 		hit := slices.ContainsFunc(m.msg.Blobs, func(id archive.ID) bool { return inPack[id] })
 		if hit {
-			wantAffected = append(wantAffected, fmt.Sprintf("snapshot %s %s/%s/%s", snap.ID.Short(), m.user, m.folder, m.msg.Unique))
+			// Named with its Message-ID and subject, which every
+			// generated message has.
+			if m.msg.MessageID == "" || m.msg.Subject == "" {
+				t.Fatalf("message %s has no Message-ID or subject", m.msg.Unique)
+			}
+			wantAffected = append(wantAffected, fmt.Sprintf("snapshot %s %s/%s/%s <%s> %q", snap.ID.Short(), m.user, m.folder, m.msg.Unique, m.msg.MessageID, m.msg.Subject))
 		} else if unaffected == nil {
 			unaffected = &msgs[i]
 		}

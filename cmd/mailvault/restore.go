@@ -1,19 +1,39 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 
 	"github.com/mailvault/mailvault/restore"
 )
 
+// exitIncomplete: the restore finished, but some messages or files could
+// not be restored because the repository is damaged; they are listed. Kept
+// here rather than in main.go's table while that file is shared work;
+// documented in README.md ("Exit codes").
+const exitIncomplete = 14
+
 func newRestoreCmd(g *globals) *cobra.Command {
 	var opt restore.Options
 	cmd := &cobra.Command{
 		Use:   "restore latest|ID --target DIR",
 		Short: "Restore a snapshot, a user, a folder or one message as a Maildir",
-		Args:  cobra.ExactArgs(1),
+		Long: `Restore a snapshot, a user, a folder or one message as a Maildir.
+
+Each file is written under a temporary name and renamed into place once all
+its content was read, verified and is on disk: no partial file appears under
+a message's name, even if the restore is killed. A damaged or missing pack
+does not stop the restore: the messages and files that need it are listed
+(user, folder, Maildir name, Message-ID, subject), everything else is
+restored, and the exit code is 14.`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
 			if opt.Target == "" {
@@ -42,13 +62,21 @@ func newRestoreCmd(g *globals) *cobra.Command {
 			if bar != nil {
 				bar.done()
 			}
-			if err != nil {
+			if err != nil && !errors.Is(err, restore.ErrIncomplete) {
 				return err
 			}
 			if g.json {
-				return g.printJSON(map[string]any{"snapshot": snap.ID, "target": opt.Target, "result": res})
+				if jerr := g.printJSON(map[string]any{"snapshot": snap.ID, "target": opt.Target, "result": res}); jerr != nil {
+					return jerr
+				}
+			} else {
+				g.printf("restored snapshot %s to %s: %d messages, %d files, %s\n", snap.ID.Short(), opt.Target, res.Messages, res.Files, humanBytes(res.Bytes))
+				// Printed even with --quiet: they are errors.
+				printFailures(g.stdout, res)
 			}
-			g.printf("restored snapshot %s to %s: %d messages, %d files, %s\n", snap.ID.Short(), opt.Target, res.Messages, res.Files, humanBytes(res.Bytes))
+			if err != nil {
+				return withCode(exitIncomplete, err)
+			}
 			return nil
 		},
 	}
@@ -59,4 +87,51 @@ func newRestoreCmd(g *globals) *cobra.Command {
 	f.StringVar(&opt.Message, "message", "", "restore only this message (Maildir unique name or Message-ID)")
 	f.BoolVar(&opt.Overwrite, "overwrite", false, "write into an existing target, replacing files")
 	return cmd
+}
+
+// printFailures lists the damaged packs and what a restore could not
+// write because of them, one message or file a line.
+func printFailures(w io.Writer, res *restore.Result) {
+	for _, p := range res.DamagedPacks {
+		if strings.Contains(p.Err, p.Pack.String()) {
+			fmt.Fprintf(w, "error: %s\n", p.Err)
+		} else {
+			fmt.Fprintf(w, "error: pack %s: %s\n", p.Pack, p.Err)
+		}
+	}
+	if len(res.Failed) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "not restored (%d):\n", len(res.Failed))
+	for _, f := range res.Failed {
+		switch f.Kind {
+		case "message":
+			id := "(no Message-ID)"
+			if f.MessageID != "" {
+				id = word("<" + f.MessageID + ">")
+			}
+			fmt.Fprintf(w, "  message %s %s %s %s %q: %s\n", word(f.User), word(f.Folder), word(f.Unique), id, f.Subject, f.Err)
+		case "folder":
+			fmt.Fprintf(w, "  folder %s %s (all its messages; at %s): %s\n", word(f.User), word(f.Folder), word(f.Path), f.Err)
+		case "files":
+			fmt.Fprintf(w, "  the other files (not messages) below %s: %s\n", word(f.Path), f.Err)
+		default:
+			fmt.Fprintf(w, "  file %s: %s\n", word(f.Path), f.Err)
+		}
+	}
+}
+
+// word returns s as it is if it is printable and has no spaces, and
+// quoted otherwise, so that a hostile or odd name (Maildir names may hold
+// any byte but '/' and NUL) keeps one entry on one line.
+func word(s string) string {
+	for _, r := range s {
+		if !unicode.IsPrint(r) || unicode.IsSpace(r) || r == '"' {
+			return strconv.Quote(s)
+		}
+	}
+	if s == "" || !utf8.ValidString(s) {
+		return strconv.Quote(s)
+	}
+	return s
 }
