@@ -34,6 +34,7 @@ const (
 	exitLocked      = 11 // the repository is locked by another process
 	exitWrongKey    = 12 // no key file opens with the given password or identity
 	exitCheckFailed = 13 // check found damaged or missing data
+	exitIncomplete  = 14 // restore finished, but the messages and files it lists could not be restored (damaged or missing packs)
 	exitRuleFails   = 30 // status: the 3-2-1 rule does not hold
 )
 

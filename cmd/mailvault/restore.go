@@ -14,12 +14,6 @@ import (
 	"github.com/mailvault/mailvault/restore"
 )
 
-// exitIncomplete: the restore finished, but some messages or files could
-// not be restored because the repository is damaged; they are listed. Kept
-// here rather than in main.go's table while that file is shared work;
-// documented in README.md ("Exit codes").
-const exitIncomplete = 14
-
 func newRestoreCmd(g *globals) *cobra.Command {
 	var opt restore.Options
 	cmd := &cobra.Command{
