@@ -179,6 +179,8 @@ func New(cfg Config, st *store.Store, guard *auth.Guard, log *slog.Logger) *Serv
 			imap.CapChildren:     {},
 			imap.CapStatusSize:   {},
 			imap.CapID:           {}, // RFC 2971, id.go
+			imap.CapESearch:      {}, // RFC 4731, search.go
+			imap.CapLiteralPlus:  {}, // RFC 7888
 		},
 		Logger:    printfLogger{log},
 		TLSConfig: cfg.TLSConfig,

@@ -392,6 +392,7 @@ func (c *Conn) handleUnsubscribe(dec *imapwire.Decoder) error {
 
 func (c *Conn) checkBufferedLiteral(size int64, nonSync bool) error {
 	if size > 4096 {
+		c.refuseNonSync(nonSync)
 		return &imap.Error{
 			Type: imap.StatusResponseTypeNo,
 			Code: imap.ResponseCodeTooBig,
@@ -402,8 +403,19 @@ func (c *Conn) checkBufferedLiteral(size int64, nonSync bool) error {
 	return c.acceptLiteral(size, nonSync)
 }
 
+// mailvault: refuseNonSync ends the connection after the tagged answer
+// when a non-synchronizing literal is refused: its octets are already on
+// the way and would otherwise be read as commands (RFC 7888 section 4
+// lets the server close the connection).
+func (c *Conn) refuseNonSync(nonSync bool) {
+	if nonSync {
+		c.state = imap.ConnStateLogout
+	}
+}
+
 func (c *Conn) acceptLiteral(size int64, nonSync bool) error {
 	if nonSync && size > 4096 && !c.server.options.caps().Has(imap.CapLiteralPlus) {
+		c.refuseNonSync(nonSync)
 		return &imap.Error{
 			Type: imap.StatusResponseTypeBad,
 			Text: "Non-synchronizing literals are limited to 4096 bytes",
