@@ -181,6 +181,9 @@ func New(cfg Config, st *store.Store, guard *auth.Guard, log *slog.Logger) *Serv
 			imap.CapID:           {}, // RFC 2971, id.go
 			imap.CapESearch:      {}, // RFC 4731, search.go
 			imap.CapLiteralPlus:  {}, // RFC 7888
+			imap.CapSort:         {}, // RFC 5256, sort.go
+			imap.CapSortDisplay:  {}, // RFC 5957
+			imap.CapESort:        {}, // RFC 5267 (RETURN options; not CONTEXT=SORT)
 		},
 		Logger:    printfLogger{log},
 		TLSConfig: cfg.TLSConfig,

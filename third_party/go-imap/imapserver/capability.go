@@ -2,6 +2,7 @@ package imapserver
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/internal/imapwire"
@@ -100,6 +101,18 @@ func (c *Conn) availableCaps() []imap.Cap {
 			imap.CapLiteralPlus,
 			imap.CapUnauthenticate,
 		})
+
+		// mailvault: SORT, SORT=DISPLAY, ESORT and THREAD=... (sort.go)
+		if _, ok := c.session.(SessionSort); ok && available.Has(imap.CapSort) {
+			addAvailableCaps(&caps, available, []imap.Cap{imap.CapSort, imap.CapSortDisplay, imap.CapESort})
+		}
+		if _, ok := c.session.(SessionThread); ok {
+			algs := available.ThreadAlgorithms()
+			slices.Sort(algs)
+			for _, a := range algs {
+				caps = append(caps, imap.Cap("THREAD="+string(a)))
+			}
+		}
 
 		if appendLimitSession, ok := c.session.(SessionAppendLimit); ok {
 			limit := appendLimitSession.AppendLimit()

@@ -278,6 +278,10 @@ func (c *Conn) readCommand(dec *imapwire.Decoder) error {
 		err = c.handleMove(dec, numKind)
 	case "SEARCH", "UID SEARCH":
 		err = c.handleSearch(tag, dec, numKind)
+	case "SORT", "UID SORT": // mailvault: RFC 5256, sort.go
+		err = c.handleSort(tag, dec, numKind)
+	case "THREAD", "UID THREAD": // mailvault: RFC 5256, sort.go
+		err = c.handleThread(dec, numKind)
 	default:
 		if c.state == imap.ConnStateNotAuthenticated {
 			// Don't allow a single unknown command before authentication to
