@@ -63,12 +63,12 @@ func TestSort(t *testing.T) {
 func TestBaseSubject(t *testing.T) {
 	for in, want := range map[string]string{
 		"[foo] Fwd: [bar] Re: fw: b (fWd)  (fwd)": "b",
-		"Re: [FWD: c]":                            "c",
-		"[xyz]":                                   "[xyz]",
-		"re: [fwd: [fwd: re: [fwd: babylon]]]":    "babylon",
-		"Ad: Re: x":                               "Ad: Re: x",
-		"  a \t  b  ":                             "a b",
-		"":                                        "",
+		"Re: [FWD: c]":                         "c",
+		"[xyz]":                                "[xyz]",
+		"re: [fwd: [fwd: re: [fwd: babylon]]]": "babylon",
+		"Ad: Re: x":                            "Ad: Re: x",
+		"  a \t  b  ":                          "a b",
+		"":                                     "",
 	} {
 		if got, _ := baseSubject(in); got != want {
 			t.Errorf("baseSubject(%q) = %q, want %q", in, got, want)
