@@ -169,21 +169,23 @@ func New(cfg Config, st *store.Store, guard *auth.Guard, log *slog.Logger) *Serv
 	s.imap = imapserver.New(&imapserver.Options{
 		NewSession: s.newSession,
 		Caps: imap.CapSet{
-			imap.CapIMAP4rev1:    {},
-			imap.CapNamespace:    {},
-			imap.CapUIDPlus:      {},
-			imap.CapMove:         {},
-			imap.CapSpecialUse:   {},
-			imap.CapListExtended: {},
-			imap.CapListStatus:   {},
-			imap.CapChildren:     {},
-			imap.CapStatusSize:   {},
-			imap.CapID:           {}, // RFC 2971, id.go
-			imap.CapESearch:      {}, // RFC 4731, search.go
-			imap.CapLiteralPlus:  {}, // RFC 7888
-			imap.CapSort:         {}, // RFC 5256, sort.go
-			imap.CapSortDisplay:  {}, // RFC 5957
-			imap.CapESort:        {}, // RFC 5267 (RETURN options; not CONTEXT=SORT)
+			imap.CapIMAP4rev1:       {},
+			imap.CapNamespace:       {},
+			imap.CapUIDPlus:         {},
+			imap.CapMove:            {},
+			imap.CapSpecialUse:      {},
+			imap.CapListExtended:    {},
+			imap.CapListStatus:      {},
+			imap.CapChildren:        {},
+			imap.CapStatusSize:      {},
+			imap.CapID:              {}, // RFC 2971, id.go
+			imap.CapESearch:         {}, // RFC 4731, search.go
+			imap.CapLiteralPlus:     {}, // RFC 7888
+			imap.CapSort:            {}, // RFC 5256, sort.go
+			imap.CapSortDisplay:     {}, // RFC 5957
+			imap.CapESort:           {}, // RFC 5267 (RETURN options; not CONTEXT=SORT)
+			"THREAD=ORDEREDSUBJECT": {}, // RFC 5256, thread.go
+			"THREAD=REFERENCES":     {},
 		},
 		Logger:    printfLogger{log},
 		TLSConfig: cfg.TLSConfig,
