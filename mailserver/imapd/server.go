@@ -186,6 +186,7 @@ func New(cfg Config, st *store.Store, guard *auth.Guard, log *slog.Logger) *Serv
 			imap.CapESort:           {}, // RFC 5267 (RETURN options; not CONTEXT=SORT)
 			"THREAD=ORDEREDSUBJECT": {}, // RFC 5256, thread.go
 			"THREAD=REFERENCES":     {},
+			imap.CapBinary:          {}, // RFC 3516, binary.go
 		},
 		Logger:    printfLogger{log},
 		TLSConfig: cfg.TLSConfig,

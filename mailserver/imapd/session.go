@@ -400,12 +400,18 @@ func (s *session) Append(name string, r imap.LiteralReader, options *imap.Append
 		f.Close()
 		os.Remove(f.Name())
 	}()
-	n, err := io.Copy(f, io.LimitReader(r, s.srv.limits.Load().MaxMessageBytes+1))
+	var nul nulWriter
+	n, err := io.Copy(io.MultiWriter(f, &nul), io.LimitReader(r, s.srv.limits.Load().MaxMessageBytes+1))
 	if err != nil {
 		return nil, fmt.Errorf("imapd: spool: %w", err)
 	}
 	if n != r.Size() {
 		return nil, &imap.Error{Type: imap.StatusResponseTypeBad, Text: "Literal shorter than announced"}
+	}
+	if nul.found { // binary content (RFC 3516): binary.go
+		if err := unbinary(f); err != nil {
+			return nil, err
+		}
 	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return nil, fmt.Errorf("imapd: spool: %w", err)
