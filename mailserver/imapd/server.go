@@ -187,6 +187,7 @@ func New(cfg Config, st *store.Store, guard *auth.Guard, log *slog.Logger) *Serv
 			"THREAD=ORDEREDSUBJECT": {}, // RFC 5256, thread.go
 			"THREAD=REFERENCES":     {},
 			imap.CapBinary:          {}, // RFC 3516, binary.go
+			imap.CapMultiAppend:     {}, // RFC 3502, multiappend.go
 		},
 		Logger:    printfLogger{log},
 		TLSConfig: cfg.TLSConfig,

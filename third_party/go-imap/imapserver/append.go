@@ -13,71 +13,24 @@ import (
 // defaultAppendLimit is the default maximum size of an APPEND payload.
 const defaultAppendLimit = 100 * 1024 * 1024 // 100MiB
 
+// SessionMultiAppend is a session that takes several messages in one
+// APPEND (RFC 3502, MULTIAPPEND). Each is stored with Session.Append as it
+// arrives; when one fails, UnAppend removes those the command stored
+// before it, so that the command appends all or none.
+//
+// mailvault: beta.8 had no MULTIAPPEND.
+type SessionMultiAppend interface {
+	Session
+	UnAppend(mailbox string, data []*imap.AppendData) error
+}
+
 func (c *Conn) handleAppend(tag string, dec *imapwire.Decoder) error {
-	var (
-		mailbox string
-		options imap.AppendOptions
-	)
+	var mailbox string
 	if !dec.ExpectSP() || !dec.ExpectMailbox(&mailbox) || !dec.ExpectSP() {
 		return dec.Err()
 	}
-
-	hasFlagList, err := dec.List(func() error {
-		flag, err := internal.ExpectFlag(dec)
-		if err != nil {
-			return err
-		}
-		options.Flags = append(options.Flags, flag)
-		return nil
-	})
+	options, lit, dataExt, err := c.readAppendMessage(dec)
 	if err != nil {
-		return err
-	}
-	if hasFlagList && !dec.ExpectSP() {
-		return dec.Err()
-	}
-
-	t, err := internal.DecodeDateTime(dec)
-	if err != nil {
-		return err
-	}
-	if !t.IsZero() && !dec.ExpectSP() {
-		return dec.Err()
-	}
-	options.Time = t
-
-	var dataExt string
-	if !dec.Special('~') && dec.Atom(&dataExt) { // ignore literal8 prefix if any for BINARY
-		switch strings.ToUpper(dataExt) {
-		case "UTF8":
-			// '~' is the literal8 prefix
-			if !dec.ExpectSP() || !dec.ExpectSpecial('(') || !dec.ExpectSpecial('~') {
-				return dec.Err()
-			}
-		default:
-			return newClientBugError("Unknown APPEND data extension")
-		}
-	}
-
-	lit, nonSync, err := dec.ExpectLiteralReader()
-	if err != nil {
-		return err
-	}
-
-	appendLimit := int64(defaultAppendLimit)
-	if appendLimitSession, ok := c.session.(SessionAppendLimit); ok {
-		appendLimit = int64(appendLimitSession.AppendLimit())
-	}
-
-	if lit.Size() > appendLimit {
-		c.refuseNonSync(nonSync) // mailvault
-		return &imap.Error{
-			Type: imap.StatusResponseTypeNo,
-			Code: imap.ResponseCodeTooBig,
-			Text: fmt.Sprintf("Literals are limited to %v bytes for this command", appendLimit),
-		}
-	}
-	if err := c.acceptLiteral(lit.Size(), nonSync); err != nil {
 		return err
 	}
 
@@ -90,23 +43,156 @@ func (c *Conn) handleAppend(tag string, dec *imapwire.Decoder) error {
 		return err
 	}
 
-	data, appendErr := c.session.Append(mailbox, lit, &options)
-	if _, discardErr := io.Copy(io.Discard, lit); discardErr != nil {
-		return err
+	// mailvault: MULTIAPPEND (RFC 3502): further messages follow after a
+	// space, each appended as it comes; a failure removes those before it
+	// and the rest of the command is read and dropped (or, when it cannot
+	// be, the connection ends after the answer, since what follows is
+	// not a command).
+	multi, _ := c.session.(SessionMultiAppend)
+	if !c.server.options.caps().Has(imap.CapMultiAppend) {
+		multi = nil
 	}
-	if dataExt != "" && !dec.ExpectSpecial(')') {
-		return dec.Err()
+	var (
+		all       []*imap.AppendData
+		appendErr error
+	)
+	for {
+		var data *imap.AppendData
+		if appendErr == nil {
+			data, appendErr = c.session.Append(mailbox, lit, &options)
+		}
+		if _, discardErr := io.Copy(io.Discard, lit); discardErr != nil {
+			return discardErr
+		}
+		if dataExt != "" && !dec.ExpectSpecial(')') {
+			appendErr = c.unAppend(multi, mailbox, all, dec.Err())
+			c.state = imap.ConnStateLogout
+			return appendErr
+		}
+		if appendErr == nil {
+			all = append(all, data)
+		}
+		if multi == nil || !dec.SP() {
+			break
+		}
+		options, lit, dataExt, err = c.readAppendMessage(dec)
+		if err != nil {
+			// The message's literal was not read: what follows is
+			// unknown.
+			appendErr = c.unAppend(multi, mailbox, all, err)
+			c.state = imap.ConnStateLogout
+			return appendErr
+		}
 	}
 	if !dec.ExpectCRLF() {
-		return err
+		appendErr = c.unAppend(multi, mailbox, all, dec.Err())
+		c.state = imap.ConnStateLogout
+		return appendErr
 	}
 	if appendErr != nil {
-		return appendErr
+		return c.unAppend(multi, mailbox, all, appendErr)
 	}
 	if err := c.poll("APPEND"); err != nil {
 		return err
 	}
-	return c.writeAppendOK(tag, data)
+	if len(all) == 1 {
+		return c.writeAppendOK(tag, all[0])
+	}
+	return c.writeMultiAppendOK(tag, all)
+}
+
+// unAppend removes the messages a failed MULTIAPPEND stored and returns
+// the failure.
+func (c *Conn) unAppend(multi SessionMultiAppend, mailbox string, all []*imap.AppendData, err error) error {
+	if multi != nil && len(all) > 0 {
+		if uerr := multi.UnAppend(mailbox, all); uerr != nil {
+			c.server.logger().Printf("MULTIAPPEND: removing the messages of a failed command: %v", uerr)
+		}
+	}
+	return err
+}
+
+func (c *Conn) writeMultiAppendOK(tag string, all []*imap.AppendData) error {
+	enc := newResponseEncoder(c)
+	defer enc.end()
+
+	enc.Atom(tag).SP().Atom("OK").SP()
+	if all[0] != nil && all[0].UID != 0 {
+		var uids imap.UIDSet
+		for _, d := range all {
+			uids.AddNum(d.UID)
+		}
+		enc.Special('[')
+		enc.Atom("APPENDUID").SP().Number(all[0].UIDValidity).SP().NumSet(uids)
+		enc.Special(']').SP()
+	}
+	enc.Text("APPEND completed")
+	return enc.CRLF()
+}
+
+// readAppendMessage reads one message of an APPEND: flags, date, a
+// data extension and the literal's prefix, and accepts the literal.
+func (c *Conn) readAppendMessage(dec *imapwire.Decoder) (imap.AppendOptions, *imapwire.LiteralReader, string, error) {
+	var options imap.AppendOptions
+	hasFlagList, err := dec.List(func() error {
+		flag, err := internal.ExpectFlag(dec)
+		if err != nil {
+			return err
+		}
+		options.Flags = append(options.Flags, flag)
+		return nil
+	})
+	if err != nil {
+		return options, nil, "", err
+	}
+	if hasFlagList && !dec.ExpectSP() {
+		return options, nil, "", dec.Err()
+	}
+
+	t, err := internal.DecodeDateTime(dec)
+	if err != nil {
+		return options, nil, "", err
+	}
+	if !t.IsZero() && !dec.ExpectSP() {
+		return options, nil, "", dec.Err()
+	}
+	options.Time = t
+
+	var dataExt string
+	if !dec.Special('~') && dec.Atom(&dataExt) { // ignore literal8 prefix if any for BINARY
+		switch strings.ToUpper(dataExt) {
+		case "UTF8":
+			// '~' is the literal8 prefix
+			if !dec.ExpectSP() || !dec.ExpectSpecial('(') || !dec.ExpectSpecial('~') {
+				return options, nil, "", dec.Err()
+			}
+		default:
+			return options, nil, "", newClientBugError("Unknown APPEND data extension")
+		}
+	}
+
+	lit, nonSync, err := dec.ExpectLiteralReader()
+	if err != nil {
+		return options, nil, "", err
+	}
+
+	appendLimit := int64(defaultAppendLimit)
+	if appendLimitSession, ok := c.session.(SessionAppendLimit); ok {
+		appendLimit = int64(appendLimitSession.AppendLimit())
+	}
+
+	if lit.Size() > appendLimit {
+		c.refuseNonSync(nonSync) // mailvault
+		return options, nil, "", &imap.Error{
+			Type: imap.StatusResponseTypeNo,
+			Code: imap.ResponseCodeTooBig,
+			Text: fmt.Sprintf("Literals are limited to %v bytes for this command", appendLimit),
+		}
+	}
+	if err := c.acceptLiteral(lit.Size(), nonSync); err != nil {
+		return options, nil, "", err
+	}
+	return options, lit, dataExt, nil
 }
 
 func (c *Conn) writeAppendOK(tag string, data *imap.AppendData) error {

@@ -102,6 +102,10 @@ func (c *Conn) availableCaps() []imap.Cap {
 			imap.CapUnauthenticate,
 		})
 
+		// mailvault: MULTIAPPEND (append.go)
+		if _, ok := c.session.(SessionMultiAppend); ok {
+			addAvailableCaps(&caps, available, []imap.Cap{imap.CapMultiAppend})
+		}
 		// mailvault: SORT, SORT=DISPLAY, ESORT and THREAD=... (sort.go)
 		if _, ok := c.session.(SessionSort); ok && available.Has(imap.CapSort) {
 			addAvailableCaps(&caps, available, []imap.Cap{imap.CapSort, imap.CapSortDisplay, imap.CapESort})
