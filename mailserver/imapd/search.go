@@ -184,6 +184,11 @@ func (sm *searchMsg) match(c *imap.SearchCriteria) bool {
 			return false
 		}
 	}
+	if c.Older != 0 || c.Younger != 0 {
+		if !sm.load() || !matchWithin(sm.mtime, c.Older, c.Younger) {
+			return false
+		}
+	}
 	if !c.SentSince.IsZero() || !c.SentBefore.IsZero() {
 		if !sm.load() {
 			return false

@@ -188,6 +188,7 @@ func New(cfg Config, st *store.Store, guard *auth.Guard, log *slog.Logger) *Serv
 			"THREAD=REFERENCES":     {},
 			imap.CapBinary:          {}, // RFC 3516, binary.go
 			imap.CapMultiAppend:     {}, // RFC 3502, multiappend.go
+			imap.CapWithin:          {}, // RFC 5032, within.go
 		},
 		Logger:    printfLogger{log},
 		TLSConfig: cfg.TLSConfig,

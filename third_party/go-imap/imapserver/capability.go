@@ -102,6 +102,8 @@ func (c *Conn) availableCaps() []imap.Cap {
 			imap.CapUnauthenticate,
 		})
 
+		// mailvault: WITHIN (search.go's OLDER and YOUNGER)
+		addAvailableCaps(&caps, available, []imap.Cap{imap.CapWithin})
 		// mailvault: MULTIAPPEND (append.go)
 		if _, ok := c.session.(SessionMultiAppend); ok {
 			addAvailableCaps(&caps, available, []imap.Cap{imap.CapMultiAppend})

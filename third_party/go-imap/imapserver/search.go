@@ -291,6 +291,19 @@ func readSearchKeyWithAtom(criteria *imap.SearchCriteria, dec *imapwire.Decoder,
 			return dec.Err()
 		}
 		criteria.Text = append(criteria.Text, text)
+	case "OLDER", "YOUNGER": // mailvault: WITHIN (RFC 5032)
+		var n uint32
+		if !dec.ExpectSP() || !dec.ExpectNumber(&n) {
+			return dec.Err()
+		}
+		if n == 0 {
+			return newClientBugError("OLDER and YOUNGER take a positive number of seconds")
+		}
+		if key == "OLDER" {
+			criteria.And(&imap.SearchCriteria{Older: int64(n)})
+		} else {
+			criteria.And(&imap.SearchCriteria{Younger: int64(n)})
+		}
 	case "LARGER", "SMALLER":
 		var n int64
 		if !dec.ExpectSP() || !dec.ExpectNumber64(&n) {
