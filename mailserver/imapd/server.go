@@ -189,6 +189,7 @@ func New(cfg Config, st *store.Store, guard *auth.Guard, log *slog.Logger) *Serv
 			imap.CapBinary:          {}, // RFC 3516, binary.go
 			imap.CapMultiAppend:     {}, // RFC 3502, multiappend.go
 			imap.CapWithin:          {}, // RFC 5032, within.go
+			imap.CapCatenate:        {}, // RFC 4469, catenate.go
 		},
 		Logger:    printfLogger{log},
 		TLSConfig: cfg.TLSConfig,

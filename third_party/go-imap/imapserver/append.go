@@ -29,7 +29,7 @@ func (c *Conn) handleAppend(tag string, dec *imapwire.Decoder) error {
 	if !dec.ExpectSP() || !dec.ExpectMailbox(&mailbox) || !dec.ExpectSP() {
 		return dec.Err()
 	}
-	options, lit, dataExt, err := c.readAppendMessage(dec)
+	options, lit, dataExt, deferred, err := c.readAppendMessage(dec, mailbox)
 	if err != nil {
 		return err
 	}
@@ -52,10 +52,8 @@ func (c *Conn) handleAppend(tag string, dec *imapwire.Decoder) error {
 	if !c.server.options.caps().Has(imap.CapMultiAppend) {
 		multi = nil
 	}
-	var (
-		all       []*imap.AppendData
-		appendErr error
-	)
+	var all []*imap.AppendData
+	appendErr := deferred
 	for {
 		var data *imap.AppendData
 		if appendErr == nil {
@@ -75,7 +73,10 @@ func (c *Conn) handleAppend(tag string, dec *imapwire.Decoder) error {
 		if multi == nil || !dec.SP() {
 			break
 		}
-		options, lit, dataExt, err = c.readAppendMessage(dec)
+		options, lit, dataExt, deferred, err = c.readAppendMessage(dec, mailbox)
+		if appendErr == nil {
+			appendErr = deferred
+		}
 		if err != nil {
 			// The message's literal was not read: what follows is
 			// unknown.
@@ -132,8 +133,11 @@ func (c *Conn) writeMultiAppendOK(tag string, all []*imap.AppendData) error {
 
 // readAppendMessage reads one message of an APPEND: flags, date, a
 // data extension and the literal's prefix, and accepts the literal.
-func (c *Conn) readAppendMessage(dec *imapwire.Decoder) (imap.AppendOptions, *imapwire.LiteralReader, string, error) {
-	var options imap.AppendOptions
+//
+// mailvault: a CATENATE (RFC 4469) message comes back whole; a URL of it
+// that did not resolve comes back as deferred, an error to answer once
+// the command has been read.
+func (c *Conn) readAppendMessage(dec *imapwire.Decoder, mailbox string) (options imap.AppendOptions, lit imap.LiteralReader, dataExt string, deferred error, err error) {
 	hasFlagList, err := dec.List(func() error {
 		flag, err := internal.ExpectFlag(dec)
 		if err != nil {
@@ -143,56 +147,64 @@ func (c *Conn) readAppendMessage(dec *imapwire.Decoder) (imap.AppendOptions, *im
 		return nil
 	})
 	if err != nil {
-		return options, nil, "", err
+		return options, nil, "", nil, err
 	}
 	if hasFlagList && !dec.ExpectSP() {
-		return options, nil, "", dec.Err()
+		return options, nil, "", nil, dec.Err()
 	}
 
 	t, err := internal.DecodeDateTime(dec)
 	if err != nil {
-		return options, nil, "", err
+		return options, nil, "", nil, err
 	}
 	if !t.IsZero() && !dec.ExpectSP() {
-		return options, nil, "", dec.Err()
+		return options, nil, "", nil, dec.Err()
 	}
 	options.Time = t
-
-	var dataExt string
-	if !dec.Special('~') && dec.Atom(&dataExt) { // ignore literal8 prefix if any for BINARY
-		switch strings.ToUpper(dataExt) {
-		case "UTF8":
-			// '~' is the literal8 prefix
-			if !dec.ExpectSP() || !dec.ExpectSpecial('(') || !dec.ExpectSpecial('~') {
-				return options, nil, "", dec.Err()
-			}
-		default:
-			return options, nil, "", newClientBugError("Unknown APPEND data extension")
-		}
-	}
-
-	lit, nonSync, err := dec.ExpectLiteralReader()
-	if err != nil {
-		return options, nil, "", err
-	}
 
 	appendLimit := int64(defaultAppendLimit)
 	if appendLimitSession, ok := c.session.(SessionAppendLimit); ok {
 		appendLimit = int64(appendLimitSession.AppendLimit())
 	}
 
-	if lit.Size() > appendLimit {
+	if !dec.Special('~') && dec.Atom(&dataExt) { // ignore literal8 prefix if any for BINARY
+		switch strings.ToUpper(dataExt) {
+		case "CATENATE":
+			if !c.server.options.caps().Has(imap.CapCatenate) {
+				return options, nil, "", nil, newClientBugError("Unknown APPEND data extension")
+			}
+			if !dec.ExpectSP() {
+				return options, nil, "", nil, dec.Err()
+			}
+			lit, deferred, err := c.readCatenate(dec, mailbox, appendLimit)
+			return options, lit, "", deferred, err
+		case "UTF8":
+			// '~' is the literal8 prefix
+			if !dec.ExpectSP() || !dec.ExpectSpecial('(') || !dec.ExpectSpecial('~') {
+				return options, nil, "", nil, dec.Err()
+			}
+		default:
+			return options, nil, "", nil, newClientBugError("Unknown APPEND data extension")
+		}
+	}
+
+	wireLit, nonSync, err := dec.ExpectLiteralReader()
+	if err != nil {
+		return options, nil, "", nil, err
+	}
+
+	if wireLit.Size() > appendLimit {
 		c.refuseNonSync(nonSync) // mailvault
-		return options, nil, "", &imap.Error{
+		return options, nil, "", nil, &imap.Error{
 			Type: imap.StatusResponseTypeNo,
 			Code: imap.ResponseCodeTooBig,
 			Text: fmt.Sprintf("Literals are limited to %v bytes for this command", appendLimit),
 		}
 	}
-	if err := c.acceptLiteral(lit.Size(), nonSync); err != nil {
-		return options, nil, "", err
+	if err := c.acceptLiteral(wireLit.Size(), nonSync); err != nil {
+		return options, nil, "", nil, err
 	}
-	return options, lit, dataExt, nil
+	return options, wireLit, dataExt, nil, nil
 }
 
 func (c *Conn) writeAppendOK(tag string, data *imap.AppendData) error {

@@ -104,6 +104,10 @@ func (c *Conn) availableCaps() []imap.Cap {
 
 		// mailvault: WITHIN (search.go's OLDER and YOUNGER)
 		addAvailableCaps(&caps, available, []imap.Cap{imap.CapWithin})
+		// mailvault: CATENATE (catenate.go)
+		if _, ok := c.session.(SessionCatenate); ok {
+			addAvailableCaps(&caps, available, []imap.Cap{imap.CapCatenate})
+		}
 		// mailvault: MULTIAPPEND (append.go)
 		if _, ok := c.session.(SessionMultiAppend); ok {
 			addAvailableCaps(&caps, available, []imap.Cap{imap.CapMultiAppend})
