@@ -190,6 +190,7 @@ func New(cfg Config, st *store.Store, guard *auth.Guard, log *slog.Logger) *Serv
 			imap.CapMultiAppend:     {}, // RFC 3502, multiappend.go
 			imap.CapWithin:          {}, // RFC 5032, within.go
 			imap.CapCatenate:        {}, // RFC 4469, catenate.go
+			imap.CapSearchRes:       {}, // RFC 5182, searchres.go
 		},
 		Logger:    printfLogger{log},
 		TLSConfig: cfg.TLSConfig,

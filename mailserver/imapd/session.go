@@ -61,6 +61,8 @@ type selection struct {
 	mbox     *mailbox
 	view     *view
 	readOnly bool
+
+	searchRes imap.UIDSet // SEARCHRES: the last saved SEARCH result (searchres.go)
 }
 
 var (
@@ -515,6 +517,7 @@ type target struct {
 // yet are left out. "*" is the highest number the client knows (RFC 9051
 // section 9, seq-number).
 func (s *session) resolveLocked(numSet imap.NumSet) []target {
+	numSet = s.savedSet(numSet)
 	m := s.sel.mbox
 	seqs := make([]uint32, len(m.msgs))
 	var maxSeq uint32
@@ -574,6 +577,10 @@ func staticRange(start, stop *uint32, max uint32) {
 // folder expunges nothing (section 6.4.2), which is why EXPUNGE is a no-op
 // after EXAMINE rather than an error.
 func (s *session) Expunge(w *imapserver.ExpungeWriter, uids *imap.UIDSet) error {
+	if uids != nil && imap.IsSearchRes(*uids) {
+		saved := s.sel.searchRes // UID EXPUNGE $ (RFC 5182)
+		uids = &saved
+	}
 	if s.sel.readOnly {
 		return nil
 	}

@@ -76,13 +76,19 @@ func (c *Conn) handleSearch(tag string, dec *imapwire.Decoder, numKind NumKind) 
 	}
 
 	// If no return option is specified, ALL is assumed
-	if !options.ReturnMin && !options.ReturnMax && !options.ReturnAll && !options.ReturnCount {
+	// mailvault: but RETURN (SAVE) alone answers nothing (RFC 5182
+	// section 2.1).
+	onlySave := options.ReturnSave && !options.ReturnMin && !options.ReturnMax && !options.ReturnAll && !options.ReturnCount
+	if !options.ReturnMin && !options.ReturnMax && !options.ReturnAll && !options.ReturnCount && !onlySave {
 		options.ReturnAll = true
 	}
 
 	data, err := c.session.Search(numKind, &criteria, &options)
 	if err != nil {
 		return err
+	}
+	if onlySave {
+		return nil
 	}
 
 	if c.enabled.Has(imap.CapIMAP4rev2) || extended {
