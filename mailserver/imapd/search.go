@@ -23,6 +23,13 @@ import (
 // BCC/SUBJECT, BODY and TEXT (case-insensitive substring), NOT and OR.
 // Message files are read only when a key needs them.
 func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria, options *imap.SearchOptions) (*imap.SearchData, error) {
+	var keep map[uint32]uint32 // RETURN (UPDATE): the result, for context.go
+	if options != nil && options.ReturnUpdate {
+		if err := s.canKeepContext(); err != nil {
+			return nil, err
+		}
+		keep = map[uint32]uint32{}
+	}
 	m := s.sel.mbox
 	m.mu.Lock()
 	kw := m.kw
@@ -55,6 +62,9 @@ func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria,
 		if first == 0 {
 			first = imap.UID(t.msg.uid)
 		}
+		if keep != nil {
+			keep[t.msg.uid] = t.seq
+		}
 		last = imap.UID(t.msg.uid)
 		if data.Min == 0 || num < data.Min {
 			data.Min = num
@@ -69,6 +79,9 @@ func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria,
 	}
 	if options != nil && options.ReturnSave {
 		s.saveResult(options, uids, first, last)
+	}
+	if keep != nil {
+		s.keepContext(kind, criteria, options, keep)
 	}
 	return data, nil
 }

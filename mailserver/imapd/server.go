@@ -191,6 +191,7 @@ func New(cfg Config, st *store.Store, guard *auth.Guard, log *slog.Logger) *Serv
 			imap.CapWithin:          {}, // RFC 5032, within.go
 			imap.CapCatenate:        {}, // RFC 4469, catenate.go
 			imap.CapSearchRes:       {}, // RFC 5182, searchres.go
+			imap.CapContextSearch:   {}, // RFC 5267, context.go
 		},
 		Logger:    printfLogger{log},
 		TLSConfig: cfg.TLSConfig,

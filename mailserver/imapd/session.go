@@ -62,7 +62,8 @@ type selection struct {
 	view     *view
 	readOnly bool
 
-	searchRes imap.UIDSet // SEARCHRES: the last saved SEARCH result (searchres.go)
+	searchRes imap.UIDSet      // SEARCHRES: the last saved SEARCH result (searchres.go)
+	contexts  []*searchContext // CONTEXT=SEARCH: SEARCH RETURN (UPDATE)s (context.go)
 }
 
 var (
@@ -448,7 +449,7 @@ func (s *session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
 	if err != nil {
 		return err
 	}
-	return s.flush(s.sel.view, w, allowExpunge)
+	return s.flushContexts(s.sel, w, allowExpunge)
 }
 
 // Idle pushes updates until the client says DONE (RFC 2177). Changes made
@@ -471,7 +472,7 @@ func (s *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
 		m.mu.Unlock()
 	}
 	claim()
-	if err := s.flush(sel.view, w, true); err != nil {
+	if err := s.flushContexts(sel, w, true); err != nil {
 		return err
 	}
 	done := make(chan struct{})
@@ -496,7 +497,7 @@ func (s *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
 			return nil
 		case <-sel.view.wake:
 			claim()
-			if err := s.flush(sel.view, w, true); err != nil {
+			if err := s.flushContexts(sel, w, true); err != nil {
 				return err
 			}
 		}

@@ -14,6 +14,21 @@ type SearchOptions struct {
 	ReturnCount bool
 	// Requires IMAP4rev2 or SEARCHRES
 	ReturnSave bool
+
+	// mailvault: CONTEXT=SEARCH and CONTEXT=SORT (RFC 5267).
+	// ReturnPartial is PARTIAL first:last (1-based, first <= last);
+	// ReturnUpdate keeps the search (its tag is Tag) and reports changes
+	// to its result until CANCELUPDATE.
+	ReturnPartial *SearchReturnPartial
+	ReturnUpdate  bool
+	Tag           string
+}
+
+// SearchReturnPartial is RETURN (PARTIAL first:last) (RFC 5267).
+//
+// mailvault.
+type SearchReturnPartial struct {
+	First, Last uint32
 }
 
 // SearchCriteria is a criteria for the SEARCH command.

@@ -108,6 +108,10 @@ func (c *Conn) availableCaps() []imap.Cap {
 		if _, ok := c.session.(SessionCatenate); ok {
 			addAvailableCaps(&caps, available, []imap.Cap{imap.CapCatenate})
 		}
+		// mailvault: CONTEXT=SEARCH (context.go)
+		if _, ok := c.session.(SessionSearchContext); ok {
+			addAvailableCaps(&caps, available, []imap.Cap{imap.CapContextSearch})
+		}
 		// mailvault: MULTIAPPEND (append.go)
 		if _, ok := c.session.(SessionMultiAppend); ok {
 			addAvailableCaps(&caps, available, []imap.Cap{imap.CapMultiAppend})

@@ -282,6 +282,8 @@ func (c *Conn) readCommand(dec *imapwire.Decoder) error {
 		err = c.handleSort(tag, dec, numKind)
 	case "THREAD", "UID THREAD": // mailvault: RFC 5256, sort.go
 		err = c.handleThread(dec, numKind)
+	case "CANCELUPDATE": // mailvault: RFC 5267, context.go
+		err = c.handleCancelUpdate(dec)
 	default:
 		if c.state == imap.ConnStateNotAuthenticated {
 			// Don't allow a single unknown command before authentication to

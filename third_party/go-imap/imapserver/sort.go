@@ -107,6 +107,9 @@ func (c *Conn) handleSort(tag string, dec *imapwire.Decoder, numKind NumKind) er
 		if options.ReturnSave {
 			return newClientBugError("SAVE is not supported with SORT")
 		}
+		if options.ReturnUpdate {
+			return newClientBugError("UPDATE is not supported with SORT (no CONTEXT=SORT)")
+		}
 		if !dec.ExpectSP() {
 			return dec.Err()
 		}
@@ -169,7 +172,7 @@ func (c *Conn) handleSort(tag string, dec *imapwire.Decoder, numKind NumKind) er
 		}
 		return enc.CRLF()
 	}
-	if !options.ReturnMin && !options.ReturnMax && !options.ReturnAll && !options.ReturnCount {
+	if !options.ReturnMin && !options.ReturnMax && !options.ReturnAll && !options.ReturnCount && options.ReturnPartial == nil {
 		options.ReturnAll = true
 	}
 	// RFC 5267 section 3.1: MIN and MAX are the first and the last in
@@ -191,6 +194,9 @@ func (c *Conn) handleSort(tag string, dec *imapwire.Decoder, numKind NumKind) er
 	}
 	if options.ReturnCount {
 		enc.SP().Atom("COUNT").SP().Number(uint32(len(nums)))
+	}
+	if p := options.ReturnPartial; p != nil {
+		writePartial(enc.Encoder, p, nums) // RFC 5267 section 4.4, in sort order
 	}
 	return enc.CRLF()
 }
