@@ -82,4 +82,3 @@ func (w *UpdateWriter) WriteSearchUpdate(tag string, uid, add bool, position uin
 	enc.SP().Special('(').Number(position).SP().Atom(orderedSet(nums)).Special(')')
 	return enc.CRLF()
 }
-
