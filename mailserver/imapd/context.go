@@ -7,9 +7,12 @@ import (
 	"github.com/emersion/go-imap/v2/imapserver"
 )
 
-// CONTEXT=SEARCH (RFC 5267): a SEARCH RETURN (UPDATE) stays active in its
-// selection and every change to its result is told as ESEARCH ADDTO or
-// REMOVEFROM (position 0: the result is a set, not an order) until
+// CONTEXT=SEARCH and CONTEXT=SORT (RFC 5267): a SEARCH or SORT RETURN
+// (UPDATE) stays active in its selection and every change to its result
+// is told as ESEARCH ADDTO or REMOVEFROM (position 0 for a SEARCH, whose
+// result is a set; for a SORT the 1-based position in the sort order,
+// one response per run of adjacent messages, each position counted after
+// the responses before it) until
 // CANCELUPDATE or the next SELECT. The result is evaluated again, over the
 // whole mailbox, each time the session writes its updates (after every
 // command, and in IDLE): a message leaving it is told before the
@@ -25,6 +28,13 @@ type searchContext struct {
 	// result: the matching messages, by UID, with the sequence number
 	// the client knows each by.
 	result map[uint32]uint32
+
+	// CONTEXT=SORT: the SORT's criteria, the result's UIDs in sort order
+	// and each one's keys (a message's keys never change; ties go by
+	// UID, which is sequence order).
+	sort  []imapserver.SortCriterion
+	order []uint32
+	keys  map[uint32][]any
 }
 
 // CancelUpdate ends the contexts of these tags (RFC 5267 section 4.2).
@@ -73,6 +83,12 @@ func (s *session) flushContexts(sel *selection, w *imapserver.UpdateWriter, allo
 			}
 			sm.close()
 		}
+		if c.sort != nil {
+			if err := c.removeSorted(w, matched[i]); err != nil {
+				return err
+			}
+			continue
+		}
 		var gone []uint32
 		for uid, seq := range c.result {
 			if !matched[i][uid] {
@@ -99,21 +115,46 @@ func (s *session) flushContexts(sel *selection, w *imapserver.UpdateWriter, allo
 		}
 	}
 	m.mu.Unlock()
+	byUID := make(map[uint32]target, len(targets))
+	for _, t := range targets {
+		byUID[t.msg.uid] = t
+	}
 	for i, c := range sel.contexts {
 		var added []uint32
 		for uid := range matched[i] {
 			if _, had := c.result[uid]; had {
 				continue
 			}
-			if seq := seqs[uid]; seq != 0 { // else not told of yet: next time
-				c.result[uid] = seq
-				added = append(added, c.num(uid, seq))
+			seq := seqs[uid]
+			if seq == 0 {
+				continue // not told of yet: next time
 			}
+			if c.sort != nil {
+				sm, err := s.sortMsgOf(m, byUID[uid])
+				if err != nil {
+					return err
+				}
+				if sm == nil {
+					continue // gone
+				}
+				c.keys[uid] = sortKeys(sm, c.sort)
+			}
+			c.result[uid] = seq
+			added = append(added, uid)
 		}
 		for uid := range c.result {
 			if seq := seqs[uid]; seq != 0 {
 				c.result[uid] = seq
 			}
+		}
+		if c.sort != nil {
+			if err := c.addSorted(w, added); err != nil {
+				return err
+			}
+			continue
+		}
+		for j, uid := range added {
+			added[j] = c.num(uid, c.result[uid])
 		}
 		slices.Sort(added)
 		if err := w.WriteSearchUpdate(c.tag, c.uid, true, 0, added); err != nil {
@@ -128,4 +169,78 @@ func (c *searchContext) num(uid, seq uint32) uint32 {
 		return uid
 	}
 	return seq
+}
+
+// removeSorted drops from a SORT context the messages no longer matched,
+// telling each run of adjacent ones at its position.
+func (c *searchContext) removeSorted(w *imapserver.UpdateWriter, matched map[uint32]bool) error {
+	kept := c.order[:0:0]
+	var run []uint32
+	pos := uint32(0)
+	flushRun := func() error {
+		err := w.WriteSearchUpdate(c.tag, c.uid, false, pos, run)
+		run = nil
+		return err
+	}
+	for _, uid := range c.order {
+		if matched[uid] {
+			if err := flushRun(); err != nil {
+				return err
+			}
+			kept = append(kept, uid)
+			continue
+		}
+		if len(run) == 0 {
+			pos = uint32(len(kept)) + 1
+		}
+		run = append(run, c.num(uid, c.result[uid]))
+		delete(c.result, uid)
+		delete(c.keys, uid)
+	}
+	if err := flushRun(); err != nil {
+		return err
+	}
+	c.order = kept
+	return nil
+}
+
+// addSorted puts new messages of a SORT context in their places, telling
+// each run of adjacent ones at its position.
+func (c *searchContext) addSorted(w *imapserver.UpdateWriter, added []uint32) error {
+	if len(added) == 0 {
+		return nil
+	}
+	isNew := make(map[uint32]bool, len(added))
+	for _, uid := range added {
+		isNew[uid] = true
+	}
+	c.order = append(c.order, added...)
+	slices.SortStableFunc(c.order, func(a, b uint32) int {
+		if r := compareKeys(c.sort, c.keys[a], c.keys[b]); r != 0 {
+			return r
+		}
+		switch {
+		case a < b:
+			return -1
+		case a > b:
+			return 1
+		}
+		return 0
+	})
+	var run []uint32
+	pos := uint32(0)
+	for i, uid := range c.order {
+		if isNew[uid] {
+			if len(run) == 0 {
+				pos = uint32(i) + 1
+			}
+			run = append(run, c.num(uid, c.result[uid]))
+			continue
+		}
+		if err := w.WriteSearchUpdate(c.tag, c.uid, true, pos, run); err != nil {
+			return err
+		}
+		run = nil
+	}
+	return w.WriteSearchUpdate(c.tag, c.uid, true, pos, run)
 }

@@ -83,3 +83,51 @@ func TestSearchContextUpdate(t *testing.T) {
 		C: m10 SEARCH RETURN (UPDATE SAVE) SEEN
 		S: m10 BAD`)
 }
+
+// CONTEXT=SORT: a SORT RETURN (UPDATE) tells each run of messages leaving
+// or joining its result at its position in the sort order, counted after
+// the responses before it.
+func TestSortContextUpdate(t *testing.T) {
+	e := newTestEnv(t, nil)
+	for _, s := range []string{"b", "d", "a"} {
+		e.Deliver(t, alice, "", msg(s, "body "+s))
+	}
+	c := e.login(t, "alice")
+	mustHave(t, c.ok("a0 CAPABILITY"), " CONTEXT=SORT")
+	c.ok("a1 SELECT INBOX")
+	c.Script(`
+		C: u1 SORT RETURN (UPDATE) (SUBJECT) UTF-8 UNSEEN
+		S: * ESEARCH (TAG "u1")
+		S: u1 OK
+		C: u2 SORT RETURN (PARTIAL 1:2) (SUBJECT) UTF-8 UNSEEN
+		S: * ESEARCH (TAG "u2") PARTIAL (1:2 3,1)
+		S: u2 OK
+		C: s1 STORE 1 +FLAGS.SILENT (\Seen)
+		S: * ESEARCH (TAG "u1") REMOVEFROM (2 1)
+		S: s1 OK`)
+	e.Deliver(t, alice, "", msg("c", "body c"))
+	c.Script(`
+		C: s2 NOOP
+		S: * 4 EXISTS
+		S: * 4 RECENT
+		S: * ESEARCH (TAG "u1") ADDTO (2 4)
+		S: s2 OK
+		C: s3 STORE 1 -FLAGS.SILENT (\Seen)
+		S: * ESEARCH (TAG "u1") ADDTO (2 1)
+		S: s3 OK
+		C: s4 STORE 2,3 +FLAGS.SILENT (\Seen)
+		S: * ESEARCH (TAG "u1") REMOVEFROM (1 3)
+		S: * ESEARCH (TAG "u1") REMOVEFROM (3 2)
+		S: s4 OK
+		C: s5 UID SORT RETURN (UPDATE) (REVERSE SUBJECT) UTF-8 ALL
+		S: * ESEARCH (TAG "s5") UID
+		S: s5 OK
+		C: s6 STORE 4 +FLAGS.SILENT (\Deleted)
+		S: s6 OK
+		C: s7 EXPUNGE
+		S: * ESEARCH (TAG "u1") REMOVEFROM (2 4)
+		S: * ESEARCH (TAG "s5") UID REMOVEFROM (2 4)
+		S: * 4 EXPUNGE
+		S: * 3 RECENT
+		S: s7 OK`)
+}

@@ -192,6 +192,7 @@ func New(cfg Config, st *store.Store, guard *auth.Guard, log *slog.Logger) *Serv
 			imap.CapCatenate:        {}, // RFC 4469, catenate.go
 			imap.CapSearchRes:       {}, // RFC 5182, searchres.go
 			imap.CapContextSearch:   {}, // RFC 5267, context.go
+			imap.CapContextSort:     {},
 		},
 		Logger:    printfLogger{log},
 		TLSConfig: cfg.TLSConfig,

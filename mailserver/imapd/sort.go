@@ -56,40 +56,52 @@ func (s *session) sortMsgs(criteria *imap.SearchCriteria) ([]*sortMsg, error) {
 	m.mu.Unlock()
 	out := make([]*sortMsg, 0, len(targets))
 	for _, t := range targets {
-		meta, err := s.metaOf(m, t)
-		if errors.Is(err, store.ErrNoSuchMessage) {
-			continue
-		}
+		sm, err := s.sortMsgOf(m, t)
 		if err != nil {
 			return nil, err
 		}
-		sm := &sortMsg{seq: t.seq, uid: t.msg.uid, size: meta.size, arrival: meta.modTime}
-		var h textproto.Header
-		if meta.big {
-			f, err := s.srv.store.OpenMessage(s.ctx(), s.acct, m.folder, t.msg.uid)
-			if err != nil {
-				continue
-			}
-			h, _ = textproto.ReadHeader(bufio.NewReader(f))
-			f.Close()
-			sm.env = extractEnvelope(h)
-		} else {
-			h, _ = textproto.ReadHeader(bufio.NewReader(bytes.NewReader(meta.header)))
-			sm.env = meta.envelope()
+		if sm != nil {
+			out = append(out, sm)
 		}
-		sm.header = mail.Header{Header: gomessage.Header{Header: h}}
-		sm.date = sm.arrival
-		if d, err := sm.header.Date(); err == nil && !d.IsZero() {
-			sm.date = d
-		}
-		subj, err := sm.header.Subject()
-		if err != nil {
-			subj = sm.header.Get("Subject")
-		}
-		sm.subject, sm.reply = baseSubject(subj)
-		out = append(out, sm)
 	}
 	return out, nil
+}
+
+// sortMsgOf reads what SORT and THREAD compare of a message; nil if it
+// is gone.
+func (s *session) sortMsgOf(m *mailbox, t target) (*sortMsg, error) {
+	meta, err := s.metaOf(m, t)
+	if errors.Is(err, store.ErrNoSuchMessage) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	sm := &sortMsg{seq: t.seq, uid: t.msg.uid, size: meta.size, arrival: meta.modTime}
+	var h textproto.Header
+	if meta.big {
+		f, err := s.srv.store.OpenMessage(s.ctx(), s.acct, m.folder, t.msg.uid)
+		if err != nil {
+			return nil, nil
+		}
+		h, _ = textproto.ReadHeader(bufio.NewReader(f))
+		f.Close()
+		sm.env = extractEnvelope(h)
+	} else {
+		h, _ = textproto.ReadHeader(bufio.NewReader(bytes.NewReader(meta.header)))
+		sm.env = meta.envelope()
+	}
+	sm.header = mail.Header{Header: gomessage.Header{Header: h}}
+	sm.date = sm.arrival
+	if d, err := sm.header.Date(); err == nil && !d.IsZero() {
+		sm.date = d
+	}
+	subj, err := sm.header.Subject()
+	if err != nil {
+		subj = sm.header.Get("Subject")
+	}
+	sm.subject, sm.reply = baseSubject(subj)
+	return sm, nil
 }
 
 // metaOf returns a message's cached metadata, reading the file's header
@@ -123,40 +135,62 @@ func (s *session) metaOf(m *mailbox, t target) (*msgMeta, error) {
 
 // Sort answers SORT and UID SORT (RFC 5256, with RFC 5957's DISPLAYFROM
 // and DISPLAYTO): strings compare with i;ascii-casemap, ties go by
-// sequence number whatever REVERSE says.
-func (s *session) Sort(kind imapserver.NumKind, criteria []imapserver.SortCriterion, search *imap.SearchCriteria) ([]uint32, error) {
+// sequence number whatever REVERSE says. RETURN (UPDATE) keeps the
+// result as a context (context.go, CONTEXT=SORT).
+func (s *session) Sort(kind imapserver.NumKind, criteria []imapserver.SortCriterion, search *imap.SearchCriteria, options *imap.SearchOptions) ([]uint32, error) {
+	if options.ReturnUpdate {
+		if err := s.canKeepContext(); err != nil {
+			return nil, err
+		}
+	}
 	msgs, err := s.sortMsgs(search)
 	if err != nil {
 		return nil, err
 	}
-	keys := make([][]any, len(msgs))
-	for i, sm := range msgs {
-		for _, c := range criteria {
-			keys[i] = append(keys[i], sortKey(sm, c.Key))
-		}
+	keys := make(map[uint32][]any, len(msgs))
+	for _, sm := range msgs {
+		keys[sm.uid] = sortKeys(sm, criteria)
 	}
-	idx := make([]int, len(msgs))
-	for i := range idx {
-		idx[i] = i
-	}
-	sort.SliceStable(idx, func(a, b int) bool {
-		ka, kb := keys[idx[a]], keys[idx[b]]
-		for i, c := range criteria {
-			r := compareKey(ka[i], kb[i])
-			if c.Reverse {
-				r = -r
-			}
-			if r != 0 {
-				return r < 0
-			}
-		}
-		return false
+	sort.SliceStable(msgs, func(a, b int) bool {
+		return compareKeys(criteria, keys[msgs[a].uid], keys[msgs[b].uid]) < 0
 	})
-	out := make([]uint32, len(idx))
-	for i, j := range idx {
-		out[i] = msgs[j].num(kind)
+	out := make([]uint32, len(msgs))
+	for i, sm := range msgs {
+		out[i] = sm.num(kind)
+	}
+	if options.ReturnUpdate {
+		c := &searchContext{tag: options.Tag, uid: kind == imapserver.NumKindUID, criteria: search,
+			result: make(map[uint32]uint32, len(msgs)), sort: criteria, keys: keys}
+		for _, sm := range msgs {
+			c.result[sm.uid] = sm.seq
+			c.order = append(c.order, sm.uid)
+		}
+		s.sel.contexts = append(s.sel.contexts, c)
 	}
 	return out, nil
+}
+
+func sortKeys(sm *sortMsg, criteria []imapserver.SortCriterion) []any {
+	k := make([]any, 0, len(criteria))
+	for _, c := range criteria {
+		k = append(k, sortKey(sm, c.Key))
+	}
+	return k
+}
+
+// compareKeys orders two messages' keys by the criteria; 0 for a tie,
+// which the callers leave in sequence (UID) order.
+func compareKeys(criteria []imapserver.SortCriterion, a, b []any) int {
+	for i, c := range criteria {
+		r := compareKey(a[i], b[i])
+		if c.Reverse {
+			r = -r
+		}
+		if r != 0 {
+			return r
+		}
+	}
+	return 0
 }
 
 func sortKey(sm *sortMsg, key imapserver.SortKey) any {

@@ -111,6 +111,9 @@ func (c *Conn) availableCaps() []imap.Cap {
 		// mailvault: CONTEXT=SEARCH (context.go)
 		if _, ok := c.session.(SessionSearchContext); ok {
 			addAvailableCaps(&caps, available, []imap.Cap{imap.CapContextSearch})
+			if _, ok := c.session.(SessionSort); ok && available.Has(imap.CapSort) {
+				addAvailableCaps(&caps, available, []imap.Cap{imap.CapContextSort})
+			}
 		}
 		// mailvault: MULTIAPPEND (append.go)
 		if _, ok := c.session.(SessionMultiAppend); ok {

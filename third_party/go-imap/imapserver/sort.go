@@ -38,7 +38,10 @@ type SessionSort interface {
 	Session
 	// Sort returns the numbers (sequence numbers or UIDs, as numKind
 	// says) of the messages matching search, in the order criteria give.
-	Sort(numKind NumKind, criteria []SortCriterion, search *imap.SearchCriteria) ([]uint32, error)
+	// options are ESORT's RETURN options; with CONTEXT=SORT, ReturnUpdate
+	// asks the session to keep the result as a context (see
+	// SessionSearchContext), named by options.Tag.
+	Sort(numKind NumKind, criteria []SortCriterion, search *imap.SearchCriteria, options *imap.SearchOptions) ([]uint32, error)
 }
 
 // Thread is a node of a THREAD response: Num is 0 for a message that is
@@ -108,7 +111,9 @@ func (c *Conn) handleSort(tag string, dec *imapwire.Decoder, numKind NumKind) er
 			return newClientBugError("SAVE is not supported with SORT")
 		}
 		if options.ReturnUpdate {
-			return newClientBugError("UPDATE is not supported with SORT (no CONTEXT=SORT)")
+			if _, ok := c.session.(SessionSearchContext); !ok || !c.server.options.caps().Has(imap.CapContextSort) {
+				return newClientBugError("UPDATE is not supported with SORT")
+			}
 		}
 		if !dec.ExpectSP() {
 			return dec.Err()
@@ -158,7 +163,8 @@ func (c *Conn) handleSort(tag string, dec *imapwire.Decoder, numKind NumKind) er
 	if !ok || !c.server.options.caps().Has(imap.CapSort) {
 		return &imap.Error{Type: imap.StatusResponseTypeBad, Text: "Unknown command"}
 	}
-	nums, err := sess.Sort(numKind, criteria, search)
+	options.Tag = tag
+	nums, err := sess.Sort(numKind, criteria, search, &options)
 	if err != nil {
 		return err
 	}
@@ -172,7 +178,7 @@ func (c *Conn) handleSort(tag string, dec *imapwire.Decoder, numKind NumKind) er
 		}
 		return enc.CRLF()
 	}
-	if !options.ReturnMin && !options.ReturnMax && !options.ReturnAll && !options.ReturnCount && options.ReturnPartial == nil {
+	if !options.ReturnMin && !options.ReturnMax && !options.ReturnAll && !options.ReturnCount && options.ReturnPartial == nil && !options.ReturnUpdate {
 		options.ReturnAll = true
 	}
 	// RFC 5267 section 3.1: MIN and MAX are the first and the last in
