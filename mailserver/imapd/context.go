@@ -17,8 +17,12 @@ import (
 // whole mailbox, each time the session writes its updates (after every
 // command, and in IDLE): a message leaving it is told before the
 // updates, with the number the client knows it by (before an EXPUNGE of
-// it), one joining after them, with its new number. Each context costs a
-// search per command, so a session keeps at most maxSearchContexts.
+// it), one joining after them, with its new number. The criteria's
+// sequence numbers stand for the messages they named when the context
+// started. Only messages whose
+// flags changed, and new ones, are matched again (every message when the
+// criteria name sequence numbers or WITHIN's OLDER/YOUNGER); a session
+// keeps at most maxSearchContexts.
 const maxSearchContexts = 8
 
 type searchContext struct {
@@ -35,6 +39,38 @@ type searchContext struct {
 	sort  []imapserver.SortCriterion
 	order []uint32
 	keys  map[uint32][]any
+
+	// evaluated: each message's match at the last evaluation, with the
+	// flags it was made on. A message's match changes only with its flags
+	// (and \Recent), so only those messages are matched again, unless
+	// the criteria are volatile: WITHIN's OLDER/YOUNGER, which time moves.
+	// (Sequence numbers are made UIDs when the context starts.)
+	evaluated map[uint32]evaluation
+	volatile  bool
+}
+
+type evaluation struct {
+	flags string
+	match bool
+}
+
+// volatileCriteria reports whether criteria use WITHIN, whose answer for
+// a message changes without the message.
+func volatileCriteria(c *imap.SearchCriteria) bool {
+	if c.Older != 0 || c.Younger != 0 {
+		return true
+	}
+	for i := range c.Not {
+		if volatileCriteria(&c.Not[i]) {
+			return true
+		}
+	}
+	for i := range c.Or {
+		if volatileCriteria(&c.Or[i][0]) || volatileCriteria(&c.Or[i][1]) {
+			return true
+		}
+	}
+	return false
 }
 
 // CancelUpdate ends the contexts of these tags (RFC 5267 section 4.2).
@@ -53,9 +89,33 @@ func (s *session) canKeepContext() error {
 	return nil
 }
 
+// seqsToUIDs replaces the criteria's sequence sets by the UIDs of the
+// messages they name now (seqUID, a client's sequence number's UID), so
+// that a context keeps meaning the same messages when expunges shift the
+// numbers.
+func seqsToUIDs(c *imap.SearchCriteria, seqUID map[uint32]uint32) {
+	for _, set := range c.SeqNum {
+		var uids imap.UIDSet
+		for seq, uid := range seqUID {
+			if set.Contains(seq) {
+				uids.AddNum(imap.UID(uid))
+			}
+		}
+		c.UID = append(c.UID, uids)
+	}
+	c.SeqNum = nil
+	for i := range c.Not {
+		seqsToUIDs(&c.Not[i], seqUID)
+	}
+	for i := range c.Or {
+		seqsToUIDs(&c.Or[i][0], seqUID)
+		seqsToUIDs(&c.Or[i][1], seqUID)
+	}
+}
+
 // keepContext starts a context with the first search's result.
 func (s *session) keepContext(kind imapserver.NumKind, criteria *imap.SearchCriteria, options *imap.SearchOptions, result map[uint32]uint32) {
-	s.sel.contexts = append(s.sel.contexts, &searchContext{tag: options.Tag, uid: kind == imapserver.NumKindUID, criteria: criteria, result: result})
+	s.sel.contexts = append(s.sel.contexts, &searchContext{tag: options.Tag, uid: kind == imapserver.NumKindUID, criteria: criteria, result: result, volatile: volatileCriteria(criteria)})
 }
 
 // flushContexts writes the view's queued updates (flush) with the
@@ -76,13 +136,24 @@ func (s *session) flushContexts(sel *selection, w *imapserver.UpdateWriter, allo
 	matched := make([]map[uint32]bool, len(sel.contexts))
 	for i, c := range sel.contexts {
 		matched[i] = map[uint32]bool{}
+		evaluated := make(map[uint32]evaluation, len(targets))
 		for _, t := range targets {
-			sm := &searchMsg{s: s, folder: m.folder, kw: &kw, t: t}
-			if sm.match(c.criteria) {
+			fp := t.msg.flags
+			if t.recent {
+				fp += "\x00recent"
+			}
+			e, ok := c.evaluated[t.msg.uid]
+			if !ok || e.flags != fp || c.volatile {
+				sm := &searchMsg{s: s, folder: m.folder, kw: &kw, t: t}
+				e = evaluation{flags: fp, match: sm.match(c.criteria)}
+				sm.close()
+			}
+			evaluated[t.msg.uid] = e
+			if e.match {
 				matched[i][t.msg.uid] = true
 			}
-			sm.close()
 		}
+		c.evaluated = evaluated
 		if c.sort != nil {
 			if err := c.removeSorted(w, matched[i]); err != nil {
 				return err

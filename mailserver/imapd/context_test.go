@@ -131,3 +131,37 @@ func TestSortContextUpdate(t *testing.T) {
 		S: * 3 RECENT
 		S: s7 OK`)
 }
+
+// A context's sequence numbers stand for the messages they named when it
+// started: an EXPUNGE does not bring message 4 into "1:3". A BODY context
+// is matched again when flags change (and only then).
+func TestSearchContextSequenceNumbers(t *testing.T) {
+	e := newTestEnv(t, nil)
+	for _, s := range []string{"one", "two", "three", "four"} {
+		e.Deliver(t, alice, "", msg(s, "body "+s))
+	}
+	c := e.login(t, "alice")
+	c.ok("a1 SELECT INBOX")
+	c.Script(`
+		C: u1 UID SEARCH RETURN (UPDATE) 1:3
+		S: * ESEARCH (TAG "u1") UID
+		S: u1 OK
+		C: u2 UID SEARCH RETURN (UPDATE) BODY three
+		S: * ESEARCH (TAG "u2") UID
+		S: u2 OK
+		C: s1 STORE 1 +FLAGS.SILENT (\Deleted)
+		S: s1 OK
+		C: s2 EXPUNGE
+		S: * ESEARCH (TAG "u1") UID REMOVEFROM (0 1)
+		S: * 1 EXPUNGE
+		S: * 3 RECENT
+		S: s2 OK
+		C: s3 NOOP
+		S: s3 OK
+		C: u3 SEARCH RETURN (UPDATE) NOT BODY three SEEN
+		S: * ESEARCH (TAG "u3")
+		S: u3 OK
+		C: s4 STORE 1:3 +FLAGS.SILENT (\Seen)
+		S: * ESEARCH (TAG "u3") ADDTO (0 1,3)
+		S: s4 OK`)
+}

@@ -81,6 +81,11 @@ func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria,
 		s.saveResult(options, uids, first, last)
 	}
 	if keep != nil {
+		seqUID := make(map[uint32]uint32, len(all))
+		for _, t := range all {
+			seqUID[t.seq] = t.msg.uid
+		}
+		seqsToUIDs(criteria, seqUID)
 		s.keepContext(kind, criteria, options, keep)
 	}
 	return data, nil

@@ -159,8 +159,17 @@ func (s *session) Sort(kind imapserver.NumKind, criteria []imapserver.SortCriter
 		out[i] = sm.num(kind)
 	}
 	if options.ReturnUpdate {
+		m := s.sel.mbox
+		m.mu.Lock()
+		all := s.resolveLocked(imap.SeqSet{imap.SeqRange{Start: 1, Stop: 0}})
+		m.mu.Unlock()
+		seqUID := make(map[uint32]uint32, len(all))
+		for _, t := range all {
+			seqUID[t.seq] = t.msg.uid
+		}
+		seqsToUIDs(search, seqUID)
 		c := &searchContext{tag: options.Tag, uid: kind == imapserver.NumKindUID, criteria: search,
-			result: make(map[uint32]uint32, len(msgs)), sort: criteria, keys: keys}
+			result: make(map[uint32]uint32, len(msgs)), sort: criteria, keys: keys, volatile: volatileCriteria(search)}
 		for _, sm := range msgs {
 			c.result[sm.uid] = sm.seq
 			c.order = append(c.order, sm.uid)
