@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
 	"github.com/emersion/go-message/textproto"
 )
 
@@ -111,4 +112,26 @@ func writeUnbinary(w *bytes.Buffer, h textproto.Header, body io.Reader) error {
 	}
 	w.WriteString(enc + "\r\n")
 	return nil
+}
+
+// knownCTE checks that the part a BINARY fetch asks for has a
+// Content-Transfer-Encoding the server can decode (RFC 3516 section 4.3:
+// NO [UNKNOWN-CTE] otherwise; go-imap's ExtractBinarySection gives back
+// nothing).
+func knownCTE(msg io.Reader, part []int) error {
+	var hdr []byte
+	if len(part) == 0 {
+		hdr = imapserver.ExtractBodySection(msg, &imap.FetchItemBodySection{Specifier: imap.PartSpecifierHeader})
+	} else {
+		hdr = imapserver.ExtractBodySection(msg, &imap.FetchItemBodySection{Part: part, Specifier: imap.PartSpecifierMIME})
+	}
+	h, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(hdr)))
+	if err != nil {
+		return nil // not ours to judge: the extraction answers
+	}
+	switch strings.ToLower(strings.TrimSpace(h.Get("Content-Transfer-Encoding"))) {
+	case "", "7bit", "8bit", "binary", "base64", "quoted-printable":
+		return nil
+	}
+	return &imap.Error{Type: imap.StatusResponseTypeNo, Code: "UNKNOWN-CTE", Text: "Unknown Content-Transfer-Encoding"}
 }

@@ -38,3 +38,17 @@ func TestBinaryAppendAndFetch(t *testing.T) {
 	}
 	mustHave(t, c.ok("a7 FETCH 1 BODY.PEEK[1]"), "hello")
 }
+
+// BINARY of a part in an encoding the server cannot decode is NO
+// [UNKNOWN-CTE] (RFC 3516 section 4.3), not an empty answer.
+func TestBinaryUnknownCTE(t *testing.T) {
+	e := newTestEnv(t, nil)
+	e.Deliver(t, alice, "", "From: bob@x.test\r\nSubject: uu\r\nMime-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"B\"\r\n\r\n"+
+		"--B\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\nh=C3=A9\r\n"+
+		"--B\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: x-uuencode\r\n\r\nbegin 644 x\r\nend\r\n--B--\r\n")
+	c := e.login(t, "alice")
+	c.ok("a1 SELECT INBOX")
+	mustHave(t, c.ok("a2 FETCH 1 BINARY.PEEK[1]"), "BINARY[1] ~{3}")
+	mustHave(t, c.cmd("a3 FETCH 1 BINARY.PEEK[2]"), "a3 NO [UNKNOWN-CTE]")
+	mustHave(t, c.cmd("a4 FETCH 1 BINARY.SIZE[2]"), "a4 NO [UNKNOWN-CTE]")
+}
