@@ -2,7 +2,11 @@ package imapd
 
 import (
 	"fmt"
+	"strings"
 	"testing"
+
+	gomessage "github.com/emersion/go-message"
+	"github.com/emersion/go-message/mail"
 )
 
 // THREAD (RFC 5256): REFERENCES links by References (In-Reply-To without
@@ -40,4 +44,58 @@ func TestThread(t *testing.T) {
 		S: b4 OK
 		C: b5 THREAD FANCY UTF-8 ALL
 		S: b5 BAD`)
+}
+
+// FuzzThreadReferences builds messages whose Message-ID, References and
+// Subject come from the input (duplicates, loops, self-references,
+// missing ids): REFERENCES ends, and every message is in its answer
+// exactly once.
+func FuzzThreadReferences(f *testing.F) {
+	f.Add([]byte("ab|ba|aa|cb"), []byte("re:x|x|[fwd: x]|y"))
+	f.Add([]byte("a|a|a"), []byte("||"))
+	f.Add([]byte("abcdefgh|hgfedcba|aabb"), []byte("s|Re: s|s (fwd)"))
+	f.Fuzz(func(t *testing.T, ids, subjects []byte) {
+		recs := strings.Split(string(ids), "|")
+		subj := strings.Split(string(subjects), "|")
+		if len(recs) > 200 {
+			recs = recs[:200]
+		}
+		var msgs []*sortMsg
+		for i, r := range recs {
+			var h mail.Header
+			h.Header = gomessage.Header{}
+			if r != "" {
+				h.Set("Message-Id", "<"+r[:1]+"@x>")
+				var refs []string
+				for _, c := range r[1:] {
+					refs = append(refs, "<"+string(c)+"@x>")
+				}
+				h.Set("References", strings.Join(refs, " "))
+			}
+			s := ""
+			if i < len(subj) {
+				s = subj[i]
+			}
+			base, reply := baseSubject(s)
+			msgs = append(msgs, &sortMsg{seq: uint32(i + 1), uid: uint32(i + 1), subject: base, reply: reply, header: h})
+		}
+		seen := map[uint32]int{}
+		var walk func(n *tnode)
+		walk = func(n *tnode) {
+			if n.msg != nil {
+				seen[n.msg.seq]++
+			}
+			for _, c := range n.children {
+				walk(c)
+			}
+		}
+		for _, r := range references(msgs) {
+			walk(r)
+		}
+		for _, m := range msgs {
+			if seen[m.seq] != 1 {
+				t.Fatalf("message %d is %d times in the threads of %q", m.seq, seen[m.seq], recs)
+			}
+		}
+	})
 }
