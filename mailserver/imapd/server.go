@@ -183,7 +183,7 @@ func New(cfg Config, st *store.Store, guard *auth.Guard, log *slog.Logger) *Serv
 			imap.CapLiteralPlus:     {}, // RFC 7888
 			imap.CapSort:            {}, // RFC 5256, sort.go
 			imap.CapSortDisplay:     {}, // RFC 5957
-			imap.CapESort:           {}, // RFC 5267 (RETURN options; not CONTEXT=SORT)
+			imap.CapESort:           {}, // RFC 5267, sort.go
 			"THREAD=ORDEREDSUBJECT": {}, // RFC 5256, thread.go
 			"THREAD=REFERENCES":     {},
 			imap.CapBinary:          {}, // RFC 3516, binary.go
@@ -192,7 +192,7 @@ func New(cfg Config, st *store.Store, guard *auth.Guard, log *slog.Logger) *Serv
 			imap.CapCatenate:        {}, // RFC 4469, catenate.go
 			imap.CapSearchRes:       {}, // RFC 5182, searchres.go
 			imap.CapContextSearch:   {}, // RFC 5267, context.go
-			imap.CapContextSort:     {},
+			imap.CapContextSort:     {}, // RFC 5267, context.go (SORT RETURN (UPDATE))
 		},
 		Logger:    printfLogger{log},
 		TLSConfig: cfg.TLSConfig,
