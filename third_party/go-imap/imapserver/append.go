@@ -39,7 +39,11 @@ func (c *Conn) handleAppend(tag string, dec *imapwire.Decoder) error {
 
 	if err := c.checkState(imap.ConnStateAuthenticated); err != nil {
 		io.Copy(io.Discard, lit)
-		dec.CRLF()
+		if !dec.CRLF() {
+			// mailvault: more follows (another message of a MULTIAPPEND)
+			// that will not be read: end the connection.
+			c.state = imap.ConnStateLogout
+		}
 		return err
 	}
 
