@@ -96,6 +96,9 @@ func TestImaptestCompliance(t *testing.T) {
 	}
 	sort.Strings(names)
 	t.Logf("%s test groups: %d failed %v, %s skipped (capabilities not offered)", m[1], failed, names, m[3])
+	for _, l := range regexp.MustCompile(`(?m)^.*individual commands failed.*$`).FindAll(out, -1) {
+		t.Logf("%s", l)
+	}
 	if testing.Verbose() {
 		t.Logf("what failed:\n%s", failures(out))
 	}
