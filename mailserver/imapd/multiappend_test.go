@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/mailvault/mailvault/mailserver/internal/servertest"
 )
@@ -51,4 +52,12 @@ func TestMultiAppend(t *testing.T) {
 		t.Fatalf("after a MULTIAPPEND cut short the connection went on: %q", l)
 	}
 	mustHave(t, e.login(t, "alice").ok("b1 STATUS INBOX (MESSAGES)"), "(MESSAGES 3)")
+
+	// The connection breaks in the second message's literal: the first
+	// goes again.
+	c2 := e.login(t, "alice")
+	c2.Send("a7 APPEND INBOX " + lit(m1) + " {100+}\r\nFrom: cut")
+	c2.Close()
+	time.Sleep(300 * time.Millisecond) // the server reads, stores, finds the break
+	mustHave(t, e.login(t, "alice").ok("b2 STATUS INBOX (MESSAGES)"), "(MESSAGES 3)")
 }

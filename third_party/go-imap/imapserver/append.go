@@ -59,20 +59,22 @@ func (c *Conn) handleAppend(tag string, dec *imapwire.Decoder) error {
 	var all []*imap.AppendData
 	appendErr := deferred
 	for {
-		var data *imap.AppendData
 		if appendErr == nil {
+			var data *imap.AppendData
 			data, appendErr = c.session.Append(mailbox, lit, &options)
+			if appendErr == nil {
+				all = append(all, data)
+			}
 		}
 		if _, discardErr := io.Copy(io.Discard, lit); discardErr != nil {
-			return discardErr
+			// The connection broke in a literal: none of the command's
+			// messages stay.
+			return c.unAppend(multi, mailbox, all, discardErr)
 		}
 		if dataExt != "" && !dec.ExpectSpecial(')') {
 			appendErr = c.unAppend(multi, mailbox, all, dec.Err())
 			c.state = imap.ConnStateLogout
 			return appendErr
-		}
-		if appendErr == nil {
-			all = append(all, data)
 		}
 		if multi == nil || !dec.SP() {
 			break
