@@ -1,6 +1,9 @@
 package imapd
 
-import "testing"
+import (
+	"fmt"
+	"testing"
+)
 
 // SEARCHRES (RFC 5182): SEARCH RETURN (SAVE) answers nothing and keeps
 // its result for "$" in FETCH, STORE, SEARCH, COPY and UID EXPUNGE; with
@@ -47,4 +50,18 @@ func TestSearchRes(t *testing.T) {
 	c.Script(`
 		C: c3 FETCH $ (UID)
 		S: c3 OK`)
+}
+
+// STATUS DELETED and DELETED-STORAGE (RFC 9208): the \Deleted
+// messages and their size; DELETED-STORAGE used to kill the connection
+// (go-imap wrote a nil size).
+func TestStatusDeletedStorage(t *testing.T) {
+	e := newTestEnv(t, nil)
+	m := msg("gone", "body")
+	e.Deliver(t, alice, "", m)
+	e.Deliver(t, alice, "", msg("kept", "body"))
+	c := e.login(t, "alice")
+	c.ok("a1 SELECT INBOX")
+	c.ok("a2 STORE 1 +FLAGS.SILENT (\\Deleted)")
+	mustHave(t, c.ok("a3 STATUS INBOX (DELETED DELETED-STORAGE MESSAGES)"), fmt.Sprintf("(MESSAGES 2 DELETED 1 DELETED-STORAGE %d)", len(m)))
 }

@@ -330,7 +330,7 @@ func (s *session) status(folder string, options *imap.StatusOptions) (*imap.Stat
 	}
 	data := &imap.StatusData{Mailbox: folder, UIDNext: imap.UID(l.UIDNext), UIDValidity: l.UIDValidity}
 	var n, unseen, deleted, recent uint32
-	var size int64
+	var size, deletedSize int64
 	for _, m := range l.Messages {
 		n++
 		if !hasFlag(m.Flags, 'S') {
@@ -338,6 +338,7 @@ func (s *session) status(folder string, options *imap.StatusOptions) (*imap.Stat
 		}
 		if hasFlag(m.Flags, 'T') {
 			deleted++
+			deletedSize += m.Size
 		}
 		if m.UID >= l.FirstRecent {
 			recent++ // not claimed by a session yet (RFC 3501 section 6.3.10)
@@ -358,6 +359,9 @@ func (s *session) status(folder string, options *imap.StatusOptions) (*imap.Stat
 	}
 	if options.Size {
 		data.Size = &size
+	}
+	if options.DeletedStorage { // RFC 9208; go-imap parses it whatever is offered
+		data.DeletedStorage = &deletedSize
 	}
 	if options.AppendLimit {
 		lim := s.srv.appendLimit()
