@@ -28,6 +28,7 @@ func FuzzCommand(f *testing.F) {
 		"a COPY * \"&AMk-\"",
 		"a RENAME INBOX x",
 		"a STATUS INBOX (MESSAGES SIZE RECENT DELETED)",
+		"a STATUS INBOX (DELETED-STORAGE APPENDLIMIT UIDNEXT)",
 		"a EXPUNGE",
 		"a IDLE",
 		"a UID EXPUNGE 1:*",
