@@ -7,7 +7,8 @@ import (
 
 // FuzzCommand feeds an arbitrary command line (hostile literals included)
 // to a live, logged-in session with INBOX selected: the session answers or
-// ends, the server never crashes, buffers stay bounded by imapserver's
+// ends, no command panics (imapserver would recover and drop the
+// connection), the server never crashes, buffers stay bounded by imapserver's
 // limits, and a new session still works.
 func FuzzCommand(f *testing.F) {
 	for _, s := range []string{
@@ -74,5 +75,10 @@ func FuzzCommand(f *testing.F) {
 		}
 		c.Close()
 		e.login(t, "alice").ok("y NOOP")
+		// imapserver recovers a handler's panic and drops the connection,
+		// which looks like a session that ended: its log says otherwise.
+		if logs := e.Logs(); strings.Contains(logs, "panic handling command") {
+			t.Fatalf("%q made a command panic:\n%s", line, logs[strings.Index(logs, "panic handling command"):])
+		}
 	})
 }
