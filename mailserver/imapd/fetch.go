@@ -206,6 +206,10 @@ func (s *session) fetchOne(w *imapserver.FetchWriter, m *mailbox, t target, kw *
 		}
 	}
 	for _, bs := range options.BinarySection {
+		if err := knownCTE(whole(), bs.Part); err != nil { // binary.go
+			rw.Close()
+			return err
+		}
 		b := imapserver.ExtractBinarySection(whole(), bs)
 		if err := writeLiteral(rw.WriteBinarySection(bs, int64(len(b))), b); err != nil {
 			rw.Close()
@@ -213,6 +217,10 @@ func (s *session) fetchOne(w *imapserver.FetchWriter, m *mailbox, t target, kw *
 		}
 	}
 	for _, bss := range options.BinarySectionSize {
+		if err := knownCTE(whole(), bss.Part); err != nil {
+			rw.Close()
+			return err
+		}
 		rw.WriteBinarySectionSize(bss, imapserver.ExtractBinarySectionSize(whole(), bss))
 	}
 	return rw.Close()

@@ -7,7 +7,8 @@ import (
 
 // FuzzCommand feeds an arbitrary command line (hostile literals included)
 // to a live, logged-in session with INBOX selected: the session answers or
-// ends, the server never crashes, buffers stay bounded by imapserver's
+// ends, no command panics (imapserver would recover and drop the
+// connection), the server never crashes, buffers stay bounded by imapserver's
 // limits, and a new session still works.
 func FuzzCommand(f *testing.F) {
 	for _, s := range []string{
@@ -28,9 +29,21 @@ func FuzzCommand(f *testing.F) {
 		"a COPY * \"&AMk-\"",
 		"a RENAME INBOX x",
 		"a STATUS INBOX (MESSAGES SIZE RECENT DELETED)",
+		"a STATUS INBOX (DELETED-STORAGE APPENDLIMIT UIDNEXT)",
 		"a EXPUNGE",
 		"a IDLE",
 		"a UID EXPUNGE 1:*",
+		"a SORT (REVERSE SUBJECT DISPLAYFROM) UTF-8 OR SEEN 1:*",
+		"a UID SORT RETURN (MIN MAX ALL COUNT PARTIAL 1:3 UPDATE) (ARRIVAL) US-ASCII ALL",
+		"a THREAD REFERENCES UTF-8 ALL",
+		"a UID THREAD ORDEREDSUBJECT UTF-8 NOT $",
+		"a SEARCH RETURN (SAVE MIN) ALL",
+		"a SEARCH RETURN (UPDATE PARTIAL 2:1) OLDER 1 YOUNGER 4294967295",
+		"a CANCELUPDATE \"a\" \"b\"",
+		"a APPEND INBOX CATENATE (URL \"/INBOX/;UID=1/;SECTION=1.MIME/;PARTIAL=0.9\" TEXT {3+}",
+		"a APPEND INBOX CATENATE (URL \"/INBOX;UIDVALIDITY=1/;UID=1\" URL \"/%ZZ/;UID=1\")",
+		"a APPEND INBOX {1+}\r\nx (\\Seen) {1+}\r\ny ~{1+}",
+		"a FETCH $ (BINARY.PEEK[1]<0.5> BINARY.SIZE[2])",
 		"\x00\xff{1}",
 		"a LOGOUT",
 	} {
@@ -62,5 +75,10 @@ func FuzzCommand(f *testing.F) {
 		}
 		c.Close()
 		e.login(t, "alice").ok("y NOOP")
+		// imapserver recovers a handler's panic and drops the connection,
+		// which looks like a session that ended: its log says otherwise.
+		if logs := e.Logs(); strings.Contains(logs, "panic handling command") {
+			t.Fatalf("%q made a command panic:\n%s", line, logs[strings.Index(logs, "panic handling command"):])
+		}
 	})
 }

@@ -250,6 +250,39 @@ func TestConcurrentCommandsNoDeadlock(t *testing.T) {
 			}
 			return nil
 		},
+
+		// SEARCH and SORT RETURN (UPDATE) contexts, told of every change
+		// in IDLE (context.go), and SORT, THREAD, SEARCHRES beside them.
+		"contexts": func(h *hammerConn) error {
+			if _, err := h.cmd("SELECT INBOX"); err != nil {
+				return err
+			}
+			if _, err := h.cmd(`SEARCH RETURN (UPDATE) FLAGGED`); err != nil {
+				return err
+			}
+			if _, err := h.cmd(`SORT RETURN (UPDATE) (REVERSE SUBJECT) UTF-8 UNDELETED`); err != nil {
+				return err
+			}
+			for range rounds {
+				if err := h.idle(); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+		"sort": func(h *hammerConn) error {
+			if _, err := h.cmd("SELECT INBOX"); err != nil {
+				return err
+			}
+			for range rounds / 2 {
+				for _, c := range []string{"SORT (ARRIVAL) UTF-8 ALL", "THREAD REFERENCES UTF-8 ALL", "UID SEARCH RETURN (SAVE) FLAGGED", "FETCH $ (FLAGS)"} {
+					if _, err := h.cmd(c); err != nil {
+						return err
+					}
+				}
+			}
+			return nil
+		},
 	}
 	conns := map[string]*hammerConn{}
 	for name := range workers {

@@ -23,6 +23,13 @@ import (
 // BCC/SUBJECT, BODY and TEXT (case-insensitive substring), NOT and OR.
 // Message files are read only when a key needs them.
 func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria, options *imap.SearchOptions) (*imap.SearchData, error) {
+	var keep map[uint32]uint32 // RETURN (UPDATE): the result, for context.go
+	if options != nil && options.ReturnUpdate {
+		if err := s.canKeepContext(); err != nil {
+			return nil, err
+		}
+		keep = map[uint32]uint32{}
+	}
 	m := s.sel.mbox
 	m.mu.Lock()
 	kw := m.kw
@@ -33,11 +40,12 @@ func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria,
 		maxSeq, maxUID = max(maxSeq, t.seq), max(maxUID, t.msg.uid)
 	}
 	m.mu.Unlock()
-	staticCriteria(criteria, maxSeq, maxUID)
+	staticCriteria(criteria, maxSeq, maxUID, s.sel.searchRes)
 
 	data := &imap.SearchData{}
 	var seqs imap.SeqSet
 	var uids imap.UIDSet
+	var first, last imap.UID // the UIDs of the lowest and highest match
 	for _, t := range all {
 		sm := &searchMsg{s: s, folder: m.folder, kw: &kw, t: t}
 		ok := sm.match(criteria)
@@ -51,6 +59,13 @@ func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria,
 		}
 		seqs.AddNum(t.seq)
 		uids.AddNum(imap.UID(t.msg.uid))
+		if first == 0 {
+			first = imap.UID(t.msg.uid)
+		}
+		if keep != nil {
+			keep[t.msg.uid] = t.seq
+		}
+		last = imap.UID(t.msg.uid)
 		if data.Min == 0 || num < data.Min {
 			data.Min = num
 		}
@@ -62,12 +77,23 @@ func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria,
 	} else {
 		data.All = seqs
 	}
+	if options != nil && options.ReturnSave {
+		s.saveResult(options, uids, first, last)
+	}
+	if keep != nil {
+		seqUID := make(map[uint32]uint32, len(all))
+		for _, t := range all {
+			seqUID[t.seq] = t.msg.uid
+		}
+		seqsToUIDs(criteria, seqUID)
+		s.keepContext(kind, criteria, options, keep)
+	}
 	return data, nil
 }
 
 // staticCriteria replaces "*" in the criteria's sets by the highest
-// number, recursively; "$" (SEARCHRES, not offered) matches nothing.
-func staticCriteria(c *imap.SearchCriteria, maxSeq, maxUID uint32) {
+// number, recursively, and "$" by the saved result (SEARCHRES, RFC 5182).
+func staticCriteria(c *imap.SearchCriteria, maxSeq, maxUID uint32, saved imap.UIDSet) {
 	for i, set := range c.SeqNum {
 		if imap.IsSearchRes(set) {
 			c.SeqNum[i] = imap.SeqSet{}
@@ -82,7 +108,7 @@ func staticCriteria(c *imap.SearchCriteria, maxSeq, maxUID uint32) {
 	}
 	for i, set := range c.UID {
 		if imap.IsSearchRes(set) {
-			c.UID[i] = imap.UIDSet{}
+			c.UID[i] = append(imap.UIDSet{}, saved...)
 			continue
 		}
 		ns := make(imap.UIDSet, len(set))
@@ -93,11 +119,11 @@ func staticCriteria(c *imap.SearchCriteria, maxSeq, maxUID uint32) {
 		c.UID[i] = ns
 	}
 	for i := range c.Not {
-		staticCriteria(&c.Not[i], maxSeq, maxUID)
+		staticCriteria(&c.Not[i], maxSeq, maxUID, saved)
 	}
 	for i := range c.Or {
-		staticCriteria(&c.Or[i][0], maxSeq, maxUID)
-		staticCriteria(&c.Or[i][1], maxSeq, maxUID)
+		staticCriteria(&c.Or[i][0], maxSeq, maxUID, saved)
+		staticCriteria(&c.Or[i][1], maxSeq, maxUID, saved)
 	}
 }
 
@@ -181,6 +207,11 @@ func (sm *searchMsg) match(c *imap.SearchCriteria) bool {
 	}
 	if !c.Since.IsZero() || !c.Before.IsZero() {
 		if !sm.load() || !matchDate(sm.mtime, c.Since, c.Before) {
+			return false
+		}
+	}
+	if c.Older != 0 || c.Younger != 0 {
+		if !sm.load() || !matchWithin(sm.mtime, c.Older, c.Younger) {
 			return false
 		}
 	}

@@ -169,16 +169,30 @@ func New(cfg Config, st *store.Store, guard *auth.Guard, log *slog.Logger) *Serv
 	s.imap = imapserver.New(&imapserver.Options{
 		NewSession: s.newSession,
 		Caps: imap.CapSet{
-			imap.CapIMAP4rev1:    {},
-			imap.CapNamespace:    {},
-			imap.CapUIDPlus:      {},
-			imap.CapMove:         {},
-			imap.CapSpecialUse:   {},
-			imap.CapListExtended: {},
-			imap.CapListStatus:   {},
-			imap.CapChildren:     {},
-			imap.CapStatusSize:   {},
-			imap.CapID:           {}, // RFC 2971, id.go
+			imap.CapIMAP4rev1:       {},
+			imap.CapNamespace:       {},
+			imap.CapUIDPlus:         {},
+			imap.CapMove:            {},
+			imap.CapSpecialUse:      {},
+			imap.CapListExtended:    {},
+			imap.CapListStatus:      {},
+			imap.CapChildren:        {},
+			imap.CapStatusSize:      {},
+			imap.CapID:              {}, // RFC 2971, id.go
+			imap.CapESearch:         {}, // RFC 4731, search.go
+			imap.CapLiteralPlus:     {}, // RFC 7888
+			imap.CapSort:            {}, // RFC 5256, sort.go
+			imap.CapSortDisplay:     {}, // RFC 5957
+			imap.CapESort:           {}, // RFC 5267, sort.go
+			"THREAD=ORDEREDSUBJECT": {}, // RFC 5256, thread.go
+			"THREAD=REFERENCES":     {},
+			imap.CapBinary:          {}, // RFC 3516, binary.go
+			imap.CapMultiAppend:     {}, // RFC 3502, multiappend.go
+			imap.CapWithin:          {}, // RFC 5032, within.go
+			imap.CapCatenate:        {}, // RFC 4469, catenate.go
+			imap.CapSearchRes:       {}, // RFC 5182, searchres.go
+			imap.CapContextSearch:   {}, // RFC 5267, context.go
+			imap.CapContextSort:     {}, // RFC 5267, context.go (SORT RETURN (UPDATE))
 		},
 		Logger:    printfLogger{log},
 		TLSConfig: cfg.TLSConfig,

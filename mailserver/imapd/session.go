@@ -61,6 +61,9 @@ type selection struct {
 	mbox     *mailbox
 	view     *view
 	readOnly bool
+
+	searchRes imap.UIDSet      // SEARCHRES: the last saved SEARCH result (searchres.go)
+	contexts  []*searchContext // CONTEXT=SEARCH: SEARCH RETURN (UPDATE)s (context.go)
 }
 
 var (
@@ -327,7 +330,7 @@ func (s *session) status(folder string, options *imap.StatusOptions) (*imap.Stat
 	}
 	data := &imap.StatusData{Mailbox: folder, UIDNext: imap.UID(l.UIDNext), UIDValidity: l.UIDValidity}
 	var n, unseen, deleted, recent uint32
-	var size int64
+	var size, deletedSize int64
 	for _, m := range l.Messages {
 		n++
 		if !hasFlag(m.Flags, 'S') {
@@ -335,6 +338,7 @@ func (s *session) status(folder string, options *imap.StatusOptions) (*imap.Stat
 		}
 		if hasFlag(m.Flags, 'T') {
 			deleted++
+			deletedSize += m.Size
 		}
 		if m.UID >= l.FirstRecent {
 			recent++ // not claimed by a session yet (RFC 3501 section 6.3.10)
@@ -355,6 +359,9 @@ func (s *session) status(folder string, options *imap.StatusOptions) (*imap.Stat
 	}
 	if options.Size {
 		data.Size = &size
+	}
+	if options.DeletedStorage { // RFC 9208; go-imap parses it whatever is offered
+		data.DeletedStorage = &deletedSize
 	}
 	if options.AppendLimit {
 		lim := s.srv.appendLimit()
@@ -400,12 +407,18 @@ func (s *session) Append(name string, r imap.LiteralReader, options *imap.Append
 		f.Close()
 		os.Remove(f.Name())
 	}()
-	n, err := io.Copy(f, io.LimitReader(r, s.srv.limits.Load().MaxMessageBytes+1))
+	var nul nulWriter
+	n, err := io.Copy(io.MultiWriter(f, &nul), io.LimitReader(r, s.srv.limits.Load().MaxMessageBytes+1))
 	if err != nil {
 		return nil, fmt.Errorf("imapd: spool: %w", err)
 	}
 	if n != r.Size() {
 		return nil, &imap.Error{Type: imap.StatusResponseTypeBad, Text: "Literal shorter than announced"}
+	}
+	if nul.found { // binary content (RFC 3516): binary.go
+		if err := unbinary(f); err != nil {
+			return nil, err
+		}
 	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return nil, fmt.Errorf("imapd: spool: %w", err)
@@ -440,7 +453,7 @@ func (s *session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
 	if err != nil {
 		return err
 	}
-	return s.flush(s.sel.view, w, allowExpunge)
+	return s.flushContexts(s.sel, w, allowExpunge)
 }
 
 // Idle pushes updates until the client says DONE (RFC 2177). Changes made
@@ -463,7 +476,7 @@ func (s *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
 		m.mu.Unlock()
 	}
 	claim()
-	if err := s.flush(sel.view, w, true); err != nil {
+	if err := s.flushContexts(sel, w, true); err != nil {
 		return err
 	}
 	done := make(chan struct{})
@@ -488,7 +501,7 @@ func (s *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
 			return nil
 		case <-sel.view.wake:
 			claim()
-			if err := s.flush(sel.view, w, true); err != nil {
+			if err := s.flushContexts(sel, w, true); err != nil {
 				return err
 			}
 		}
@@ -509,6 +522,7 @@ type target struct {
 // yet are left out. "*" is the highest number the client knows (RFC 9051
 // section 9, seq-number).
 func (s *session) resolveLocked(numSet imap.NumSet) []target {
+	numSet = s.savedSet(numSet)
 	m := s.sel.mbox
 	seqs := make([]uint32, len(m.msgs))
 	var maxSeq uint32
@@ -568,6 +582,10 @@ func staticRange(start, stop *uint32, max uint32) {
 // folder expunges nothing (section 6.4.2), which is why EXPUNGE is a no-op
 // after EXAMINE rather than an error.
 func (s *session) Expunge(w *imapserver.ExpungeWriter, uids *imap.UIDSet) error {
+	if uids != nil && imap.IsSearchRes(*uids) {
+		saved := s.sel.searchRes // UID EXPUNGE $ (RFC 5182)
+		uids = &saved
+	}
 	if s.sel.readOnly {
 		return nil
 	}

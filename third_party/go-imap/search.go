@@ -14,6 +14,21 @@ type SearchOptions struct {
 	ReturnCount bool
 	// Requires IMAP4rev2 or SEARCHRES
 	ReturnSave bool
+
+	// mailvault: CONTEXT=SEARCH and CONTEXT=SORT (RFC 5267).
+	// ReturnPartial is PARTIAL first:last (1-based, first <= last);
+	// ReturnUpdate keeps the search (its tag is Tag) and reports changes
+	// to its result until CANCELUPDATE.
+	ReturnPartial *SearchReturnPartial
+	ReturnUpdate  bool
+	Tag           string
+}
+
+// SearchReturnPartial is RETURN (PARTIAL first:last) (RFC 5267).
+//
+// mailvault.
+type SearchReturnPartial struct {
+	First, Last uint32
 }
 
 // SearchCriteria is a criteria for the SEARCH command.
@@ -55,6 +70,11 @@ type SearchCriteria struct {
 	Larger  int64
 	Smaller int64
 
+	// mailvault: WITHIN (RFC 5032): INTERNALDATE more (Older) or no more
+	// (Younger) than this many seconds before the search; 0 when unset.
+	Older   int64
+	Younger int64
+
 	Not []SearchCriteria
 	Or  [][2]SearchCriteria
 
@@ -81,8 +101,16 @@ func (criteria *SearchCriteria) And(other *SearchCriteria) {
 	if criteria.Larger == 0 || other.Larger > criteria.Larger {
 		criteria.Larger = other.Larger
 	}
-	if criteria.Smaller == 0 || other.Smaller < criteria.Smaller {
+	// mailvault: an unset (0) Smaller no longer clears one set before
+	// (SMALLER 100 LARGER 5 lost its SMALLER).
+	if criteria.Smaller == 0 || (other.Smaller != 0 && other.Smaller < criteria.Smaller) {
 		criteria.Smaller = other.Smaller
+	}
+	if other.Older > criteria.Older { // mailvault: WITHIN
+		criteria.Older = other.Older
+	}
+	if criteria.Younger == 0 || (other.Younger != 0 && other.Younger < criteria.Younger) {
+		criteria.Younger = other.Younger
 	}
 
 	criteria.Not = append(criteria.Not, other.Not...)

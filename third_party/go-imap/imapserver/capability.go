@@ -2,6 +2,7 @@ package imapserver
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/internal/imapwire"
@@ -40,10 +41,12 @@ func (c *Conn) availableCaps() []imap.Cap {
 	}
 
 	if available.Has(imap.CapIMAP4rev1) {
-		caps = append(caps, []imap.Cap{
-			imap.CapSASLIR,
-			imap.CapLiteralMinus,
-		}...)
+		caps = append(caps, imap.CapSASLIR)
+		// mailvault: LITERAL+ (below) supersedes LITERAL- (RFC 7888
+		// section 5): not both.
+		if !available.Has(imap.CapLiteralPlus) {
+			caps = append(caps, imap.CapLiteralMinus)
+		}
 	}
 	if c.canStartTLS() {
 		caps = append(caps, imap.CapStartTLS)
@@ -98,6 +101,35 @@ func (c *Conn) availableCaps() []imap.Cap {
 			imap.CapLiteralPlus,
 			imap.CapUnauthenticate,
 		})
+
+		// mailvault: WITHIN (search.go's OLDER and YOUNGER)
+		addAvailableCaps(&caps, available, []imap.Cap{imap.CapWithin})
+		// mailvault: CATENATE (catenate.go)
+		if _, ok := c.session.(SessionCatenate); ok {
+			addAvailableCaps(&caps, available, []imap.Cap{imap.CapCatenate})
+		}
+		// mailvault: CONTEXT=SEARCH (context.go)
+		if _, ok := c.session.(SessionSearchContext); ok {
+			addAvailableCaps(&caps, available, []imap.Cap{imap.CapContextSearch})
+			if _, ok := c.session.(SessionSort); ok && available.Has(imap.CapSort) {
+				addAvailableCaps(&caps, available, []imap.Cap{imap.CapContextSort})
+			}
+		}
+		// mailvault: MULTIAPPEND (append.go)
+		if _, ok := c.session.(SessionMultiAppend); ok {
+			addAvailableCaps(&caps, available, []imap.Cap{imap.CapMultiAppend})
+		}
+		// mailvault: SORT, SORT=DISPLAY, ESORT and THREAD=... (sort.go)
+		if _, ok := c.session.(SessionSort); ok && available.Has(imap.CapSort) {
+			addAvailableCaps(&caps, available, []imap.Cap{imap.CapSort, imap.CapSortDisplay, imap.CapESort})
+		}
+		if _, ok := c.session.(SessionThread); ok {
+			algs := available.ThreadAlgorithms()
+			slices.Sort(algs)
+			for _, a := range algs {
+				caps = append(caps, imap.Cap("THREAD="+string(a)))
+			}
+		}
 
 		if appendLimitSession, ok := c.session.(SessionAppendLimit); ok {
 			limit := appendLimitSession.AppendLimit()

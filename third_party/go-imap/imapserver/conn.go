@@ -278,6 +278,12 @@ func (c *Conn) readCommand(dec *imapwire.Decoder) error {
 		err = c.handleMove(dec, numKind)
 	case "SEARCH", "UID SEARCH":
 		err = c.handleSearch(tag, dec, numKind)
+	case "SORT", "UID SORT": // mailvault: RFC 5256, sort.go
+		err = c.handleSort(tag, dec, numKind)
+	case "THREAD", "UID THREAD": // mailvault: RFC 5256, sort.go
+		err = c.handleThread(dec, numKind)
+	case "CANCELUPDATE": // mailvault: RFC 5267, context.go
+		err = c.handleCancelUpdate(dec)
 	default:
 		if c.state == imap.ConnStateNotAuthenticated {
 			// Don't allow a single unknown command before authentication to
@@ -392,6 +398,7 @@ func (c *Conn) handleUnsubscribe(dec *imapwire.Decoder) error {
 
 func (c *Conn) checkBufferedLiteral(size int64, nonSync bool) error {
 	if size > 4096 {
+		c.refuseNonSync(nonSync)
 		return &imap.Error{
 			Type: imap.StatusResponseTypeNo,
 			Code: imap.ResponseCodeTooBig,
@@ -402,8 +409,19 @@ func (c *Conn) checkBufferedLiteral(size int64, nonSync bool) error {
 	return c.acceptLiteral(size, nonSync)
 }
 
+// mailvault: refuseNonSync ends the connection after the tagged answer
+// when a non-synchronizing literal is refused: its octets are already on
+// the way and would otherwise be read as commands (RFC 7888 section 4
+// lets the server close the connection).
+func (c *Conn) refuseNonSync(nonSync bool) {
+	if nonSync {
+		c.state = imap.ConnStateLogout
+	}
+}
+
 func (c *Conn) acceptLiteral(size int64, nonSync bool) error {
 	if nonSync && size > 4096 && !c.server.options.caps().Has(imap.CapLiteralPlus) {
+		c.refuseNonSync(nonSync)
 		return &imap.Error{
 			Type: imap.StatusResponseTypeBad,
 			Text: "Non-synchronizing literals are limited to 4096 bytes",

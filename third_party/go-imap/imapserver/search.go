@@ -2,6 +2,7 @@ package imapserver
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -76,13 +77,28 @@ func (c *Conn) handleSearch(tag string, dec *imapwire.Decoder, numKind NumKind) 
 	}
 
 	// If no return option is specified, ALL is assumed
-	if !options.ReturnMin && !options.ReturnMax && !options.ReturnAll && !options.ReturnCount {
+	// mailvault: but RETURN (SAVE) alone answers nothing (RFC 5182
+	// section 2.1).
+	onlySave := options.ReturnSave && !options.ReturnMin && !options.ReturnMax && !options.ReturnAll && !options.ReturnCount && options.ReturnPartial == nil && !options.ReturnUpdate
+	if !options.ReturnMin && !options.ReturnMax && !options.ReturnAll && !options.ReturnCount && options.ReturnPartial == nil && !options.ReturnUpdate && !onlySave {
 		options.ReturnAll = true
 	}
+	if options.ReturnUpdate {
+		if _, ok := c.session.(SessionSearchContext); !ok || !c.server.options.caps().Has(imap.CapContextSearch) {
+			return newClientBugError("UPDATE is not supported")
+		}
+		if options.ReturnSave {
+			return newClientBugError("UPDATE and SAVE do not go together") // RFC 5267 section 4.1
+		}
+	}
+	options.Tag = tag
 
 	data, err := c.session.Search(numKind, &criteria, &options)
 	if err != nil {
 		return err
+	}
+	if onlySave {
+		return nil
 	}
 
 	if c.enabled.Has(imap.CapIMAP4rev2) || extended {
@@ -116,6 +132,19 @@ func (c *Conn) writeESearch(tag string, data *imap.SearchData, options *imap.Sea
 	}
 	if options.ReturnCount {
 		enc.SP().Atom("COUNT").SP().Number(data.Count)
+	}
+	if p := options.ReturnPartial; p != nil { // mailvault: RFC 5267
+		var nums []uint32
+		switch all := data.All.(type) {
+		case imap.SeqSet:
+			nums, _ = all.Nums()
+		case imap.UIDSet:
+			uids, _ := all.Nums()
+			for _, u := range uids {
+				nums = append(nums, uint32(u))
+			}
+		}
+		writePartial(enc.Encoder, p, nums)
 	}
 	return enc.CRLF()
 }
@@ -177,6 +206,24 @@ func readSearchReturnOpts(dec *imapwire.Decoder, options *imap.SearchOptions) er
 			options.ReturnCount = true
 		case "SAVE":
 			options.ReturnSave = true
+		case "UPDATE": // mailvault: RFC 5267
+			options.ReturnUpdate = true
+		case "CONTEXT": // mailvault: RFC 5267, a hint
+		case "PARTIAL": // mailvault: RFC 5267
+			var rng string
+			if !dec.ExpectSP() || !dec.Expect(dec.Func(&rng, func(ch byte) bool { return ch == ':' || (ch >= '0' && ch <= '9') }), "partial-range") {
+				return dec.Err()
+			}
+			first, last, ok := strings.Cut(rng, ":")
+			a, err1 := strconv.ParseUint(first, 10, 32)
+			b, err2 := strconv.ParseUint(last, 10, 32)
+			if !ok || err1 != nil || err2 != nil || a == 0 || b == 0 {
+				return newClientBugError("PARTIAL takes first:last, two positive numbers")
+			}
+			if a > b {
+				a, b = b, a
+			}
+			options.ReturnPartial = &imap.SearchReturnPartial{First: uint32(a), Last: uint32(b)}
 		default:
 			return newClientBugError("unknown SEARCH RETURN option")
 		}
@@ -291,6 +338,19 @@ func readSearchKeyWithAtom(criteria *imap.SearchCriteria, dec *imapwire.Decoder,
 			return dec.Err()
 		}
 		criteria.Text = append(criteria.Text, text)
+	case "OLDER", "YOUNGER": // mailvault: WITHIN (RFC 5032)
+		var n uint32
+		if !dec.ExpectSP() || !dec.ExpectNumber(&n) {
+			return dec.Err()
+		}
+		if n == 0 {
+			return newClientBugError("OLDER and YOUNGER take a positive number of seconds")
+		}
+		if key == "OLDER" {
+			criteria.And(&imap.SearchCriteria{Older: int64(n)})
+		} else {
+			criteria.And(&imap.SearchCriteria{Younger: int64(n)})
+		}
 	case "LARGER", "SMALLER":
 		var n int64
 		if !dec.ExpectSP() || !dec.ExpectNumber64(&n) {

@@ -80,7 +80,7 @@ func (c *Conn) writeStatus(data *imap.StatusData, options *imap.StatusOptions) e
 			enc.NIL()
 		}
 	}
-	if options.DeletedStorage {
+	if options.DeletedStorage && data.DeletedStorage != nil { // mailvault: no nil dereference
 		listEnc.Item().Atom("DELETED-STORAGE").SP().Number64(*data.DeletedStorage)
 	}
 	if options.NumRecent {
