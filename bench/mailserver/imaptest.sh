@@ -35,6 +35,8 @@
 #   IMAPTEST_MSG_SIZE     average body size of the messages APPENDed (default 4096)
 #   IMAPTEST_PORT_BASE    first of the loopback TCP ports used (default 24600)
 #   IMAPTEST_SKIP_STRESS  1 runs the compliance tests only
+#   IMAPTEST_APPEND_MSGS  messages APPENDed one by one in the append phase
+#                         (default 2000, at most IMAPTEST_SECS seconds; 0 skips it)
 #   MAILVAULT_BENCH_DIR   work and report directory (default /var/tmp/mailvault-bench)
 #   MAILVAULT_BIN         use this mailvault binary instead of building one
 #   BENCH_KEEP            1 keeps the work directory (configs, logs, imaptest output)
@@ -44,6 +46,9 @@
 #                 FETCH, STORE, EXPUNGE, APPEND, ...)
 #   read-mostly   logout=0 store=0 delete=0 expunge=0: sessions stay logged
 #                 in and mostly SELECT, FETCH, LIST, STATUS
+#   append        bench/mailserver/append.py (python3 imaplib, implicit TLS)
+#                 APPENDs the generated mails one by one, each with a date,
+#                 into a new folder, as a mail import does
 # Commands/s is the sum of imaptest's "Totals" row over the run's seconds;
 # errors are imaptest's "Error:" lines (protocol violations it noticed,
 # failed commands, disconnects).
@@ -56,6 +61,7 @@ IMAPTEST_MSGS=${IMAPTEST_MSGS:-200}
 IMAPTEST_MSG_SIZE=${IMAPTEST_MSG_SIZE:-4096}
 IMAPTEST_PORT_BASE=${IMAPTEST_PORT_BASE:-24600}
 IMAPTEST_SKIP_STRESS=${IMAPTEST_SKIP_STRESS:-0}
+IMAPTEST_APPEND_MSGS=${IMAPTEST_APPEND_MSGS:-2000}
 BENCH_DIR=${MAILVAULT_BENCH_DIR:-/var/tmp/mailvault-bench}
 BENCH_KEEP=${BENCH_KEEP:-0}
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -392,6 +398,24 @@ if [[ $IMAPTEST_SKIP_STRESS != 1 ]]; then
 		stop_servers
 	done
 fi
+
+# appendrun SERVER PORT
+appendrun() {
+	local srv=$1 port=$2 out=$W/append.$1.out
+	log "APPEND one by one against $srv: up to $IMAPTEST_APPEND_MSGS messages, $IMAPTEST_SECS s"
+	python3 "$REPO_ROOT/bench/mailserver/append.py" 127.0.0.1 "$port" "imaptest@$DOMAIN" "$PASSWORD" "$W/source.mbox" \
+		"$IMAPTEST_APPEND_MSGS" "$IMAPTEST_SECS" >"$out" 2>&1 || { tail -n 5 "$out" >&2; die "append.py failed against $srv"; }
+	R[append.$srv]=$(sed -nE 's/.*"appended": ([0-9]+), "seconds": ([0-9.]+), "per_second": ([0-9.]+), "last_quarter_per_second": ([0-9.]+).*/\1 in \2 s: **\3**\/s (last quarter \4\/s)/p' "$out")
+}
+if ((IMAPTEST_APPEND_MSGS > 0)); then
+	start_mailvault mv-append
+	P_MV=$PORT
+	start_dovecot dc-append
+	P_DC=$PORT
+	appendrun mailvault "$P_MV"
+	appendrun dovecot "$P_DC"
+	stop_servers
+fi
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # --- report ----------------------------------------------------------------
@@ -421,6 +445,9 @@ REPORT=$BENCH_DIR/imaptest-results-$(date -u +%Y%m%dT%H%M%SZ).md
 		echo "| stress '$prof': LOGINs, average LOGIN time | ${R[logins.$prof.mailvault]}, ${R[loginms.$prof.mailvault]} ms | ${R[logins.$prof.dovecot]}, ${R[loginms.$prof.dovecot]} ms |"
 		echo "| stress '$prof': imaptest errors | ${R[errors.$prof.mailvault]} | ${R[errors.$prof.dovecot]} |"
 	done
+	if ((IMAPTEST_APPEND_MSGS > 0)); then
+		echo "| APPEND one by one (up to $IMAPTEST_APPEND_MSGS, $IMAPTEST_SECS s): messages | ${R[append.mailvault]} | ${R[append.dovecot]} |"
+	fi
 	echo
 	echo "Failed groups, mailvault: ${R[failedlist.mailvault]:-none}; Dovecot: ${R[failedlist.dovecot]:-none}."
 	if ((${#PROFILES[@]} > 0)); then

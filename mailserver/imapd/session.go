@@ -392,6 +392,7 @@ func (s *session) Append(name string, r imap.LiteralReader, options *imap.Append
 	if err != nil {
 		return nil, imapErr(err)
 	}
+	quickAck(s.conn.NetConn()) // quickack_linux.go
 	f, err := os.CreateTemp(s.srv.cfg.SpoolDir, spoolPrefix+"*")
 	if err != nil {
 		return nil, fmt.Errorf("imapd: spool: %w", err)
@@ -404,6 +405,7 @@ func (s *session) Append(name string, r imap.LiteralReader, options *imap.Append
 	if err != nil {
 		return nil, fmt.Errorf("imapd: spool: %w", err)
 	}
+	quickAck(s.conn.NetConn()) // the literal's last segment: see quickAck
 	if n != r.Size() {
 		return nil, &imap.Error{Type: imap.StatusResponseTypeBad, Text: "Literal shorter than announced"}
 	}
