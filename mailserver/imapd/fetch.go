@@ -2,7 +2,6 @@ package imapd
 
 import (
 	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -211,7 +210,7 @@ func (s *session) fetchOne(w *imapserver.FetchWriter, m *mailbox, t target, kw *
 		case len(bs.HeaderFields) == 0 && len(bs.HeaderFieldsNot) == 0 && bs.Partial == nil:
 			b = meta.headerSection(bs)
 		default:
-			b = imapserver.ExtractBodySection(bytes.NewReader(meta.header), bs)
+			b = meta.headerFields(bs)
 		}
 		if err := writeLiteral(rw.WriteBodySection(bs, int64(len(b))), b); err != nil {
 			rw.Close()

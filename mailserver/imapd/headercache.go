@@ -56,14 +56,17 @@ type msgMeta struct {
 	// quarter of the server's time under imaptest (issue 10). Dovecot
 	// keeps it in its index cache likewise.
 	structure atomic.Pointer[imap.BodyStructure]
+	// fields is the header block split into fields (headerfields.go).
+	fields atomic.Pointer[parsedFields]
 }
 
 // cost is what the entry is charged in the cache: the header, and as much
-// again for each of the envelope and the BODY[HEADER] answer, which are
+// again for each of the envelope, the BODY[HEADER] answer and the split
+// fields (headerfields.go), which are
 // derived from it and no larger (charged up front, so that the cache's
 // total does not change under a reader).
 func (e *msgMeta) cost() int64 {
-	return int64(len(e.key) + 3*len(e.header) + entryOverhead + structureOverhead)
+	return int64(len(e.key) + 4*len(e.header) + entryOverhead + structureOverhead)
 }
 
 // envelope is go-imap's ENVELOPE of the header block, as fetch.go built it
