@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"os"
 	"strings"
 	"sync"
 	"time"
@@ -364,7 +362,8 @@ func (s *session) status(folder string, options *imap.StatusOptions) (*imap.Stat
 }
 
 // Append stores a message (RFC 9051 section 6.3.12). The literal is first
-// spooled to a file so that a slow upload holds no store lock; the tagged
+// received into memory, or a spool file when large (spool.go), so that a
+// slow upload holds no store lock; the tagged
 // OK (with APPENDUID, RFC 4315) is sent only after store.Append has
 // fsynced the message and its directory.
 func (s *session) Append(name string, r imap.LiteralReader, options *imap.AppendOptions) (*imap.AppendData, error) {
@@ -393,24 +392,14 @@ func (s *session) Append(name string, r imap.LiteralReader, options *imap.Append
 		return nil, imapErr(err)
 	}
 	quickAck(s.conn.NetConn()) // quickack_linux.go
-	f, err := os.CreateTemp(s.srv.cfg.SpoolDir, spoolPrefix+"*")
+	f, n, release, err := spoolLiteral(r, r.Size(), s.srv.limits.Load().MaxMessageBytes, s.srv.cfg.SpoolDir) // spool.go
 	if err != nil {
-		return nil, fmt.Errorf("imapd: spool: %w", err)
+		return nil, err
 	}
-	defer func() {
-		f.Close()
-		os.Remove(f.Name())
-	}()
-	n, err := io.Copy(f, io.LimitReader(r, s.srv.limits.Load().MaxMessageBytes+1))
-	if err != nil {
-		return nil, fmt.Errorf("imapd: spool: %w", err)
-	}
+	defer release()
 	quickAck(s.conn.NetConn()) // the literal's last segment: see quickAck
 	if n != r.Size() {
 		return nil, &imap.Error{Type: imap.StatusResponseTypeBad, Text: "Literal shorter than announced"}
-	}
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return nil, fmt.Errorf("imapd: spool: %w", err)
 	}
 	// INTERNALDATE is the file's modification time, set by the store
 	// before the file appears: setting it afterwards left the header
