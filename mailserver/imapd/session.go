@@ -392,7 +392,8 @@ func (s *session) Append(name string, r imap.LiteralReader, options *imap.Append
 		return nil, imapErr(err)
 	}
 	quickAck(s.conn.NetConn()) // quickack_linux.go
-	f, n, release, err := spoolLiteral(r, r.Size(), s.srv.limits.Load().MaxMessageBytes, s.srv.cfg.SpoolDir) // spool.go
+	// In memory, or a spool file when large (spool.go).
+	f, n, release, err := spoolLiteral(r, r.Size(), s.srv.limits.Load().MaxMessageBytes, s.srv.cfg.SpoolDir)
 	if err != nil {
 		return nil, err
 	}
