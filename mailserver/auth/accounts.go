@@ -525,6 +525,13 @@ func (db *DB) SetMaxConcurrentHashes(n int) {
 // (Options.CacheTTL); 0 turns the cache off and empties it.
 func (db *DB) SetCacheTTL(ttl time.Duration) { db.cache.setTTL(ttl) }
 
+// CacheTTL returns how long verified logins are remembered (0: not at all).
+func (db *DB) CacheTTL() time.Duration {
+	db.cache.mu.Lock()
+	defer db.cache.mu.Unlock()
+	return db.cache.ttl
+}
+
 // MaxConcurrentHashes returns the bound in force.
 func (db *DB) MaxConcurrentHashes() int { return db.slots.getLimit() }
 
