@@ -83,6 +83,11 @@ type AuthConfig struct {
 	// 0: GOMAXPROCS / the hash's lanes (auth.Options). A reload
 	// applies it: a lower bound as running checks end.
 	MaxConcurrentHashes int `yaml:"max_concurrent_hashes"`
+	// CacheTTL is how long a verified login (account and password) is
+	// remembered, so that logging in again within it costs no argon2id
+	// check (auth.DefaultCacheTTL, 60 s; 0 turns the cache off). The
+	// cache holds keyed HMACs, never passwords; see README "Login cache".
+	CacheTTL time.Duration `yaml:"cache_ttl"`
 	// Argon2 is the cost of new password hashes (user add, user passwd)
 	// and of the dummy hash an unknown user's login is checked against.
 	Argon2 Argon2Config `yaml:"argon2"`
@@ -147,7 +152,8 @@ func DefaultConfig() Config {
 		Auth: AuthConfig{
 			AccountFailures: 5, IPFailures: 20, LockDuration: 15 * time.Minute,
 			BaseDelay: 250 * time.Millisecond, MaxDelay: 8 * time.Second,
-			Argon2: Argon2Config{Memory: auth.DefaultParams().Memory / 1024, Time: auth.DefaultParams().Time, Threads: uint32(auth.DefaultParams().Threads)},
+			CacheTTL: auth.DefaultCacheTTL,
+			Argon2:   Argon2Config{Memory: auth.DefaultParams().Memory / 1024, Time: auth.DefaultParams().Time, Threads: uint32(auth.DefaultParams().Threads)},
 		},
 		Control:      ControlConfig{MaxPause: 30 * time.Second},
 		LogLevel:     "info",
@@ -246,6 +252,7 @@ func (c *Config) Validate() error {
 		"auth.base_delay":             float64(c.Auth.BaseDelay),
 		"auth.max_delay":              float64(c.Auth.MaxDelay),
 		"auth.max_concurrent_hashes":  float64(c.Auth.MaxConcurrentHashes),
+		"auth.cache_ttl":              float64(c.Auth.CacheTTL),
 		"drain_timeout":               float64(c.DrainTimeout),
 		"control.max_pause":           float64(c.Control.MaxPause),
 	} {

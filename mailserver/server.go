@@ -107,6 +107,9 @@ func New(ctx context.Context, cfg Config, opts Options) (*Server, error) {
 	if opts.Auth.MaxConcurrentHashes == 0 {
 		opts.Auth.MaxConcurrentHashes = cfg.Auth.MaxConcurrentHashes
 	}
+	if opts.Auth.CacheTTL == 0 {
+		opts.Auth.CacheTTL = cfg.Auth.CacheTTL
+	}
 	if opts.Auth.Params == (auth.Params{}) {
 		opts.Auth.Params = cfg.Auth.Argon2.Params()
 	}
@@ -328,6 +331,9 @@ func (s *Server) ReloadConfig(ctx context.Context, cfg Config) error {
 	}
 	if cfg.Auth.MaxConcurrentHashes != s.live.Auth.MaxConcurrentHashes {
 		s.data.Accounts.SetMaxConcurrentHashes(cfg.Auth.MaxConcurrentHashes)
+	}
+	if cfg.Auth.CacheTTL != s.live.Auth.CacheTTL {
+		s.data.Accounts.SetCacheTTL(cfg.Auth.CacheTTL)
 	}
 	s.mu.Lock()
 	if s.control != nil {

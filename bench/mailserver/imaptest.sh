@@ -35,6 +35,13 @@
 #   IMAPTEST_MSG_SIZE     average body size of the messages APPENDed (default 4096)
 #   IMAPTEST_PORT_BASE    first of the loopback TCP ports used (default 24600)
 #   IMAPTEST_SKIP_STRESS  1 runs the compliance tests only
+#   IMAPTEST_SKIP_COMPLIANCE  1 runs the stress profiles (and append) only
+#   IMAPTEST_PROFILES     the stress profiles to run (default "default read-mostly")
+#   IMAPTEST_DOVECOT_AUTH_CACHE  1 gives Dovecot an auth cache like mailvault's
+#                         login cache (auth_cache_size 10M, auth_cache_ttl 60 s);
+#                         default 0: Dovecot's defaults, no auth cache
+#   IMAPTEST_APPEND_MSGS  messages APPENDed one by one in the append phase
+#                         (default 2000, at most IMAPTEST_SECS seconds; 0 skips it)
 #   MAILVAULT_BENCH_DIR   work and report directory (default /var/tmp/mailvault-bench)
 #   MAILVAULT_BIN         use this mailvault binary instead of building one
 #   BENCH_KEEP            1 keeps the work directory (configs, logs, imaptest output)
@@ -44,6 +51,9 @@
 #                 FETCH, STORE, EXPUNGE, APPEND, ...)
 #   read-mostly   logout=0 store=0 delete=0 expunge=0: sessions stay logged
 #                 in and mostly SELECT, FETCH, LIST, STATUS
+#   append        bench/mailserver/append.py (python3 imaplib, implicit TLS)
+#                 APPENDs the generated mails one by one, each with a date,
+#                 into a new folder, as a mail import does
 # Commands/s is the sum of imaptest's "Totals" row over the run's seconds;
 # errors are imaptest's "Error:" lines (protocol violations it noticed,
 # failed commands, disconnects).
@@ -56,6 +66,10 @@ IMAPTEST_MSGS=${IMAPTEST_MSGS:-200}
 IMAPTEST_MSG_SIZE=${IMAPTEST_MSG_SIZE:-4096}
 IMAPTEST_PORT_BASE=${IMAPTEST_PORT_BASE:-24600}
 IMAPTEST_SKIP_STRESS=${IMAPTEST_SKIP_STRESS:-0}
+IMAPTEST_SKIP_COMPLIANCE=${IMAPTEST_SKIP_COMPLIANCE:-0}
+IMAPTEST_DOVECOT_AUTH_CACHE=${IMAPTEST_DOVECOT_AUTH_CACHE:-0}
+IMAPTEST_PROFILES=${IMAPTEST_PROFILES:-default read-mostly}
+IMAPTEST_APPEND_MSGS=${IMAPTEST_APPEND_MSGS:-2000}
 BENCH_DIR=${MAILVAULT_BENCH_DIR:-/var/tmp/mailvault-bench}
 BENCH_KEEP=${BENCH_KEEP:-0}
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -246,7 +260,7 @@ start_dovecot() {
 	chgrp dovecot "$d/users"
 	cat >"$d/dovecot.conf" <<EOF
 # Private instance for the benchmark: loopback only, everything under $d.
-# Settings not named here are Dovecot's defaults (no auth cache).
+# Settings not named here are Dovecot's defaults (no auth cache unless IMAPTEST_DOVECOT_AUTH_CACHE=1).
 base_dir = $d/run
 state_dir = $d/state
 log_path = $d/dovecot.log
@@ -256,6 +270,7 @@ ssl = required
 ssl_cert = <$d/cert.pem
 ssl_key = <$d/key.pem
 auth_mechanisms = plain
+$( ((IMAPTEST_DOVECOT_AUTH_CACHE == 1)) && printf 'auth_cache_size = 10M\nauth_cache_ttl = 60 s\n' || true)
 passdb {
   driver = passwd-file
   args = username_format=%u $d/users
@@ -368,18 +383,24 @@ awk -v size="$IMAPTEST_MSG_SIZE" -v dom="$DOMAIN" 'BEGIN {
 }' >"$W/source.mbox"
 
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+# The first start makes the certificate and the hashes Dovecot uses.
 start_mailvault mv-compliance
 P_MV=$PORT
 start_dovecot dc-compliance
 P_DC=$PORT
-compliance mailvault "$P_MV"
-compliance dovecot "$P_DC"
+if [[ $IMAPTEST_SKIP_COMPLIANCE != 1 ]]; then
+	compliance mailvault "$P_MV"
+	compliance dovecot "$P_DC"
+fi
 stop_servers
 
 PROFILES=()
 if [[ $IMAPTEST_SKIP_STRESS != 1 ]]; then
 	declare -A PROFILE_ARGS=([default]="" [read-mostly]="logout=0 store=0 delete=0 expunge=0")
-	PROFILES=(default read-mostly)
+	read -r -a PROFILES <<<"$IMAPTEST_PROFILES"
+	for prof in "${PROFILES[@]}"; do
+		[[ -v PROFILE_ARGS[$prof] ]] || die "unknown profile '$prof' in IMAPTEST_PROFILES (default, read-mostly)"
+	done
 	for prof in "${PROFILES[@]}"; do
 		start_mailvault "mv-$prof"
 		P_MV=$PORT
@@ -391,6 +412,24 @@ if [[ $IMAPTEST_SKIP_STRESS != 1 ]]; then
 		stress dovecot "$P_DC" "$prof" ${PROFILE_ARGS[$prof]}
 		stop_servers
 	done
+fi
+
+# appendrun SERVER PORT
+appendrun() {
+	local srv=$1 port=$2 out=$W/append.$1.out
+	log "APPEND one by one against $srv: up to $IMAPTEST_APPEND_MSGS messages, $IMAPTEST_SECS s"
+	python3 "$REPO_ROOT/bench/mailserver/append.py" 127.0.0.1 "$port" "imaptest@$DOMAIN" "$PASSWORD" "$W/source.mbox" \
+		"$IMAPTEST_APPEND_MSGS" "$IMAPTEST_SECS" >"$out" 2>&1 || { tail -n 5 "$out" >&2; die "append.py failed against $srv"; }
+	R[append.$srv]=$(sed -nE 's/.*"appended": ([0-9]+), "seconds": ([0-9.]+), "per_second": ([0-9.]+), "last_quarter_per_second": ([0-9.]+).*/\1 in \2 s: **\3**\/s (last quarter \4\/s)/p' "$out")
+}
+if ((IMAPTEST_APPEND_MSGS > 0)); then
+	start_mailvault mv-append
+	P_MV=$PORT
+	start_dovecot dc-append
+	P_DC=$PORT
+	appendrun mailvault "$P_MV"
+	appendrun dovecot "$P_DC"
+	stop_servers
 fi
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 
@@ -407,22 +446,27 @@ REPORT=$BENCH_DIR/imaptest-results-$(date -u +%Y%m%dT%H%M%SZ).md
 	else
 		echo "- $(go version 2>/dev/null || echo 'go: not found'); mailvault $(cd "$REPO_ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)$(cd "$REPO_ROOT" && git diff --quiet HEAD 2>/dev/null || echo ' (uncommitted changes)')"
 	fi
-	echo "- Dovecot $(dovecot --version | cut -d' ' -f1) (Maildir, defaults, no auth cache); imaptest $IMAPTEST"
+	echo "- Dovecot $(dovecot --version | cut -d' ' -f1) (Maildir, defaults, $( ((IMAPTEST_DOVECOT_AUTH_CACHE == 1)) && echo 'auth cache 10M, 60 s' || echo 'no auth cache')); imaptest $IMAPTEST"
 	echo "- password hash of every user: $(cut -d: -f2- "$W/hashes" | head -n1 | cut -d'$' -f2-4)"
 	echo
 	echo "| imaptest | mailvault | Dovecot |"
 	echo "|---|---|---|"
-	echo "| compliance: test groups failed | **${R[failed.mailvault]}** of ${R[groups.mailvault]} | **${R[failed.dovecot]}** of ${R[groups.dovecot]} |"
-	echo "| compliance: groups skipped (capability not offered) | ${R[skipped.mailvault]} | ${R[skipped.dovecot]} |"
-	echo "| compliance: base protocol commands failed | ${R[base.mailvault]} | ${R[base.dovecot]} |"
-	echo "| compliance: extension commands failed | ${R[ext.mailvault]} | ${R[ext.dovecot]} |"
+	if [[ $IMAPTEST_SKIP_COMPLIANCE != 1 ]]; then
+		echo "| compliance: test groups failed | **${R[failed.mailvault]}** of ${R[groups.mailvault]} | **${R[failed.dovecot]}** of ${R[groups.dovecot]} |"
+		echo "| compliance: groups skipped (capability not offered) | ${R[skipped.mailvault]} | ${R[skipped.dovecot]} |"
+		echo "| compliance: base protocol commands failed | ${R[base.mailvault]} | ${R[base.dovecot]} |"
+		echo "| compliance: extension commands failed | ${R[ext.mailvault]} | ${R[ext.dovecot]} |"
+	fi
 	for prof in "${PROFILES[@]}"; do
 		echo "| stress '$prof'${PROFILE_ARGS[$prof]:+ (${PROFILE_ARGS[$prof]})}: commands/s | **${R[cmds.$prof.mailvault]}** | **${R[cmds.$prof.dovecot]}** |"
 		echo "| stress '$prof': LOGINs, average LOGIN time | ${R[logins.$prof.mailvault]}, ${R[loginms.$prof.mailvault]} ms | ${R[logins.$prof.dovecot]}, ${R[loginms.$prof.dovecot]} ms |"
 		echo "| stress '$prof': imaptest errors | ${R[errors.$prof.mailvault]} | ${R[errors.$prof.dovecot]} |"
 	done
+	if ((IMAPTEST_APPEND_MSGS > 0)); then
+		echo "| APPEND one by one (up to $IMAPTEST_APPEND_MSGS, $IMAPTEST_SECS s): messages | ${R[append.mailvault]} | ${R[append.dovecot]} |"
+	fi
 	echo
-	echo "Failed groups, mailvault: ${R[failedlist.mailvault]:-none}; Dovecot: ${R[failedlist.dovecot]:-none}."
+	[[ $IMAPTEST_SKIP_COMPLIANCE == 1 ]] || echo "Failed groups, mailvault: ${R[failedlist.mailvault]:-none}; Dovecot: ${R[failedlist.dovecot]:-none}."
 	if ((${#PROFILES[@]} > 0)); then
 		echo "Stress: $IMAPTEST_CLIENTS clients over $IMAPTEST_USERS users, $IMAPTEST_MSGS messages per mailbox (APPENDed by imaptest from 100 generated mails, bodies about $IMAPTEST_MSG_SIZE B), $IMAPTEST_SECS s per profile, each profile on fresh mailboxes; commands/s = all commands imaptest counted / seconds."
 	fi

@@ -78,7 +78,7 @@ what can change while running (limits — smtp.max_message_bytes too,
 announced as EHLO's SIZE to the sessions that start after it — rates,
 DMARC enforcement, login
 lockout settings, password hashing (auth.argon2 for new hashes,
-auth.max_concurrent_hashes), log level, drain timeout; a changed address, data
+auth.max_concurrent_hashes), the login cache (auth.cache_ttl), log level, drain timeout; a changed address, data
 directory or host name is logged as needing a restart, and an invalid
 file keeps the running configuration), then reloads the TLS certificate
 (accounts are re-read whenever their file changes); SIGTERM or SIGINT stops accepting and lets sessions

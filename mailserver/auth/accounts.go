@@ -101,6 +101,11 @@ type Options struct {
 	// Check, if not nil, replaces CheckPassword in Authenticate: the
 	// servers' tests count and hold password checks with it.
 	Check func(encoded, password string) (bool, error)
+	// CacheTTL is how long a verified login is remembered (cache.go), so
+	// that the same account and password within it are not checked with
+	// argon2id again; 0 turns the cache off. The server sets it from
+	// auth.cache_ttl (DefaultCacheTTL).
+	CacheTTL time.Duration
 }
 
 // maxConcurrentHashes is the bound Open uses for opts (see
@@ -131,6 +136,8 @@ type DB struct {
 	dummy  string
 	// check is CheckPassword; tests count and hold its calls.
 	check func(encoded, password string) (bool, error)
+	// cache remembers verified logins briefly (Options.CacheTTL).
+	cache *credCache
 
 	mu    sync.RWMutex
 	st    state
@@ -154,6 +161,7 @@ func Open(path string, opts Options) (*DB, error) {
 	db := &DB{
 		path: path, params: opts.Params, now: opts.Now,
 		slots: newHashSlots(opts.maxConcurrentHashes()), dummy: dummyHash(opts.Params), check: CheckPassword,
+		cache: newCredCache(opts.CacheTTL),
 	}
 	if opts.Check != nil {
 		db.check = opts.Check
@@ -513,6 +521,17 @@ func (db *DB) SetMaxConcurrentHashes(n int) {
 	db.slots.setLimit(Options{Params: db.Params(), MaxConcurrentHashes: n}.maxConcurrentHashes())
 }
 
+// SetCacheTTL changes how long verified logins are remembered
+// (Options.CacheTTL); 0 turns the cache off and empties it.
+func (db *DB) SetCacheTTL(ttl time.Duration) { db.cache.setTTL(ttl) }
+
+// CacheTTL returns how long verified logins are remembered (0: not at all).
+func (db *DB) CacheTTL() time.Duration {
+	db.cache.mu.Lock()
+	defer db.cache.mu.Unlock()
+	return db.cache.ttl
+}
+
 // MaxConcurrentHashes returns the bound in force.
 func (db *DB) MaxConcurrentHashes() int { return db.slots.getLimit() }
 
@@ -777,6 +796,12 @@ func (db *DB) Authenticate(ctx context.Context, username, password string) (User
 	if len(password) > 1024 {
 		password = password[:1024]
 	}
+	// A login verified less than CacheTTL ago, against the credentials
+	// stored now, needs no argon2id. Unknown and disabled users never
+	// hit: they go on to the full check below and fail.
+	if found && !u.Disabled && db.cache.hit(&u, password, db.now()) {
+		return u, nil
+	}
 	if err := db.acquire(ctx); err != nil {
 		return User{}, err
 	}
@@ -800,6 +825,7 @@ func (db *DB) Authenticate(ctx context.Context, username, password string) (User
 	if !found || u.Disabled || !(ok || appOK) {
 		return User{}, ErrInvalidCredentials
 	}
+	db.cache.add(&u, password, db.now())
 	return u, nil
 }
 

@@ -6,7 +6,6 @@ import (
 	"encoding/base64"
 	"io"
 	"mime"
-	"os"
 	"strings"
 
 	"github.com/emersion/go-imap/v2"
@@ -22,15 +21,15 @@ func (w *nulWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// unbinary rewrites a spooled message that holds NUL octets (an APPEND
+// unbinary re-encodes a spooled message that holds NUL octets (an APPEND
 // of binary content, RFC 3516 literal8) so that every MIME part with a
 // NUL is base64-encoded, as Dovecot does: BODY[] answers with a literal,
 // which may not carry NUL (RFC 3501 section 4.3), and BINARY[] decodes it
 // back to the octets appended. Everything else is kept as it came, except
 // a multipart's preamble and epilogue.
-func unbinary(f *os.File) error {
+func unbinary(f io.ReadSeeker) (io.ReadSeeker, error) {
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return err
+		return nil, err
 	}
 	var out bytes.Buffer
 	br := bufio.NewReader(f)
@@ -39,16 +38,9 @@ func unbinary(f *os.File) error {
 		err = writeUnbinary(&out, h, br)
 	}
 	if err != nil {
-		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeParse, Text: "Binary content that is not MIME: " + err.Error()}
+		return nil, &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeParse, Text: "Binary content that is not MIME: " + err.Error()}
 	}
-	if err := f.Truncate(0); err != nil {
-		return err
-	}
-	if _, err := f.WriteAt(out.Bytes(), 0); err != nil {
-		return err
-	}
-	_, err = f.Seek(0, io.SeekStart)
-	return err
+	return bytes.NewReader(out.Bytes()), nil
 }
 
 func writeUnbinary(w *bytes.Buffer, h textproto.Header, body io.Reader) error {

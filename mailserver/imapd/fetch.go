@@ -2,7 +2,6 @@ package imapd
 
 import (
 	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -69,8 +68,8 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 
 // fetchPlan says what of the message file a FETCH needs.
 type fetchPlan struct {
-	// file: an item needs the body (BODY[], TEXT, parts, BODYSTRUCTURE,
-	// BINARY).
+	// file: an item needs the body (BODY[], TEXT, parts, BINARY);
+	// BODYSTRUCTURE needs it only until the cache holds it.
 	file bool
 	// meta: an item needs the header block, size or internal date, which
 	// the metadata cache can answer without opening the file.
@@ -79,8 +78,9 @@ type fetchPlan struct {
 
 func planFetch(options *imap.FetchOptions) fetchPlan {
 	p := fetchPlan{
-		file: options.BodyStructure != nil || len(options.BinarySection) > 0 || len(options.BinarySectionSize) > 0,
-		meta: options.Envelope || options.InternalDate || options.RFC822Size,
+		file: len(options.BinarySection) > 0 || len(options.BinarySectionSize) > 0,
+		// BODYSTRUCTURE is kept in the metadata cache once computed.
+		meta: options.Envelope || options.InternalDate || options.RFC822Size || options.BodyStructure != nil,
 	}
 	for _, bs := range options.BodySection {
 		if headerOnly(bs) {
@@ -120,7 +120,13 @@ func (s *session) fetchOne(w *imapserver.FetchWriter, m *mailbox, t target, kw *
 	if meta != nil {
 		size, modTime = meta.size, meta.modTime
 	}
-	if plan.file || (plan.meta && (meta == nil || meta.big)) {
+	var structure imap.BodyStructure
+	if options.BodyStructure != nil && meta != nil {
+		if p := meta.structure.Load(); p != nil {
+			structure = *p
+		}
+	}
+	if plan.file || (plan.meta && (meta == nil || meta.big)) || (options.BodyStructure != nil && structure == nil) {
 		var err error
 		f, err = s.srv.store.OpenMessage(s.ctx(), s.acct, m.folder, t.msg.uid)
 		if errors.Is(err, store.ErrNoSuchMessage) {
@@ -170,7 +176,13 @@ func (s *session) fetchOne(w *imapserver.FetchWriter, m *mailbox, t target, kw *
 		}
 	}
 	if options.BodyStructure != nil {
-		rw.WriteBodyStructure(imapserver.ExtractBodyStructure(whole()))
+		if structure == nil {
+			structure = imapserver.ExtractBodyStructure(whole())
+			if meta != nil && !meta.big {
+				meta.structure.Store(&structure)
+			}
+		}
+		rw.WriteBodyStructure(structure)
 	}
 	for _, bs := range options.BodySection {
 		if bs.Specifier == imap.PartSpecifierNone && len(bs.Part) == 0 {
@@ -198,7 +210,7 @@ func (s *session) fetchOne(w *imapserver.FetchWriter, m *mailbox, t target, kw *
 		case len(bs.HeaderFields) == 0 && len(bs.HeaderFieldsNot) == 0 && bs.Partial == nil:
 			b = meta.headerSection(bs)
 		default:
-			b = imapserver.ExtractBodySection(bytes.NewReader(meta.header), bs)
+			b = meta.headerFields(bs)
 		}
 		if err := writeLiteral(rw.WriteBodySection(bs, int64(len(b))), b); err != nil {
 			rw.Close()

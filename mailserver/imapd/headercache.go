@@ -30,6 +30,11 @@ const maxHeaderBlock = 128 << 10
 // the entry, its list element and map slot, the parsed envelope's structs.
 const entryOverhead = 256
 
+// structureOverhead is charged up front for a BODYSTRUCTURE the entry may
+// come to keep (a few structs per MIME part; one or two parts in most
+// mail).
+const structureOverhead = 256
+
 // msgMeta is what FETCH needs of a message without its body: the header
 // block (through the blank line that ends it, RFC 5322 section 2.1; the
 // whole file if it has none), the file's size (RFC822.SIZE) and its
@@ -45,14 +50,23 @@ type msgMeta struct {
 
 	env    atomic.Pointer[imap.Envelope]
 	hdrSec atomic.Pointer[[]byte]
+	// structure is the message's BODYSTRUCTURE, kept after the first
+	// FETCH that asked for it (read from the whole file): Maildir files
+	// never change, and parsing every part of every message again was a
+	// quarter of the server's time under imaptest (issue 10). Dovecot
+	// keeps it in its index cache likewise.
+	structure atomic.Pointer[imap.BodyStructure]
+	// fields is the header block split into fields (headerfields.go).
+	fields atomic.Pointer[parsedFields]
 }
 
 // cost is what the entry is charged in the cache: the header, and as much
-// again for each of the envelope and the BODY[HEADER] answer, which are
+// again for each of the envelope, the BODY[HEADER] answer and the split
+// fields (headerfields.go), which are
 // derived from it and no larger (charged up front, so that the cache's
 // total does not change under a reader).
 func (e *msgMeta) cost() int64 {
-	return int64(len(e.key) + 3*len(e.header) + entryOverhead)
+	return int64(len(e.key) + 4*len(e.header) + entryOverhead + structureOverhead)
 }
 
 // envelope is go-imap's ENVELOPE of the header block, as fetch.go built it

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"sync"
 	"time"
@@ -371,7 +370,8 @@ func (s *session) status(folder string, options *imap.StatusOptions) (*imap.Stat
 }
 
 // Append stores a message (RFC 9051 section 6.3.12). The literal is first
-// spooled to a file so that a slow upload holds no store lock; the tagged
+// received into memory, or a spool file when large (spool.go), so that a
+// slow upload holds no store lock; the tagged
 // OK (with APPENDUID, RFC 4315) is sent only after store.Append has
 // fsynced the message and its directory.
 func (s *session) Append(name string, r imap.LiteralReader, options *imap.AppendOptions) (*imap.AppendData, error) {
@@ -399,29 +399,23 @@ func (s *session) Append(name string, r imap.LiteralReader, options *imap.Append
 	if err != nil {
 		return nil, imapErr(err)
 	}
-	f, err := os.CreateTemp(s.srv.cfg.SpoolDir, spoolPrefix+"*")
-	if err != nil {
-		return nil, fmt.Errorf("imapd: spool: %w", err)
-	}
-	defer func() {
-		f.Close()
-		os.Remove(f.Name())
-	}()
+	quickAck(s.conn.NetConn()) // quickack_linux.go
+	// In memory, or a spool file when large (spool.go); NUL octets are
+	// noticed on the way in (binary.go).
 	var nul nulWriter
-	n, err := io.Copy(io.MultiWriter(f, &nul), io.LimitReader(r, s.srv.limits.Load().MaxMessageBytes+1))
+	f, n, release, err := spoolLiteral(io.TeeReader(r, &nul), r.Size(), s.srv.limits.Load().MaxMessageBytes, s.srv.cfg.SpoolDir)
 	if err != nil {
-		return nil, fmt.Errorf("imapd: spool: %w", err)
+		return nil, err
 	}
+	defer release()
+	quickAck(s.conn.NetConn()) // the literal's last segment: see quickAck
 	if n != r.Size() {
 		return nil, &imap.Error{Type: imap.StatusResponseTypeBad, Text: "Literal shorter than announced"}
 	}
 	if nul.found { // binary content (RFC 3516): binary.go
-		if err := unbinary(f); err != nil {
+		if f, err = unbinary(f); err != nil {
 			return nil, err
 		}
-	}
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return nil, fmt.Errorf("imapd: spool: %w", err)
 	}
 	// INTERNALDATE is the file's modification time, set by the store
 	// before the file appears: setting it afterwards left the header

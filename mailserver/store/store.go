@@ -31,6 +31,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -112,13 +113,16 @@ type Store struct {
 	root     string
 	host     string
 	maxBytes atomic.Int64 // SetMaxMessageBytes
-	log      *slog.Logger
-	fs       fileSystem
-	gate     gate
-	seq      atomic.Uint64
-	pid      int
-	rnd      string
-	now      func() time.Time
+	// scansSkipped counts listings that needed no directory scan
+	// (scan.go), for tests.
+	scansSkipped atomic.Int64
+	log          *slog.Logger
+	fs           fileSystem
+	gate         gate
+	seq          atomic.Uint64
+	pid          int
+	rnd          string
+	now          func() time.Time
 
 	mu      sync.Mutex
 	folders map[string]*folderState // by folder directory
@@ -392,45 +396,59 @@ func (s *Store) deliver(ctx context.Context, a Account, folder string, r io.Read
 	} else {
 		final = filepath.Join(dir, "new", unique)
 	}
-	if err := s.fs.Rename(tmpPath, final); err != nil {
-		return Delivery{}, fmt.Errorf("store: move into place: %w", err)
-	}
-	ok = true
-	if err := s.fs.SyncDir(filepath.Dir(final)); err != nil {
-		return Delivery{}, fmt.Errorf("store: fsync dir: %w", err)
-	}
 	d := Delivery{Folder: folder, Unique: unique, Size: n, Path: final}
-	defer s.changed(a, folder)
 	delivered := false
 	defer func() {
 		if delivered {
 			s.delivered(a, d) // after the folder's lock is released
 		}
 	}()
+	var st *folderState
 	if assignUID {
-		st, err := s.folder(dir)
-		if err != nil {
-			return d, err
+		// The folder is locked from before the rename, so that the file
+		// enters cur/ as a change of this Store's (scan.go): the next
+		// listing need not read the directory to find it.
+		if st, err = s.folder(dir); err != nil {
+			return Delivery{}, err
 		}
 		st.mu.Lock()
 		defer st.mu.Unlock()
 		if err := st.loadLocked(s); err != nil {
-			return d, err
+			return Delivery{}, err
 		}
-		// Loading the index may have scanned the directory and given the
-		// new file its UID already.
+	}
+	done := func(bool) {}
+	if st != nil {
+		done = st.changing()
+	}
+	if err := s.fs.Rename(tmpPath, final); err != nil {
+		done(false)
+		return Delivery{}, fmt.Errorf("store: move into place: %w", err)
+	}
+	ok = true
+	defer s.changed(a, folder)
+	if err := s.fs.SyncDir(filepath.Dir(final)); err != nil {
+		done(false)
+		return Delivery{}, fmt.Errorf("store: fsync dir: %w", err)
+	}
+	if st != nil {
 		if uid, ok := st.idx.byUnique[unique]; ok {
+			// Another scan found the file first.
 			d.UID = uid
+			st.listOK = false
 		} else {
 			uids, err := st.idx.assign(s.fs, []string{unique})
 			if err != nil {
+				done(false)
 				return d, err
 			}
 			d.UID = uids[0]
 		}
 		st.inCur[unique] = true
 		st.files[unique] = filepath.Base(final)
+		st.appendListedLocked(d.UID, unique)
 		d.UIDValidity = st.idx.validity
+		done(true)
 	}
 	delivered = true
 	return d, nil
@@ -501,7 +519,7 @@ func (s *Store) List(ctx context.Context, a Account, folder string) (*Listing, e
 	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	if err := st.syncLocked(s); err != nil {
+	if err := st.scanLocked(s); err != nil {
 		return nil, err
 	}
 	kw, err := st.keywordsLocked()
@@ -509,21 +527,8 @@ func (s *Store) List(ctx context.Context, a Account, folder string) (*Listing, e
 		return nil, err
 	}
 	l := &Listing{UIDValidity: st.idx.validity, UIDNext: st.idx.next, Keywords: kw, FirstRecent: max(st.idx.firstRecent, 1)}
-	for _, uid := range st.idx.sortedUIDs() {
-		unique := st.idx.byUID[uid]
-		name := st.files[unique]
-		sub := "cur"
-		if !st.inCur[unique] {
-			sub = "new"
-		}
-		p := maildir.ParseName(name)
-		m := Message{UID: uid, Unique: unique, Flags: p.Flags, Recent: sub == "new", Size: p.Size, Path: filepath.Join(dir, sub, name)}
-		if m.Size < 0 {
-			if fi, err := os.Stat(m.Path); err == nil {
-				m.Size = fi.Size()
-			}
-		}
-		l.Messages = append(l.Messages, m)
+	if list := st.listedLocked(); len(list) > 0 {
+		l.Messages = slices.Clone(list)
 	}
 	return l, nil
 }
@@ -595,6 +600,9 @@ func (s *Store) SetFlags(ctx context.Context, a Account, folder string, uid uint
 	if old == newPath {
 		return nil
 	}
+	done := st.changing()
+	changedOK := false
+	defer func() { done(changedOK) }()
 	if err := s.fs.Rename(old, newPath); err != nil {
 		return fmt.Errorf("store: set flags: %w", err)
 	}
@@ -608,6 +616,8 @@ func (s *Store) SetFlags(ctx context.Context, a Account, folder string, uid uint
 	}
 	st.files[unique] = name
 	st.inCur[unique] = true
+	st.setListedLocked(uid, unique)
+	changedOK = true
 	s.changed(a, folder)
 	return nil
 }
@@ -624,8 +634,14 @@ func (s *Store) Expunge(ctx context.Context, a Account, folder string, uids []ui
 	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
+	if err := st.loadLocked(s); err != nil {
+		return err
+	}
 	var gone []uint32
 	dirs := map[string]bool{}
+	done := st.changing()
+	changedOK := false
+	defer func() { done(changedOK) }()
 	for _, uid := range uids {
 		p, unique, err := st.pathLocked(s, dir, uid)
 		if errors.Is(err, ErrNoSuchMessage) {
@@ -650,7 +666,13 @@ func (s *Store) Expunge(ctx context.Context, a Account, folder string, uids []ui
 	if len(gone) > 0 {
 		defer s.changed(a, folder)
 	}
-	return st.idx.remove(s.fs, gone)
+	st.dropListedLocked(gone)
+	if err := st.idx.remove(s.fs, gone); err != nil {
+		st.listOK = false
+		return err
+	}
+	changedOK = true
+	return nil
 }
 
 // Move moves a message to another folder of the same account by renaming
@@ -709,6 +731,12 @@ func (s *Store) transfer(ctx context.Context, a Account, from, to string, uid ui
 	if err := dst.loadLocked(s); err != nil {
 		return 0, err
 	}
+	dstDone, srcDone := dst.changing(), func(bool) {}
+	if move {
+		srcDone = src.changing()
+	}
+	changedOK := false
+	defer func() { dstDone(changedOK); srcDone(changedOK) }()
 	p := maildir.ParseName(filepath.Base(oldPath))
 	newUnique := unique
 	if !move {
@@ -742,17 +770,20 @@ func (s *Store) transfer(ctx context.Context, a Account, from, to string, uid ui
 	}
 	dst.files[newUnique] = name
 	dst.inCur[newUnique] = true
+	dst.appendListedLocked(newUIDs[0], newUnique)
 	if move {
 		if err := s.fs.SyncDir(filepath.Dir(oldPath)); err != nil {
 			return 0, err
 		}
 		delete(src.files, unique)
 		delete(src.inCur, unique)
+		src.dropListedLocked([]uint32{uid})
 		if err := src.idx.remove(s.fs, []uint32{uid}); err != nil {
 			return 0, err
 		}
 		s.changed(a, from)
 	}
+	changedOK = true
 	s.changed(a, to)
 	return newUIDs[0], nil
 }
@@ -769,6 +800,7 @@ func (s *Store) renumber(a Account, folder string, st *folderState, uid uint32) 
 	if err != nil {
 		return 0, err
 	}
+	st.listOK = false
 	if err := st.idx.remove(s.fs, []uint32{uid}); err != nil {
 		return 0, err
 	}
@@ -1022,6 +1054,14 @@ type folderState struct {
 	// dovecot-keywords file, whose identity kwStamp records.
 	kw      Keywords
 	kwStamp keywordsStamp
+	// stamp: the modification times of the folder's directories that
+	// files and inCur describe, valid if trusted; recheck: a full scan is
+	// due once they are older than settleWindow (scan.go).
+	stamp            [3]time.Time
+	trusted, recheck bool
+	// list is the listing of files and idx, valid if listOK (scan.go).
+	list   []Message
+	listOK bool
 }
 
 func (st *folderState) loadLocked(s *Store) error {
@@ -1031,15 +1071,25 @@ func (st *folderState) loadLocked(s *Store) error {
 	return st.syncLocked(s)
 }
 
+// openIndexLocked opens the folder's UID index if it is not open yet.
+func (st *folderState) openIndexLocked(s *Store) error {
+	if st.idx != nil {
+		return nil
+	}
+	newValidity := func(old uint32) (uint32, error) { return s.nextValidity(st.dir, old) }
+	idx, err := openIndex(s.fs, filepath.Join(st.dir, indexName), newValidity, s.log)
+	if err != nil {
+		return err
+	}
+	st.idx = idx
+	return nil
+}
+
 // syncLocked rescans new/ and cur/ and reconciles the index with them.
 func (st *folderState) syncLocked(s *Store) error {
-	if st.idx == nil {
-		newValidity := func(old uint32) (uint32, error) { return s.nextValidity(st.dir, old) }
-		idx, err := openIndex(s.fs, filepath.Join(st.dir, indexName), newValidity, s.log)
-		if err != nil {
-			return err
-		}
-		st.idx = idx
+	st.listOK = false
+	if err := st.openIndexLocked(s); err != nil {
+		return err
 	}
 	files := map[string]string{}
 	inCur := map[string]bool{}
@@ -1083,6 +1133,7 @@ func (st *folderState) syncLocked(s *Store) error {
 		return err
 	}
 	st.files, st.inCur = files, inCur
+	st.listOK = false
 	return nil
 }
 
