@@ -1,6 +1,7 @@
 package imapd
 
 import (
+	"cmp"
 	"slices"
 
 	"github.com/emersion/go-imap/v2"
@@ -287,16 +288,7 @@ func (c *searchContext) addSorted(w *imapserver.UpdateWriter, added []uint32) er
 	}
 	c.order = append(c.order, added...)
 	slices.SortStableFunc(c.order, func(a, b uint32) int {
-		if r := compareKeys(c.sort, c.keys[a], c.keys[b]); r != 0 {
-			return r
-		}
-		switch {
-		case a < b:
-			return -1
-		case a > b:
-			return 1
-		}
-		return 0
+		return cmp.Or(compareKeys(c.sort, c.keys[a], c.keys[b]), cmp.Compare(a, b))
 	})
 	var run []uint32
 	pos := uint32(0)

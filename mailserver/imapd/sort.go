@@ -3,6 +3,7 @@ package imapd
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"sort"
@@ -231,14 +232,7 @@ func compareKey(a, b any) int {
 	case time.Time:
 		return a.Compare(b.(time.Time))
 	case int64:
-		b := b.(int64)
-		switch {
-		case a < b:
-			return -1
-		case a > b:
-			return 1
-		}
-		return 0
+		return cmp.Compare(a, b.(int64))
 	case string:
 		return strings.Compare(a, b.(string))
 	}
