@@ -116,13 +116,15 @@ type Store struct {
 	// scansSkipped counts listings that needed no directory scan
 	// (scan.go), for tests.
 	scansSkipped atomic.Int64
-	log          *slog.Logger
-	fs           fileSystem
-	gate         gate
-	seq          atomic.Uint64
-	pid          int
-	rnd          string
-	now          func() time.Time
+	// syncs counts fsyncs of files and directories (Syncs).
+	syncs atomic.Int64
+	log   *slog.Logger
+	fs    fileSystem
+	gate  gate
+	seq   atomic.Uint64
+	pid   int
+	rnd   string
+	now   func() time.Time
 
 	mu      sync.Mutex
 	folders map[string]*folderState // by folder directory
@@ -167,15 +169,20 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 		root:    dir,
 		host:    host,
 		log:     log,
-		fs:      osFS{},
 		pid:     os.Getpid(),
 		rnd:     hex.EncodeToString(b[:]),
 		now:     now,
 		folders: map[string]*folderState{},
 	}
+	st.fs = osFS{syncs: &st.syncs}
 	st.maxBytes.Store(opts.MaxMessageBytes)
 	return st, nil
 }
+
+// Syncs returns how many fsyncs (of message files, directories and UID
+// indexes) the store has made: a durable delivery's cost is mostly their
+// latency, so tests and benchmarks count them per operation.
+func (s *Store) Syncs() int64 { return s.syncs.Load() }
 
 // SetMaxMessageBytes changes Options.MaxMessageBytes while the store is
 // in use (a configuration reload); deliveries under way keep the bound
@@ -383,74 +390,95 @@ func (s *Store) deliver(ctx context.Context, a Account, folder string, r io.Read
 			return Delivery{}, fmt.Errorf("store: set internal date: %w", err)
 		}
 	}
-	if err := s.fs.SyncFile(f); err != nil {
+	unique := base + ",S=" + strconv.FormatInt(n, 10)
+	if !assignUID {
+		return s.deliverNew(a, folder, dir, f, tmpPath, unique, n, &ok)
+	}
+	final := filepath.Join(dir, "cur", maildir.FileName(unique, flags))
+	d := Delivery{Folder: folder, Unique: unique, Size: n, Path: final}
+	// The folder is locked from before the rename, so that the file
+	// enters cur/ as a change of this Store's (scan.go): the next
+	// listing need not read the directory to find it.
+	st, err := s.folder(dir)
+	if err != nil {
+		return Delivery{}, err
+	}
+	st.mu.Lock()
+	delivered := false
+	defer func() {
+		st.mu.Unlock()
+		if delivered {
+			s.delivered(a, d) // after the folder's lock is released
+		}
+	}()
+	if err := st.loadLocked(s); err != nil {
+		return Delivery{}, err
+	}
+	// The UID record is written before the message is durable and
+	// fsynced at the same time as the message file, so that an APPEND
+	// waits for two fsyncs in a row (these two, then cur/'s) rather than
+	// three. A crash after the record and before the rename leaves a
+	// record without a file: the next scan expunges that UID (syncLocked),
+	// which no client was given. A file in cur/ always has its record.
+	uid, err := st.idx.reserve(s.fs, unique)
+	if err != nil {
+		return Delivery{}, err
+	}
+	idxSynced := make(chan error, 1)
+	go func() { idxSynced <- st.idx.syncFile(s.fs) }()
+	err = s.fs.SyncFile(f)
+	if idxErr := <-idxSynced; err == nil && idxErr != nil {
+		return Delivery{}, idxErr
+	}
+	if err != nil {
 		return Delivery{}, fmt.Errorf("store: fsync message: %w", err)
 	}
 	if err := f.Close(); err != nil {
 		return Delivery{}, fmt.Errorf("store: close message: %w", err)
 	}
-	unique := base + ",S=" + strconv.FormatInt(n, 10)
-	var final string
-	if assignUID {
-		final = filepath.Join(dir, "cur", maildir.FileName(unique, flags))
-	} else {
-		final = filepath.Join(dir, "new", unique)
-	}
-	d := Delivery{Folder: folder, Unique: unique, Size: n, Path: final}
-	delivered := false
-	defer func() {
-		if delivered {
-			s.delivered(a, d) // after the folder's lock is released
-		}
-	}()
-	var st *folderState
-	if assignUID {
-		// The folder is locked from before the rename, so that the file
-		// enters cur/ as a change of this Store's (scan.go): the next
-		// listing need not read the directory to find it.
-		if st, err = s.folder(dir); err != nil {
-			return Delivery{}, err
-		}
-		st.mu.Lock()
-		defer st.mu.Unlock()
-		if err := st.loadLocked(s); err != nil {
-			return Delivery{}, err
-		}
-	}
-	done := func(bool) {}
-	if st != nil {
-		done = st.changing()
-	}
+	done := st.changing()
 	if err := s.fs.Rename(tmpPath, final); err != nil {
 		done(false)
 		return Delivery{}, fmt.Errorf("store: move into place: %w", err)
 	}
 	ok = true
 	defer s.changed(a, folder)
+	// In memory before the fsync of cur/, which may fail with the file
+	// in it: a scan then finds it with this UID, as a restart would.
+	st.idx.assigned([]string{unique}, []uint32{uid})
+	st.inCur[unique] = true
+	st.files[unique] = filepath.Base(final)
+	st.appendListedLocked(uid, unique)
 	if err := s.fs.SyncDir(filepath.Dir(final)); err != nil {
 		done(false)
 		return Delivery{}, fmt.Errorf("store: fsync dir: %w", err)
 	}
-	if st != nil {
-		if uid, ok := st.idx.byUnique[unique]; ok {
-			// Another scan found the file first.
-			d.UID = uid
-			st.listOK = false
-		} else {
-			uids, err := st.idx.assign(s.fs, []string{unique})
-			if err != nil {
-				done(false)
-				return d, err
-			}
-			d.UID = uids[0]
-		}
-		st.inCur[unique] = true
-		st.files[unique] = filepath.Base(final)
-		st.appendListedLocked(d.UID, unique)
-		d.UIDValidity = st.idx.validity
-		done(true)
-	}
+	d.UID, d.UIDValidity = uid, st.idx.validity
+	done(true)
 	delivered = true
+	return d, nil
+}
+
+// deliverNew finishes Deliver: the message file, written, is made
+// durable and moved into new/, where the next listing gives it a UID.
+func (s *Store) deliverNew(a Account, folder, dir string, f *os.File, tmpPath, unique string, n int64, ok *bool) (Delivery, error) {
+	if err := s.fs.SyncFile(f); err != nil {
+		return Delivery{}, fmt.Errorf("store: fsync message: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return Delivery{}, fmt.Errorf("store: close message: %w", err)
+	}
+	final := filepath.Join(dir, "new", unique)
+	if err := s.fs.Rename(tmpPath, final); err != nil {
+		return Delivery{}, fmt.Errorf("store: move into place: %w", err)
+	}
+	*ok = true
+	defer s.changed(a, folder)
+	if err := s.fs.SyncDir(filepath.Dir(final)); err != nil {
+		return Delivery{}, fmt.Errorf("store: fsync dir: %w", err)
+	}
+	d := Delivery{Folder: folder, Unique: unique, Size: n, Path: final}
+	s.delivered(a, d)
 	return d, nil
 }
 
