@@ -380,7 +380,7 @@ func (s *session) Append(name string, r imap.LiteralReader, options *imap.Append
 		return nil, err
 	}
 	if folder != store.Inbox {
-		if _, err := s.srv.store.List(s.ctx(), s.acct, folder); errors.Is(err, store.ErrNoSuchFolder) {
+		if err := s.srv.store.CheckFolder(s.acct, folder); errors.Is(err, store.ErrNoSuchFolder) {
 			return nil, &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeTryCreate, Text: "No such mailbox"}
 		}
 	}

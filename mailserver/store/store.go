@@ -31,7 +31,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -116,6 +115,11 @@ type Store struct {
 	// scansSkipped counts listings that needed no directory scan
 	// (scan.go), for tests.
 	scansSkipped atomic.Int64
+	// listVersions numbers the states of the folders' listings
+	// (Listing.Version), across folders, so that a version never comes
+	// back when a folder deleted and created again starts a new
+	// folderState.
+	listVersions atomic.Uint64
 	// syncs counts fsyncs of files and directories (Syncs).
 	syncs atomic.Int64
 	log   *slog.Logger
@@ -521,11 +525,15 @@ type Listing struct {
 	// (RFC 3501 section 2.3.2), not yet claimed by an IMAP session (see
 	// ClaimRecent).
 	FirstRecent uint32
+	// Version identifies Messages: a later listing of the folder with
+	// the same Version has the same Messages (0: no messages).
+	Version uint64
 }
 
 // List synchronises the folder's UID index with its directory and returns
 // the messages in UID order. New files are given UIDs in name order; files
-// that disappeared are dropped from the index.
+// that disappeared are dropped from the index. The Messages are shared
+// with the store and other callers: read them, do not change them.
 func (s *Store) List(ctx context.Context, a Account, folder string) (*Listing, error) {
 	dir, err := s.folderDir(a, folder)
 	if err != nil {
@@ -555,8 +563,8 @@ func (s *Store) List(ctx context.Context, a Account, folder string) (*Listing, e
 		return nil, err
 	}
 	l := &Listing{UIDValidity: st.idx.validity, UIDNext: st.idx.next, Keywords: kw, FirstRecent: max(st.idx.firstRecent, 1)}
-	if list := st.listedLocked(); len(list) > 0 {
-		l.Messages = slices.Clone(list)
+	if list, v := st.shareListLocked(); len(list) > 0 {
+		l.Messages, l.Version = list, v
 	}
 	return l, nil
 }
@@ -1047,6 +1055,20 @@ func (s *Store) Quiesce(ctx context.Context) (resume func(), err error) {
 	return s.gate.pause(ctx)
 }
 
+// CheckFolder returns ErrNoSuchFolder unless the folder exists: what
+// IMAP APPEND needs to know before it stores (NO [TRYCREATE]), without
+// listing the folder.
+func (s *Store) CheckFolder(a Account, folder string) error {
+	dir, err := s.folderDir(a, folder)
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(filepath.Join(dir, "cur")); err != nil {
+		return fmt.Errorf("%w: %s", ErrNoSuchFolder, folder)
+	}
+	return nil
+}
+
 // folderFor returns the state of an existing folder.
 func (s *Store) folderFor(a Account, folder string) (string, *folderState, error) {
 	dir, err := s.folderDir(a, folder)
@@ -1065,7 +1087,7 @@ func (s *Store) folder(dir string) (*folderState, error) {
 	defer s.mu.Unlock()
 	st := s.folders[dir]
 	if st == nil {
-		st = &folderState{dir: dir}
+		st = &folderState{dir: dir, versions: &s.listVersions}
 		s.folders[dir] = st
 	}
 	return st, nil
@@ -1087,9 +1109,13 @@ type folderState struct {
 	// due once they are older than settleWindow (scan.go).
 	stamp            [3]time.Time
 	trusted, recheck bool
-	// list is the listing of files and idx, valid if listOK (scan.go).
-	list   []Message
-	listOK bool
+	// list is the listing of files and idx, valid if listOK, handed out
+	// by List if listShared, numbered listVersion (scan.go).
+	list        []Message
+	listOK      bool
+	listShared  bool
+	listVersion uint64
+	versions    *atomic.Uint64 // the Store's listVersions
 }
 
 func (st *folderState) loadLocked(s *Store) error {
