@@ -53,6 +53,10 @@ type session struct {
 	// the command when the connection breaks.
 	mu  sync.Mutex
 	sel *selection
+
+	// appended is the folder the last command APPENDed to, for
+	// CommandDone; set and read by the connection's goroutine only.
+	appended string
 }
 
 // selection is the selected folder of a session (RFC 9051 section 3.3).
@@ -70,7 +74,20 @@ var (
 	_ imapserver.SessionNamespace   = (*session)(nil)
 	_ imapserver.SessionMove        = (*session)(nil)
 	_ imapserver.SessionAppendLimit = (*session)(nil)
+	_ imapserver.SessionCommandDone = (*session)(nil)
 )
+
+// CommandDone runs after each command's tagged answer is written. After an
+// APPEND the client is likely to APPEND again (an import, a mail client
+// saving a draft or a sent message), so the store makes the file for the
+// next one now (store.PrepareAppend), while the client reads the answer and
+// sends its next command, rather than in the next APPEND (issue 10).
+func (s *session) CommandDone() {
+	if s.appended != "" {
+		s.srv.store.PrepareAppend(s.acct, s.appended)
+		s.appended = ""
+	}
+}
 
 func (s *session) ctx() context.Context { return s.srv.ctx }
 
@@ -425,6 +442,7 @@ func (s *session) Append(name string, r imap.LiteralReader, options *imap.Append
 	if err != nil {
 		return nil, imapErr(err)
 	}
+	s.appended = folder
 	return &imap.AppendData{UID: imap.UID(d.UID), UIDValidity: d.UIDValidity}, nil
 }
 

@@ -364,10 +364,18 @@ func (s *Store) deliver(ctx context.Context, a Account, folder string, r io.Read
 		return Delivery{}, err
 	}
 	base := s.newUnique(s.now())
-	tmpPath := filepath.Join(dir, "tmp", base)
-	f, err := s.fs.Create(tmpPath)
+	var f *os.File
+	var tmpPath string
+	if assignUID {
+		f, tmpPath, err = s.createTmp(dir, base) // spare.go
+	} else {
+		tmpPath = filepath.Join(dir, "tmp", base)
+		if f, err = s.fs.Create(tmpPath); err != nil {
+			err = fmt.Errorf("store: create tmp: %w", err)
+		}
+	}
 	if err != nil {
-		return Delivery{}, fmt.Errorf("store: create tmp: %w", err)
+		return Delivery{}, err
 	}
 	ok := false
 	defer func() {
@@ -930,6 +938,7 @@ func (s *Store) DeleteFolder(ctx context.Context, a Account, name string) error 
 		if st.idx != nil && st.idx.f != nil {
 			st.idx.f.Close()
 		}
+		st.dropSpareLocked()
 		st.mu.Unlock()
 		delete(s.folders, dir)
 	}
@@ -995,6 +1004,7 @@ func (s *Store) RenameFolder(ctx context.Context, a Account, from, to string) er
 			if st.idx != nil && st.idx.f != nil {
 				st.idx.f.Close()
 			}
+			st.dropSpareLocked()
 			st.mu.Unlock()
 			delete(s.folders, oldDir)
 		}
@@ -1116,6 +1126,8 @@ type folderState struct {
 	listShared  bool
 	listVersion uint64
 	versions    *atomic.Uint64 // the Store's listVersions
+	// spare is an empty file in tmp/ for the next Append (spare.go).
+	spare string
 }
 
 func (st *folderState) loadLocked(s *Store) error {
@@ -1130,6 +1142,7 @@ func (st *folderState) openIndexLocked(s *Store) error {
 	if st.idx != nil {
 		return nil
 	}
+	removeSpares(st.dir) // spare.go
 	newValidity := func(old uint32) (uint32, error) { return s.nextValidity(st.dir, old) }
 	idx, err := openIndex(s.fs, filepath.Join(st.dir, indexName), newValidity, s.log)
 	if err != nil {

@@ -328,7 +328,12 @@ func (c *Conn) readCommand(dec *imapwire.Decoder) error {
 			Text: fmt.Sprintf("%v completed", name),
 		}
 	}
-	return c.writeStatusResp(tag, resp)
+	err = c.writeStatusResp(tag, resp)
+	// mailvault: SessionCommandDone, after the tagged answer.
+	if done, ok := c.session.(SessionCommandDone); ok && err == nil {
+		done.CommandDone()
+	}
+	return err
 }
 
 func (c *Conn) handleNoop(dec *imapwire.Decoder) error {

@@ -115,6 +115,16 @@ type SessionUnauthenticate interface {
 	Unauthenticate() error
 }
 
+// SessionCommandDone is an IMAP session told when a command's tagged
+// answer has been written (mailvault: work that is best done while the
+// client reads it, such as preparing for its next command).
+type SessionCommandDone interface {
+	Session
+
+	// CommandDone is called after each command's tagged answer.
+	CommandDone()
+}
+
 // SessionAppendLimit is an IMAP session which has the same APPEND limit for
 // all mailboxes.
 type SessionAppendLimit interface {
