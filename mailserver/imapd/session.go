@@ -54,9 +54,11 @@ type session struct {
 	mu  sync.Mutex
 	sel *selection
 
-	// appended is the folder the last command APPENDed to, for
-	// CommandDone; set and read by the connection's goroutine only.
+	// appended is the folder the last command APPENDed to, and batching
+	// whether Poll began a batch of writes, for CommandDone; set and read
+	// by the connection's goroutine only.
 	appended string
+	batching bool
 }
 
 // selection is the selected folder of a session (RFC 9051 section 3.3).
@@ -77,12 +79,19 @@ var (
 	_ imapserver.SessionCommandDone = (*session)(nil)
 )
 
-// CommandDone runs after each command's tagged answer is written. After an
+// CommandDone runs after each command's tagged answer is written: it
+// writes what Poll batched, the answer with it. After an
 // APPEND the client is likely to APPEND again (an import, a mail client
 // saving a draft or a sent message), so the store makes the file for the
 // next one now (store.PrepareAppend), while the client reads the answer and
 // sends its next command, rather than in the next APPEND (issue 10).
 func (s *session) CommandDone() {
+	if s.batching {
+		s.batching = false
+		if err := s.out.end(); err != nil {
+			return // the connection is broken: the next read says so
+		}
+	}
 	if s.appended != "" {
 		s.srv.store.PrepareAppend(s.acct, s.appended)
 		s.appended = ""
@@ -465,6 +474,12 @@ func (s *session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
 	if err != nil {
 		return err
 	}
+	// The updates and the tagged answer after them go out in one write
+	// (CommandDone ends the batch): after an APPEND, "* n EXISTS",
+	// "* 1 RECENT" and the OK were three writes, each a wakeup of the
+	// client (issue 10).
+	s.out.begin()
+	s.batching = s.out != nil
 	return s.flushContexts(s.sel, w, allowExpunge)
 }
 

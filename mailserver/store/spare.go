@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 )
 
 // Spare files: creating a file is a large part of an APPEND's time. On
@@ -81,7 +82,7 @@ func (s *Store) createTmp(dir, base string) (*os.File, string, error) {
 		st.mu.Unlock()
 		if p != "" {
 			// O_TRUNC: empty as made, unless something wrote to it.
-			if f, err := os.OpenFile(p, os.O_WRONLY|os.O_TRUNC, 0); err == nil {
+			if f, err := openFile(p, syscall.O_WRONLY|syscall.O_TRUNC, 0); err == nil {
 				return f, p, nil
 			}
 		}

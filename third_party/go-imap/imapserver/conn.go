@@ -209,6 +209,11 @@ func (c *Conn) readCommand(dec *imapwire.Decoder) error {
 		}
 		name = "UID " + strings.ToUpper(subName)
 	}
+	// mailvault: SessionCommandDone, once the command is answered (here
+	// or by its handler: APPEND, COPY, SELECT write their own).
+	if done, ok := c.session.(SessionCommandDone); ok {
+		defer done.CommandDone()
+	}
 
 	// TODO: handle multiple commands concurrently
 	sendOK := true
@@ -328,12 +333,7 @@ func (c *Conn) readCommand(dec *imapwire.Decoder) error {
 			Text: fmt.Sprintf("%v completed", name),
 		}
 	}
-	err = c.writeStatusResp(tag, resp)
-	// mailvault: SessionCommandDone, after the tagged answer.
-	if done, ok := c.session.(SessionCommandDone); ok && err == nil {
-		done.CommandDone()
-	}
-	return err
+	return c.writeStatusResp(tag, resp)
 }
 
 func (c *Conn) handleNoop(dec *imapwire.Decoder) error {

@@ -115,13 +115,14 @@ type SessionUnauthenticate interface {
 	Unauthenticate() error
 }
 
-// SessionCommandDone is an IMAP session told when a command's tagged
-// answer has been written (mailvault: work that is best done while the
-// client reads it, such as preparing for its next command).
+// SessionCommandDone is an IMAP session told when a command has been
+// answered (mailvault: to write what it held back, and for work best done
+// while the client reads the answer, such as preparing its next command).
 type SessionCommandDone interface {
 	Session
 
-	// CommandDone is called after each command's tagged answer.
+	// CommandDone is called after each command, once its tagged
+	// answer is written (or failed to be).
 	CommandDone()
 }
 
