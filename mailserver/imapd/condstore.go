@@ -23,11 +23,15 @@ const maxSeqMatch = 1 << 16
 // section 3.1) or QRESYNC (section 3.2.3). From now on the session's
 // unsolicited FETCHes carry MODSEQ and, with QRESYNC, its expunges are
 // VANISHED (views.go, flush).
-func (s *session) EnableCondStore(qresync bool) uint64 {
+func (s *session) EnableCondStore(qresync bool) {
 	s.condStore.Store(true)
 	if qresync {
 		s.qresync.Store(true)
 	}
+}
+
+// HighestModSeq implements imapserver.SessionCondStore.
+func (s *session) HighestModSeq() uint64 {
 	s.mu.Lock()
 	sel := s.sel
 	s.mu.Unlock()

@@ -215,6 +215,7 @@ func TestQResync(t *testing.T) {
 	a.ok("a4 STORE 3,5 +FLAGS.SILENT (\\Deleted)") // 4, 5
 	out := a.ok("a5 EXPUNGE")                      // 6
 	mustHave(t, out, "* VANISHED ")
+	mustHave(t, out, "a5 OK [HIGHESTMODSEQ 6]")
 	mustNotHave(t, out, "* ", " EXPUNGE")
 	if vs := vanishedSet(out); vs != "3,5" {
 		t.Fatalf("VANISHED %q, want 3 and 5:\n%s", vs, strings.Join(out, "\n"))

@@ -27,9 +27,11 @@ type SessionCondStore interface {
 
 	// EnableCondStore tells the session that the client has enabled
 	// CONDSTORE, and QRESYNC too if qresync: by ENABLE or by the first
-	// CONDSTORE-enabling command (section 3.1). It returns the selected
-	// mailbox's HIGHESTMODSEQ, 0 when none is selected.
-	EnableCondStore(qresync bool) uint64
+	// CONDSTORE-enabling command (section 3.1).
+	EnableCondStore(qresync bool)
+	// HighestModSeq is the selected mailbox's HIGHESTMODSEQ, 0 when none
+	// is selected.
+	HighestModSeq() uint64
 }
 
 func (c *Conn) condStoreSession() (SessionCondStore, bool) {
@@ -69,11 +71,32 @@ func (c *Conn) enableCondStore(qresync, announce bool) error {
 	if had && (hadQ || !qresync) {
 		return nil
 	}
-	highest := s.EnableCondStore(qresync || hadQ)
-	if !announce || had || c.state != imap.ConnStateSelected || highest == 0 {
+	s.EnableCondStore(qresync || hadQ)
+	if !announce || had || c.state != imap.ConnStateSelected {
+		return nil
+	}
+	highest := s.HighestModSeq()
+	if highest == 0 {
 		return nil
 	}
 	return c.writeHighestModSeq(highest)
+}
+
+// expungeDone is EXPUNGE's and UID EXPUNGE's tagged OK once QRESYNC is
+// enabled: with the HIGHESTMODSEQ after the expunge, as in RFC 7162
+// section 3.2.7's example (Dovecot does the same), so that a client knows
+// the state its VANISHED responses brought it to without asking. nil
+// otherwise.
+func (c *Conn) expungeDone() error {
+	s, ok := c.condStoreSession()
+	if !ok || !c.isEnabled(imap.CapQResync) {
+		return nil
+	}
+	highest := s.HighestModSeq()
+	if highest == 0 {
+		return nil
+	}
+	return &imap.Error{Type: imap.StatusResponseTypeOK, Code: imap.ResponseCode(fmt.Sprintf("HIGHESTMODSEQ %d", highest)), Text: "EXPUNGE completed"}
 }
 
 func (c *Conn) writeHighestModSeq(highest uint64) error {
