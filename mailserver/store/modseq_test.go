@@ -78,10 +78,11 @@ func TestModSeqLifecycle(t *testing.T) {
 		t.Fatalf("Expunged(highest) = %v", gone)
 	}
 
-	// A restart keeps MODSEQs, HIGHESTMODSEQ and the expunge.
+	// A restart keeps MODSEQs and the expunge; HIGHESTMODSEQ goes up to
+	// the last reservation (uidlist.go).
 	s2, _ := Open(ctx, dir, Options{})
 	l2 := listing(t, s2)
-	if l2.HighestModSeq != l.HighestModSeq || fmt.Sprint(modseqs(l2)) != fmt.Sprint(modseqs(l)) {
+	if l2.HighestModSeq != ms+modSeqReserve || fmt.Sprint(modseqs(l2)) != fmt.Sprint(modseqs(l)) {
 		t.Fatalf("restart: highest %d/%d mods %v/%v", l2.HighestModSeq, l.HighestModSeq, modseqs(l2), modseqs(l))
 	}
 	if gone, complete, _, _ := s2.Expunged(ctx, alice, Inbox, ms); !complete || fmt.Sprint(gone) != "[3]" {
@@ -99,7 +100,7 @@ func TestModSeqLifecycle(t *testing.T) {
 	}
 	s3, _ := Open(ctx, dir, Options{})
 	l3 := listing(t, s3)
-	if l3.HighestModSeq != l.HighestModSeq || fmt.Sprint(modseqs(l3)) != fmt.Sprint(modseqs(l)) {
+	if l3.HighestModSeq != l2.HighestModSeq || fmt.Sprint(modseqs(l3)) != fmt.Sprint(modseqs(l)) {
 		t.Fatalf("rewrite: highest %d/%d mods %v", l3.HighestModSeq, l.HighestModSeq, modseqs(l3))
 	}
 	if _, complete, _, _ := s3.Expunged(ctx, alice, Inbox, ms); complete {
@@ -184,7 +185,7 @@ func TestModSeqOldLog(t *testing.T) {
 		}
 	}
 	s3, _ := Open(ctx, dir, Options{})
-	if l3 := listing(t, s3); fmt.Sprint(modseqs(l3)) != fmt.Sprint(modseqs(l2)) || l3.HighestModSeq != l2.HighestModSeq {
+	if l3 := listing(t, s3); fmt.Sprint(modseqs(l3)) != fmt.Sprint(modseqs(l2)) || l3.HighestModSeq < l2.HighestModSeq {
 		t.Fatalf("old log reloaded: %v/%v", modseqs(l3), modseqs(l2))
 	}
 }
@@ -219,5 +220,86 @@ func TestUnchangedSinceRace(t *testing.T) {
 	wg.Wait()
 	if won != 1 || lost != 7 {
 		t.Fatalf("won %d lost %d, want 1 and 7", won, lost)
+	}
+}
+
+// TestSetFlagsDurability: a flag change is the file's rename and cur/'s
+// fsync (a message still in new/ adds new/'s); the UID list's M record is
+// fsynced only with a new reservation of MODSEQs, the first change after
+// a restart and then every modSeqReserve changes (uidlist.go).
+func TestSetFlagsDurability(t *testing.T) {
+	s := newStore(t)
+	deliverN(t, s, Inbox, 1)
+	listing(t, s)
+	if err := s.SetFlags(t.Context(), alice, Inbox, 1, "S"); err != nil { // out of new/
+		t.Fatal(err)
+	}
+	rec := &recordingFS{}
+	s.fs = rec
+	if err := s.SetFlags(t.Context(), alice, Inbox, 1, "FS"); err != nil {
+		t.Fatal(err)
+	}
+	if want := "[rename cur->cur fsyncdir cur]"; fmt.Sprint(rec.ops) != want {
+		t.Fatalf("operations %q, want %s", rec.ops, want)
+	}
+	rec.ops = nil
+	for i := range modSeqReserve {
+		if err := s.SetFlags(t.Context(), alice, Inbox, 1, []string{"S", "FS"}[i%2]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := strings.Count(fmt.Sprint(rec.ops), "fsync Maildir"); n != 1 {
+		t.Fatalf("%d fsyncs of the UID list in %d flag changes, want 1", n, modSeqReserve)
+	}
+}
+
+// TestModSeqLostRecord: a crash loses the unsynced M record of a flag
+// change whose rename was durable. After it the message has a MODSEQ
+// above any handed out before, and so has HIGHESTMODSEQ.
+func TestModSeqLostRecord(t *testing.T) {
+	dir := t.TempDir()
+	ctx := t.Context()
+	s, _ := Open(ctx, dir, Options{})
+	deliverN(t, s, Inbox, 2)
+	listing(t, s)
+	if err := s.SetFlags(ctx, alice, Inbox, 1, "S"); err != nil { // reserves
+		t.Fatal(err)
+	}
+	ms, err := s.SetFlagsModSeq(ctx, alice, Inbox, 1, "FS", Unconditional)
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx := filepath.Join(s.MaildirPath(alice), indexName)
+	data, _ := os.ReadFile(idx)
+	last := fmt.Sprintf("M 1 %d FS\n", ms)
+	if !strings.HasSuffix(string(data), last) {
+		t.Fatalf("log ends %q, want %q", data[max(0, len(data)-40):], last)
+	}
+	if err := os.WriteFile(idx, data[:len(data)-len(last)], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s2, _ := Open(ctx, dir, Options{})
+	l := listing(t, s2)
+	if m := l.Messages[0]; m.Flags != "FS" || m.ModSeq <= ms || l.HighestModSeq < m.ModSeq {
+		t.Fatalf("after the crash: %+v, highest %d; MODSEQ before %d", m, l.HighestModSeq, ms)
+	}
+}
+
+// BenchmarkSetFlags is a STORE of one message's flags, back and forth.
+func BenchmarkSetFlags(b *testing.B) {
+	s, err := Open(b.Context(), b.TempDir(), Options{Hostname: "mx.test"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := s.Deliver(b.Context(), alice, Inbox, strings.NewReader("Subject: x\r\n\r\nx\r\n")); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := s.List(b.Context(), alice, Inbox); err != nil {
+		b.Fatal(err)
+	}
+	for i := 0; b.Loop(); i++ {
+		if err := s.SetFlags(b.Context(), alice, Inbox, 1, []string{"S", "FS"}[i%2]); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

@@ -25,6 +25,7 @@ const indexName = "mailvault-uidlist"
 //	A <uid> <unique>                                 UID given to a message
 //	M <uid> <modseq> [<flags>]                       message's MODSEQ, for these Maildir flags
 //	X <uid> [<modseq>]                               UID expunged (at that MODSEQ)
+//	H <modseq>                                       MODSEQs up to here may be handed out
 //	R <uid>                                          messages below uid claimed
 //
 // M and the modseq of X are CONDSTORE and QRESYNC (RFC 7162): every
@@ -39,10 +40,26 @@ const indexName = "mailvault-uidlist"
 // MODSEQ as well: QRESYNC's VANISHED (EARLIER) names the UIDs expunged
 // after a given MODSEQ (RFC 7162 section 3.2.5.1). HIGHESTMODSEQ is the
 // largest MODSEQ of any record or of the header's H, so it never goes
-// down: a rewrite keeps it in H. A rewrite drops the X records; E says
-// that expunges up to that MODSEQ are no longer known one by one (RFC
-// 7162 section 3.2.10 lets VANISHED (EARLIER) name UIDs the client does
-// not know, so QRESYNC from before E reports every UID that is missing).
+// down: a rewrite keeps it in H.
+//
+// The M records of flag changes are not fsynced: that doubled the cost
+// of a STORE (a second fsync after cur/'s). A lost one is harmless for the
+// message (its file's flags differ from its last M record's, so the next
+// scan gives it a new MODSEQ), but HIGHESTMODSEQ must not go back below
+// a value a client was told. So MODSEQs are handed out from reservations:
+// before a MODSEQ above the last durable H record is given, an H record
+// reserving the next modSeqReserve is written and fsynced (with the M
+// records that need it, in one write), and a log is read with HIGHESTMODSEQ
+// at its last H: after a restart the next change is above everything
+// reserved, which is above everything handed out. Arrivals and expunges
+// are fsynced anyway (their records are their durability) and count as
+// reserved. HIGHESTMODSEQ jumps by up to modSeqReserve at a restart;
+// RFC 7162 needs MODSEQs to grow, not to be dense.
+//
+// A rewrite drops the X records; E says that expunges up to that MODSEQ
+// are no longer known one by one (RFC 7162 section 3.2.10 lets VANISHED
+// (EARLIER) name UIDs the client does not know, so QRESYNC from before E
+// reports every UID that is missing).
 // A log without H, M or modseqs (written before mailvault had CONDSTORE)
 // loads as it is; its messages get MODSEQs on the first scan. MODSEQs
 // start at 2, so that the HIGHESTMODSEQ of a folder nothing happened to
@@ -86,7 +103,13 @@ type uidIndex struct {
 	highest  uint64
 	expunged []expRec
 	expFloor uint64
+	// reserved: MODSEQs up to here are durable (an H record, or records
+	// fsynced with them); highest never passes it unfsynced.
+	reserved uint64
 }
+
+// modSeqReserve is how many MODSEQs one fsynced H record reserves.
+const modSeqReserve = 1024
 
 // modRec is a message's MODSEQ and the Maildir flags it is for.
 type modRec struct {
@@ -121,6 +144,9 @@ func openIndex(fsys fileSystem, path string, newValidity func(old uint32) (uint3
 		return nil, fmt.Errorf("store: read uid index: %w", err)
 	}
 	good := x.parse(data)
+	// Whatever was handed out before is at most the last reservation,
+	// which parse took into highest.
+	x.reserved = x.highest
 	if !good {
 		if len(data) > 0 {
 			log.Warn("rebuilding unreadable uid index", "path", path)
@@ -207,6 +233,12 @@ func (x *uidIndex) parse(data []byte) bool {
 		fields := strings.SplitN(line, " ", 4)
 		if len(fields) < 2 {
 			continue // torn or damaged record: ignore
+		}
+		if fields[0] == "H" {
+			if ms, err := strconv.ParseUint(fields[1], 10, 64); err == nil && ms <= MaxModSeq {
+				x.highest = max(x.highest, ms)
+			}
+			continue
 		}
 		uid64, err := strconv.ParseUint(fields[1], 10, 32)
 		if err != nil || uid64 == 0 {
@@ -357,6 +389,7 @@ func (x *uidIndex) assign(fsys fileSystem, uniques, flags []string) ([]uint32, e
 	}
 	x.next = next
 	x.highest = ms
+	x.reserved = max(x.reserved, ms) // fsynced
 	x.records += 2 * len(uniques)
 	return uids, nil
 }
@@ -370,7 +403,8 @@ func modRecord(uid uint32, modseq uint64, flags string) string {
 }
 
 // setModSeqs gives the messages of uids (live ones) a new MODSEQ for
-// their flags, durably, and returns it.
+// their flags and returns it. The records are fsynced only when the
+// MODSEQ needs a new reservation (see the format above).
 func (x *uidIndex) setModSeqs(fsys fileSystem, uids []uint32, flags []string) (uint64, error) {
 	if len(uids) == 0 {
 		return x.highest, nil
@@ -380,8 +414,16 @@ func (x *uidIndex) setModSeqs(fsys fileSystem, uids []uint32, flags []string) (u
 	for i, uid := range uids {
 		b.WriteString(modRecord(uid, ms, flags[i]))
 	}
-	if err := x.appendRecords(fsys, b.Bytes()); err != nil {
+	reserve := ms > x.reserved
+	if reserve {
+		fmt.Fprintf(&b, "H %d\n", ms+modSeqReserve)
+	}
+	if err := x.appendRecordsSync(fsys, b.Bytes(), reserve); err != nil {
 		return 0, err
+	}
+	if reserve {
+		x.reserved = ms + modSeqReserve
+		x.records++
 	}
 	for i, uid := range uids {
 		x.mods[uid] = modRec{modseq: ms, flags: flags[i]}
@@ -411,6 +453,7 @@ func (x *uidIndex) remove(fsys fileSystem, uids []uint32) error {
 		x.expunged = append(x.expunged, expRec{uid: uid, modseq: ms})
 	}
 	x.highest = ms
+	x.reserved = max(x.reserved, ms) // fsynced
 	x.records += len(uids)
 	return nil
 }
@@ -423,7 +466,9 @@ func (x *uidIndex) rewrite(fsys fileSystem) error {
 	}
 	var b bytes.Buffer
 	// The expunges are not kept: E says from where they are known.
-	fmt.Fprintf(&b, "%s V%d N%d R%d H%d E%d\n", indexMagic, x.validity, x.next, max(x.firstRecent, 1), x.highest, x.highest)
+	// H: the reservation, which the new log must keep (see above).
+	h := max(x.highest, x.reserved)
+	fmt.Fprintf(&b, "%s V%d N%d R%d H%d E%d\n", indexMagic, x.validity, x.next, max(x.firstRecent, 1), h, h)
 	for _, uid := range x.sortedUIDs() {
 		fmt.Fprintf(&b, "A %d %s\n", uid, x.byUID[uid])
 		if r, ok := x.mods[uid]; ok {
@@ -455,7 +500,8 @@ func (x *uidIndex) rewrite(fsys fileSystem) error {
 	// f was opened write-only at offset len(b): keep appending to it.
 	x.f = f
 	x.records = len(x.byUID) + len(x.mods)
-	x.expunged, x.expFloor = nil, x.highest
+	x.expunged, x.expFloor = nil, h
+	x.highest, x.reserved = h, h
 	return nil
 }
 

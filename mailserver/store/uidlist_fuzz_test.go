@@ -16,7 +16,7 @@ import (
 func FuzzUIDList(f *testing.F) {
 	for _, s := range []string{
 		"mailvault-uidlist 1 V7 N4 R1\nA 1 a\nA 2 b\nX 1\nR 2\n",
-		"mailvault-uidlist 1 V7 N4 R1 H9 E3\nA 1 a\nM 1 5 FS\nA 2 b\nM 2 9\nX 3 8\n",
+		"mailvault-uidlist 1 V7 N4 R1 H9 E3\nA 1 a\nM 1 5 FS\nA 2 b\nM 2 9\nX 3 8\nH 1033\n",
 		"mailvault-uidlist 1 V7 N4 R1 H9223372036854775807\nA 1 a\nM 1 9223372036854775808 S\n",
 		"mailvault-uidlist 1 V7 N1 H18446744073709551615\n",
 		"mailvault-uidlist 1 V4294967296 N1\n",
