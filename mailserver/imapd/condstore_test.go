@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -479,4 +480,44 @@ func restart(t *testing.T, e *testEnv) *testEnv {
 	e2.srv = New(cfg, st, env.Guard(lcfg), env.Log)
 	e2.Ports = servertest.ServePorts(t, e2.srv.Serve, e2.srv.Shutdown)
 	return e2
+}
+
+// MOVE out of a folder a QRESYNC session has selected is VANISHED there
+// (RFC 6851 section 4.3), for the session that moved and for another;
+// the destination's HIGHESTMODSEQ grows with the arrival, and STATUS
+// HIGHESTMODSEQ never goes down across a restart.
+func TestQResyncMove(t *testing.T) {
+	e, _ := condStoreEnv(t, 3)
+	a, b := e.login(t, "alice"), e.login(t, "alice")
+	for i, c := range []*client{a, b} {
+		c.ok(fmt.Sprintf("e%d ENABLE QRESYNC", i))
+		c.ok(fmt.Sprintf("s%d SELECT INBOX", i))
+	}
+	before := a.ok("a0 STATUS Archive (HIGHESTMODSEQ)")
+	mustHave(t, before, "HIGHESTMODSEQ 1)")
+	out := a.ok("a1 UID MOVE 2 Archive")
+	mustHave(t, out, "* OK [COPYUID ")
+	mustHave(t, out, "* VANISHED 2")
+	mustNotHave(t, out, "* ", " EXPUNGE")
+	mustHave(t, b.ok("b1 NOOP"), "* VANISHED 2")
+	mustHave(t, a.ok("a2 STATUS Archive (HIGHESTMODSEQ)"), "HIGHESTMODSEQ 2)")
+	highest := func(c *client, folder string) uint64 {
+		t.Helper()
+		out := c.ok("h STATUS " + folder + " (HIGHESTMODSEQ)")
+		m := regexp.MustCompile(`HIGHESTMODSEQ (\d+)\)`).FindStringSubmatch(strings.Join(out, "\n"))
+		if m == nil {
+			t.Fatalf("no HIGHESTMODSEQ in %q", out)
+		}
+		n, _ := strconv.ParseUint(m[1], 10, 64)
+		return n
+	}
+	was := map[string]uint64{"INBOX": highest(a, "INBOX"), "Archive": highest(a, "Archive")}
+	a.ok("a3 LOGOUT")
+	b.ok("b2 LOGOUT")
+	c := restart(t, e).login(t, "alice")
+	for f, h := range was {
+		if now := highest(c, f); now < h {
+			t.Errorf("%s: HIGHESTMODSEQ %d after the restart, %d before", f, now, h)
+		}
+	}
 }
