@@ -43,12 +43,19 @@ func (s *session) HighestModSeq() uint64 {
 	return sel.mbox.highestModSeq
 }
 
+// qresyncAnswer is SELECT's answer to QRESYNC: the UIDs for VANISHED
+// (EARLIER) and the indexes in mailbox.msgs of the messages to FETCH.
+type qresyncAnswer struct {
+	vanished imap.UIDSet
+	changed  []int
+}
+
 // qresyncLocked answers SELECT's QRESYNC parameter (RFC 7162 section
 // 3.2.5.1) for a client whose UIDVALIDITY matches: the messages of
 // known-uids changed since its MODSEQ (FETCH UID FLAGS MODSEQ) and the
 // UIDs expunged since (VANISHED (EARLIER)). Called with m.mu held, after
-// the listing of SELECT.
-func (s *session) qresyncLocked(m *mailbox, v *view, q *imap.SelectQResync, data *imap.SelectData) error {
+// the listing of SELECT and before the session's view is made.
+func (s *session) qresyncLocked(m *mailbox, q *imap.SelectQResync) (*qresyncAnswer, error) {
 	top := m.uidNext - 1
 	known := imap.UIDSet{imap.UIDRange{Start: 1, Stop: imap.UID(max(top, 1))}}
 	if q.KnownUIDs != nil {
@@ -56,26 +63,26 @@ func (s *session) qresyncLocked(m *mailbox, v *view, q *imap.SelectQResync, data
 	}
 	floor, err := seqMatchFloor(m, q)
 	if err != nil {
-		return err
+		return nil, err
 	}
+	a := &qresyncAnswer{}
 	live := make([]uint32, len(m.msgs))
 	for i := range m.msgs {
 		mi := &m.msgs[i]
 		live[i] = mi.uid
 		if mi.modseq > q.ModSeq && known.Contains(imap.UID(mi.uid)) {
-			data.Changed = append(data.Changed, imap.SelectChangedMessage{
-				SeqNum: uint32(i + 1), UID: imap.UID(mi.uid), Flags: m.flagsFor(v, mi), ModSeq: mi.modseq})
+			a.changed = append(a.changed, i)
 		}
 	}
 	gone, complete, validity, err := s.srv.store.Expunged(s.ctx(), s.acct, m.folder, q.ModSeq)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if validity != m.validity {
-		return nil // rebuilt meanwhile: the next poll ends the session
+		return a, nil // rebuilt meanwhile: the next poll ends the session
 	}
-	data.Vanished = vanishedUIDs(gone, complete, known, live, floor, top)
-	return nil
+	a.vanished = vanishedUIDs(gone, complete, known, live, floor, top)
+	return a, nil
 }
 
 // vanished is UID FETCH (CHANGEDSINCE n VANISHED)'s list (RFC 7162

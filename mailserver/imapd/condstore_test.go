@@ -171,6 +171,19 @@ func TestCondStoreSyntax(t *testing.T) {
 			t.Errorf("%s: %q, want BAD", bad, out[len(out)-1])
 		}
 	}
+	// A refused SELECT leaves no mailbox selected (RFC 9051 section
+	// 6.3.2) and nothing behind in the server.
+	if out := c.cmd("z1 FETCH 1 (FLAGS)"); !strings.HasPrefix(out[len(out)-1], "z1 BAD") {
+		t.Errorf("FETCH after a refused SELECT: %q", out)
+	}
+	c.ok("z2 SELECT INBOX")
+	e.srv.mu.Lock()
+	defer e.srv.mu.Unlock()
+	for _, m := range e.srv.mailboxes {
+		if m.refs != 1 {
+			t.Errorf("%s: %d references from the one session", m.folder, m.refs)
+		}
+	}
 }
 
 // A CONDSTORE-enabling command (RFC 7162 section 3.1) with a mailbox

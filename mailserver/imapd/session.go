@@ -203,6 +203,15 @@ func (s *session) Select(name string, options *imap.SelectOptions) (*imap.Select
 		}
 		return nil, imapErr(err)
 	}
+	// QRESYNC's answer (condstore.go) is worked out before the view
+	// exists: a BAD seq-match leaves nothing selected.
+	var resync *qresyncAnswer
+	if q := options.QResync; q != nil && q.UIDValidity == m.validity {
+		if resync, err = s.qresyncLocked(m, q); err != nil {
+			s.srv.release(m)
+			return nil, imapErr(err)
+		}
+	}
 	// The view claims the \Recent messages, unless EXAMINE (RFC 3501
 	// sections 2.3.2, 6.3.1 and 6.3.2).
 	v := m.newViewLocked(options.ReadOnly)
@@ -225,9 +234,12 @@ func (s *session) Select(name string, options *imap.SelectOptions) (*imap.Select
 		}
 	}
 	data.HighestModSeq = m.highestModSeq
-	if q := options.QResync; q != nil && q.UIDValidity == m.validity {
-		if err := s.qresyncLocked(m, v, q, data); err != nil {
-			return nil, err
+	if resync != nil {
+		data.Vanished = resync.vanished
+		for _, i := range resync.changed {
+			mi := &m.msgs[i]
+			data.Changed = append(data.Changed, imap.SelectChangedMessage{
+				SeqNum: uint32(i + 1), UID: imap.UID(mi.uid), Flags: m.flagsFor(v, mi), ModSeq: mi.modseq})
 		}
 	}
 	return data, nil
