@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -34,6 +35,10 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 	m.mu.Lock()
 	kw := m.kw
 	targets := s.resolveLocked(numSet)
+	if options.ChangedSince > 0 {
+		// RFC 7162 section 3.1.4.1: only messages changed since.
+		targets = slices.DeleteFunc(targets, func(t target) bool { return t.msg.modseq <= options.ChangedSince })
+	}
 	if markSeen {
 		for i := range targets {
 			t := &targets[i]
@@ -41,7 +46,7 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 				continue
 			}
 			nf := applyStore(t.msg.flags, imap.StoreFlagsAdd, []imap.Flag{imap.FlagSeen}, &kw)
-			if err := m.setFlagsLocked(s.ctx(), t.idx, nf, s.sel.view); err != nil {
+			if err := m.setFlagsLocked(s.ctx(), t.idx, nf, s.sel.view, store.Unconditional); err != nil {
 				if errors.Is(err, store.ErrNoSuchMessage) {
 					continue
 				}
@@ -52,6 +57,17 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 		}
 	}
 	m.mu.Unlock()
+	if options.Vanished {
+		// UID FETCH (CHANGEDSINCE n VANISHED), RFC 7162 section 3.2.6:
+		// the UIDs of the set expunged since n, before the FETCHes.
+		uids, err := s.vanished(m, numSet.(imap.UIDSet), options.ChangedSince)
+		if err != nil {
+			return err
+		}
+		if err := w.WriteVanishedEarlier(uids); err != nil {
+			return err
+		}
+	}
 	if err := s.announce(s.sel.view, &kw); err != nil { // new keywords: FLAGS first
 		return err
 	}
@@ -160,6 +176,9 @@ func (s *session) fetchOne(w *imapserver.FetchWriter, m *mailbox, t target, kw *
 	}
 	if options.Flags || t.flagsC {
 		rw.WriteFlags(t.flags(kw))
+	}
+	if options.ModSeq || (t.flagsC && s.condStore.Load()) {
+		rw.WriteModSeq(t.msg.modseq) // RFC 7162 section 3.1.4
 	}
 	if options.InternalDate {
 		rw.WriteInternalDate(modTime)

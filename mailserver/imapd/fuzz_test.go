@@ -44,6 +44,17 @@ func FuzzCommand(f *testing.F) {
 		"a APPEND INBOX CATENATE (URL \"/INBOX;UIDVALIDITY=1/;UID=1\" URL \"/%ZZ/;UID=1\")",
 		"a APPEND INBOX {1+}\r\nx (\\Seen) {1+}\r\ny ~{1+}",
 		"a FETCH $ (BINARY.PEEK[1]<0.5> BINARY.SIZE[2])",
+		"a FETCH 1:* (FLAGS MODSEQ) (CHANGEDSINCE 1)",
+		"a UID FETCH 1:* (FLAGS) (CHANGEDSINCE 9223372036854775807 VANISHED)",
+		"a UID FETCH 1:* (FLAGS) (VANISHED CHANGEDSINCE 18446744073709551616)",
+		"a STORE 1:* (UNCHANGEDSINCE 0 UNCHANGEDSINCE 2) +FLAGS.SILENT (\\Seen)",
+		"a UID STORE $ (UNCHANGEDSINCE 9223372036854775808) FLAGS ()",
+		"a SEARCH RETURN (MIN MAX COUNT) OR MODSEQ \"/flags/\\\\Seen\" priv 2 NOT MODSEQ 1",
+		"a SELECT INBOX (CONDSTORE QRESYNC (1 1 1:*,5:2 (1:3,7 4,2:1)))",
+		"a EXAMINE INBOX (QRESYNC (4294967295 9223372036854775807 *))",
+		"a SELECT INBOX (QRESYNC (1 2 (1:4294967295 1:4294967295)))",
+		"a STATUS INBOX (HIGHESTMODSEQ MESSAGES)",
+		"a ENABLE CONDSTORE QRESYNC X",
 		"\x00\xff{1}",
 		"a LOGOUT",
 	} {
@@ -54,6 +65,12 @@ func FuzzCommand(f *testing.F) {
 	e.Deliver(f, alice, "", "Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: message/rfc822\r\n\r\nSubject: inner\r\n\r\nhi\r\n--b--\r\n")
 	f.Fuzz(func(t *testing.T, line string) {
 		c := e.login(t, "alice")
+		// Odd-length lines run with QRESYNC enabled (VANISHED instead
+		// of EXPUNGE, SELECT's QRESYNC parameter allowed): both kinds
+		// of session are fuzzed.
+		if len(line)%2 == 1 {
+			c.ok("q ENABLE QRESYNC")
+		}
 		c.ok("s SELECT INBOX")
 		line = strings.NewReplacer("\r", "", "\n", "").Replace(line)
 		// The session may end at any point: write errors are expected.

@@ -156,6 +156,11 @@ func TestConcurrentCommandsNoDeadlock(t *testing.T) {
 	if err := e.Store.CreateFolder(t.Context(), alice, "Archive"); err != nil {
 		t.Fatal(err)
 	}
+	seeded, err := e.Store.List(t.Context(), alice, "INBOX")
+	if err != nil {
+		t.Fatal(err)
+	}
+	validity := seeded.UIDValidity
 	const rounds = 60
 	workers := map[string]func(h *hammerConn) error{
 		"store": func(h *hammerConn) error {
@@ -276,6 +281,31 @@ func TestConcurrentCommandsNoDeadlock(t *testing.T) {
 			}
 			for range rounds / 2 {
 				for _, c := range []string{"SORT (ARRIVAL) UTF-8 ALL", "THREAD REFERENCES UTF-8 ALL", "UID SEARCH RETURN (SAVE) FLAGGED", "FETCH $ (FLAGS)"} {
+					if _, err := h.cmd(c); err != nil {
+						return err
+					}
+				}
+			}
+			return nil
+		},
+		// CONDSTORE and QRESYNC (condstore.go): ENABLE takes the
+		// mailbox's lock from the session's, QRESYNC's SELECT asks the
+		// store for expunges under the mailbox's lock, conditional STOREs
+		// race the plain ones.
+		"qresync": func(h *hammerConn) error {
+			if _, err := h.cmd("ENABLE QRESYNC"); err != nil {
+				return err
+			}
+			for range rounds / 2 {
+				out, err := h.cmd(fmt.Sprintf("SELECT INBOX (QRESYNC (%d 2 1:* (1 1)))", validity))
+				if err != nil {
+					return err
+				}
+				if !hasPrefixIn(out, "* OK [HIGHESTMODSEQ ") {
+					return fmt.Errorf("SELECT (QRESYNC): no HIGHESTMODSEQ: %q", out)
+				}
+				for _, c := range []string{`STORE 1:* (UNCHANGEDSINCE 3) +FLAGS.SILENT (\Seen)`, "UID FETCH 1:* (FLAGS) (CHANGEDSINCE 2 VANISHED)",
+					"SEARCH RETURN (MIN MAX) MODSEQ 2", "STATUS Archive (HIGHESTMODSEQ)", "NOOP"} {
 					if _, err := h.cmd(c); err != nil {
 						return err
 					}

@@ -37,6 +37,9 @@ type mailbox struct {
 	// firstRecent: messages with this UID or higher are \Recent and not
 	// claimed by a session yet (store.Store.ClaimRecent).
 	firstRecent uint32
+	// highestModSeq is the folder's HIGHESTMODSEQ (RFC 7162) as of the
+	// last listing or change made through the mailbox.
+	highestModSeq uint64
 	// gone is set (under mu) when the folder disappeared or its
 	// UIDVALIDITY changed: its sessions are told BYE (RFC 9051 section
 	// 2.3.1.1 forbids reusing UIDs within a UIDVALIDITY). Atomic so that
@@ -86,6 +89,7 @@ type msgInfo struct {
 	unique string // Maildir unique name: the file's identity for the metadata cache
 	flags  string // Maildir flags
 	size   int64
+	modseq uint64 // RFC 7162 MODSEQ
 }
 
 func mailboxKey(a store.Account, folder string) string { return a.String() + "\x00" + folder }
@@ -118,9 +122,9 @@ func (s *Server) acquire(ctx context.Context, a store.Account, folder string) (*
 	}
 	m := &mailbox{srv: s, key: key, acct: a, folder: folder, refs: 1,
 		validity: l.UIDValidity, uidNext: l.UIDNext, kw: l.Keywords, dir: listingDir(l), firstRecent: l.FirstRecent,
-		listVersion: l.Version}
+		listVersion: l.Version, highestModSeq: l.HighestModSeq}
 	for _, lm := range l.Messages {
-		m.msgs = append(m.msgs, msgInfo{uid: lm.UID, unique: lm.Unique, flags: lm.Flags, size: lm.Size})
+		m.msgs = append(m.msgs, msgInfo{uid: lm.UID, unique: lm.Unique, flags: lm.Flags, size: lm.Size, modseq: lm.ModSeq})
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -239,6 +243,7 @@ func (m *mailbox) refreshLocked(ctx context.Context) error {
 		m.listVersion = l.Version
 	}
 	m.uidNext = l.UIDNext
+	m.highestModSeq = max(m.highestModSeq, l.HighestModSeq)
 	m.stamp, m.stamped = pre, settled
 	if d := listingDir(l); d != "" {
 		m.dir = d
@@ -275,15 +280,17 @@ func (m *mailbox) reconcileLocked(list []store.Message) error {
 		for list[j].UID != mi.uid {
 			j++
 		}
-		if list[j].Flags != mi.flags {
-			mi.flags = list[j].Flags
+		// A new MODSEQ with the same flags (changed and changed back
+		// by another process) is told too: CONDSTORE clients keep it.
+		if list[j].Flags != mi.flags || list[j].ModSeq != mi.modseq {
+			mi.flags, mi.modseq = list[j].Flags, list[j].ModSeq
 			m.queueFlagsLocked(i, nil)
 		}
 		j++
 	}
 	prev := len(m.msgs)
 	for _, lm := range list[j:] {
-		m.msgs = append(m.msgs, msgInfo{uid: lm.UID, unique: lm.Unique, flags: lm.Flags, size: lm.Size})
+		m.msgs = append(m.msgs, msgInfo{uid: lm.UID, unique: lm.Unique, flags: lm.Flags, size: lm.Size, modseq: lm.ModSeq})
 	}
 	if len(m.msgs) > prev {
 		m.queueExistsLocked(prev)
@@ -318,15 +325,24 @@ func sameTimes(a, b [3]time.Time) bool {
 
 // setFlagsLocked changes one message's flags in the store and in the view
 // and tells the other sessions (source is the session that did it).
-func (m *mailbox) setFlagsLocked(ctx context.Context, i int, flags string, source *view) error {
+// unchangedSince is STORE's UNCHANGEDSINCE (RFC 7162 section 3.1.3),
+// store.Unconditional without one: a message with a higher MODSEQ is
+// left alone and store.ErrModified returned, even if its flags would not
+// change.
+func (m *mailbox) setFlagsLocked(ctx context.Context, i int, flags string, source *view, unchangedSince uint64) error {
 	mi := &m.msgs[i]
-	if flags == mi.flags {
+	if flags == mi.flags && unchangedSince == store.Unconditional {
 		return nil
 	}
-	if err := m.srv.store.SetFlags(ctx, m.acct, m.folder, mi.uid, flags); err != nil {
+	ms, err := m.srv.store.SetFlagsModSeq(ctx, m.acct, m.folder, mi.uid, flags, unchangedSince)
+	if err != nil {
 		return err
 	}
-	mi.flags = flags
+	if flags == mi.flags && ms == mi.modseq {
+		return nil
+	}
+	mi.flags, mi.modseq = flags, ms
+	m.highestModSeq = max(m.highestModSeq, ms)
 	m.queueFlagsLocked(i, source)
 	return nil
 }

@@ -46,6 +46,10 @@ func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria,
 	var seqs imap.SeqSet
 	var uids imap.UIDSet
 	var first, last imap.UID // the UIDs of the lowest and highest match
+	// RFC 7162 section 3.1.5: with MODSEQ in the criteria the answer
+	// carries the highest MODSEQ of the messages it returns: of all of
+	// them, or with MIN and MAX alone (RFC 4731) of those two.
+	var firstMod, lastMod, allMod uint64
 	for _, t := range all {
 		sm := &searchMsg{s: s, folder: m.folder, kw: &kw, t: t}
 		ok := sm.match(criteria)
@@ -60,12 +64,13 @@ func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria,
 		seqs.AddNum(t.seq)
 		uids.AddNum(imap.UID(t.msg.uid))
 		if first == 0 {
-			first = imap.UID(t.msg.uid)
+			first, firstMod = imap.UID(t.msg.uid), t.msg.modseq
 		}
 		if keep != nil {
 			keep[t.msg.uid] = t.seq
 		}
-		last = imap.UID(t.msg.uid)
+		last, lastMod = imap.UID(t.msg.uid), t.msg.modseq
+		allMod = max(allMod, t.msg.modseq)
 		if data.Min == 0 || num < data.Min {
 			data.Min = num
 		}
@@ -76,6 +81,18 @@ func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria,
 		data.All = uids
 	} else {
 		data.All = seqs
+	}
+	if imapserver.SearchHasModSeq(criteria) {
+		data.ModSeq = allMod
+		if options != nil && !options.ReturnAll && !options.ReturnCount && options.ReturnPartial == nil && (options.ReturnMin || options.ReturnMax) {
+			data.ModSeq = 0
+			if options.ReturnMin {
+				data.ModSeq = firstMod
+			}
+			if options.ReturnMax {
+				data.ModSeq = max(data.ModSeq, lastMod)
+			}
+		}
 	}
 	if options != nil && options.ReturnSave {
 		s.saveResult(options, uids, first, last)
@@ -170,6 +187,12 @@ func (sm *searchMsg) entity() *gomessage.Entity {
 
 func (sm *searchMsg) match(c *imap.SearchCriteria) bool {
 	t := sm.t
+	// RFC 7162 section 3.1.5: MODSEQ n matches a MODSEQ of n or more. A
+	// flag's own MODSEQ ("/flags/\\Seen") is the message's: that is all
+	// the store keeps, and it is never lower than the flag's.
+	if c.ModSeq != nil && t.msg.modseq < c.ModSeq.ModSeq {
+		return false
+	}
 	for _, set := range c.SeqNum {
 		if !set.Contains(t.seq) {
 			return false

@@ -190,6 +190,8 @@ func New(cfg Config, st *store.Store, guard *auth.Guard, log *slog.Logger) *Serv
 			imap.CapMultiAppend:     {}, // RFC 3502, multiappend.go
 			imap.CapWithin:          {}, // RFC 5032, within.go
 			imap.CapCatenate:        {}, // RFC 4469, catenate.go
+			imap.CapCondStore:       {}, // RFC 7162, condstore.go
+			imap.CapQResync:         {}, // RFC 7162, condstore.go
 			imap.CapSearchRes:       {}, // RFC 5182, searchres.go
 			imap.CapContextSearch:   {}, // RFC 5267, context.go
 			imap.CapContextSort:     {}, // RFC 5267, context.go (SORT RETURN (UPDATE))

@@ -7,6 +7,7 @@ import (
 	"io"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -54,6 +55,10 @@ type session struct {
 	mu  sync.Mutex
 	sel *selection
 
+	// condStore and qresync: the client enabled CONDSTORE or QRESYNC (RFC
+	// 7162, condstore.go); read by the goroutine that writes updates.
+	condStore, qresync atomic.Bool
+
 	// appended is the folder the last command APPENDed to, and batching
 	// whether Poll began a batch of writes, for CommandDone; set and read
 	// by the connection's goroutine only.
@@ -77,6 +82,7 @@ var (
 	_ imapserver.SessionMove        = (*session)(nil)
 	_ imapserver.SessionAppendLimit = (*session)(nil)
 	_ imapserver.SessionCommandDone = (*session)(nil)
+	_ imapserver.SessionCondStore   = (*session)(nil)
 )
 
 // CommandDone runs after each command's tagged answer is written: it
@@ -223,6 +229,15 @@ func (s *session) Select(name string, options *imap.SelectOptions) (*imap.Select
 		}
 		return nil, imapErr(err)
 	}
+	// QRESYNC's answer (condstore.go) is worked out before the view
+	// exists: a BAD seq-match leaves nothing selected.
+	var resync *qresyncAnswer
+	if q := options.QResync; q != nil && q.UIDValidity == m.validity {
+		if resync, err = s.qresyncLocked(m, q); err != nil {
+			s.srv.release(m)
+			return nil, imapErr(err)
+		}
+	}
 	// The view claims the \Recent messages, unless EXAMINE (RFC 3501
 	// sections 2.3.2, 6.3.1 and 6.3.2).
 	v := m.newViewLocked(options.ReadOnly)
@@ -242,6 +257,15 @@ func (s *session) Select(name string, options *imap.SelectOptions) (*imap.Select
 	for i, mi := range m.msgs {
 		if data.FirstUnseenSeqNum == 0 && !hasFlag(mi.flags, 'S') {
 			data.FirstUnseenSeqNum = uint32(i + 1)
+		}
+	}
+	data.HighestModSeq = m.highestModSeq
+	if resync != nil {
+		data.Vanished = resync.vanished
+		for _, i := range resync.changed {
+			mi := &m.msgs[i]
+			data.Changed = append(data.Changed, imap.SelectChangedMessage{
+				SeqNum: uint32(i + 1), UID: imap.UID(mi.uid), Flags: m.flagsFor(v, mi), ModSeq: mi.modseq})
 		}
 	}
 	return data, nil
@@ -391,6 +415,9 @@ func (s *session) status(folder string, options *imap.StatusOptions) (*imap.Stat
 	if options.AppendLimit {
 		lim := s.srv.appendLimit()
 		data.AppendLimit = &lim
+	}
+	if options.HighestModSeq {
+		data.HighestModSeq = l.HighestModSeq // RFC 7162 section 3.1.6
 	}
 	return data, nil
 }
@@ -636,11 +663,22 @@ func (s *session) Expunge(w *imapserver.ExpungeWriter, uids *imap.UIDSet) error 
 
 // Store changes flags (RFC 9051 section 6.4.6) in the file names, and
 // answers with FETCH FLAGS unless .SILENT; other sessions get FETCH
-// updates.
+// updates. With UNCHANGEDSINCE (RFC 7162 section 3.1.3) a message whose
+// MODSEQ is above it is left alone and named in the tagged OK's
+// [MODIFIED set]; once CONDSTORE is enabled the FETCH responses carry
+// MODSEQ, and a message whose MODSEQ changed gets one even with .SILENT
+// (section 3.1.3: the client's cache needs the new value).
 func (s *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *imap.StoreFlags, options *imap.StoreOptions) error {
 	if s.sel.readOnly {
 		return errReadOnly
 	}
+	unchangedSince := uint64(store.Unconditional)
+	if options != nil && options.HasUnchangedSince {
+		unchangedSince = options.UnchangedSince
+	}
+	_, isUID := numSet.(imap.UIDSet)
+	var modSeqs imap.SeqSet
+	var modUIDs imap.UIDSet
 	m := s.sel.mbox
 	m.mu.Lock()
 	if flags.Op != imap.StoreFlagsDel {
@@ -651,40 +689,66 @@ func (s *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *im
 	}
 	kw := m.kw
 	targets := s.resolveLocked(numSet)
+	skip := make([]bool, len(targets))
+	changed := make([]bool, len(targets))
 	for i := range targets {
 		t := &targets[i]
 		nf := applyStore(m.msgs[t.idx].flags, flags.Op, flags.Flags, &kw)
-		err := m.setFlagsLocked(s.ctx(), t.idx, nf, s.sel.view)
+		before := m.msgs[t.idx].modseq
+		err := m.setFlagsLocked(s.ctx(), t.idx, nf, s.sel.view, unchangedSince)
 		if errors.Is(err, store.ErrNoSuchMessage) {
+			skip[i] = true
 			continue // expunged by another process; the next poll says so
+		}
+		if errors.Is(err, store.ErrModified) {
+			skip[i] = true
+			modSeqs.AddNum(t.seq)
+			modUIDs.AddNum(imap.UID(t.msg.uid))
+			continue
 		}
 		if err != nil {
 			m.mu.Unlock()
 			return err
 		}
 		t.msg = m.msgs[t.idx]
+		changed[i] = t.msg.modseq != before
 	}
 	m.mu.Unlock()
-	if flags.Silent {
-		return nil
-	}
-	// New keywords: FLAGS first, here rather than after the command, so
-	// that the FETCH responses show no flag the client was not told of.
-	if err := s.announce(s.sel.view, &kw); err != nil {
-		return err
-	}
-	_, isUID := numSet.(imap.UIDSet)
-	for _, t := range targets {
-		rw := w.CreateMessage(t.seq)
-		if isUID {
-			rw.WriteUID(imap.UID(t.msg.uid))
-		}
-		rw.WriteFlags(t.flags(&kw))
-		if err := rw.Close(); err != nil {
+	condStore := s.condStore.Load()
+	if !flags.Silent || condStore {
+		// New keywords: FLAGS first, here rather than after the command,
+		// so that the FETCH responses show no flag the client was not
+		// told of.
+		if err := s.announce(s.sel.view, &kw); err != nil {
 			return err
 		}
+		for i, t := range targets {
+			if skip[i] || (flags.Silent && !changed[i]) {
+				continue
+			}
+			rw := w.CreateMessage(t.seq)
+			if isUID {
+				rw.WriteUID(imap.UID(t.msg.uid))
+			}
+			if !flags.Silent {
+				rw.WriteFlags(t.flags(&kw))
+			}
+			if condStore {
+				rw.WriteModSeq(t.msg.modseq)
+			}
+			if err := rw.Close(); err != nil {
+				return err
+			}
+		}
 	}
-	return nil
+	if len(modUIDs) == 0 {
+		return nil
+	}
+	set := modSeqs.String()
+	if isUID {
+		set = modUIDs.String()
+	}
+	return &imap.Error{Type: imap.StatusResponseTypeOK, Code: imap.ResponseCode("MODIFIED " + set), Text: "Conditional STORE failed"}
 }
 
 // Copy copies messages (RFC 9051 section 6.4.7) and reports COPYUID

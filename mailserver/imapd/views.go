@@ -53,7 +53,8 @@ const (
 	updExists
 	updFetch
 	updKeywords
-	updRecent // messages claimed: recent more are \Recent
+	updRecent  // messages claimed: recent more are \Recent
+	updWritten // an expunge written with the one before it (VANISHED)
 )
 
 type update struct {
@@ -67,8 +68,9 @@ type update struct {
 	// updExpunge: 1 if the message was \Recent in this view; updExists,
 	// updRecent: how many more messages are.
 	recent uint32
-	uid    uint32      // updFetch
+	uid    uint32      // updFetch, updExpunge (QRESYNC's VANISHED names UIDs)
 	flags  []imap.Flag // updFetch
+	modseq uint64      // updFetch: written once CONDSTORE is enabled
 	kw     store.Keywords
 }
 
@@ -159,7 +161,7 @@ func (m *mailbox) flagsFor(v *view, mi *msgInfo) []imap.Flag {
 func (m *mailbox) queueExpungeLocked(i int) {
 	uid := m.msgs[i].uid
 	for _, v := range m.views {
-		u := update{kind: updExpunge, seq: uint32(i + 1)}
+		u := update{kind: updExpunge, seq: uint32(i + 1), uid: uid}
 		if v.recent[uid] {
 			u.recent = 1
 			delete(v.recent, uid)
@@ -197,7 +199,7 @@ func (m *mailbox) queueFlagsLocked(i int, source *view) {
 	mi := &m.msgs[i]
 	for _, v := range m.views {
 		if v != source {
-			v.push(update{kind: updFetch, seq: uint32(i + 1), uid: mi.uid, flags: m.flagsFor(v, mi)})
+			v.push(update{kind: updFetch, seq: uint32(i + 1), uid: mi.uid, flags: m.flagsFor(v, mi), modseq: mi.modseq})
 		}
 	}
 }
@@ -254,19 +256,39 @@ func (s *session) flush(v *view, w *imapserver.UpdateWriter, allowExpunge bool) 
 	updates := v.queue[:n:n]
 	v.queue = append([]update(nil), v.queue[n:]...)
 	v.mu.Unlock()
-	for _, u := range updates {
+	condStore, qresync := s.condStore.Load(), s.qresync.Load()
+	for i, u := range updates {
 		var err error
 		switch u.kind {
 		case updExpunge:
-			err = w.WriteExpunge(u.seq)
 			v.clientRecent -= u.recent
+			if !qresync {
+				err = w.WriteExpunge(u.seq)
+				break
+			}
+			// RFC 7162 section 3.2.10: VANISHED instead of EXPUNGE once
+			// QRESYNC is enabled; a run of expunges in one response.
+			var uids imap.UIDSet
+			uids.AddNum(imap.UID(u.uid))
+			for j := i + 1; j < len(updates) && updates[j].kind == updExpunge; j++ {
+				uids.AddNum(imap.UID(updates[j].uid))
+				v.clientRecent -= updates[j].recent
+				updates[j].kind = updWritten
+			}
+			err = w.WriteVanished(uids)
 		case updExists:
 			err = w.WriteNumMessages(u.seq)
 			v.clientRecent += u.recent
 		case updRecent:
 			v.clientRecent += u.recent
 		case updFetch:
-			err = w.WriteMessageFlags(u.seq, imap.UID(u.uid), u.flags)
+			if condStore {
+				// RFC 7162 section 3.1.4: MODSEQ in every unsolicited
+				// FETCH once CONDSTORE is enabled.
+				err = w.WriteMessageFlagsModSeq(u.seq, imap.UID(u.uid), u.flags, u.modseq)
+			} else {
+				err = w.WriteMessageFlags(u.seq, imap.UID(u.uid), u.flags)
+			}
 		case updKeywords:
 			err = s.announce(v, &u.kw)
 		}

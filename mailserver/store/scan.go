@@ -165,7 +165,8 @@ func (st *folderState) messageLocked(uid uint32, unique string) Message {
 		sub = "/new/"
 	}
 	p := maildir.ParseName(name)
-	m := Message{UID: uid, Unique: unique, Flags: p.Flags, Recent: sub == "/new/", Size: p.Size, Path: st.dir + sub + name}
+	m := Message{UID: uid, Unique: unique, Flags: p.Flags, Recent: sub == "/new/", Size: p.Size, Path: st.dir + sub + name,
+		ModSeq: st.idx.mods[uid].modseq}
 	if m.Size < 0 {
 		if fi, err := os.Stat(m.Path); err == nil {
 			m.Size = fi.Size()

@@ -432,7 +432,8 @@ func (s *Store) deliver(ctx context.Context, a Account, folder string, r io.Read
 	// three. A crash after the record and before the rename leaves a
 	// record without a file: the next scan expunges that UID (syncLocked),
 	// which no client was given. A file in cur/ always has its record.
-	uid, err := st.idx.reserve(s.fs, unique)
+	fl := maildir.ParseName(filepath.Base(final)).Flags
+	uid, ms, err := st.idx.reserve(s.fs, unique, fl)
 	if err != nil {
 		return Delivery{}, err
 	}
@@ -457,7 +458,7 @@ func (s *Store) deliver(ctx context.Context, a Account, folder string, r io.Read
 	defer s.changed(a, folder)
 	// In memory before the fsync of cur/, which may fail with the file
 	// in it: a scan then finds it with this UID, as a restart would.
-	st.idx.assigned([]string{unique}, []uint32{uid})
+	st.idx.assigned([]string{unique}, []string{fl}, []uint32{uid}, ms)
 	st.inCur[unique] = true
 	st.files[unique] = filepath.Base(final)
 	st.appendListedLocked(uid, unique)
@@ -520,6 +521,9 @@ type Message struct {
 	Size   int64
 	// Path is the file's current absolute path; it changes with flags.
 	Path string
+	// ModSeq is the message's modification sequence (RFC 7162 section
+	// 3.1.1): raised by its arrival and by every change of its flags.
+	ModSeq uint64
 }
 
 // Listing is a folder's state as IMAP SELECT needs it.
@@ -536,6 +540,10 @@ type Listing struct {
 	// Version identifies Messages: a later listing of the folder with
 	// the same Version has the same Messages (0: no messages).
 	Version uint64
+	// HighestModSeq is the folder's HIGHESTMODSEQ (RFC 7162 section
+	// 3.1.2.1): at least 1, never lower than before, the largest MODSEQ
+	// any message or expunge was given.
+	HighestModSeq uint64
 }
 
 // List synchronises the folder's UID index with its directory and returns
@@ -570,7 +578,8 @@ func (s *Store) List(ctx context.Context, a Account, folder string) (*Listing, e
 	if err != nil {
 		return nil, err
 	}
-	l := &Listing{UIDValidity: st.idx.validity, UIDNext: st.idx.next, Keywords: kw, FirstRecent: max(st.idx.firstRecent, 1)}
+	l := &Listing{UIDValidity: st.idx.validity, UIDNext: st.idx.next, Keywords: kw, FirstRecent: max(st.idx.firstRecent, 1),
+		HighestModSeq: st.idx.highestModSeq()}
 	if list, v := st.shareListLocked(); len(list) > 0 {
 		l.Messages, l.Version = list, v
 	}
@@ -623,47 +632,78 @@ func (s *Store) OpenMessage(ctx context.Context, a Account, folder string, uid u
 
 // SetFlags replaces a message's Maildir flags: the file is renamed to
 // cur/<unique>:2,<flags> (moving it out of new/ if needed) and cur/ is
-// fsynced.
+// fsynced. A change of flags gives the message a new MODSEQ (RFC 7162).
 func (s *Store) SetFlags(ctx context.Context, a Account, folder string, uid uint32, flags string) error {
+	_, err := s.SetFlagsModSeq(ctx, a, folder, uid, flags, Unconditional)
+	return err
+}
+
+// Unconditional is the unchangedSince of a SetFlagsModSeq without a
+// condition: above every MODSEQ.
+const Unconditional = 1<<64 - 1
+
+// ErrModified is SetFlagsModSeq's answer for a message whose MODSEQ is
+// above unchangedSince.
+var ErrModified = errors.New("store: message modified since")
+
+// SetFlagsModSeq is SetFlags returning the message's MODSEQ (a new one if
+// the flags changed). It changes nothing, and returns ErrModified with
+// the message's MODSEQ, if that is above unchangedSince: STORE
+// (UNCHANGEDSINCE n) of RFC 7162 section 3.1.3. The test and the change
+// are made under the folder's lock, so of two sessions racing on one
+// message with the same n only the first changes it.
+func (s *Store) SetFlagsModSeq(ctx context.Context, a Account, folder string, uid uint32, flags string, unchangedSince uint64) (uint64, error) {
 	if err := s.gate.enter(ctx); err != nil {
-		return err
+		return 0, err
 	}
 	defer s.gate.leave()
 	dir, st, err := s.folderFor(a, folder)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	old, unique, err := st.pathLocked(s, dir, uid)
 	if err != nil {
-		return err
+		return 0, err
+	}
+	cur := st.idx.mods[uid].modseq
+	if cur > unchangedSince {
+		return cur, ErrModified
 	}
 	name := maildir.FileName(unique, flags)
 	newPath := filepath.Join(dir, "cur", name)
 	if old == newPath {
-		return nil
+		return cur, nil
 	}
 	done := st.changing()
 	changedOK := false
 	defer func() { done(changedOK) }()
 	if err := s.fs.Rename(old, newPath); err != nil {
-		return fmt.Errorf("store: set flags: %w", err)
+		return 0, fmt.Errorf("store: set flags: %w", err)
 	}
 	if err := s.fs.SyncDir(filepath.Join(dir, "cur")); err != nil {
-		return err
+		return 0, err
 	}
 	if filepath.Dir(old) != filepath.Join(dir, "cur") {
 		if err := s.fs.SyncDir(filepath.Dir(old)); err != nil {
-			return err
+			return 0, err
 		}
 	}
 	st.files[unique] = name
 	st.inCur[unique] = true
+	// After the rename: a crash before the record leaves a file whose
+	// flags differ from its M record's, and the next scan gives it a
+	// MODSEQ then (syncLocked).
+	ms, err := st.idx.setModSeqs(s.fs, []uint32{uid}, []string{maildir.ParseName(name).Flags})
+	if err != nil {
+		st.listOK = false
+		return 0, err
+	}
 	st.setListedLocked(uid, unique)
 	changedOK = true
 	s.changed(a, folder)
-	return nil
+	return ms, nil
 }
 
 // Expunge removes messages by UID; unknown UIDs are ignored.
@@ -808,7 +848,7 @@ func (s *Store) transfer(ctx context.Context, a Account, from, to string, uid ui
 	if err := s.fs.SyncDir(filepath.Join(dstDir, "cur")); err != nil {
 		return 0, err
 	}
-	newUIDs, err := dst.idx.assign(s.fs, []string{newUnique})
+	newUIDs, err := dst.idx.assign(s.fs, []string{newUnique}, []string{maildir.ParseName(name).Flags})
 	if err != nil {
 		return 0, err
 	}
@@ -849,7 +889,7 @@ func (s *Store) renumber(a Account, folder string, st *folderState, uid uint32) 
 		return 0, err
 	}
 	defer s.changed(a, folder)
-	uids, err := st.idx.assign(s.fs, []string{unique})
+	uids, err := st.idx.assign(s.fs, []string{unique}, []string{maildir.ParseName(st.files[unique]).Flags})
 	if err != nil {
 		return 0, err
 	}
@@ -1196,7 +1236,26 @@ func (st *folderState) syncLocked(s *Store) error {
 	// Maildir unique names start with the delivery time, so name order is
 	// close to arrival order.
 	sort.Slice(fresh, func(i, j int) bool { return lessUnique(fresh[i], fresh[j]) })
-	if _, err := st.idx.assign(s.fs, fresh); err != nil {
+	freshFlags := make([]string, len(fresh))
+	for i, u := range fresh {
+		freshFlags[i] = maildir.ParseName(files[u]).Flags
+	}
+	if _, err := st.idx.assign(s.fs, fresh, freshFlags); err != nil {
+		return err
+	}
+	// Flags changed by another process (a rename the index has no M
+	// record for), and messages of a log from before MODSEQs: a new
+	// MODSEQ, or CHANGEDSINCE would miss them (RFC 7162 section 3.1).
+	var changed []uint32
+	var changedFlags []string
+	for uid, u := range st.idx.byUID {
+		f := maildir.ParseName(files[u]).Flags
+		if r, ok := st.idx.mods[uid]; !ok || r.flags != f {
+			changed = append(changed, uid)
+			changedFlags = append(changedFlags, f)
+		}
+	}
+	if _, err := st.idx.setModSeqs(s.fs, changed, changedFlags); err != nil {
 		return err
 	}
 	st.files, st.inCur = files, inCur

@@ -21,6 +21,9 @@ type FetchOptions struct {
 	ModSeq            bool                          // requires CONDSTORE
 
 	ChangedSince uint64 // requires CONDSTORE
+	// mailvault: VANISHED (RFC 7162 section 3.2.6), UID FETCH with
+	// CHANGEDSINCE only, requires QRESYNC.
+	Vanished bool
 }
 
 // FetchItemBodyStructure contains FETCH options for the body structure.

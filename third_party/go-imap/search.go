@@ -113,6 +113,11 @@ func (criteria *SearchCriteria) And(other *SearchCriteria) {
 		criteria.Younger = other.Younger
 	}
 
+	// mailvault: MODSEQ (RFC 7162): both bounds hold, the larger decides.
+	if other.ModSeq != nil && (criteria.ModSeq == nil || other.ModSeq.ModSeq > criteria.ModSeq.ModSeq) {
+		criteria.ModSeq = other.ModSeq
+	}
+
 	criteria.Not = append(criteria.Not, other.Not...)
 	criteria.Or = append(criteria.Or, other.Or...)
 }

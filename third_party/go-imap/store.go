@@ -3,6 +3,9 @@ package imap
 // StoreOptions contains options for the STORE command.
 type StoreOptions struct {
 	UnchangedSince uint64 // requires CONDSTORE
+	// mailvault: UNCHANGEDSINCE was given (0 is a value: RFC 7162
+	// section 3.1.3, it fails for every message).
+	HasUnchangedSince bool
 }
 
 // StoreFlagsOp is a flag operation: set, add or delete.

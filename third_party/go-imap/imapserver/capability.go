@@ -115,6 +115,10 @@ func (c *Conn) availableCaps() []imap.Cap {
 				addAvailableCaps(&caps, available, []imap.Cap{imap.CapContextSort})
 			}
 		}
+		// mailvault: CONDSTORE and QRESYNC (condstore.go)
+		if _, ok := c.condStoreSession(); ok {
+			addAvailableCaps(&caps, available, []imap.Cap{imap.CapCondStore, imap.CapQResync})
+		}
 		// mailvault: MULTIAPPEND (append.go)
 		if _, ok := c.session.(SessionMultiAppend); ok {
 			addAvailableCaps(&caps, available, []imap.Cap{imap.CapMultiAppend})

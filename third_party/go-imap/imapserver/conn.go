@@ -312,6 +312,13 @@ func (c *Conn) readCommand(dec *imapwire.Decoder) error {
 	)
 	if errors.As(err, &imapErr) {
 		resp = (*imap.StatusResponse)(imapErr)
+		// mailvault: an OK carried as an error (STORE's [MODIFIED],
+		// RFC 7162 section 3.1.3) is a completed command: updates first.
+		if imapErr.Type == imap.StatusResponseTypeOK {
+			if err := c.poll(name); err != nil {
+				return err
+			}
+		}
 	} else if errors.As(err, &decErr) {
 		resp = &imap.StatusResponse{
 			Type: imap.StatusResponseTypeBad,

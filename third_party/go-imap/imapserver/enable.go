@@ -24,10 +24,26 @@ func (c *Conn) handleEnable(dec *imapwire.Decoder) error {
 	}
 
 	var enabled []imap.Cap
+	condStore, qresync := false, false
 	for _, req := range requested {
 		switch req {
 		case imap.CapIMAP4rev2, imap.CapUTF8Accept:
 			enabled = append(enabled, req)
+		case imap.CapCondStore: // mailvault: RFC 7162 section 3.1
+			if _, ok := c.condStoreSession(); ok {
+				enabled = append(enabled, req)
+				condStore = true
+			}
+		case imap.CapQResync: // mailvault: RFC 7162 section 3.2.3
+			if c.qresyncOffered() {
+				enabled = append(enabled, req)
+				qresync = true
+			}
+		}
+	}
+	if condStore || qresync {
+		if err := c.enableCondStore(qresync, false); err != nil {
+			return err
 		}
 	}
 

@@ -75,6 +75,12 @@ func (c *Conn) handleFetch(dec *imapwire.Decoder, numKind NumKind) error {
 		}
 	}
 
+	// mailvault: CHANGEDSINCE and VANISHED (RFC 7162, condstore.go)
+	if dec.SP() {
+		if err := c.readFetchModifiers(dec, &options, numKind); err != nil {
+			return err
+		}
+	}
 	if !dec.ExpectCRLF() {
 		return dec.Err()
 	}
@@ -85,6 +91,14 @@ func (c *Conn) handleFetch(dec *imapwire.Decoder, numKind NumKind) error {
 
 	if numKind == NumKindUID {
 		options.UID = true
+	}
+	if options.ChangedSince > 0 {
+		options.ModSeq = true // RFC 7162 section 3.1.4.1
+	}
+	if options.ModSeq {
+		if err := c.enableCondStore(false, true); err != nil {
+			return err
+		}
 	}
 
 	w := &FetchWriter{conn: c, options: writerOptions}
@@ -108,6 +122,8 @@ func handleFetchAtt(dec *imapwire.Decoder, attName string, options *imap.FetchOp
 		options.RFC822Size = true
 	case "UID":
 		options.UID = true
+	case "MODSEQ": // mailvault: RFC 7162 section 3.1.4
+		options.ModSeq = true
 	case "RFC822": // equivalent to BODY[]
 		bs := &imap.FetchItemBodySection{}
 		writerOptions.obsolete[bs] = attName

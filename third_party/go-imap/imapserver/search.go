@@ -75,6 +75,14 @@ func (c *Conn) handleSearch(tag string, dec *imapwire.Decoder, numKind NumKind) 
 	if err := c.checkState(imap.ConnStateSelected); err != nil {
 		return err
 	}
+	if SearchHasModSeq(&criteria) { // mailvault: RFC 7162 section 3.1.5
+		if _, ok := c.condStoreSession(); !ok {
+			return newClientBugError("MODSEQ is not supported")
+		}
+		if err := c.enableCondStore(false, true); err != nil {
+			return err
+		}
+	}
 
 	// If no return option is specified, ALL is assumed
 	// mailvault: but RETURN (SAVE) alone answers nothing (RFC 5182
@@ -104,7 +112,7 @@ func (c *Conn) handleSearch(tag string, dec *imapwire.Decoder, numKind NumKind) 
 	if c.enabled.Has(imap.CapIMAP4rev2) || extended {
 		return c.writeESearch(tag, data, &options, numKind)
 	} else {
-		return c.writeSearch(data.All)
+		return c.writeSearch(data.All, data.ModSeq)
 	}
 }
 
@@ -133,6 +141,9 @@ func (c *Conn) writeESearch(tag string, data *imap.SearchData, options *imap.Sea
 	if options.ReturnCount {
 		enc.SP().Atom("COUNT").SP().Number(data.Count)
 	}
+	if data.ModSeq > 0 { // mailvault: RFC 7162 section 3.1.5
+		enc.SP().Atom("MODSEQ").SP().ModSeq(data.ModSeq)
+	}
 	if p := options.ReturnPartial; p != nil { // mailvault: RFC 5267
 		var nums []uint32
 		switch all := data.All.(type) {
@@ -160,7 +171,7 @@ func isNumSetEmpty(numSet imap.NumSet) bool {
 	}
 }
 
-func (c *Conn) writeSearch(numSet imap.NumSet) error {
+func (c *Conn) writeSearch(numSet imap.NumSet, modseq uint64) error {
 	enc := newResponseEncoder(c)
 	defer enc.end()
 
@@ -182,6 +193,9 @@ func (c *Conn) writeSearch(numSet imap.NumSet) error {
 	}
 	if !ok {
 		return fmt.Errorf("imapserver: failed to enumerate message numbers in SEARCH response")
+	}
+	if modseq > 0 && !isNumSetEmpty(numSet) { // mailvault: RFC 7162 section 3.1.5
+		enc.SP().Special('(').Atom("MODSEQ").SP().ModSeq(modseq).Special(')')
 	}
 	return enc.CRLF()
 }
@@ -388,6 +402,8 @@ func readSearchKeyWithAtom(criteria *imap.SearchCriteria, dec *imapwire.Decoder,
 		criteria.Or = append(criteria.Or, or)
 	case "$":
 		criteria.UID = append(criteria.UID, imap.SearchRes())
+	case "MODSEQ": // mailvault: RFC 7162 section 3.1.5, condstore.go
+		return readSearchModSeq(criteria, dec)
 	default:
 		seqSet, err := imapwire.ParseSeqSet(key)
 		if err != nil {
