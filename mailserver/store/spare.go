@@ -1,9 +1,7 @@
 package store
 
 import (
-	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,7 +12,7 @@ import (
 // ext4 without a journal (this project's benchmark machine) the kernel
 // looks for a free inode that was not freed in the last seconds, reading
 // inode table blocks as it goes: 0.1 to 0.7 ms of CPU per create while
-// other processes delete files, more than one of the APPEND's fsyncs
+// other processes delete files, as much as one of the APPEND's fsyncs
 // (docs/PERFORMANCE.md). Dovecot pays it twice per APPEND (the message
 // and dovecot-uidlist.lock). So after an APPEND, while the client reads
 // the answer and sends its next command, the IMAP server asks for the
@@ -99,8 +97,8 @@ func (s *Store) createTmp(dir, base string) (*os.File, string, error) {
 // tmp/, when the folder is loaded (it has none of this run's yet).
 func removeSpares(dir string) {
 	entries, err := os.ReadDir(filepath.Join(dir, "tmp"))
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return
+	if err != nil {
+		return // none, or none we can see
 	}
 	for _, e := range entries {
 		if strings.HasPrefix(e.Name(), sparePrefix) {
