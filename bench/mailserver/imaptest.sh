@@ -232,7 +232,9 @@ EOF
 		cp "$CERT" "$d/data/tls/cert.pem"
 		cp "$KEY" "$d/data/tls/key.pem"
 	fi
-	"$MV" serve -c "$d/mailvault.yaml" >"$d/mailvault.out" 2>"$d/mailvault.log" &
+	# 9>&-: the servers must not hold the run's lock (fd 9); one left
+	# running would keep the next run waiting.
+	"$MV" serve -c "$d/mailvault.yaml" >"$d/mailvault.out" 2>"$d/mailvault.log" 9>&- &
 	PIDS+=($!)
 	wait_port "$PORT" mailvault "$d/mailvault.log"
 	if [[ -z ${CERT:-} ]]; then
@@ -297,7 +299,7 @@ service imap-login {
   }
 }
 EOF
-	dovecot -c "$d/dovecot.conf" >"$d/dovecot-start.log" 2>&1 || { cat "$d/dovecot-start.log" >&2; tail -n 20 "$d/dovecot.log" >&2; die "dovecot did not start"; }
+	dovecot -c "$d/dovecot.conf" >"$d/dovecot-start.log" 2>&1 9>&- || { cat "$d/dovecot-start.log" >&2; tail -n 20 "$d/dovecot.log" >&2; die "dovecot did not start"; }
 	DC_PIDFILES+=("$d/run/master.pid")
 	wait_port "$PORT" dovecot "$d/dovecot.log"
 }
