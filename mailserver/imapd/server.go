@@ -72,6 +72,11 @@ type Config struct {
 	// sessions; about 1.6 KB per message with a 500-byte header. 32 MiB;
 	// negative disables it.
 	MetaCacheBytes int64
+	// NotifyQueue bounds the events a NOTIFY session has queued and not
+	// yet been sent (folders to send STATUS for, LISTs); past it the
+	// session gets NOTIFICATIONOVERFLOW and NOTIFY is off (RFC 5465
+	// section 5.8). 1,000.
+	NotifyQueue int
 }
 
 func (c *Config) setDefaults() {
@@ -95,6 +100,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MetaCacheBytes == 0 {
 		c.MetaCacheBytes = 32 << 20
+	}
+	if c.NotifyQueue == 0 {
+		c.NotifyQueue = 1000
 	}
 }
 
@@ -135,8 +143,9 @@ type Server struct {
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
 	sessions  map[*session]struct{}
-	mailboxes map[string]*mailbox // selected folders by mailboxKey
-	subMu     sync.Mutex          // serializes subscription file updates
+	mailboxes map[string]*mailbox               // selected folders by mailboxKey
+	notifiers map[string]map[*notifier]struct{} // NOTIFY sessions by account (notify.go)
+	subMu     sync.Mutex                        // serializes subscription file updates
 	closing   bool
 	drained   chan struct{} // closed when closing and no session is left
 }
@@ -195,6 +204,7 @@ func New(cfg Config, st *store.Store, guard *auth.Guard, log *slog.Logger) *Serv
 			imap.CapSearchRes:       {}, // RFC 5182, searchres.go
 			imap.CapContextSearch:   {}, // RFC 5267, context.go
 			imap.CapContextSort:     {}, // RFC 5267, context.go (SORT RETURN (UPDATE))
+			imap.CapNotify:          {}, // RFC 5465, notify.go
 		},
 		Logger:    printfLogger{log},
 		TLSConfig: cfg.TLSConfig,
@@ -203,7 +213,8 @@ func New(cfg Config, st *store.Store, guard *auth.Guard, log *slog.Logger) *Serv
 	})
 	s.limits.Store(&Limits{MaxMessageBytes: cfg.MaxMessageBytes, ConnsPerMinute: cfg.ConnsPerMinute, MaxConnsPerIP: cfg.MaxConnsPerIP})
 	stopChanges, stopDeliveries := st.Watch(s.folderChanged), st.WatchDeliveries(s.warmMeta)
-	s.stopWatch = func() { stopChanges(); stopDeliveries() }
+	stopFolders := st.WatchFolders(s.notifyFolder)
+	s.stopWatch = func() { stopChanges(); stopDeliveries(); stopFolders() }
 	return s
 }
 

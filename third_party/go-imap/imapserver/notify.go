@@ -204,10 +204,16 @@ func readNotifyGroup(dec *imapwire.Decoder) (NotifyGroup, error) {
 			return g, newClientBugError("Syntax error: expected event list or NONE")
 		}
 	} else {
-		isList, err := dec.List(func() error {
+		// "(" event *(SP event) ")", where MessageNew may be followed by
+		// SP and its fetch-att list (RFC 5465 section 8): an event is an
+		// atom, so a "(" after SP is that list.
+		if !dec.ExpectSpecial('(') {
+			return g, dec.Err()
+		}
+		for {
 			var name string
 			if !dec.ExpectAtom(&name) {
-				return dec.Err()
+				return g, dec.Err()
 			}
 			ev := NotifyEvent(name)
 			for _, known := range notifyEventNames {
@@ -216,29 +222,41 @@ func readNotifyGroup(dec *imapwire.Decoder) (NotifyGroup, error) {
 				}
 			}
 			g.Events = append(g.Events, ev)
-			if ev != NotifyEventMessageNew || !dec.SP() {
-				return nil
+			if dec.Special(')') {
+				break
 			}
-			// MessageNew's fetch-att list (RFC 5465 section 5.2), only
-			// for the selected mailbox: the others get STATUS.
+			if !dec.ExpectSP() {
+				return g, dec.Err()
+			}
+			if ev != NotifyEventMessageNew || !dec.Special('(') {
+				continue
+			}
 			if g.Fetch != nil {
-				return newClientBugError("Syntax error: MessageNew twice")
+				return g, newClientBugError("Syntax error: MessageNew twice")
 			}
 			g.Fetch = &imap.FetchOptions{}
 			g.fetchOptions = fetchWriterOptions{obsolete: make(map[*imap.FetchItemBodySection]string)}
-			return dec.ExpectList(func() error {
+			for {
 				att, err := readFetchAttName(dec)
 				if err != nil {
-					return err
+					return g, err
 				}
-				return handleFetchAtt(dec, att, g.Fetch, &g.fetchOptions)
-			})
-		})
-		if err != nil {
-			return g, err
-		}
-		if !isList || len(g.Events) == 0 {
-			return g, newClientBugError("Syntax error: expected event list or NONE")
+				if err := handleFetchAtt(dec, att, g.Fetch, &g.fetchOptions); err != nil {
+					return g, err
+				}
+				if dec.Special(')') {
+					break
+				}
+				if !dec.ExpectSP() {
+					return g, dec.Err()
+				}
+			}
+			if dec.Special(')') {
+				break
+			}
+			if !dec.ExpectSP() {
+				return g, dec.Err()
+			}
 		}
 		if g.Fetch != nil && g.Filter != NotifyFilterSelected && g.Filter != NotifyFilterSelectedDelayed {
 			return g, newClientBugError("MessageNew's fetch attributes are for SELECTED and SELECTED-DELAYED only")
