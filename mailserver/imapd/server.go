@@ -10,7 +10,8 @@
 //   - IDLE (RFC 2177), MOVE (RFC 6851), UIDPLUS (RFC 4315), SPECIAL-USE
 //     (RFC 6154), NAMESPACE (RFC 2342), LIST-EXTENDED (RFC 5258),
 //     LIST-STATUS (RFC 5819), CHILDREN (RFC 3348), APPENDLIMIT (RFC 7889),
-//     ID (RFC 2971; third_party/go-imap adds it to the library);
+//     ID (RFC 2971; third_party/go-imap adds it to the library), NOTIFY
+//     (RFC 5465, notify.go);
 //   - flags live in the Maildir file names, keywords (RFC 9051 section
 //     2.3.2) too, as Dovecot's letters a–z named per folder (see store); a
 //     folder holds 26, and a 27th is refused with NO [LIMIT];
