@@ -288,14 +288,19 @@ func (s *session) Notify(w *imapserver.UpdateWriter, options *imapserver.NotifyO
 	return s.flushNotify(w)
 }
 
-// selectedFolder is the selected folder's name, "" if none.
-func (s *session) selectedFolder() string {
+// selection is the session's selection, read under its mu.
+func (s *session) selection() *selection {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.sel == nil {
-		return ""
+	return s.sel
+}
+
+// selectedFolder is the selected folder's name, "" if none.
+func (s *session) selectedFolder() string {
+	if sel := s.selection(); sel != nil {
+		return sel.mbox.folder
 	}
-	return s.sel.mbox.folder
+	return ""
 }
 
 // notifyWake is the channel that has a token when NOTIFY events are
@@ -396,7 +401,9 @@ func (s *session) flushAll(sel *selection, w *imapserver.UpdateWriter, allowExpu
 			n.mu.Lock()
 			g := n.groupForLocked(sel.mbox.folder, sel.mbox.folder)
 			n.mu.Unlock()
-			if g != nil && g.Fetch != nil {
+			// Fetch works on s.sel: in IDLE, whose goroutine may outlive
+			// a broken connection's UNSELECT, only while it is still sel.
+			if g != nil && g.Fetch != nil && s.selection() == sel {
 				var seqs imap.SeqSet
 				seqs.AddRange(from, to)
 				if err := s.Fetch(w.NotifyFetchWriter(g), seqs, g.Fetch); err != nil {

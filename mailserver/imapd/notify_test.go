@@ -94,6 +94,15 @@ func TestNotifyEvents(t *testing.T) {
 			want: []string{`* LIST () "/" "N1"`, `* LIST () "/" "N2" (OLDNAME ("N1"))`, `* LIST (\NonExistent) "/" "N2"`},
 		},
 		{
+			// The deleted folder's change comes too, and finds no folder
+			// to give STATUS for.
+			name:   "deleted folder",
+			setup:  []string{"s1 CREATE Box", "s2 APPEND Box {5+}\r\nx\r\n\r"},
+			notify: "NOTIFY SET STATUS (personal (MessageNew MessageExpunge MailboxName))",
+			change: func(t *testing.T, e *testEnv, ch *client) { ch.ok("c1 DELETE Box") },
+			want:   []string{`* LIST (\NonExistent) "/" "Box"`},
+		},
+		{
 			name:   "SubscriptionChange",
 			setup:  []string{"s1 CREATE Box"},
 			notify: "NOTIFY SET (personal (SubscriptionChange))",
