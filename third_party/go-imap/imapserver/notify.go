@@ -108,36 +108,8 @@ func NotifyBadEvent(supported []NotifyEvent) *imap.Error {
 
 func (c *Conn) handleNotify(dec *imapwire.Decoder) error {
 	var options NotifyOptions
-	var kind string
-	if !dec.ExpectSP() || !dec.ExpectAtom(&kind) {
-		return dec.Err()
-	}
-	switch strings.ToUpper(kind) {
-	case "NONE":
-		options.None = true
-	case "SET":
-		if !dec.ExpectSP() {
-			return dec.Err()
-		}
-		var status string
-		if dec.Atom(&status) {
-			if !strings.EqualFold(status, "STATUS") || !dec.ExpectSP() {
-				return newClientBugError("Syntax error: expected STATUS or an event group")
-			}
-			options.Status = true
-		}
-		for {
-			g, err := readNotifyGroup(dec)
-			if err != nil {
-				return err
-			}
-			options.Groups = append(options.Groups, g)
-			if !dec.SP() {
-				break
-			}
-		}
-	default:
-		return newClientBugError("Syntax error: expected SET or NONE")
+	if err := readNotify(dec, &options); err != nil {
+		return err
 	}
 	if !dec.ExpectCRLF() {
 		return dec.Err()
@@ -151,6 +123,45 @@ func (c *Conn) handleNotify(dec *imapwire.Decoder) error {
 	}
 	w := &UpdateWriter{conn: c, allowExpunge: true}
 	return session.Notify(w, &options)
+}
+
+// readNotify reads NOTIFY's arguments (RFC 5465 section 8):
+//
+//	notify     = "NOTIFY" SP (notify-set / notify-none)
+//	notify-set = "SET" [status-indicator] SP event-groups
+func readNotify(dec *imapwire.Decoder, options *NotifyOptions) error {
+	var kind string
+	if !dec.ExpectSP() || !dec.ExpectAtom(&kind) {
+		return dec.Err()
+	}
+	switch strings.ToUpper(kind) {
+	case "NONE":
+		options.None = true
+		return nil
+	case "SET":
+	default:
+		return newClientBugError("Syntax error: expected SET or NONE")
+	}
+	if !dec.ExpectSP() {
+		return dec.Err()
+	}
+	var status string
+	if dec.Atom(&status) {
+		if !strings.EqualFold(status, "STATUS") || !dec.ExpectSP() {
+			return newClientBugError("Syntax error: expected STATUS or an event group")
+		}
+		options.Status = true
+	}
+	for {
+		g, err := readNotifyGroup(dec)
+		if err != nil {
+			return err
+		}
+		options.Groups = append(options.Groups, g)
+		if !dec.SP() {
+			return nil
+		}
+	}
 }
 
 // readNotifyGroup reads "(" filter-mailboxes SP events ")".
