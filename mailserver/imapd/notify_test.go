@@ -174,6 +174,33 @@ func TestNotifySelected(t *testing.T) {
 		`* STATUS "Other" (MESSAGES 1 UIDNEXT 2 UIDVALIDITY `)
 }
 
+// TestNotifySelectedDelayed: SELECTED-DELAYED gives the same EXISTS and
+// MessageNew FETCH; an expunge waits, as for SELECTED, for a command
+// that allows EXPUNGE (RFC 5465 section 6; RFC 9051 section 7.5.1), so
+// a FETCH does not get it and the NOOP after it does.
+func TestNotifySelectedDelayed(t *testing.T) {
+	e := newTestEnv(t, nil)
+	e.Deliver(t, alice, "", msg("old", "body"))
+	w := e.login(t, "alice")
+	ch := e.login(t, "alice")
+	w.ok("w1 SELECT INBOX")
+	w.ok("w2 NOTIFY SET (selected-delayed (MessageNew (UID FLAGS) MessageExpunge))")
+	idleFor(t, w, func() { e.Deliver(t, alice, "", msg("new", "body")) },
+		"* 2 EXISTS", "* 2 RECENT", `* 2 FETCH (UID 2 FLAGS (\Recent))`)
+	ch.ok("c1 SELECT INBOX")
+	ch.ok(`c2 STORE 1 +FLAGS.SILENT (\Deleted)`)
+	ch.ok("c3 EXPUNGE")
+	w.Script(`
+		C: w3 FETCH 2 (UID)
+		S: * 2 FETCH (UID 2)
+		S: * 1 FETCH (UID 1 FLAGS (\Deleted \Recent))
+		S: w3 OK
+		C: w4 NOOP
+		S: * 1 EXPUNGE
+		S: * 1 RECENT
+		S: w4 OK`)
+}
+
 // TestNotifyOverflowAndNone: past Config.NotifyQueue queued events the
 // session gets NOTIFICATIONOVERFLOW and NOTIFY is off (RFC 5465 section
 // 5.8), as after NOTIFY NONE (section 3.2).
