@@ -54,7 +54,7 @@ type notifier struct {
 	wake chan struct{} // a token when something was queued
 }
 
-// groupFor is the first event group whose filter covers folder, nil if
+// groupForLocked is the first event group whose filter covers folder, nil if
 // none does (RFC 5465 section 6's filters; the selected mailbox is the
 // view's, see flushNotify). n.mu is held.
 func (n *notifier) groupForLocked(folder, selected string) *imapserver.NotifyGroup {
