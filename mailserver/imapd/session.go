@@ -58,6 +58,9 @@ type session struct {
 	// condStore and qresync: the client enabled CONDSTORE or QRESYNC (RFC
 	// 7162, condstore.go); read by the goroutine that writes updates.
 	condStore, qresync atomic.Bool
+
+	// notify is the NOTIFY SET in force (notify.go), nil without one.
+	notify atomic.Pointer[notifier]
 }
 
 // selection is the selected folder of a session (RFC 9051 section 3.3).
@@ -76,6 +79,7 @@ var (
 	_ imapserver.SessionMove        = (*session)(nil)
 	_ imapserver.SessionAppendLimit = (*session)(nil)
 	_ imapserver.SessionCondStore   = (*session)(nil)
+	_ imapserver.SessionNotify      = (*session)(nil)
 )
 
 func (s *session) ctx() context.Context { return s.srv.ctx }
@@ -84,6 +88,7 @@ func (s *session) Close() error {
 	if s.sel != nil {
 		s.Unselect()
 	}
+	s.setNotifier(nil)
 	s.srv.endSession(s)
 	return nil
 }
@@ -318,7 +323,11 @@ func (s *session) Subscribe(name string) error {
 	if err != nil {
 		return err
 	}
-	return s.srv.updateSubscriptions(s.acct, func(subs map[string]bool) { subs[folder] = true })
+	if err := s.srv.updateSubscriptions(s.acct, func(subs map[string]bool) { subs[folder] = true }); err != nil {
+		return err
+	}
+	s.srv.notifySubscription(s.acct, folder, true) // RFC 5465 section 5.5
+	return nil
 }
 
 func (s *session) Unsubscribe(name string) error {
@@ -326,7 +335,11 @@ func (s *session) Unsubscribe(name string) error {
 	if err != nil {
 		return err
 	}
-	return s.srv.updateSubscriptions(s.acct, func(subs map[string]bool) { delete(subs, folder) })
+	if err := s.srv.updateSubscriptions(s.acct, func(subs map[string]bool) { delete(subs, folder) }); err != nil {
+		return err
+	}
+	s.srv.notifySubscription(s.acct, folder, false) // RFC 5465 section 5.5
+	return nil
 }
 
 // Namespace: one personal namespace, "/" delimited (RFC 2342).
@@ -460,7 +473,7 @@ func (s *session) Append(name string, r imap.LiteralReader, options *imap.Append
 // written.
 func (s *session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
 	if s.sel == nil {
-		return nil
+		return s.flushNotify(w) // NOTIFY (notify.go)
 	}
 	m := s.sel.mbox
 	m.mu.Lock()
@@ -474,7 +487,7 @@ func (s *session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
 	if err != nil {
 		return err
 	}
-	return s.flushContexts(s.sel, w, allowExpunge)
+	return s.flushAll(s.sel, w, allowExpunge)
 }
 
 // Idle pushes updates until the client says DONE (RFC 2177). Changes made
@@ -484,9 +497,22 @@ func (s *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
 	s.mu.Lock()
 	sel := s.sel
 	s.mu.Unlock()
+	// NOTIFY's events wake IDLE too (RFC 5465 section 4).
+	notifyWake := s.notifyWake()
 	if sel == nil {
-		<-stop
-		return nil
+		if err := s.flushNotify(w); err != nil {
+			return err
+		}
+		for {
+			select {
+			case <-stop:
+				return nil
+			case <-notifyWake:
+				if err := s.flushNotify(w); err != nil {
+					return err
+				}
+			}
+		}
 	}
 	m := sel.mbox
 	// New messages are \Recent in the session that is told of them
@@ -497,7 +523,7 @@ func (s *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
 		m.mu.Unlock()
 	}
 	claim()
-	if err := s.flushContexts(sel, w, true); err != nil {
+	if err := s.flushAll(sel, w, true); err != nil {
 		return err
 	}
 	done := make(chan struct{})
@@ -522,7 +548,11 @@ func (s *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
 			return nil
 		case <-sel.view.wake:
 			claim()
-			if err := s.flushContexts(sel, w, true); err != nil {
+			if err := s.flushAll(sel, w, true); err != nil {
+				return err
+			}
+		case <-notifyWake:
+			if err := s.flushNotify(w); err != nil {
 				return err
 			}
 		}
