@@ -90,8 +90,9 @@ cleanup() {
 	if [[ $KEEP == 1 ]]; then
 		log "KEEP=1: trees, repositories and logs kept in $RUN"
 	else
+		log "removing trees and repositories (logs and report stay in $RUN)"
 		# The logs and the report stay; trees, repositories and restores go.
-		rm -rf "$RUN"/n*/tree "$RUN"/n*/repo-* "$RUN"/n*/restore-* "$RUN"/n*/restic-cache "$RUN"/n*/mailvault-cache "$RUN/bin" "$RUN/identity.txt"
+		rm -rf "$RUN"/n*/tree "$RUN"/n*/repo-* "$RUN"/n*/restore-* "$RUN"/n*/restic-cache "$RUN"/n*/mailvault-cache "${RUN:?}/bin" "${RUN:?}/identity.txt"
 	fi
 	exit $rc
 }
@@ -215,7 +216,10 @@ for n in "${SIZES[@]}"; do
 
 	REPO["$n.mailvault"]=$(repo_bytes "$R1")
 	REPO["$n.restic"]=$(repo_bytes "$R2")
-	if [[ $KEEP != 1 ]]; then
+	# The next size needs the disk; the last one is removed by the exit
+	# trap, after the report (a million files take minutes to delete).
+	if [[ $KEEP != 1 && $n != "${SIZES[-1]}" ]]; then
+		log "n=$n: removing the tree and repositories"
 		rm -rf "$TREE" "$R1" "$R2" "$W"/restore-* "$W/restic-cache" "$W/mailvault-cache"
 	fi
 done
@@ -288,6 +292,6 @@ REPORT=$RUN/scale-results.md
 	fi
 	echo
 	echo
-	echo "Cells: wall seconds, peak RSS, and for backups the bytes the repository grew by. Growth: the change from ${SIZES[0]} to ${SIZES[-1]} messages, per 100k messages. Restore: mailvault \`restore --message <Message-ID>\` (checked: the file, its folder and its flags \`:2,$PROBE_FLAGS\`) against \`restic restore --include <path>\`."
+	echo "Cells: wall seconds, peak RSS, and for backups the bytes the repository grew by. Growth: the change from ${SIZES[0]} to ${SIZES[-1]} messages, per 100k messages. Restore: mailvault \`restore --message <Message-ID>\` (checked: exactly that file, in its folder, with its flags) against \`restic restore --include <path>\`; both checked byte for byte against the source."
 } | tee "$REPORT"
 log "report saved to $REPORT"
