@@ -311,6 +311,7 @@ func normalizeIndex(ic *IndexFileContent) IndexFileContent {
 		np.Blobs = append(np.Blobs, p.Blobs...)
 		out.Packs = append(out.Packs, np)
 	}
+	out.Supersedes = append(out.Supersedes, ic.Supersedes...)
 	return out
 }
 

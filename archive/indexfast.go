@@ -13,70 +13,112 @@ import (
 // false, and decodeIndex falls back to encoding/json. FuzzDecodeIndex
 // checks that both agree wherever this accepts.
 func decodeIndexFast(b []byte) (ic *IndexFileContent, ok bool) {
+	ic = &IndexFileContent{Version: 1, Packs: []IndexPack{}}
+	ok = parseIndexFast(b, indexVisitor{
+		pack: func(id ID) { ic.Packs = append(ic.Packs, IndexPack{ID: id, Blobs: []PackedBlob{}}) },
+		blob: func(bl PackedBlob) {
+			p := &ic.Packs[len(ic.Packs)-1]
+			p.Blobs = append(p.Blobs, bl)
+		},
+		supersedes: func(id ID) { ic.Supersedes = append(ic.Supersedes, id) },
+	})
+	if !ok {
+		return nil, false
+	}
+	return ic, true
+}
+
+// indexVisitor receives what parseIndexFast reads, in file order: each
+// pack, then its blobs.
+type indexVisitor struct {
+	pack       func(ID)
+	blob       func(PackedBlob)
+	supersedes func(ID)
+}
+
+// parseIndexFast reads the compact form decodeIndexFast describes and
+// hands each pack and blob to v as it is read, so that LoadIndex puts
+// them straight into its table without an IndexFileContent. On false, v
+// may have seen part of the file: the caller discards what it got.
+func parseIndexFast(b []byte, v indexVisitor) bool {
 	p := fastParser{b: b}
 	if !p.lit(`{"version":1,"packs":[`) {
-		return nil, false
+		return false
 	}
-	ic = &IndexFileContent{Version: 1, Packs: []IndexPack{}}
-	if p.lit(`]}`) {
-		return ic, p.done()
-	}
-	for {
-		var pack IndexPack
-		if !p.lit(`{"id":"`) || !p.id(&pack.ID) || !p.lit(`","blobs":[`) {
-			return nil, false
-		}
-		pack.Blobs = []PackedBlob{}
-		if !p.lit(`]`) {
-			for {
-				var bl PackedBlob
-				if !p.lit(`{"id":"`) || !p.id(&bl.ID) || !p.lit(`","type":"`) {
-					return nil, false
-				}
-				switch {
-				case p.lit(`data"`):
-					bl.Type = DataBlob
-				case p.lit(`tree"`):
-					bl.Type = TreeBlob
-				default:
-					return nil, false
-				}
-				if !p.lit(`,"offset":`) || !p.u32(&bl.Offset) ||
-					!p.lit(`,"length":`) || !p.u32(&bl.Length) ||
-					!p.lit(`,"raw_length":`) || !p.u32(&bl.RawLength) ||
-					!p.lit(`,"compression":"`) {
-					return nil, false
-				}
-				switch {
-				case p.lit(`zstd"}`):
-					bl.Compression = Zstd
-				case p.lit(`none"}`):
-					bl.Compression = Uncompressed
-				default:
-					return nil, false
-				}
-				pack.Blobs = append(pack.Blobs, bl)
-				if p.lit(`,`) {
-					continue
-				}
-				if p.lit(`]`) {
-					break
-				}
-				return nil, false
+	if !p.lit(`]`) {
+		for {
+			var pack ID
+			if !p.lit(`{"id":"`) || !p.id(&pack) || !p.lit(`","blobs":[`) {
+				return false
 			}
+			v.pack(pack)
+			if !p.lit(`]`) {
+				for {
+					var bl PackedBlob
+					if !p.lit(`{"id":"`) || !p.id(&bl.ID) || !p.lit(`","type":"`) {
+						return false
+					}
+					switch {
+					case p.lit(`data"`):
+						bl.Type = DataBlob
+					case p.lit(`tree"`):
+						bl.Type = TreeBlob
+					default:
+						return false
+					}
+					if !p.lit(`,"offset":`) || !p.u32(&bl.Offset) ||
+						!p.lit(`,"length":`) || !p.u32(&bl.Length) ||
+						!p.lit(`,"raw_length":`) || !p.u32(&bl.RawLength) ||
+						!p.lit(`,"compression":"`) {
+						return false
+					}
+					switch {
+					case p.lit(`zstd"}`):
+						bl.Compression = Zstd
+					case p.lit(`none"}`):
+						bl.Compression = Uncompressed
+					default:
+						return false
+					}
+					v.blob(bl)
+					if p.lit(`,`) {
+						continue
+					}
+					if p.lit(`]`) {
+						break
+					}
+					return false
+				}
+			}
+			if !p.lit(`}`) {
+				return false
+			}
+			if p.lit(`,`) {
+				continue
+			}
+			if p.lit(`]`) {
+				break
+			}
+			return false
 		}
-		if !p.lit(`}`) {
-			return nil, false
-		}
-		ic.Packs = append(ic.Packs, pack)
-		if p.lit(`,`) {
-			continue
-		}
-		if p.lit(`]}`) {
-			return ic, p.done()
-		}
-		return nil, false
 	}
+	if p.lit(`,"supersedes":[`) && !p.lit(`]`) {
+		for {
+			var id ID
+			if !p.lit(`"`) || !p.id(&id) || !p.lit(`"`) {
+				return false
+			}
+			v.supersedes(id)
+			if p.lit(`,`) {
+				continue
+			}
+			if p.lit(`]`) {
+				break
+			}
+			return false
+		}
+	}
+	return p.lit(`}`) && p.done()
 }
 
 type fastParser struct {

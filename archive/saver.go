@@ -284,41 +284,20 @@ func (r *Repository) writeIndex(ctx context.Context, packs []IndexPack) error {
 // IndexPacks and AdoptPacks recover from them). Call it once, on a newly
 // opened repository.
 func (r *Repository) LoadIndex(ctx context.Context) (unindexed map[ID]int64, err error) {
-	// Each file goes into the index as it is read, so that only one
-	// decoded file is held at a time. Superseded files are rare (they
-	// exist while retention keeps them after a prune, or after a crash):
-	// only then is the index built again from the files in force.
-	scan, err := r.scanIndexFiles(ctx, func(f ID, ic *IndexFileContent) {
-		for _, p := range ic.Packs {
-			r.idx.addPack(p.ID, p.Blobs)
-		}
-	})
+	all, err := r.List(ctx, IndexFile)
 	if err != nil {
 		return nil, err
 	}
-	if len(scan.live) < len(scan.read) {
-		fresh := newIndex()
-		for _, f := range scan.live {
-			plain, err := r.LoadFile(ctx, IndexFile, f)
-			if err != nil {
-				return nil, err
-			}
-			ic, err := decodeIndex(plain)
-			if err != nil {
-				return nil, fmt.Errorf("index/%s: %w: %v", f, ErrCorrupt, err)
-			}
-			for _, p := range ic.Packs {
-				fresh.addPack(p.ID, p.Blobs)
-			}
-		}
-		r.idx = fresh
+	live, damaged, err := r.buildIndex(ctx, r.idx, all)
+	if err != nil {
+		return nil, err
 	}
 	r.idx.mu.Lock()
-	for _, f := range scan.live {
+	for _, f := range live {
 		r.idx.files[f] = struct{}{}
 	}
 	r.idx.mu.Unlock()
-	r.damagedIdx = append(r.damagedIdx, scan.damaged...)
+	r.damagedIdx = append(r.damagedIdx, damaged...)
 	unindexed = map[ID]int64{}
 	err = r.be.List(ctx, PackFile, func(name string, size int64) error {
 		if id, err := ParseID(name); err == nil && !r.idx.HasPack(id) {
@@ -327,6 +306,58 @@ func (r *Repository) LoadIndex(ctx context.Context) (unindexed map[ID]int64, err
 		return nil
 	})
 	return unindexed, err
+}
+
+// buildIndex reads the index files all, in listing order, one at a time
+// into x's table (indexBuilder), and returns those in force and the errors
+// of the unreadable ones that no readable file supersedes — the rules of
+// scanIndexFiles, without holding any file's decoded content past its
+// turn.
+func (r *Repository) buildIndex(ctx context.Context, x *Index, all []ID) (live []ID, damaged []error, err error) {
+	type bad struct {
+		id  ID
+		err error
+	}
+	var (
+		bads       []bad
+		read       []ID
+		superseded = map[ID]bool{}
+		b          = indexBuilder{x: x}
+		bufs       fileBufs
+	)
+	defer bufs.close()
+	for _, f := range all {
+		plain, err := r.loadIndexFile(ctx, f, &bufs)
+		if err == nil {
+			var sup []ID
+			if sup, err = b.add(f, plain); err == nil {
+				read = append(read, f)
+				for _, s := range sup {
+					superseded[s] = true
+				}
+				continue
+			}
+			err = fmt.Errorf("index/%s: %w: %v", f, ErrCorrupt, err)
+		}
+		if !errors.Is(err, ErrCorrupt) {
+			return nil, nil, err
+		}
+		bads = append(bads, bad{f, err})
+	}
+	inForce := make(map[ID]bool, len(read))
+	for _, f := range read {
+		if !superseded[f] {
+			live = append(live, f)
+			inForce[f] = true
+		}
+	}
+	for _, b := range bads {
+		if !superseded[b.id] {
+			damaged = append(damaged, b.err)
+		}
+	}
+	b.finish(inForce)
+	return live, damaged, nil
 }
 
 // indexScan is what scanIndexFiles found.
