@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"io"
+	"slices"
 
 	"filippo.io/age"
 	"github.com/klauspost/compress/zstd"
@@ -78,6 +79,7 @@ func (r *Repository) loadIndexFile(ctx context.Context, id ID, bufs *fileBufs) (
 // reading anything twice.
 type indexBuilder struct {
 	x       *Index
+	fixed   int // x's packs below this ordinal (a mapped table's) are kept whatever files are dropped
 	entries []indexEntry
 	files   []builtFile
 }
@@ -164,6 +166,9 @@ func (b *indexBuilder) finish(live map[ID]bool) {
 	t := b.entries
 	if dropped := len(b.files) > 0 && !allLive(b.files, live); dropped {
 		keep := make([]bool, len(x.packs))
+		for i := range b.fixed {
+			keep[i] = true
+		}
 		n := 0
 		for _, f := range b.files {
 			if !live[f.id] {
@@ -191,14 +196,28 @@ func (b *indexBuilder) finish(live map[ID]bool) {
 		}
 	}
 	t = sortTable(t)
+	if b.fixed > 0 || len(x.layers) > 0 {
+		// Over a mapped table: keep only what it does not hold.
+		base := x.layers
+		t = slices.DeleteFunc(t, func(e indexEntry) bool {
+			for _, l := range base {
+				if _, ok := x.search(l, e.id); ok {
+					return true
+				}
+			}
+			return false
+		})
+	}
 	// Give back spare capacity (duplicates, dropped files) when it is
 	// worth a copy, which holds the table twice for a moment; growth
 	// alone leaves at most an eighth.
 	if cap(t)-len(t) > len(t)/8 {
 		t = append([]indexEntry(nil), t...)
 	}
-	x.layers = [][]indexEntry{t}
-	x.inLayer = len(t)
+	if len(t) > 0 || len(x.layers) == 0 {
+		x.layers = append(x.layers, t)
+		x.inLayer += len(t)
+	}
 	b.entries, b.files = nil, nil
 }
 

@@ -117,6 +117,36 @@ func New(be archive.Backend, base string, log *slog.Logger) archive.Backend {
 	return c
 }
 
+// indexTableDir holds the index as a table file (archive.IndexTableCache):
+// one file per repository, replaced as the index changes.
+const (
+	indexTableDir  = "indextable"
+	indexTableFile = "table-v1"
+)
+
+// IndexTablePath implements archive.IndexTableCache: the table file in the
+// repository's cache directory. Temporary files a killed writer left there
+// are removed once they are old enough to belong to no running process.
+func (c *Backend) IndexTablePath(ctx context.Context) (string, *slog.Logger, bool) {
+	dir, ok := c.dir(ctx)
+	if !ok {
+		return "", nil, false
+	}
+	dir = filepath.Join(dir, indexTableDir)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		c.log.Warn("cache: no index table", "dir", dir, "err", err)
+		return "", nil, false
+	}
+	if old, _ := filepath.Glob(filepath.Join(dir, tmpPrefix+"*")); len(old) > 0 {
+		for _, p := range old {
+			if fi, err := os.Stat(p); err == nil && time.Since(fi.ModTime()) > tmpGrace {
+				_ = os.Remove(p)
+			}
+		}
+	}
+	return filepath.Join(dir, indexTableFile), c.log, true
+}
+
 // lockingBackend is a Backend over a backend with object lock. Go type
 // assertions decide whether a repository can be locked
 // (archive.ObjectLocker), so the wrapper must implement it only when the
