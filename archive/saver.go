@@ -330,7 +330,10 @@ func (r *Repository) loadIndex(ctx context.Context, all []ID) (live []ID, damage
 		}
 		return res.live, res.damaged, nil
 	}
-	tab, err := r.openIndexTable(path)
+	var tab *indexTable
+	if !r.indexFromFiles {
+		tab, err = r.openIndexTable(path)
+	}
 	if err != nil {
 		log.Warn("index cache: discarding the cached index table; decoding the index files", "file", path, "err", err)
 		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {

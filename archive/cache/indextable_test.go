@@ -216,3 +216,28 @@ func TestIndexTableFollowsRepository(t *testing.T) {
 		t.Fatal("no packs")
 	}
 }
+
+// TestIndexTableNotForCheck: check decodes every index file even when a
+// table would serve, so that it reports a damaged index file.
+func TestIndexTableNotForCheck(t *testing.T) {
+	r := newTestRepo(t)
+	repo, _, _ := r.open(t)
+	r.backup(t, repo, genMail(t, 26))
+	repo.Close()
+	repo, _, _ = r.open(t)
+	repo.Close()
+
+	cb := newCounting(local.New(r.dir))
+	repo, err := archive.Open(t.Context(), New(cb, r.cacheDir, nil), archive.Credentials{Identities: []age.Identity{r.id}}, archive.Options{Compression: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer repo.Close()
+	res, err := repo.Check(t.Context(), archive.CheckOptions{})
+	if err != nil || !res.OK() {
+		t.Fatalf("check: %v %+v", err, res)
+	}
+	if st := repo.Index().Stats(); st.Mapped || st.Decoded == 0 || int(st.Decoded) < repo.Index().Len() {
+		t.Fatalf("check's index: %+v, want every index file decoded", st)
+	}
+}
