@@ -3,6 +3,7 @@ package archive_test
 import (
 	"fmt"
 	"math/rand/v2"
+	"path/filepath"
 	"runtime"
 	"runtime/metrics"
 	"sync"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/mailvault/mailvault/archive"
+	"github.com/mailvault/mailvault/archive/cache"
 )
 
 // syntheticIndex stores files index files listing n blobs in all, spread
@@ -166,6 +168,61 @@ func TestIndexMemory(t *testing.T) {
 			lookups := int64((len(ids) + 96) / 97)
 			if max := lookups * 21; probes > max {
 				t.Errorf("%d lookups probed %d entries, want <= %d (log2 n + 1 each)", lookups, probes, max)
+			}
+
+			// Through the local cache: the first load writes the table,
+			// the second maps it and keeps only the pack list on the heap.
+			cacheDir := filepath.Join(t.TempDir(), "cache")
+			c := cache.New(tr.be, cacheDir, nil)
+			r1, err := archive.Open(t.Context(), c, tr.creds(), archive.Options{Compression: 2})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := r1.LoadIndex(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			r1.Close()
+			r = nil
+			r1 = nil
+			x = nil
+			r2, err := archive.Open(t.Context(), cache.New(tr.be, cacheDir, nil), tr.creds(), archive.Options{Compression: 2})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r2.Close()
+			gc()
+			before = heapBytes()
+			peak = peakHeap(func() {
+				if _, err := r2.LoadIndex(t.Context()); err != nil {
+					t.Fatal(err)
+				}
+			})
+			gc()
+			kept = heapBytes() - before
+			y := r2.Index()
+			st = y.Stats()
+			t.Logf("cached: loaded index keeps %.1f bytes/blob on the heap, peak %.1f", float64(kept)/float64(n), float64(peak-before)/float64(n))
+			if !st.Mapped || st.Decoded != 0 || y.Len() != n {
+				t.Fatalf("cached load: %+v, %d blobs", st, y.Len())
+			}
+			if perBlob := float64(kept) / float64(n); perBlob > 4 {
+				t.Errorf("cached index keeps %.1f bytes per blob on the heap, want <= 4 (the pack list)", perBlob)
+			}
+			if peakPerBlob := float64(peak-before) / float64(n); peakPerBlob > 8 {
+				t.Errorf("cached load peaked at %.1f bytes per blob, want <= 8", peakPerBlob)
+			}
+			// One message: its header and body blobs, each one binary
+			// search of the mapped table.
+			for _, id := range ids[:2] {
+				if _, _, ok := y.Lookup(id); !ok {
+					t.Fatal("not found")
+				}
+			}
+			if probed := y.Stats().Probed; probed > 2*21 {
+				t.Errorf("two lookups compared %d entries, want <= 42", probed)
+			}
+			if d := y.Stats().Decoded; d != 0 {
+				t.Errorf("decoded %d entries", d)
 			}
 		})
 	}
