@@ -3,8 +3,10 @@ package archive
 import (
 	"bytes"
 	"cmp"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"math/bits"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -136,7 +138,7 @@ const maxHeapLayers = 4
 // use.
 //
 // The blobs live in a few sorted tables of 48-byte entries (layers),
-// searched by binary search; no two layers hold the same blob. The first
+// searched by binary search within the bucket of the ID's first bits; no two layers hold the same blob. The first
 // layer is the whole index as loaded: built by LoadIndex one index file at
 // a time, or mapped read-only from the local cache's table file
 // (indextable.go), in which case it is not on the Go heap at all. Blobs
@@ -144,7 +146,7 @@ const maxHeapLayers = 4
 // map, sorted into a further layer every overlayMax blobs.
 type Index struct {
 	mu      sync.RWMutex
-	layers  [][]indexEntry
+	layers  []layer
 	mapped  bool // layers[0] is a read-only mapping of the cached table
 	inLayer int  // blobs in layers
 	overlay map[ID]indexEntry
@@ -227,7 +229,7 @@ func (x *Index) sealOverlay() {
 		t = append(t, e)
 	}
 	slices.SortFunc(t, compareEntries)
-	x.layers = append(x.layers, t)
+	x.layers = append(x.layers, newLayer(t))
 	x.inLayer += len(t)
 	clear(x.overlay)
 	first := 0
@@ -240,19 +242,57 @@ func (x *Index) sealOverlay() {
 	// Layers are disjoint, so merging is concatenating and sorting.
 	var n int
 	for _, l := range x.layers[first:] {
-		n += len(l)
+		n += len(l.t)
 	}
 	merged := make([]indexEntry, 0, n)
 	for _, l := range x.layers[first:] {
-		merged = append(merged, l...)
+		merged = append(merged, l.t...)
 	}
 	slices.SortFunc(merged, compareEntries)
-	x.layers = append(x.layers[:first], merged)
+	x.layers = append(x.layers[:first], newLayer(merged))
 }
 
-// search finds id in one sorted table.
-func (x *Index) search(t []indexEntry, id ID) (indexEntry, bool) {
-	lo, hi := 0, len(t)
+// layer is one sorted table and its directory: dir[b] is the position of
+// the first entry whose ID's top bits are b or more. Blob IDs are keyed
+// hashes, evenly spread, so with about 16 entries per bucket a lookup
+// compares ~5 entries instead of log2(n) (~20 at a million): fewer cache
+// misses, and fewer pages of a mapped table touched. The directory costs
+// a quarter byte a blob.
+type layer struct {
+	t    []indexEntry
+	dir  []uint32
+	bits uint
+}
+
+// maxDirBits bounds the directory: 2^22 buckets (16 MiB) serve 64 M
+// blobs at 16 a bucket.
+const maxDirBits = 22
+
+func newLayer(t []indexEntry) layer {
+	l := layer{t: t, bits: uint(min(max(bits.Len(uint(len(t)))-4, 0), maxDirBits))}
+	l.dir = make([]uint32, 1<<l.bits+1)
+	b := 0
+	for i := range t {
+		for top := l.top(&t[i].id); b <= top; b++ {
+			l.dir[b] = uint32(i)
+		}
+	}
+	for ; b < len(l.dir); b++ {
+		l.dir[b] = uint32(len(t))
+	}
+	return l
+}
+
+// top returns the bucket of an ID: its first bits.
+func (l *layer) top(id *ID) int {
+	return int(binary.BigEndian.Uint32(id[:4]) >> (32 - l.bits) & (1<<l.bits - 1))
+}
+
+// search finds id in one layer.
+func (x *Index) search(l *layer, id ID) (indexEntry, bool) {
+	b := l.top(&id)
+	t := l.t[:l.dir[b+1]]
+	lo, hi := int(l.dir[b]), len(t)
 	var probes int64
 	for lo < hi {
 		m := int(uint(lo+hi) >> 1)
@@ -274,8 +314,8 @@ func (x *Index) search(t []indexEntry, id ID) (indexEntry, bool) {
 // find looks a blob up in every layer and the overlay. The caller holds
 // x.mu.
 func (x *Index) find(id ID) (indexEntry, bool) {
-	for _, t := range x.layers {
-		if e, ok := x.search(t, id); ok {
+	for i := range x.layers {
+		if e, ok := x.search(&x.layers[i], id); ok {
 			return e, true
 		}
 	}
@@ -333,9 +373,9 @@ func (x *Index) PackBlobs() map[ID][]PackedBlob {
 		p := x.packs[e.ord()]
 		out[p] = append(out[p], e.blob())
 	}
-	for _, t := range x.layers {
-		for i := range t {
-			add(&t[i])
+	for _, l := range x.layers {
+		for i := range l.t {
+			add(&l.t[i])
 		}
 	}
 	for _, e := range x.overlay {

@@ -200,8 +200,8 @@ func (b *indexBuilder) finish(live map[ID]bool) {
 		// Over a mapped table: keep only what it does not hold.
 		base := x.layers
 		t = slices.DeleteFunc(t, func(e indexEntry) bool {
-			for _, l := range base {
-				if _, ok := x.search(l, e.id); ok {
+			for i := range base {
+				if _, ok := x.search(&base[i], e.id); ok {
 					return true
 				}
 			}
@@ -215,7 +215,7 @@ func (b *indexBuilder) finish(live map[ID]bool) {
 		t = append([]indexEntry(nil), t...)
 	}
 	if len(t) > 0 || len(x.layers) == 0 {
-		x.layers = append(x.layers, t)
+		x.layers = append(x.layers, newLayer(t))
 		x.inLayer += len(t)
 	}
 	b.entries, b.files = nil, nil

@@ -155,7 +155,7 @@ func TestIndexMemory(t *testing.T) {
 			if st.Decoded != int64(n) {
 				t.Errorf("decoded %d entries, want %d", st.Decoded, n)
 			}
-			// Every blob is found, in about log2(n) probes.
+			// Every blob is found.
 			for i, id := range ids {
 				if i%97 != 0 {
 					continue
@@ -164,10 +164,13 @@ func TestIndexMemory(t *testing.T) {
 					t.Fatalf("blob %d: lookup %v %+v", i, ok, b)
 				}
 			}
+			// The directory narrows each search to a bucket of ~16 entries
+			// (log2 16 + 1 = 5 comparisons; buckets vary in size).
 			probes := x.Stats().Probed - st.Probed
 			lookups := int64((len(ids) + 96) / 97)
-			if max := lookups * 21; probes > max {
-				t.Errorf("%d lookups probed %d entries, want <= %d (log2 n + 1 each)", lookups, probes, max)
+			t.Logf("%d lookups compared %d entries (%.2f each)", lookups, probes, float64(probes)/float64(lookups))
+			if max := lookups * 6; probes > max {
+				t.Errorf("%d lookups compared %d entries, want <= %d (6 each)", lookups, probes, max)
 			}
 
 			// Through the local cache: the first load writes the table,
@@ -212,14 +215,14 @@ func TestIndexMemory(t *testing.T) {
 				t.Errorf("cached load peaked at %.1f bytes per blob, want <= 8", peakPerBlob)
 			}
 			// One message: its header and body blobs, each one binary
-			// search of the mapped table.
+			// search of a bucket of the mapped table.
 			for _, id := range ids[:2] {
 				if _, _, ok := y.Lookup(id); !ok {
 					t.Fatal("not found")
 				}
 			}
-			if probed := y.Stats().Probed; probed > 2*21 {
-				t.Errorf("two lookups compared %d entries, want <= 42", probed)
+			if probed := y.Stats().Probed; probed > 2*9 {
+				t.Errorf("two lookups compared %d entries of %d, want <= 18", probed, n)
 			}
 			if d := y.Stats().Decoded; d != 0 {
 				t.Errorf("decoded %d entries", d)

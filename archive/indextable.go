@@ -163,7 +163,7 @@ func (t *indexTable) install(x *Index) {
 	for i, p := range t.packs {
 		x.packIdx[p] = uint32(i)
 	}
-	x.layers = [][]indexEntry{t.entries}
+	x.layers = []layer{newLayer(t.entries)}
 	x.inLayer = len(t.entries)
 	x.mapped = true
 	runtime.AddCleanup(x, func(mem []byte) { _ = syscall.Munmap(mem) }, t.mem)
@@ -210,10 +210,10 @@ func (r *Repository) writeIndexTable(x *Index, path string, live, superseded []I
 	// The layers are sorted and disjoint: write them merged.
 	var a, b []indexEntry
 	if len(x.layers) > 0 {
-		a = x.layers[0]
+		a = x.layers[0].t
 	}
 	if len(x.layers) > 1 {
-		b = x.layers[1]
+		b = x.layers[1].t
 	}
 	put := func(e *indexEntry) {
 		_, _ = w.Write(unsafe.Slice((*byte)(unsafe.Pointer(e)), tableEntrySize))

@@ -68,7 +68,7 @@ func FuzzParseIndexTable(f *testing.F) {
 			}
 			_ = e.blob()
 		}
-		y.layers = [][]indexEntry{tab.entries}
+		y.layers = []layer{newLayer(tab.entries)}
 		for i := range tab.entries {
 			y.Lookup(tab.entries[i].id)
 		}
