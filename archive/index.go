@@ -163,7 +163,7 @@ type Index struct {
 // tests and benchmarks that assert how much an operation touched.
 type indexCounters struct {
 	decoded atomic.Int64 // entries parsed from index files
-	probed  atomic.Int64 // table entries compared by searches
+	probed  atomic.Int64 // table entries compared by searches (lookups; at load, new files' blobs against the table)
 }
 
 // IndexStats is what an index has done since it was made.
@@ -171,7 +171,9 @@ type IndexStats struct {
 	// Decoded is the number of blob entries parsed from the
 	// repository's index files (zero when the cached table served).
 	Decoded int64
-	// Probed is the number of table entries compared by lookups.
+	// Probed is the number of table entries compared by searches:
+	// lookups, and at load those of the blobs of files decoded on top of
+	// a cached table.
 	Probed int64
 	// Mapped reports whether the loaded tables are the cached file,
 	// mapped into memory rather than held on the Go heap.

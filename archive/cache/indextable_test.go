@@ -242,3 +242,50 @@ func TestIndexTableNotForCheck(t *testing.T) {
 		t.Fatalf("check's index: %+v, want every index file decoded", st)
 	}
 }
+
+// TestIndexTableOnly: NewIndexTable (a local-directory repository) keeps
+// the index table and no copy of any file.
+func TestIndexTableOnly(t *testing.T) {
+	r := newTestRepo(t)
+	repo, _, _ := r.open(t)
+	r.backup(t, repo, genMail(t, 27))
+	repo.Close()
+	r.cacheDir = filepath.Join(t.TempDir(), "tableonly")
+	for i := range 2 {
+		cb := newCounting(local.New(r.dir))
+		repo, err := archive.Open(t.Context(), NewIndexTable(cb, r.cacheDir, nil), archive.Credentials{Identities: []age.Identity{r.id}}, archive.Options{Compression: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := repo.LoadIndex(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		st := repo.Index().Stats()
+		n, _ := cb.reads(archive.IndexFile)
+		if i == 1 && (!st.Mapped || st.Decoded != 0 || n != 0) {
+			t.Errorf("second open: %+v, %d index files read; want the table mapped and no file read", st, n)
+		}
+		if _, _, err := repo.Snapshots(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		repo.Close()
+	}
+	for _, ft := range []archive.FileType{archive.KeyFile, archive.IndexFile, archive.SnapshotFile} {
+		entries, _ := os.ReadDir(filepath.Join(r.cacheDir, repoIDOf(t, r), string(ft)))
+		if len(entries) > 0 {
+			t.Errorf("%s: %d files copied, want none", ft, len(entries))
+		}
+	}
+	if _, err := os.Stat(filepath.Join(r.cacheDir, repoIDOf(t, r), indexTableDir, indexTableFile)); err != nil {
+		t.Errorf("no index table: %v", err)
+	}
+}
+
+func repoIDOf(t *testing.T, r *testRepo) string {
+	repo, err := archive.Open(t.Context(), local.New(r.dir), archive.Credentials{Identities: []age.Identity{r.id}}, archive.Options{Compression: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer repo.Close()
+	return repo.Config().ID.String()
+}
