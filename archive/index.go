@@ -163,6 +163,7 @@ type Index struct {
 // tests and benchmarks that assert how much an operation touched.
 type indexCounters struct {
 	decoded atomic.Int64 // entries parsed from index files
+	lookups atomic.Int64 // blobs looked up (Has, Lookup, addPack)
 	probed  atomic.Int64 // table entries compared by searches (lookups; at load, new files' blobs against the table)
 }
 
@@ -171,6 +172,8 @@ type IndexStats struct {
 	// Decoded is the number of blob entries parsed from the
 	// repository's index files (zero when the cached table served).
 	Decoded int64
+	// Lookups is the number of blobs looked up (Has, Lookup, addPack).
+	Lookups int64
 	// Probed is the number of table entries compared by searches:
 	// lookups, and at load those of the blobs of files decoded on top of
 	// a cached table.
@@ -185,7 +188,7 @@ func (x *Index) Stats() IndexStats {
 	x.mu.RLock()
 	mapped := x.mapped
 	x.mu.RUnlock()
-	return IndexStats{Decoded: x.stats.decoded.Load(), Probed: x.stats.probed.Load(), Mapped: mapped}
+	return IndexStats{Decoded: x.stats.decoded.Load(), Lookups: x.stats.lookups.Load(), Probed: x.stats.probed.Load(), Mapped: mapped}
 }
 
 func newIndex() *Index {
@@ -316,6 +319,7 @@ func (x *Index) search(l *layer, id ID) (indexEntry, bool) {
 // find looks a blob up in every layer and the overlay. The caller holds
 // x.mu.
 func (x *Index) find(id ID) (indexEntry, bool) {
+	x.stats.lookups.Add(1)
 	for i := range x.layers {
 		if e, ok := x.search(&x.layers[i], id); ok {
 			return e, true

@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"io/fs"
 	"maps"
 	"math/bits"
 	"os"
@@ -11,6 +12,8 @@ import (
 	"filippo.io/age"
 	"github.com/mailvault/mailvault/archive"
 	"github.com/mailvault/mailvault/archive/local"
+	"github.com/mailvault/mailvault/maildir"
+	"github.com/mailvault/mailvault/restore"
 )
 
 // uncachedIndex loads the repository's index without any cache: what
@@ -288,4 +291,51 @@ func repoIDOf(t *testing.T, r *testRepo) string {
 	}
 	defer repo.Close()
 	return repo.Config().ID.String()
+}
+
+// TestIndexOneMessageRestore: restoring one message from a repository
+// whose index table is cached decodes no index entry and compares a few
+// entries per blob and tree it looks up.
+func TestIndexOneMessageRestore(t *testing.T) {
+	r := newTestRepo(t)
+	repo, _, _ := r.open(t)
+	src := genMail(t, 28)
+	r.backup(t, repo, src)
+	repo.Close()
+	r.open(t) // writes the table with the backup's index file
+
+	var unique string
+	err := filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && unique == "" && !d.IsDir() && filepath.Base(filepath.Dir(p)) == "cur" {
+			unique = maildir.ParseName(d.Name()).Unique
+		}
+		return err
+	})
+	if err != nil || unique == "" {
+		t.Fatalf("no message in the corpus: %v", err)
+	}
+
+	repo, _, snaps := r.open(t)
+	x := repo.Index()
+	if st := x.Stats(); !st.Mapped || st.Decoded != 0 {
+		t.Fatalf("open: %+v, want the table mapped", st)
+	}
+	res, err := restore.Restore(t.Context(), repo, snaps[0], restore.Options{Target: filepath.Join(t.TempDir(), "out"), Message: unique})
+	if err != nil || res.Messages != 1 {
+		t.Fatalf("restore of %s: %v, %+v", unique, err, res)
+	}
+	st := x.Stats()
+	t.Logf("one-message restore from %d blobs: %d index entries decoded, %d lookups, %d entries compared", x.Len(), st.Decoded, st.Lookups, st.Probed)
+	if st.Decoded != 0 {
+		t.Errorf("a one-message restore decoded %d index entries, want 0", st.Decoded)
+	}
+	// The trees it walks and the message's header and body blobs, each
+	// a search of one bucket (at most the whole table of this small
+	// repository: log2(n)+1 comparisons).
+	if limit := 20; st.Lookups > int64(limit) {
+		t.Errorf("a one-message restore looked up %d blobs, want <= %d", st.Lookups, limit)
+	}
+	if limit := st.Lookups * int64(bits.Len(uint(x.Len()))+1); st.Probed > limit {
+		t.Errorf("a one-message restore compared %d index entries in %d lookups, want <= %d", st.Probed, st.Lookups, limit)
+	}
 }
