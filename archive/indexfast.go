@@ -3,6 +3,7 @@ package archive
 import (
 	"bytes"
 	"encoding/hex"
+	"io"
 )
 
 // decodeIndexFast parses an index file in exactly the compact form this
@@ -42,11 +43,34 @@ type indexVisitor struct {
 // may have seen part of the file: the caller discards what it got.
 func parseIndexFast(b []byte, v indexVisitor) bool {
 	p := fastParser{b: b}
+	return p.index(v)
+}
+
+// parseIndexStream is parseIndexFast over a reader, through a window of
+// bufSize bytes (at least minWindow): an index file's JSON is never held
+// whole. err is the reader's error (ok is then false).
+func parseIndexStream(r io.Reader, bufSize int, v indexVisitor) (ok bool, err error) {
+	p := fastParser{src: r, buf: make([]byte, max(bufSize, minWindow))}
+	ok = p.index(v)
+	return ok && p.err == nil, p.err
+}
+
+// lookahead is how many bytes the parser makes sure it has before each
+// pack, blob and superseded file, which are all shorter (a blob's object
+// is at most ~190 bytes), so that no token is cut at the window's end.
+const (
+	lookahead = 512
+	minWindow = 2 * lookahead
+)
+
+func (p *fastParser) index(v indexVisitor) bool {
+	p.more(lookahead)
 	if !p.lit(`{"version":1,"packs":[`) {
 		return false
 	}
 	if !p.lit(`]`) {
 		for {
+			p.more(lookahead)
 			var pack ID
 			if !p.lit(`{"id":"`) || !p.id(&pack) || !p.lit(`","blobs":[`) {
 				return false
@@ -54,6 +78,7 @@ func parseIndexFast(b []byte, v indexVisitor) bool {
 			v.pack(pack)
 			if !p.lit(`]`) {
 				for {
+					p.more(lookahead)
 					var bl PackedBlob
 					if !p.lit(`{"id":"`) || !p.id(&bl.ID) || !p.lit(`","type":"`) {
 						return false
@@ -102,8 +127,10 @@ func parseIndexFast(b []byte, v indexVisitor) bool {
 			return false
 		}
 	}
+	p.more(lookahead)
 	if p.lit(`,"supersedes":[`) && !p.lit(`]`) {
 		for {
+			p.more(lookahead)
 			var id ID
 			if !p.lit(`"`) || !p.id(&id) || !p.lit(`"`) {
 				return false
@@ -118,12 +145,38 @@ func parseIndexFast(b []byte, v indexVisitor) bool {
 			return false
 		}
 	}
+	p.more(lookahead)
 	return p.lit(`}`) && p.done()
 }
 
 type fastParser struct {
 	b   []byte
 	pos int
+	// Streaming (parseIndexStream): b is a window of buf, refilled from
+	// src; src is nil once it has ended (or failed, with err).
+	src io.Reader
+	buf []byte
+	err error
+}
+
+// more makes at least n bytes available past pos, unless the input ends
+// first; when streaming, it moves what is left to the front of the window
+// and fills the rest.
+func (p *fastParser) more(n int) {
+	if p.src == nil || len(p.b)-p.pos >= n {
+		return
+	}
+	m := copy(p.buf, p.b[p.pos:])
+	p.pos = 0
+	k, err := io.ReadFull(p.src, p.buf[m:])
+	m += k
+	if err != nil {
+		if err != io.EOF && err != io.ErrUnexpectedEOF {
+			p.err = err
+		}
+		p.src = nil
+	}
+	p.b = p.buf[:m]
 }
 
 func (p *fastParser) lit(s string) bool {
@@ -169,4 +222,7 @@ func (p *fastParser) u32(dst *uint32) bool {
 	return true
 }
 
-func (p *fastParser) done() bool { return p.pos == len(p.b) }
+func (p *fastParser) done() bool {
+	p.more(1)
+	return p.pos == len(p.b) && p.src == nil && p.err == nil
+}

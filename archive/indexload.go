@@ -1,7 +1,6 @@
 package archive
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"fmt"
@@ -12,76 +11,142 @@ import (
 	"github.com/klauspost/compress/zstd"
 )
 
-// fileBufs are the buffers loadIndexFile reuses from one index file to
-// the next: the sealed, compressed and plain bytes of a file are the
-// largest allocations of a load, and made afresh for each file they are
-// garbage the heap grows by until the next collection.
-type fileBufs struct {
-	sealed, compressed bytes.Buffer
-	plain              []byte
-	// zdec is the load's own decoder: a zstd decoder keeps history
-	// buffers as large as the largest frame it decoded, which for the
-	// repository's shared decoder would outlive the load (an index file
-	// after a prune holds up to 4096 packs, hundreds of MB of JSON).
+// indexReader streams index files for LoadIndex: the stored bytes are
+// hashed (the name check), decrypted and decompressed as they arrive and
+// parsed through a window, so that no file is held whole — a file prune
+// wrote lists up to 4096 packs, hundreds of MB of JSON.
+type indexReader struct {
+	r      *Repository
+	window []byte
+	// zdec is the load's own streaming decoder (zstd windows of 2 MiB,
+	// as the repository's encoder writes them), closed after the load:
+	// the repository's shared one would keep its buffers.
 	zdec *zstd.Decoder
 }
 
 // close releases the decoder's buffers.
-func (bufs *fileBufs) close() {
-	if bufs.zdec != nil {
-		bufs.zdec.Close()
+func (ir *indexReader) close() {
+	if ir.zdec != nil {
+		ir.zdec.Close()
 	}
 }
 
-// loadIndexFile is LoadFile for an index file, into bufs: the plaintext
-// returned is valid until the next call.
-func (r *Repository) loadIndexFile(ctx context.Context, id ID, bufs *fileBufs) ([]byte, error) {
-	rc, err := r.be.Get(ctx, IndexFile, id.String())
-	if err != nil {
-		return nil, err
-	}
-	bufs.sealed.Reset()
-	_, err = bufs.sealed.ReadFrom(rc)
-	rc.Close()
-	if err != nil {
-		return nil, fmt.Errorf("read %s/%s: %w", IndexFile, id, err)
-	}
-	sealed := bufs.sealed.Bytes()
-	if sha256.Sum256(sealed) != id {
-		return nil, fmt.Errorf("%s/%s: %w: content does not match its name (SHA-256)", IndexFile, id, ErrCorrupt)
-	}
+// indexWindow is the parser's window over an index file's JSON.
+const indexWindow = 256 << 10
+
+// add streams the index file f into b.
+func (ir *indexReader) add(ctx context.Context, b *indexBuilder, f ID) ([]ID, error) {
+	parse := func(v indexVisitor) (bool, error) { return ir.parse(ctx, f, v) }
+	whole := func() ([]byte, error) { return ir.r.LoadFile(ctx, IndexFile, f) }
+	return b.addFrom(f, parse, whole)
+}
+
+// parse reads f through the parser. Errors: reading the backend's (as
+// they are), the rest ErrCorrupt. The stored bytes are checked against
+// the name once all have been read; what was parsed before is discarded
+// by addFrom if they do not match.
+func (ir *indexReader) parse(ctx context.Context, f ID, v indexVisitor) (ok bool, err error) {
+	r := ir.r
 	ident, err := r.identityFor(IndexFile)
 	if err != nil {
-		return nil, err
+		return false, err
 	}
-	dr, err := age.Decrypt(bytes.NewReader(sealed), ident)
-	if err == nil {
-		bufs.compressed.Reset()
-		_, err = bufs.compressed.ReadFrom(io.LimitReader(dr, maxMetaSize))
-	}
-	if err == nil && bufs.zdec == nil {
-		bufs.zdec, err = zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(maxMetaSize))
-	}
-	if err == nil {
-		bufs.plain, err = bufs.zdec.DecodeAll(bufs.compressed.Bytes(), bufs.plain[:0])
-	}
+	rc, err := r.be.Get(ctx, IndexFile, f.String())
 	if err != nil {
-		return nil, fmt.Errorf("%s/%s: %w: %v", IndexFile, id, ErrCorrupt, err)
+		return false, err
 	}
-	return bufs.plain, nil
+	defer rc.Close()
+	h := sha256.New()
+	src := &recordingReader{r: io.TeeReader(rc, h)}
+	fail := func(err error) (bool, error) {
+		if src.err != nil {
+			return false, fmt.Errorf("read %s/%s: %w", IndexFile, f, src.err)
+		}
+		return false, fmt.Errorf("%s/%s: %w: %v", IndexFile, f, ErrCorrupt, err)
+	}
+	dr, err := age.Decrypt(src, ident)
+	if err != nil {
+		return fail(err)
+	}
+	if ir.zdec == nil {
+		if ir.zdec, err = zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(maxMetaSize)); err != nil {
+			return false, err
+		}
+	}
+	if err := ir.zdec.Reset(dr); err != nil {
+		return fail(err)
+	}
+	if ir.window == nil {
+		ir.window = make([]byte, indexWindow)
+	}
+	p := fastParser{src: io.LimitReader(ir.zdec, maxMetaSize), buf: ir.window}
+	ok = p.index(v)
+	if p.err != nil {
+		return fail(p.err)
+	}
+	// The rest of the stored bytes (age's last chunk, or what follows a
+	// file that is not in the compact form), for the name check.
+	if _, err := io.Copy(io.Discard, src); err != nil {
+		return fail(err)
+	}
+	if [sha256.Size]byte(h.Sum(nil)) != f {
+		return false, fmt.Errorf("%s/%s: %w: content does not match its name (SHA-256)", IndexFile, f, ErrCorrupt)
+	}
+	return ok, nil
+}
+
+// recordingReader remembers its reader's error other than EOF: a failure of
+// the backend, told apart from damage found by decryption.
+type recordingReader struct {
+	r   io.Reader
+	err error
+}
+
+func (e *recordingReader) Read(p []byte) (int, error) {
+	n, err := e.r.Read(p)
+	if err != nil && err != io.EOF {
+		e.err = err
+	}
+	return n, err
 }
 
 // indexBuilder makes an index's first table from index files read one at
-// a time: each file's blobs go straight into one growing slice of 48-byte
-// entries (never a decoded IndexFileContent of every file, nor a map), and
-// finish sorts it once. A file's entries stay apart from the others' until
+// a time: each file's blobs go straight into chunks of 48-byte entries
+// (never a decoded IndexFileContent of every file, nor a map), and finish
+// copies them into one table and sorts it once. A file's entries stay apart from the others' until
 // then, so that the files another file supersedes can be dropped without
 // reading anything twice.
 type indexBuilder struct {
-	x       *Index
-	fixed   int // x's packs below this ordinal (a mapped table's) are kept whatever files are dropped
-	entries []indexEntry
-	files   []builtFile
+	x     *Index
+	fixed int // x's packs below this ordinal (a mapped table's) are kept whatever files are dropped
+	// chunks hold the entries read, chunkSize each but the last: a table
+	// grown by copying leaves its old arrays as garbage the heap grows by
+	// until a collection; chunks are copied once, into the table finish
+	// makes of exactly their size.
+	chunks [][]indexEntry
+	n      int
+	files  []builtFile
+}
+
+// chunkSize is the entries of one chunk (3 MiB).
+const chunkSize = 1 << 16
+
+func (b *indexBuilder) push(e indexEntry) {
+	if b.n%chunkSize == 0 {
+		b.chunks = append(b.chunks, make([]indexEntry, 0, chunkSize))
+	}
+	last := &b.chunks[len(b.chunks)-1]
+	*last = append(*last, e)
+	b.n++
+}
+
+// truncate forgets the entries from n on.
+func (b *indexBuilder) truncate(n int) {
+	b.chunks = b.chunks[:(n+chunkSize-1)/chunkSize]
+	if n%chunkSize != 0 {
+		b.chunks[len(b.chunks)-1] = b.chunks[len(b.chunks)-1][:n%chunkSize]
+	}
+	b.n = n
 }
 
 // builtFile is where one index file's blobs and packs are in the builder.
@@ -94,8 +159,18 @@ type builtFile struct {
 // add puts one index file's plaintext into the builder and returns the
 // files it supersedes. On error nothing of the file is kept.
 func (b *indexBuilder) add(f ID, plain []byte) (supersedes []ID, err error) {
+	return b.addFrom(f, func(v indexVisitor) (bool, error) { return parseIndexFast(plain, v), nil },
+		func() ([]byte, error) { return plain, nil })
+}
+
+// addFrom puts one index file into the builder: parse reads it in the
+// compact form (parseIndexFast, parseIndexStream) into the visitor it is
+// given; when the file is in another form, whole gives its plaintext for
+// decodeIndex. An error of parse (reading, authenticating) is returned
+// as it is. On error nothing of the file is kept.
+func (b *indexBuilder) addFrom(f ID, parse func(indexVisitor) (bool, error), whole func() ([]byte, error)) (supersedes []ID, err error) {
 	x := b.x
-	start, npacks := len(b.entries), len(x.packs)
+	start, npacks := b.n, len(x.packs)
 	bf := builtFile{id: f, start: start}
 	var (
 		ord  uint32
@@ -112,24 +187,16 @@ func (b *indexBuilder) add(f ID, plain []byte) (supersedes []ID, err error) {
 			end = e
 			over = over || e > 1<<32
 		}
-		b.entries = append(b.entries, makeEntry(ord, bl))
+		b.push(makeEntry(ord, bl))
 	}
-	// Room for this file's blobs (the compact form has one "raw_length"
-	// per blob), grown by at least an eighth so that many small files do
-	// not copy the table each.
-	if want := len(b.entries) + bytes.Count(plain, []byte(`"raw_length":`)); want > cap(b.entries) {
-		grown := make([]indexEntry, len(b.entries), max(want, cap(b.entries)+cap(b.entries)/8))
-		copy(grown, b.entries)
-		b.entries = grown
+	ok, err := parse(indexVisitor{pack: pack, blob: blob, supersedes: func(id ID) { supersedes = append(supersedes, id) }})
+	if err == nil && ok && over {
+		ok, err = false, fmt.Errorf("%s/%s: %w: index: a blob extends past 4 GiB", IndexFile, f, ErrCorrupt)
 	}
-	ok := parseIndexFast(plain, indexVisitor{pack: pack, blob: blob, supersedes: func(id ID) { supersedes = append(supersedes, id) }})
-	if ok && over {
-		ok, err = false, fmt.Errorf("index: a blob extends past 4 GiB")
-	}
-	if !ok {
-		// Not in the compact form this package writes (or invalid):
-		// forget what was read and take the general decoder's word.
-		b.entries = b.entries[:start]
+	if err != nil || !ok {
+		// Not in the compact form this package writes, invalid, or
+		// unreadable: forget what was read.
+		b.truncate(start)
 		for _, p := range x.packs[npacks:] {
 			delete(x.packIdx, p)
 		}
@@ -138,9 +205,14 @@ func (b *indexBuilder) add(f ID, plain []byte) (supersedes []ID, err error) {
 		if err != nil {
 			return nil, err
 		}
-		ic, err := decodeIndex(plain)
+		// Another writer's JSON: the general decoder's word.
+		plain, err := whole()
 		if err != nil {
 			return nil, err
+		}
+		ic, err := decodeIndex(plain)
+		if err != nil {
+			return nil, fmt.Errorf("%s/%s: %w: %v", IndexFile, f, ErrCorrupt, err)
 		}
 		for _, p := range ic.Packs {
 			pack(p.ID)
@@ -150,7 +222,7 @@ func (b *indexBuilder) add(f ID, plain []byte) (supersedes []ID, err error) {
 		}
 		supersedes = ic.Supersedes
 	}
-	bf.end = len(b.entries)
+	bf.end = b.n
 	x.stats.decoded.Add(int64(bf.end - bf.start))
 	b.files = append(b.files, bf)
 	return supersedes, nil
@@ -163,7 +235,12 @@ func (b *indexBuilder) add(f ID, plain []byte) (supersedes []ID, err error) {
 // files in force only (a superseded file may list packs deleted since).
 func (b *indexBuilder) finish(live map[ID]bool) {
 	x := b.x
-	t := b.entries
+	t := make([]indexEntry, 0, b.n)
+	for i, c := range b.chunks {
+		t = append(t, c...)
+		b.chunks[i] = nil // garbage from here on
+	}
+	b.chunks = nil
 	if dropped := len(b.files) > 0 && !allLive(b.files, live); dropped {
 		keep := make([]bool, len(x.packs))
 		for i := range b.fixed {
@@ -208,9 +285,8 @@ func (b *indexBuilder) finish(live map[ID]bool) {
 			return false
 		})
 	}
-	// Give back spare capacity (duplicates, dropped files) when it is
-	// worth a copy, which holds the table twice for a moment; growth
-	// alone leaves at most an eighth.
+	// Give back the capacity duplicates and dropped files freed when it
+	// is worth a copy, which holds the table twice for a moment.
 	if cap(t)-len(t) > len(t)/8 {
 		t = append([]indexEntry(nil), t...)
 	}
@@ -218,7 +294,7 @@ func (b *indexBuilder) finish(live map[ID]bool) {
 		x.layers = append(x.layers, newLayer(t))
 		x.inLayer += len(t)
 	}
-	b.entries, b.files = nil, nil
+	b.n, b.files = 0, nil
 }
 
 func allLive(files []builtFile, live map[ID]bool) bool {

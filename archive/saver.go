@@ -429,24 +429,20 @@ func (r *Repository) buildIndex(ctx context.Context, x *Index, all []ID, tab *in
 		superseded = map[ID]bool{}
 		res        builtIndex
 		b          = indexBuilder{x: x, fixed: len(x.packs)}
-		bufs       fileBufs
+		ir         = indexReader{r: r}
 	)
-	defer bufs.close()
+	defer ir.close()
 	for _, f := range all {
-		plain, err := r.loadIndexFile(ctx, f, &bufs)
+		sup, err := ir.add(ctx, &b, f)
 		if err == nil {
-			var sup []ID
-			if sup, err = b.add(f, plain); err == nil {
-				read = append(read, f)
-				for _, s := range sup {
-					if !superseded[s] {
-						superseded[s] = true
-						res.superseded = append(res.superseded, s)
-					}
+			read = append(read, f)
+			for _, s := range sup {
+				if !superseded[s] {
+					superseded[s] = true
+					res.superseded = append(res.superseded, s)
 				}
-				continue
 			}
-			err = fmt.Errorf("index/%s: %w: %v", f, ErrCorrupt, err)
+			continue
 		}
 		if !errors.Is(err, ErrCorrupt) {
 			return nil, err
