@@ -113,9 +113,9 @@ func (e *recordingReader) Read(p []byte) (int, error) {
 // indexBuilder makes an index's first table from index files read one at
 // a time: each file's blobs go straight into chunks of 48-byte entries
 // (never a decoded IndexFileContent of every file, nor a map), and finish
-// copies them into one table and sorts it once. A file's entries stay apart from the others' until
-// then, so that the files another file supersedes can be dropped without
-// reading anything twice.
+// copies them into one table and sorts it once. A file's entries stay
+// apart from the others' until then, so that the files another file
+// supersedes can be dropped without reading anything twice.
 type indexBuilder struct {
 	x     *Index
 	fixed int // x's packs below this ordinal (a mapped table's) are kept whatever files are dropped
