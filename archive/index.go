@@ -138,10 +138,11 @@ const maxHeapLayers = 4
 // use.
 //
 // The blobs live in a few sorted tables of 48-byte entries (layers),
-// searched by binary search within the bucket of the ID's first bits; no two layers hold the same blob. The first
-// layer is the whole index as loaded: built by LoadIndex one index file at
-// a time, or mapped read-only from the local cache's table file
-// (indextable.go), in which case it is not on the Go heap at all. Blobs
+// searched by binary search within the bucket of the ID's first bits; no
+// two layers hold the same blob. The first layer is the index as loaded:
+// built by LoadIndex one index file at a time, or mapped read-only from
+// the local cache's table file (indextable.go), in which case it is not
+// on the Go heap at all and the files listed since make a second. Blobs
 // added afterwards (a backup's new packs, adopted packs) go to a small
 // map, sorted into a further layer every overlayMax blobs.
 type Index struct {
