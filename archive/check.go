@@ -56,6 +56,10 @@ func (r *Repository) Check(ctx context.Context, opt CheckOptions) (*CheckResult,
 		return nil, fmt.Errorf("check: %w", ErrWriteOnly)
 	}
 	res := &CheckResult{}
+	// Check reads every index file, so that damage to one is reported
+	// even where the cached index table would have served (the table is
+	// written afresh from what it reads).
+	r.indexFromFiles = true
 	unindexed, err := r.LoadIndex(ctx)
 	if err != nil {
 		return nil, err

@@ -108,6 +108,9 @@ type Repository struct {
 
 	idx        *Index
 	damagedIdx []error // index files LoadIndex had to skip
+	// indexFromFiles makes LoadIndex decode the index files even where a
+	// cached index table would serve (Check).
+	indexFromFiles bool
 
 	// Pack writing state; see saver.go.
 	saveMu    sync.Mutex

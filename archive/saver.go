@@ -8,7 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"log/slog"
 	"os"
+	"slices"
 
 	"filippo.io/age"
 )
@@ -284,41 +287,20 @@ func (r *Repository) writeIndex(ctx context.Context, packs []IndexPack) error {
 // IndexPacks and AdoptPacks recover from them). Call it once, on a newly
 // opened repository.
 func (r *Repository) LoadIndex(ctx context.Context) (unindexed map[ID]int64, err error) {
-	// Each file goes into the index as it is read, so that only one
-	// decoded file is held at a time. Superseded files are rare (they
-	// exist while retention keeps them after a prune, or after a crash):
-	// only then is the index built again from the files in force.
-	scan, err := r.scanIndexFiles(ctx, func(f ID, ic *IndexFileContent) {
-		for _, p := range ic.Packs {
-			r.idx.addPack(p.ID, p.Blobs)
-		}
-	})
+	all, err := r.List(ctx, IndexFile)
 	if err != nil {
 		return nil, err
 	}
-	if len(scan.live) < len(scan.read) {
-		fresh := newIndex()
-		for _, f := range scan.live {
-			plain, err := r.LoadFile(ctx, IndexFile, f)
-			if err != nil {
-				return nil, err
-			}
-			ic, err := decodeIndex(plain)
-			if err != nil {
-				return nil, fmt.Errorf("index/%s: %w: %v", f, ErrCorrupt, err)
-			}
-			for _, p := range ic.Packs {
-				fresh.addPack(p.ID, p.Blobs)
-			}
-		}
-		r.idx = fresh
+	live, damaged, err := r.loadIndex(ctx, all)
+	if err != nil {
+		return nil, err
 	}
 	r.idx.mu.Lock()
-	for _, f := range scan.live {
+	for _, f := range live {
 		r.idx.files[f] = struct{}{}
 	}
 	r.idx.mu.Unlock()
-	r.damagedIdx = append(r.damagedIdx, scan.damaged...)
+	r.damagedIdx = append(r.damagedIdx, damaged...)
 	unindexed = map[ID]int64{}
 	err = r.be.List(ctx, PackFile, func(name string, size int64) error {
 		if id, err := ParseID(name); err == nil && !r.idx.HasPack(id) {
@@ -327,6 +309,160 @@ func (r *Repository) LoadIndex(ctx context.Context) (unindexed map[ID]int64, err
 		return nil
 	})
 	return unindexed, err
+}
+
+// loadIndex fills r.idx from the index files all. With a local cache
+// (IndexTableCache) it starts from the cached table when that is still
+// true — every file it holds is still listed and none is superseded by a
+// newer one — and decodes only the files listed since; otherwise it
+// decodes every file. Either way a changed index is written back as a
+// table for the next command. The cache only saves work: anything amiss
+// with it and the index comes from the repository.
+func (r *Repository) loadIndex(ctx context.Context, all []ID) (live []ID, damaged []error, err error) {
+	path, log, cached := "", (*slog.Logger)(nil), false
+	if tc, ok := r.be.(IndexTableCache); ok && littleEndian {
+		path, log, cached = tc.IndexTablePath(ctx)
+	}
+	if !cached {
+		res, err := r.buildIndex(ctx, r.idx, all, nil)
+		if err != nil {
+			return nil, nil, err
+		}
+		return res.live, res.damaged, nil
+	}
+	var tab *indexTable
+	if !r.indexFromFiles {
+		tab, err = r.openIndexTable(path)
+	}
+	if err != nil {
+		log.Warn("index cache: discarding the cached index table; decoding the index files", "file", path, "err", err)
+		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			log.Warn("index cache: cannot remove the table", "file", path, "err", err)
+		}
+		tab = nil
+	}
+	if tab != nil {
+		if live, damaged, ok, err := r.loadOnTable(ctx, tab, all, path, log); err != nil || ok {
+			return live, damaged, err
+		}
+		r.idx = newIndex() // the one with the table unmaps it when collected
+	}
+	res, err := r.buildIndex(ctx, r.idx, all, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := r.writeIndexTable(r.idx, path, res.live, res.superseded); err != nil {
+		log.Warn("index cache: cannot write the index table", "file", path, "err", err)
+	}
+	return res.live, res.damaged, nil
+}
+
+// loadOnTable makes the mapped table r.idx's first layer and decodes the
+// files listed since it was written into a second. ok is false when the
+// table no longer holds (a file it holds is gone or superseded): the
+// caller unmaps it and decodes everything.
+func (r *Repository) loadOnTable(ctx context.Context, tab *indexTable, all []ID, path string, log *slog.Logger) (live []ID, damaged []error, ok bool, err error) {
+	listed := make(map[ID]bool, len(all))
+	for _, f := range all {
+		listed[f] = true
+	}
+	known := make(map[ID]bool, len(tab.live)+len(tab.superseded))
+	for _, f := range tab.live {
+		if !listed[f] {
+			tab.unmap()
+			return nil, nil, false, nil // removed by hand, or by a prune whose new files supersede it
+		}
+		known[f] = true
+	}
+	for _, f := range tab.superseded {
+		known[f] = true
+	}
+	var fresh []ID
+	for _, f := range all {
+		if !known[f] {
+			fresh = append(fresh, f)
+		}
+	}
+	x := r.idx
+	tab.install(x)
+	if len(fresh) == 0 {
+		return tab.live, nil, true, nil
+	}
+	res, err := r.buildIndex(ctx, x, fresh, tab)
+	if err != nil {
+		return nil, nil, false, err
+	}
+	for _, s := range res.superseded {
+		if slices.Contains(tab.live, s) {
+			return nil, nil, false, nil // a prune or repair index since: start again
+		}
+	}
+	live = append(slices.Clone(tab.live), res.live...)
+	if len(res.live) > 0 {
+		if err := r.writeIndexTable(x, path, live, append(slices.Clone(tab.superseded), res.superseded...)); err != nil {
+			log.Warn("index cache: cannot write the index table", "file", path, "err", err)
+		}
+	}
+	return live, res.damaged, true, nil
+}
+
+// builtIndex is what buildIndex found.
+type builtIndex struct {
+	live       []ID    // the files read that no file read supersedes, in listing order
+	superseded []ID    // every file a file read names in its supersedes
+	damaged    []error // unreadable files that no file read supersedes
+}
+
+// buildIndex reads the index files all, in listing order, one at a time
+// into x's table (indexBuilder) — the rules of scanIndexFiles, without
+// holding any file's decoded content past its turn. With a table, x
+// already holds it (install), and the files read go into a second layer
+// without the blobs the table holds.
+func (r *Repository) buildIndex(ctx context.Context, x *Index, all []ID, tab *indexTable) (*builtIndex, error) {
+	type bad struct {
+		id  ID
+		err error
+	}
+	var (
+		bads       []bad
+		read       []ID
+		superseded = map[ID]bool{}
+		res        builtIndex
+		b          = indexBuilder{x: x, fixed: len(x.packs)}
+		ir         = indexReader{r: r}
+	)
+	defer ir.close()
+	for _, f := range all {
+		sup, err := ir.add(ctx, &b, f)
+		if err == nil {
+			read = append(read, f)
+			for _, s := range sup {
+				if !superseded[s] {
+					superseded[s] = true
+					res.superseded = append(res.superseded, s)
+				}
+			}
+			continue
+		}
+		if !errors.Is(err, ErrCorrupt) {
+			return nil, err
+		}
+		bads = append(bads, bad{f, err})
+	}
+	inForce := make(map[ID]bool, len(read))
+	for _, f := range read {
+		if !superseded[f] {
+			res.live = append(res.live, f)
+			inForce[f] = true
+		}
+	}
+	for _, b := range bads {
+		if !superseded[b.id] {
+			res.damaged = append(res.damaged, b.err)
+		}
+	}
+	b.finish(inForce)
+	return &res, nil
 }
 
 // indexScan is what scanIndexFiles found.
