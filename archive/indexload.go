@@ -3,8 +3,12 @@ package archive
 import (
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"log/slog"
+	"os"
 	"slices"
 
 	"filippo.io/age"
@@ -304,4 +308,279 @@ func allLive(files []builtFile, live map[ID]bool) bool {
 		}
 	}
 	return true
+}
+
+// LoadIndex reads every index file in force (see scanIndexFiles) and
+// returns the packs that no such index file mentions, with their sizes:
+// packs left by a backup killed before it wrote its index, being written
+// by a backup running right now, or listed only in a damaged index file.
+// A damaged index file does not stop the load: it is skipped and reported
+// by DamagedIndexes (the index is only a cache of the packs' headers;
+// IndexPacks and AdoptPacks recover from them). Call it once, on a newly
+// opened repository.
+func (r *Repository) LoadIndex(ctx context.Context) (unindexed map[ID]int64, err error) {
+	all, err := r.List(ctx, IndexFile)
+	if err != nil {
+		return nil, err
+	}
+	live, damaged, err := r.loadIndex(ctx, all)
+	if err != nil {
+		return nil, err
+	}
+	r.idx.mu.Lock()
+	for _, f := range live {
+		r.idx.files[f] = struct{}{}
+	}
+	r.idx.mu.Unlock()
+	r.damagedIdx = append(r.damagedIdx, damaged...)
+	unindexed = map[ID]int64{}
+	err = r.be.List(ctx, PackFile, func(name string, size int64) error {
+		if id, err := ParseID(name); err == nil && !r.idx.HasPack(id) {
+			unindexed[id] = size
+		}
+		return nil
+	})
+	return unindexed, err
+}
+
+// loadIndex fills r.idx from the index files all. With a local cache
+// (IndexTableCache) it starts from the cached table when that is still
+// true — every file it holds is still listed and none is superseded by a
+// newer one — and decodes only the files listed since; otherwise it
+// decodes every file. Either way a changed index is written back as a
+// table for the next command. The cache only saves work: anything amiss
+// with it and the index comes from the repository.
+func (r *Repository) loadIndex(ctx context.Context, all []ID) (live []ID, damaged []error, err error) {
+	path, log, cached := "", (*slog.Logger)(nil), false
+	if tc, ok := r.be.(IndexTableCache); ok && littleEndian {
+		path, log, cached = tc.IndexTablePath(ctx)
+	}
+	if !cached {
+		res, err := r.buildIndex(ctx, r.idx, all, nil)
+		if err != nil {
+			return nil, nil, err
+		}
+		return res.live, res.damaged, nil
+	}
+	var tab *indexTable
+	if !r.indexFromFiles {
+		tab, err = r.openIndexTable(path)
+	}
+	if err != nil {
+		log.Warn("index cache: discarding the cached index table; decoding the index files", "file", path, "err", err)
+		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			log.Warn("index cache: cannot remove the table", "file", path, "err", err)
+		}
+		tab = nil
+	}
+	if tab != nil {
+		if live, damaged, ok, err := r.loadOnTable(ctx, tab, all, path, log); err != nil || ok {
+			return live, damaged, err
+		}
+		r.idx = newIndex() // the one with the table unmaps it when collected
+	}
+	res, err := r.buildIndex(ctx, r.idx, all, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := r.writeIndexTable(r.idx, path, res.live, res.superseded); err != nil {
+		log.Warn("index cache: cannot write the index table", "file", path, "err", err)
+	}
+	return res.live, res.damaged, nil
+}
+
+// loadOnTable makes the mapped table r.idx's first layer and decodes the
+// files listed since it was written into a second. ok is false when the
+// table no longer holds (a file it holds is gone or superseded): the
+// caller unmaps it and decodes everything.
+func (r *Repository) loadOnTable(ctx context.Context, tab *indexTable, all []ID, path string, log *slog.Logger) (live []ID, damaged []error, ok bool, err error) {
+	listed := make(map[ID]bool, len(all))
+	for _, f := range all {
+		listed[f] = true
+	}
+	known := make(map[ID]bool, len(tab.live)+len(tab.superseded))
+	for _, f := range tab.live {
+		if !listed[f] {
+			tab.unmap()
+			return nil, nil, false, nil // removed by hand, or by a prune whose new files supersede it
+		}
+		known[f] = true
+	}
+	for _, f := range tab.superseded {
+		known[f] = true
+	}
+	var fresh []ID
+	for _, f := range all {
+		if !known[f] {
+			fresh = append(fresh, f)
+		}
+	}
+	x := r.idx
+	tab.install(x)
+	if len(fresh) == 0 {
+		return tab.live, nil, true, nil
+	}
+	res, err := r.buildIndex(ctx, x, fresh, tab)
+	if err != nil {
+		return nil, nil, false, err
+	}
+	for _, s := range res.superseded {
+		if slices.Contains(tab.live, s) {
+			return nil, nil, false, nil // a prune or repair index since: start again
+		}
+	}
+	live = append(slices.Clone(tab.live), res.live...)
+	if len(res.live) > 0 {
+		if err := r.writeIndexTable(x, path, live, append(slices.Clone(tab.superseded), res.superseded...)); err != nil {
+			log.Warn("index cache: cannot write the index table", "file", path, "err", err)
+		}
+	}
+	return live, res.damaged, true, nil
+}
+
+// builtIndex is what buildIndex found.
+type builtIndex struct {
+	live       []ID    // the files read that no file read supersedes, in listing order
+	superseded []ID    // every file a file read names in its supersedes
+	damaged    []error // unreadable files that no file read supersedes
+}
+
+// buildIndex reads the index files all, in listing order, one at a time
+// into x's table (indexBuilder) — the rules of scanIndexFiles, without
+// holding any file's decoded content past its turn. With a table, x
+// already holds it (install), and the files read go into a second layer
+// without the blobs the table holds.
+func (r *Repository) buildIndex(ctx context.Context, x *Index, all []ID, tab *indexTable) (*builtIndex, error) {
+	type bad struct {
+		id  ID
+		err error
+	}
+	var (
+		bads       []bad
+		read       []ID
+		superseded = map[ID]bool{}
+		res        builtIndex
+		b          = indexBuilder{x: x, fixed: len(x.packs)}
+		ir         = indexReader{r: r}
+	)
+	defer ir.close()
+	for _, f := range all {
+		sup, err := ir.add(ctx, &b, f)
+		if err == nil {
+			read = append(read, f)
+			for _, s := range sup {
+				if !superseded[s] {
+					superseded[s] = true
+					res.superseded = append(res.superseded, s)
+				}
+			}
+			continue
+		}
+		if !errors.Is(err, ErrCorrupt) {
+			return nil, err
+		}
+		bads = append(bads, bad{f, err})
+	}
+	inForce := make(map[ID]bool, len(read))
+	for _, f := range read {
+		if !superseded[f] {
+			res.live = append(res.live, f)
+			inForce[f] = true
+		}
+	}
+	for _, b := range bads {
+		if !superseded[b.id] {
+			res.damaged = append(res.damaged, b.err)
+		}
+	}
+	b.finish(inForce)
+	return &res, nil
+}
+
+// indexScan is what scanIndexFiles found.
+type indexScan struct {
+	all     []ID    // every index file present
+	read    []ID    // the readable ones, in listing order
+	live    []ID    // those of read that no readable file supersedes
+	damaged []error // unreadable files that no readable file supersedes
+}
+
+// scanIndexFiles reads every index file in listing order, calls fn for
+// each readable one, and sorts them into those in force and the rest: a
+// file that another readable file names in its "supersedes" list is
+// ignored (prune and repair index replace index files and cannot always
+// delete the old ones at once — object-lock retention, or a crash — and
+// an old one may list packs deleted since). Readers take a blob's first
+// place in the files in force, in listing order.
+func (r *Repository) scanIndexFiles(ctx context.Context, fn func(ID, *IndexFileContent)) (*indexScan, error) {
+	all, err := r.List(ctx, IndexFile)
+	if err != nil {
+		return nil, err
+	}
+	sc := &indexScan{all: all}
+	type bad struct {
+		id  ID
+		err error
+	}
+	var bads []bad
+	superseded := map[ID]struct{}{}
+	for _, f := range all {
+		plain, err := r.LoadFile(ctx, IndexFile, f)
+		if err == nil {
+			var ic *IndexFileContent
+			if ic, err = decodeIndex(plain); err == nil {
+				sc.read = append(sc.read, f)
+				for _, s := range ic.Supersedes {
+					superseded[s] = struct{}{}
+				}
+				fn(f, ic)
+				continue
+			}
+			err = fmt.Errorf("index/%s: %w: %v", f, ErrCorrupt, err)
+		}
+		if !errors.Is(err, ErrCorrupt) {
+			return nil, err
+		}
+		bads = append(bads, bad{f, err})
+	}
+	for _, f := range sc.read {
+		if _, ok := superseded[f]; !ok {
+			sc.live = append(sc.live, f)
+		}
+	}
+	for _, b := range bads {
+		if _, ok := superseded[b.id]; !ok {
+			sc.damaged = append(sc.damaged, b.err)
+		}
+	}
+	return sc, nil
+}
+
+// DamagedIndexes returns the errors of the index files LoadIndex skipped.
+func (r *Repository) DamagedIndexes() []error { return r.damagedIdx }
+
+// IndexPacks reads the headers of unindexed packs into the in-memory index
+// without writing anything (for commands that only read). A pack whose
+// header cannot be read is left out; check names it.
+func (r *Repository) IndexPacks(ctx context.Context, packs map[ID]int64) []IndexPack {
+	var found []IndexPack
+	for id, size := range packs {
+		blobs, err := r.ReadPackHeader(ctx, id, size)
+		if err != nil {
+			continue
+		}
+		found = append(found, IndexPack{ID: id, Blobs: blobs})
+		r.idx.addPack(id, blobs)
+	}
+	return found
+}
+
+// AdoptPacks is IndexPacks followed by writing an index file for the packs
+// found, so the next backup reuses what an interrupted one stored.
+func (r *Repository) AdoptPacks(ctx context.Context, packs map[ID]int64) (int, error) {
+	adopted := r.IndexPacks(ctx, packs)
+	if len(adopted) == 0 {
+		return 0, nil
+	}
+	return len(adopted), r.writeIndex(ctx, adopted)
 }
