@@ -95,6 +95,8 @@ type backup struct {
 	start  time.Time
 	parent *Snapshot
 	cache  *parentCache // write-only keys only
+	// treeVersion is the folder tree version written (Repository.backup).
+	treeVersion int
 	log    *slog.Logger
 
 	jobs chan job
@@ -127,10 +129,17 @@ type job struct {
 
 // Backup makes a snapshot of Maildir trees.
 func (r *Repository) Backup(ctx context.Context, opt BackupOptions) (*BackupResult, error) {
+	return r.backup(ctx, opt, folderTreeVersion)
+}
+
+// backup is Backup writing folder trees of the given version: the tests
+// write version 1 (the form older releases wrote) to show that such
+// repositories stay readable and serve as parents.
+func (r *Repository) backup(ctx context.Context, opt BackupOptions, treeVersion int) (*BackupResult, error) {
 	if len(opt.Paths) == 0 {
 		return nil, errors.New("nothing to back up: give at least one path")
 	}
-	b := &backup{r: r, opt: opt, start: time.Now(), log: opt.Logger, bigFiles: make(chan struct{}, 2)}
+	b := &backup{r: r, opt: opt, start: time.Now(), log: opt.Logger, bigFiles: make(chan struct{}, 2), treeVersion: treeVersion}
 	// The repository's counters run over its whole life; the summary is
 	// about this backup only.
 	st0 := r.Stats()
@@ -674,15 +683,21 @@ func (b *backup) reuse(m, prev *Message) {
 	}
 }
 
-// storeFolder sorts a folder's messages, stores its tree blob and fills in
-// the entry's totals.
+// storeFolder sorts a folder's messages, stores its tree (and pages) and
+// fills in the entry's totals.
 func (b *backup) storeFolder(ctx context.Context, e *FolderEntry, msgs []Message) error {
 	sort.Slice(msgs, func(i, j int) bool { return msgs[i].Unique < msgs[j].Unique })
 	e.Messages, e.Bytes = int64(len(msgs)), 0
 	for i := range msgs {
 		e.Bytes += msgs[i].Size
 	}
-	id, err := b.saveTree(ctx, FolderTree{Version: 1, Messages: msgs})
+	var id ID
+	var err error
+	if b.treeVersion == 1 {
+		id, err = b.saveTree(ctx, FolderTree{Version: 1, Messages: msgs})
+	} else {
+		id, err = saveFolderTree(ctx, msgs, b.saveTreeBlob)
+	}
 	if err != nil {
 		return fmt.Errorf("store tree of %s/%s: %w", e.User, e.Folder, err)
 	}

@@ -197,6 +197,9 @@ func (r *Repository) walkSnapshots(ctx context.Context, res *CheckResult) (map[I
 					continue
 				}
 				loadedTrees[f.Tree] = true
+				for _, p := range t.Pages {
+					refs[p.ID] = append(refs[p.ID], where+" (folder list page)")
+				}
 				for _, m := range t.Messages {
 					who := where + "/" + m.Unique + describeMessage(&m)
 					for _, b := range m.Blobs {

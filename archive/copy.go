@@ -230,6 +230,9 @@ func (r *Repository) snapshotBlobs(ctx context.Context, s *Snapshot, walked map[
 			}
 			walked[f.Tree] = struct{}{}
 			need = append(need, f.Tree)
+			for _, p := range t.Pages {
+				need = append(need, p.ID)
+			}
 			for _, m := range t.Messages {
 				need = append(need, m.Blobs...)
 			}

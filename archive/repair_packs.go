@@ -596,6 +596,9 @@ func (r *Repository) missingBlobs(ctx context.Context, from *Repository) ([]ID, 
 				err := load(func(repo *Repository) error {
 					t, err := repo.LoadFolderTree(ctx, f.Tree)
 					if err == nil {
+						for _, p := range t.Pages {
+							need(p.ID)
+						}
 						for _, m := range t.Messages {
 							need(m.Blobs...)
 						}
