@@ -97,7 +97,7 @@ type backup struct {
 	cache  *parentCache // write-only keys only
 	// treeVersion is the folder tree version written (Repository.backup).
 	treeVersion int
-	log    *slog.Logger
+	log         *slog.Logger
 
 	jobs chan job
 	wg   sync.WaitGroup // running workers
