@@ -123,3 +123,97 @@ func TestFlagChangeMetadata(t *testing.T) {
 		})
 	}
 }
+
+// flagMessage renames message i of bigFolder's cur/ from flags "S" to
+// flags.
+func flagMessage(t testing.TB, cur string, i int, flags string) {
+	t.Helper()
+	matches, err := filepath.Glob(filepath.Join(cur, fmt.Sprintf("1772445605.M%dP1.host,S=*:2,S", i)))
+	if err != nil || len(matches) != 1 {
+		t.Fatalf("message %d: %v %v", i, matches, err)
+	}
+	if err := os.Rename(matches[0], matches[0][:len(matches[0])-1]+flags); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestTreeV1Repository: a repository whose snapshots have version 1
+// trees, as releases before paged trees wrote them, restores and checks
+// clean, serves as the parent of an incremental (which writes version 2
+// trees and reads no message again), and prunes correctly once the
+// version 1 snapshot is forgotten — with a full key and with a write-only
+// key's parent cache.
+func TestTreeV1Repository(t *testing.T) {
+	for _, writeOnly := range []bool{false, true} {
+		t.Run(fmt.Sprintf("writeOnly=%v", writeOnly), func(t *testing.T) {
+			src, cur := bigFolder(t, 1500)
+			tr := newTestRepo(t, 1<<20)
+			var woCreds archive.Credentials
+			if writeOnly {
+				woCreds, _ = tr.writeOnly(t)
+			}
+			cache := filepath.Join(t.TempDir(), "cache")
+			open := func() (*archive.Repository, archive.BackupOptions) {
+				opt := backupOptions(src)
+				if writeOnly {
+					opt.ParentCache = cache
+					return tr.openWith(t, woCreds), opt
+				}
+				return tr.open(t), opt
+			}
+			r, opt := open()
+			old, err := r.BackupV1(t.Context(), opt)
+			if err != nil {
+				t.Fatal(err)
+			}
+			full := tr.open(t)
+			if tree, err := full.LoadFolderTree(t.Context(), old.Snapshot.Roots[0].Folders[0].Tree); err != nil || tree.Version != 1 || len(tree.Pages) != 0 {
+				t.Fatalf("BackupV1 wrote %+v, %v; want a version 1 tree", tree, err)
+			}
+			checkClean(t, tr, 1)
+			restoreEqual(t, tr, old.Snapshot, src)
+
+			flagMessage(t, cur, 7, "FS")
+			r, opt = open()
+			inc, err := r.Backup(t.Context(), opt)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := inc.Snapshot.Summary
+			if inc.Snapshot.Parent == nil || *inc.Snapshot.Parent != old.Snapshot.ID || s.MessagesNew != 0 || s.MessagesChanged != 1 || s.BytesRead != 0 {
+				t.Fatalf("incremental on the version 1 snapshot: parent %v, %+v; want parent %s, no message read, 1 changed", inc.Snapshot.Parent, s, old.Snapshot.ID.Short())
+			}
+			full = tr.open(t)
+			tree, err := full.LoadFolderTree(t.Context(), inc.Snapshot.Roots[0].Folders[0].Tree)
+			if err != nil || tree.Version != 2 || len(tree.Pages) < 2 || len(tree.Messages) != 1500 {
+				t.Fatalf("incremental's tree: %v; want version 2 with pages and 1500 messages", err)
+			}
+			checkClean(t, tr, 2)
+			if res := prune(t, tr, archive.PruneOptions{}); res.BlobsUnused != 0 {
+				t.Fatalf("prune with both snapshots found %d unused blobs: %+v", res.BlobsUnused, res)
+			}
+
+			// A second change on the version 2 parent: one page and the
+			// page list.
+			flagMessage(t, cur, 900, "RS")
+			r, opt = open()
+			next, err := r.Backup(t.Context(), opt)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if s := next.Snapshot.Summary; s.MessagesNew != 0 || s.BlobsNew != 2 {
+				t.Errorf("incremental on a version 2 parent: %+v; want no message read, 2 blobs stored", s)
+			}
+
+			forget(t, tr, old.Snapshot.ID)
+			if res := prune(t, tr, archive.PruneOptions{MaxUnused: 0}); res.BlobsUnused != 1 {
+				t.Errorf("prune after forgetting the version 1 snapshot: %d unused blobs, want 1 (its tree): %+v", res.BlobsUnused, res)
+			}
+			checkClean(t, tr, 2)
+			if got, _ := restoreTo(t, tr.open(t), inc.Snapshot, restoreOptions()); len(mailFiles(t, got)) != 1500 {
+				t.Errorf("the first version 2 snapshot restores %d messages, want 1500", len(mailFiles(t, got)))
+			}
+			restoreEqual(t, tr, next.Snapshot, src)
+		})
+	}
+}
