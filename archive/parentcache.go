@@ -217,6 +217,14 @@ func (c *parentCache) prune() error {
 					used[p.String()] = true
 				}
 			}
+			if root.MessageIndex != nil {
+				// What is missing or damaged is not kept: the next
+				// backup builds the index anew.
+				ids, _ := msgIndexBlobs(context.Background(), *root.MessageIndex, func(_ context.Context, id ID) ([]byte, error) { return c.tree(id) }, map[ID]struct{}{})
+				for _, id := range ids {
+					used[id.String()] = true
+				}
+			}
 		}
 	}
 	trees, err := os.ReadDir(filepath.Join(c.dir, "trees"))
@@ -294,20 +302,38 @@ func (b *backup) findCachedParent(ctx context.Context, abs []string) error {
 }
 
 // loadFolderTree reads a parent's folder tree from the cache (write-only)
-// or the repository. A tree the cache cannot give is taken as empty: the
-// folder's messages are then read and deduplicated through the index.
-func (b *backup) loadFolderTree(ctx context.Context, id ID) (*FolderTree, error) {
+// or the repository. A tree the cache cannot give is taken as empty (whole
+// false): the folder's messages are then read and deduplicated through
+// the index.
+func (b *backup) loadFolderTree(ctx context.Context, id ID) (t *FolderTree, whole bool, err error) {
 	if !b.r.WriteOnly() {
-		return b.r.LoadFolderTree(ctx, id)
+		t, err := b.r.LoadFolderTree(ctx, id)
+		return t, err == nil, err
 	}
 	if b.cache != nil {
-		t, err := loadFolderTree(ctx, id, func(_ context.Context, id ID) ([]byte, error) { return b.cache.tree(id) })
+		t, err := loadFolderTree(ctx, id, b.loadBlob)
 		if err == nil {
-			return t, nil
+			return t, true, nil
 		}
 		b.log.Warn("parent cache: cannot use a folder list; its messages are read again", "tree", id.Short(), "err", err)
 	}
-	return &FolderTree{Version: folderTreeVersion}, nil
+	return &FolderTree{Version: folderTreeVersion}, false, nil
+}
+
+// loadBlob reads a parent's tree, page or index blob: from the cache on a
+// write-only host (which has no other way), else from the repository.
+func (b *backup) loadBlob(ctx context.Context, id ID) ([]byte, error) {
+	if !b.r.WriteOnly() {
+		return b.r.loadTreeBlob(ctx, id)
+	}
+	if b.cache == nil {
+		return nil, fmt.Errorf("blob %s: %w", id.Short(), ErrWriteOnly)
+	}
+	plain, err := b.cache.tree(id)
+	if errors.Is(err, fs.ErrNotExist) {
+		err = fmt.Errorf("%w: %v", ErrNotExist, err)
+	}
+	return plain, err
 }
 
 // loadFilesTree is loadFolderTree for a root's list of other files.

@@ -428,6 +428,12 @@ func (m *mender) mend(ctx context.Context, s *Snapshot) (*Snapshot, []LostMessag
 	if len(lost) == 0 {
 		return nil, nil, nil
 	}
+	for i := range ns.Roots {
+		// The index would name messages that are gone; without one a
+		// restore by Message-ID reads every folder list, and the next
+		// backup builds the index anew.
+		ns.Roots[i].MessageIndex = nil
+	}
 	// The totals as a backup computes them (backup.go).
 	sum := &ns.Summary
 	sum.Messages, sum.BytesTotal, sum.Folders = 0, 0, 0

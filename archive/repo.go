@@ -16,6 +16,7 @@ import (
 	"runtime"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"filippo.io/age"
@@ -108,6 +109,8 @@ type Repository struct {
 
 	idx        *Index
 	damagedIdx []error // index files LoadIndex had to skip
+
+	treeReads atomic.Int64 // see TreeBlobsRead
 
 	// Pack writing state; see saver.go.
 	saveMu    sync.Mutex

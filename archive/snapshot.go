@@ -251,6 +251,9 @@ type SourceRoot struct {
 	Name    string        `json:"name"`
 	Folders []FolderEntry `json:"folders"`
 	Files   ID            `json:"files"`
+	// MessageIndex is the root of the Message-ID index of the root's
+	// messages (msgindex.go); nil in snapshots from before it.
+	MessageIndex *ID `json:"message_index,omitempty"`
 
 	// PathRaw and NameRaw: wire form of Path and Name when not valid
 	// UTF-8 (rawnames.go).
@@ -305,7 +308,7 @@ func decodeSnapshot(plain []byte) (*Snapshot, error) {
 	if err := json.Unmarshal(plain, &s); err != nil {
 		return nil, err
 	}
-	if s.Version != 1 {
+	if s.Version != 1 && s.Version != 2 {
 		return nil, fmt.Errorf("unsupported snapshot version %d", s.Version)
 	}
 	s.decodeRaw()
@@ -460,16 +463,27 @@ func (r *Repository) FindSnapshot(ctx context.Context, ref string) (*Snapshot, e
 	return nil, fmt.Errorf("snapshot prefix %q is ambiguous (%d matches)", ref, len(match))
 }
 
+// loadTreeBlob is LoadBlob for a tree, page or Message-ID index blob,
+// counted (TreeBlobsRead).
+func (r *Repository) loadTreeBlob(ctx context.Context, id ID) ([]byte, error) {
+	r.treeReads.Add(1)
+	return r.LoadBlob(ctx, id)
+}
+
+// TreeBlobsRead is how many tree, page and Message-ID index blobs this
+// Repository has read: what a lookup costs, for tests and benchmarks.
+func (r *Repository) TreeBlobsRead() int64 { return r.treeReads.Load() }
+
 // LoadFolderTree reads a folder's message list, following a version 2
 // tree's pages.
 func (r *Repository) LoadFolderTree(ctx context.Context, id ID) (*FolderTree, error) {
-	return loadFolderTree(ctx, id, r.LoadBlob)
+	return loadFolderTree(ctx, id, r.loadTreeBlob)
 }
 
 // LoadFolderPages reads a folder tree blob without its pages: a version 2
 // tree of more than one page comes back with Pages and no Messages.
 func (r *Repository) LoadFolderPages(ctx context.Context, id ID) (*FolderTree, error) {
-	plain, err := r.LoadBlob(ctx, id)
+	plain, err := r.loadTreeBlob(ctx, id)
 	if err != nil {
 		return nil, err
 	}
@@ -482,7 +496,7 @@ func (r *Repository) LoadFolderPages(ctx context.Context, id ID) (*FolderTree, e
 
 // LoadFolderPage reads the messages of one page of tree (for errors).
 func (r *Repository) LoadFolderPage(ctx context.Context, tree ID, p PageRef) ([]Message, error) {
-	return loadFolderPage(ctx, tree, p, r.LoadBlob)
+	return loadFolderPage(ctx, tree, p, r.loadTreeBlob)
 }
 
 func loadFolderPage(ctx context.Context, tree ID, p PageRef, load func(context.Context, ID) ([]byte, error)) ([]Message, error) {
@@ -594,7 +608,7 @@ func decodeMessages(msgs []Message) error {
 
 // LoadFilesTree reads a root's list of other files.
 func (r *Repository) LoadFilesTree(ctx context.Context, id ID) (*FilesTree, error) {
-	plain, err := r.LoadBlob(ctx, id)
+	plain, err := r.loadTreeBlob(ctx, id)
 	if err != nil {
 		return nil, err
 	}
