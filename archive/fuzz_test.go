@@ -424,3 +424,42 @@ func mustTree(t testing.TB, v any) []byte {
 	}
 	return raw
 }
+
+// FuzzDecodeMsgIndex: the Message-ID index's root, run and page decoders
+// refuse what they cannot vouch for: a page only with its entry's count
+// and first key, sorted, names exact.
+func FuzzDecodeMsgIndex(f *testing.F) {
+	entries := []msgEntry{
+		{Key: "00a3c1d2e4f50617", Dir: "example.com/alice/Maildir", Unique: "1700000000.M1P2Q3.host"},
+		{Key: "00a3c1d2e4f50617", Dir: "example.com/bob/Maildir\xff", Unique: "u\xfe", Gone: true},
+		{Key: "ff00000000000000", Dir: ".", Unique: "x"},
+	}
+	f.Add(mustTree(f, msgPage{Page: 1, Entries: entries}), 3, "00a3c1d2e4f50617")
+	f.Add(mustTree(f, msgPage{Page: 1, Entries: []msgEntry{entries[2], entries[0]}}), 2, "ff00000000000000")
+	f.Add(mustJSON(f, msgRun{Run: 1, Pages: []msgPageRef{{ID: seedID(1), First: "00", Entries: 256}}}), 0, "")
+	f.Add(mustJSON(f, msgIndexRoot{Index: 1, Runs: []msgRunRef{{ID: seedID(2), Entries: 5}}}), 0, "")
+	f.Fuzz(func(t *testing.T, data []byte, n int, first string) {
+		if root, err := decodeMsgIndexRoot(data); err == nil && root.Index != 1 {
+			t.Fatalf("accepted index format %d", root.Index)
+		}
+		if run, err := decodeMsgRun(data); err == nil {
+			for _, p := range run.Pages {
+				if p.Entries < 1 || p.Entries > msgPageEntries {
+					t.Fatalf("accepted page entry %+v", p)
+				}
+			}
+		}
+		got, err := decodeMsgPage(data, msgPageRef{ID: seedID(3), First: first, Entries: n})
+		if err != nil {
+			return
+		}
+		if len(got) != n || got[0].Key != first {
+			t.Fatalf("page of %d entries accepted for an entry of %d first %q", len(got), n, first)
+		}
+		for i, e := range got {
+			if e.DirRaw != nil || e.UniqueRaw != nil || i > 0 && compareEntries(got[i-1], e) >= 0 {
+				t.Fatalf("accepted entries %+v", got)
+			}
+		}
+	})
+}
