@@ -1,0 +1,84 @@
+package archive
+
+import (
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"testing"
+)
+
+// BenchmarkFolderTree20k: encoding and decoding a 20,000-message folder as
+// one version 1 tree blob and as a version 2 paged tree, and the metadata
+// an incremental stores after a flag change on one message
+// ("new-bytes/op": plaintext of the tree blobs not already stored).
+func BenchmarkFolderTree20k(b *testing.B) {
+	msgs := make([]Message, 20000)
+	for i := range msgs {
+		msgs[i] = Message{Unique: fmt.Sprintf("17000%05d.M%dP1Q1.mx.example.com,S=4096,W=4180", i, i), Flags: "S", MTime: int64(i), Size: 4096,
+			Blobs: []ID{seedID(byte(i)), seedID(byte(i + 1))}, From: []string{"Alice <alice@example.com>"}, To: []string{"bob@example.com"},
+			Subject: "Quarterly report", Date: "2024-01-02T03:04:05Z", MessageID: fmt.Sprintf("%d@example.com", i)}
+	}
+	stored := map[ID][]byte{}
+	save := func(_ context.Context, raw []byte) (ID, error) {
+		id := ID(sha256.Sum256(raw))
+		stored[id] = raw
+		return id, nil
+	}
+	load := func(_ context.Context, id ID) ([]byte, error) { return stored[id], nil }
+	v1 := func() (ID, error) {
+		raw, err := encodeTree(FolderTree{Version: 1, Messages: msgs})
+		if err != nil {
+			return ID{}, err
+		}
+		return save(b.Context(), raw)
+	}
+	v2 := func() (ID, error) { return saveFolderTree(b.Context(), msgs, save) }
+	for _, tc := range []struct {
+		name  string
+		store func() (ID, error)
+	}{{"v1", v1}, {"v2", v2}} {
+		id, err := tc.store()
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run("encode/"+tc.name, func(b *testing.B) {
+			for b.Loop() {
+				if _, err := tc.store(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run("decode/"+tc.name, func(b *testing.B) {
+			for b.Loop() {
+				t, err := loadFolderTree(b.Context(), id, load)
+				if err != nil || len(t.Messages) != len(msgs) {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run("flag-change/"+tc.name, func(b *testing.B) {
+			var newBytes, newBlobs int64
+			for i := 0; b.Loop(); i++ {
+				m := &msgs[(i*7919)%len(msgs)]
+				m.Flags = map[string]string{"S": "FS", "FS": "S"}[m.Flags]
+				before := map[ID]bool{}
+				for id := range stored {
+					before[id] = true
+				}
+				b.StopTimer()
+				b.StartTimer()
+				if _, err := tc.store(); err != nil {
+					b.Fatal(err)
+				}
+				for id, raw := range stored {
+					if !before[id] {
+						newBytes += int64(len(raw))
+						newBlobs++
+					}
+				}
+			}
+			b.ReportMetric(float64(newBytes)/float64(b.N), "new-bytes/op")
+			b.ReportMetric(float64(newBlobs)/float64(b.N), "new-blobs/op")
+		})
+	}
+}
