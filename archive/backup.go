@@ -404,6 +404,7 @@ func (b *backup) userMessages(ctx context.Context, pr *parentRoot, user string) 
 
 func (b *backup) backupRoot(ctx context.Context, absPath, name string) (*SourceRoot, error) {
 	recorded := absPath
+	_, viewed := b.opt.ReadFrom[absPath]
 	if v, ok := b.opt.ReadFrom[absPath]; ok {
 		absPath = v
 	}
@@ -446,17 +447,23 @@ func (b *backup) backupRoot(ctx context.Context, absPath, name string) (*SourceR
 			continue
 		}
 		dir := filepath.Join(absPath, filepath.FromSlash(mb.Dir))
+		listed := time.Now().UnixNano()
+		if viewed {
+			// The view is as the source was when it was taken, before
+			// the backup started; changes after that are in the source.
+			listed = b.start.UnixNano()
+		}
 		cur, curErr := dirStamp(filepath.Join(dir, "cur"))
 		nw, newErr := dirStamp(filepath.Join(dir, "new"))
 		if b.opt.IgnoreInode { // see BackupOptions.IgnoreInode
 			cur, nw = DirStamp{MTime: cur.MTime}, DirStamp{MTime: nw.MTime}
 		}
-		p.entry.Cur, p.entry.New = cur, nw
+		p.entry.Cur, p.entry.New, p.entry.Listed = cur, nw, listed
 		// The tree must still be indexed: prune keeps a tree only with
 		// every blob it names (see planRepack), so an indexed tree is whole.
 		if prev, ok := pr.folders[mb.Dir]; ok && curErr == nil && newErr == nil &&
 			prev.User == mb.User && prev.Folder == mb.Folder && prev.Cur == cur && prev.New == nw &&
-			!b.racy(cur) && !b.racy(nw) && b.r.idx.Has(prev.Tree) {
+			!b.racyFolder(&prev) && b.r.idx.Has(prev.Tree) {
 			p.entry = prev
 			p.reused = true
 			b.foldersUnchanged.Add(1)
@@ -682,6 +689,23 @@ func (b *backup) racy(s DirStamp) bool {
 		return true
 	}
 	return s.MTime >= b.parent.Time.Add(-2*time.Second).UnixNano() || s.CTime >= b.parent.Time.Add(-2*time.Second).UnixNano()
+}
+
+// racyFolder is racy for a parent's folder entry, judged by when that
+// folder was listed (FolderEntry.Listed) where the entry says: a change
+// made more than 2 s before its listing began has a stamp no later
+// change can share. A live server's folders touched during a long backup
+// are then listed again only if touched within 2 s of their own listing.
+//
+// The parent's start bounds the listing time from below (an entry the
+// parent reused from its own parent keeps that one's Listed; an entry
+// without one is judged by the start alone, as before Listed was kept).
+func (b *backup) racyFolder(prev *FolderEntry) bool {
+	if b.parent == nil {
+		return true
+	}
+	limit := max(prev.Listed, b.parent.Time.UnixNano()) - (2 * time.Second).Nanoseconds()
+	return max(prev.Cur.MTime, prev.Cur.CTime, prev.New.MTime, prev.New.CTime) >= limit
 }
 
 func dirStamp(p string) (DirStamp, error) {

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/mailvault/mailvault/archive"
 )
@@ -214,6 +215,70 @@ func TestTreeV1Repository(t *testing.T) {
 				t.Errorf("the first version 2 snapshot restores %d messages, want 1500", len(mailFiles(t, got)))
 			}
 			restoreEqual(t, tr, next.Snapshot, src)
+		})
+	}
+}
+
+// TestRacyByListingTime: an unchanged folder is reused without listing
+// when its stamps are more than 2 s older than the parent's listing of it
+// (FolderEntry.Listed), even when they are within 2 s of the parent's
+// start — a live server's folders touched early in a long backup — and
+// listed again when they are not, or when the parent does not say when it
+// listed them (it is then judged by its start, as before).
+func TestRacyByListingTime(t *testing.T) {
+	src := filepath.Join(t.TempDir(), "mail")
+	md := filepath.Join(src, "example.com", "alice", "Maildir")
+	mailbox(t, md, 1, 2)
+	mailbox(t, filepath.Join(md, ".A"), 3)
+	mailbox(t, filepath.Join(md, ".B"), 4, 5)
+	tr := newTestRepo(t, 0)
+	r := tr.open(t)
+	first := runBackup(t, r, src).Snapshot
+
+	tests := []struct {
+		name      string
+		listedAt  time.Duration // after the folder's newest stamp; 0: not recorded
+		unchanged int64
+	}{
+		{"listed long after the change", time.Hour, 3},
+		{"listed right after the change", time.Second, 0},
+		{"listing time not recorded", 0, 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := r.LoadSnapshot(t.Context(), first.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The parent started just after the folders' last change,
+			// so by its start every folder is racy.
+			var newest int64
+			for i := range s.Roots[0].Folders {
+				f := &s.Roots[0].Folders[i]
+				m := max(f.Cur.MTime, f.Cur.CTime, f.New.MTime, f.New.CTime)
+				newest = max(newest, m)
+				f.Listed = 0
+				if tc.listedAt != 0 {
+					f.Listed = m + tc.listedAt.Nanoseconds()
+				}
+			}
+			s.Time = time.Unix(0, newest).Add(time.Second)
+			parent, err := r.SaveJSONFile(t.Context(), archive.SnapshotFile, s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := tr.open(t).Backup(t.Context(), archive.BackupOptions{Paths: []string{src}, Host: "testhost", Parent: &parent})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := res.Snapshot.Summary; got.FoldersUnchanged != tc.unchanged || got.MessagesNew != 0 || got.Messages != 5 {
+				t.Errorf("%d folders unchanged, %d new of %d messages; want %d unchanged, none new of 5", got.FoldersUnchanged, got.MessagesNew, got.Messages, tc.unchanged)
+			}
+			for _, f := range res.Snapshot.Roots[0].Folders {
+				if f.Listed == 0 {
+					t.Errorf("folder %s: no listing time", f.Folder)
+				}
+			}
 		})
 	}
 }

@@ -234,6 +234,13 @@ type FolderEntry struct {
 	Bytes    int64    `json:"bytes"`
 	Cur      DirStamp `json:"cur"`
 	New      DirStamp `json:"new"`
+	// Listed is when the backup read Cur and New (Unix nanoseconds; for a
+	// source read through a snapshot view, the backup's start). A stamp
+	// more than 2 s older than that cannot be shared by a change the
+	// listing missed, so the next backup may trust it; snapshots without
+	// it are judged by their start time, which for a long backup of a
+	// live server made most folders "racy" and listed again.
+	Listed int64 `json:"listed,omitempty"`
 
 	// UserRaw, FolderRaw and DirRaw: wire form of User, Folder and Dir
 	// when not valid UTF-8 (rawnames.go).
