@@ -7,3 +7,22 @@ import "context"
 func (r *Repository) BackupV1(ctx context.Context, opt BackupOptions) (*BackupResult, error) {
 	return r.backup(ctx, opt, 1)
 }
+
+// MsgIndexSize is the plaintext and stored (compressed) bytes and the
+// number of blobs of the Message-ID index at id.
+func (r *Repository) MsgIndexSize(ctx context.Context, id ID) (plain, stored int64, blobs int, err error) {
+	ids, err := msgIndexBlobs(ctx, id, r.loadTreeBlob, map[ID]struct{}{})
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	for _, b := range ids {
+		raw, err := r.LoadBlob(ctx, b)
+		if err != nil {
+			return 0, 0, 0, err
+		}
+		_, pb, _ := r.idx.Lookup(b)
+		plain += int64(len(raw))
+		stored += int64(pb.Length)
+	}
+	return plain, stored, len(ids), nil
+}

@@ -431,7 +431,7 @@ func (r *Repository) FindMessage(ctx context.Context, root *SourceRoot, messageI
 			}
 			t, ok := trees[f.Tree]
 			if !ok {
-				if t, err = r.LoadFolderPages(ctx, f.Tree); err != nil {
+				if t, err = r.loadFolderPages(ctx, f.Tree); err != nil {
 					return nil, false, err
 				}
 				trees[f.Tree] = t
@@ -445,7 +445,7 @@ func (r *Repository) FindMessage(ctx context.Context, root *SourceRoot, messageI
 				p := t.Pages[j]
 				msgs, ok := pages[p.ID]
 				if !ok {
-					if msgs, err = r.LoadFolderPage(ctx, f.Tree, p); err != nil {
+					if msgs, err = r.loadFolderPageOf(ctx, f.Tree, p); err != nil {
 						return nil, false, err
 					}
 					pages[p.ID] = msgs

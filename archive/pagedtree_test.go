@@ -83,6 +83,13 @@ func TestFlagChangeMetadata(t *testing.T) {
 				t.Fatal(err)
 			}
 			treeBytes, pages := folderTreeBytes(t, r, full.Snapshot.Roots[0].Folders[0].Tree)
+			if idx := full.Snapshot.Roots[0].MessageIndex; idx != nil {
+				plain, stored, blobs, err := r.MsgIndexSize(t.Context(), *idx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Logf("Message-ID index of %d messages: %d blobs, %d bytes, %d stored (%.1f bytes a message)", n, blobs, plain, stored, float64(stored)/n)
+			}
 			// A flag change: one rename in cur/ (the other subtest's
 			// change stays, a second message changes here).
 			old := filepath.Join(cur, fmt.Sprintf("1772445605.M%dP1.host,S=%d:2,S", 1000+i, len(fmt.Sprintf("From: Bob <bob@example.org>\nTo: alice@example.com\nSubject: note %d\nMessage-ID: <n%d@example.org>\nDate: Mon, 2 Mar 2026 10:00:00 +0000\n\nbody %d\n", 1000+i, 1000+i, 1000+i))))

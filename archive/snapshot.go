@@ -487,9 +487,9 @@ func (r *Repository) LoadFolderTree(ctx context.Context, id ID) (*FolderTree, er
 	return loadFolderTree(ctx, id, r.loadTreeBlob)
 }
 
-// LoadFolderPages reads a folder tree blob without its pages: a version 2
+// loadFolderPages reads a folder tree blob without its pages: a version 2
 // tree of more than one page comes back with Pages and no Messages.
-func (r *Repository) LoadFolderPages(ctx context.Context, id ID) (*FolderTree, error) {
+func (r *Repository) loadFolderPages(ctx context.Context, id ID) (*FolderTree, error) {
 	plain, err := r.loadTreeBlob(ctx, id)
 	if err != nil {
 		return nil, err
@@ -501,8 +501,8 @@ func (r *Repository) LoadFolderPages(ctx context.Context, id ID) (*FolderTree, e
 	return t, nil
 }
 
-// LoadFolderPage reads the messages of one page of tree (for errors).
-func (r *Repository) LoadFolderPage(ctx context.Context, tree ID, p PageRef) ([]Message, error) {
+// loadFolderPageOf reads the messages of one page of tree (for errors).
+func (r *Repository) loadFolderPageOf(ctx context.Context, tree ID, p PageRef) ([]Message, error) {
 	return loadFolderPage(ctx, tree, p, r.loadTreeBlob)
 }
 
