@@ -603,7 +603,10 @@ func (b *backup) storeMessageIndex(ctx context.Context, pr *parentRoot, folders 
 		return t.Messages, true
 	}
 	var parentRuns []msgRunRef
-	full := pr.index == nil
+	// As for a reused folder's tree: an indexed index root is whole (prune
+	// keeps a tree blob only with everything it names), one that is not
+	// may have lost its runs to a prune that did not see the parent.
+	full := pr.index == nil || !b.r.idx.Has(*pr.index)
 	if !full {
 		idx, err := loadMsgIndexRoot(ctx, *pr.index, b.loadBlob)
 		if err != nil {
