@@ -518,6 +518,31 @@ func loadFolderPage(ctx context.Context, tree ID, p PageRef, load func(context.C
 	return msgs, nil
 }
 
+// LoadFolderTreeSalvage is LoadFolderTree for a restore that goes on past
+// damage: a page that is damaged or missing is left out and returned in
+// lost, with the other pages' messages in the tree. An error is a tree
+// blob that cannot be read, or a failure that is no damage.
+func (r *Repository) LoadFolderTreeSalvage(ctx context.Context, id ID) (t *FolderTree, lost []PageRef, err error) {
+	if t, err = r.loadFolderPages(ctx, id); err != nil {
+		return nil, nil, err
+	}
+	if len(t.Pages) == 0 {
+		return t, nil, nil
+	}
+	for _, p := range t.Pages {
+		msgs, err := r.loadFolderPageOf(ctx, id, p)
+		if errors.Is(err, ErrCorrupt) || errors.Is(err, ErrNotExist) {
+			lost = append(lost, p)
+			continue
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		t.Messages = append(t.Messages, msgs...)
+	}
+	return t, lost, nil
+}
+
 // loadFolderTree reads tree id and its pages through load (the
 // repository, or a write-only host's parent cache).
 func loadFolderTree(ctx context.Context, id ID, load func(context.Context, ID) ([]byte, error)) (*FolderTree, error) {

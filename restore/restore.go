@@ -83,8 +83,10 @@ type Result struct {
 type Failure struct {
 	// Kind is "message", "file" (not a message: a uid list, a sieve
 	// script ...), "folder" (the folder's list of messages is damaged:
-	// none of them was restored) or "files" (the list of a source root's
-	// other files is damaged: none was restored).
+	// none of them was restored), "folder page" (a page of the folder's
+	// list is damaged: the messages it lists, Err says how many, were
+	// not restored) or "files" (the list of a source root's other files
+	// is damaged: none was restored).
 	Kind string `json:"kind"`
 	// Path is where the message or file would have been, below the
 	// target; for a folder its directory, for "files" the root's.
@@ -327,6 +329,17 @@ func makePlan(ctx context.Context, repo Repository, snap *archive.Snapshot, opt 
 				}
 			} else {
 				t, err := repo.LoadFolderTree(ctx, f.Tree)
+				if sv, ok := repo.(salvager); ok && damaged(err) {
+					// A damaged page of a paged tree costs only the
+					// messages it lists.
+					var lost []archive.PageRef
+					if t, lost, err = sv.LoadFolderTreeSalvage(ctx, f.Tree); err == nil {
+						for _, pg := range lost {
+							p.lost = append(p.lost, Failure{Kind: "folder page", Path: dir, User: f.User, Folder: f.Folder,
+								Err: fmt.Sprintf("page %s of its list (%d messages from %q) is damaged", pg.ID.Short(), pg.Messages, pg.First)})
+						}
+					}
+				}
 				if damaged(err) {
 					// Which messages the folder held is lost with its
 					// tree; the other folders are restored.
@@ -739,6 +752,12 @@ func (e *targetError) Unwrap() error { return e.err }
 // damaged reports whether err from reading a pack means the pack cannot
 // give its blobs (rather than, say, the network being down): it does not
 // authenticate or match its index entries, or it is gone.
+// salvager reads what is left of a paged folder tree with damaged pages
+// (archive.Repository).
+type salvager interface {
+	LoadFolderTreeSalvage(ctx context.Context, id archive.ID) (*archive.FolderTree, []archive.PageRef, error)
+}
+
 // messageFinder is the Message-ID index lookup of archive.Repository.
 type messageFinder interface {
 	FindMessage(ctx context.Context, root *archive.SourceRoot, messageID string) ([]archive.FoundMessage, bool, error)
