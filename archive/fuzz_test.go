@@ -231,10 +231,25 @@ func FuzzDecodeFolderTree(f *testing.F) {
 	for _, m := range []Message{{Unique: "../x", Flags: "S"}, {Unique: "a/b"}, {Unique: "..", New: true}, {Unique: "x", Flags: "/.."}} {
 		f.Add(mustJSON(f, FolderTree{Version: 1, Messages: []Message{m}}))
 	}
+	// Version 2: inline, paged, and the forms it refuses.
+	f.Add(mustTree(f, folderTreeV2{Version: 2, Messages: tree.Messages}))
+	f.Add(mustTree(f, folderTreeV2{Version: 2}))
+	f.Add(mustTree(f, folderTreeV2{Version: 2, Pages: []PageRef{{ID: seedID(4), Messages: 3, First: "a"}, {ID: seedID(5), Messages: 1024, First: "b\xff"}}}))
+	f.Add(mustTree(f, folderTreeV2{Version: 2, Pages: []PageRef{{ID: seedID(4), Messages: 3, First: "a"}}}))
+	f.Add(mustTree(f, folderTreeV2{Version: 2, Pages: []PageRef{{ID: seedID(4), Messages: 0}, {ID: seedID(5), Messages: 1025}}}))
+	f.Add([]byte(`{"version":2,"messages":[{"unique":"a"}],"pages":[{"id":"` + seedID(4).String() + `","messages":1,"first":"a"}]}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		tr, err := decodeFolderTree(data)
 		if err != nil {
 			return
+		}
+		if tr.Version == 1 && len(tr.Pages) > 0 || len(tr.Pages) == 1 || len(tr.Pages) > 0 && len(tr.Messages) > 0 {
+			t.Fatalf("accepted version %d with %d pages and %d messages", tr.Version, len(tr.Pages), len(tr.Messages))
+		}
+		for _, p := range tr.Pages {
+			if p.Messages < 1 || p.Messages > pageMax || p.FirstRaw != nil {
+				t.Fatalf("accepted page entry %+v", p)
+			}
 		}
 		for _, m := range tr.Messages {
 			name := m.FileName()
@@ -248,6 +263,34 @@ func FuzzDecodeFolderTree(f *testing.F) {
 		}
 		if _, err := decodeFolderTree(mustJSON(t, tr)); err != nil {
 			t.Fatalf("re-encoded tree rejected: %v", err)
+		}
+	})
+}
+
+// FuzzDecodeFolderPage: a page blob is accepted only with the count and
+// first unique name its tree entry gives, and only with safe file names.
+func FuzzDecodeFolderPage(f *testing.F) {
+	msgs := []Message{
+		{Unique: "1772445605.M1P2Q3.imap1,S=1234,W=1260", Flags: "FS", MTime: 1772445605e9, Size: 1234, Blobs: []ID{seedID(1), seedID(2)}, MessageID: "a@b"},
+		{Unique: "1772445606.M1P2Q4.imap1\xff", New: true, Size: 10, Blobs: []ID{seedID(3)}},
+	}
+	f.Add(mustTree(f, folderPage{Page: 1, Messages: msgs}), 2, msgs[0].Unique)
+	f.Add(mustTree(f, folderPage{Page: 1, Messages: msgs[1:]}), 1, msgs[1].Unique)
+	f.Add(mustTree(f, folderPage{Page: 1}), 0, "")
+	f.Add(mustTree(f, folderPage{Page: 2, Messages: msgs}), 2, msgs[0].Unique)
+	f.Add(mustTree(f, folderPage{Page: 1, Messages: []Message{{Unique: "../x", Flags: "S"}}}), 1, "../x")
+	f.Fuzz(func(t *testing.T, data []byte, n int, first string) {
+		got, err := decodeFolderPage(data, PageRef{ID: seedID(9), Messages: n, First: first})
+		if err != nil {
+			return
+		}
+		if len(got) != n || n == 0 || got[0].Unique != first {
+			t.Fatalf("page of %d messages first %q accepted for an entry of %d first %q", len(got), got[0].Unique, n, first)
+		}
+		for _, m := range got {
+			if CheckFileName(m.FileName()) != nil || m.UniqueRaw != nil || m.NameRaw != nil {
+				t.Fatalf("accepted message %+v", m)
+			}
 		}
 	})
 }
@@ -439,4 +482,43 @@ func mustTree(t testing.TB, v any) []byte {
 		t.Fatal(err)
 	}
 	return raw
+}
+
+// FuzzDecodeMsgIndex: the Message-ID index's root, run and page decoders
+// refuse what they cannot vouch for: a page only with its entry's count
+// and first key, sorted, names exact.
+func FuzzDecodeMsgIndex(f *testing.F) {
+	entries := []msgEntry{
+		{Key: "00a3c1d2e4f50617", Dir: "example.com/alice/Maildir", Unique: "1700000000.M1P2Q3.host"},
+		{Key: "00a3c1d2e4f50617", Dir: "example.com/bob/Maildir\xff", Unique: "u\xfe", Gone: true},
+		{Key: "ff00000000000000", Dir: ".", Unique: "x"},
+	}
+	f.Add(mustTree(f, msgPage{Page: 1, Entries: entries}), 3, "00a3c1d2e4f50617")
+	f.Add(mustTree(f, msgPage{Page: 1, Entries: []msgEntry{entries[2], entries[0]}}), 2, "ff00000000000000")
+	f.Add(mustJSON(f, msgRun{Run: 1, Pages: []msgPageRef{{ID: seedID(1), First: "00", Entries: 256}}}), 0, "")
+	f.Add(mustJSON(f, msgIndexRoot{Index: 1, Runs: []msgRunRef{{ID: seedID(2), Entries: 5}}}), 0, "")
+	f.Fuzz(func(t *testing.T, data []byte, n int, first string) {
+		if root, err := decodeMsgIndexRoot(data); err == nil && root.Index != 1 {
+			t.Fatalf("accepted index format %d", root.Index)
+		}
+		if run, err := decodeMsgRun(data); err == nil {
+			for _, p := range run.Pages {
+				if p.Entries < 1 || p.Entries > msgPageEntries {
+					t.Fatalf("accepted page entry %+v", p)
+				}
+			}
+		}
+		got, err := decodeMsgPage(data, msgPageRef{ID: seedID(3), First: first, Entries: n})
+		if err != nil {
+			return
+		}
+		if len(got) != n || got[0].Key != first {
+			t.Fatalf("page of %d entries accepted for an entry of %d first %q", len(got), n, first)
+		}
+		for i, e := range got {
+			if e.DirRaw != nil || e.UniqueRaw != nil || i > 0 && compareMsgEntries(got[i-1], e) >= 0 {
+				t.Fatalf("accepted entries %+v", got)
+			}
+		}
+	})
 }

@@ -16,6 +16,7 @@ import (
 	"runtime"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"filippo.io/age"
@@ -111,6 +112,8 @@ type Repository struct {
 	// indexFromFiles makes LoadIndex decode the index files even where a
 	// cached index table would serve (Check).
 	indexFromFiles bool
+
+	treeReads atomic.Int64 // see TreeBlobsRead
 
 	// Pack writing state; see saver.go.
 	saveMu    sync.Mutex
