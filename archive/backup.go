@@ -95,7 +95,9 @@ type backup struct {
 	start  time.Time
 	parent *Snapshot
 	cache  *parentCache // write-only keys only
-	log    *slog.Logger
+	// treeVersion is the folder tree version written (Repository.backup).
+	treeVersion int
+	log         *slog.Logger
 
 	jobs chan job
 	wg   sync.WaitGroup // running workers
@@ -127,10 +129,17 @@ type job struct {
 
 // Backup makes a snapshot of Maildir trees.
 func (r *Repository) Backup(ctx context.Context, opt BackupOptions) (*BackupResult, error) {
+	return r.backup(ctx, opt, folderTreeVersion)
+}
+
+// backup is Backup writing folder trees of the given version: the tests
+// write version 1 (the form older releases wrote) to show that such
+// repositories stay readable and serve as parents.
+func (r *Repository) backup(ctx context.Context, opt BackupOptions, treeVersion int) (*BackupResult, error) {
 	if len(opt.Paths) == 0 {
 		return nil, errors.New("nothing to back up: give at least one path")
 	}
-	b := &backup{r: r, opt: opt, start: time.Now(), log: opt.Logger, bigFiles: make(chan struct{}, 2)}
+	b := &backup{r: r, opt: opt, start: time.Now(), log: opt.Logger, bigFiles: make(chan struct{}, 2), treeVersion: treeVersion}
 	// The repository's counters run over its whole life; the summary is
 	// about this backup only.
 	st0 := r.Stats()
@@ -170,7 +179,9 @@ func (r *Repository) Backup(ctx context.Context, opt BackupOptions) (*BackupResu
 		go b.worker(ctx)
 	}
 
-	snap := &Snapshot{Version: 1, Time: b.start.UTC(), Host: opt.Host, Tags: opt.Tags, Paths: abs, Program: "mailvault"}
+	// Version 2: the snapshot has a Message-ID index, which a release
+	// that does not know it would not keep in a prune.
+	snap := &Snapshot{Version: min(b.treeVersion, 2), Time: b.start.UTC(), Host: opt.Host, Tags: opt.Tags, Paths: abs, Program: "mailvault"}
 	snap.Username = os.Getenv("USER")
 	if b.parent != nil {
 		p := b.parent.ID
@@ -322,10 +333,15 @@ type parentRoot struct {
 	// byUser loads lazily: user → unique → message.
 	byUser map[string]map[string]*Message
 	files  map[string]FileEntry
+	// oldEntries are the Message-ID index entries of the folders whose
+	// trees byUser loaded, by Dir, taken by the folders listed again.
+	oldEntries map[string][]msgEntry
+	// index is the parent root's Message-ID index, if any.
+	index *ID
 }
 
 func (b *backup) loadParentRoot(ctx context.Context, absPath string) (*parentRoot, error) {
-	pr := &parentRoot{folders: map[string]FolderEntry{}, byUser: map[string]map[string]*Message{}, files: map[string]FileEntry{}}
+	pr := &parentRoot{folders: map[string]FolderEntry{}, byUser: map[string]map[string]*Message{}, files: map[string]FileEntry{}, oldEntries: map[string][]msgEntry{}}
 	if b.parent == nil {
 		return pr, nil
 	}
@@ -336,6 +352,7 @@ func (b *backup) loadParentRoot(ctx context.Context, absPath string) (*parentRoo
 		for _, f := range root.Folders {
 			pr.folders[f.Dir] = f
 		}
+		pr.index = root.MessageIndex
 		if !root.Files.IsNull() {
 			ft, err := b.loadFilesTree(ctx, root.Files)
 			if err != nil {
@@ -360,9 +377,12 @@ func (b *backup) userMessages(ctx context.Context, pr *parentRoot, user string) 
 		if f.User != user {
 			continue
 		}
-		t, err := b.loadFolderTree(ctx, f.Tree)
+		t, whole, err := b.loadFolderTree(ctx, f.Tree)
 		if err != nil {
 			return nil, fmt.Errorf("parent snapshot: %w", err)
+		}
+		if whole {
+			pr.oldEntries[f.Dir] = folderEntries(f.Dir, t.Messages)
 		}
 		for i := range t.Messages {
 			msg := &t.Messages[i]
@@ -384,6 +404,7 @@ func (b *backup) userMessages(ctx context.Context, pr *parentRoot, user string) 
 
 func (b *backup) backupRoot(ctx context.Context, absPath, name string) (*SourceRoot, error) {
 	recorded := absPath
+	_, viewed := b.opt.ReadFrom[absPath]
 	if v, ok := b.opt.ReadFrom[absPath]; ok {
 		absPath = v
 	}
@@ -408,6 +429,10 @@ func (b *backup) backupRoot(ctx context.Context, absPath, name string) (*SourceR
 		messages []Message
 		todo     []int // indexes into messages that must be read
 		reused   bool
+		// old and cur are the folder's Message-ID index entries in the
+		// parent (hasOld: known) and now.
+		old, cur []msgEntry
+		hasOld   bool
 	}
 	folders := make([]*pending, 0, len(tree.Mailboxes))
 	for _, mb := range tree.Mailboxes {
@@ -422,17 +447,23 @@ func (b *backup) backupRoot(ctx context.Context, absPath, name string) (*SourceR
 			continue
 		}
 		dir := filepath.Join(absPath, filepath.FromSlash(mb.Dir))
+		listed := time.Now().UnixNano()
+		if viewed {
+			// The view is as the source was when it was taken, before
+			// the backup started; changes after that are in the source.
+			listed = b.start.UnixNano()
+		}
 		cur, curErr := dirStamp(filepath.Join(dir, "cur"))
 		nw, newErr := dirStamp(filepath.Join(dir, "new"))
 		if b.opt.IgnoreInode { // see BackupOptions.IgnoreInode
 			cur, nw = DirStamp{MTime: cur.MTime}, DirStamp{MTime: nw.MTime}
 		}
-		p.entry.Cur, p.entry.New = cur, nw
+		p.entry.Cur, p.entry.New, p.entry.Listed = cur, nw, listed
 		// The tree must still be indexed: prune keeps a tree only with
 		// every blob it names (see planRepack), so an indexed tree is whole.
 		if prev, ok := pr.folders[mb.Dir]; ok && curErr == nil && newErr == nil &&
 			prev.User == mb.User && prev.Folder == mb.Folder && prev.Cur == cur && prev.New == nw &&
-			!b.racy(cur) && !b.racy(nw) && b.r.idx.Has(prev.Tree) {
+			!b.racyFolder(&prev) && b.r.idx.Has(prev.Tree) {
 			p.entry = prev
 			p.reused = true
 			b.foldersUnchanged.Add(1)
@@ -446,12 +477,15 @@ func (b *backup) backupRoot(ctx context.Context, absPath, name string) (*SourceR
 		for u := range pr.byUser {
 			if u != mb.User {
 				delete(pr.byUser, u)
+				clear(pr.oldEntries) // the previous user's unchanged folders'
 			}
 		}
 		parentMsgs, err := b.userMessages(ctx, pr, mb.User)
 		if err != nil {
 			return nil, err
 		}
+		p.old, p.hasOld = pr.oldEntries[mb.Dir]
+		delete(pr.oldEntries, mb.Dir)
 		for _, sub := range []string{"cur", "new"} {
 			if err := b.listMessages(dir, mb.Dir, sub, parentMsgs, &p.messages); err != nil {
 				b.warn(filepath.Join(dir, sub), err)
@@ -516,6 +550,7 @@ func (b *backup) backupRoot(ctx context.Context, absPath, name string) (*SourceR
 				treeErr = err
 				treeMu.Unlock()
 			}
+			p.cur = folderEntries(p.entry.Dir, p.messages)
 			p.messages = nil // in the stored tree now; p.entry names it
 		}()
 	}
@@ -529,10 +564,113 @@ func (b *backup) backupRoot(ctx context.Context, absPath, name string) (*SourceR
 		return nil, treeErr
 	}
 	root.Files = files
+	changes := make([]folderChange, 0, len(folders))
 	for _, p := range folders {
 		root.Folders = append(root.Folders, p.entry)
+		changes = append(changes, folderChange{entry: p.entry, listed: !p.reused, old: p.old, hasOld: p.hasOld, cur: p.cur})
+	}
+	if b.treeVersion == 1 {
+		return root, nil // as releases before the index wrote it
+	}
+	if root.MessageIndex, err = b.storeMessageIndex(ctx, pr, changes); err != nil {
+		return nil, err
 	}
 	return root, nil
+}
+
+// folderChange is what storeMessageIndex needs of a folder: listed again
+// or reused from the parent, and its index entries in the parent (when
+// hasOld) and now.
+type folderChange struct {
+	entry    FolderEntry
+	listed   bool
+	old, cur []msgEntry
+	hasOld   bool
+}
+
+// storeMessageIndex stores the root's Message-ID index: the parent's with
+// a run of what changed, or, when the parent has none, a run of every
+// message. A tree that cannot be read (a write-only host's cache that
+// lost it) leaves the snapshot without an index, rather than with one
+// that misses messages: a restore by Message-ID then reads every tree.
+func (b *backup) storeMessageIndex(ctx context.Context, pr *parentRoot, folders []folderChange) (*ID, error) {
+	strict := func(id ID) ([]Message, bool) {
+		t, err := loadFolderTree(ctx, id, b.loadBlob)
+		if err != nil {
+			b.log.Warn("no Message-ID index in this snapshot: a parent's folder list cannot be read; restores by Message-ID read every folder list", "tree", id.Short(), "err", err)
+			return nil, false
+		}
+		return t.Messages, true
+	}
+	var parentRuns []msgRunRef
+	// As for a reused folder's tree: an indexed index root is whole (prune
+	// keeps a tree blob only with everything it names), one that is not
+	// may have lost its runs to a prune that did not see the parent.
+	full := pr.index == nil || !b.r.idx.Has(*pr.index)
+	if !full {
+		idx, err := loadMsgIndexRoot(ctx, *pr.index, b.loadBlob)
+		if err != nil {
+			b.log.Warn("the parent's Message-ID index cannot be read; building it anew", "index", pr.index.Short(), "err", err)
+			full = true
+		} else {
+			parentRuns = idx.Runs
+		}
+	}
+	var delta []msgEntry
+	present := map[string]bool{}
+	for _, f := range folders {
+		present[f.entry.Dir] = true
+		switch {
+		case full && f.listed:
+			delta = append(delta, f.cur...)
+		case full:
+			msgs, ok := strict(f.entry.Tree)
+			if !ok {
+				return nil, nil
+			}
+			delta = append(delta, folderEntries(f.entry.Dir, msgs)...)
+		case !f.listed:
+			// Unchanged: the parent's index has it.
+		case f.hasOld:
+			delta = append(delta, diffEntries(f.old, f.cur)...)
+		default:
+			var old []msgEntry
+			if prev, ok := pr.folders[f.entry.Dir]; ok {
+				msgs, ok := strict(prev.Tree)
+				if !ok {
+					return nil, nil
+				}
+				old = folderEntries(prev.Dir, msgs)
+			}
+			delta = append(delta, diffEntries(old, f.cur)...)
+		}
+	}
+	if !full {
+		for dir, prev := range pr.folders {
+			if present[dir] {
+				continue
+			}
+			// Gone since the parent: its messages left the index.
+			msgs, ok := strict(prev.Tree)
+			if !ok {
+				return nil, nil
+			}
+			delta = append(delta, diffEntries(folderEntries(dir, msgs), nil)...)
+		}
+	}
+	if !full && len(delta) == 0 {
+		return pr.index, nil
+	}
+	slices.SortFunc(delta, compareMsgEntries)
+	id, err := extendMsgIndex(ctx, parentRuns, delta, b.loadBlob, b.saveTreeBlob)
+	if err != nil {
+		if errors.Is(err, ErrCorrupt) || errors.Is(err, ErrNotExist) {
+			b.log.Warn("no Message-ID index in this snapshot: the parent's cannot be read; restores by Message-ID read every folder list", "err", err)
+			return nil, nil
+		}
+		return nil, fmt.Errorf("store Message-ID index: %w", err)
+	}
+	return &id, nil
 }
 
 // ambiguousParent stands in a user's parent messages for a unique name
@@ -554,6 +692,23 @@ func (b *backup) racy(s DirStamp) bool {
 		return true
 	}
 	return s.MTime >= b.parent.Time.Add(-2*time.Second).UnixNano() || s.CTime >= b.parent.Time.Add(-2*time.Second).UnixNano()
+}
+
+// racyFolder is racy for a parent's folder entry, judged by when that
+// folder was listed (FolderEntry.Listed) where the entry says: a change
+// made more than 2 s before its listing began has a stamp no later
+// change can share. A live server's folders touched during a long backup
+// are then listed again only if touched within 2 s of their own listing.
+//
+// The parent's start bounds the listing time from below (an entry the
+// parent reused from its own parent keeps that one's Listed; an entry
+// without one is judged by the start alone, as before Listed was kept).
+func (b *backup) racyFolder(prev *FolderEntry) bool {
+	if b.parent == nil {
+		return true
+	}
+	limit := max(prev.Listed, b.parent.Time.UnixNano()) - (2 * time.Second).Nanoseconds()
+	return max(prev.Cur.MTime, prev.Cur.CTime, prev.New.MTime, prev.New.CTime) >= limit
 }
 
 func dirStamp(p string) (DirStamp, error) {
@@ -674,15 +829,21 @@ func (b *backup) reuse(m, prev *Message) {
 	}
 }
 
-// storeFolder sorts a folder's messages, stores its tree blob and fills in
-// the entry's totals.
+// storeFolder sorts a folder's messages, stores its tree (and pages) and
+// fills in the entry's totals.
 func (b *backup) storeFolder(ctx context.Context, e *FolderEntry, msgs []Message) error {
 	sort.Slice(msgs, func(i, j int) bool { return msgs[i].Unique < msgs[j].Unique })
 	e.Messages, e.Bytes = int64(len(msgs)), 0
 	for i := range msgs {
 		e.Bytes += msgs[i].Size
 	}
-	id, err := b.saveTree(ctx, FolderTree{Version: 1, Messages: msgs})
+	var id ID
+	var err error
+	if b.treeVersion == 1 {
+		id, err = b.saveTree(ctx, FolderTree{Version: 1, Messages: msgs})
+	} else {
+		id, err = saveFolderTree(ctx, msgs, b.saveTreeBlob)
+	}
 	if err != nil {
 		return fmt.Errorf("store tree of %s/%s: %w", e.User, e.Folder, err)
 	}

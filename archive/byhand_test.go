@@ -2,7 +2,10 @@ package archive_test
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -46,6 +49,11 @@ func TestRecoverByHand(t *testing.T) {
 	msg := "Delivered-To: alice@example.com\r\nFrom: Bob <bob@example.com>\r\nTo: alice@example.com\r\nSubject: numbers\r\nMessage-ID: <q1@example.com>\r\n\r\n" + body
 	writeMaildirMessage(t, src, "example.com/alice/Maildir", "1700000000.M1P1Q1.host,S=1", "S", msg)
 	writeMaildirMessage(t, src, "example.com/carol/Maildir", "1700000000.M1P1Q2.host,S=1", "", strings.Replace(msg, "alice@example.com\r\nFrom", "carol@example.com\r\nFrom", 1))
+	// Enough other mail around it that alice's INBOX tree is paged.
+	for i := range 600 {
+		writeMaildirMessage(t, src, "example.com/alice/Maildir", fmt.Sprintf("%d.M%dP1Q1.host", 1600000000+i%2*200000000, i), "S",
+			fmt.Sprintf("From: x@example.org\r\nMessage-ID: <f%d@example.org>\r\n\r\nfiller %d\r\n", i, i))
+	}
 
 	admin, err := age.GenerateX25519Identity()
 	if err != nil {
@@ -114,7 +122,8 @@ func TestRecoverByHand(t *testing.T) {
 	// 2. The snapshot: alice's INBOX tree.
 	var snap struct {
 		Roots []struct {
-			Folders []struct{ User, Folder, Tree string } `json:"folders"`
+			Folders      []struct{ User, Folder, Dir, Tree string } `json:"folders"`
+			MessageIndex string                                     `json:"message_index"`
 		} `json:"roots"`
 	}
 	mustUnmarshal(t, zstdDecode(ageDecrypt(dataFile, filepath.Join(repoDir, "snapshots", res.Snapshot.ID.String()))), &snap)
@@ -169,18 +178,73 @@ func TestRecoverByHand(t *testing.T) {
 		}
 		return cut
 	}
+
+	// The Message-ID index: the key, then in each run the pages whose
+	// range holds it; the newest run's entry wins.
+	sum := sha256.Sum256([]byte("q1@example.com"))
+	midKey := hex.EncodeToString(sum[:8])
+	var idx struct {
+		Runs []struct{ ID string } `json:"runs"`
+	}
+	mustUnmarshal(t, blob(snap.Roots[0].MessageIndex), &idx)
+	type entry struct {
+		Key, Dir, Unique string
+		Gone             bool
+	}
+	var copies []entry
+	for _, r := range idx.Runs { // one run here: the first backup's
+		var run struct {
+			Pages []struct{ ID, First string } `json:"pages"`
+		}
+		mustUnmarshal(t, blob(r.ID), &run)
+		for i, p := range run.Pages {
+			if p.First > midKey || i+1 < len(run.Pages) && run.Pages[i+1].First < midKey {
+				continue // holds no entry with the key
+			}
+			var pg struct{ Entries []entry }
+			mustUnmarshal(t, blob(p.ID), &pg)
+			for _, e := range pg.Entries {
+				if e.Key == midKey && !e.Gone {
+					copies = append(copies, e)
+				}
+			}
+		}
+	}
+	if len(copies) != 2 || copies[0].Dir != "example.com/alice/Maildir" || copies[0].Unique != "1700000000.M1P1Q1.host,S=1" {
+		t.Fatalf("the index gives %+v for <q1@example.com>, want alice's and carol's copies", copies)
+	}
+
+	// The folder's tree, and its page that holds the unique name: the
+	// last whose first is not after it.
+	type message struct {
+		Unique string   `json:"unique"`
+		Flags  string   `json:"flags"`
+		Blobs  []string `json:"blobs"`
+	}
 	var tree struct {
-		Messages []struct {
-			Unique string   `json:"unique"`
-			Flags  string   `json:"flags"`
-			Blobs  []string `json:"blobs"`
-		} `json:"messages"`
+		Messages []message                    `json:"messages"`
+		Pages    []struct{ ID, First string } `json:"pages"`
 	}
 	mustUnmarshal(t, blob(treeID), &tree)
-	if len(tree.Messages) != 1 {
-		t.Fatalf("want 1 message in alice's INBOX, got %d", len(tree.Messages))
+	if len(tree.Pages) < 2 {
+		t.Fatalf("want alice's INBOX tree paged, got %d pages and %d messages", len(tree.Pages), len(tree.Messages))
 	}
-	m := tree.Messages[0]
+	page := ""
+	for _, p := range tree.Pages {
+		if p.First <= copies[0].Unique {
+			page = p.ID
+		}
+	}
+	var pg struct {
+		Messages []message `json:"messages"`
+	}
+	mustUnmarshal(t, blob(page), &pg)
+	var m message
+	for _, pm := range pg.Messages {
+		if pm.Unique == copies[0].Unique {
+			m = pm
+		}
+	}
 	var got []byte
 	for _, id := range m.Blobs {
 		got = append(got, blob(id)...)

@@ -56,6 +56,10 @@ func (r *Repository) Check(ctx context.Context, opt CheckOptions) (*CheckResult,
 		return nil, fmt.Errorf("check: %w", ErrWriteOnly)
 	}
 	res := &CheckResult{}
+	// Check reads every index file, so that damage to one is reported
+	// even where the cached index table would have served (the table is
+	// written afresh from what it reads).
+	r.indexFromFiles = true
 	unindexed, err := r.LoadIndex(ctx)
 	if err != nil {
 		return nil, err
@@ -185,6 +189,20 @@ func (r *Repository) walkSnapshots(ctx context.Context, res *CheckResult) (map[I
 			}
 		}
 		for _, root := range snap.Roots {
+			if idx := root.MessageIndex; idx != nil {
+				where := fmt.Sprintf("snapshot %s Message-ID index of %s", sid.Short(), root.Path)
+				if !loadedTrees[*idx] {
+					ids, err := r.msgIndexAll(ctx, *idx)
+					if err != nil {
+						res.Errors = append(res.Errors, Problem{Object: "message index " + idx.String(), Err: err.Error(), Affected: []string{where}})
+					} else {
+						loadedTrees[*idx] = true
+					}
+					for _, id := range ids {
+						refs[id] = append(refs[id], where)
+					}
+				}
+			}
 			for _, f := range root.Folders {
 				where := fmt.Sprintf("snapshot %s %s/%s", sid.Short(), f.User, f.Folder)
 				refs[f.Tree] = append(refs[f.Tree], where+" (folder list)")
@@ -197,6 +215,9 @@ func (r *Repository) walkSnapshots(ctx context.Context, res *CheckResult) (map[I
 					continue
 				}
 				loadedTrees[f.Tree] = true
+				for _, p := range t.Pages {
+					refs[p.ID] = append(refs[p.ID], where+" (folder list page)")
+				}
 				for _, m := range t.Messages {
 					who := where + "/" + m.Unique + describeMessage(&m)
 					for _, b := range m.Blobs {

@@ -207,6 +207,16 @@ func Copy(ctx context.Context, from, to *Repository, snapshots []ID, progress fu
 func (r *Repository) snapshotBlobs(ctx context.Context, s *Snapshot, walked map[ID]struct{}) ([]ID, error) {
 	var need []ID
 	for _, root := range s.Roots {
+		if idx := root.MessageIndex; idx != nil {
+			if _, ok := walked[*idx]; !ok {
+				ids, err := msgIndexBlobs(ctx, *idx, r.loadTreeBlob, walked)
+				if err != nil {
+					return nil, err
+				}
+				walked[*idx] = struct{}{}
+				need = append(need, ids...)
+			}
+		}
 		if !root.Files.IsNull() {
 			if _, ok := walked[root.Files]; !ok {
 				t, err := r.LoadFilesTree(ctx, root.Files)
@@ -230,6 +240,9 @@ func (r *Repository) snapshotBlobs(ctx context.Context, s *Snapshot, walked map[
 			}
 			walked[f.Tree] = struct{}{}
 			need = append(need, f.Tree)
+			for _, p := range t.Pages {
+				need = append(need, p.ID)
+			}
 			for _, m := range t.Messages {
 				need = append(need, m.Blobs...)
 			}

@@ -7,8 +7,10 @@ import (
 	"path"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"filippo.io/age"
@@ -52,6 +54,17 @@ func FuzzDecodeIndex(f *testing.F) {
 	}}))
 	f.Add(mustJSON(f, IndexFileContent{Version: 1}))
 	f.Add([]byte(`{"version":1,"packs":[{"id":"` + seedID(5).String() + `","blobs":[{"id":"` + seedID(6).String() + `","type":"data","offset":4294967295,"length":4294967295,"raw_length":1,"compression":"none"}]}]}`))
+	var many IndexFileContent
+	many.Version = 1
+	for i := range 3 {
+		p := IndexPack{ID: seedID(byte(10 + i))}
+		for j := range 12 {
+			p.Blobs = append(p.Blobs, PackedBlob{ID: seedID(byte(100 + 20*i + j)), Type: BlobType(j % 2), Offset: uint32(1000 * j), Length: 1000, RawLength: 3000, Compression: Zstd})
+		}
+		many.Packs = append(many.Packs, p)
+	}
+	many.Supersedes = []ID{seedID(7), seedID(8)}
+	f.Add(mustJSON(f, many)) // longer than the streaming parser's window
 	f.Add([]byte(`{"version":2}`))
 	f.Add([]byte(`null`))
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -64,9 +77,43 @@ func FuzzDecodeIndex(f *testing.F) {
 				t.Fatalf("fast and encoding/json decoders disagree:\n%+v\n%+v", fast, slow)
 			}
 		}
+		// The streaming parser (LoadIndex's), fed a few bytes at a time
+		// through its smallest window, reads what parseIndexFast reads.
+		var whole, streamed []any
+		collect := func(out *[]any) indexVisitor {
+			return indexVisitor{
+				pack:       func(id ID) { *out = append(*out, "pack", id) },
+				blob:       func(b PackedBlob) { *out = append(*out, b) },
+				supersedes: func(id ID) { *out = append(*out, "supersedes", id) },
+			}
+		}
+		okWhole := parseIndexFast(data, collect(&whole))
+		okStream, serr := parseIndexStream(iotest.HalfReader(bytes.NewReader(data)), 0, collect(&streamed))
+		if serr != nil || okWhole != okStream || (okWhole && !reflect.DeepEqual(whole, streamed)) {
+			t.Fatalf("streaming parser: %v %v, whole: %v\n%v\n%v", okStream, serr, okWhole, streamed, whole)
+		}
+
 		ic, err := decodeIndex(data)
+		// LoadIndex's builder, which decodes straight into its table,
+		// accepts exactly what decodeIndex accepts, and finds the same.
+		bx := newIndex()
+		b := indexBuilder{x: bx}
+		sup, berr := b.add(ID{1}, data)
+		if (err == nil) != (berr == nil) {
+			t.Fatalf("decodeIndex: %v; builder: %v", err, berr)
+		}
 		if err != nil {
 			return
+		}
+		if !slices.Equal(sup, ic.Supersedes) {
+			t.Fatalf("builder read supersedes %v, want %v", sup, ic.Supersedes)
+		}
+		b.finish(map[ID]bool{{1}: true})
+		seen := map[ID]int{}
+		for _, p := range ic.Packs {
+			for _, b := range p.Blobs {
+				seen[b.ID]++
+			}
 		}
 		x := newIndex()
 		for _, p := range ic.Packs {
@@ -85,7 +132,18 @@ func FuzzDecodeIndex(f *testing.F) {
 				if _, _, ok := x.Lookup(b.ID); !ok {
 					t.Fatalf("blob %s not found after adding", b.ID)
 				}
+				// Of a blob listed twice, the builder keeps the place
+				// in the pack first listed, at the lower offset; addPack
+				// the first place read: compare the places of blobs
+				// listed once.
+				wp, wb, _ := x.Lookup(b.ID)
+				if gp, gb, ok := bx.Lookup(b.ID); !ok || (seen[b.ID] == 1 && (gp != wp || gb != wb)) {
+					t.Fatalf("blob %s: builder has %v %+v %v, addPack %v %+v", b.ID, gp, gb, ok, wp, wb)
+				}
 			}
+		}
+		if bx.Len() != x.Len() {
+			t.Fatalf("builder holds %d blobs, addPack %d", bx.Len(), x.Len())
 		}
 		// What is accepted re-encodes to an index that decodes the same.
 		again, err := decodeIndex(mustJSON(t, ic))
@@ -173,10 +231,25 @@ func FuzzDecodeFolderTree(f *testing.F) {
 	for _, m := range []Message{{Unique: "../x", Flags: "S"}, {Unique: "a/b"}, {Unique: "..", New: true}, {Unique: "x", Flags: "/.."}} {
 		f.Add(mustJSON(f, FolderTree{Version: 1, Messages: []Message{m}}))
 	}
+	// Version 2: inline, paged, and the forms it refuses.
+	f.Add(mustTree(f, folderTreeV2{Version: 2, Messages: tree.Messages}))
+	f.Add(mustTree(f, folderTreeV2{Version: 2}))
+	f.Add(mustTree(f, folderTreeV2{Version: 2, Pages: []PageRef{{ID: seedID(4), Messages: 3, First: "a"}, {ID: seedID(5), Messages: 1024, First: "b\xff"}}}))
+	f.Add(mustTree(f, folderTreeV2{Version: 2, Pages: []PageRef{{ID: seedID(4), Messages: 3, First: "a"}}}))
+	f.Add(mustTree(f, folderTreeV2{Version: 2, Pages: []PageRef{{ID: seedID(4), Messages: 0}, {ID: seedID(5), Messages: 1025}}}))
+	f.Add([]byte(`{"version":2,"messages":[{"unique":"a"}],"pages":[{"id":"` + seedID(4).String() + `","messages":1,"first":"a"}]}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		tr, err := decodeFolderTree(data)
 		if err != nil {
 			return
+		}
+		if tr.Version == 1 && len(tr.Pages) > 0 || len(tr.Pages) == 1 || len(tr.Pages) > 0 && len(tr.Messages) > 0 {
+			t.Fatalf("accepted version %d with %d pages and %d messages", tr.Version, len(tr.Pages), len(tr.Messages))
+		}
+		for _, p := range tr.Pages {
+			if p.Messages < 1 || p.Messages > pageMax || p.FirstRaw != nil {
+				t.Fatalf("accepted page entry %+v", p)
+			}
 		}
 		for _, m := range tr.Messages {
 			name := m.FileName()
@@ -190,6 +263,34 @@ func FuzzDecodeFolderTree(f *testing.F) {
 		}
 		if _, err := decodeFolderTree(mustJSON(t, tr)); err != nil {
 			t.Fatalf("re-encoded tree rejected: %v", err)
+		}
+	})
+}
+
+// FuzzDecodeFolderPage: a page blob is accepted only with the count and
+// first unique name its tree entry gives, and only with safe file names.
+func FuzzDecodeFolderPage(f *testing.F) {
+	msgs := []Message{
+		{Unique: "1772445605.M1P2Q3.imap1,S=1234,W=1260", Flags: "FS", MTime: 1772445605e9, Size: 1234, Blobs: []ID{seedID(1), seedID(2)}, MessageID: "a@b"},
+		{Unique: "1772445606.M1P2Q4.imap1\xff", New: true, Size: 10, Blobs: []ID{seedID(3)}},
+	}
+	f.Add(mustTree(f, folderPage{Page: 1, Messages: msgs}), 2, msgs[0].Unique)
+	f.Add(mustTree(f, folderPage{Page: 1, Messages: msgs[1:]}), 1, msgs[1].Unique)
+	f.Add(mustTree(f, folderPage{Page: 1}), 0, "")
+	f.Add(mustTree(f, folderPage{Page: 2, Messages: msgs}), 2, msgs[0].Unique)
+	f.Add(mustTree(f, folderPage{Page: 1, Messages: []Message{{Unique: "../x", Flags: "S"}}}), 1, "../x")
+	f.Fuzz(func(t *testing.T, data []byte, n int, first string) {
+		got, err := decodeFolderPage(data, PageRef{ID: seedID(9), Messages: n, First: first})
+		if err != nil {
+			return
+		}
+		if len(got) != n || n == 0 || got[0].Unique != first {
+			t.Fatalf("page of %d messages first %q accepted for an entry of %d first %q", len(got), got[0].Unique, n, first)
+		}
+		for _, m := range got {
+			if CheckFileName(m.FileName()) != nil || m.UniqueRaw != nil || m.NameRaw != nil {
+				t.Fatalf("accepted message %+v", m)
+			}
 		}
 	})
 }
@@ -311,6 +412,7 @@ func normalizeIndex(ic *IndexFileContent) IndexFileContent {
 		np.Blobs = append(np.Blobs, p.Blobs...)
 		out.Packs = append(out.Packs, np)
 	}
+	out.Supersedes = append(out.Supersedes, ic.Supersedes...)
 	return out
 }
 
@@ -380,4 +482,43 @@ func mustTree(t testing.TB, v any) []byte {
 		t.Fatal(err)
 	}
 	return raw
+}
+
+// FuzzDecodeMsgIndex: the Message-ID index's root, run and page decoders
+// refuse what they cannot vouch for: a page only with its entry's count
+// and first key, sorted, names exact.
+func FuzzDecodeMsgIndex(f *testing.F) {
+	entries := []msgEntry{
+		{Key: "00a3c1d2e4f50617", Dir: "example.com/alice/Maildir", Unique: "1700000000.M1P2Q3.host"},
+		{Key: "00a3c1d2e4f50617", Dir: "example.com/bob/Maildir\xff", Unique: "u\xfe", Gone: true},
+		{Key: "ff00000000000000", Dir: ".", Unique: "x"},
+	}
+	f.Add(mustTree(f, msgPage{Page: 1, Entries: entries}), 3, "00a3c1d2e4f50617")
+	f.Add(mustTree(f, msgPage{Page: 1, Entries: []msgEntry{entries[2], entries[0]}}), 2, "ff00000000000000")
+	f.Add(mustJSON(f, msgRun{Run: 1, Pages: []msgPageRef{{ID: seedID(1), First: "00", Entries: 256}}}), 0, "")
+	f.Add(mustJSON(f, msgIndexRoot{Index: 1, Runs: []msgRunRef{{ID: seedID(2), Entries: 5}}}), 0, "")
+	f.Fuzz(func(t *testing.T, data []byte, n int, first string) {
+		if root, err := decodeMsgIndexRoot(data); err == nil && root.Index != 1 {
+			t.Fatalf("accepted index format %d", root.Index)
+		}
+		if run, err := decodeMsgRun(data); err == nil {
+			for _, p := range run.Pages {
+				if p.Entries < 1 || p.Entries > msgPageEntries {
+					t.Fatalf("accepted page entry %+v", p)
+				}
+			}
+		}
+		got, err := decodeMsgPage(data, msgPageRef{ID: seedID(3), First: first, Entries: n})
+		if err != nil {
+			return
+		}
+		if len(got) != n || got[0].Key != first {
+			t.Fatalf("page of %d entries accepted for an entry of %d first %q", len(got), n, first)
+		}
+		for i, e := range got {
+			if e.DirRaw != nil || e.UniqueRaw != nil || i > 0 && compareMsgEntries(got[i-1], e) >= 0 {
+				t.Fatalf("accepted entries %+v", got)
+			}
+		}
+	})
 }

@@ -1,9 +1,15 @@
 package archive
 
 import (
+	"bytes"
+	"cmp"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"math/bits"
+	"slices"
 	"sync"
+	"sync/atomic"
 )
 
 // IndexFileContent is the JSON of an index file: which blobs each pack
@@ -58,53 +64,276 @@ func validateIndex(ic *IndexFileContent) error {
 	return nil
 }
 
-// location is where a blob is stored; pack is an index into Index.packs
-// to keep the in-memory entry small (a million blobs cost ~80 MB).
-type location struct {
-	pack        uint32
-	offset      uint32
-	length      uint32
-	rawLength   uint32
-	typ         BlobType
-	compression Compression
+// indexEntry is one blob's place: 48 bytes, no pointers, so a table of
+// them is one allocation the garbage collector never scans, and its bytes
+// are exactly the cached table's on-disk entries (docs/FORMAT.md "Local
+// cache"). The pack is an ordinal into Index.packs; its two top bits carry
+// the blob's type and compression, which need one bit each.
+type indexEntry struct {
+	id        ID
+	pack      uint32
+	offset    uint32
+	length    uint32
+	rawLength uint32
 }
 
-// Index maps blob IDs to their places in packs. It is safe for concurrent use.
+const (
+	entryTree    = 1 << 31
+	entryZstd    = 1 << 30
+	entryOrdMask = entryZstd - 1
+	// maxPacks bounds the pack ordinals the entry can hold (a billion
+	// packs of 16 MiB would be 16 PiB).
+	maxPacks = entryOrdMask + 1
+)
+
+func makeEntry(ord uint32, b PackedBlob) indexEntry {
+	p := ord
+	if b.Type == TreeBlob {
+		p |= entryTree
+	}
+	if b.Compression == Zstd {
+		p |= entryZstd
+	}
+	return indexEntry{id: b.ID, pack: p, offset: b.Offset, length: b.Length, rawLength: b.RawLength}
+}
+
+func (e *indexEntry) ord() uint32 { return e.pack & entryOrdMask }
+
+func (e *indexEntry) blob() PackedBlob {
+	b := PackedBlob{ID: e.id, Type: DataBlob, Offset: e.offset, Length: e.length, RawLength: e.rawLength, Compression: Uncompressed}
+	if e.pack&entryTree != 0 {
+		b.Type = TreeBlob
+	}
+	if e.pack&entryZstd != 0 {
+		b.Compression = Zstd
+	}
+	return b
+}
+
+// compareEntries orders a table: by blob ID, then by pack ordinal and
+// offset, so that of a blob stored twice the place in the pack read first
+// comes first and is the one kept.
+func compareEntries(a, b indexEntry) int {
+	return cmp.Or(bytes.Compare(a.id[:], b.id[:]), cmp.Compare(a.ord(), b.ord()), cmp.Compare(a.offset, b.offset))
+}
+
+// sortTable sorts entries and drops all but the first place of each blob,
+// in place.
+func sortTable(t []indexEntry) []indexEntry {
+	slices.SortFunc(t, compareEntries)
+	return slices.CompactFunc(t, func(a, b indexEntry) bool { return a.id == b.id })
+}
+
+// overlayMax is how many blobs addPack keeps in its map before they are
+// sorted into a table of their own: a map entry costs about 100 bytes, a
+// table entry 48.
+const overlayMax = 1 << 16
+
+// maxHeapLayers is how many tables built in memory may pile up (one per
+// overlayMax blobs a backup adds) before they are merged into one, so that
+// a lookup searches a bounded number of tables.
+const maxHeapLayers = 4
+
+// Index maps blob IDs to their places in packs. It is safe for concurrent
+// use.
+//
+// The blobs live in a few sorted tables of 48-byte entries (layers),
+// searched by binary search within the bucket of the ID's first bits; no
+// two layers hold the same blob. The first layer is the index as loaded:
+// built by LoadIndex one index file at a time, or mapped read-only from
+// the local cache's table file (indextable.go), in which case it is not
+// on the Go heap at all and the files listed since make a second. Blobs
+// added afterwards (a backup's new packs, adopted packs) go to a small
+// map, sorted into a further layer every overlayMax blobs.
 type Index struct {
 	mu      sync.RWMutex
-	blobs   map[ID]location
+	layers  []layer
+	mapped  bool // layers[0] is a read-only mapping of the cached table
+	inLayer int  // blobs in layers
+	overlay map[ID]indexEntry
 	packs   []ID
 	packIdx map[ID]uint32
 	// files are the index files loaded; a pack they do not mention is
 	// "unindexed" (left by an interrupted backup) and gets adopted.
 	files map[ID]struct{}
+
+	stats indexCounters
+}
+
+// indexCounters count the work of building and searching the index, for
+// tests and benchmarks that assert how much an operation touched.
+type indexCounters struct {
+	decoded atomic.Int64 // entries parsed from index files
+	lookups atomic.Int64 // blobs looked up (Has, Lookup, addPack)
+	probed  atomic.Int64 // table entries compared by searches (lookups; at load, new files' blobs against the table)
+}
+
+// IndexStats is what an index has done since it was made.
+type IndexStats struct {
+	// Decoded is the number of blob entries parsed from the
+	// repository's index files (zero when the cached table served).
+	Decoded int64
+	// Lookups is the number of blobs looked up (Has, Lookup, addPack).
+	Lookups int64
+	// Probed is the number of table entries compared by searches:
+	// lookups, and at load those of the blobs of files decoded on top of
+	// a cached table.
+	Probed int64
+	// Mapped reports whether the loaded tables are the cached file,
+	// mapped into memory rather than held on the Go heap.
+	Mapped bool
+}
+
+// Stats returns the index's counters.
+func (x *Index) Stats() IndexStats {
+	x.mu.RLock()
+	mapped := x.mapped
+	x.mu.RUnlock()
+	return IndexStats{Decoded: x.stats.decoded.Load(), Lookups: x.stats.lookups.Load(), Probed: x.stats.probed.Load(), Mapped: mapped}
 }
 
 func newIndex() *Index {
-	return &Index{blobs: make(map[ID]location), packIdx: make(map[ID]uint32), files: make(map[ID]struct{})}
+	return &Index{overlay: make(map[ID]indexEntry), packIdx: make(map[ID]uint32), files: make(map[ID]struct{})}
+}
+
+// packOrdinal returns the ordinal of a pack, adding it if new. The caller
+// holds x.mu for writing.
+func (x *Index) packOrdinal(pack ID) uint32 {
+	pi, ok := x.packIdx[pack]
+	if !ok {
+		if len(x.packs) >= maxPacks {
+			panic("archive: more than 2^30 packs in one index")
+		}
+		pi = uint32(len(x.packs))
+		x.packs = append(x.packs, pack)
+		x.packIdx[pack] = pi
+	}
+	return pi
 }
 
 func (x *Index) addPack(pack ID, blobs []PackedBlob) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	pi, ok := x.packIdx[pack]
-	if !ok {
-		pi = uint32(len(x.packs))
-		x.packs = append(x.packs, pack)
-		x.packIdx[pack] = pi
-	}
+	pi := x.packOrdinal(pack)
 	for _, b := range blobs {
-		if _, dup := x.blobs[b.ID]; dup {
+		if _, ok := x.find(b.ID); ok {
 			continue // the same blob in two packs (concurrent backups); either copy serves
 		}
-		x.blobs[b.ID] = location{pi, b.Offset, b.Length, b.RawLength, b.Type, b.Compression}
+		x.overlay[b.ID] = makeEntry(pi, b)
 	}
+	if len(x.overlay) >= overlayMax {
+		x.sealOverlay()
+	}
+}
+
+// sealOverlay sorts the overlay into a layer of its own, merging the
+// layers built in memory when too many have piled up. The caller holds
+// x.mu for writing.
+func (x *Index) sealOverlay() {
+	t := make([]indexEntry, 0, len(x.overlay))
+	for _, e := range x.overlay {
+		t = append(t, e)
+	}
+	slices.SortFunc(t, compareEntries)
+	x.layers = append(x.layers, newLayer(t))
+	x.inLayer += len(t)
+	clear(x.overlay)
+	first := 0
+	if x.mapped {
+		first = 1
+	}
+	if len(x.layers)-first <= maxHeapLayers {
+		return
+	}
+	// Layers are disjoint, so merging is concatenating and sorting.
+	var n int
+	for _, l := range x.layers[first:] {
+		n += len(l.t)
+	}
+	merged := make([]indexEntry, 0, n)
+	for _, l := range x.layers[first:] {
+		merged = append(merged, l.t...)
+	}
+	slices.SortFunc(merged, compareEntries)
+	x.layers = append(x.layers[:first], newLayer(merged))
+}
+
+// layer is one sorted table and its directory: dir[b] is the position of
+// the first entry whose ID's top bits are b or more. Blob IDs are keyed
+// hashes, evenly spread, so with about 16 entries per bucket a lookup
+// compares ~5 entries instead of log2(n) (~20 at a million): fewer cache
+// misses, and fewer pages of a mapped table touched. The directory costs
+// a quarter byte a blob.
+type layer struct {
+	t    []indexEntry
+	dir  []uint32
+	bits uint
+}
+
+// maxDirBits bounds the directory: 2^22 buckets (16 MiB) serve 64 M
+// blobs at 16 a bucket.
+const maxDirBits = 22
+
+func newLayer(t []indexEntry) layer {
+	l := layer{t: t, bits: uint(min(max(bits.Len(uint(len(t)))-4, 0), maxDirBits))}
+	l.dir = make([]uint32, 1<<l.bits+1)
+	b := 0
+	for i := range t {
+		for top := l.top(&t[i].id); b <= top; b++ {
+			l.dir[b] = uint32(i)
+		}
+	}
+	for ; b < len(l.dir); b++ {
+		l.dir[b] = uint32(len(t))
+	}
+	return l
+}
+
+// top returns the bucket of an ID: its first bits.
+func (l *layer) top(id *ID) int {
+	return int(binary.BigEndian.Uint32(id[:4]) >> (32 - l.bits) & (1<<l.bits - 1))
+}
+
+// search finds id in one layer.
+func (x *Index) search(l *layer, id ID) (indexEntry, bool) {
+	b := l.top(&id)
+	t := l.t[:l.dir[b+1]]
+	lo, hi := int(l.dir[b]), len(t)
+	var probes int64
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		probes++
+		switch c := bytes.Compare(t[m].id[:], id[:]); {
+		case c == 0:
+			x.stats.probed.Add(probes)
+			return t[m], true
+		case c < 0:
+			lo = m + 1
+		default:
+			hi = m
+		}
+	}
+	x.stats.probed.Add(probes)
+	return indexEntry{}, false
+}
+
+// find looks a blob up in every layer and the overlay. The caller holds
+// x.mu.
+func (x *Index) find(id ID) (indexEntry, bool) {
+	x.stats.lookups.Add(1)
+	for i := range x.layers {
+		if e, ok := x.search(&x.layers[i], id); ok {
+			return e, true
+		}
+	}
+	e, ok := x.overlay[id]
+	return e, ok
 }
 
 // Has reports whether a blob is stored.
 func (x *Index) Has(id ID) bool {
 	x.mu.RLock()
-	_, ok := x.blobs[id]
+	_, ok := x.find(id)
 	x.mu.RUnlock()
 	return ok
 }
@@ -113,11 +342,11 @@ func (x *Index) Has(id ID) bool {
 func (x *Index) Lookup(id ID) (pack ID, b PackedBlob, ok bool) {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
-	l, ok := x.blobs[id]
+	e, ok := x.find(id)
 	if !ok {
 		return ID{}, PackedBlob{}, false
 	}
-	return x.packs[l.pack], PackedBlob{ID: id, Type: l.typ, Offset: l.offset, Length: l.length, RawLength: l.rawLength, Compression: l.compression}, true
+	return x.packs[e.ord()], e.blob(), true
 }
 
 // HasPack reports whether the index knows a pack.
@@ -139,7 +368,7 @@ func (x *Index) Packs() []ID {
 func (x *Index) Len() int {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
-	return len(x.blobs)
+	return x.inLayer + len(x.overlay)
 }
 
 // PackBlobs returns, per pack, the blobs the index places there.
@@ -147,9 +376,17 @@ func (x *Index) PackBlobs() map[ID][]PackedBlob {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
 	out := make(map[ID][]PackedBlob, len(x.packs))
-	for id, l := range x.blobs {
-		p := x.packs[l.pack]
-		out[p] = append(out[p], PackedBlob{ID: id, Type: l.typ, Offset: l.offset, Length: l.length, RawLength: l.rawLength, Compression: l.compression})
+	add := func(e *indexEntry) {
+		p := x.packs[e.ord()]
+		out[p] = append(out[p], e.blob())
+	}
+	for _, l := range x.layers {
+		for i := range l.t {
+			add(&l.t[i])
+		}
+	}
+	for _, e := range x.overlay {
+		add(&e)
 	}
 	return out
 }

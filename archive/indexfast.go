@@ -3,6 +3,7 @@ package archive
 import (
 	"bytes"
 	"encoding/hex"
+	"io"
 )
 
 // decodeIndexFast parses an index file in exactly the compact form this
@@ -13,75 +14,169 @@ import (
 // false, and decodeIndex falls back to encoding/json. FuzzDecodeIndex
 // checks that both agree wherever this accepts.
 func decodeIndexFast(b []byte) (ic *IndexFileContent, ok bool) {
-	p := fastParser{b: b}
-	if !p.lit(`{"version":1,"packs":[`) {
-		return nil, false
-	}
 	ic = &IndexFileContent{Version: 1, Packs: []IndexPack{}}
-	if p.lit(`]}`) {
-		return ic, p.done()
-	}
-	for {
-		var pack IndexPack
-		if !p.lit(`{"id":"`) || !p.id(&pack.ID) || !p.lit(`","blobs":[`) {
-			return nil, false
-		}
-		pack.Blobs = []PackedBlob{}
-		if !p.lit(`]`) {
-			for {
-				var bl PackedBlob
-				if !p.lit(`{"id":"`) || !p.id(&bl.ID) || !p.lit(`","type":"`) {
-					return nil, false
-				}
-				switch {
-				case p.lit(`data"`):
-					bl.Type = DataBlob
-				case p.lit(`tree"`):
-					bl.Type = TreeBlob
-				default:
-					return nil, false
-				}
-				if !p.lit(`,"offset":`) || !p.u32(&bl.Offset) ||
-					!p.lit(`,"length":`) || !p.u32(&bl.Length) ||
-					!p.lit(`,"raw_length":`) || !p.u32(&bl.RawLength) ||
-					!p.lit(`,"compression":"`) {
-					return nil, false
-				}
-				switch {
-				case p.lit(`zstd"}`):
-					bl.Compression = Zstd
-				case p.lit(`none"}`):
-					bl.Compression = Uncompressed
-				default:
-					return nil, false
-				}
-				pack.Blobs = append(pack.Blobs, bl)
-				if p.lit(`,`) {
-					continue
-				}
-				if p.lit(`]`) {
-					break
-				}
-				return nil, false
-			}
-		}
-		if !p.lit(`}`) {
-			return nil, false
-		}
-		ic.Packs = append(ic.Packs, pack)
-		if p.lit(`,`) {
-			continue
-		}
-		if p.lit(`]}`) {
-			return ic, p.done()
-		}
+	ok = parseIndexFast(b, indexVisitor{
+		pack: func(id ID) { ic.Packs = append(ic.Packs, IndexPack{ID: id, Blobs: []PackedBlob{}}) },
+		blob: func(bl PackedBlob) {
+			p := &ic.Packs[len(ic.Packs)-1]
+			p.Blobs = append(p.Blobs, bl)
+		},
+		supersedes: func(id ID) { ic.Supersedes = append(ic.Supersedes, id) },
+	})
+	if !ok {
 		return nil, false
 	}
+	return ic, true
+}
+
+// indexVisitor receives what parseIndexFast reads, in file order: each
+// pack, then its blobs.
+type indexVisitor struct {
+	pack       func(ID)
+	blob       func(PackedBlob)
+	supersedes func(ID)
+}
+
+// parseIndexFast reads the compact form decodeIndexFast describes and
+// hands each pack and blob to v as it is read, so that LoadIndex puts
+// them straight into its table without an IndexFileContent. On false, v
+// may have seen part of the file: the caller discards what it got.
+func parseIndexFast(b []byte, v indexVisitor) bool {
+	p := fastParser{b: b}
+	return p.index(v)
+}
+
+// parseIndexStream is parseIndexFast over a reader, through a window of
+// bufSize bytes (at least minWindow): an index file's JSON is never held
+// whole. err is the reader's error (ok is then false).
+func parseIndexStream(r io.Reader, bufSize int, v indexVisitor) (ok bool, err error) {
+	p := fastParser{src: r, buf: make([]byte, max(bufSize, minWindow))}
+	ok = p.index(v)
+	return ok && p.err == nil, p.err
+}
+
+// lookahead is how many bytes the parser makes sure it has before each
+// pack, blob and superseded file, which are all shorter (a blob's object
+// is at most ~190 bytes), so that no token is cut at the window's end.
+const (
+	lookahead = 512
+	minWindow = 2 * lookahead
+)
+
+func (p *fastParser) index(v indexVisitor) bool {
+	p.more(lookahead)
+	if !p.lit(`{"version":1,"packs":[`) {
+		return false
+	}
+	if !p.lit(`]`) {
+		for {
+			p.more(lookahead)
+			var pack ID
+			if !p.lit(`{"id":"`) || !p.id(&pack) || !p.lit(`","blobs":[`) {
+				return false
+			}
+			v.pack(pack)
+			if !p.lit(`]`) {
+				for {
+					p.more(lookahead)
+					var bl PackedBlob
+					if !p.lit(`{"id":"`) || !p.id(&bl.ID) || !p.lit(`","type":"`) {
+						return false
+					}
+					switch {
+					case p.lit(`data"`):
+						bl.Type = DataBlob
+					case p.lit(`tree"`):
+						bl.Type = TreeBlob
+					default:
+						return false
+					}
+					if !p.lit(`,"offset":`) || !p.u32(&bl.Offset) ||
+						!p.lit(`,"length":`) || !p.u32(&bl.Length) ||
+						!p.lit(`,"raw_length":`) || !p.u32(&bl.RawLength) ||
+						!p.lit(`,"compression":"`) {
+						return false
+					}
+					switch {
+					case p.lit(`zstd"}`):
+						bl.Compression = Zstd
+					case p.lit(`none"}`):
+						bl.Compression = Uncompressed
+					default:
+						return false
+					}
+					v.blob(bl)
+					if p.lit(`,`) {
+						continue
+					}
+					if p.lit(`]`) {
+						break
+					}
+					return false
+				}
+			}
+			if !p.lit(`}`) {
+				return false
+			}
+			if p.lit(`,`) {
+				continue
+			}
+			if p.lit(`]`) {
+				break
+			}
+			return false
+		}
+	}
+	p.more(lookahead)
+	if p.lit(`,"supersedes":[`) && !p.lit(`]`) {
+		for {
+			p.more(lookahead)
+			var id ID
+			if !p.lit(`"`) || !p.id(&id) || !p.lit(`"`) {
+				return false
+			}
+			v.supersedes(id)
+			if p.lit(`,`) {
+				continue
+			}
+			if p.lit(`]`) {
+				break
+			}
+			return false
+		}
+	}
+	p.more(lookahead)
+	return p.lit(`}`) && p.done()
 }
 
 type fastParser struct {
 	b   []byte
 	pos int
+	// Streaming (parseIndexStream): b is a window of buf, refilled from
+	// src; src is nil once it has ended (or failed, with err).
+	src io.Reader
+	buf []byte
+	err error
+}
+
+// more makes at least n bytes available past pos, unless the input ends
+// first; when streaming, it moves what is left to the front of the window
+// and fills the rest.
+func (p *fastParser) more(n int) {
+	if p.src == nil || len(p.b)-p.pos >= n {
+		return
+	}
+	m := copy(p.buf, p.b[p.pos:])
+	p.pos = 0
+	k, err := io.ReadFull(p.src, p.buf[m:])
+	m += k
+	if err != nil {
+		if err != io.EOF && err != io.ErrUnexpectedEOF {
+			p.err = err
+		}
+		p.src = nil
+	}
+	p.b = p.buf[:m]
 }
 
 func (p *fastParser) lit(s string) bool {
@@ -127,4 +222,7 @@ func (p *fastParser) u32(dst *uint32) bool {
 	return true
 }
 
-func (p *fastParser) done() bool { return p.pos == len(p.b) }
+func (p *fastParser) done() bool {
+	p.more(1)
+	return p.pos == len(p.b) && p.src == nil && p.err == nil
+}

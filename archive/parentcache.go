@@ -21,6 +21,7 @@ import (
 //
 //	<dir>/parents/<sha256(host, paths)>   zstd of {"version", "repository", "snapshot", "plain"}
 //	<dir>/trees/<tree blob id>            zstd of the tree blob's plaintext
+//	                                      (a folder tree's pages too)
 //
 // where <dir> is BackupOptions.ParentCache; the command gives the
 // repository's directory in the cache root, beside the metadata cache
@@ -136,6 +137,24 @@ func (c *parentCache) tree(id ID) ([]byte, error) {
 	return plain, nil
 }
 
+// pages lists the pages of a cached folder tree: none when it has none or
+// cannot be read.
+func (c *parentCache) pages(id ID) []ID {
+	plain, err := c.tree(id)
+	if err != nil {
+		return nil
+	}
+	t, err := decodeFolderTree(plain)
+	if err != nil {
+		return nil
+	}
+	ids := make([]ID, len(t.Pages))
+	for i, p := range t.Pages {
+		ids[i] = p.ID
+	}
+	return ids
+}
+
 // storeTree caches a tree blob's plaintext. A sound copy that is there
 // already is only touched, so that a concurrent prune of the cache keeps
 // it; a damaged one is replaced.
@@ -194,6 +213,17 @@ func (c *parentCache) prune() error {
 			used[root.Files.String()] = true
 			for _, f := range root.Folders {
 				used[f.Tree.String()] = true
+				for _, p := range c.pages(f.Tree) {
+					used[p.String()] = true
+				}
+			}
+			if root.MessageIndex != nil {
+				// What is missing or damaged is not kept: the next
+				// backup builds the index anew.
+				ids, _ := msgIndexBlobs(context.Background(), *root.MessageIndex, func(_ context.Context, id ID) ([]byte, error) { return c.tree(id) }, map[ID]struct{}{})
+				for _, id := range ids {
+					used[id.String()] = true
+				}
 			}
 		}
 	}
@@ -272,23 +302,38 @@ func (b *backup) findCachedParent(ctx context.Context, abs []string) error {
 }
 
 // loadFolderTree reads a parent's folder tree from the cache (write-only)
-// or the repository. A tree the cache cannot give is taken as empty: the
-// folder's messages are then read and deduplicated through the index.
-func (b *backup) loadFolderTree(ctx context.Context, id ID) (*FolderTree, error) {
+// or the repository. A tree the cache cannot give is taken as empty (whole
+// false): the folder's messages are then read and deduplicated through
+// the index.
+func (b *backup) loadFolderTree(ctx context.Context, id ID) (t *FolderTree, whole bool, err error) {
 	if !b.r.WriteOnly() {
-		return b.r.LoadFolderTree(ctx, id)
+		t, err := b.r.LoadFolderTree(ctx, id)
+		return t, err == nil, err
 	}
 	if b.cache != nil {
-		plain, err := b.cache.tree(id)
+		t, err := loadFolderTree(ctx, id, b.loadBlob)
 		if err == nil {
-			var t *FolderTree
-			if t, err = decodeFolderTree(plain); err == nil {
-				return t, nil
-			}
+			return t, true, nil
 		}
 		b.log.Warn("parent cache: cannot use a folder list; its messages are read again", "tree", id.Short(), "err", err)
 	}
-	return &FolderTree{Version: 1}, nil
+	return &FolderTree{Version: folderTreeVersion}, false, nil
+}
+
+// loadBlob reads a parent's tree, page or index blob: from the cache on a
+// write-only host (which has no other way), else from the repository.
+func (b *backup) loadBlob(ctx context.Context, id ID) ([]byte, error) {
+	if !b.r.WriteOnly() {
+		return b.r.loadTreeBlob(ctx, id)
+	}
+	if b.cache == nil {
+		return nil, fmt.Errorf("blob %s: %w", id.Short(), ErrWriteOnly)
+	}
+	plain, err := b.cache.tree(id)
+	if errors.Is(err, fs.ErrNotExist) {
+		err = fmt.Errorf("%w: %v", ErrNotExist, err)
+	}
+	return plain, err
 }
 
 // loadFilesTree is loadFolderTree for a root's list of other files.
@@ -316,6 +361,11 @@ func (b *backup) saveTree(ctx context.Context, v any) (ID, error) {
 	if err != nil {
 		return ID{}, err
 	}
+	return b.saveTreeBlob(ctx, raw)
+}
+
+// saveTreeBlob is saveTree for an encoded tree or page.
+func (b *backup) saveTreeBlob(ctx context.Context, raw []byte) (ID, error) {
 	id, _, err := b.r.SaveBlob(ctx, TreeBlob, raw)
 	if err != nil {
 		return ID{}, err
@@ -340,6 +390,7 @@ func (b *backup) saveParent(snap *Snapshot) {
 		trees := []ID{root.Files}
 		for _, f := range root.Folders {
 			trees = append(trees, f.Tree)
+			trees = append(trees, b.cache.pages(f.Tree)...)
 		}
 		for _, id := range trees {
 			if _, err := os.Stat(b.cache.treePath(id)); err != nil {

@@ -107,6 +107,16 @@ func encodeTree(v any) ([]byte, error) {
 	case FolderTree:
 		t.Messages = withRaw(t.Messages, (*Message).needsRaw, (*Message).encodeRaw)
 		v = t
+	case folderTreeV2:
+		t.Messages = withRaw(t.Messages, (*Message).needsRaw, (*Message).encodeRaw)
+		t.Pages = withRaw(t.Pages, func(p *PageRef) bool { return !utf8.ValidString(p.First) }, func(p *PageRef) { p.FirstRaw = rawOf(p.First) })
+		v = t
+	case msgPage:
+		t.Entries = withRaw(t.Entries, (*msgEntry).needsRaw, (*msgEntry).encodeRaw)
+		v = t
+	case folderPage:
+		t.Messages = withRaw(t.Messages, (*Message).needsRaw, (*Message).encodeRaw)
+		v = t
 	case FilesTree:
 		t.Entries = withRaw(t.Entries, (*FileEntry).needsRaw, (*FileEntry).encodeRaw)
 		v = t

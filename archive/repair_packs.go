@@ -573,6 +573,17 @@ func (r *Repository) missingBlobs(ctx context.Context, from *Repository) ([]ID, 
 	}
 	for _, s := range snaps {
 		for _, root := range s.Roots {
+			if idx := root.MessageIndex; idx != nil && !seen[*idx] {
+				err := load(func(repo *Repository) error {
+					ids, err := msgIndexBlobs(ctx, *idx, repo.loadTreeBlob, map[ID]struct{}{})
+					need(ids...)
+					return err
+				})
+				if err != nil {
+					return nil, err
+				}
+				need(*idx)
+			}
 			if !root.Files.IsNull() && !seen[root.Files] {
 				need(root.Files)
 				err := load(func(repo *Repository) error {
@@ -596,6 +607,9 @@ func (r *Repository) missingBlobs(ctx context.Context, from *Repository) ([]ID, 
 				err := load(func(repo *Repository) error {
 					t, err := repo.LoadFolderTree(ctx, f.Tree)
 					if err == nil {
+						for _, p := range t.Pages {
+							need(p.ID)
+						}
 						for _, m := range t.Messages {
 							need(m.Blobs...)
 						}

@@ -301,6 +301,11 @@ func (m *mender) folder(ctx context.Context, id ID) (*folderFix, error) {
 		f.lost = true
 		return f, nil
 	}
+	if slices.ContainsFunc(t.Pages, func(p PageRef) bool { return m.gone(p.ID) }) {
+		// Read, but in a pack about to go: what it lists is lost.
+		f.lost = true
+		return f, nil
+	}
 	kept := make([]Message, 0, len(t.Messages))
 	for _, msg := range t.Messages {
 		if m.anyGone(msg.Blobs) {
@@ -316,11 +321,11 @@ func (m *mender) folder(ctx context.Context, id ID) (*folderFix, error) {
 	}
 	// As a backup stores it (backup.go storeFolder): the same messages
 	// in the same order give the same tree.
-	raw, err := encodeTree(FolderTree{Version: 1, Messages: kept})
+	f.tree, err = saveFolderTree(ctx, kept, func(ctx context.Context, raw []byte) (ID, error) {
+		id, _, err := m.r.SaveBlob(ctx, TreeBlob, raw)
+		return id, err
+	})
 	if err != nil {
-		return nil, err
-	}
-	if f.tree, _, err = m.r.SaveBlob(ctx, TreeBlob, raw); err != nil {
 		return nil, err
 	}
 	return f, nil
@@ -422,6 +427,12 @@ func (m *mender) mend(ctx context.Context, s *Snapshot) (*Snapshot, []LostMessag
 	}
 	if len(lost) == 0 {
 		return nil, nil, nil
+	}
+	for i := range ns.Roots {
+		// The index would name messages that are gone; without one a
+		// restore by Message-ID reads every folder list, and the next
+		// backup builds the index anew.
+		ns.Roots[i].MessageIndex = nil
 	}
 	// The totals as a backup computes them (backup.go).
 	sum := &ns.Summary

@@ -16,6 +16,7 @@ import (
 	"runtime"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"filippo.io/age"
@@ -108,6 +109,11 @@ type Repository struct {
 
 	idx        *Index
 	damagedIdx []error // index files LoadIndex had to skip
+	// indexFromFiles makes LoadIndex decode the index files even where a
+	// cached index table would serve (Check).
+	indexFromFiles bool
+
+	treeReads atomic.Int64 // see TreeBlobsRead
 
 	// Pack writing state; see saver.go.
 	saveMu    sync.Mutex

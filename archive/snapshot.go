@@ -2,6 +2,7 @@ package archive
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -73,10 +74,116 @@ func (m *Message) Subdir() string {
 	return "cur"
 }
 
-// FolderTree is the content of a tree blob for one Maildir folder.
+// FolderTree is a Maildir folder's message list, sorted by unique name.
+// Version 1 (still read) is one tree blob holding every message. Version
+// 2, which backups write, holds the messages itself when they make one
+// page, and else lists page blobs (folderPage) of a few hundred messages
+// each, cut where the message's unique name says (pageCut): a flag change
+// in a 20,000-message folder then stores one page and a short page list
+// instead of the whole list again, and the unchanged pages deduplicate.
 type FolderTree struct {
 	Version  int       `json:"version"`
 	Messages []Message `json:"messages"`
+	// Pages are the page blobs of a version 2 tree; LoadFolderTree has
+	// read them into Messages. Walkers that keep or copy blobs (prune,
+	// check, copy, repair) must take them along with the tree.
+	Pages []PageRef `json:"pages,omitempty"`
+}
+
+// PageRef is an entry of a version 2 tree's page list.
+type PageRef struct {
+	ID ID `json:"id"`
+	// Messages is how many messages the page holds, First the unique
+	// name of its first one: pages are in unique-name order, so a lookup
+	// by unique name reads only the page whose range holds it.
+	Messages int    `json:"messages"`
+	First    string `json:"first"`
+	// FirstRaw is First's wire twin when it is not UTF-8 (rawnames.go).
+	FirstRaw []byte `json:"first_raw,omitempty"`
+}
+
+// folderTreeV2 is the JSON of a version 2 tree blob: messages or pages,
+// never both (an empty folder has neither).
+type folderTreeV2 struct {
+	Version  int       `json:"version"`
+	Messages []Message `json:"messages,omitempty"`
+	Pages    []PageRef `json:"pages,omitempty"`
+}
+
+// folderPage is the JSON of a page blob of a version 2 tree.
+type folderPage struct {
+	Page     int       `json:"page"` // the page format, 1
+	Messages []Message `json:"messages"`
+}
+
+const (
+	// folderTreeVersion is the version of the trees a backup writes.
+	folderTreeVersion = 2
+	// pageSpread is the mean number of messages a page holds: a page
+	// ends after a message whose unique name hashes to 0 mod pageSpread.
+	// A page holding a given message has about twice that on average;
+	// a flag change rewrites that page (~75 KiB of JSON at 300 bytes a
+	// message) and the page list (~100 bytes a page).
+	pageSpread = 128
+	// pageMax ends a page that has gone on this long without a cut (a
+	// run of unlucky names), so that no page is unbounded.
+	pageMax = 1024
+)
+
+// pageCut reports whether a page ends after the message with unique name
+// u. It depends on u alone, so inserting, removing or changing a message
+// changes only the page it is in (and, for a cut message, its neighbour).
+func pageCut(u string) bool {
+	h := sha256.Sum256([]byte(u))
+	return h[0]%pageSpread == 0
+}
+
+// splitPages cuts a folder's sorted messages into pages.
+func splitPages(msgs []Message) [][]Message {
+	var pages [][]Message
+	start := 0
+	for i := range msgs {
+		if pageCut(msgs[i].Unique) || i+1-start >= pageMax {
+			pages = append(pages, msgs[start:i+1])
+			start = i + 1
+		}
+	}
+	if start < len(msgs) {
+		pages = append(pages, msgs[start:])
+	}
+	return pages
+}
+
+// saveFolderTree stores msgs (sorted by unique name) as a version 2 tree
+// through save, which stores one tree blob: its pages first, then the
+// tree that names them, so that a tree in the repository never names a
+// page that is not (docs/FORMAT.md "Write order").
+func saveFolderTree(ctx context.Context, msgs []Message, save func(context.Context, []byte) (ID, error)) (ID, error) {
+	pages := splitPages(msgs)
+	if len(pages) <= 1 {
+		raw, err := encodeTree(folderTreeV2{Version: folderTreeVersion, Messages: msgs})
+		if err != nil {
+			return ID{}, err
+		}
+		return save(ctx, raw)
+	}
+	refs := make([]PageRef, 0, len(pages))
+	for _, pg := range pages {
+		raw, err := encodeTree(folderPage{Page: 1, Messages: pg})
+		if err != nil {
+			return ID{}, err
+		}
+		id, err := save(ctx, raw)
+		if err != nil {
+			return ID{}, err
+		}
+		refs = append(refs, PageRef{ID: id, Messages: len(pg), First: pg[0].Unique})
+	}
+	raw, err := encodeTree(folderTreeV2{Version: folderTreeVersion, Pages: refs})
+	if err != nil {
+		return ID{}, err
+	}
+	return save(ctx, raw)
 }
 
 // FileEntry is a plain file, symlink or directory of the source tree that
@@ -127,6 +234,13 @@ type FolderEntry struct {
 	Bytes    int64    `json:"bytes"`
 	Cur      DirStamp `json:"cur"`
 	New      DirStamp `json:"new"`
+	// Listed is when the backup read Cur and New (Unix nanoseconds; for a
+	// source read through a snapshot view, the backup's start). A stamp
+	// more than 2 s older than that cannot be shared by a change the
+	// listing missed, so the next backup may trust it; snapshots without
+	// it are judged by their start time, which for a long backup of a
+	// live server made most folders "racy" and listed again.
+	Listed int64 `json:"listed,omitempty"`
 
 	// UserRaw, FolderRaw and DirRaw: wire form of User, Folder and Dir
 	// when not valid UTF-8 (rawnames.go).
@@ -144,6 +258,9 @@ type SourceRoot struct {
 	Name    string        `json:"name"`
 	Folders []FolderEntry `json:"folders"`
 	Files   ID            `json:"files"`
+	// MessageIndex is the root of the Message-ID index of the root's
+	// messages (msgindex.go); nil in snapshots from before it.
+	MessageIndex *ID `json:"message_index,omitempty"`
 
 	// PathRaw and NameRaw: wire form of Path and Name when not valid
 	// UTF-8 (rawnames.go).
@@ -198,7 +315,7 @@ func decodeSnapshot(plain []byte) (*Snapshot, error) {
 	if err := json.Unmarshal(plain, &s); err != nil {
 		return nil, err
 	}
-	if s.Version != 1 {
+	if s.Version != 1 && s.Version != 2 {
 		return nil, fmt.Errorf("unsupported snapshot version %d", s.Version)
 	}
 	s.decodeRaw()
@@ -353,9 +470,27 @@ func (r *Repository) FindSnapshot(ctx context.Context, ref string) (*Snapshot, e
 	return nil, fmt.Errorf("snapshot prefix %q is ambiguous (%d matches)", ref, len(match))
 }
 
-// LoadFolderTree reads a folder's message list.
+// loadTreeBlob is LoadBlob for a tree, page or Message-ID index blob,
+// counted (TreeBlobsRead).
+func (r *Repository) loadTreeBlob(ctx context.Context, id ID) ([]byte, error) {
+	r.treeReads.Add(1)
+	return r.LoadBlob(ctx, id)
+}
+
+// TreeBlobsRead is how many tree, page and Message-ID index blobs this
+// Repository has read: what a lookup costs, for tests and benchmarks.
+func (r *Repository) TreeBlobsRead() int64 { return r.treeReads.Load() }
+
+// LoadFolderTree reads a folder's message list, following a version 2
+// tree's pages.
 func (r *Repository) LoadFolderTree(ctx context.Context, id ID) (*FolderTree, error) {
-	plain, err := r.LoadBlob(ctx, id)
+	return loadFolderTree(ctx, id, r.loadTreeBlob)
+}
+
+// loadFolderPages reads a folder tree blob without its pages: a version 2
+// tree of more than one page comes back with Pages and no Messages.
+func (r *Repository) loadFolderPages(ctx context.Context, id ID) (*FolderTree, error) {
+	plain, err := r.loadTreeBlob(ctx, id)
 	if err != nil {
 		return nil, err
 	}
@@ -366,26 +501,146 @@ func (r *Repository) LoadFolderTree(ctx context.Context, id ID) (*FolderTree, er
 	return t, nil
 }
 
+// loadFolderPageOf reads the messages of one page of tree (for errors).
+func (r *Repository) loadFolderPageOf(ctx context.Context, tree ID, p PageRef) ([]Message, error) {
+	return loadFolderPage(ctx, tree, p, r.loadTreeBlob)
+}
+
+func loadFolderPage(ctx context.Context, tree ID, p PageRef, load func(context.Context, ID) ([]byte, error)) ([]Message, error) {
+	plain, err := load(ctx, p.ID)
+	if err != nil {
+		return nil, fmt.Errorf("tree %s page %s: %w", tree.Short(), p.ID.Short(), err)
+	}
+	msgs, err := decodeFolderPage(plain, p)
+	if err != nil {
+		return nil, fmt.Errorf("tree %s page %s: %w: %v", tree.Short(), p.ID.Short(), ErrCorrupt, err)
+	}
+	return msgs, nil
+}
+
+// LoadFolderTreeSalvage is LoadFolderTree for a restore that goes on past
+// damage: a page that is damaged or missing is left out and returned in
+// lost, with the other pages' messages in the tree. An error is a tree
+// blob that cannot be read, or a failure that is no damage.
+func (r *Repository) LoadFolderTreeSalvage(ctx context.Context, id ID) (t *FolderTree, lost []PageRef, err error) {
+	if t, err = r.loadFolderPages(ctx, id); err != nil {
+		return nil, nil, err
+	}
+	if len(t.Pages) == 0 {
+		return t, nil, nil
+	}
+	for _, p := range t.Pages {
+		msgs, err := r.loadFolderPageOf(ctx, id, p)
+		if errors.Is(err, ErrCorrupt) || errors.Is(err, ErrNotExist) {
+			lost = append(lost, p)
+			continue
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		t.Messages = append(t.Messages, msgs...)
+	}
+	return t, lost, nil
+}
+
+// loadFolderTree reads tree id and its pages through load (the
+// repository, or a write-only host's parent cache).
+func loadFolderTree(ctx context.Context, id ID, load func(context.Context, ID) ([]byte, error)) (*FolderTree, error) {
+	plain, err := load(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	t, err := decodeFolderTree(plain)
+	if err != nil {
+		return nil, fmt.Errorf("tree %s: %w: %v", id.Short(), ErrCorrupt, err)
+	}
+	if len(t.Pages) == 0 {
+		return t, nil
+	}
+	n := 0
+	for _, p := range t.Pages {
+		n += p.Messages
+	}
+	// The counts are the tree's word, not yet checked against the pages.
+	t.Messages = make([]Message, 0, min(n, 1<<16))
+	for _, p := range t.Pages {
+		msgs, err := loadFolderPage(ctx, id, p, load)
+		if err != nil {
+			return nil, err
+		}
+		t.Messages = append(t.Messages, msgs...)
+	}
+	return t, nil
+}
+
+// decodeFolderTree parses a tree blob of either version. A version 2 tree
+// that lists pages comes back with Pages and no Messages.
 func decodeFolderTree(plain []byte) (*FolderTree, error) {
 	var t FolderTree
 	if err := json.Unmarshal(plain, &t); err != nil {
 		return nil, err
 	}
-	if t.Version != 1 {
+	switch t.Version {
+	case 1:
+		if t.Pages != nil {
+			return nil, errors.New("version 1 tree with pages")
+		}
+	case 2:
+		if len(t.Messages) > 0 && len(t.Pages) > 0 {
+			return nil, errors.New("tree has both messages and pages")
+		}
+		if len(t.Pages) == 1 {
+			return nil, errors.New("tree of one page") // written inline
+		}
+		for i := range t.Pages {
+			p := &t.Pages[i]
+			takeRaw(&p.First, &p.FirstRaw)
+			if p.Messages < 1 || p.Messages > pageMax {
+				return nil, fmt.Errorf("page %s: %d messages", p.ID.Short(), p.Messages)
+			}
+		}
+	default:
 		return nil, fmt.Errorf("unsupported tree version %d", t.Version)
 	}
-	for i := range t.Messages {
-		t.Messages[i].decodeRaw()
-		if err := CheckFileName(t.Messages[i].FileName()); err != nil {
-			return nil, err
-		}
+	if err := decodeMessages(t.Messages); err != nil {
+		return nil, err
 	}
 	return &t, nil
 }
 
+// decodeFolderPage parses a page blob that p names: it must hold the
+// number of messages p says, the first being p.First.
+func decodeFolderPage(plain []byte, p PageRef) ([]Message, error) {
+	var pg folderPage
+	if err := json.Unmarshal(plain, &pg); err != nil {
+		return nil, err
+	}
+	if pg.Page != 1 {
+		return nil, fmt.Errorf("unsupported page format %d", pg.Page)
+	}
+	if err := decodeMessages(pg.Messages); err != nil {
+		return nil, err
+	}
+	if len(pg.Messages) == 0 || len(pg.Messages) != p.Messages || pg.Messages[0].Unique != p.First {
+		return nil, errors.New("page does not match its entry in the tree")
+	}
+	return pg.Messages, nil
+}
+
+// decodeMessages puts the exact names back and checks the file names.
+func decodeMessages(msgs []Message) error {
+	for i := range msgs {
+		msgs[i].decodeRaw()
+		if err := CheckFileName(msgs[i].FileName()); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // LoadFilesTree reads a root's list of other files.
 func (r *Repository) LoadFilesTree(ctx context.Context, id ID) (*FilesTree, error) {
-	plain, err := r.LoadBlob(ctx, id)
+	plain, err := r.loadTreeBlob(ctx, id)
 	if err != nil {
 		return nil, err
 	}

@@ -83,8 +83,10 @@ type Result struct {
 type Failure struct {
 	// Kind is "message", "file" (not a message: a uid list, a sieve
 	// script ...), "folder" (the folder's list of messages is damaged:
-	// none of them was restored) or "files" (the list of a source root's
-	// other files is damaged: none was restored).
+	// none of them was restored), "folder page" (a page of the folder's
+	// list is damaged: the messages it lists, Err says how many, were
+	// not restored) or "files" (the list of a source root's other files
+	// is damaged: none was restored).
 	Kind string `json:"kind"`
 	// Path is where the message or file would have been, below the
 	// target; for a folder its directory, for "files" the root's.
@@ -297,7 +299,11 @@ func makePlan(ctx context.Context, repo Repository, snap *archive.Snapshot, opt 
 		// the folder's directory for --folder. None for a single message.
 		var sel fileSelection
 		sel.all = opt.User == "" && opt.Folder == "" && msgFilter == ""
-		for _, f := range root.Folders {
+		found, err := findByMessageID(ctx, repo, &root, msgFilter)
+		if err != nil {
+			return nil, err
+		}
+		for i, f := range root.Folders {
 			if opt.User != "" && f.User != opt.User {
 				continue
 			}
@@ -316,19 +322,38 @@ func makePlan(ctx context.Context, repo Repository, snap *archive.Snapshot, opt 
 			if dir == "" {
 				dir = "."
 			}
-			t, err := repo.LoadFolderTree(ctx, f.Tree)
-			if damaged(err) {
-				// Which messages the folder held is lost with its
-				// tree; the other folders are restored.
-				p.lost = append(p.lost, Failure{Kind: "folder", Path: dir, User: f.User, Folder: f.Folder, Err: err.Error()})
-				continue
-			}
-			if err != nil {
-				return nil, err
+			var msgs []archive.Message
+			if found != nil {
+				if msgs = found[i]; msgs == nil {
+					continue
+				}
+			} else {
+				t, err := repo.LoadFolderTree(ctx, f.Tree)
+				if sv, ok := repo.(salvager); ok && damaged(err) {
+					// A damaged page of a paged tree costs only the
+					// messages it lists.
+					var lost []archive.PageRef
+					if t, lost, err = sv.LoadFolderTreeSalvage(ctx, f.Tree); err == nil {
+						for _, pg := range lost {
+							p.lost = append(p.lost, Failure{Kind: "folder page", Path: dir, User: f.User, Folder: f.Folder,
+								Err: fmt.Sprintf("page %s of its list (%d messages from %q) is damaged", pg.ID.Short(), pg.Messages, pg.First)})
+						}
+					}
+				}
+				if damaged(err) {
+					// Which messages the folder held is lost with its
+					// tree; the other folders are restored.
+					p.lost = append(p.lost, Failure{Kind: "folder", Path: dir, User: f.User, Folder: f.Folder, Err: err.Error()})
+					continue
+				}
+				if err != nil {
+					return nil, err
+				}
+				msgs = t.Messages
 			}
 			added := false
-			for i := range t.Messages {
-				m := &t.Messages[i]
+			for i := range msgs {
+				m := &msgs[i]
 				if msgFilter != "" && m.Unique != msgFilter && m.MessageID != msgFilter {
 					continue
 				}
@@ -727,6 +752,41 @@ func (e *targetError) Unwrap() error { return e.err }
 // damaged reports whether err from reading a pack means the pack cannot
 // give its blobs (rather than, say, the network being down): it does not
 // authenticate or match its index entries, or it is gone.
+// salvager reads what is left of a paged folder tree with damaged pages
+// (archive.Repository).
+type salvager interface {
+	LoadFolderTreeSalvage(ctx context.Context, id archive.ID) (*archive.FolderTree, []archive.PageRef, error)
+}
+
+// messageFinder is the Message-ID index lookup of archive.Repository.
+type messageFinder interface {
+	FindMessage(ctx context.Context, root *archive.SourceRoot, messageID string) ([]archive.FoundMessage, bool, error)
+}
+
+// findByMessageID looks filter up in the root's Message-ID index (a
+// filter with an '@' is taken for a Message-ID) and returns the messages
+// it names by folder index. nil means: read every folder's tree — no
+// filter, no index, a damaged index, or nothing found (the filter may be
+// a unique name after all).
+func findByMessageID(ctx context.Context, repo Repository, root *archive.SourceRoot, filter string) (map[int][]archive.Message, error) {
+	fm, ok := repo.(messageFinder)
+	if !ok || !strings.Contains(filter, "@") {
+		return nil, nil
+	}
+	hits, indexed, err := fm.FindMessage(ctx, root, filter)
+	if damaged(err) {
+		return nil, nil
+	}
+	if err != nil || !indexed || len(hits) == 0 {
+		return nil, err
+	}
+	found := map[int][]archive.Message{}
+	for _, h := range hits {
+		found[h.Folder] = append(found[h.Folder], h.Message)
+	}
+	return found, nil
+}
+
 func damaged(err error) bool {
 	return errors.Is(err, archive.ErrCorrupt) || errors.Is(err, archive.ErrNotExist)
 }

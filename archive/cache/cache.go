@@ -85,8 +85,8 @@ func DefaultDir() (string, error) {
 }
 
 // cached reports whether files of type t are kept in the cache.
-func cached(t archive.FileType) bool {
-	return t == archive.KeyFile || t == archive.IndexFile || t == archive.SnapshotFile
+func (c *Backend) cached(t archive.FileType) bool {
+	return !c.tableOnly && (t == archive.KeyFile || t == archive.IndexFile || t == archive.SnapshotFile)
 }
 
 // Backend is an archive.Backend that keeps copies of another backend's key,
@@ -95,6 +95,9 @@ type Backend struct {
 	be   archive.Backend
 	base string
 	log  *slog.Logger
+
+	// tableOnly keeps no copies, only the index table (NewIndexTable).
+	tableOnly bool
 
 	mu       sync.Mutex
 	repoID   archive.ID // zero until config has been read
@@ -115,6 +118,52 @@ func New(be archive.Backend, base string, log *slog.Logger) archive.Backend {
 		return &lockingBackend{c, ol}
 	}
 	return c
+}
+
+// indexTableDir holds the index as a table file (archive.IndexTableCache):
+// one file per repository, replaced as the index changes.
+const (
+	indexTableDir  = "indextable"
+	indexTableFile = "table-v1"
+)
+
+// IndexTablePath implements archive.IndexTableCache: the table file in the
+// repository's cache directory. Temporary files a killed writer left there
+// are removed once they are old enough to belong to no running process.
+func (c *Backend) IndexTablePath(ctx context.Context) (string, *slog.Logger, bool) {
+	dir, ok := c.dir(ctx)
+	if !ok {
+		return "", nil, false
+	}
+	dir = filepath.Join(dir, indexTableDir)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		c.log.Warn("cache: no index table", "dir", dir, "err", err)
+		return "", nil, false
+	}
+	if old, _ := filepath.Glob(filepath.Join(dir, tmpPrefix+"*")); len(old) > 0 {
+		for _, p := range old {
+			if fi, err := os.Stat(p); err == nil && time.Since(fi.ModTime()) > tmpGrace {
+				_ = os.Remove(p)
+			}
+		}
+	}
+	return filepath.Join(dir, indexTableFile), c.log, true
+}
+
+// NewIndexTable wraps be, a backend on a local disk, with only the index
+// table of the cache under base: copies of its files would sit on a disk
+// as fast as the originals, but decoding every index file is the fixed
+// cost of every command, which the table saves (archive.IndexTableCache).
+// Everything else passes through.
+func NewIndexTable(be archive.Backend, base string, log *slog.Logger) archive.Backend {
+	b := New(be, base, log)
+	switch c := b.(type) {
+	case *Backend:
+		c.tableOnly = true
+	case *lockingBackend:
+		c.tableOnly = true
+	}
+	return b
 }
 
 // lockingBackend is a Backend over a backend with object lock. Go type
@@ -186,7 +235,7 @@ func (c *Backend) Put(ctx context.Context, t archive.FileType, name string, data
 	switch {
 	case t == archive.ConfigFile:
 		c.learnID(data)
-	case cached(t):
+	case c.cached(t):
 		if id, err := archive.ParseID(name); err == nil && sha256.Sum256(data) == id {
 			c.store(ctx, t, name, data)
 		}
@@ -241,7 +290,7 @@ func (c *Backend) Stat(ctx context.Context, t archive.FileType, name string) (in
 // it did not list (removed by another host's prune or key remove) or
 // listed with another size are evicted.
 func (c *Backend) List(ctx context.Context, t archive.FileType, fn func(name string, size int64) error) error {
-	if !cached(t) {
+	if !c.cached(t) {
 		return c.be.List(ctx, t, fn)
 	}
 	listed := map[string]int64{}
@@ -365,7 +414,7 @@ func (c *Backend) prepare(dir string) error {
 // path returns where a file of a cached type lives in the cache; ok is
 // false for other types, names that are not IDs, and an unusable cache.
 func (c *Backend) path(ctx context.Context, t archive.FileType, name string) (string, bool) {
-	if !cached(t) {
+	if !c.cached(t) {
 		return "", false
 	}
 	if _, err := archive.ParseID(name); err != nil {

@@ -236,6 +236,10 @@ func TestCacheTamperedFileIsRefetched(t *testing.T) {
 	if err := os.WriteFile(idxPath, []byte("truncated"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// Without the index table, so that the index files are read.
+	if err := os.Remove(filepath.Join(r.cacheDir, repoID, indexTableDir, indexTableFile)); err != nil {
+		t.Fatal(err)
+	}
 
 	repo, cb, snaps := r.open(t) // fails on a damaged snapshot or index
 	if len(snaps) != 1 || snaps[0].ID.String() != names[0] {
@@ -369,8 +373,8 @@ func TestCacheFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if seen["keys"] != 1 || seen["index"] == 0 || seen["snapshots"] != 1 || len(seen) != 3 {
-		t.Errorf("cached files per directory: %v; want keys, index and snapshots only", seen)
+	if seen["keys"] != 1 || seen["index"] == 0 || seen["snapshots"] != 1 || seen[indexTableDir] != 1 || len(seen) != 4 {
+		t.Errorf("cached files per directory: %v; want keys, index, snapshots and the index table only", seen)
 	}
 }
 

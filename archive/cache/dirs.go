@@ -27,7 +27,7 @@ const MaxAge = 30 * 24 * time.Hour
 // subdirs are the only entries a repository's cache directory has.
 var subdirs = map[string]bool{
 	string(archive.KeyFile): true, string(archive.IndexFile): true, string(archive.SnapshotFile): true,
-	"parents": true, "trees": true,
+	"parents": true, "trees": true, indexTableDir: true,
 }
 
 // ParentDir returns the directory of the write-only parent cache of the

@@ -2,12 +2,14 @@ package main
 
 import (
 	"encoding/json"
+	"io/fs"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -204,7 +206,8 @@ func TestCacheS3(t *testing.T) {
 	}
 }
 
-// TestCacheNotForLocal: a repository in a local directory is never cached.
+// TestCacheNotForLocal: no file of a repository in a local directory is
+// copied into the cache; only its index table is kept there.
 func TestCacheNotForLocal(t *testing.T) {
 	e := newCLIEnv(t)
 	cacheDir := filepath.Join(t.TempDir(), "cache")
@@ -212,7 +215,18 @@ func TestCacheNotForLocal(t *testing.T) {
 	if _, stderr, code := e.cli(t, "--cache-dir", cacheDir, "snapshots"); code != 0 {
 		t.Fatalf("snapshots: exit %d: %s", code, stderr)
 	}
-	if _, err := os.Stat(cacheDir); !os.IsNotExist(err) {
-		t.Errorf("a local repository was cached in %s: %v", cacheDir, err)
+	var files []string
+	err := filepath.WalkDir(cacheDir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			files = append(files, filepath.Base(filepath.Dir(p))+"/"+d.Name())
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(files)
+	if want := []string{"cache/CACHEDIR.TAG", "indextable/table-v1"}; !slices.Equal(files, want) {
+		t.Errorf("cache of a local repository holds %v, want %v", files, want)
 	}
 }

@@ -31,7 +31,16 @@ func TestMain(m *testing.M) {
 	for _, v := range []string{"MAILVAULT_REPO", "MAILVAULT_PASSWORD", "MAILVAULT_PASSWORD_FILE", "MAILVAULT_IDENTITY"} {
 		os.Unsetenv(v)
 	}
-	os.Exit(m.Run())
+	// Every command keeps its repository's index table in the cache, a
+	// local directory's too: keep the tests' out of the user's cache.
+	cacheHome, err := os.MkdirTemp("", "mailvault-cli-test-cache-")
+	if err != nil {
+		panic(err)
+	}
+	os.Setenv("XDG_CACHE_HOME", cacheHome)
+	code := m.Run()
+	os.RemoveAll(cacheHome)
+	os.Exit(code)
 }
 
 // cliEnv is a repository and an identity file that opens it.

@@ -51,16 +51,21 @@ func (g *globals) cacheRoot() (string, error) {
 
 // cached puts the local metadata cache (archive/cache) in front of a
 // remote backend, so that a command does not download every index file,
-// snapshot and key file again. A local directory is not cached: the copy
-// would sit on a disk as fast as the original. --no-cache turns it off.
+// snapshot and key file again. A local directory's files are not copied
+// (the copy would sit on a disk as fast as the original), but its index
+// is kept as a table all the same: decoding every index file is each
+// command's fixed cost. --no-cache turns both off.
 func (g *globals) cached(be archive.Backend) archive.Backend {
-	if _, isLocal := be.(*local.Backend); isLocal || g.noCache {
+	if g.noCache {
 		return be
 	}
 	dir, err := g.cacheRoot()
 	if err != nil {
 		g.logger().Warn("not using the local metadata cache", "err", err)
 		return be
+	}
+	if _, isLocal := be.(*local.Backend); isLocal {
+		return cache.NewIndexTable(be, dir, g.logger())
 	}
 	return cache.New(be, dir, g.logger())
 }

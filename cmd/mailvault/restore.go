@@ -107,6 +107,8 @@ func printFailures(w io.Writer, res *restore.Result) {
 			fmt.Fprintf(w, "  message %s %s %s %s %q: %s\n", word(f.User), word(f.Folder), word(f.Unique), id, f.Subject, f.Err)
 		case "folder":
 			fmt.Fprintf(w, "  folder %s %s (all its messages; at %s): %s\n", word(f.User), word(f.Folder), word(f.Path), f.Err)
+		case "folder page":
+			fmt.Fprintf(w, "  folder %s %s (some of its messages; at %s): %s\n", word(f.User), word(f.Folder), word(f.Path), f.Err)
 		case "files":
 			fmt.Fprintf(w, "  the other files (not messages) below %s: %s\n", word(f.Path), f.Err)
 		default:

@@ -55,6 +55,12 @@ func FuzzCommand(f *testing.F) {
 		"a SELECT INBOX (QRESYNC (1 2 (1:4294967295 1:4294967295)))",
 		"a STATUS INBOX (HIGHESTMODSEQ MESSAGES)",
 		"a ENABLE CONDSTORE QRESYNC X",
+		"a NOTIFY SET STATUS (selected (MessageNew (UID BODY.PEEK[HEADER.FIELDS (From)]<0.9>) MessageExpunge FlagChange)) (subtree (INBOX \"a b\") (MailboxName))",
+		"a NOTIFY SET (mailboxes {4+}",
+		"a NOTIFY SET (personal (MessageNew (UID) MessageNew))",
+		"a NOTIFY SET (subscribed NONE) (inboxes (AnnotationChange ServerMetadataChange x))",
+		"a NOTIFY SET (selected-delayed (MessageNew ((UID))))",
+		"a NOTIFY NONE",
 		"\x00\xff{1}",
 		"a LOGOUT",
 	} {

@@ -143,7 +143,9 @@ func (h *hammerConn) idle() error {
 }
 
 // TestConcurrentCommandsNoDeadlock runs STORE, SELECT/UNSELECT, EXPUNGE,
-// MOVE both ways, APPEND, IDLE and deliveries on one mailbox at once (issue
+// MOVE both ways, APPEND, IDLE, NOTIFY sessions, folder creations,
+// renames, deletions and subscriptions, and deliveries on one mailbox at
+// once (issue
 // 10: STORE took the mailbox lock and then the server's, SELECT the two
 // the other way round, and once they met no client got a greeting until a
 // restart). Then a new client must be greeted and served. Run it under
@@ -313,6 +315,49 @@ func TestConcurrentCommandsNoDeadlock(t *testing.T) {
 			}
 			return nil
 		},
+		// NOTIFY (notify.go): the store's callbacks queue events for
+		// these sessions under Server.mu and the notifier's mu while the
+		// others change INBOX and Archive and the folder list.
+		"notify-selected": func(h *hammerConn) error {
+			for _, c := range []string{"ENABLE QRESYNC", "SELECT INBOX",
+				"NOTIFY SET STATUS (selected (MessageNew (UID FLAGS) MessageExpunge FlagChange)) (personal (MessageNew MessageExpunge FlagChange MailboxName SubscriptionChange))"} {
+				if _, err := h.cmd(c); err != nil {
+					return err
+				}
+			}
+			for range rounds {
+				if err := h.idle(); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+		"notify-other": func(h *hammerConn) error {
+			for i := range rounds {
+				if i%10 == 0 {
+					if _, err := h.cmd("NOTIFY SET STATUS (inboxes (MessageNew MessageExpunge)) (subtree Archive (MessageNew MessageExpunge FlagChange)) (subscribed (SubscriptionChange MailboxName))"); err != nil {
+						return err
+					}
+				}
+				if err := h.idle(); err != nil {
+					return err
+				}
+				if _, err := h.cmd("NOOP"); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+		"folders": func(h *hammerConn) error {
+			for range rounds / 3 {
+				for _, c := range []string{"CREATE Scratch", "SUBSCRIBE Scratch", "RENAME Scratch Scratch2", "UNSUBSCRIBE Scratch2", "DELETE Scratch2"} {
+					if _, err := h.cmd(c); err != nil {
+						return err
+					}
+				}
+			}
+			return nil
+		},
 	}
 	conns := map[string]*hammerConn{}
 	for name := range workers {
@@ -351,6 +396,15 @@ func TestConcurrentCommandsNoDeadlock(t *testing.T) {
 	close(errs)
 	for err := range errs {
 		t.Error(err)
+	}
+	// The NOTIFY session still hears of a delivery to INBOX.
+	notified := conns["notify-other"]
+	if _, err := notified.cmd("NOOP"); err != nil {
+		t.Fatal(err)
+	}
+	e.Deliver(t, alice, "", msg("after the hammer", "z"))
+	if out, err := notified.cmd("NOOP"); err != nil || !hasPrefixIn(out, "* STATUS INBOX (MESSAGES ") {
+		t.Errorf("NOTIFY after the hammer: %q %v", out, err)
 	}
 	// Whatever happened above, a new client is greeted and served.
 	h := dialHammer(t, e, "fresh")

@@ -173,6 +173,7 @@ func (s *Server) folderChanged(a store.Account, folder string) {
 	if m != nil {
 		m.scheduleRefresh()
 	}
+	s.notifyChanged(a, folder) // NOTIFY (notify.go)
 }
 
 // scheduleRefresh refreshes in the background, coalescing requests.

@@ -10,7 +10,8 @@
 //   - IDLE (RFC 2177), MOVE (RFC 6851), UIDPLUS (RFC 4315), SPECIAL-USE
 //     (RFC 6154), NAMESPACE (RFC 2342), LIST-EXTENDED (RFC 5258),
 //     LIST-STATUS (RFC 5819), CHILDREN (RFC 3348), APPENDLIMIT (RFC 7889),
-//     ID (RFC 2971; third_party/go-imap adds it to the library);
+//     ID (RFC 2971; third_party/go-imap adds it to the library), NOTIFY
+//     (RFC 5465, notify.go);
 //   - flags live in the Maildir file names, keywords (RFC 9051 section
 //     2.3.2) too, as Dovecot's letters a–z named per folder (see store); a
 //     folder holds 26, and a 27th is refused with NO [LIMIT];
@@ -72,6 +73,11 @@ type Config struct {
 	// sessions; about 1.6 KB per message with a 500-byte header. 32 MiB;
 	// negative disables it.
 	MetaCacheBytes int64
+	// NotifyQueue bounds the events a NOTIFY session has queued and not
+	// yet been sent (folders to send STATUS for, LISTs); past it the
+	// session gets NOTIFICATIONOVERFLOW and NOTIFY is off (RFC 5465
+	// section 5.8). 1,000.
+	NotifyQueue int
 }
 
 func (c *Config) setDefaults() {
@@ -95,6 +101,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MetaCacheBytes == 0 {
 		c.MetaCacheBytes = 32 << 20
+	}
+	if c.NotifyQueue == 0 {
+		c.NotifyQueue = 1000
 	}
 }
 
@@ -135,8 +144,9 @@ type Server struct {
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
 	sessions  map[*session]struct{}
-	mailboxes map[string]*mailbox // selected folders by mailboxKey
-	subMu     sync.Mutex          // serializes subscription file updates
+	mailboxes map[string]*mailbox               // selected folders by mailboxKey
+	notifiers map[string]map[*notifier]struct{} // NOTIFY sessions by account (notify.go)
+	subMu     sync.Mutex                        // serializes subscription file updates
 	closing   bool
 	drained   chan struct{} // closed when closing and no session is left
 }
@@ -195,6 +205,7 @@ func New(cfg Config, st *store.Store, guard *auth.Guard, log *slog.Logger) *Serv
 			imap.CapSearchRes:       {}, // RFC 5182, searchres.go
 			imap.CapContextSearch:   {}, // RFC 5267, context.go
 			imap.CapContextSort:     {}, // RFC 5267, context.go (SORT RETURN (UPDATE))
+			imap.CapNotify:          {}, // RFC 5465, notify.go
 		},
 		Logger:    printfLogger{log},
 		TLSConfig: cfg.TLSConfig,
@@ -203,7 +214,8 @@ func New(cfg Config, st *store.Store, guard *auth.Guard, log *slog.Logger) *Serv
 	})
 	s.limits.Store(&Limits{MaxMessageBytes: cfg.MaxMessageBytes, ConnsPerMinute: cfg.ConnsPerMinute, MaxConnsPerIP: cfg.MaxConnsPerIP})
 	stopChanges, stopDeliveries := st.Watch(s.folderChanged), st.WatchDeliveries(s.warmMeta)
-	s.stopWatch = func() { stopChanges(); stopDeliveries() }
+	stopFolders := st.WatchFolders(s.notifyFolder)
+	s.stopWatch = func() { stopChanges(); stopDeliveries(); stopFolders() }
 	return s
 }
 

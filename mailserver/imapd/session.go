@@ -59,6 +59,9 @@ type session struct {
 	// 7162, condstore.go); read by the goroutine that writes updates.
 	condStore, qresync atomic.Bool
 
+	// notify is the NOTIFY SET in force (notify.go), nil without one.
+	notify atomic.Pointer[notifier]
+
 	// appended is the folder the last command APPENDed to, and batching
 	// whether Poll began a batch of writes, for CommandDone; set and read
 	// by the connection's goroutine only.
@@ -83,6 +86,7 @@ var (
 	_ imapserver.SessionAppendLimit = (*session)(nil)
 	_ imapserver.SessionCommandDone = (*session)(nil)
 	_ imapserver.SessionCondStore   = (*session)(nil)
+	_ imapserver.SessionNotify      = (*session)(nil)
 )
 
 // CommandDone runs after each command's tagged answer is written: it
@@ -110,6 +114,7 @@ func (s *session) Close() error {
 	if s.sel != nil {
 		s.Unselect()
 	}
+	s.setNotifier(nil)
 	s.srv.endSession(s)
 	return nil
 }
@@ -344,7 +349,11 @@ func (s *session) Subscribe(name string) error {
 	if err != nil {
 		return err
 	}
-	return s.srv.updateSubscriptions(s.acct, func(subs map[string]bool) { subs[folder] = true })
+	if err := s.srv.updateSubscriptions(s.acct, func(subs map[string]bool) { subs[folder] = true }); err != nil {
+		return err
+	}
+	s.srv.notifySubscription(s.acct, folder, true) // RFC 5465 section 5.5
+	return nil
 }
 
 func (s *session) Unsubscribe(name string) error {
@@ -352,7 +361,11 @@ func (s *session) Unsubscribe(name string) error {
 	if err != nil {
 		return err
 	}
-	return s.srv.updateSubscriptions(s.acct, func(subs map[string]bool) { delete(subs, folder) })
+	if err := s.srv.updateSubscriptions(s.acct, func(subs map[string]bool) { delete(subs, folder) }); err != nil {
+		return err
+	}
+	s.srv.notifySubscription(s.acct, folder, false) // RFC 5465 section 5.5
+	return nil
 }
 
 // Namespace: one personal namespace, "/" delimited (RFC 2342).
@@ -487,7 +500,7 @@ func (s *session) Append(name string, r imap.LiteralReader, options *imap.Append
 // written.
 func (s *session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
 	if s.sel == nil {
-		return nil
+		return s.flushNotify(w) // NOTIFY (notify.go)
 	}
 	m := s.sel.mbox
 	m.mu.Lock()
@@ -507,7 +520,7 @@ func (s *session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
 	// client (issue 10).
 	s.out.begin()
 	s.batching = s.out != nil
-	return s.flushContexts(s.sel, w, allowExpunge)
+	return s.flushAll(s.sel, w, allowExpunge)
 }
 
 // Idle pushes updates until the client says DONE (RFC 2177). Changes made
@@ -517,9 +530,22 @@ func (s *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
 	s.mu.Lock()
 	sel := s.sel
 	s.mu.Unlock()
+	// NOTIFY's events wake IDLE too (RFC 5465 section 4).
+	notifyWake := s.notifyWake()
 	if sel == nil {
-		<-stop
-		return nil
+		if err := s.flushNotify(w); err != nil {
+			return err
+		}
+		for {
+			select {
+			case <-stop:
+				return nil
+			case <-notifyWake:
+				if err := s.flushNotify(w); err != nil {
+					return err
+				}
+			}
+		}
 	}
 	m := sel.mbox
 	// New messages are \Recent in the session that is told of them
@@ -530,7 +556,7 @@ func (s *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
 		m.mu.Unlock()
 	}
 	claim()
-	if err := s.flushContexts(sel, w, true); err != nil {
+	if err := s.flushAll(sel, w, true); err != nil {
 		return err
 	}
 	done := make(chan struct{})
@@ -555,7 +581,11 @@ func (s *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
 			return nil
 		case <-sel.view.wake:
 			claim()
-			if err := s.flushContexts(sel, w, true); err != nil {
+			if err := s.flushAll(sel, w, true); err != nil {
+				return err
+			}
+		case <-notifyWake:
+			if err := s.flushNotify(w); err != nil {
 				return err
 			}
 		}

@@ -40,6 +40,10 @@ type view struct {
 	clientRecent uint32         // \Recent messages in the client's view
 	toldRecent   uint32         // the last RECENT count sent
 	announced    store.Keywords // the keywords of the last FLAGS sent
+	// newFrom:newTo are the sequence numbers the EXISTS written since
+	// they were last reset announced (NOTIFY's MessageNew FETCH,
+	// notify.go); 0 when none.
+	newFrom, newTo uint32
 }
 
 // flagRecent is IMAP4rev1's \Recent (RFC 3501 section 2.3.2); go-imap v2
@@ -278,6 +282,10 @@ func (s *session) flush(v *view, w *imapserver.UpdateWriter, allowExpunge bool) 
 			err = w.WriteVanished(uids)
 		case updExists:
 			err = w.WriteNumMessages(u.seq)
+			if v.newFrom == 0 {
+				v.newFrom = u.prev + 1
+			}
+			v.newTo = u.seq
 			v.clientRecent += u.recent
 		case updRecent:
 			v.clientRecent += u.recent

@@ -952,7 +952,11 @@ func (s *Store) CreateFolder(ctx context.Context, a Account, name string) error 
 	if err := s.ensureMaildir(s.MaildirPath(a), false); err != nil {
 		return err
 	}
-	return s.ensureMaildir(dir, true)
+	if err := s.ensureMaildir(dir, true); err != nil {
+		return err
+	}
+	s.folderEvent(a, FolderEvent{Kind: FolderCreated, Folder: name})
+	return nil
 }
 
 // DeleteFolder removes a folder and its messages (not its sub-folders:
@@ -993,6 +997,7 @@ func (s *Store) DeleteFolder(ctx context.Context, a Account, name string) error 
 		return err
 	}
 	s.changed(a, name)
+	s.folderEvent(a, FolderEvent{Kind: FolderDeleted, Folder: name})
 	if err := os.RemoveAll(trash); err != nil {
 		return fmt.Errorf("store: delete folder: %w", err)
 	}
@@ -1058,6 +1063,7 @@ func (s *Store) RenameFolder(ctx context.Context, a Account, from, to string) er
 	for _, m := range moves {
 		s.changed(a, m[0])
 		s.changed(a, m[1])
+		s.folderEvent(a, FolderEvent{Kind: FolderRenamed, Folder: m[1], OldName: m[0]})
 	}
 	return nil
 }

@@ -11,7 +11,8 @@ type watchers struct {
 	mu   sync.Mutex
 	next int
 	fns  map[int]func(Account, string)
-	dfns map[int]func(Account, Delivery) // WatchDeliveries
+	dfns map[int]func(Account, Delivery)    // WatchDeliveries
+	ffns map[int]func(Account, FolderEvent) // WatchFolders
 }
 
 // Watch registers fn to be called after every change made through this

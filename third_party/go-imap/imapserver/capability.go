@@ -119,6 +119,10 @@ func (c *Conn) availableCaps() []imap.Cap {
 		if _, ok := c.condStoreSession(); ok {
 			addAvailableCaps(&caps, available, []imap.Cap{imap.CapCondStore, imap.CapQResync})
 		}
+		// mailvault: NOTIFY (notify.go)
+		if _, ok := c.session.(SessionNotify); ok {
+			addAvailableCaps(&caps, available, []imap.Cap{imap.CapNotify})
+		}
 		// mailvault: MULTIAPPEND (append.go)
 		if _, ok := c.session.(SessionMultiAppend); ok {
 			addAvailableCaps(&caps, available, []imap.Cap{imap.CapMultiAppend})

@@ -289,6 +289,8 @@ func (c *Conn) readCommand(dec *imapwire.Decoder) error {
 		err = c.handleThread(dec, numKind)
 	case "CANCELUPDATE": // mailvault: RFC 5267, context.go
 		err = c.handleCancelUpdate(dec)
+	case "NOTIFY": // mailvault: RFC 5465, notify.go
+		err = c.handleNotify(dec)
 	default:
 		if c.state == imap.ConnStateNotAuthenticated {
 			// Don't allow a single unknown command before authentication to

@@ -1,0 +1,28 @@
+package archive
+
+import "context"
+
+// BackupV1 is Backup writing version 1 folder trees, one blob per folder,
+// as releases before paged trees did (docs/FORMAT.md "Trees").
+func (r *Repository) BackupV1(ctx context.Context, opt BackupOptions) (*BackupResult, error) {
+	return r.backup(ctx, opt, 1)
+}
+
+// MsgIndexSize is the plaintext and stored (compressed) bytes and the
+// number of blobs of the Message-ID index at id.
+func (r *Repository) MsgIndexSize(ctx context.Context, id ID) (plain, stored int64, blobs int, err error) {
+	ids, err := msgIndexBlobs(ctx, id, r.loadTreeBlob, map[ID]struct{}{})
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	for _, b := range ids {
+		raw, err := r.LoadBlob(ctx, b)
+		if err != nil {
+			return 0, 0, 0, err
+		}
+		_, pb, _ := r.idx.Lookup(b)
+		plain += int64(len(raw))
+		stored += int64(pb.Length)
+	}
+	return plain, stored, len(ids), nil
+}

@@ -1,0 +1,163 @@
+package archive
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+
+	"filippo.io/age"
+)
+
+// The read path of the repository: a pack's header, one blob, a whole pack,
+// each fetched, authenticated, decrypted and decompressed. (Batched reads
+// for restore and check are in readblobs.go; saver.go holds the write path.)
+
+// decryptPackAt opens a pack for random access: only the 64 KiB age
+// chunks covering what is read are fetched and authenticated.
+func (r *Repository) decryptPackAt(ctx context.Context, id ID, size int64) (io.ReaderAt, int64, error) {
+	ident, err := r.identityFor(PackFile)
+	if err != nil {
+		return nil, 0, err
+	}
+	if size <= 0 {
+		if size, err = r.be.Stat(ctx, PackFile, id.String()); err != nil {
+			return nil, 0, err
+		}
+	}
+	ra, plainSize, err := age.DecryptReaderAt(readerAt{ctx, r.be, PackFile, id.String()}, size, ident)
+	if err != nil {
+		return nil, 0, fmt.Errorf("pack %s: %w: %v", id, ErrCorrupt, err)
+	}
+	return ra, plainSize, nil
+}
+
+// ReadPackHeader reads a pack's header through ranged reads.
+func (r *Repository) ReadPackHeader(ctx context.Context, id ID, size int64) ([]PackedBlob, error) {
+	ra, plainSize, err := r.decryptPackAt(ctx, id, size)
+	if err != nil {
+		return nil, err
+	}
+	if plainSize < int64(packTrailer) {
+		return nil, fmt.Errorf("pack %s: %w: too short", id, ErrCorrupt)
+	}
+	trailer := make([]byte, packTrailer)
+	if _, err := ra.ReadAt(trailer, plainSize-int64(packTrailer)); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("pack %s: %w: %v", id, ErrCorrupt, err)
+	}
+	count, hsize, err := packHeaderSize(trailer, plainSize)
+	if err != nil {
+		return nil, fmt.Errorf("pack %s: %w", id, err)
+	}
+	hdr := make([]byte, count*packEntrySize)
+	if _, err := ra.ReadAt(hdr, plainSize-hsize); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("pack %s: %w: %v", id, ErrCorrupt, err)
+	}
+	blobs, err := parsePackHeader(hdr, count, plainSize)
+	if err != nil {
+		return nil, fmt.Errorf("pack %s: %w", id, err)
+	}
+	return blobs, nil
+}
+
+// LoadBlob reads, decrypts, decompresses and authenticates one blob.
+func (r *Repository) LoadBlob(ctx context.Context, id ID) ([]byte, error) {
+	pack, b, ok := r.idx.Lookup(id)
+	if !ok {
+		return nil, fmt.Errorf("blob %s: %w: not in any index", id, ErrCorrupt)
+	}
+	ra, _, err := r.decryptPackAt(ctx, pack, 0)
+	if err != nil {
+		return nil, err
+	}
+	stored := make([]byte, b.Length)
+	if _, err := ra.ReadAt(stored, int64(b.Offset)); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("pack %s blob %s: %w: %v", pack, id, ErrCorrupt, err)
+	}
+	return r.DecodeBlob(pack, b, stored)
+}
+
+// DecodeBlob turns a blob's stored bytes into its plaintext and verifies
+// that it hashes to its ID.
+func (r *Repository) DecodeBlob(pack ID, b PackedBlob, stored []byte) ([]byte, error) {
+	return r.decodeBlobInto(nil, pack, b, stored)
+}
+
+// decodeBlobInto is DecodeBlob decompressing into scratch (reused when it
+// is large enough).
+func (r *Repository) decodeBlobInto(scratch []byte, pack ID, b PackedBlob, stored []byte) ([]byte, error) {
+	plain := stored
+	if b.Compression == Zstd {
+		if cap(scratch) < int(b.RawLength) {
+			scratch = make([]byte, 0, b.RawLength)
+		}
+		var err error
+		plain, err = r.zdec.DecodeAll(stored, scratch[:0])
+		if err != nil {
+			return nil, fmt.Errorf("pack %s blob %s: %w: %v", pack, b.ID, ErrCorrupt, err)
+		}
+	}
+	if uint32(len(plain)) != b.RawLength || r.BlobID(plain) != b.ID {
+		return nil, fmt.Errorf("pack %s blob %s: %w: content does not match its ID", pack, b.ID, ErrCorrupt)
+	}
+	return plain, nil
+}
+
+// ReadPack fetches a whole pack, verifies its name (SHA-256), decrypts it
+// and returns the plaintext.
+// The pack is streamed: its SHA-256 is computed on the way through age and
+// checked before anything is returned, so only the plaintext is held in
+// memory.
+func (r *Repository) ReadPack(ctx context.Context, id ID) ([]byte, error) {
+	var buf bytes.Buffer
+	ident, err := r.identityFor(PackFile)
+	if err != nil {
+		return nil, err
+	}
+	rc, err := r.be.Get(ctx, PackFile, id.String())
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	h := sha256.New()
+	body := &transportReader{r: rc}
+	tee := io.TeeReader(body, h)
+	// age reports a body that breaks off as a chunk that does not
+	// authenticate; a failed download is a read error, not damage (check
+	// would name a sound pack as damaged).
+	dr, err := age.Decrypt(tee, ident)
+	if err == nil {
+		_, err = buf.ReadFrom(dr)
+	}
+	if err != nil {
+		if body.err != nil {
+			return nil, fmt.Errorf("read pack %s: %w", id, body.err)
+		}
+		return nil, fmt.Errorf("pack %s: %w: %v", id, ErrCorrupt, err)
+	}
+	if _, err := io.Copy(io.Discard, tee); err != nil {
+		return nil, fmt.Errorf("read pack %s: %w", id, err)
+	}
+	if ID(h.Sum(nil)) != id {
+		return nil, fmt.Errorf("pack %s: %w: content does not match its name (SHA-256)", id, ErrCorrupt)
+	}
+	return buf.Bytes(), nil
+}
+
+// transportReader remembers the first error, other than io.EOF, of the
+// reader it wraps, so that a decoder's complaint can be told apart from a
+// download that failed under it.
+type transportReader struct {
+	r   io.Reader
+	err error
+}
+
+func (t *transportReader) Read(p []byte) (int, error) {
+	n, err := t.r.Read(p)
+	if err != nil && err != io.EOF && t.err == nil {
+		t.err = err
+	}
+	return n, err
+}
