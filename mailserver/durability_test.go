@@ -31,14 +31,17 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// runChildServer serves MX on the given address for the kill -9 test and
-// never returns: the parent kills it.
+// runChildServer serves MX on the given address (and implicit-TLS IMAP on
+// a second one, if given) for the kill -9 tests and never returns: the
+// parent kills it.
 func runChildServer(spec string) {
-	dataDir, addr, _ := strings.Cut(spec, "|")
+	dataDir, addrs, _ := strings.Cut(spec, "|")
+	addr, imaps, _ := strings.Cut(addrs, "|")
 	cfg := DefaultConfig()
 	cfg.DataDir, cfg.Hostname = dataDir, "mx.test"
-	cfg.Listen = Listen{SMTP: addr}
+	cfg.Listen = Listen{SMTP: addr, IMAPS: imaps}
 	cfg.SMTP.ConnsPerMinute, cfg.SMTP.MessagesPerMinute, cfg.SMTP.MaxConnsPerIP = 1e9, 1e9, 1000
+	cfg.IMAP.ConnsPerMinute, cfg.IMAP.MaxConnsPerIP = 1e9, 1000
 	ctx := context.Background()
 	srv, err := New(ctx, cfg, Options{Resolver: &smtpd.StaticResolver{}, Auth: cheapHash})
 	if err != nil {
@@ -57,12 +60,17 @@ type child struct {
 	cmd *exec.Cmd
 }
 
-// startChild starts the server child process; it may run outside the
-// test goroutine, so it reports errors rather than failing the test.
-func startChild(t *testing.T, dataDir, addr string) (*child, error) {
+// startChild starts the server child process (MX on addr, IMAPS on
+// imaps[0] if given); it may run outside the test goroutine, so it reports
+// errors rather than failing the test.
+func startChild(t *testing.T, dataDir, addr string, imaps ...string) (*child, error) {
+	spec := dataDir + "|" + addr
+	if len(imaps) > 0 {
+		spec += "|" + imaps[0]
+	}
 	for {
 		cmd := exec.Command(os.Args[0], "-test.run=^$")
-		cmd.Env = append(os.Environ(), childEnv+"="+dataDir+"|"+addr)
+		cmd.Env = append(os.Environ(), childEnv+"="+spec)
 		// The child dies with the test process, even if the test panics.
 		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 		out, err := cmd.StdoutPipe()

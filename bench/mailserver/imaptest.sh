@@ -42,6 +42,10 @@
 #                         default 0: Dovecot's defaults, no auth cache
 #   IMAPTEST_APPEND_MSGS  messages APPENDed one by one in the append phase
 #                         (default 2000, at most IMAPTEST_SECS seconds; 0 skips it)
+#   IMAPTEST_APPEND_ROUNDS  rounds of the append phase (default 2): each round
+#                         runs mailvault then Dovecot, each on a fresh instance,
+#                         so that rounds alternate them (ABAB) and a change in
+#                         the machine's load falls on both
 #   MAILVAULT_BENCH_DIR   work and report directory (default /var/tmp/mailvault-bench)
 #   MAILVAULT_BIN         use this mailvault binary instead of building one
 #   BENCH_KEEP            1 keeps the work directory (configs, logs, imaptest output)
@@ -70,6 +74,7 @@ IMAPTEST_SKIP_COMPLIANCE=${IMAPTEST_SKIP_COMPLIANCE:-0}
 IMAPTEST_DOVECOT_AUTH_CACHE=${IMAPTEST_DOVECOT_AUTH_CACHE:-0}
 IMAPTEST_PROFILES=${IMAPTEST_PROFILES:-default read-mostly}
 IMAPTEST_APPEND_MSGS=${IMAPTEST_APPEND_MSGS:-2000}
+IMAPTEST_APPEND_ROUNDS=${IMAPTEST_APPEND_ROUNDS:-2}
 BENCH_DIR=${MAILVAULT_BENCH_DIR:-/var/tmp/mailvault-bench}
 BENCH_KEEP=${BENCH_KEEP:-0}
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -78,7 +83,7 @@ die() { echo "imaptest.sh: $*" >&2; exit 1; }
 log() { echo "== $*" >&2; }
 
 [[ $(id -u) == 0 ]] || die "run as root: it installs packages and runs Dovecot"
-for n in IMAPTEST_SECS IMAPTEST_CLIENTS IMAPTEST_USERS IMAPTEST_MSGS IMAPTEST_MSG_SIZE IMAPTEST_PORT_BASE; do
+for n in IMAPTEST_SECS IMAPTEST_CLIENTS IMAPTEST_USERS IMAPTEST_MSGS IMAPTEST_MSG_SIZE IMAPTEST_PORT_BASE IMAPTEST_APPEND_ROUNDS; do
 	[[ ${!n} =~ ^[1-9][0-9]*$ ]] || die "$n must be a positive integer, not '${!n}'"
 done
 
@@ -227,7 +232,9 @@ EOF
 		cp "$CERT" "$d/data/tls/cert.pem"
 		cp "$KEY" "$d/data/tls/key.pem"
 	fi
-	"$MV" serve -c "$d/mailvault.yaml" >"$d/mailvault.out" 2>"$d/mailvault.log" &
+	# 9>&-: the servers must not hold the run's lock (fd 9); one left
+	# running would keep the next run waiting.
+	"$MV" serve -c "$d/mailvault.yaml" >"$d/mailvault.out" 2>"$d/mailvault.log" 9>&- &
 	PIDS+=($!)
 	wait_port "$PORT" mailvault "$d/mailvault.log"
 	if [[ -z ${CERT:-} ]]; then
@@ -292,7 +299,7 @@ service imap-login {
   }
 }
 EOF
-	dovecot -c "$d/dovecot.conf" >"$d/dovecot-start.log" 2>&1 || { cat "$d/dovecot-start.log" >&2; tail -n 20 "$d/dovecot.log" >&2; die "dovecot did not start"; }
+	dovecot -c "$d/dovecot.conf" >"$d/dovecot-start.log" 2>&1 9>&- || { cat "$d/dovecot-start.log" >&2; tail -n 20 "$d/dovecot.log" >&2; die "dovecot did not start"; }
 	DC_PIDFILES+=("$d/run/master.pid")
 	wait_port "$PORT" dovecot "$d/dovecot.log"
 }
@@ -414,22 +421,25 @@ if [[ $IMAPTEST_SKIP_STRESS != 1 ]]; then
 	done
 fi
 
-# appendrun SERVER PORT
+# appendrun SERVER PORT ROUND
 appendrun() {
-	local srv=$1 port=$2 out=$W/append.$1.out
-	log "APPEND one by one against $srv: up to $IMAPTEST_APPEND_MSGS messages, $IMAPTEST_SECS s"
+	local srv=$1 port=$2 round=$3 out=$W/append.$1.$3.out r
+	log "APPEND one by one against $srv (round $round): up to $IMAPTEST_APPEND_MSGS messages, $IMAPTEST_SECS s"
 	python3 "$REPO_ROOT/bench/mailserver/append.py" 127.0.0.1 "$port" "imaptest@$DOMAIN" "$PASSWORD" "$W/source.mbox" \
 		"$IMAPTEST_APPEND_MSGS" "$IMAPTEST_SECS" >"$out" 2>&1 || { tail -n 5 "$out" >&2; die "append.py failed against $srv"; }
-	R[append.$srv]=$(sed -nE 's/.*"appended": ([0-9]+), "seconds": ([0-9.]+), "per_second": ([0-9.]+), "last_quarter_per_second": ([0-9.]+).*/\1 in \2 s: **\3**\/s (last quarter \4\/s)/p' "$out")
+	r=$(sed -nE 's/.*"appended": ([0-9]+), "seconds": ([0-9.]+), "per_second": ([0-9.]+), "last_quarter_per_second": ([0-9.]+).*/\1 in \2 s: **\3**\/s (last quarter \4\/s)/p' "$out")
+	R[append.$srv]+="${R[append.$srv]:+; }round $round (load $(cut -d' ' -f1 /proc/loadavg)): $r"
 }
 if ((IMAPTEST_APPEND_MSGS > 0)); then
-	start_mailvault mv-append
-	P_MV=$PORT
-	start_dovecot dc-append
-	P_DC=$PORT
-	appendrun mailvault "$P_MV"
-	appendrun dovecot "$P_DC"
-	stop_servers
+	for round in $(seq "$IMAPTEST_APPEND_ROUNDS"); do
+		start_mailvault "mv-append-$round"
+		P_MV=$PORT
+		start_dovecot "dc-append-$round"
+		P_DC=$PORT
+		appendrun mailvault "$P_MV" "$round"
+		appendrun dovecot "$P_DC" "$round"
+		stop_servers
+	done
 fi
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 
@@ -463,7 +473,7 @@ REPORT=$BENCH_DIR/imaptest-results-$(date -u +%Y%m%dT%H%M%SZ).md
 		echo "| stress '$prof': imaptest errors | ${R[errors.$prof.mailvault]} | ${R[errors.$prof.dovecot]} |"
 	done
 	if ((IMAPTEST_APPEND_MSGS > 0)); then
-		echo "| APPEND one by one (up to $IMAPTEST_APPEND_MSGS, $IMAPTEST_SECS s): messages | ${R[append.mailvault]} | ${R[append.dovecot]} |"
+		echo "| APPEND one by one (up to $IMAPTEST_APPEND_MSGS, $IMAPTEST_SECS s; rounds alternate, ours first): messages | ${R[append.mailvault]} | ${R[append.dovecot]} |"
 	fi
 	echo
 	[[ $IMAPTEST_SKIP_COMPLIANCE == 1 ]] || echo "Failed groups, mailvault: ${R[failedlist.mailvault]:-none}; Dovecot: ${R[failedlist.dovecot]:-none}."

@@ -25,7 +25,7 @@ func (s *session) CatenateURL(dest, raw string) ([]byte, error) {
 	if folder, err := folderName(dest); err != nil {
 		return nil, err
 	} else if folder != store.Inbox {
-		if _, err := s.srv.store.List(s.ctx(), s.acct, folder); errors.Is(err, store.ErrNoSuchFolder) {
+		if err := s.srv.store.CheckFolder(s.acct, folder); errors.Is(err, store.ErrNoSuchFolder) {
 			return nil, &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeTryCreate, Text: "No such mailbox"}
 		}
 	}

@@ -61,6 +61,12 @@ type session struct {
 
 	// notify is the NOTIFY SET in force (notify.go), nil without one.
 	notify atomic.Pointer[notifier]
+
+	// appended is the folder the last command APPENDed to, and batching
+	// whether Poll began a batch of writes, for CommandDone; set and read
+	// by the connection's goroutine only.
+	appended string
+	batching bool
 }
 
 // selection is the selected folder of a session (RFC 9051 section 3.3).
@@ -78,9 +84,29 @@ var (
 	_ imapserver.SessionNamespace   = (*session)(nil)
 	_ imapserver.SessionMove        = (*session)(nil)
 	_ imapserver.SessionAppendLimit = (*session)(nil)
+	_ imapserver.SessionCommandDone = (*session)(nil)
 	_ imapserver.SessionCondStore   = (*session)(nil)
 	_ imapserver.SessionNotify      = (*session)(nil)
 )
+
+// CommandDone runs after each command's tagged answer is written: it
+// writes what Poll batched, the answer with it. After an
+// APPEND the client is likely to APPEND again (an import, a mail client
+// saving a draft or a sent message), so the store makes the file for the
+// next one now (store.PrepareAppend), while the client reads the answer and
+// sends its next command, rather than in the next APPEND (issue 10).
+func (s *session) CommandDone() {
+	if s.batching {
+		s.batching = false
+		if err := s.out.end(); err != nil {
+			return // the connection is broken: the next read says so
+		}
+	}
+	if s.appended != "" {
+		s.srv.store.PrepareAppend(s.acct, s.appended)
+		s.appended = ""
+	}
+}
 
 func (s *session) ctx() context.Context { return s.srv.ctx }
 
@@ -420,7 +446,7 @@ func (s *session) Append(name string, r imap.LiteralReader, options *imap.Append
 		return nil, err
 	}
 	if folder != store.Inbox {
-		if _, err := s.srv.store.List(s.ctx(), s.acct, folder); errors.Is(err, store.ErrNoSuchFolder) {
+		if err := s.srv.store.CheckFolder(s.acct, folder); errors.Is(err, store.ErrNoSuchFolder) {
 			return nil, &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeTryCreate, Text: "No such mailbox"}
 		}
 	}
@@ -465,6 +491,7 @@ func (s *session) Append(name string, r imap.LiteralReader, options *imap.Append
 	if err != nil {
 		return nil, imapErr(err)
 	}
+	s.appended = folder
 	return &imap.AppendData{UID: imap.UID(d.UID), UIDValidity: d.UIDValidity}, nil
 }
 
@@ -487,6 +514,12 @@ func (s *session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
 	if err != nil {
 		return err
 	}
+	// The updates and the tagged answer after them go out in one write
+	// (CommandDone ends the batch): after an APPEND, "* n EXISTS",
+	// "* 1 RECENT" and the OK were three writes, each a wakeup of the
+	// client (issue 10).
+	s.out.begin()
+	s.batching = s.out != nil
 	return s.flushAll(s.sel, w, allowExpunge)
 }
 

@@ -122,13 +122,23 @@ func (st *folderState) changing() (done func(ok bool)) {
 // this Store's own update it in place (appendListedLocked,
 // setListedLocked, dropListedLocked); a scan, or any change these do not
 // cover, drops it to be built again.
+//
+// List hands the kept slice out rather than a copy (a copy per APPEND
+// into a selected folder of n messages was O(n), twice: the session's
+// poll and the background refresh each listed it), capped at its length
+// so that appends beyond it are not seen through it. Once handed out
+// (listShared) the elements are never written again: a change to one
+// copies the slice first (copy on write).
 
 // listedLocked returns the folder's messages in UID order, from the kept
-// listing if it is valid. The slice is the folder's own: callers copy it
-// before the lock is released.
+// listing if it is valid. The slice is the folder's own: callers do not
+// change it (see shareListLocked).
 func (st *folderState) listedLocked() []Message {
 	if st.listOK {
 		return st.list
+	}
+	if st.listShared {
+		st.list, st.listShared = nil, false
 	}
 	st.list = st.list[:0]
 	for _, uid := range st.idx.sortedUIDs() {
@@ -136,7 +146,15 @@ func (st *folderState) listedLocked() []Message {
 		st.list = append(st.list, st.messageLocked(uid, unique))
 	}
 	st.listOK = true
+	st.listVersion = st.versions.Add(1)
 	return st.list
+}
+
+// shareListLocked returns the listing to hand out and its version.
+func (st *folderState) shareListLocked() ([]Message, uint64) {
+	list := st.listedLocked()
+	st.listShared = true
+	return list[:len(list):len(list)], st.listVersion
 }
 
 // messageLocked is the listing entry of a message from files and inCur.
@@ -167,6 +185,7 @@ func (st *folderState) appendListedLocked(uid uint32, unique string) {
 		return
 	}
 	st.list = append(st.list, st.messageLocked(uid, unique))
+	st.listVersion = st.versions.Add(1)
 }
 
 // setListedLocked refreshes a message whose file was renamed.
@@ -179,7 +198,11 @@ func (st *folderState) setListedLocked(uid uint32, unique string) {
 		st.listOK = false
 		return
 	}
+	if st.listShared {
+		st.list, st.listShared = slices.Clone(st.list), false
+	}
 	st.list[i] = st.messageLocked(uid, unique)
+	st.listVersion = st.versions.Add(1)
 }
 
 // dropListedLocked removes expunged UIDs.
@@ -193,4 +216,6 @@ func (st *folderState) dropListedLocked(uids []uint32) {
 	}
 	// A new slice: listings handed out before share no array with it.
 	st.list = slices.DeleteFunc(slices.Clone(st.list), func(m Message) bool { return gone[m.UID] })
+	st.listShared = false
+	st.listVersion = st.versions.Add(1)
 }

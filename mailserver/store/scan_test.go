@@ -1,6 +1,7 @@
 package store
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -149,5 +150,54 @@ func TestListSeesOtherProcessesChanges(t *testing.T) {
 	}
 	if got := list(); len(got) != 2 {
 		t.Fatalf("after a removal: %v", got)
+	}
+}
+
+// List hands out the store's own listing (no copy per call): a listing
+// taken before a change must not see it, and Version tells whether
+// anything changed since.
+func TestListSharedCopyOnWrite(t *testing.T) {
+	s := newStore(t)
+	ctx := t.Context()
+	for range 3 {
+		if _, err := s.Append(ctx, alice, Inbox, strings.NewReader("x"), ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	list := func() *Listing {
+		t.Helper()
+		l, err := s.List(ctx, alice, Inbox)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+	l1 := list()
+	if l2 := list(); l2.Version != l1.Version || l1.Version == 0 {
+		t.Fatalf("versions %d, %d: want the same, not 0", l1.Version, l2.Version)
+	}
+	before := fmt.Sprint(l1.Messages)
+	for _, tc := range []struct {
+		name   string
+		change func() error
+	}{
+		{"append", func() error { _, err := s.Append(ctx, alice, Inbox, strings.NewReader("y"), "S"); return err }},
+		{"flags", func() error { return s.SetFlags(ctx, alice, Inbox, 2, "FS") }},
+		{"expunge", func() error { return s.Expunge(ctx, alice, Inbox, []uint32{1}) }},
+	} {
+		prev := list()
+		prevText := fmt.Sprint(prev.Messages)
+		if err := tc.change(); err != nil {
+			t.Fatal(err)
+		}
+		if got := fmt.Sprint(prev.Messages); got != prevText {
+			t.Errorf("%s: a listing taken before changed: %s, was %s", tc.name, got, prevText)
+		}
+		if now := list(); now.Version == prev.Version || fmt.Sprint(now.Messages) == prevText {
+			t.Errorf("%s: version %d → %d, messages %v", tc.name, prev.Version, now.Version, now.Messages)
+		}
+	}
+	if got := fmt.Sprint(l1.Messages); got != before {
+		t.Errorf("first listing changed: %s, was %s", got, before)
 	}
 }

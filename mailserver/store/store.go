@@ -31,7 +31,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -116,13 +115,20 @@ type Store struct {
 	// scansSkipped counts listings that needed no directory scan
 	// (scan.go), for tests.
 	scansSkipped atomic.Int64
-	log          *slog.Logger
-	fs           fileSystem
-	gate         gate
-	seq          atomic.Uint64
-	pid          int
-	rnd          string
-	now          func() time.Time
+	// listVersions numbers the states of the folders' listings
+	// (Listing.Version), across folders, so that a version never comes
+	// back when a folder deleted and created again starts a new
+	// folderState.
+	listVersions atomic.Uint64
+	// syncs counts fsyncs of files and directories (Syncs).
+	syncs atomic.Int64
+	log   *slog.Logger
+	fs    fileSystem
+	gate  gate
+	seq   atomic.Uint64
+	pid   int
+	rnd   string
+	now   func() time.Time
 
 	mu      sync.Mutex
 	folders map[string]*folderState // by folder directory
@@ -167,15 +173,20 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 		root:    dir,
 		host:    host,
 		log:     log,
-		fs:      osFS{},
 		pid:     os.Getpid(),
 		rnd:     hex.EncodeToString(b[:]),
 		now:     now,
 		folders: map[string]*folderState{},
 	}
+	st.fs = osFS{syncs: &st.syncs}
 	st.maxBytes.Store(opts.MaxMessageBytes)
 	return st, nil
 }
+
+// Syncs returns how many fsyncs (of message files, directories and UID
+// indexes) the store has made: a durable delivery's cost is mostly their
+// latency, so tests and benchmarks count them per operation.
+func (s *Store) Syncs() int64 { return s.syncs.Load() }
 
 // SetMaxMessageBytes changes Options.MaxMessageBytes while the store is
 // in use (a configuration reload); deliveries under way keep the bound
@@ -353,10 +364,18 @@ func (s *Store) deliver(ctx context.Context, a Account, folder string, r io.Read
 		return Delivery{}, err
 	}
 	base := s.newUnique(s.now())
-	tmpPath := filepath.Join(dir, "tmp", base)
-	f, err := s.fs.Create(tmpPath)
+	var f *os.File
+	var tmpPath string
+	if assignUID {
+		f, tmpPath, err = s.createTmp(dir, base) // spare.go
+	} else {
+		tmpPath = filepath.Join(dir, "tmp", base)
+		if f, err = s.fs.Create(tmpPath); err != nil {
+			err = fmt.Errorf("store: create tmp: %w", err)
+		}
+	}
 	if err != nil {
-		return Delivery{}, fmt.Errorf("store: create tmp: %w", err)
+		return Delivery{}, err
 	}
 	ok := false
 	defer func() {
@@ -383,74 +402,96 @@ func (s *Store) deliver(ctx context.Context, a Account, folder string, r io.Read
 			return Delivery{}, fmt.Errorf("store: set internal date: %w", err)
 		}
 	}
-	if err := s.fs.SyncFile(f); err != nil {
+	unique := base + ",S=" + strconv.FormatInt(n, 10)
+	if !assignUID {
+		return s.deliverNew(a, folder, dir, f, tmpPath, unique, n, &ok)
+	}
+	final := filepath.Join(dir, "cur", maildir.FileName(unique, flags))
+	d := Delivery{Folder: folder, Unique: unique, Size: n, Path: final}
+	// The folder is locked from before the rename, so that the file
+	// enters cur/ as a change of this Store's (scan.go): the next
+	// listing need not read the directory to find it.
+	st, err := s.folder(dir)
+	if err != nil {
+		return Delivery{}, err
+	}
+	st.mu.Lock()
+	delivered := false
+	defer func() {
+		st.mu.Unlock()
+		if delivered {
+			s.delivered(a, d) // after the folder's lock is released
+		}
+	}()
+	if err := st.loadLocked(s); err != nil {
+		return Delivery{}, err
+	}
+	// The UID record is written before the message is durable and
+	// fsynced at the same time as the message file, so that an APPEND
+	// waits for two fsyncs in a row (these two, then cur/'s) rather than
+	// three. A crash after the record and before the rename leaves a
+	// record without a file: the next scan expunges that UID (syncLocked),
+	// which no client was given. A file in cur/ always has its record.
+	fl := maildir.ParseName(filepath.Base(final)).Flags
+	uid, ms, err := st.idx.reserve(s.fs, unique, fl)
+	if err != nil {
+		return Delivery{}, err
+	}
+	idxSynced := make(chan error, 1)
+	go func() { idxSynced <- st.idx.syncFile(s.fs) }()
+	err = s.fs.SyncFile(f)
+	if idxErr := <-idxSynced; err == nil && idxErr != nil {
+		return Delivery{}, idxErr
+	}
+	if err != nil {
 		return Delivery{}, fmt.Errorf("store: fsync message: %w", err)
 	}
 	if err := f.Close(); err != nil {
 		return Delivery{}, fmt.Errorf("store: close message: %w", err)
 	}
-	unique := base + ",S=" + strconv.FormatInt(n, 10)
-	var final string
-	if assignUID {
-		final = filepath.Join(dir, "cur", maildir.FileName(unique, flags))
-	} else {
-		final = filepath.Join(dir, "new", unique)
-	}
-	d := Delivery{Folder: folder, Unique: unique, Size: n, Path: final}
-	delivered := false
-	defer func() {
-		if delivered {
-			s.delivered(a, d) // after the folder's lock is released
-		}
-	}()
-	var st *folderState
-	if assignUID {
-		// The folder is locked from before the rename, so that the file
-		// enters cur/ as a change of this Store's (scan.go): the next
-		// listing need not read the directory to find it.
-		if st, err = s.folder(dir); err != nil {
-			return Delivery{}, err
-		}
-		st.mu.Lock()
-		defer st.mu.Unlock()
-		if err := st.loadLocked(s); err != nil {
-			return Delivery{}, err
-		}
-	}
-	done := func(bool) {}
-	if st != nil {
-		done = st.changing()
-	}
+	done := st.changing()
 	if err := s.fs.Rename(tmpPath, final); err != nil {
 		done(false)
 		return Delivery{}, fmt.Errorf("store: move into place: %w", err)
 	}
 	ok = true
 	defer s.changed(a, folder)
+	// In memory before the fsync of cur/, which may fail with the file
+	// in it: a scan then finds it with this UID, as a restart would.
+	st.idx.assigned([]string{unique}, []string{fl}, []uint32{uid}, ms)
+	st.inCur[unique] = true
+	st.files[unique] = filepath.Base(final)
+	st.appendListedLocked(uid, unique)
 	if err := s.fs.SyncDir(filepath.Dir(final)); err != nil {
 		done(false)
 		return Delivery{}, fmt.Errorf("store: fsync dir: %w", err)
 	}
-	if st != nil {
-		if uid, ok := st.idx.byUnique[unique]; ok {
-			// Another scan found the file first.
-			d.UID = uid
-			st.listOK = false
-		} else {
-			uids, err := st.idx.assign(s.fs, []string{unique}, []string{maildir.ParseName(filepath.Base(final)).Flags})
-			if err != nil {
-				done(false)
-				return d, err
-			}
-			d.UID = uids[0]
-		}
-		st.inCur[unique] = true
-		st.files[unique] = filepath.Base(final)
-		st.appendListedLocked(d.UID, unique)
-		d.UIDValidity = st.idx.validity
-		done(true)
-	}
+	d.UID, d.UIDValidity = uid, st.idx.validity
+	done(true)
 	delivered = true
+	return d, nil
+}
+
+// deliverNew finishes Deliver: the message file, written, is made
+// durable and moved into new/, where the next listing gives it a UID.
+func (s *Store) deliverNew(a Account, folder, dir string, f *os.File, tmpPath, unique string, n int64, ok *bool) (Delivery, error) {
+	if err := s.fs.SyncFile(f); err != nil {
+		return Delivery{}, fmt.Errorf("store: fsync message: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return Delivery{}, fmt.Errorf("store: close message: %w", err)
+	}
+	final := filepath.Join(dir, "new", unique)
+	if err := s.fs.Rename(tmpPath, final); err != nil {
+		return Delivery{}, fmt.Errorf("store: move into place: %w", err)
+	}
+	*ok = true
+	defer s.changed(a, folder)
+	if err := s.fs.SyncDir(filepath.Dir(final)); err != nil {
+		return Delivery{}, fmt.Errorf("store: fsync dir: %w", err)
+	}
+	d := Delivery{Folder: folder, Unique: unique, Size: n, Path: final}
+	s.delivered(a, d)
 	return d, nil
 }
 
@@ -496,6 +537,9 @@ type Listing struct {
 	// (RFC 3501 section 2.3.2), not yet claimed by an IMAP session (see
 	// ClaimRecent).
 	FirstRecent uint32
+	// Version identifies Messages: a later listing of the folder with
+	// the same Version has the same Messages (0: no messages).
+	Version uint64
 	// HighestModSeq is the folder's HIGHESTMODSEQ (RFC 7162 section
 	// 3.1.2.1): at least 1, never lower than before, the largest MODSEQ
 	// any message or expunge was given.
@@ -504,7 +548,8 @@ type Listing struct {
 
 // List synchronises the folder's UID index with its directory and returns
 // the messages in UID order. New files are given UIDs in name order; files
-// that disappeared are dropped from the index.
+// that disappeared are dropped from the index. The Messages are shared
+// with the store and other callers: read them, do not change them.
 func (s *Store) List(ctx context.Context, a Account, folder string) (*Listing, error) {
 	dir, err := s.folderDir(a, folder)
 	if err != nil {
@@ -535,8 +580,8 @@ func (s *Store) List(ctx context.Context, a Account, folder string) (*Listing, e
 	}
 	l := &Listing{UIDValidity: st.idx.validity, UIDNext: st.idx.next, Keywords: kw, FirstRecent: max(st.idx.firstRecent, 1),
 		HighestModSeq: st.idx.highestModSeq()}
-	if list := st.listedLocked(); len(list) > 0 {
-		l.Messages = slices.Clone(list)
+	if list, v := st.shareListLocked(); len(list) > 0 {
+		l.Messages, l.Version = list, v
 	}
 	return l, nil
 }
@@ -937,6 +982,7 @@ func (s *Store) DeleteFolder(ctx context.Context, a Account, name string) error 
 		if st.idx != nil && st.idx.f != nil {
 			st.idx.f.Close()
 		}
+		st.dropSpareLocked()
 		st.mu.Unlock()
 		delete(s.folders, dir)
 	}
@@ -1003,6 +1049,7 @@ func (s *Store) RenameFolder(ctx context.Context, a Account, from, to string) er
 			if st.idx != nil && st.idx.f != nil {
 				st.idx.f.Close()
 			}
+			st.dropSpareLocked()
 			st.mu.Unlock()
 			delete(s.folders, oldDir)
 		}
@@ -1064,6 +1111,20 @@ func (s *Store) Quiesce(ctx context.Context) (resume func(), err error) {
 	return s.gate.pause(ctx)
 }
 
+// CheckFolder returns ErrNoSuchFolder unless the folder exists: what
+// IMAP APPEND needs to know before it stores (NO [TRYCREATE]), without
+// listing the folder.
+func (s *Store) CheckFolder(a Account, folder string) error {
+	dir, err := s.folderDir(a, folder)
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(filepath.Join(dir, "cur")); err != nil {
+		return fmt.Errorf("%w: %s", ErrNoSuchFolder, folder)
+	}
+	return nil
+}
+
 // folderFor returns the state of an existing folder.
 func (s *Store) folderFor(a Account, folder string) (string, *folderState, error) {
 	dir, err := s.folderDir(a, folder)
@@ -1082,7 +1143,7 @@ func (s *Store) folder(dir string) (*folderState, error) {
 	defer s.mu.Unlock()
 	st := s.folders[dir]
 	if st == nil {
-		st = &folderState{dir: dir}
+		st = &folderState{dir: dir, versions: &s.listVersions}
 		s.folders[dir] = st
 	}
 	return st, nil
@@ -1104,9 +1165,15 @@ type folderState struct {
 	// due once they are older than settleWindow (scan.go).
 	stamp            [3]time.Time
 	trusted, recheck bool
-	// list is the listing of files and idx, valid if listOK (scan.go).
-	list   []Message
-	listOK bool
+	// list is the listing of files and idx, valid if listOK, handed out
+	// by List if listShared, numbered listVersion (scan.go).
+	list        []Message
+	listOK      bool
+	listShared  bool
+	listVersion uint64
+	versions    *atomic.Uint64 // the Store's listVersions
+	// spare is an empty file in tmp/ for the next Append (spare.go).
+	spare string
 }
 
 func (st *folderState) loadLocked(s *Store) error {
@@ -1121,6 +1188,7 @@ func (st *folderState) openIndexLocked(s *Store) error {
 	if st.idx != nil {
 		return nil
 	}
+	removeSpares(st.dir) // spare.go
 	newValidity := func(old uint32) (uint32, error) { return s.nextValidity(st.dir, old) }
 	idx, err := openIndex(s.fs, filepath.Join(st.dir, indexName), newValidity, s.log)
 	if err != nil {

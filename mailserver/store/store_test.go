@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -83,6 +84,138 @@ func TestDeliverFsyncOrdering(t *testing.T) {
 	tmp, _ := os.ReadDir(filepath.Join(s.MaildirPath(alice), "tmp"))
 	if len(tmp) != 0 {
 		t.Fatalf("tmp/ not empty: %v", tmp)
+	}
+}
+
+// An APPEND is acknowledged after three fsyncs, of which only two are
+// waited for in a row: the message file's and the UID index's (the
+// record written before, so that no file is ever in cur/ without its UID
+// record) at the same time, then cur/'s after the rename.
+func TestAppendFsyncOrdering(t *testing.T) {
+	s := newStore(t)
+	ctx := t.Context()
+	if _, err := s.Append(ctx, alice, Inbox, strings.NewReader("x"), ""); err != nil {
+		t.Fatal(err)
+	}
+	rec := &indexCheckingFS{index: filepath.Join(s.MaildirPath(alice), indexName)}
+	rec.t = t
+	s.fs = rec
+	syncs := s.Syncs()
+	d, err := s.Append(ctx, alice, Inbox, strings.NewReader("Subject: hi\r\n\r\nhello\r\n"), "S")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec.add("returned")
+	ops := rec.ops
+	if len(ops) != 6 {
+		t.Fatalf("operations = %q", ops)
+	}
+	// The two fsyncs before the rename run at once, in either order.
+	pair := []string{ops[1], ops[2]}
+	slices.Sort(pair)
+	got := append([]string{ops[0]}, append(pair, ops[3:]...)...)
+	want := []string{"create tmp", "fsync Maildir", "fsync tmp", "rename tmp->cur", "fsyncdir cur", "returned"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("operations = %q, want %q (the first two fsyncs in any order)", ops, want)
+	}
+	if want := fmt.Sprintf("\nA %d %s\n", d.UID, d.Unique); !strings.Contains(rec.atRename, want) {
+		t.Fatalf("index at the rename = %q, want the record %q in it", rec.atRename, want)
+	}
+	// The test's file system does not count; the store's does (Syncs),
+	// three per APPEND, as checked in TestAppendSyncsCounted.
+	if n := s.Syncs() - syncs; n != 0 {
+		t.Fatalf("Syncs moved by %d under a replaced file system", n)
+	}
+}
+
+// indexCheckingFS is recordingFS that also notes, at the rename into
+// cur/, the UID index on disk.
+type indexCheckingFS struct {
+	recordingFS
+	t        *testing.T
+	index    string
+	atRename string
+}
+
+func (r *indexCheckingFS) Rename(a, b string) error {
+	data, err := os.ReadFile(r.index)
+	if err != nil {
+		r.t.Error(err)
+	}
+	r.atRename = string(data)
+	return r.recordingFS.Rename(a, b)
+}
+
+// Every APPEND costs three fsyncs (message file, UID index, cur/) and
+// every SMTP delivery two (message file, new/), counted by Syncs.
+func TestAppendSyncsCounted(t *testing.T) {
+	s := newStore(t)
+	ctx := t.Context()
+	if _, err := s.Append(ctx, alice, Inbox, strings.NewReader("x"), ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Deliver(ctx, alice, Inbox, strings.NewReader("x")); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name  string
+		op    func() error
+		syncs int64
+	}{
+		{"append", func() error { _, err := s.Append(ctx, alice, Inbox, strings.NewReader("a"), "S"); return err }, 3},
+		{"append with date", func() error {
+			_, err := s.AppendAt(ctx, alice, Inbox, strings.NewReader("b"), "", time.Unix(1e9, 0))
+			return err
+		}, 3},
+		{"deliver", func() error { _, err := s.Deliver(ctx, alice, Inbox, strings.NewReader("c")); return err }, 2},
+	} {
+		for i := range 3 {
+			before := s.Syncs()
+			if err := tc.op(); err != nil {
+				t.Fatal(err)
+			}
+			if n := s.Syncs() - before; n != tc.syncs {
+				t.Errorf("%s #%d: %d fsyncs, want %d", tc.name, i, n, tc.syncs)
+			}
+		}
+	}
+}
+
+// A crash between the UID record and the rename (the record durable, the
+// message not in cur/) leaves a UID without a file: reopened, the store
+// expunges it and gives the next message a later UID, never that one.
+func TestAppendRecordWithoutFile(t *testing.T) {
+	ctx := t.Context()
+	dir := t.TempDir()
+	s, err := Open(ctx, dir, Options{Hostname: "mx.test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Append(ctx, alice, Inbox, strings.NewReader("1"), ""); err != nil {
+		t.Fatal(err)
+	}
+	// What the crash leaves: the record, and the message still in tmp/.
+	idx := filepath.Join(s.MaildirPath(alice), indexName)
+	f, err := os.OpenFile(idx, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString("A 2 1.M1P1Q1.lost,S=1\n")
+	f.Close()
+	if err := os.WriteFile(filepath.Join(s.MaildirPath(alice), "tmp", "1.M1P1Q1.lost"), []byte("2"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s2, err := Open(ctx, dir, Options{Hostname: "mx.test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := s2.List(ctx, alice, Inbox)
+	if err != nil || fmt.Sprint(uids(l)) != "[1]" || l.UIDNext != 3 {
+		t.Fatalf("reopened: %v uids %v next %d", err, uids(l), l.UIDNext)
+	}
+	d, err := s2.Append(ctx, alice, Inbox, strings.NewReader("3"), "")
+	if err != nil || d.UID != 3 {
+		t.Fatalf("next append: uid %d, %v", d.UID, err)
 	}
 }
 

@@ -378,6 +378,47 @@ func (x *uidIndex) assign(fsys fileSystem, uniques, flags []string) ([]uint32, e
 	if err := x.appendRecords(fsys, b.Bytes()); err != nil {
 		return nil, err
 	}
+	x.records += 2 * len(uniques)
+	x.assigned(uniques, flags, uids, ms)
+	return uids, nil
+}
+
+// reserve writes the records giving unique (with Maildir flags flags) the
+// next UID and a new MODSEQ without waiting for them to be durable, so
+// that the caller can fsync the index (syncFile) while it fsyncs the
+// message: an APPEND then waits for one fsync less (Store.deliver). Until
+// assigned records them, the UID and MODSEQ are taken on disk only: both
+// are burnt either way, so that neither is given twice even if the
+// records did reach the disk.
+func (x *uidIndex) reserve(fsys fileSystem, unique, flags string) (uint32, uint64, error) {
+	uid, ms := x.next, x.nextModSeq()
+	rec := fmt.Sprintf("A %d %s\n", uid, unique) + modRecord(uid, ms, flags)
+	if err := x.appendRecordsSync(fsys, []byte(rec), false); err != nil {
+		return 0, 0, err
+	}
+	x.next++
+	x.highest = ms
+	x.records += 2
+	return uid, ms, nil
+}
+
+// syncFile fsyncs the index's append handle (after reserve).
+func (x *uidIndex) syncFile(fsys fileSystem) error {
+	if x.f == nil {
+		return errors.New("store: uid index closed")
+	}
+	if err := fsys.SyncFile(x.f); err != nil {
+		// Rewritten from memory next time, without the reserved records.
+		x.f.Close()
+		x.f = nil
+		return fmt.Errorf("store: fsync uid index: %w", err)
+	}
+	return nil
+}
+
+// assigned records in memory UIDs given (durably) to uniques with MODSEQ
+// ms.
+func (x *uidIndex) assigned(uniques, flags []string, uids []uint32, ms uint64) {
 	for i, u := range uniques {
 		if old, ok := x.byUnique[u]; ok {
 			delete(x.byUID, old)
@@ -386,12 +427,10 @@ func (x *uidIndex) assign(fsys fileSystem, uniques, flags []string) ([]uint32, e
 		x.byUID[uids[i]] = u
 		x.byUnique[u] = uids[i]
 		x.mods[uids[i]] = modRec{modseq: ms, flags: flags[i]}
+		x.next = max(x.next, uids[i]+1)
 	}
-	x.next = next
-	x.highest = ms
+	x.highest = max(x.highest, ms)
 	x.reserved = max(x.reserved, ms) // fsynced
-	x.records += 2 * len(uniques)
-	return uids, nil
 }
 
 // modRecord is the M record of a message.

@@ -209,6 +209,11 @@ func (c *Conn) readCommand(dec *imapwire.Decoder) error {
 		}
 		name = "UID " + strings.ToUpper(subName)
 	}
+	// mailvault: SessionCommandDone, once the command is answered (here
+	// or by its handler: APPEND, COPY, SELECT write their own).
+	if done, ok := c.session.(SessionCommandDone); ok {
+		defer done.CommandDone()
+	}
 
 	// TODO: handle multiple commands concurrently
 	sendOK := true

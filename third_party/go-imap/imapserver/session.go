@@ -115,6 +115,17 @@ type SessionUnauthenticate interface {
 	Unauthenticate() error
 }
 
+// SessionCommandDone is an IMAP session told when a command has been
+// answered (mailvault: to write what it held back, and for work best done
+// while the client reads the answer, such as preparing its next command).
+type SessionCommandDone interface {
+	Session
+
+	// CommandDone is called after each command, once its tagged
+	// answer is written (or failed to be).
+	CommandDone()
+}
+
 // SessionAppendLimit is an IMAP session which has the same APPEND limit for
 // all mailboxes.
 type SessionAppendLimit interface {
