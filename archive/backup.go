@@ -125,6 +125,33 @@ type job struct {
 	meta   *Message // filled in for mail
 	blobs  *[]ID
 	done   func(error)
+	// f is the file, opened when the job was queued so that its reading
+	// starts ahead of the worker (readAhead); nil if that open failed,
+	// and the worker opens it (and reports the error) itself.
+	f *os.File
+}
+
+// openAhead opens j's file and starts reading it into the page cache,
+// up to what process reads at once.
+func (b *backup) openAhead(j *job) {
+	f, err := os.Open(j.abs)
+	if err != nil {
+		return
+	}
+	n := int64(b.r.cfg.ChunkMax)
+	if j.size > 0 && j.size < n {
+		n = j.size
+	}
+	// Never 0: to posix_fadvise that means the whole file.
+	readAhead(f, n)
+	j.f = f
+}
+
+// closeFile closes a job's file that no worker will process.
+func (j *job) closeFile() {
+	if j.f != nil {
+		j.f.Close()
+	}
 }
 
 // Backup makes a snapshot of Maildir trees.
@@ -527,9 +554,11 @@ func (b *backup) backupRoot(ctx context.Context, absPath, name string) (*SourceR
 					}
 					folderWG.Done()
 				}}
+			b.openAhead(&j)
 			select {
 			case b.jobs <- j:
 			case <-ctx.Done():
+				j.closeFile()
 				folderWG.Done()
 				return nil, ctx.Err()
 			}
@@ -855,6 +884,7 @@ func (b *backup) worker(ctx context.Context) {
 	defer b.wg.Done()
 	for j := range b.jobs {
 		if ctx.Err() != nil {
+			j.closeFile()
 			j.done(ctx.Err())
 			continue
 		}
@@ -867,9 +897,12 @@ func (b *backup) worker(ctx context.Context) {
 // several mailboxes — which differ only in the Delivered-To/Received lines
 // prepended at delivery — share their body blobs.
 func (b *backup) process(ctx context.Context, j job) error {
-	f, err := os.Open(j.abs)
-	if err != nil {
-		return err
+	f := j.f
+	if f == nil {
+		var err error
+		if f, err = os.Open(j.abs); err != nil {
+			return err
+		}
 	}
 	defer f.Close()
 	fi, err := f.Stat()
@@ -1069,9 +1102,11 @@ func (b *backup) backupFiles(ctx context.Context, absPath string, tree *maildir.
 			}
 			wg.Done()
 		}}
+		b.openAhead(&j)
 		select {
 		case b.jobs <- j:
 		case <-ctx.Done():
+			j.closeFile()
 			wg.Done()
 			return ID{}, ctx.Err()
 		}

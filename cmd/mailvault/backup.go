@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime/pprof"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -19,6 +20,7 @@ func newBackupCmd(g *globals) *cobra.Command {
 	var parent string
 	var snap snapshotFlags
 	var targetsFile string
+	var cpuProfile string
 	cmd := &cobra.Command{
 		Use:   "backup PATH...",
 		Short: "Back up Maildir trees (and the files beside them) into a new snapshot",
@@ -35,6 +37,13 @@ failed (the primary's snapshot stays). See "mailvault status --help".`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, paths []string) error {
 			ctx := cmd.Context()
+			if cpuProfile != "" {
+				stop, err := startCPUProfile(cpuProfile)
+				if err != nil {
+					return err
+				}
+				defer stop()
+			}
 			tcfg, err := loadTargets(targetsFile)
 			if err != nil {
 				return err
@@ -149,8 +158,28 @@ failed (the primary's snapshot stays). See "mailvault status --help".`,
 	cmd.Flags().StringArrayVar(&tags, "tag", nil, "tag for the snapshot; repeatable")
 	cmd.Flags().StringVar(&parent, "parent", "", "snapshot to compare against (default: newest of this host and paths)")
 	cmd.Flags().StringVar(&targetsFile, "targets", os.Getenv("MAILVAULT_TARGETS"), "targets file: back up to its primary, then copy to the other repositories (env MAILVAULT_TARGETS)")
+	// Hidden: for measuring the data path (docs/PERFORMANCE.md, issue 11),
+	// not for operators.
+	cmd.Flags().StringVar(&cpuProfile, "cpuprofile", os.Getenv("MAILVAULT_CPUPROFILE"), "write a CPU profile of the backup to this file (env MAILVAULT_CPUPROFILE)")
+	_ = cmd.Flags().MarkHidden("cpuprofile")
 	snap.register(cmd)
 	return cmd
+}
+
+// startCPUProfile writes a CPU profile to path until stop is called.
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }
 
 // unreadableMsg is the message archive.Backup logs for an entry it could

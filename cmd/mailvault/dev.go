@@ -22,7 +22,7 @@ func newDevCmd() *cobra.Command {
 		Use:   "dev",
 		Short: "Developer tools (benchmark corpora)",
 	}
-	cmd.AddCommand(newGenCorpusCmd(), newMutateCorpusCmd())
+	cmd.AddCommand(newGenCorpusCmd(), newMutateCorpusCmd(), newEvictCmd())
 	return cmd
 }
 
@@ -122,6 +122,26 @@ same seed on the same corpus makes the same changes.`,
 	f.BoolVar(&asJSON, "json", false, "print the statistics as JSON")
 	_ = cmd.MarkFlagRequired("dir") // only fails for an unknown flag
 	return cmd
+}
+
+func newEvictCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "evict DIR",
+		Short: "Drop a tree's files from the page cache (for cold-read benchmarks)",
+		Long: `Drop the cached pages of every file under DIR (posix_fadvise DONTNEED),
+so that the next backup of it reads from disk. Unlike writing to
+/proc/sys/vm/drop_caches it needs no privileges and leaves the rest of
+the machine's cache alone.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			n, size, err := corpus.Evict(args[0])
+			if err != nil {
+				return fmt.Errorf("evict: %w", err)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "evicted %d files (%s) of %s from the page cache\n", n, formatSize(size), args[0])
+			return nil
+		},
+	}
 }
 
 // checkEmptyDir refuses to generate into a directory that already has
