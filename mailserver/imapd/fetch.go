@@ -56,6 +56,7 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 			t.msg, t.flagsC = m.msgs[t.idx], true
 		}
 	}
+	m.supersedeLocked(s.sel.view, targets) // answered with t.msg: queued updates not older
 	m.mu.Unlock()
 	if options.Vanished {
 		// UID FETCH (CHANGEDSINCE n VANISHED), RFC 7162 section 3.2.6:

@@ -108,7 +108,8 @@ func mailboxKey(a store.Account, folder string) string { return a.String() + "\x
 // store is not called, while one is held. The store's callbacks
 // (folderChanged, warmMeta) run under its locks and take only leaves.
 // A view's mu (views.go) is a leaf too, taken under mailbox.mu to queue
-// updates and alone to write them.
+// updates or bring queued ones up to date (supersedeLocked) and alone to
+// write them.
 func (s *Server) acquire(ctx context.Context, a store.Account, folder string) (*mailbox, error) {
 	key := mailboxKey(a, folder)
 	if m := s.shared(key); m != nil {

@@ -743,9 +743,16 @@ func (s *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *im
 		t.msg = m.msgs[t.idx]
 		changed[i] = t.msg.modseq != before
 	}
-	m.mu.Unlock()
 	condStore := s.condStore.Load()
-	if !flags.Silent || condStore {
+	answered := !flags.Silent || condStore
+	if answered {
+		// The FETCH responses below tell t.msg: queued updates not
+		// older (views.go). Not without them: their FLAGS come after
+		// announce's, which a .SILENT STORE does not send.
+		m.supersedeLocked(s.sel.view, targets)
+	}
+	m.mu.Unlock()
+	if answered {
 		// New keywords: FLAGS first, here rather than after the command,
 		// so that the FETCH responses show no flag the client was not
 		// told of.

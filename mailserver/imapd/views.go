@@ -208,6 +208,40 @@ func (m *mailbox) queueFlagsLocked(i int, source *view) {
 	}
 }
 
+// supersedeLocked is called under the mailbox's mu by a command that
+// answers with the current state of the messages of targets (FETCH,
+// STORE): the updates queued for them in v, with the flags and MODSEQ of
+// when they were queued, are brought up to that state. The queue is
+// written after the command's answer (the poll before the tagged
+// response, or a later one when an EXPUNGE not allowed yet holds it
+// back, RFC 3501 section 7.4.1), so a queued FETCH left as it was would
+// tell the client an older MODSEQ after the newer one (RFC 7162 section
+// 3.1.1: a message's MODSEQ never goes down; imaptest's "MODSEQ dropped",
+// issue 10) and flags older than those just answered. Updates queued
+// after this call carry later states; those before now say what the
+// answer says, once more.
+func (m *mailbox) supersedeLocked(v *view, targets []target) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	var idx map[uint32]int // UID → index in msgs, built on the first queued FETCH
+	for k := range v.queue {
+		u := &v.queue[k]
+		if u.kind != updFetch {
+			continue
+		}
+		if idx == nil {
+			idx = make(map[uint32]int, len(targets))
+			for _, t := range targets {
+				idx[t.msg.uid] = t.idx
+			}
+		}
+		if i, ok := idx[u.uid]; ok {
+			mi := &m.msgs[i]
+			u.flags, u.modseq = m.flagsFor(v, mi), mi.modseq
+		}
+	}
+}
+
 // queueKeywordsLocked tells every view of new keywords: a FLAGS and a
 // PERMANENTFLAGS response (RFC 3501 section 7.2.6, 7.1), written before
 // any FETCH that shows them.
