@@ -68,85 +68,79 @@ func (p *fastParser) index(v indexVisitor) bool {
 	if !p.lit(`{"version":1,"packs":[`) {
 		return false
 	}
-	if !p.lit(`]`) {
-		for {
-			p.more(lookahead)
-			var pack ID
-			if !p.lit(`{"id":"`) || !p.id(&pack) || !p.lit(`","blobs":[`) {
-				return false
-			}
-			v.pack(pack)
-			if !p.lit(`]`) {
-				for {
-					p.more(lookahead)
-					var bl PackedBlob
-					if !p.lit(`{"id":"`) || !p.id(&bl.ID) || !p.lit(`","type":"`) {
-						return false
-					}
-					switch {
-					case p.lit(`data"`):
-						bl.Type = DataBlob
-					case p.lit(`tree"`):
-						bl.Type = TreeBlob
-					default:
-						return false
-					}
-					if !p.lit(`,"offset":`) || !p.u32(&bl.Offset) ||
-						!p.lit(`,"length":`) || !p.u32(&bl.Length) ||
-						!p.lit(`,"raw_length":`) || !p.u32(&bl.RawLength) ||
-						!p.lit(`,"compression":"`) {
-						return false
-					}
-					switch {
-					case p.lit(`zstd"}`):
-						bl.Compression = Zstd
-					case p.lit(`none"}`):
-						bl.Compression = Uncompressed
-					default:
-						return false
-					}
-					v.blob(bl)
-					if p.lit(`,`) {
-						continue
-					}
-					if p.lit(`]`) {
-						break
-					}
-					return false
-				}
-			}
-			if !p.lit(`}`) {
-				return false
-			}
-			if p.lit(`,`) {
-				continue
-			}
-			if p.lit(`]`) {
-				break
-			}
+	blob := func() bool {
+		var bl PackedBlob
+		if !p.lit(`{"id":"`) || !p.id(&bl.ID) || !p.lit(`","type":"`) {
 			return false
 		}
+		switch {
+		case p.lit(`data"`):
+			bl.Type = DataBlob
+		case p.lit(`tree"`):
+			bl.Type = TreeBlob
+		default:
+			return false
+		}
+		if !p.lit(`,"offset":`) || !p.u32(&bl.Offset) ||
+			!p.lit(`,"length":`) || !p.u32(&bl.Length) ||
+			!p.lit(`,"raw_length":`) || !p.u32(&bl.RawLength) ||
+			!p.lit(`,"compression":"`) {
+			return false
+		}
+		switch {
+		case p.lit(`zstd"}`):
+			bl.Compression = Zstd
+		case p.lit(`none"}`):
+			bl.Compression = Uncompressed
+		default:
+			return false
+		}
+		v.blob(bl)
+		return true
+	}
+	pack := func() bool {
+		var pack ID
+		if !p.lit(`{"id":"`) || !p.id(&pack) || !p.lit(`","blobs":[`) {
+			return false
+		}
+		v.pack(pack)
+		return p.list(blob) && p.lit(`}`)
+	}
+	superseded := func() bool {
+		var id ID
+		if !p.lit(`"`) || !p.id(&id) || !p.lit(`"`) {
+			return false
+		}
+		v.supersedes(id)
+		return true
+	}
+	if !p.list(pack) {
+		return false
 	}
 	p.more(lookahead)
-	if p.lit(`,"supersedes":[`) && !p.lit(`]`) {
-		for {
-			p.more(lookahead)
-			var id ID
-			if !p.lit(`"`) || !p.id(&id) || !p.lit(`"`) {
-				return false
-			}
-			v.supersedes(id)
-			if p.lit(`,`) {
-				continue
-			}
-			if p.lit(`]`) {
-				break
-			}
-			return false
-		}
+	if p.lit(`,"supersedes":[`) && !p.list(superseded) {
+		return false
 	}
 	p.more(lookahead)
 	return p.lit(`}`) && p.done()
+}
+
+// list parses the rest of a JSON array whose `[` has been read: nothing,
+// or items separated by commas, then `]`. Each item gets lookahead bytes
+// first, so that no token is cut at the window's end.
+func (p *fastParser) list(item func() bool) bool {
+	if p.lit(`]`) {
+		return true
+	}
+	for {
+		p.more(lookahead)
+		if !item() {
+			return false
+		}
+		if !p.lit(`,`) {
+			return p.lit(`]`)
+		}
+	}
 }
 
 type fastParser struct {
