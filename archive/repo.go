@@ -125,7 +125,10 @@ type Repository struct {
 	uploadMu  sync.Mutex
 	upErr     error
 	written   []IndexPack
-	stats     SaveStats
+	// writtenBlobs counts the blobs of written: at indexFileBlobs an
+	// index file is written for them (saver.go writePack).
+	writtenBlobs int
+	stats        SaveStats
 }
 
 // SaveStats counts what saving blobs did.
