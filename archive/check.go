@@ -130,7 +130,7 @@ func (r *Repository) Check(ctx context.Context, opt CheckOptions) (*CheckResult,
 				if ord, ok := r.idx.packOrd(p); ok {
 					indexed = counts[ord]
 				}
-				err := r.checkPack(ctx, p, indexed)
+				err := r.checkPack(ctx, p, present[p], indexed)
 				mu.Lock()
 				defer mu.Unlock()
 				if err != nil {
@@ -304,7 +304,7 @@ func describeMessage(m *Message) string {
 // against the index entries given (indexed), and every blob against its
 // keyed ID.
 func (r *Repository) verifyPack(ctx context.Context, id ID, indexed []PackedBlob) error {
-	hdr, err := r.readCheckedPack(ctx, id)
+	hdr, err := r.readCheckedPack(ctx, id, 0)
 	if err != nil {
 		return err
 	}
@@ -324,8 +324,8 @@ func (r *Repository) verifyPack(ctx context.Context, id ID, indexed []PackedBlob
 // blobs the index places in the pack (Index.packBlobCounts) rather than
 // their list: each header blob is looked up in the index, and those placed
 // here must match the header and be as many as the index places here.
-func (r *Repository) checkPack(ctx context.Context, id ID, indexed uint32) error {
-	hdr, err := r.readCheckedPack(ctx, id)
+func (r *Repository) checkPack(ctx context.Context, id ID, size int64, indexed uint32) error {
+	hdr, err := r.readCheckedPack(ctx, id, size)
 	if err != nil {
 		return err
 	}
@@ -350,9 +350,10 @@ func (r *Repository) checkPack(ctx context.Context, id ID, indexed uint32) error
 }
 
 // readCheckedPack reads a pack whole, checking its name and age
-// authentication, and every blob of its header against its keyed ID.
-func (r *Repository) readCheckedPack(ctx context.Context, id ID) ([]PackedBlob, error) {
-	plain, err := r.ReadPack(ctx, id)
+// authentication, and every blob of its header against its keyed ID;
+// size is the pack file's, if known (readPack).
+func (r *Repository) readCheckedPack(ctx context.Context, id ID, size int64) ([]PackedBlob, error) {
+	plain, err := r.readPack(ctx, id, size)
 	if err != nil {
 		return nil, err
 	}
