@@ -2,6 +2,7 @@ package archive
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -572,7 +573,7 @@ func (b *backup) backupRoot(ctx context.Context, absPath, name string) (*SourceR
 		}
 		folders = append(folders, p)
 		batch = append(batch, p)
-		if held += len(p.messages); held >= listWindow {
+		if held += len(p.messages); held >= cmp.Or(b.r.bounds.listWindow, listWindow) {
 			if err := flush(); err != nil {
 				return nil, err
 			}

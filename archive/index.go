@@ -156,6 +156,8 @@ type Index struct {
 	// files are the index files loaded; a pack they do not mention is
 	// "unindexed" (left by an interrupted backup) and gets adopted.
 	files map[ID]struct{}
+	// sealAt, if not zero, replaces overlayMax (tests).
+	sealAt int
 
 	stats indexCounters
 }
@@ -221,7 +223,7 @@ func (x *Index) addPack(pack ID, blobs []PackedBlob) {
 		}
 		x.overlay[b.ID] = makeEntry(pi, b)
 	}
-	if len(x.overlay) >= overlayMax {
+	if len(x.overlay) >= cmp.Or(x.sealAt, overlayMax) {
 		x.sealOverlay()
 	}
 }

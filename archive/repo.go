@@ -129,6 +129,10 @@ type Repository struct {
 	// index file is written for them (saver.go writePack).
 	writtenBlobs int
 	stats        SaveStats
+	// bounds are the memory bounds of a backup, zero for the defaults;
+	// tests set smaller ones (export_test.go) so that trees of seconds'
+	// worth of files cross them.
+	bounds memoryBounds
 }
 
 // SaveStats counts what saving blobs did.

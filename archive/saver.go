@@ -2,6 +2,7 @@ package archive
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -218,7 +219,7 @@ func (r *Repository) writePack(ctx context.Context, p *packBuilder) error {
 	r.written = append(r.written, IndexPack{ID: id, Blobs: p.entries})
 	r.writtenBlobs += len(p.entries)
 	var full []IndexPack
-	if r.writtenBlobs >= indexFileBlobs {
+	if r.writtenBlobs >= cmp.Or(r.bounds.indexFileBlobs, indexFileBlobs) {
 		full, r.written, r.writtenBlobs = r.written, nil, 0
 	}
 	r.stats.Packs++
@@ -237,6 +238,13 @@ func (r *Repository) writePack(ctx context.Context, p *packBuilder) error {
 // before it writes the file, as restic writes full index files during a
 // backup: about 13 MB of JSON, a few MB stored.
 const indexFileBlobs = 1 << 16
+
+// memoryBounds are the thresholds that keep a backup's memory from growing
+// with the tree: zero fields take the constants.
+type memoryBounds struct {
+	listWindow     int // listWindow
+	indexFileBlobs int // indexFileBlobs
+}
 
 // Flush writes the open packs, waits for every upload, and then stores one
 // index file for the packs written since the last Flush. Only after Flush
