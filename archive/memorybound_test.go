@@ -174,9 +174,10 @@ func measurePeaks(t *testing.T, n int) memoryPeaks {
 // GOGC=25, as the CLI's commands do, and the bounds that would need a
 // million messages to cross are scaled down (ScaleDownBounds: 1,000
 // listed messages, 4,096 blobs per index file and in the index's map).
-// Five runs of this test under load 8–11 gave, bytes a message (full,
-// no-change, check): at 85d3a93, main before these bounds, 1,125–1,611,
-// 41–315, 1,149–1,889; after, 466–589, 23–370, 7–479. The bounds sit
+// Runs of this test under load 8–12 gave, bytes a message (full,
+// no-change, check): at 85d3a93, main before these bounds, 1,042–1,125,
+// 39–57, 885–1,149; after, 362–633, 15–237, 7–216
+// (docs/PERFORMANCE.md "Memory after the bounds"). The bounds sit
 // between; the no-change backup's is loose, its figure moving most with
 // when the collector runs.
 func TestMemoryGrowthPerMessage(t *testing.T) {
