@@ -95,9 +95,10 @@ func (r *Repository) Check(ctx context.Context, opt CheckOptions) (*CheckResult,
 	}
 
 	// Structure: every snapshot's trees load and every blob they name is
-	// indexed in a pack that exists.
-	refs, err := r.walkSnapshots(ctx, res)
-	if err != nil {
+	// indexed in a pack that exists. Who uses which blob is not kept: at a
+	// million messages that map was most of check's memory; it is built
+	// below for the blobs of damaged packs only.
+	if _, err := r.walkSnapshots(ctx, res, nil); err != nil {
 		return nil, err
 	}
 
@@ -106,7 +107,9 @@ func (r *Repository) Check(ctx context.Context, opt CheckOptions) (*CheckResult,
 		if opt.ReadSubset > 0 && opt.ReadSubset < 1 {
 			toRead = subset(packs, opt.ReadSubset, opt.Seed)
 		}
-		byPack := r.idx.PackBlobs()
+		// A count per pack, not every blob's place per pack: each blob of
+		// a header is looked up in the index instead.
+		counts := r.idx.packBlobCounts()
 		var mu sync.Mutex
 		sem := make(chan struct{}, 2)
 		var wg sync.WaitGroup
@@ -123,7 +126,11 @@ func (r *Repository) Check(ctx context.Context, opt CheckOptions) (*CheckResult,
 			go func(p ID) {
 				defer wg.Done()
 				defer func() { <-sem }()
-				err := r.verifyPack(ctx, p, byPack[p])
+				var indexed uint32
+				if ord, ok := r.idx.packOrd(p); ok {
+					indexed = counts[ord]
+				}
+				err := r.checkPack(ctx, p, present[p], indexed)
 				mu.Lock()
 				defer mu.Unlock()
 				if err != nil {
@@ -142,11 +149,24 @@ func (r *Repository) Check(ctx context.Context, opt CheckOptions) (*CheckResult,
 		}
 	}
 	if len(damaged) > 0 {
-		// Name what each damaged pack takes with it.
-		byPack := r.idx.PackBlobs()
+		// Name what each damaged pack takes with it: a second walk of the
+		// snapshots, noting who uses the blobs of those packs only.
+		set := make(map[ID]bool, len(damaged))
 		ids := make([]ID, 0, len(damaged))
 		for p := range damaged {
 			ids = append(ids, p)
+			set[p] = true
+		}
+		byPack := r.idx.blobsInPacks(set)
+		want := map[ID]bool{}
+		for _, blobs := range byPack {
+			for _, b := range blobs {
+				want[b.ID] = true
+			}
+		}
+		refs, err := r.walkSnapshots(ctx, &CheckResult{}, want)
+		if err != nil {
+			return nil, err
 		}
 		sort.Slice(ids, func(i, j int) bool { return ids[i].String() < ids[j].String() })
 		for _, p := range ids {
@@ -167,10 +187,19 @@ func (r *Repository) Check(ctx context.Context, opt CheckOptions) (*CheckResult,
 	return res, nil
 }
 
-// walkSnapshots loads every snapshot and tree, records problems, and
-// returns for every blob the messages and files that use it.
-func (r *Repository) walkSnapshots(ctx context.Context, res *CheckResult) (map[ID][]string, error) {
+// walkSnapshots loads every snapshot and tree, records problems in res,
+// and returns for every blob of want the messages and files that use it
+// (for none when want is nil).
+func (r *Repository) walkSnapshots(ctx context.Context, res *CheckResult, want map[ID]bool) (map[ID][]string, error) {
 	refs := map[ID][]string{}
+	// ref notes who uses a blob of want; who is made only then (a string
+	// per message and blob otherwise).
+	ref := func(id ID, who func() string) {
+		if want[id] {
+			refs[id] = append(refs[id], who())
+		}
+	}
+	is := func(s string) func() string { return func() string { return s } }
 	ids, err := r.List(ctx, SnapshotFile)
 	if err != nil {
 		return nil, err
@@ -184,9 +213,7 @@ func (r *Repository) walkSnapshots(ctx context.Context, res *CheckResult) (map[I
 			continue
 		}
 		missing := func(what string, id ID) {
-			if !r.idx.Has(id) {
-				res.Errors = append(res.Errors, Problem{Object: "blob " + id.String(), Err: "not in any pack", Affected: []string{what}})
-			}
+			res.Errors = append(res.Errors, Problem{Object: "blob " + id.String(), Err: "not in any pack", Affected: []string{what}})
 		}
 		for _, root := range snap.Roots {
 			if idx := root.MessageIndex; idx != nil {
@@ -199,13 +226,13 @@ func (r *Repository) walkSnapshots(ctx context.Context, res *CheckResult) (map[I
 						loadedTrees[*idx] = true
 					}
 					for _, id := range ids {
-						refs[id] = append(refs[id], where)
+						ref(id, is(where))
 					}
 				}
 			}
 			for _, f := range root.Folders {
 				where := fmt.Sprintf("snapshot %s %s/%s", sid.Short(), f.User, f.Folder)
-				refs[f.Tree] = append(refs[f.Tree], where+" (folder list)")
+				ref(f.Tree, func() string { return where + " (folder list)" })
 				if loadedTrees[f.Tree] {
 					continue
 				}
@@ -216,13 +243,16 @@ func (r *Repository) walkSnapshots(ctx context.Context, res *CheckResult) (map[I
 				}
 				loadedTrees[f.Tree] = true
 				for _, p := range t.Pages {
-					refs[p.ID] = append(refs[p.ID], where+" (folder list page)")
+					ref(p.ID, func() string { return where + " (folder list page)" })
 				}
-				for _, m := range t.Messages {
-					who := where + "/" + m.Unique + describeMessage(&m)
+				for i := range t.Messages {
+					m := &t.Messages[i]
+					who := func() string { return where + "/" + m.Unique + describeMessage(m) }
 					for _, b := range m.Blobs {
-						refs[b] = append(refs[b], who)
-						missing(who, b)
+						ref(b, who)
+						if !r.idx.Has(b) {
+							missing(who(), b)
+						}
 					}
 				}
 			}
@@ -230,7 +260,7 @@ func (r *Repository) walkSnapshots(ctx context.Context, res *CheckResult) (map[I
 				continue
 			}
 			where := fmt.Sprintf("snapshot %s files of %s", sid.Short(), root.Path)
-			refs[root.Files] = append(refs[root.Files], where)
+			ref(root.Files, is(where))
 			if loadedTrees[root.Files] {
 				continue
 			}
@@ -241,10 +271,12 @@ func (r *Repository) walkSnapshots(ctx context.Context, res *CheckResult) (map[I
 			}
 			loadedTrees[root.Files] = true
 			for _, e := range ft.Entries {
+				who := func() string { return fmt.Sprintf("snapshot %s file %s", sid.Short(), e.Path) }
 				for _, b := range e.Blobs {
-					who := fmt.Sprintf("snapshot %s file %s", sid.Short(), e.Path)
-					refs[b] = append(refs[b], who)
-					missing(who, b)
+					ref(b, who)
+					if !r.idx.Has(b) {
+						missing(who(), b)
+					}
 				}
 			}
 		}
@@ -269,22 +301,16 @@ func describeMessage(m *Message) string {
 
 // verifyPack downloads a pack and checks everything about it: its name
 // against its SHA-256, the age authentication of every chunk, its header
-// against the index, and every blob against its keyed ID.
+// against the index entries given (indexed), and every blob against its
+// keyed ID.
 func (r *Repository) verifyPack(ctx context.Context, id ID, indexed []PackedBlob) error {
-	plain, err := r.ReadPack(ctx, id)
+	hdr, err := r.readCheckedPack(ctx, id, 0)
 	if err != nil {
 		return err
-	}
-	hdr, err := ParsePack(plain)
-	if err != nil {
-		return fmt.Errorf("pack %s: %w", id, err)
 	}
 	inPack := make(map[ID]PackedBlob, len(hdr))
 	for _, b := range hdr {
 		inPack[b.ID] = b
-		if _, err := r.DecodeBlob(id, b, plain[b.Offset:b.Offset+b.Length]); err != nil {
-			return err
-		}
 	}
 	for _, b := range indexed {
 		if got, ok := inPack[b.ID]; !ok || got != b {
@@ -292,6 +318,55 @@ func (r *Repository) verifyPack(ctx context.Context, id ID, indexed []PackedBlob
 		}
 	}
 	return nil
+}
+
+// checkPack is verifyPack for check --read-data, given only the number of
+// blobs the index places in the pack (Index.packBlobCounts) rather than
+// their list: each header blob is looked up in the index, and those placed
+// here must match the header and be as many as the index places here.
+func (r *Repository) checkPack(ctx context.Context, id ID, size int64, indexed uint32) error {
+	hdr, err := r.readCheckedPack(ctx, id, size)
+	if err != nil {
+		return err
+	}
+	var matched uint32
+	for _, b := range hdr {
+		// The index holds a blob once: placed here, it must be placed
+		// as the header says; placed in another pack (a copy stored
+		// twice), this one is spare.
+		if p, ib, ok := r.idx.Lookup(b.ID); ok && p == id {
+			if ib != b {
+				return fmt.Errorf("pack %s: index entry for blob %s does not match the pack header", id, b.ID)
+			}
+			matched++
+		}
+	}
+	if matched == indexed {
+		return nil
+	}
+	// An indexed blob the header lacks: the pack's index entries, to
+	// name it (only for a pack found wanting).
+	return r.verifyPack(ctx, id, r.idx.blobsInPacks(map[ID]bool{id: true})[id])
+}
+
+// readCheckedPack reads a pack whole, checking its name and age
+// authentication, and every blob of its header against its keyed ID;
+// size is the pack file's, if known (readPack).
+func (r *Repository) readCheckedPack(ctx context.Context, id ID, size int64) ([]PackedBlob, error) {
+	plain, err := r.readPack(ctx, id, size)
+	if err != nil {
+		return nil, err
+	}
+	hdr, err := ParsePack(plain)
+	if err != nil {
+		return nil, fmt.Errorf("pack %s: %w", id, err)
+	}
+	for _, b := range hdr {
+		if _, err := r.DecodeBlob(id, b, plain[b.Offset:b.Offset+b.Length]); err != nil {
+			return nil, err
+		}
+	}
+	return hdr, nil
 }
 
 // subset picks about frac of the packs, stable for a given seed.

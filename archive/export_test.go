@@ -26,3 +26,14 @@ func (r *Repository) MsgIndexSize(ctx context.Context, id ID) (plain, stored int
 	}
 	return plain, stored, len(ids), nil
 }
+
+// ScaleDownBounds sets a backup's memory bounds (listed messages held,
+// new blobs per index file, blobs in the index's map) low, after
+// LoadIndex, so that trees of a few thousand messages cross them as
+// millions do the defaults.
+func (r *Repository) ScaleDownBounds(listWindow, indexFileBlobs, overlay int) {
+	r.bounds = memoryBounds{listWindow: listWindow, indexFileBlobs: indexFileBlobs}
+	r.idx.mu.Lock()
+	r.idx.sealAt = overlay
+	r.idx.mu.Unlock()
+}

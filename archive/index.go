@@ -156,6 +156,8 @@ type Index struct {
 	// files are the index files loaded; a pack they do not mention is
 	// "unindexed" (left by an interrupted backup) and gets adopted.
 	files map[ID]struct{}
+	// sealAt, if not zero, replaces overlayMax (tests).
+	sealAt int
 
 	stats indexCounters
 }
@@ -221,7 +223,7 @@ func (x *Index) addPack(pack ID, blobs []PackedBlob) {
 		}
 		x.overlay[b.ID] = makeEntry(pi, b)
 	}
-	if len(x.overlay) >= overlayMax {
+	if len(x.overlay) >= cmp.Or(x.sealAt, overlayMax) {
 		x.sealOverlay()
 	}
 }
@@ -369,6 +371,62 @@ func (x *Index) Len() int {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
 	return x.inLayer + len(x.overlay)
+}
+
+// packBlobCounts returns, by pack ordinal, how many blobs the index
+// places in each pack: 4 bytes a pack, where PackBlobs costs 50–100 bytes
+// a blob (check --read-data compares each pack's header with these counts
+// and per-blob lookups instead).
+func (x *Index) packBlobCounts() []uint32 {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	n := make([]uint32, len(x.packs))
+	for _, l := range x.layers {
+		for i := range l.t {
+			n[l.t[i].ord()]++
+		}
+	}
+	for _, e := range x.overlay {
+		n[e.ord()]++
+	}
+	return n
+}
+
+// packOrd returns the ordinal of a pack the index knows.
+func (x *Index) packOrd(id ID) (uint32, bool) {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	pi, ok := x.packIdx[id]
+	return pi, ok
+}
+
+// blobsInPacks is PackBlobs for a few packs only (what check names as
+// damaged): one pass over the tables, holding only those packs' blobs.
+func (x *Index) blobsInPacks(packs map[ID]bool) map[ID][]PackedBlob {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	want := make(map[uint32]bool, len(packs))
+	for p := range packs {
+		if pi, ok := x.packIdx[p]; ok {
+			want[pi] = true
+		}
+	}
+	out := make(map[ID][]PackedBlob, len(packs))
+	add := func(e *indexEntry) {
+		if want[e.ord()] {
+			p := x.packs[e.ord()]
+			out[p] = append(out[p], e.blob())
+		}
+	}
+	for _, l := range x.layers {
+		for i := range l.t {
+			add(&l.t[i])
+		}
+	}
+	for _, e := range x.overlay {
+		add(&e)
+	}
+	return out
 }
 
 // PackBlobs returns, per pack, the blobs the index places there.

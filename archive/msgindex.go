@@ -1,15 +1,18 @@
 package archive
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
 	"sort"
+	"sync"
 	"unicode/utf8"
 )
 
@@ -288,9 +291,17 @@ func msgIndexBlobs(ctx context.Context, id ID, load blobLoader, walked map[ID]st
 
 // saveRun stores a sorted run: its pages, then the run that lists them.
 func saveRun(ctx context.Context, entries []msgEntry, save blobSaver) (msgRunRef, error) {
+	return saveRunPages(ctx, len(entries), func(start, end int) []msgEntry { return entries[start:end] }, save)
+}
+
+// saveRunPages is saveRun for a run of n entries that page gives a page
+// at a time (entries start to end), so that a run need not be held as
+// msgEntry values whole.
+func saveRunPages(ctx context.Context, n int, page func(start, end int) []msgEntry, save blobSaver) (msgRunRef, error) {
+	entries := n
 	run := msgRun{Run: msgIndexFormat, Pages: []msgPageRef{}}
-	for start := 0; start < len(entries); start += msgPageEntries {
-		pg := entries[start:min(start+msgPageEntries, len(entries))]
+	for start := 0; start < n; start += msgPageEntries {
+		pg := page(start, min(start+msgPageEntries, n))
 		raw, err := encodeTree(msgPage{Page: msgIndexFormat, Entries: pg})
 		if err != nil {
 			return msgRunRef{}, err
@@ -306,7 +317,120 @@ func saveRun(ctx context.Context, entries []msgEntry, save blobSaver) (msgRunRef
 		return msgRunRef{}, err
 	}
 	id, err := save(ctx, raw)
-	return msgRunRef{ID: id, Entries: len(entries)}, err
+	return msgRunRef{ID: id, Entries: entries}, err
+}
+
+// msgIndexBuild gathers a backup's Message-ID index folder by folder as
+// the folders' trees are stored (backup.go): of a full index (full) every
+// message's entry, compactly (allMsgEntries); otherwise the changes since
+// the parent's index (delta), each folder's diffed against its entries
+// in the parent as it is stored, so that no folder's entries outlive it.
+type msgIndexBuild struct {
+	off        bool // version 1 trees: no index
+	full       bool
+	parentRuns []msgRunRef
+
+	mu    sync.Mutex
+	all   allMsgEntries
+	delta []msgEntry
+}
+
+// addListed takes the part of a listed folder: its messages now, and its
+// entries in the parent when hasOld. It reports false when it could not
+// (an incremental whose parent entries of the folder are not known yet):
+// the caller keeps the folder's entries for storeMessageIndex.
+func (ix *msgIndexBuild) addListed(dir string, msgs []Message, old []msgEntry, hasOld bool) bool {
+	switch {
+	case ix.off:
+		return true
+	case ix.full:
+		ix.mu.Lock()
+		ix.all.add(dir, msgs)
+		ix.mu.Unlock()
+		return true
+	case hasOld:
+		d := diffEntries(old, folderEntries(dir, msgs))
+		ix.mu.Lock()
+		ix.delta = append(ix.delta, d...)
+		ix.mu.Unlock()
+		return true
+	}
+	return false
+}
+
+// allMsgEntries holds the entries of a run of every message in 24 bytes
+// and the unique name's bytes each, where a msgEntry costs over 100 and
+// three allocations (strings and hex key): the key as a number, the
+// folder as an index into dirs, the unique name a span of names. No
+// pointers, so the garbage collector does not scan it either. At a million
+// messages about 65 MB against some 270 MB for the entries and their
+// sorted copy before.
+type allMsgEntries struct {
+	dirs  []string
+	ents  []compactMsgEntry
+	names []byte
+}
+
+type compactMsgEntry struct {
+	key uint64 // the first 8 bytes of the SHA-256 of the Message-ID, as msgKey's hex
+	off uint64 // unique name: names[off : off+n]
+	dir uint32
+	n   uint32
+}
+
+func (a *allMsgEntries) add(dir string, msgs []Message) {
+	d := uint32(len(a.dirs))
+	a.dirs = append(a.dirs, dir)
+	for i := range msgs {
+		m := &msgs[i]
+		if m.MessageID == "" {
+			continue
+		}
+		h := sha256.Sum256([]byte(m.MessageID))
+		a.ents = append(a.ents, compactMsgEntry{key: binary.BigEndian.Uint64(h[:8]), off: uint64(len(a.names)), dir: d, n: uint32(len(m.Unique))})
+		a.names = append(a.names, m.Unique...)
+	}
+}
+
+func (a *allMsgEntries) unique(e *compactMsgEntry) []byte { return a.names[e.off : e.off+uint64(e.n)] }
+
+// compare orders as compareMsgEntries does the entries it stands for: a
+// big-endian key compares as its hex digits do.
+func (a *allMsgEntries) compare(x, y compactMsgEntry) int {
+	return cmp.Or(cmp.Compare(x.key, y.key), cmp.Compare(a.dirs[x.dir], a.dirs[y.dir]), bytes.Compare(a.unique(&x), a.unique(&y)))
+}
+
+// save sorts the entries and stores them as the one run of an index, as
+// extendMsgIndex stores a delta without parent runs, a page of msgEntry
+// values made at a time.
+func (a *allMsgEntries) save(ctx context.Context, save blobSaver) (ID, error) {
+	slices.SortFunc(a.ents, a.compare)
+	// A folder lists a unique name once; the same message twice in one
+	// folder (cur/ and new/) is one entry, as folderEntries makes it.
+	a.ents = slices.CompactFunc(a.ents, func(x, y compactMsgEntry) bool { return a.compare(x, y) == 0 })
+	root := msgIndexRoot{Index: msgIndexFormat, Runs: []msgRunRef{}}
+	if len(a.ents) > 0 {
+		buf := make([]msgEntry, 0, msgPageEntries)
+		ref, err := saveRunPages(ctx, len(a.ents), func(start, end int) []msgEntry {
+			buf = buf[:0]
+			for i := start; i < end; i++ {
+				e := &a.ents[i]
+				var k [8]byte
+				binary.BigEndian.PutUint64(k[:], e.key)
+				buf = append(buf, msgEntry{Key: hex.EncodeToString(k[:]), Dir: a.dirs[e.dir], Unique: string(a.unique(e))})
+			}
+			return buf
+		}, save)
+		if err != nil {
+			return ID{}, err
+		}
+		root.Runs = append(root.Runs, ref)
+	}
+	raw, err := json.Marshal(root)
+	if err != nil {
+		return ID{}, err
+	}
+	return save(ctx, raw)
 }
 
 // extendMsgIndex stores the index that is parent's runs (nil: none) plus

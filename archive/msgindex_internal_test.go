@@ -90,3 +90,62 @@ func TestMsgIndexRuns(t *testing.T) {
 	}
 	t.Logf("%d entries in %d runs after 200 backups", n, len(runs))
 }
+
+// TestAllMsgEntriesSameIndex: a full index built from the compact entries
+// (allMsgEntries, as a backup now keeps them) is blob for blob the one
+// built from every folder's msgEntry values, as before: same order (the
+// key as a number against its hex, names that are not UTF-8, a message
+// in cur/ and new/ of one folder once), same pages.
+func TestAllMsgEntriesSameIndex(t *testing.T) {
+	dirs := []string{"user/INBOX", "user/.Sent", "user/.Odd\xff", "other/INBOX"}
+	var all allMsgEntries
+	var want []msgEntry
+	for d, dir := range dirs {
+		var msgs []Message
+		for i := range 700 {
+			m := Message{Unique: fmt.Sprintf("%d.M%dP%d.host", 1700000000+i, i, d), MessageID: fmt.Sprintf("<%d@x>", i%450)}
+			switch {
+			case i%50 == 0:
+				m.MessageID = "" // no index entry
+			case i%77 == 0:
+				m.Unique += "\xfe" // not UTF-8
+			}
+			msgs = append(msgs, m)
+			if i%90 == 0 {
+				msgs = append(msgs, m) // the same in new/ and cur/
+			}
+		}
+		all.add(dir, msgs)
+		want = append(want, folderEntries(dir, msgs)...)
+	}
+	slices.SortFunc(want, compareMsgEntries)
+	stored := func() (map[ID][]byte, blobSaver) {
+		m := map[ID][]byte{}
+		return m, func(_ context.Context, raw []byte) (ID, error) {
+			id := ID(sha256.Sum256(raw))
+			m[id] = raw
+			return id, nil
+		}
+	}
+	m1, save1 := stored()
+	id1, err := extendMsgIndex(t.Context(), nil, want, nil, save1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m2, save2 := stored()
+	id2, err := all.save(t.Context(), save2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id1 != id2 || len(m1) != len(m2) {
+		t.Fatalf("compact entries stored index %s in %d blobs, msgEntry values %s in %d", id2.Short(), len(m2), id1.Short(), len(m1))
+	}
+	for id := range m1 {
+		if _, ok := m2[id]; !ok {
+			t.Errorf("blob %s missing from the compact build", id.Short())
+		}
+	}
+	if len(m1) < 10 {
+		t.Errorf("%d blobs: the test should span several pages", len(m1))
+	}
+}

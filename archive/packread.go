@@ -111,7 +111,18 @@ func (r *Repository) decodeBlobInto(scratch []byte, pack ID, b PackedBlob, store
 // checked before anything is returned, so only the plaintext is held in
 // memory.
 func (r *Repository) ReadPack(ctx context.Context, id ID) ([]byte, error) {
+	return r.readPack(ctx, id, 0)
+}
+
+// readPack is ReadPack given the pack file's size, when known (0: not):
+// the plaintext, a little shorter than the file, then fits the buffer as
+// first allocated, where growing by doubling held up to twice the pack
+// (check --read-data reads two packs at once).
+func (r *Repository) readPack(ctx context.Context, id ID, size int64) ([]byte, error) {
 	var buf bytes.Buffer
+	if size > 0 && size < 1<<31 {
+		buf.Grow(int(size) + bytes.MinRead)
+	}
 	ident, err := r.identityFor(PackFile)
 	if err != nil {
 		return nil, err

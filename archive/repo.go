@@ -125,7 +125,14 @@ type Repository struct {
 	uploadMu  sync.Mutex
 	upErr     error
 	written   []IndexPack
-	stats     SaveStats
+	// writtenBlobs counts the blobs of written: at indexFileBlobs an
+	// index file is written for them (saver.go writePack).
+	writtenBlobs int
+	stats        SaveStats
+	// bounds are the memory bounds of a backup, zero for the defaults;
+	// tests set smaller ones (export_test.go) so that trees of seconds'
+	// worth of files cross them.
+	bounds memoryBounds
 }
 
 // SaveStats counts what saving blobs did.

@@ -2,6 +2,7 @@ package archive
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -216,9 +217,33 @@ func (r *Repository) writePack(ctx context.Context, p *packBuilder) error {
 		delete(r.pending, b.ID)
 	}
 	r.written = append(r.written, IndexPack{ID: id, Blobs: p.entries})
+	r.writtenBlobs += len(p.entries)
+	var full []IndexPack
+	if r.writtenBlobs >= cmp.Or(r.bounds.indexFileBlobs, indexFileBlobs) {
+		full, r.written, r.writtenBlobs = r.written, nil, 0
+	}
 	r.stats.Packs++
 	r.saveMu.Unlock()
+	if full != nil {
+		// The packs are stored, so their index file may be too. Held to
+		// Flush, every new blob's entry stayed to the end of a backup,
+		// and Flush encoded them all into one file's JSON at once: a
+		// full backup's memory grew with every blob it stored.
+		return r.writeIndex(ctx, full)
+	}
 	return nil
+}
+
+// indexFileBlobs is how many new blobs a backup lists in one index file
+// before it writes the file, as restic writes full index files during a
+// backup: about 13 MB of JSON, a few MB stored.
+const indexFileBlobs = 1 << 16
+
+// memoryBounds are the thresholds that keep a backup's memory from growing
+// with the tree: zero fields take the constants.
+type memoryBounds struct {
+	listWindow     int // listWindow
+	indexFileBlobs int // indexFileBlobs
 }
 
 // Flush writes the open packs, waits for every upload, and then stores one
@@ -251,7 +276,7 @@ func (r *Repository) Flush(ctx context.Context) error {
 	}
 	r.saveMu.Lock()
 	written := r.written
-	r.written = nil
+	r.written, r.writtenBlobs = nil, 0
 	r.saveMu.Unlock()
 	if len(written) == 0 {
 		return nil
