@@ -14,21 +14,11 @@ import (
 // (EARLIER) may name UIDs the client never knew). UIDVALIDITY is returned
 // so that the caller can tell the folder was not rebuilt meanwhile.
 func (s *Store) Expunged(ctx context.Context, a Account, folder string, since uint64) (uids []uint32, complete bool, validity uint32, err error) {
-	// A folder not loaded yet is scanned, which may write to its UID
-	// list: not while the store is quiesced.
-	if err := s.gate.enter(ctx); err != nil {
-		return nil, false, 0, err
-	}
-	defer s.gate.leave()
-	_, st, err := s.folderFor(a, folder)
+	_, st, unlock, err := s.lockFolder(ctx, a, folder)
 	if err != nil {
 		return nil, false, 0, err
 	}
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	if err := st.loadLocked(s); err != nil {
-		return nil, false, 0, err
-	}
+	defer unlock()
 	uids, complete = st.idx.expungedSince(since)
 	slices.Sort(uids)
 	return slices.Compact(uids), complete, st.idx.validity, nil

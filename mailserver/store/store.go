@@ -592,19 +592,11 @@ func (s *Store) List(ctx context.Context, a Account, folder string) (*Listing, e
 // \Recent in one session only, the first to be notified of it). Like
 // Dovecot's first_recent_uid it only grows, and outlives the server.
 func (s *Store) ClaimRecent(ctx context.Context, a Account, folder string, next uint32) error {
-	if err := s.gate.enter(ctx); err != nil {
-		return err
-	}
-	defer s.gate.leave()
-	_, st, err := s.folderFor(a, folder)
+	_, st, unlock, err := s.lockFolder(ctx, a, folder)
 	if err != nil {
 		return err
 	}
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	if err := st.loadLocked(s); err != nil {
-		return err
-	}
+	defer unlock()
 	return st.idx.claimRecent(s.fs, min(next, st.idx.next))
 }
 
@@ -708,19 +700,11 @@ func (s *Store) SetFlagsModSeq(ctx context.Context, a Account, folder string, ui
 
 // Expunge removes messages by UID; unknown UIDs are ignored.
 func (s *Store) Expunge(ctx context.Context, a Account, folder string, uids []uint32) error {
-	if err := s.gate.enter(ctx); err != nil {
-		return err
-	}
-	defer s.gate.leave()
-	dir, st, err := s.folderFor(a, folder)
+	dir, st, unlock, err := s.lockFolder(ctx, a, folder)
 	if err != nil {
 		return err
 	}
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	if err := st.loadLocked(s); err != nil {
-		return err
-	}
+	defer unlock()
 	var gone []uint32
 	dirs := map[string]bool{}
 	done := st.changing()
@@ -1126,6 +1110,31 @@ func (s *Store) CheckFolder(a Account, folder string) error {
 }
 
 // folderFor returns the state of an existing folder.
+// lockFolder enters the store's gate (loading a folder not loaded yet
+// scans it, which may write its UID list: not while the store is
+// quiesced), finds the folder, locks it and loads its state. unlock
+// releases both.
+func (s *Store) lockFolder(ctx context.Context, a Account, folder string) (dir string, st *folderState, unlock func(), err error) {
+	if err := s.gate.enter(ctx); err != nil {
+		return "", nil, nil, err
+	}
+	dir, st, err = s.folderFor(a, folder)
+	if err != nil {
+		s.gate.leave()
+		return "", nil, nil, err
+	}
+	st.mu.Lock()
+	unlock = func() {
+		st.mu.Unlock()
+		s.gate.leave()
+	}
+	if err := st.loadLocked(s); err != nil {
+		unlock()
+		return "", nil, nil, err
+	}
+	return dir, st, unlock, nil
+}
+
 func (s *Store) folderFor(a Account, folder string) (string, *folderState, error) {
 	dir, err := s.folderDir(a, folder)
 	if err != nil {
