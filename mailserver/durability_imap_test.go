@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mailvault/mailvault/mailserver/auth"
 	"github.com/mailvault/mailvault/mailserver/store"
 )
 
@@ -26,57 +25,14 @@ func TestKill9AppendDurability(t *testing.T) {
 	if testing.Short() {
 		t.Skip("short mode")
 	}
-	dataDir := t.TempDir()
-	d, err := OpenData(dataDir, cheapHash)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := d.Accounts.AddUser(t.Context(), "bob@example.test", "bob password", auth.RoleUser); err != nil {
-		t.Fatal(err)
-	}
-	d.Close()
-	var addrs [2]string
-	for i := range addrs {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addrs[i] = ln.Addr().String()
-		ln.Close()
-	}
+	dataDir := bobDataDir(t)
+	addrs := freeAddrs(t, 2)
 	smtpAddr, imapsAddr := addrs[0], addrs[1]
-
-	var mu sync.Mutex
-	srv, err := startChild(t, dataDir, smtpAddr, imapsAddr)
-	if err != nil {
-		t.Fatal(err)
-	}
 	const clients, total = 4, 400
 	type ack struct{ uid, validity uint32 }
 	var next, acked atomic.Int64
-	var stop atomic.Bool
 	acks := make([]ack, total)
-	killAt := []int64{100, 250}
-	killed := make(chan struct{}, len(killAt))
-	var kills sync.WaitGroup
-	kills.Go(func() {
-		for _, at := range killAt {
-			for acked.Load() < at && !stop.Load() {
-				time.Sleep(time.Millisecond)
-			}
-			mu.Lock()
-			srv.kill()
-			var err error
-			srv, err = startChild(t, dataDir, smtpAddr, imapsAddr)
-			mu.Unlock()
-			if err != nil {
-				t.Error(err)
-				stop.Store(true)
-				return
-			}
-			killed <- struct{}{}
-		}
-	})
+	k := startKiller(t, dataDir, &acked, []int64{100, 250}, smtpAddr, imapsAddr)
 	var wg sync.WaitGroup
 	var failures atomic.Int64
 	for range clients {
@@ -108,7 +64,7 @@ func TestKill9AppendDurability(t *testing.T) {
 						c.conn.Close()
 						c = nil
 					}
-					if stop.Load() {
+					if k.stopped() {
 						return
 					}
 					if failures.Add(1) < 5 {
@@ -120,13 +76,7 @@ func TestKill9AppendDurability(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	kills.Wait()
-	mu.Lock()
-	srv.kill()
-	mu.Unlock()
-	if len(killed) != len(killAt) {
-		t.Fatalf("server killed %d times", len(killed))
-	}
+	k.finish()
 	t.Logf("%d APPEND attempts failed while the server was down", failures.Load())
 
 	st, err := store.Open(t.Context(), dataDir+"/mail", store.Options{})

@@ -100,13 +100,8 @@ func (c *child) kill() {
 	c.cmd.Wait()
 }
 
-// TestKill9Durability: 50 concurrent SMTP clients deliver 1,000 messages
-// while the server is killed with SIGKILL and restarted twice; every
-// message that got a 250 must be in the Maildir afterwards.
-func TestKill9Durability(t *testing.T) {
-	if testing.Short() {
-		t.Skip("short mode")
-	}
+// bobDataDir makes a data directory with the user bob@example.test.
+func bobDataDir(t *testing.T) string {
 	dataDir := t.TempDir()
 	d, err := OpenData(dataDir, cheapHash)
 	if err != nil {
@@ -116,44 +111,92 @@ func TestKill9Durability(t *testing.T) {
 		t.Fatal(err)
 	}
 	d.Close()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	return dataDir
+}
+
+// freeAddrs returns n loopback addresses nothing listens on now.
+func freeAddrs(t *testing.T, n int) []string {
+	addrs := make([]string, n)
+	for i := range addrs {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addrs[i] = ln.Addr().String()
+		ln.Close()
+	}
+	return addrs
+}
+
+// killer runs the child server and, from a goroutine of its own, kills it
+// with SIGKILL and starts it again each time acked reaches the next count
+// of killAt. If a restart fails, the test fails and stopped turns true,
+// so that the clients give up instead of retrying forever.
+type killer struct {
+	t      *testing.T
+	mu     sync.Mutex // guards srv
+	srv    *child
+	killed int // written by the kill goroutine, read after done
+	want   int
+	stop   atomic.Bool
+	done   sync.WaitGroup
+}
+
+func startKiller(t *testing.T, dataDir string, acked *atomic.Int64, killAt []int64, addr string, imaps ...string) *killer {
+	srv, err := startChild(t, dataDir, addr, imaps...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := ln.Addr().String()
-	ln.Close()
-
-	var mu sync.Mutex
-	srv, err := startChild(t, dataDir, addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	const clients, total = 50, 1000
-	var next, acked atomic.Int64
-	var stop atomic.Bool // set when the server could not be restarted
-	ackedIDs := make([]bool, total)
-	killAt := []int64{300, 700}
-	killed := make(chan struct{}, len(killAt))
-	var kills sync.WaitGroup
-	kills.Go(func() {
+	k := &killer{t: t, srv: srv, want: len(killAt)}
+	k.done.Go(func() {
 		for _, at := range killAt {
-			for acked.Load() < at {
+			for acked.Load() < at && !k.stop.Load() {
 				time.Sleep(time.Millisecond)
 			}
-			mu.Lock()
-			srv.kill()
+			k.mu.Lock()
+			k.srv.kill()
 			var err error
-			srv, err = startChild(t, dataDir, addr)
-			mu.Unlock()
+			k.srv, err = startChild(t, dataDir, addr, imaps...)
+			k.mu.Unlock()
 			if err != nil {
 				t.Error(err)
-				stop.Store(true)
+				k.stop.Store(true)
 				return
 			}
-			killed <- struct{}{}
+			k.killed++
 		}
 	})
+	return k
+}
+
+// stopped reports whether the server could not be started again.
+func (k *killer) stopped() bool { return k.stop.Load() }
+
+// finish waits for the kills, kills the last server and fails the test
+// unless every kill happened.
+func (k *killer) finish() {
+	k.done.Wait()
+	k.mu.Lock()
+	k.srv.kill()
+	k.mu.Unlock()
+	if k.killed != k.want {
+		k.t.Fatalf("server killed %d times, want %d", k.killed, k.want)
+	}
+}
+
+// TestKill9Durability: 50 concurrent SMTP clients deliver 1,000 messages
+// while the server is killed with SIGKILL and restarted twice; every
+// message that got a 250 must be in the Maildir afterwards.
+func TestKill9Durability(t *testing.T) {
+	if testing.Short() {
+		t.Skip("short mode")
+	}
+	dataDir := bobDataDir(t)
+	addr := freeAddrs(t, 1)[0]
+	const clients, total = 50, 1000
+	var next, acked atomic.Int64
+	ackedIDs := make([]bool, total)
+	k := startKiller(t, dataDir, &acked, []int64{300, 700}, addr)
 	var wg sync.WaitGroup
 	var failures atomic.Int64
 	for range clients {
@@ -169,7 +212,7 @@ func TestKill9Durability(t *testing.T) {
 					if err == nil {
 						break
 					}
-					if stop.Load() {
+					if k.stopped() {
 						return
 					}
 					if failures.Add(1) < 5 || failures.Load()%1000 == 0 {
@@ -183,13 +226,7 @@ func TestKill9Durability(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	kills.Wait()
-	mu.Lock()
-	srv.kill()
-	mu.Unlock()
-	if len(killed) != len(killAt) {
-		t.Fatalf("server killed %d times", len(killed))
-	}
+	k.finish()
 	t.Logf("%d send attempts failed while the server was down", failures.Load())
 
 	st, err := store.Open(t.Context(), dataDir+"/mail", store.Options{})
