@@ -14,10 +14,7 @@ import (
 	"sync"
 	"testing"
 
-	"filippo.io/age"
-
 	"github.com/mailvault/mailvault/archive"
-	"github.com/mailvault/mailvault/archive/local"
 	"github.com/mailvault/mailvault/bench/corpus"
 	"github.com/mailvault/mailvault/internal/testutil"
 	"github.com/mailvault/mailvault/restore"
@@ -48,24 +45,9 @@ func backUpCorpus(t *testing.T, seed uint64, size int64) *backedUp {
 	if _, err := corpus.Generate(t.Context(), src, corpus.Options{Seed: seed, TargetBytes: size, Domains: 2, UsersPerDomain: 4}); err != nil {
 		t.Fatal(err)
 	}
-	id, err := age.GenerateX25519Identity()
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := filepath.Join(t.TempDir(), "repo")
-	be := local.New(dir)
-	if err := be.Create(); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := archive.Init(t.Context(), be, archive.KeyRecipients{Recipients: []string{id.Recipient().String()}}); err != nil {
-		t.Fatal(err)
-	}
-	testutil.SetPackSize(t, be, 1<<20)
-	r, err := archive.Open(t.Context(), be, archive.Credentials{Identities: []age.Identity{id}}, archive.Options{Compression: 0})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { r.Close() })
+	tr := createRepo(t, 1<<20)
+	dir := tr.dir
+	r := tr.open(t, archive.Options{Compression: 0})
 	res, err := r.Backup(t.Context(), archive.BackupOptions{Paths: []string{src}, Host: "testhost"})
 	if err != nil {
 		t.Fatal(err)

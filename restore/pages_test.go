@@ -7,11 +7,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"filippo.io/age"
-
 	"github.com/mailvault/mailvault/archive"
-	"github.com/mailvault/mailvault/archive/local"
-	"github.com/mailvault/mailvault/internal/testutil"
 	"github.com/mailvault/mailvault/restore"
 )
 
@@ -33,25 +29,9 @@ func TestRestorePastDamagedPage(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	id, err := age.GenerateX25519Identity()
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := filepath.Join(t.TempDir(), "repo")
-	be := local.New(dir)
-	if err := be.Create(); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := archive.Init(t.Context(), be, archive.KeyRecipients{Recipients: []string{id.Recipient().String()}}); err != nil {
-		t.Fatal(err)
-	}
-	testutil.SetPackSize(t, be, 1<<20)
+	tr := createRepo(t, 1<<20)
 	open := func() *archive.Repository {
-		r, err := archive.Open(t.Context(), be, archive.Credentials{Identities: []age.Identity{id}}, archive.Options{Compression: 0})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { r.Close() })
+		r := tr.open(t, archive.Options{Compression: 0})
 		if _, err := r.LoadIndex(t.Context()); err != nil {
 			t.Fatal(err)
 		}
@@ -99,7 +79,7 @@ func TestRestorePastDamagedPage(t *testing.T) {
 			lostPages++
 		}
 	}
-	path := filepath.Join(dir, "data", pack.String()[:2], pack.String())
+	path := filepath.Join(tr.dir, "data", pack.String()[:2], pack.String())
 	sealed, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)

@@ -13,29 +13,53 @@ import (
 
 	"github.com/mailvault/mailvault/archive"
 	"github.com/mailvault/mailvault/archive/local"
+	"github.com/mailvault/mailvault/internal/testutil"
 	"github.com/mailvault/mailvault/restore"
 )
 
-// newRepo creates and opens a repository in a temporary directory.
-func newRepo(t *testing.T) *archive.Repository {
+// testRepo is a repository in a temporary directory and its key.
+type testRepo struct {
+	dir string
+	be  *local.Backend
+	id  *age.X25519Identity
+}
+
+// createRepo creates a repository; packSize > 0 sets its pack size.
+func createRepo(t *testing.T, packSize int64) *testRepo {
 	t.Helper()
 	id, err := age.GenerateX25519Identity()
 	if err != nil {
 		t.Fatal(err)
 	}
-	be := local.New(filepath.Join(t.TempDir(), "repo"))
+	dir := filepath.Join(t.TempDir(), "repo")
+	be := local.New(dir)
 	if err := be.Create(); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := archive.Init(t.Context(), be, archive.KeyRecipients{Recipients: []string{id.Recipient().String()}}); err != nil {
 		t.Fatal(err)
 	}
-	r, err := archive.Open(t.Context(), be, archive.Credentials{Identities: []age.Identity{id}}, archive.Options{})
+	if packSize > 0 {
+		testutil.SetPackSize(t, be, packSize)
+	}
+	return &testRepo{dir: dir, be: be, id: id}
+}
+
+// open opens the repository anew, closed when the test ends.
+func (tr *testRepo) open(t *testing.T, opt archive.Options) *archive.Repository {
+	t.Helper()
+	r, err := archive.Open(t.Context(), tr.be, archive.Credentials{Identities: []age.Identity{tr.id}}, opt)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { r.Close() })
 	return r
+}
+
+// newRepo creates and opens a repository in a temporary directory.
+func newRepo(t *testing.T) *archive.Repository {
+	t.Helper()
+	return createRepo(t, 0).open(t, archive.Options{})
 }
 
 // saveTree stores v (a hand-built, possibly hostile tree) as a tree blob.
