@@ -206,6 +206,17 @@ func killWhen(t *testing.T, e *cliEnv, ready func() bool, args ...string) bool {
 	return false
 }
 
+// restoreLatest restores the latest snapshot into a new directory and
+// returns it.
+func (e *cliEnv) restoreLatest(t *testing.T) string {
+	t.Helper()
+	got := filepath.Join(t.TempDir(), "restored")
+	if _, stderr, code := e.cli(t, "restore", "latest", "--target", got); code != 0 {
+		t.Fatalf("restore latest: exit %d: %s", code, stderr)
+	}
+	return got
+}
+
 // sameTree asserts that got holds exactly the files and directories of
 // want, with the same contents and mtimes.
 func sameTree(t *testing.T, want, got string) {

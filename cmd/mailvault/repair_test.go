@@ -174,10 +174,7 @@ func TestRepairCLI(t *testing.T) {
 	if r, code := a.check(t, true); code != 0 {
 		t.Fatalf("check after repair packs --from: exit %d: %+v", code, r)
 	}
-	got := filepath.Join(t.TempDir(), "full")
-	if _, stderr, code := a.cli(t, "restore", "latest", "--target", got); code != 0 {
-		t.Fatalf("restore: exit %d: %s", code, stderr)
-	}
+	got := a.restoreLatest(t)
 	sameTree(t, src, got)
 
 	// Without a copy.
@@ -210,10 +207,7 @@ func TestRepairCLI(t *testing.T) {
 	if stdout, _, _ := a.cli(t, "snapshots"); !strings.Contains(stdout, "(repaired)") {
 		t.Errorf("snapshots does not mark the repaired snapshot:\n%s", stdout)
 	}
-	got = filepath.Join(t.TempDir(), "repaired")
-	if _, stderr, code := a.cli(t, "restore", "latest", "--target", got); code != 0 {
-		t.Fatalf("restore of the repaired snapshot: exit %d: %s", code, stderr)
-	}
+	got = a.restoreLatest(t)
 	dropped := map[string]bool{}
 	for _, m := range rs.Dropped {
 		switch {
@@ -301,9 +295,6 @@ func TestRepairFromRepoCLI(t *testing.T) {
 	if r, code := a.check(t, true); code != 0 {
 		t.Fatalf("check: exit %d: %+v", code, r)
 	}
-	got := filepath.Join(t.TempDir(), "restored")
-	if _, stderr, code := a.cli(t, "restore", "latest", "--target", got); code != 0 {
-		t.Fatalf("restore: exit %d: %s", code, stderr)
-	}
+	got := a.restoreLatest(t)
 	sameTree(t, src, got)
 }
