@@ -1099,17 +1099,23 @@ func (s *Store) Quiesce(ctx context.Context) (resume func(), err error) {
 // IMAP APPEND needs to know before it stores (NO [TRYCREATE]), without
 // listing the folder.
 func (s *Store) CheckFolder(a Account, folder string) error {
-	dir, err := s.folderDir(a, folder)
-	if err != nil {
-		return err
-	}
-	if _, err := os.Stat(filepath.Join(dir, "cur")); err != nil {
-		return fmt.Errorf("%w: %s", ErrNoSuchFolder, folder)
-	}
-	return nil
+	_, err := s.existingFolderDir(a, folder)
+	return err
 }
 
-// folderFor returns the state of an existing folder.
+// existingFolderDir returns the directory of a folder that exists
+// (ErrNoSuchFolder otherwise): one with a cur/.
+func (s *Store) existingFolderDir(a Account, folder string) (string, error) {
+	dir, err := s.folderDir(a, folder)
+	if err != nil {
+		return "", err
+	}
+	if _, err := os.Stat(filepath.Join(dir, "cur")); err != nil {
+		return "", fmt.Errorf("%w: %s", ErrNoSuchFolder, folder)
+	}
+	return dir, nil
+}
+
 // lockFolder enters the store's gate (loading a folder not loaded yet
 // scans it, which may write its UID list: not while the store is
 // quiesced), finds the folder, locks it and loads its state. unlock
@@ -1135,13 +1141,11 @@ func (s *Store) lockFolder(ctx context.Context, a Account, folder string) (dir s
 	return dir, st, unlock, nil
 }
 
+// folderFor returns the state of an existing folder.
 func (s *Store) folderFor(a Account, folder string) (string, *folderState, error) {
-	dir, err := s.folderDir(a, folder)
+	dir, err := s.existingFolderDir(a, folder)
 	if err != nil {
 		return "", nil, err
-	}
-	if _, err := os.Stat(filepath.Join(dir, "cur")); err != nil {
-		return "", nil, fmt.Errorf("%w: %s", ErrNoSuchFolder, folder)
 	}
 	st, err := s.folder(dir)
 	return dir, st, err
