@@ -400,20 +400,25 @@ func (x *Index) packOrd(id ID) (uint32, bool) {
 	return pi, ok
 }
 
-// blobsInPacks is PackBlobs for a few packs only (what check names as
-// damaged): one pass over the tables, holding only those packs' blobs.
+// blobsInPacks returns, per pack of packs (every pack when packs is nil),
+// the blobs the index places there: one pass over the tables, holding only
+// those packs' blobs (check asks for the packs it names as damaged).
 func (x *Index) blobsInPacks(packs map[ID]bool) map[ID][]PackedBlob {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
-	want := make(map[uint32]bool, len(packs))
-	for p := range packs {
-		if pi, ok := x.packIdx[p]; ok {
-			want[pi] = true
+	var want map[uint32]bool // nil: every pack
+	size := len(x.packs)
+	if packs != nil {
+		want, size = make(map[uint32]bool, len(packs)), len(packs)
+		for p := range packs {
+			if pi, ok := x.packIdx[p]; ok {
+				want[pi] = true
+			}
 		}
 	}
-	out := make(map[ID][]PackedBlob, len(packs))
+	out := make(map[ID][]PackedBlob, size)
 	add := func(e *indexEntry) {
-		if want[e.ord()] {
+		if want == nil || want[e.ord()] {
 			p := x.packs[e.ord()]
 			out[p] = append(out[p], e.blob())
 		}
@@ -430,21 +435,4 @@ func (x *Index) blobsInPacks(packs map[ID]bool) map[ID][]PackedBlob {
 }
 
 // PackBlobs returns, per pack, the blobs the index places there.
-func (x *Index) PackBlobs() map[ID][]PackedBlob {
-	x.mu.RLock()
-	defer x.mu.RUnlock()
-	out := make(map[ID][]PackedBlob, len(x.packs))
-	add := func(e *indexEntry) {
-		p := x.packs[e.ord()]
-		out[p] = append(out[p], e.blob())
-	}
-	for _, l := range x.layers {
-		for i := range l.t {
-			add(&l.t[i])
-		}
-	}
-	for _, e := range x.overlay {
-		add(&e)
-	}
-	return out
-}
+func (x *Index) PackBlobs() map[ID][]PackedBlob { return x.blobsInPacks(nil) }
