@@ -613,7 +613,7 @@ func (r *Repository) repackBlobs(ctx context.Context, packs []*packPlan, res *Pr
 					return err
 				}
 			}
-			comp, enc := r.compress(data)
+			comp, enc := r.compress(b.Type, data)
 			err := open[b.Type].add(b.ID, b.Type, comp, len(data), enc)
 			if comp == Zstd {
 				r.zbufs.put(enc)

@@ -30,7 +30,7 @@ func (r *Repository) saveBlobWithID(ctx context.Context, t BlobType, id ID, data
 	r.pending[id] = struct{}{}
 	r.saveMu.Unlock()
 
-	comp, stored := r.compress(data)
+	comp, stored := r.compress(t, data)
 
 	pool := r.packers[t]
 	p := pool.get()
@@ -75,15 +75,19 @@ func compressBound(n int) int { return n + n/64 + 64 }
 // compress returns the zstd form of data where it saves at least 1/32 of
 // the size; otherwise the bytes as they are. The zstd form is in a buffer
 // of r.zbufs: once it is written, the caller gives it back with
-// r.zbufs.put.
-func (r *Repository) compress(data []byte) (Compression, []byte) {
+// r.zbufs.put. Tree blobs go through r.ztree.
+func (r *Repository) compress(t BlobType, data []byte) (Compression, []byte) {
 	if r.level == 0 || len(data) < 64 {
 		return Uncompressed, data
 	}
 	// Room for the worst case up front: starting at half the size, the
 	// output of poorly compressible data (base64 attachments) grew by
 	// copying — 6 % of a backup's CPU in a profile.
-	z := r.zenc.EncodeAll(data, r.zbufs.get(compressBound(len(data)))[:0])
+	enc := r.zenc
+	if t == TreeBlob {
+		enc = r.ztree
+	}
+	z := enc.EncodeAll(data, r.zbufs.get(compressBound(len(data)))[:0])
 	if len(z) > len(data)-len(data)/32 {
 		r.zbufs.put(z)
 		return Uncompressed, data
