@@ -928,7 +928,7 @@ func (b *backup) storeFolder(ctx context.Context, e *FolderEntry, msgs []Message
 	if b.treeVersion == 1 {
 		id, err = b.saveTree(ctx, FolderTree{Version: 1, Messages: msgs})
 	} else {
-		id, err = saveFolderTree(ctx, msgs, b.saveTreeBlob)
+		id, err = saveFolderTree(ctx, msgs, b.treeVersion, b.saveTreeBlob)
 	}
 	if err != nil {
 		return fmt.Errorf("store tree of %s/%s: %w", e.User, e.Folder, err)

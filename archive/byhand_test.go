@@ -217,17 +217,16 @@ func TestRecoverByHand(t *testing.T) {
 	// The folder's tree, and its page that holds the unique name: the
 	// last whose first is not after it.
 	type message struct {
-		Unique string   `json:"unique"`
-		Flags  string   `json:"flags"`
-		Blobs  []string `json:"blobs"`
+		Unique string
+		Flags  string
+		Blobs  []string
 	}
 	var tree struct {
-		Messages []message                    `json:"messages"`
-		Pages    []struct{ ID, First string } `json:"pages"`
+		Pages []struct{ ID, First string } `json:"pages"`
 	}
 	mustUnmarshal(t, blob(treeID), &tree)
 	if len(tree.Pages) < 2 {
-		t.Fatalf("want alice's INBOX tree paged, got %d pages and %d messages", len(tree.Pages), len(tree.Messages))
+		t.Fatalf("want alice's INBOX tree paged, got %d pages", len(tree.Pages))
 	}
 	page := ""
 	for _, p := range tree.Pages {
@@ -235,14 +234,24 @@ func TestRecoverByHand(t *testing.T) {
 			page = p.ID
 		}
 	}
+	// A version 3 page holds columns: the message is the index of its
+	// unique name in each.
 	var pg struct {
-		Messages []message `json:"messages"`
+		Page     int
+		Messages struct {
+			Unique []string   `json:"unique"`
+			Flags  []string   `json:"flags"`
+			Blobs  [][]string `json:"blobs"`
+		} `json:"messages"`
 	}
 	mustUnmarshal(t, blob(page), &pg)
+	if pg.Page != 2 {
+		t.Fatalf("page format %d, want 2 (version 3 columns)", pg.Page)
+	}
 	var m message
-	for _, pm := range pg.Messages {
-		if pm.Unique == copies[0].Unique {
-			m = pm
+	for i, u := range pg.Messages.Unique {
+		if u == copies[0].Unique {
+			m = message{Unique: u, Flags: pg.Messages.Flags[i], Blobs: pg.Messages.Blobs[i]}
 		}
 	}
 	var got []byte

@@ -8,6 +8,12 @@ func (r *Repository) BackupV1(ctx context.Context, opt BackupOptions) (*BackupRe
 	return r.backup(ctx, opt, 1)
 }
 
+// BackupV2 is Backup writing version 2 folder trees (messages as JSON
+// objects), as releases before column-wise trees did.
+func (r *Repository) BackupV2(ctx context.Context, opt BackupOptions) (*BackupResult, error) {
+	return r.backup(ctx, opt, 2)
+}
+
 // MsgIndexSize is the plaintext and stored (compressed) bytes and the
 // number of blobs of the Message-ID index at id.
 func (r *Repository) MsgIndexSize(ctx context.Context, id ID) (plain, stored int64, blobs int, err error) {

@@ -238,6 +238,14 @@ func FuzzDecodeFolderTree(f *testing.F) {
 	f.Add(mustTree(f, folderTreeV2{Version: 2, Pages: []PageRef{{ID: seedID(4), Messages: 3, First: "a"}}}))
 	f.Add(mustTree(f, folderTreeV2{Version: 2, Pages: []PageRef{{ID: seedID(4), Messages: 0}, {ID: seedID(5), Messages: 1025}}}))
 	f.Add([]byte(`{"version":2,"messages":[{"unique":"a"}],"pages":[{"id":"` + seedID(4).String() + `","messages":1,"first":"a"}]}`))
+	// Version 3: the same forms with columns.
+	for _, v3 := range [][]byte{folderTreeV3Of(&tree), folderTreeV3Of(&FolderTree{}),
+		folderTreeV3Of(&FolderTree{Pages: []PageRef{{ID: seedID(4), Messages: 3, First: "a"}, {ID: seedID(5), Messages: 1024, First: "b\xff"}}}),
+		folderTreeV3Of(&FolderTree{Pages: []PageRef{{ID: seedID(4), Messages: 3, First: "a"}}}),
+		folderTreeV3Of(&FolderTree{Messages: []Message{{Unique: "../x", Flags: "S"}}}),
+	} {
+		f.Add(v3)
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		tr, err := decodeFolderTree(data)
 		if err != nil {
@@ -261,10 +269,23 @@ func FuzzDecodeFolderTree(f *testing.F) {
 				t.Fatalf("message %q lands at %q", name, rel)
 			}
 		}
-		if _, err := decodeFolderTree(mustJSON(t, tr)); err != nil {
+		re := mustJSON(t, tr)
+		if tr.Version == 3 {
+			re = folderTreeV3Of(tr)
+		}
+		if _, err := decodeFolderTree(re); err != nil {
 			t.Fatalf("re-encoded tree rejected: %v", err)
 		}
 	})
+}
+
+// folderTreeV3Of is the version 3 encoding of a decoded tree.
+func folderTreeV3Of(t *FolderTree) []byte {
+	raw, err := encodeTreeV3(t.Messages, t.Pages)
+	if err != nil {
+		panic(err)
+	}
+	return raw
 }
 
 // FuzzDecodeFolderPage: a page blob is accepted only with the count and
@@ -519,6 +540,132 @@ func FuzzDecodeMsgIndex(f *testing.F) {
 			if e.DirRaw != nil || e.UniqueRaw != nil || i > 0 && compareMsgEntries(got[i-1], e) >= 0 {
 				t.Fatalf("accepted entries %+v", got)
 			}
+		}
+	})
+}
+
+// FuzzDecodeTreeV3: a version 3 tree or page blob is accepted only when
+// its columns fit its messages, and encoding what it decodes to gives a
+// blob that decodes the same and encodes to itself (byte for byte).
+func FuzzDecodeTreeV3(f *testing.F) {
+	msgs := []Message{
+		{Unique: "1772445605.M1P2Q3.imap1,S=1234,W=1260", Flags: "FS", MTime: 1772445605e9 + 17, Size: 1234, Blobs: []ID{seedID(1), seedID(2)},
+			From: []string{"alice@example.org"}, To: []string{"bob@example.com"}, Subject: "hi", Date: "2026-03-02T10:00:00Z", MessageID: "a@b"},
+		{Unique: "1772445606.M1P2Q4.imap1\xff", New: true, Size: 10, Blobs: []ID{seedID(3)}, MTime: -5},
+		{Unique: "x", New: true, Flags: "S", Name: "x!2,S\xfe", Cc: []string{"c@d"}},
+	}
+	for _, m := range [][]Message{msgs, msgs[1:], nil} {
+		raw, err := encodeTreeV3(m, nil)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(raw)
+		if raw, err = encodePageV3(m); err != nil {
+			f.Fatal(err)
+		}
+		f.Add(raw)
+	}
+	raw, err := encodeTreeV3(nil, []PageRef{{ID: seedID(4), Messages: 3, First: "a"}, {ID: seedID(5), Messages: 1024, First: "b\xff"}})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(raw)
+	f.Add([]byte(`{"version":3,"messages":{"unique":["a","b"],"size":[1]}}`))
+	f.Add([]byte(`{"version":3,"messages":{"unique":["a","b"],"new":[1,0],"name":{"2":"x"}}}`))
+	f.Add([]byte(`{"page":2,"messages":{"unique":["a"],"unique_raw":{"0":"/w=="},"name_raw":{"0":"eA=="}}}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if tr, err := decodeFolderTree(data); err == nil && tr.Version == 3 {
+			a, err := encodeTreeV3(tr.Messages, tr.Pages)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tr2, err := decodeFolderTree(a)
+			if err != nil {
+				t.Fatalf("re-encoded tree rejected: %v", err)
+			}
+			if b, _ := encodeTreeV3(tr2.Messages, tr2.Pages); !bytes.Equal(a, b) {
+				t.Fatalf("round trip changed the tree:\n%s\n%s", a, b)
+			}
+		}
+		var pg struct{ Page int }
+		if json.Unmarshal(data, &pg) != nil || pg.Page != 2 {
+			return
+		}
+		var c struct {
+			Messages struct{ Unique []string } `json:"messages"`
+		}
+		json.Unmarshal(data, &c)
+		if len(c.Messages.Unique) == 0 {
+			return
+		}
+		first := c.Messages.Unique[0]
+		var rc struct {
+			Messages struct {
+				UniqueRaw map[int][]byte `json:"unique_raw"`
+			} `json:"messages"`
+		}
+		json.Unmarshal(data, &rc)
+		if raw, ok := rc.Messages.UniqueRaw[0]; ok {
+			first = string(raw)
+		}
+		got, err := decodeFolderPage(data, PageRef{ID: seedID(9), Messages: len(c.Messages.Unique), First: first})
+		if err != nil {
+			return
+		}
+		for _, m := range got {
+			if CheckFileName(m.FileName()) != nil || m.UniqueRaw != nil || m.NameRaw != nil {
+				t.Fatalf("accepted message %+v", m)
+			}
+		}
+		a, err := encodePageV3(got)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got2, err := decodeFolderPage(a, PageRef{ID: seedID(9), Messages: len(got), First: got[0].Unique})
+		if err != nil {
+			t.Fatalf("re-encoded page rejected: %v", err)
+		}
+		if b, _ := encodePageV3(got2); !bytes.Equal(a, b) {
+			t.Fatalf("round trip changed the page:\n%s\n%s", a, b)
+		}
+	})
+}
+
+// FuzzTreeV3MatchesV2: a message reads back from a version 3 tree exactly
+// as from a version 2 one (names not UTF-8, any mtime, any header text).
+func FuzzTreeV3MatchesV2(f *testing.F) {
+	f.Add("1772445605.M1P2Q3.imap1,S=1234,W=1260", "FS", false, int64(1772445605e9+17), int64(1234), "hi", "a@b", "")
+	f.Add("1772445606.M1P2Q4.imap1\xff", "", true, int64(-1), int64(0), "\xfe\xff", "", "n\xff")
+	f.Add("99999999999999", "S", false, int64(-1<<63), int64(1<<62), "", "x", "")
+	f.Fuzz(func(t *testing.T, unique, flags string, isNew bool, mtime, size int64, subject, msgID, name string) {
+		if size < 0 {
+			size = -(size + 1)
+		}
+		m := Message{Unique: unique, Flags: flags, New: isNew, MTime: mtime, Size: size, Blobs: []ID{seedID(1)},
+			From: []string{subject}, Subject: subject, Date: subject, MessageID: msgID, Name: name}
+		msgs := []Message{m, {Unique: unique + "1", MTime: mtime / 3, Blobs: []ID{}, Cc: []string{msgID}}}
+		v2, err := encodeTree(folderTreeV2{Version: 2, Messages: msgs})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err2 := decodeFolderTree(v2)
+		v3, err := encodeTreeV3(msgs, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err3 := decodeFolderTree(v3)
+		if (err2 == nil) != (err3 == nil) {
+			t.Fatalf("version 2 decodes with %v, version 3 with %v", err2, err3)
+		}
+		if err2 != nil {
+			return
+		}
+		a, b := mustJSON(t, want.Messages), mustJSON(t, got.Messages)
+		if !bytes.Equal(a, b) {
+			t.Fatalf("version 3 gives\n%s\nversion 2\n%s", b, a)
+		}
+		if got.Messages[0].Unique != unique || got.Messages[0].MTime != mtime || got.Messages[0].Name != name {
+			t.Fatalf("message %+v, want unique %q mtime %d name %q", got.Messages[0], unique, mtime, name)
 		}
 	})
 }

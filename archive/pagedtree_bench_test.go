@@ -33,11 +33,12 @@ func BenchmarkFolderTree20k(b *testing.B) {
 		}
 		return save(b.Context(), raw)
 	}
-	v2 := func() (ID, error) { return saveFolderTree(b.Context(), msgs, save) }
+	v2 := func() (ID, error) { return saveFolderTree(b.Context(), msgs, 2, save) }
+	v3 := func() (ID, error) { return saveFolderTree(b.Context(), msgs, 3, save) }
 	for _, tc := range []struct {
 		name  string
 		store func() (ID, error)
-	}{{"v1", v1}, {"v2", v2}} {
+	}{{"v1", v1}, {"v2", v2}, {"v3", v3}} {
 		id, err := tc.store()
 		if err != nil {
 			b.Fatal(err)

@@ -9,13 +9,14 @@ import (
 	"testing"
 )
 
-// TestPagedTreeRoundTrip: a version 2 tree gives back exactly the
+// TestPagedTreeRoundTrip: a version 2 or 3 tree gives back exactly the
 // messages stored, names that are not UTF-8 included (as page entries'
 // first names too), whether it is inline or paged; and a change to one
 // message stores only the page it is in and the page list.
 func TestPagedTreeRoundTrip(t *testing.T) {
-	for _, n := range []int{0, 1, 100, 3000} {
-		t.Run(fmt.Sprint(n), func(t *testing.T) {
+	for _, tc := range []struct{ version, n int }{{2, 0}, {2, 1}, {2, 100}, {2, 3000}, {3, 0}, {3, 1}, {3, 100}, {3, 3000}} {
+		version, n := tc.version, tc.n
+		t.Run(fmt.Sprintf("v%d/%d", version, n), func(t *testing.T) {
 			msgs := make([]Message, n)
 			for i := range msgs {
 				u := fmt.Sprintf("17000%05d.M%dP1Q1.host", i, i)
@@ -36,7 +37,7 @@ func TestPagedTreeRoundTrip(t *testing.T) {
 				return id, nil
 			}
 			load := func(_ context.Context, id ID) ([]byte, error) { return stored[id], nil }
-			id, err := saveFolderTree(t.Context(), msgs, save)
+			id, err := saveFolderTree(t.Context(), msgs, version, save)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -44,7 +45,7 @@ func TestPagedTreeRoundTrip(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if tree.Version != 2 || len(tree.Messages) != n || n <= 1 && len(tree.Pages) > 0 || n > pageMax && len(tree.Pages) < 2 {
+			if tree.Version != version || len(tree.Messages) != n || n <= 1 && len(tree.Pages) > 0 || n > pageMax && len(tree.Pages) < 2 {
 				t.Fatalf("version %d, %d messages in %d pages", tree.Version, len(tree.Messages), len(tree.Pages))
 			}
 			for i := range msgs {
@@ -62,7 +63,7 @@ func TestPagedTreeRoundTrip(t *testing.T) {
 			}
 			fresh = 0
 			msgs[n/2].Flags = "FS"
-			if _, err := saveFolderTree(t.Context(), msgs, save); err != nil {
+			if _, err := saveFolderTree(t.Context(), msgs, version, save); err != nil {
 				t.Fatal(err)
 			}
 			if want := map[bool]int{true: 2, false: 1}[len(tree.Pages) > 1]; fresh != want {

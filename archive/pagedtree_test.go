@@ -69,14 +69,18 @@ func TestFlagChangeMetadata(t *testing.T) {
 	}{
 		{1, 1, 0},
 		{2, 2, 0.05},
+		{3, 2, 0.05},
 	}
 	for i, tc := range tests {
 		t.Run(fmt.Sprintf("v%d", tc.version), func(t *testing.T) {
 			tr := newTestRepo(t, 0)
 			r := tr.open(t)
 			backup := r.Backup
-			if tc.version == 1 {
+			switch tc.version {
+			case 1:
 				backup = r.BackupV1
+			case 2:
+				backup = r.BackupV2
 			}
 			full, err := backup(t.Context(), backupOptions(src))
 			if err != nil {
@@ -193,15 +197,15 @@ func TestTreeV1Repository(t *testing.T) {
 			}
 			full = tr.open(t)
 			tree, err := full.LoadFolderTree(t.Context(), inc.Snapshot.Roots[0].Folders[0].Tree)
-			if err != nil || tree.Version != 2 || len(tree.Pages) < 2 || len(tree.Messages) != 1500 {
-				t.Fatalf("incremental's tree: %v; want version 2 with pages and 1500 messages", err)
+			if err != nil || tree.Version != 3 || len(tree.Pages) < 2 || len(tree.Messages) != 1500 {
+				t.Fatalf("incremental's tree: %v; want version 3 with pages and 1500 messages", err)
 			}
 			checkClean(t, tr, 2)
 			if res := prune(t, tr, archive.PruneOptions{}); res.BlobsUnused != 0 {
 				t.Fatalf("prune with both snapshots found %d unused blobs: %+v", res.BlobsUnused, res)
 			}
 
-			// A second change on the version 2 parent: one page and the
+			// A second change on the version 3 parent: one page and the
 			// page list.
 			flagMessage(t, cur, 900, "RS")
 			r, opt = open()
@@ -210,7 +214,7 @@ func TestTreeV1Repository(t *testing.T) {
 				t.Fatal(err)
 			}
 			if s := next.Snapshot.Summary; s.MessagesNew != 0 || s.BlobsNew != 2 {
-				t.Errorf("incremental on a version 2 parent: %+v; want no message read, 2 blobs stored", s)
+				t.Errorf("incremental on a version 3 parent: %+v; want no message read, 2 blobs stored", s)
 			}
 
 			forget(t, tr, old.Snapshot.ID)
@@ -219,10 +223,47 @@ func TestTreeV1Repository(t *testing.T) {
 			}
 			checkClean(t, tr, 2)
 			if got, _ := restoreTo(t, tr.open(t), inc.Snapshot, restoreOptions()); len(mailFiles(t, got)) != 1500 {
-				t.Errorf("the first version 2 snapshot restores %d messages, want 1500", len(mailFiles(t, got)))
+				t.Errorf("the first version 3 snapshot restores %d messages, want 1500", len(mailFiles(t, got)))
 			}
 			restoreEqual(t, tr, next.Snapshot, src)
 		})
+	}
+}
+
+// TestTreeV2Repository: a repository whose snapshots have version 2
+// trees (JSON message objects, as releases before column-wise trees wrote
+// them) restores and checks clean, and serves as the parent of an
+// incremental that reads no message again and writes version 3 trees.
+func TestTreeV2Repository(t *testing.T) {
+	src, cur := bigFolder(t, 1500)
+	tr := newTestRepo(t, 1<<20)
+	r := tr.open(t)
+	old, err := r.BackupV2(t.Context(), backupOptions(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tree, err := r.LoadFolderTree(t.Context(), old.Snapshot.Roots[0].Folders[0].Tree); err != nil || tree.Version != 2 || len(tree.Pages) < 2 {
+		t.Fatalf("BackupV2 wrote %v; want a paged version 2 tree", err)
+	}
+	checkClean(t, tr, 1)
+	restoreEqual(t, tr, old.Snapshot, src)
+
+	flagMessage(t, cur, 7, "FS")
+	inc, err := tr.open(t).Backup(t.Context(), backupOptions(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := inc.Snapshot.Summary; s.MessagesNew != 0 || s.MessagesChanged != 1 || s.BytesRead != 0 {
+		t.Fatalf("incremental on the version 2 snapshot: %+v; want no message read, 1 changed", s)
+	}
+	tree, err := tr.open(t).LoadFolderTree(t.Context(), inc.Snapshot.Roots[0].Folders[0].Tree)
+	if err != nil || tree.Version != 3 || len(tree.Pages) < 2 || len(tree.Messages) != 1500 {
+		t.Fatalf("incremental's tree: %v; want version 3 with pages and 1500 messages", err)
+	}
+	checkClean(t, tr, 2)
+	restoreEqual(t, tr, inc.Snapshot, src)
+	if got, _ := restoreTo(t, tr.open(t), old.Snapshot, restoreOptions()); len(mailFiles(t, got)) != 1500 {
+		t.Errorf("the version 2 snapshot restores %d messages, want 1500", len(mailFiles(t, got)))
 	}
 }
 

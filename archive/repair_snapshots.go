@@ -321,7 +321,7 @@ func (m *mender) folder(ctx context.Context, id ID) (*folderFix, error) {
 	}
 	// As a backup stores it (backup.go storeFolder): the same messages
 	// in the same order give the same tree.
-	f.tree, err = saveFolderTree(ctx, kept, func(ctx context.Context, raw []byte) (ID, error) {
+	f.tree, err = saveFolderTree(ctx, kept, folderTreeVersion, func(ctx context.Context, raw []byte) (ID, error) {
 		id, _, err := m.r.SaveBlob(ctx, TreeBlob, raw)
 		return id, err
 	})

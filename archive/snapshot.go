@@ -118,7 +118,7 @@ type folderPage struct {
 
 const (
 	// folderTreeVersion is the version of the trees a backup writes.
-	folderTreeVersion = 2
+	folderTreeVersion = 3
 	// pageSpread is the mean number of messages a page holds: a page
 	// ends after a message whose unique name hashes to 0 mod pageSpread.
 	// A page holding a given message has about twice that on average;
@@ -154,14 +154,15 @@ func splitPages(msgs []Message) [][]Message {
 	return pages
 }
 
-// saveFolderTree stores msgs (sorted by unique name) as a version 2 tree
-// through save, which stores one tree blob: its pages first, then the
+// saveFolderTree stores msgs (sorted by unique name) as a tree of the
+// given version (2 or 3; backups write folderTreeVersion, tests the older
+// one) through save, which stores one tree blob: its pages first, then the
 // tree that names them, so that a tree in the repository never names a
 // page that is not (docs/FORMAT.md "Write order").
-func saveFolderTree(ctx context.Context, msgs []Message, save func(context.Context, []byte) (ID, error)) (ID, error) {
+func saveFolderTree(ctx context.Context, msgs []Message, version int, save func(context.Context, []byte) (ID, error)) (ID, error) {
 	pages := splitPages(msgs)
 	if len(pages) <= 1 {
-		raw, err := encodeTree(folderTreeV2{Version: folderTreeVersion, Messages: msgs})
+		raw, err := encodeFolderTree(version, msgs, nil)
 		if err != nil {
 			return ID{}, err
 		}
@@ -169,7 +170,13 @@ func saveFolderTree(ctx context.Context, msgs []Message, save func(context.Conte
 	}
 	refs := make([]PageRef, 0, len(pages))
 	for _, pg := range pages {
-		raw, err := encodeTree(folderPage{Page: 1, Messages: pg})
+		var raw []byte
+		var err error
+		if version == 3 {
+			raw, err = encodePageV3(pg)
+		} else {
+			raw, err = encodeTree(folderPage{Page: 1, Messages: pg})
+		}
 		if err != nil {
 			return ID{}, err
 		}
@@ -179,11 +186,20 @@ func saveFolderTree(ctx context.Context, msgs []Message, save func(context.Conte
 		}
 		refs = append(refs, PageRef{ID: id, Messages: len(pg), First: pg[0].Unique})
 	}
-	raw, err := encodeTree(folderTreeV2{Version: folderTreeVersion, Pages: refs})
+	raw, err := encodeFolderTree(version, nil, refs)
 	if err != nil {
 		return ID{}, err
 	}
 	return save(ctx, raw)
+}
+
+// encodeFolderTree is a version 2 or 3 tree blob holding msgs or listing
+// the pages refs.
+func encodeFolderTree(version int, msgs []Message, refs []PageRef) ([]byte, error) {
+	if version == 3 {
+		return encodeTreeV3(msgs, refs)
+	}
+	return encodeTree(folderTreeV2{Version: 2, Messages: msgs, Pages: refs})
 }
 
 // FileEntry is a plain file, symlink or directory of the source tree that
@@ -573,19 +589,48 @@ func loadFolderTree(ctx context.Context, id ID, load func(context.Context, ID) (
 	return t, nil
 }
 
-// decodeFolderTree parses a tree blob of either version. A version 2 tree
-// that lists pages comes back with Pages and no Messages.
+// decodeFolderTree parses a tree blob of any version. A version 2 or 3
+// tree that lists pages comes back with Pages and no Messages.
 func decodeFolderTree(plain []byte) (*FolderTree, error) {
-	var t FolderTree
-	if err := json.Unmarshal(plain, &t); err != nil {
+	// The messages are an array of objects up to version 2 and an object
+	// of columns in version 3: they are parsed once the version is known.
+	var w struct {
+		Version  int             `json:"version"`
+		Messages json.RawMessage `json:"messages"`
+		Pages    []PageRef       `json:"pages"`
+	}
+	if err := json.Unmarshal(plain, &w); err != nil {
 		return nil, err
 	}
+	t := FolderTree{Version: w.Version, Pages: w.Pages}
+	hasMessages := len(w.Messages) > 0 && string(w.Messages) != "null"
 	switch t.Version {
-	case 1:
+	case 1, 2:
+		if hasMessages {
+			if err := json.Unmarshal(w.Messages, &t.Messages); err != nil {
+				return nil, err
+			}
+		}
+	case 3:
+		if hasMessages {
+			var c messageColumns
+			if err := json.Unmarshal(w.Messages, &c); err != nil {
+				return nil, err
+			}
+			msgs, err := decodeColumns(&c)
+			if err != nil {
+				return nil, err
+			}
+			t.Messages = msgs
+		}
+	default:
+		return nil, fmt.Errorf("unsupported tree version %d", t.Version)
+	}
+	if t.Version == 1 {
 		if t.Pages != nil {
 			return nil, errors.New("version 1 tree with pages")
 		}
-	case 2:
+	} else {
 		if len(t.Messages) > 0 && len(t.Pages) > 0 {
 			return nil, errors.New("tree has both messages and pages")
 		}
@@ -599,8 +644,6 @@ func decodeFolderTree(plain []byte) (*FolderTree, error) {
 				return nil, fmt.Errorf("page %s: %d messages", p.ID.Short(), p.Messages)
 			}
 		}
-	default:
-		return nil, fmt.Errorf("unsupported tree version %d", t.Version)
 	}
 	if err := decodeMessages(t.Messages); err != nil {
 		return nil, err
@@ -611,20 +654,40 @@ func decodeFolderTree(plain []byte) (*FolderTree, error) {
 // decodeFolderPage parses a page blob that p names: it must hold the
 // number of messages p says, the first being p.First.
 func decodeFolderPage(plain []byte, p PageRef) ([]Message, error) {
-	var pg folderPage
-	if err := json.Unmarshal(plain, &pg); err != nil {
+	// Format 1 (version 2 trees) holds an array of message objects, 2
+	// (version 3) an object of columns.
+	var w struct {
+		Page     int             `json:"page"`
+		Messages json.RawMessage `json:"messages"`
+	}
+	if err := json.Unmarshal(plain, &w); err != nil {
 		return nil, err
 	}
-	if pg.Page != 1 {
-		return nil, fmt.Errorf("unsupported page format %d", pg.Page)
+	var msgs []Message
+	switch w.Page {
+	case 1:
+		if err := json.Unmarshal(w.Messages, &msgs); err != nil && len(w.Messages) > 0 {
+			return nil, err
+		}
+	case 2:
+		var c messageColumns
+		if err := json.Unmarshal(w.Messages, &c); err != nil && len(w.Messages) > 0 {
+			return nil, err
+		}
+		var err error
+		if msgs, err = decodeColumns(&c); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, fmt.Errorf("unsupported page format %d", w.Page)
 	}
-	if err := decodeMessages(pg.Messages); err != nil {
+	if err := decodeMessages(msgs); err != nil {
 		return nil, err
 	}
-	if len(pg.Messages) == 0 || len(pg.Messages) != p.Messages || pg.Messages[0].Unique != p.First {
+	if len(msgs) == 0 || len(msgs) != p.Messages || msgs[0].Unique != p.First {
 		return nil, errors.New("page does not match its entry in the tree")
 	}
-	return pg.Messages, nil
+	return msgs, nil
 }
 
 // decodeMessages puts the exact names back and checks the file names.

@@ -1,0 +1,243 @@
+package archive
+
+import (
+	"encoding/json"
+	"fmt"
+)
+
+// Version 3 folder trees and pages hold their messages column-wise
+// (docs/FORMAT.md "Version 3"): one JSON array per field — all unique
+// names, then all sizes, all blob lists, all subjects ... — instead of
+// one object per message, and a message's mtime as its difference from
+// the time its unique name starts with. zstd then sees runs of like data
+// (the same addresses, domains, dates, name prefixes) without the keys
+// and 19-digit times between them: at 100k small messages the stored
+// pages shrank ~8 % at the same zstd level (docs/PERFORMANCE.md,
+// "reposize"). It stays JSON so that jq reads it by hand.
+
+// messageColumns is the "messages" object of a version 3 tree or page.
+// Every array present has one element per message; a column that would
+// hold only empty values is left out, and reads as empty.
+type messageColumns struct {
+	Unique    []string       `json:"unique"`
+	UniqueRaw map[int][]byte `json:"unique_raw,omitempty"`
+	Flags     []string       `json:"flags,omitempty"`
+	// New lists the indices of the messages in new/, ascending.
+	New []int `json:"new,omitempty"`
+	// MTime is each mtime minus mtimeBase of the unique name.
+	MTime     []int64        `json:"mtime,omitempty"`
+	Size      []int64        `json:"size,omitempty"`
+	Blobs     [][]ID         `json:"blobs,omitempty"`
+	From      [][]string     `json:"from,omitempty"`
+	To        [][]string     `json:"to,omitempty"`
+	Cc        [][]string     `json:"cc,omitempty"`
+	Subject   []string       `json:"subject,omitempty"`
+	Date      []string       `json:"date,omitempty"`
+	MessageID []string       `json:"message_id,omitempty"`
+	Name      map[int]string `json:"name,omitempty"`
+	NameRaw   map[int][]byte `json:"name_raw,omitempty"`
+}
+
+// folderTreeV3 is the JSON of a version 3 tree blob: messages or pages,
+// never both (an empty folder has neither).
+type folderTreeV3 struct {
+	Version  int             `json:"version"`
+	Messages *messageColumns `json:"messages,omitempty"`
+	Pages    []PageRef       `json:"pages,omitempty"`
+}
+
+// folderPageV3 is the JSON of a version 3 tree's page blob.
+type folderPageV3 struct {
+	Page     int             `json:"page"` // the page format, 2
+	Messages *messageColumns `json:"messages"`
+}
+
+// mtimeBase is what a version 3 tree stores a message's mtime relative
+// to: the number the unique name starts with (at most 10 decimal digits,
+// 0 if none), which Maildir writers make the delivery time in seconds, in
+// nanoseconds. The stored difference is then the sub-second part, a few
+// digits instead of 19. The arithmetic wraps (two's complement): any
+// mtime round-trips.
+func mtimeBase(unique string) int64 {
+	var s uint64
+	for i := 0; i < len(unique) && i < 10 && '0' <= unique[i] && unique[i] <= '9'; i++ {
+		s = s*10 + uint64(unique[i]-'0')
+	}
+	return int64(s * 1e9)
+}
+
+// column returns one value per message, or nil when every one is empty.
+func column[T any](msgs []Message, get func(*Message) T, empty func(T) bool) []T {
+	var col []T
+	for i := range msgs {
+		v := get(&msgs[i])
+		if col == nil && !empty(v) {
+			col = make([]T, 0, len(msgs))
+			for j := 0; j < i; j++ {
+				col = append(col, get(&msgs[j]))
+			}
+		}
+		if col != nil {
+			col = append(col, v)
+		}
+	}
+	return col
+}
+
+func isEmpty[T comparable](v T) bool { var zero T; return v == zero }
+func isNone[T any](v []T) bool       { return len(v) == 0 }
+
+// encodeColumns turns msgs into columns, with wire twins for names that
+// are not UTF-8 (rawnames.go).
+func encodeColumns(msgs []Message) *messageColumns {
+	c := &messageColumns{
+		Unique:    make([]string, len(msgs)),
+		Flags:     column(msgs, func(m *Message) string { return m.Flags }, isEmpty),
+		MTime:     column(msgs, func(m *Message) int64 { return m.MTime - mtimeBase(m.Unique) }, isEmpty),
+		Size:      column(msgs, func(m *Message) int64 { return m.Size }, isEmpty),
+		Blobs:     column(msgs, func(m *Message) []ID { return m.Blobs }, isNone),
+		From:      column(msgs, func(m *Message) []string { return m.From }, isNone),
+		To:        column(msgs, func(m *Message) []string { return m.To }, isNone),
+		Cc:        column(msgs, func(m *Message) []string { return m.Cc }, isNone),
+		Subject:   column(msgs, func(m *Message) string { return m.Subject }, isEmpty),
+		Date:      column(msgs, func(m *Message) string { return m.Date }, isEmpty),
+		MessageID: column(msgs, func(m *Message) string { return m.MessageID }, isEmpty),
+	}
+	put := func(m *map[int][]byte, i int, raw []byte) {
+		if raw == nil {
+			return
+		}
+		if *m == nil {
+			*m = map[int][]byte{}
+		}
+		(*m)[i] = raw
+	}
+	for i := range msgs {
+		m := &msgs[i]
+		c.Unique[i] = m.Unique
+		put(&c.UniqueRaw, i, rawOf(m.Unique))
+		if m.New {
+			c.New = append(c.New, i)
+		}
+		if m.Name != "" {
+			if c.Name == nil {
+				c.Name = map[int]string{}
+			}
+			c.Name[i] = m.Name
+			put(&c.NameRaw, i, rawOf(m.Name))
+		}
+	}
+	return c
+}
+
+// decodeColumns turns columns back into messages, with exact names.
+func decodeColumns(c *messageColumns) ([]Message, error) {
+	if c == nil {
+		return nil, nil
+	}
+	n := len(c.Unique)
+	// A column is absent (nil) or has n values; [] is n == 0's only.
+	for _, l := range []struct {
+		present bool
+		n       int
+	}{
+		{c.Flags != nil, len(c.Flags)}, {c.MTime != nil, len(c.MTime)}, {c.Size != nil, len(c.Size)},
+		{c.Blobs != nil, len(c.Blobs)}, {c.From != nil, len(c.From)}, {c.To != nil, len(c.To)},
+		{c.Cc != nil, len(c.Cc)}, {c.Subject != nil, len(c.Subject)}, {c.Date != nil, len(c.Date)},
+		{c.MessageID != nil, len(c.MessageID)},
+	} {
+		if l.present && l.n != n {
+			return nil, fmt.Errorf("a column of %d values for %d messages", l.n, n)
+		}
+	}
+	msgs := make([]Message, n)
+	for i := range msgs {
+		m := &msgs[i]
+		m.Unique = c.Unique[i]
+		if c.Flags != nil {
+			m.Flags = c.Flags[i]
+		}
+		if c.Size != nil {
+			if m.Size = c.Size[i]; m.Size < 0 {
+				return nil, fmt.Errorf("message %d: size %d", i, m.Size)
+			}
+		}
+		if c.Blobs != nil {
+			m.Blobs = c.Blobs[i]
+		}
+		if m.Blobs == nil {
+			// Never nil: a backup takes a message without blobs for one
+			// still to read (an empty message has an empty list).
+			m.Blobs = []ID{}
+		}
+		if c.From != nil {
+			m.From = c.From[i]
+		}
+		if c.To != nil {
+			m.To = c.To[i]
+		}
+		if c.Cc != nil {
+			m.Cc = c.Cc[i]
+		}
+		if c.Subject != nil {
+			m.Subject = c.Subject[i]
+		}
+		if c.Date != nil {
+			m.Date = c.Date[i]
+		}
+		if c.MessageID != nil {
+			m.MessageID = c.MessageID[i]
+		}
+	}
+	for i, raw := range c.UniqueRaw {
+		if i < 0 || i >= n || len(raw) == 0 {
+			return nil, fmt.Errorf("unique_raw of message %d of %d", i, n)
+		}
+		msgs[i].Unique = string(raw)
+	}
+	// mtime after unique_raw: the base is the exact name's.
+	if c.MTime != nil {
+		for i := range msgs {
+			msgs[i].MTime = c.MTime[i] + mtimeBase(msgs[i].Unique)
+		}
+	} else {
+		for i := range msgs {
+			msgs[i].MTime = mtimeBase(msgs[i].Unique)
+		}
+	}
+	for k, i := range c.New {
+		if i < 0 || i >= n || k > 0 && i <= c.New[k-1] {
+			return nil, fmt.Errorf("new lists message %d (of %d) out of order", i, n)
+		}
+		msgs[i].New = true
+	}
+	for i, name := range c.Name {
+		if i < 0 || i >= n || name == "" {
+			return nil, fmt.Errorf("name %q of message %d of %d", name, i, n)
+		}
+		msgs[i].Name = name
+	}
+	for i, raw := range c.NameRaw {
+		if _, ok := c.Name[i]; !ok || len(raw) == 0 {
+			return nil, fmt.Errorf("name_raw of message %d without a name", i)
+		}
+		msgs[i].Name = string(raw)
+	}
+	return msgs, nil
+}
+
+// encodeTreeV3 is the plaintext of a version 3 tree holding msgs inline
+// (refs nil) or listing the pages refs.
+func encodeTreeV3(msgs []Message, refs []PageRef) ([]byte, error) {
+	t := folderTreeV3{Version: 3}
+	if len(msgs) > 0 {
+		t.Messages = encodeColumns(msgs)
+	}
+	t.Pages = withRaw(refs, func(p *PageRef) bool { return rawOf(p.First) != nil }, func(p *PageRef) { p.FirstRaw = rawOf(p.First) })
+	return json.Marshal(t)
+}
+
+// encodePageV3 is the plaintext of a version 3 page blob.
+func encodePageV3(msgs []Message) ([]byte, error) {
+	return json.Marshal(folderPageV3{Page: 2, Messages: encodeColumns(msgs)})
+}
