@@ -382,7 +382,16 @@ func FuzzParsePack(f *testing.F) {
 	}
 	f.Add(build())
 	f.Add(build([]byte("hello")))
-	f.Add(build([]byte("header\n\n"), []byte("body of the message"), nil, bytes.Repeat([]byte{0xab}, 300)))
+	many := build([]byte("header\n\n"), []byte("body of the message"), nil, bytes.Repeat([]byte{0xab}, 300))
+	f.Add(many)
+	// Format 1, as packs before format 2 have it.
+	v1, err := ParsePack(many)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(appendPackHeaderV1([]byte("header\n\nbody of the message"+strings.Repeat("\xab", 300)), v1))
+	f.Add(appendPackHeaderV1(nil, nil))
+	f.Add([]byte{0, 4, 0, 0, 0, 'M', 'V', 'P', '2'})
 	f.Add([]byte("MVP1"))
 	f.Add([]byte{1, 0, 0, 0, 'M', 'V', 'P', '1'})
 	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 'M', 'V', 'P', '1'})
@@ -409,16 +418,20 @@ func FuzzParsePack(f *testing.F) {
 			again = append(again, plain[b.Offset:end]...)
 			off += b.Length
 		}
-		if again = appendPackHeader(again, blobs); !bytes.Equal(again, plain) {
+		trailer := plain[len(plain)-packTrailer:]
+		format, size, err := packHeaderSize(trailer, int64(len(plain)))
+		if err != nil || format != 1 && format != 2 {
+			t.Fatalf("packHeaderSize = format %d, %v", format, err)
+		}
+		encode := appendPackHeader
+		if format == 1 {
+			encode = appendPackHeaderV1
+		}
+		if again = encode(again, blobs); !bytes.Equal(again, plain) {
 			t.Fatalf("pack does not re-encode to the same bytes")
 		}
 		// The ranged reader's path agrees with the whole-pack one.
-		trailer := plain[len(plain)-packTrailer:]
-		count, size, err := packHeaderSize(trailer, int64(len(plain)))
-		if err != nil || count != len(blobs) {
-			t.Fatalf("packHeaderSize = %d, %v", count, err)
-		}
-		hdr, err := parsePackHeader(plain[int64(len(plain))-size:len(plain)-packTrailer], count, int64(len(plain)))
+		hdr, err := parsePackHeader(plain[int64(len(plain))-size:len(plain)-packTrailer], format, int64(len(plain)))
 		if err != nil || !reflect.DeepEqual(hdr, blobs) {
 			t.Fatalf("parsePackHeader disagrees: %v", err)
 		}

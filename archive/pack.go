@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"math"
 	"os"
 
 	"filippo.io/age"
@@ -94,15 +95,22 @@ type PackedBlob struct {
 
 // Pack layout (plaintext, before age encryption; see docs/FORMAT.md):
 //
-//	blob 0 | blob 1 | ... | entry 0 | entry 1 | ... | count (uint32 LE) | "MVP1"
+//	blob 0 | blob 1 | ... | header | header length (uint32 LE) | "MVP2"
 //
-// where each entry is 42 bytes: type (1), compression (1), stored length
-// (uint32 LE), raw length (uint32 LE), blob ID (32). Offsets are implicit:
-// blobs follow each other from offset 0 in entry order.
+// where the header is the entry count and then, per entry, two uvarints —
+// stored length<<2 | compression<<1 | type, and raw length minus stored
+// length, zigzag — and the blob ID (32): 35 to 37 bytes an entry for the
+// small blobs of mail, where the fixed 42 of format 1 made the headers 5 %
+// of a repository of small messages. Offsets are implicit: blobs follow
+// each other from offset 0 in entry order. Format 1 packs ("MVP1": fixed
+// 42-byte entries, then the count) are still read.
 const (
-	packMagic     = "MVP1"
-	packEntrySize = 1 + 1 + 4 + 4 + 32
-	packTrailer   = 8 // count (4) + magic (4)
+	packMagic     = "MVP2"
+	packMagicV1   = "MVP1"
+	packEntrySize = 1 + 1 + 4 + 4 + 32 // format 1
+	packTrailer   = 8                  // format 1: count (4), format 2: header length (4); magic (4)
+	// packEntryMin is the least a format 2 entry takes.
+	packEntryMin = 1 + 1 + 32
 	// maxPackEntries bounds what a hostile header can make us allocate.
 	maxPackEntries = 1 << 22
 )
@@ -142,7 +150,7 @@ func (p *packBuilder) add(id ID, t BlobType, c Compression, rawLen int, stored [
 // finish appends the header and trailer, closes the age stream and returns
 // the pack's ID (the SHA-256 of everything written to out).
 func (p *packBuilder) finish() (ID, error) {
-	hdr := make([]byte, 0, len(p.entries)*packEntrySize+packTrailer)
+	hdr := make([]byte, 0, len(p.entries)*(packEntryMin+4)+16)
 	hdr = appendPackHeader(hdr, p.entries)
 	if _, err := p.enc.Write(hdr); err != nil {
 		return ID{}, err
@@ -155,8 +163,22 @@ func (p *packBuilder) finish() (ID, error) {
 	return id, nil
 }
 
-// appendPackHeader encodes the entries and the trailer.
+// appendPackHeader encodes the entries and the trailer (format 2).
 func appendPackHeader(dst []byte, entries []PackedBlob) []byte {
+	start := len(dst)
+	dst = binary.AppendUvarint(dst, uint64(len(entries)))
+	for _, b := range entries {
+		dst = binary.AppendUvarint(dst, uint64(b.Length)<<2|uint64(b.Compression)<<1|uint64(b.Type))
+		dst = binary.AppendVarint(dst, int64(b.RawLength)-int64(b.Length))
+		dst = append(dst, b.ID[:]...)
+	}
+	dst = binary.LittleEndian.AppendUint32(dst, uint32(len(dst)-start))
+	return append(dst, packMagic...)
+}
+
+// appendPackHeaderV1 encodes the entries and the trailer in format 1, as
+// packs written before format 2 have them (for tests).
+func appendPackHeaderV1(dst []byte, entries []PackedBlob) []byte {
 	var e [packEntrySize]byte
 	for _, b := range entries {
 		e[0] = byte(b.Type)
@@ -167,51 +189,112 @@ func appendPackHeader(dst []byte, entries []PackedBlob) []byte {
 		dst = append(dst, e[:]...)
 	}
 	dst = binary.LittleEndian.AppendUint32(dst, uint32(len(entries)))
-	return append(dst, packMagic...)
+	return append(dst, packMagicV1...)
 }
 
 // errCorruptPack is wrapped by every pack-parsing error.
 var errCorruptPack = errors.New("corrupt pack")
 
-// packHeaderSize returns the size of header+trailer given the trailer.
-func packHeaderSize(trailer []byte, plainSize int64) (count int, size int64, err error) {
-	if len(trailer) != packTrailer || string(trailer[4:]) != packMagic {
+// packHeaderSize returns, given the trailer, the pack's format (1 or 2)
+// and the size of its header and trailer together.
+func packHeaderSize(trailer []byte, plainSize int64) (format int, size int64, err error) {
+	if len(trailer) != packTrailer {
 		return 0, 0, fmt.Errorf("%w: bad trailer", errCorruptPack)
 	}
-	n := binary.LittleEndian.Uint32(trailer)
-	size = int64(n)*packEntrySize + packTrailer
-	if n > maxPackEntries || size > plainSize {
-		return 0, 0, fmt.Errorf("%w: header claims %d entries", errCorruptPack, n)
+	n := int64(binary.LittleEndian.Uint32(trailer))
+	switch string(trailer[4:]) {
+	case packMagicV1:
+		if n > maxPackEntries {
+			return 0, 0, fmt.Errorf("%w: header claims %d entries", errCorruptPack, n)
+		}
+		format, size = 1, n*packEntrySize+packTrailer
+	case packMagic:
+		format, size = 2, n+packTrailer
+	default:
+		return 0, 0, fmt.Errorf("%w: bad trailer", errCorruptPack)
 	}
-	return int(n), size, nil
+	if size > plainSize {
+		return 0, 0, fmt.Errorf("%w: header of %d bytes in a pack of %d", errCorruptPack, size-packTrailer, plainSize)
+	}
+	return format, size, nil
 }
 
-// parsePackHeader decodes the header entries (without trailer) of a pack
-// whose plaintext is plainSize bytes long, and checks that the blobs tile
-// the data area exactly.
-func parsePackHeader(hdr []byte, count int, plainSize int64) ([]PackedBlob, error) {
-	if len(hdr) != count*packEntrySize {
-		return nil, fmt.Errorf("%w: header length %d for %d entries", errCorruptPack, len(hdr), count)
+// parsePackHeader decodes the header (without trailer) of a pack of the
+// given format whose plaintext is plainSize bytes long, and checks that
+// the blobs tile the data area exactly.
+func parsePackHeader(hdr []byte, format int, plainSize int64) ([]PackedBlob, error) {
+	dataEnd := plainSize - int64(len(hdr)) - packTrailer
+	var out []PackedBlob
+	if format == 1 {
+		if len(hdr)%packEntrySize != 0 {
+			return nil, fmt.Errorf("%w: header length %d", errCorruptPack, len(hdr))
+		}
+		out = make([]PackedBlob, len(hdr)/packEntrySize)
+		for i := range out {
+			e := hdr[i*packEntrySize : (i+1)*packEntrySize]
+			out[i] = PackedBlob{Type: BlobType(e[0]), Compression: Compression(e[1]),
+				Length: binary.LittleEndian.Uint32(e[2:]), RawLength: binary.LittleEndian.Uint32(e[6:])}
+			copy(out[i].ID[:], e[10:])
+		}
+	} else {
+		var err error
+		if out, err = parsePackEntries(hdr); err != nil {
+			return nil, err
+		}
 	}
-	dataEnd := plainSize - int64(count*packEntrySize) - packTrailer
-	out := make([]PackedBlob, count)
 	var off int64
 	for i := range out {
-		e := hdr[i*packEntrySize : (i+1)*packEntrySize]
-		b := PackedBlob{Type: BlobType(e[0]), Compression: Compression(e[1]), Offset: uint32(off),
-			Length: binary.LittleEndian.Uint32(e[2:]), RawLength: binary.LittleEndian.Uint32(e[6:])}
-		copy(b.ID[:], e[10:])
+		b := &out[i]
 		if b.Type > TreeBlob || b.Compression > Zstd {
 			return nil, fmt.Errorf("%w: entry %d has unknown type or compression", errCorruptPack, i)
 		}
+		b.Offset = uint32(off)
 		off += int64(b.Length)
 		if off > dataEnd {
 			return nil, fmt.Errorf("%w: entry %d extends past the data area", errCorruptPack, i)
 		}
-		out[i] = b
 	}
 	if off != dataEnd {
 		return nil, fmt.Errorf("%w: blobs cover %d of %d data bytes", errCorruptPack, off, dataEnd)
+	}
+	return out, nil
+}
+
+// parsePackEntries decodes a format 2 header. It takes only the shortest
+// encoding of each number, so that a header re-encodes to its own bytes.
+func parsePackEntries(hdr []byte) ([]PackedBlob, error) {
+	bad := func(what string) error { return fmt.Errorf("%w: header: %s", errCorruptPack, what) }
+	uvarint := func() (uint64, bool) {
+		v, n := binary.Uvarint(hdr)
+		if n <= 0 || n != len(binary.AppendUvarint(nil, v)) {
+			return 0, false
+		}
+		hdr = hdr[n:]
+		return v, true
+	}
+	count, ok := uvarint()
+	if !ok || count > uint64(len(hdr)/packEntryMin) {
+		return nil, bad("entry count")
+	}
+	out := make([]PackedBlob, count)
+	for i := range out {
+		a, ok := uvarint()
+		if !ok || a>>2 > math.MaxUint32 {
+			return nil, bad(fmt.Sprintf("entry %d length", i))
+		}
+		u, ok := uvarint()
+		d := int64(u>>1) ^ -int64(u&1) // zigzag, as binary.Varint
+		raw := int64(a>>2) + d
+		if !ok || raw < 0 || raw > math.MaxUint32 || len(hdr) < len(ID{}) {
+			return nil, bad(fmt.Sprintf("entry %d raw length", i))
+		}
+		b := &out[i]
+		b.Type, b.Compression = BlobType(a&1), Compression(a>>1&1)
+		b.Length, b.RawLength = uint32(a>>2), uint32(raw)
+		hdr = hdr[copy(b.ID[:], hdr):]
+	}
+	if len(hdr) != 0 {
+		return nil, bad("bytes after the last entry")
 	}
 	return out, nil
 }
@@ -222,9 +305,9 @@ func ParsePack(plain []byte) ([]PackedBlob, error) {
 	if len(plain) < packTrailer {
 		return nil, fmt.Errorf("%w: too short", errCorruptPack)
 	}
-	count, size, err := packHeaderSize(plain[len(plain)-packTrailer:], int64(len(plain)))
+	format, size, err := packHeaderSize(plain[len(plain)-packTrailer:], int64(len(plain)))
 	if err != nil {
 		return nil, err
 	}
-	return parsePackHeader(plain[int64(len(plain))-size:len(plain)-packTrailer], count, int64(len(plain)))
+	return parsePackHeader(plain[int64(len(plain))-size:len(plain)-packTrailer], format, int64(len(plain)))
 }

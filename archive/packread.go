@@ -47,15 +47,15 @@ func (r *Repository) ReadPackHeader(ctx context.Context, id ID, size int64) ([]P
 	if _, err := ra.ReadAt(trailer, plainSize-int64(packTrailer)); err != nil && !errors.Is(err, io.EOF) {
 		return nil, fmt.Errorf("pack %s: %w: %v", id, ErrCorrupt, err)
 	}
-	count, hsize, err := packHeaderSize(trailer, plainSize)
+	format, hsize, err := packHeaderSize(trailer, plainSize)
 	if err != nil {
 		return nil, fmt.Errorf("pack %s: %w", id, err)
 	}
-	hdr := make([]byte, count*packEntrySize)
+	hdr := make([]byte, hsize-packTrailer)
 	if _, err := ra.ReadAt(hdr, plainSize-hsize); err != nil && !errors.Is(err, io.EOF) {
 		return nil, fmt.Errorf("pack %s: %w: %v", id, ErrCorrupt, err)
 	}
-	blobs, err := parsePackHeader(hdr, count, plainSize)
+	blobs, err := parsePackHeader(hdr, format, plainSize)
 	if err != nil {
 		return nil, fmt.Errorf("pack %s: %w", id, err)
 	}

@@ -199,6 +199,10 @@ func readChecked(t *testing.T, r *Repository, pack ID, blobs []PackedBlob, conte
 func TestReadBlobsSpans(t *testing.T) {
 	r, be := memRepo(t)
 	const K = ageChunk
+	// The header and trailer of a pack of two uncompressed blobs of 64 to
+	// 512 KiB: the count, two entries (a 3-byte length, a 1-byte
+	// difference, the ID), the trailer.
+	const twoEntries = 1 + 2*(3+1+32) + packTrailer
 	pick := func(idx ...int) func([]PackedBlob) []PackedBlob {
 		return func(all []PackedBlob) []PackedBlob {
 			var out []PackedBlob
@@ -225,8 +229,8 @@ func TestReadBlobsSpans(t *testing.T) {
 		{"empty blob on a chunk boundary", []int{K, 0, 40}, pick(1), 1},
 		// The plaintext ends exactly at a chunk boundary: the final
 		// chunk is full-length, and the last blob ends in it.
-		{"full-length final chunk", []int{K, 2*K - 2*packEntrySize - packTrailer}, pick(1), 1},
-		{"full-length final chunk, first blob", []int{K, 2*K - 2*packEntrySize - packTrailer}, pick(0), 1},
+		{"full-length final chunk", []int{K, 2*K - twoEntries}, pick(1), 1},
+		{"full-length final chunk, first blob", []int{K, 2*K - twoEntries}, pick(0), 1},
 		{"short final chunk", []int{K, K/2 + 1}, pick(1), 1},
 		{"all of a big pack", big, everything, 1},
 		{"near the start", big, pick(3), 1},
@@ -456,5 +460,67 @@ func TestReadPackBrokenBody(t *testing.T) {
 		if err == nil || errors.Is(err, ErrCorrupt) || !errors.Is(err, broken) {
 			t.Errorf("ReadPack through a body cut at %d: %v, want the read error and not ErrCorrupt", cut, err)
 		}
+	}
+}
+
+// TestPackFormat1: packs written before format 2, with fixed 42-byte
+// entries and "MVP1", still give their header and blobs; format 2 spends
+// at most 37 bytes an entry on blobs under 16 KiB.
+func TestPackFormat1(t *testing.T) {
+	r, be := memRepo(t)
+	rng := rand.New(rand.NewPCG(3, 1))
+	var sealed bytes.Buffer
+	pb, err := newPackBuilder(&sealed, r.recipientFor(PackFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	content := map[ID][]byte{}
+	for i := range 1000 {
+		data := make([]byte, 1+rng.IntN(16<<10-1))
+		for j := range data {
+			data[j] = byte(rng.Uint32())
+		}
+		id := r.BlobID(data)
+		content[id] = data
+		// Claimed raw lengths and types as a mix of compressed blobs.
+		c, rawLen := Compression(i%3%2), len(data)
+		if c == Zstd {
+			rawLen += rng.IntN(1 << 14)
+		}
+		if err := pb.add(id, BlobType(i%2), c, rawLen, data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	v2 := appendPackHeader(nil, pb.entries)
+	if per := float64(len(v2)-packTrailer) / float64(len(pb.entries)); per > 37 {
+		t.Errorf("format 2 header: %.1f bytes an entry, want at most 37", per)
+	}
+	// finish, with the format 1 header.
+	if _, err := pb.enc.Write(appendPackHeaderV1(nil, pb.entries)); err != nil {
+		t.Fatal(err)
+	}
+	if err := pb.enc.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var pack ID
+	pb.hash.Sum(pack[:0])
+	if err := be.Put(t.Context(), PackFile, pack.String(), sealed.Bytes()); err != nil {
+		t.Fatal(err)
+	}
+	got, err := r.ReadPackHeader(t.Context(), pack, int64(sealed.Len()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got, pb.entries) {
+		t.Fatalf("format 1 header read back differs")
+	}
+	var raw []PackedBlob
+	for _, b := range got {
+		if b.Compression == Uncompressed {
+			raw = append(raw, b) // the others are not zstd: not readable
+		}
+	}
+	if err := readChecked(t, r, pack, raw, content); err != nil {
+		t.Fatal(err)
 	}
 }
