@@ -647,16 +647,17 @@ func FuzzDecodeTreeV3(f *testing.F) {
 // FuzzTreeV3MatchesV2: a message reads back from a version 3 tree exactly
 // as from a version 2 one (names not UTF-8, any mtime, any header text).
 func FuzzTreeV3MatchesV2(f *testing.F) {
-	f.Add("1772445605.M1P2Q3.imap1,S=1234,W=1260", "FS", false, int64(1772445605e9+17), int64(1234), "hi", "a@b", "")
-	f.Add("1772445606.M1P2Q4.imap1\xff", "", true, int64(-1), int64(0), "\xfe\xff", "", "n\xff")
-	f.Add("99999999999999", "S", false, int64(-1<<63), int64(1<<62), "", "x", "")
-	f.Fuzz(func(t *testing.T, unique, flags string, isNew bool, mtime, size int64, subject, msgID, name string) {
+	f.Add("1772445605.M1P2Q3.imap1,S=1234,W=1260", "FS", false, int64(1772445605e9+17), int64(1234), "hi", "a@b", "", "2026-03-02T10:00:05Z")
+	f.Add("1772445606.M1P2Q4.imap1\xff,S=99", "", true, int64(-1), int64(0), "\xfe\xff", "", "n\xff", "2026-03-02T10:00:05+02:00")
+	f.Add("99999999999999,S=9999999999999999999", "S", false, int64(-1<<63), int64(1<<62), "", "x", "", "0001-01-01T00:00:00Z")
+	f.Add("1,S=12", "S", false, int64(1<<63-1), int64(11), "", "x", "", "9999-12-31T23:59:59Z")
+	f.Fuzz(func(t *testing.T, unique, flags string, isNew bool, mtime, size int64, subject, msgID, name, date string) {
 		if size < 0 {
 			size = -(size + 1)
 		}
 		m := Message{Unique: unique, Flags: flags, New: isNew, MTime: mtime, Size: size, Blobs: []ID{seedID(1)},
-			From: []string{subject}, Subject: subject, Date: subject, MessageID: msgID, Name: name}
-		msgs := []Message{m, {Unique: unique + "1", MTime: mtime / 3, Blobs: []ID{}, Cc: []string{msgID}}}
+			From: []string{subject}, Subject: subject, Date: date, MessageID: msgID, Name: name}
+		msgs := []Message{m, {Unique: unique + "1", MTime: mtime / 3, Blobs: []ID{}, Cc: []string{msgID}, Date: subject}}
 		v2, err := encodeTree(folderTreeV2{Version: 2, Messages: msgs})
 		if err != nil {
 			t.Fatal(err)

@@ -3,17 +3,22 @@ package archive
 import (
 	"encoding/json"
 	"fmt"
+	"strconv"
+	"strings"
+	"time"
 )
 
 // Version 3 folder trees and pages hold their messages column-wise
-// (docs/FORMAT.md "Version 3"): one JSON array per field — all unique
-// names, then all sizes, all blob lists, all subjects ... — instead of
-// one object per message, and a message's mtime as its difference from
-// the time its unique name starts with. zstd then sees runs of like data
-// (the same addresses, domains, dates, name prefixes) without the keys
-// and 19-digit times between them: at 100k small messages the stored
-// pages shrank ~8 % at the same zstd level (docs/PERFORMANCE.md,
-// "reposize"). It stays JSON so that jq reads it by hand.
+// (docs/FORMAT.md "version 3"): one JSON array per field — all unique
+// names, then all flags, all blob lists, all subjects ... — instead of one
+// object per message; and a message's mtime, size and date relative to
+// what its unique name and mtime already say (the delivery second, the
+// ",S=" size), which makes those columns mostly zeros and often absent.
+// zstd then sees runs of like data (the same addresses, domains, name
+// prefixes) without the keys and 19-digit times between them: at 100k
+// small messages the stored pages shrank by about a seventh at the same
+// zstd level (docs/PERFORMANCE.md, "reposize"). It stays JSON so that jq
+// reads it by hand.
 
 // messageColumns is the "messages" object of a version 3 tree or page.
 // Every array present has one element per message; a column that would
@@ -24,18 +29,21 @@ type messageColumns struct {
 	Flags     []string       `json:"flags,omitempty"`
 	// New lists the indices of the messages in new/, ascending.
 	New []int `json:"new,omitempty"`
-	// MTime is each mtime minus mtimeBase of the unique name.
-	MTime     []int64        `json:"mtime,omitempty"`
-	Size      []int64        `json:"size,omitempty"`
-	Blobs     [][]ID         `json:"blobs,omitempty"`
-	From      [][]string     `json:"from,omitempty"`
-	To        [][]string     `json:"to,omitempty"`
-	Cc        [][]string     `json:"cc,omitempty"`
-	Subject   []string       `json:"subject,omitempty"`
-	Date      []string       `json:"date,omitempty"`
-	MessageID []string       `json:"message_id,omitempty"`
-	Name      map[int]string `json:"name,omitempty"`
-	NameRaw   map[int][]byte `json:"name_raw,omitempty"`
+	// MTime is each mtime minus mtimeBase of the unique name, Size each
+	// size minus sizeBase of the unique name.
+	MTime   []int64    `json:"mtime,omitempty"`
+	Size    []int64    `json:"size,omitempty"`
+	Blobs   [][]ID     `json:"blobs,omitempty"`
+	From    [][]string `json:"from,omitempty"`
+	To      [][]string `json:"to,omitempty"`
+	Cc      [][]string `json:"cc,omitempty"`
+	Subject []string   `json:"subject,omitempty"`
+	// Date holds each date as a number, its seconds from the mtime's,
+	// when it is in the form backups write (dateColumn), else as a string.
+	Date      []json.RawMessage `json:"date,omitempty"`
+	MessageID []string          `json:"message_id,omitempty"`
+	Name      map[int]string    `json:"name,omitempty"`
+	NameRaw   map[int][]byte    `json:"name_raw,omitempty"`
 }
 
 // folderTreeV3 is the JSON of a version 3 tree blob: messages or pages,
@@ -66,6 +74,76 @@ func mtimeBase(unique string) int64 {
 	return int64(s * 1e9)
 }
 
+// sizeBase is what a version 3 tree stores a message's size relative
+// to: the number after the first ",S=" in its unique name (Maildir
+// writers put the file size there), 0 when there is none or it has more
+// than 18 digits. The stored difference is then 0.
+func sizeBase(unique string) int64 {
+	i := strings.Index(unique, ",S=")
+	if i < 0 {
+		return 0
+	}
+	var n int64
+	for j, c := range []byte(unique[i+3:]) {
+		if c < '0' || c > '9' {
+			break
+		}
+		if j == 18 {
+			return 0
+		}
+		n = n*10 + int64(c-'0')
+	}
+	return n
+}
+
+// maxDateDelta bounds a date stored as seconds from the mtime: 3,000
+// years either way keeps every sum far from overflow.
+const maxDateDelta = 3000 * 366 * 86400
+
+// floorSec is the whole seconds of a Unix-nanosecond time, rounded down.
+func floorSec(ns int64) int64 {
+	s := ns / 1e9
+	if ns%1e9 < 0 {
+		s--
+	}
+	return s
+}
+
+// dateColumn is the "date" column: each date backups write (RFC 3339 in
+// UTC, whole seconds, from the Date header) as its seconds from the
+// message's mtime — the Date header is written seconds or minutes before
+// the delivery, so a small number instead of 20 characters — and any
+// other string as it is.
+func dateColumn(msgs []Message) []json.RawMessage {
+	return column(msgs, func(m *Message) json.RawMessage {
+		if m.Date == "" {
+			return json.RawMessage(`""`)
+		}
+		if t, err := time.Parse(time.RFC3339, m.Date); err == nil && t.UTC().Format(time.RFC3339) == m.Date {
+			if d := t.Unix() - floorSec(m.MTime); -maxDateDelta <= d && d <= maxDateDelta {
+				return strconv.AppendInt(nil, d, 10)
+			}
+		}
+		raw, _ := json.Marshal(m.Date) // a string always marshals
+		return raw
+	}, func(r json.RawMessage) bool { return string(r) == `""` })
+}
+
+// decodeDate reads an element of the "date" column of a message whose
+// mtime is mtime.
+func decodeDate(raw json.RawMessage, mtime int64) (string, error) {
+	if len(raw) > 0 && raw[0] == '"' {
+		var s string
+		err := json.Unmarshal(raw, &s)
+		return s, err
+	}
+	d, err := strconv.ParseInt(string(raw), 10, 64)
+	if err != nil || d < -maxDateDelta || d > maxDateDelta {
+		return "", fmt.Errorf("%.40q is neither a string nor seconds from the mtime", raw)
+	}
+	return time.Unix(floorSec(mtime)+d, 0).UTC().Format(time.RFC3339), nil
+}
+
 // column returns one value per message, or nil when every one is empty.
 func column[T any](msgs []Message, get func(*Message) T, empty func(T) bool) []T {
 	var col []T
@@ -94,13 +172,13 @@ func encodeColumns(msgs []Message) *messageColumns {
 		Unique:    make([]string, len(msgs)),
 		Flags:     column(msgs, func(m *Message) string { return m.Flags }, isEmpty),
 		MTime:     column(msgs, func(m *Message) int64 { return m.MTime - mtimeBase(m.Unique) }, isEmpty),
-		Size:      column(msgs, func(m *Message) int64 { return m.Size }, isEmpty),
+		Size:      column(msgs, func(m *Message) int64 { return m.Size - sizeBase(m.Unique) }, isEmpty),
 		Blobs:     column(msgs, func(m *Message) []ID { return m.Blobs }, isNone),
 		From:      column(msgs, func(m *Message) []string { return m.From }, isNone),
 		To:        column(msgs, func(m *Message) []string { return m.To }, isNone),
 		Cc:        column(msgs, func(m *Message) []string { return m.Cc }, isNone),
 		Subject:   column(msgs, func(m *Message) string { return m.Subject }, isEmpty),
-		Date:      column(msgs, func(m *Message) string { return m.Date }, isEmpty),
+		Date:      dateColumn(msgs),
 		MessageID: column(msgs, func(m *Message) string { return m.MessageID }, isEmpty),
 	}
 	put := func(m *map[int][]byte, i int, raw []byte) {
@@ -157,11 +235,6 @@ func decodeColumns(c *messageColumns) ([]Message, error) {
 		if c.Flags != nil {
 			m.Flags = c.Flags[i]
 		}
-		if c.Size != nil {
-			if m.Size = c.Size[i]; m.Size < 0 {
-				return nil, fmt.Errorf("message %d: size %d", i, m.Size)
-			}
-		}
 		if c.Blobs != nil {
 			m.Blobs = c.Blobs[i]
 		}
@@ -182,9 +255,6 @@ func decodeColumns(c *messageColumns) ([]Message, error) {
 		if c.Subject != nil {
 			m.Subject = c.Subject[i]
 		}
-		if c.Date != nil {
-			m.Date = c.Date[i]
-		}
 		if c.MessageID != nil {
 			m.MessageID = c.MessageID[i]
 		}
@@ -203,6 +273,22 @@ func decodeColumns(c *messageColumns) ([]Message, error) {
 	} else {
 		for i := range msgs {
 			msgs[i].MTime = mtimeBase(msgs[i].Unique)
+		}
+	}
+	for i := range msgs {
+		m := &msgs[i]
+		m.Size = sizeBase(m.Unique)
+		if c.Size != nil {
+			m.Size += c.Size[i]
+		}
+		if m.Size < 0 {
+			return nil, fmt.Errorf("message %d: size out of range", i)
+		}
+		if c.Date != nil {
+			var err error
+			if m.Date, err = decodeDate(c.Date[i], m.MTime); err != nil {
+				return nil, fmt.Errorf("message %d: date: %v", i, err)
+			}
 		}
 	}
 	for k, i := range c.New {
