@@ -327,8 +327,9 @@ backup_step "full backup"
 backup_step "no-change backup"
 # The same rerun opened with an age identity instead of the passphrase: how
 # scheduled backups are meant to run, without the passphrase's deliberate
-# 64 MiB scrypt cost. restic has no equivalent; its row repeats its
-# passphrase time so the ratio compares the two ways each tool is run.
+# 64 MiB scrypt cost. restic and kopia have no equivalent; their rows
+# repeat their passphrase time so the ratio compares the two ways each
+# tool is run.
 if has_tool mailvault; then
 	age-keygen -o "$W/identity.txt" 2>/dev/null || die "age-keygen failed (apt-get install age)"
 	"${MVC[@]}" key add --repo "$R1" --recipient "$(age-keygen -y "$W/identity.txt")" >/dev/null || die "key add failed"
