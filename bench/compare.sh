@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # compare.sh: back up, change and restore the same Maildir corpus with
-# mailvault and with restic, one tool after the other, and print a markdown
-# table of wall times, throughput ratios, peak RSS and repository sizes.
+# mailvault, restic and (optionally) kopia, one tool after the other, and
+# print a markdown table of wall and CPU times, throughput ratios, peak RSS
+# and repository sizes, with the machine's cold parallel read rate of the
+# corpus as the yardstick for full-backup throughput.
 #
 # Usage (from anywhere):
 #   bash bench/compare.sh                      # 2.5 GB corpus
@@ -13,9 +15,14 @@
 #   BENCH_SIZE           corpus size (default 2.5GB)
 #   BENCH_SEED           corpus seed (default 1); the mutation uses seed+1
 #   MAILVAULT_BENCH_DIR  cache and work directory (default /var/tmp/mailvault-bench)
-#   BENCH_TOOLS          tools to measure (default "mailvault restic"); with
-#                        "restic" alone the mailvault binary is still needed to
+#   BENCH_TOOLS          tools to measure (default "mailvault restic"; add
+#                        kopia for "mailvault restic kopia"); with restic or
+#                        kopia alone the mailvault binary is still needed to
 #                        generate and mutate the corpus
+#   BENCH_CACHE          cold (default): each backup starts with the corpus
+#                        evicted from the page cache (mailvault dev evict);
+#                        warm: read once with tar before each backup
+#   KOPIA_VERSION        kopia to build when it is not installed (v0.21.1)
 #   MAILVAULT_BIN        use this mailvault binary instead of building one
 #   BENCH_MUTATE_ARGS    extra mutate-corpus flags (e.g. "--new 50 --moves 10")
 #   BENCH_VERIFY         1 (default) compares full restores with the source
@@ -30,6 +37,8 @@ BENCH_DIR=${MAILVAULT_BENCH_DIR:-/var/tmp/mailvault-bench}
 BENCH_TOOLS=${BENCH_TOOLS:-mailvault restic}
 BENCH_VERIFY=${BENCH_VERIFY:-1}
 BENCH_KEEP=${BENCH_KEEP:-0}
+BENCH_CACHE=${BENCH_CACHE:-cold}
+KOPIA_VERSION=${KOPIA_VERSION:-v0.21.1}
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BACKEND=local
 case ${1:-} in
@@ -45,8 +54,9 @@ has_tool() { [[ " $BENCH_TOOLS " == *" $1 "* ]]; }
 [[ $BACKEND == s3 ]] && source "$REPO_ROOT/bench/s3.sh"
 
 for t in $BENCH_TOOLS; do
-	[[ $t == mailvault || $t == restic ]] || die "unknown tool in BENCH_TOOLS: $t"
+	[[ $t == mailvault || $t == restic || $t == kopia ]] || die "unknown tool in BENCH_TOOLS: $t"
 done
+[[ $BENCH_CACHE == cold || $BENCH_CACHE == warm ]] || die "BENCH_CACHE must be cold or warm, not $BENCH_CACHE"
 
 mkdir -p "$BENCH_DIR"
 # One run at a time per cache directory: runs share the corpus, and two
@@ -88,6 +98,29 @@ has_tool restic && need restic restic
 has_tool mailvault && need age-keygen age
 [[ $BACKEND == s3 ]] && need curl curl
 
+# kopia has no Debian package: build it from the Go module proxy once and
+# keep the binary with the cached MinIO build (~/.cache/mailvault/bin). A
+# throwaway module, since `go install` of a module with replace directives
+# is refused.
+KOPIA=
+if has_tool kopia; then
+	KOPIA=$(command -v kopia || true)
+	if [[ -z $KOPIA ]]; then
+		KOPIA=${XDG_CACHE_HOME:-$HOME/.cache}/mailvault/bin/kopia
+		if [[ ! -x $KOPIA || $(cat "$KOPIA.version" 2>/dev/null) != "$KOPIA_VERSION" ]]; then
+			log "building kopia $KOPIA_VERSION (minutes, once)"
+			mkdir -p "$(dirname "$KOPIA")"
+			kb=$(mktemp -d)
+			(cd "$kb" && go mod init kopiabuild >/dev/null 2>&1 &&
+				go get "github.com/kopia/kopia@$KOPIA_VERSION" >/dev/null 2>&1 &&
+				go build -o "$KOPIA.tmp" github.com/kopia/kopia) || { rm -rf "$kb"; die "cannot build kopia $KOPIA_VERSION"; }
+			rm -rf "$kb"
+			mv "$KOPIA.tmp" "$KOPIA"
+			echo "$KOPIA_VERSION" >"$KOPIA.version"
+		fi
+	fi
+fi
+
 if [[ -n ${MAILVAULT_BIN:-} ]]; then
 	MV=$MAILVAULT_BIN
 	[[ -x $MV ]] || die "MAILVAULT_BIN=$MV is not executable"
@@ -110,6 +143,7 @@ require_cmd() {
 }
 require_cmd dev gen-corpus
 require_cmd dev mutate-corpus
+require_cmd dev evict
 if has_tool mailvault; then
 	require_cmd init
 	require_cmd backup
@@ -136,6 +170,9 @@ fi
 # mailvault's metadata cache (S3 repositories) lives in the work
 # directory too, so both tools start each run cold and leave nothing in ~.
 export MAILVAULT_CACHE_DIR=$W/mailvault-cache
+# kopia with its defaults (no compression, its default splitter and
+# hash), its configuration, cache and logs in the work directory too.
+export KOPIA_CONFIG_PATH=$W/kopia.config KOPIA_LOG_DIR=$W/kopia-logs KOPIA_CHECK_FOR_UPDATES=false
 
 # --- corpus ----------------------------------------------------------------
 
@@ -163,7 +200,7 @@ cp -a "$CORPUS" "$DATA"
 
 # --- measurement helpers ---------------------------------------------------
 
-declare -A SECS RSS SRVCPU SRVREQ
+declare -A SECS RSS CPU SRVCPU SRVREQ
 STEPS=()
 LOADS=()
 
@@ -171,6 +208,31 @@ LOADS=()
 # page cache (dropping caches needs privileges we cannot assume). tar to a
 # pipe, since GNU tar skips reading file data when writing to /dev/null.
 warm() { tar -C "$1" -cf - . | cat >/dev/null; }
+
+# prepare DIR puts DIR's files in the state BENCH_CACHE asks for before a
+# backup: evicted from the page cache (cold) or read once (warm).
+prepare() {
+	if [[ $BENCH_CACHE == cold ]]; then
+		sync
+		"$MV" dev evict "$1" >/dev/null || die "mailvault dev evict $1 failed"
+	else
+		warm "$1"
+	fi
+}
+
+# cold_read_rate DIR prints the seconds four parallel readers take to read
+# DIR's files from the disk (evicted first): the machine's cold parallel
+# read rate, what a backup's throughput is measured against. xargs hands
+# each cat 64 files; cat writes to /dev/null but reads every byte.
+cold_read_rate() {
+	sync
+	"$MV" dev evict "$1" >/dev/null || die "mailvault dev evict $1 failed"
+	local t0 t1
+	t0=$(date +%s.%N)
+	find "$1" -type f -print0 | xargs -0 -P4 -n64 cat >/dev/null
+	t1=$(date +%s.%N)
+	awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }'
+}
 
 # timed STEP TOOL CMD... runs CMD under GNU time and records wall seconds
 # and peak RSS. Dirty pages from earlier steps are flushed first so that
@@ -186,15 +248,16 @@ timed() {
 		cpu0=$(minio_cpu)
 		minio_requests >"$W/requests.before"
 	fi
-	if ! /usr/bin/time -f '%e %M' -o "$tf" "$@" >"$lf" 2>&1; then
+	if ! /usr/bin/time -f '%e %M %U %S' -o "$tf" "$@" >"$lf" 2>&1; then
 		echo "--- $tool failed in step '$step': $*" >&2
 		tail -n 30 "$lf" >&2
 		die "$tool failed in step '$step' (log: $lf)"
 	fi
-	local secs rss
-	read -r secs rss < <(tail -n1 "$tf")
+	local secs rss usr sys
+	read -r secs rss usr sys < <(tail -n1 "$tf")
 	SECS["$step.$tool"]=$secs
 	RSS["$step.$tool"]=$rss
+	CPU["$step.$tool"]=$(awk -v u="$usr" -v s="$sys" 'BEGIN { printf "%.1f", u + s }')
 	if [[ -n $cpu0 ]]; then
 		SRVCPU["$step.$tool"]=$(awk -v a="$cpu0" -v b="$(minio_cpu)" 'BEGIN { printf "%.1f", b - a }')
 		# The step's requests by API, kept with the logs (BENCH_KEEP=1).
@@ -209,30 +272,54 @@ timed() {
 # run programs; env execs the tool so that time sees its peak RSS.
 MVC=(env MAILVAULT_PASSWORD=bench "$MV")
 RC=(env RESTIC_PASSWORD=bench restic "${RESTIC_OPTS[@]}")
+KC=(env KOPIA_PASSWORD=bench "$KOPIA")
 
 R1=$W/repo-mailvault
 R2=$W/repo-restic
+R3=$W/repo-kopia
+KOPIA_CREATE=(repository create filesystem --path "$R3")
 if [[ $BACKEND == s3 ]]; then
 	R1=s3:http://$MINIO_ADDR/bench-mailvault
 	R2=s3:http://$MINIO_ADDR/bench-restic
+	KOPIA_CREATE=(repository create s3 --bucket bench-kopia --endpoint "$MINIO_ADDR" --disable-tls
+		--access-key "$S3_USER" --secret-access-key "$S3_SECRET" --region "$S3_REGION")
 fi
 declare -A BYTES
 
+# kopia_root prints the root object of kopia's latest snapshot of DATA,
+# what its restores take (with a path below it for one user).
+kopia_root() {
+	"${KC[@]}" snapshot list --json "$DATA" | grep -o '"rootEntry":{[^}]*"obj":"[^"]*"' | tail -n1 | sed 's/.*"obj":"//; s/"$//'
+}
+
 # --- the run ---------------------------------------------------------------
+
+# The yardstick: how fast this machine reads the corpus cold, four files at
+# a time (taken on the corpus cache, which the copy below does not evict).
+log "cold parallel read of the corpus"
+READ_SECS=$(cold_read_rate "$CORPUS")
+READ_BYTES=$(du -sb "$CORPUS" | cut -f1)
+READ_RATE=$(awk -v b="$READ_BYTES" -v s="$READ_SECS" 'BEGIN { printf "%.0f", b / 1e6 / (s > 0 ? s : 0.01) }')
+log "cold parallel read: $READ_SECS s, $READ_RATE MB/s"
 
 has_tool mailvault && timed init mailvault "${MVC[@]}" init --repo "$R1"
 has_tool restic && timed init restic "${RC[@]}" init --repo "$R2" "${RESTIC_INIT_OPTS[@]}"
+has_tool kopia && timed init kopia "${KC[@]}" "${KOPIA_CREATE[@]}" --cache-directory "$W/kopia-cache"
 
 backup_step() {
 	local step=$1
 	BYTES[$step]=$(du -sb "$DATA" | cut -f1)
 	if has_tool mailvault; then
-		warm "$DATA"
+		prepare "$DATA"
 		timed "$step" mailvault "${MVC[@]}" backup --repo "$R1" "$DATA"
 	fi
 	if has_tool restic; then
-		warm "$DATA"
+		prepare "$DATA"
 		timed "$step" restic "${RC[@]}" -r "$R2" backup "$DATA"
+	fi
+	if has_tool kopia; then
+		prepare "$DATA"
+		timed "$step" kopia "${KC[@]}" snapshot create "$DATA"
 	fi
 }
 
@@ -240,17 +327,20 @@ backup_step "full backup"
 backup_step "no-change backup"
 # The same rerun opened with an age identity instead of the passphrase: how
 # scheduled backups are meant to run, without the passphrase's deliberate
-# 64 MiB scrypt cost. restic has no equivalent; its row repeats its
-# passphrase time so the ratio compares the two ways each tool is run.
+# 64 MiB scrypt cost. restic and kopia have no equivalent; their rows
+# repeat their passphrase time so the ratio compares the two ways each
+# tool is run.
 if has_tool mailvault; then
 	age-keygen -o "$W/identity.txt" 2>/dev/null || die "age-keygen failed (apt-get install age)"
 	"${MVC[@]}" key add --repo "$R1" --recipient "$(age-keygen -y "$W/identity.txt")" >/dev/null || die "key add failed"
-	warm "$DATA"
+	prepare "$DATA"
 	timed "no-change backup (age identity)" mailvault "$MV" backup --repo "$R1" --identity "$W/identity.txt" "$DATA"
-	if has_tool restic; then
-		SECS["no-change backup (age identity).restic"]=${SECS["no-change backup.restic"]}
-		RSS["no-change backup (age identity).restic"]=${RSS["no-change backup.restic"]}
-	fi
+	for t in restic kopia; do
+		has_tool $t || continue
+		SECS["no-change backup (age identity).$t"]=${SECS["no-change backup.$t"]}
+		RSS["no-change backup (age identity).$t"]=${RSS["no-change backup.$t"]}
+		CPU["no-change backup (age identity).$t"]=${CPU["no-change backup.$t"]}
+	done
 fi
 # shellcheck disable=SC2086 # BENCH_MUTATE_ARGS is a list of flags
 "$MV" dev mutate-corpus --dir "$DATA" --seed $((BENCH_SEED + 1)) ${BENCH_MUTATE_ARGS:-} --json >"$W/mutate.json" || die "mutate-corpus failed"
@@ -260,6 +350,12 @@ backup_step "backup after mutation"
 BYTES["full restore"]=$(du -sb "$DATA" | cut -f1)
 has_tool mailvault && timed "full restore" mailvault "${MVC[@]}" restore --repo "$R1" latest --target "$W/restore-mailvault"
 has_tool restic && timed "full restore" restic "${RC[@]}" -r "$R2" restore latest --target "$W/restore-restic"
+KOPIA_ROOT=
+if has_tool kopia; then
+	KOPIA_ROOT=$(kopia_root)
+	[[ -n $KOPIA_ROOT ]] || die "kopia: no snapshot of $DATA listed"
+	timed "full restore" kopia "${KC[@]}" snapshot restore "$KOPIA_ROOT" "$W/restore-kopia"
+fi
 
 # The one-user restore takes the largest mailbox (ties broken by name), so
 # that it moves enough data for its time to mean something.
@@ -269,6 +365,7 @@ USER_ADDR="${USER_DIR#*/}@${USER_DIR%%/*}"
 BYTES["one-user restore"]=$(du -sb "$DATA/$USER_DIR" | cut -f1)
 has_tool mailvault && timed "one-user restore" mailvault "${MVC[@]}" restore --repo "$R1" latest --target "$W/user-mailvault" --user "$USER_ADDR"
 has_tool restic && timed "one-user restore" restic "${RC[@]}" -r "$R2" restore latest --target "$W/user-restic" --include "$DATA/$USER_DIR"
+has_tool kopia && timed "one-user restore" kopia "${KC[@]}" snapshot restore "$KOPIA_ROOT/$USER_DIR" "$W/user-kopia"
 
 # --- verification (untimed) ------------------------------------------------
 
@@ -301,49 +398,81 @@ fi
 
 # --- report ----------------------------------------------------------------
 
-REPO_BYTES_mailvault=0 REPO_BYTES_restic=0
+declare -A REPO_BYTES
 # repo_bytes TOOL: the bytes of the tool's repository, on disk or in its bucket.
 repo_bytes() {
 	if [[ $BACKEND == s3 ]]; then
 		s3_bucket_bytes "bench-$1"
-	elif [[ $1 == mailvault ]]; then
-		du -sb "$R1" | cut -f1
 	else
-		du -sb "$R2" | cut -f1
+		case $1 in
+		mailvault) du -sb "$R1" | cut -f1 ;;
+		restic) du -sb "$R2" | cut -f1 ;;
+		kopia) du -sb "$R3" | cut -f1 ;;
+		esac
 	fi
 }
-has_tool mailvault && REPO_BYTES_mailvault=$(repo_bytes mailvault)
-has_tool restic && REPO_BYTES_restic=$(repo_bytes restic)
+TOOLS=()
+for t in mailvault restic kopia; do
+	has_tool $t || continue
+	TOOLS+=("$t")
+	REPO_BYTES[$t]=$(repo_bytes "$t")
+done
+# The tools mailvault is compared with, one ratio column each.
+OTHERS=()
+if has_tool mailvault; then
+	for t in restic kopia; do has_tool $t && OTHERS+=("$t"); done
+fi
 
 mb() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1e6 }'; }
-# cell STEP TOOL: seconds, with throughput for steps that move data.
+moves_data() { [[ $1 == "full backup" || $1 == "full restore" || $1 == "one-user restore" ]]; }
+# cell STEP TOOL: seconds, with throughput for steps that move data, and
+# for the full backup its share of the cold parallel read rate.
 cell() {
 	local s=${SECS[$1.$2]:-}
 	[[ -n $s ]] || { echo "n/a"; return; }
-	case $1 in
-	"full backup" | "full restore" | "one-user restore")
-		awk -v s="$s" -v b="${BYTES[$1]}" 'BEGIN { printf "%.2f (%.0f MB/s)", s, b / 1e6 / (s > 0 ? s : 0.01) }' ;;
-	*) echo "$s" ;;
-	esac
+	if [[ $1 == "full backup" ]]; then
+		awk -v s="$s" -v b="${BYTES[$1]}" -v r="$READ_RATE" 'BEGIN { t = b / 1e6 / (s > 0 ? s : 0.01); printf "%.2f (%.0f MB/s, %.0f %% of cold read)", s, t, 100 * t / (r > 0 ? r : 1) }'
+	elif moves_data "$1"; then
+		awk -v s="$s" -v b="${BYTES[$1]}" 'BEGIN { printf "%.2f (%.0f MB/s)", s, b / 1e6 / (s > 0 ? s : 0.01) }'
+	else
+		echo "$s"
+	fi
 }
-# ratio STEP: how mailvault compares; >1 is better for the throughput
-# ratio (restic time / mailvault time), <1 is better for the time ratio.
+# ratio STEP OTHER: how mailvault compares with OTHER; >1 is better for the
+# throughput ratio (OTHER's time / mailvault's), <1 for the time ratio.
 ratio() {
-	local a=${SECS[$1.mailvault]:-} b=${SECS[$1.restic]:-}
+	local a=${SECS[$1.mailvault]:-} b=${SECS[$1.$2]:-}
 	[[ -n $a && -n $b ]] || { echo "n/a"; return; }
-	case $1 in
-	"full backup" | "full restore" | "one-user restore")
-		awk -v a="$a" -v b="$b" 'BEGIN { printf "%.2f× throughput", b / (a > 0 ? a : 0.01) }' ;;
-	*) awk -v a="$a" -v b="$b" 'BEGIN { printf "%.2f× time", a / (b > 0 ? b : 0.01) }' ;;
-	esac
+	if moves_data "$1"; then
+		awk -v a="$a" -v b="$b" 'BEGIN { printf "%.2f× throughput", b / (a > 0 ? a : 0.01) }'
+	else
+		awk -v a="$a" -v b="$b" 'BEGIN { printf "%.2f× time", a / (b > 0 ? b : 0.01) }'
+	fi
 }
-rss() { local k=${RSS[$1.$2]:-}; [[ -n $k ]] && awk -v k="$k" 'BEGIN { printf "%.0f MB", k / 1024 }' || echo "n/a"; }
+# per_tool STEP ARRAY: the step's values of an array (CPU, RSS) for each
+# tool, joined with " / ".
+per_tool() {
+	local -n arr=$2
+	local t out="" v
+	for t in "${TOOLS[@]}"; do
+		[[ -n $out ]] && out+=" / "
+		v=${arr[$1.$t]:-}
+		if [[ -z $v ]]; then
+			out+="n/a"
+		elif [[ $2 == RSS ]]; then
+			out+=$(awk -v k="$v" 'BEGIN { printf "%.0f MB", k / 1024 }')
+		else
+			out+="$v"
+		fi
+	done
+	echo "$out"
+}
 # srvcpu STEP: MinIO's CPU seconds and requests while each tool ran the
 # step (S3 only).
 srvcpu() {
 	[[ $BACKEND == s3 ]] || return 0
 	local t out=""
-	for t in mailvault restic; do
+	for t in "${TOOLS[@]}"; do
 		[[ -n $out ]] && out+=" / "
 		if [[ -n ${SRVCPU[$1.$t]:-} ]]; then
 			out+="${SRVCPU[$1.$t]} s, ${SRVREQ[$1.$t]} req"
@@ -354,12 +483,15 @@ srvcpu() {
 	echo " $out |"
 }
 
+NAMES=${TOOLS[*]}
+TITLE=${NAMES// / vs }
+NAMES=${NAMES// / \/ }
 REPORT=$BENCH_DIR/results-$(date -u +%Y%m%dT%H%M%SZ).md
 {
 	if [[ $BACKEND == s3 ]]; then
-		echo "## mailvault vs restic, repositories in MinIO on 127.0.0.1: Maildir corpus of $BENCH_SIZE (seed $BENCH_SEED)"
+		echo "## $TITLE, repositories in MinIO on 127.0.0.1: Maildir corpus of $BENCH_SIZE (seed $BENCH_SEED)"
 	else
-		echo "## mailvault vs restic: Maildir corpus of $BENCH_SIZE (seed $BENCH_SEED)"
+		echo "## $TITLE: Maildir corpus of $BENCH_SIZE (seed $BENCH_SEED)"
 	fi
 	echo
 	echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
@@ -371,28 +503,46 @@ REPORT=$BENCH_DIR/results-$(date -u +%Y%m%dT%H%M%SZ).md
 		echo "- S3: MinIO $(cat "$MINIO_BIN.version" 2>/dev/null) (scripts/minio.sh), one drive ($(df -T "$W" | awk 'NR == 2 { print $2 }') in the work directory), plain HTTP on $MINIO_ADDR; each tool with its own bucket and its default S3 settings"
 	fi
 	has_tool restic && echo "- $(restic version) (options: ${RESTIC_OPTS[*]:0:2})"
+	has_tool kopia && echo "- kopia $("$KOPIA" --version 2>/dev/null | cut -d' ' -f1) with its defaults (no compression)"
 	echo "- mailvault: $(cd "$REPO_ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)$(cd "$REPO_ROOT" && git diff --quiet HEAD 2>/dev/null || echo ' (uncommitted changes)')"
 	echo "- corpus: $(json_field messages) messages in $(json_field files) files ($(json_field fanout_files) fan-out copies, $(json_field attachments) with attachments), $(mb "$(json_field bytes)") MB of mail, $(json_field users) mailboxes"
+	echo "- cold parallel read of the corpus (evicted with mailvault dev evict, then four cat processes at once, 64 files each): $READ_SECS s, **$READ_RATE MB/s**"
 	echo "- mutation: $(tr -d ' \n' <"$W/mutate.json")"
-	echo "- cache: the page cache is warm for both tools (the corpus is read once with tar before each backup; caches cannot be dropped here), and dirty pages are flushed with sync before every step"
-	echo
-	if [[ $BACKEND == s3 ]]; then
-		echo "| step | mailvault s | restic s | ratio (mailvault vs restic) | mailvault peak RSS | restic peak RSS | MinIO CPU, requests (mailvault / restic) |"
-		echo "|---|---|---|---|---|---|---|"
+	if [[ $BENCH_CACHE == cold ]]; then
+		echo "- cache: cold; the corpus is evicted from the page cache (mailvault dev evict) before every backup, and dirty pages are flushed with sync before every step"
 	else
-		echo "| step | mailvault s | restic s | ratio (mailvault vs restic) | mailvault peak RSS | restic peak RSS |"
-		echo "|---|---|---|---|---|---|"
+		echo "- cache: warm for every tool (the corpus is read once with tar before each backup), and dirty pages are flushed with sync before every step"
 	fi
-	for step in "${STEPS[@]}"; do
-		echo "| $step | $(cell "$step" mailvault) | $(cell "$step" restic) | $(ratio "$step") | $(rss "$step" mailvault) | $(rss "$step" restic) |$(srvcpu "$step")"
-	done
-	size_ratio=n/a
-	if has_tool mailvault && has_tool restic; then
-		size_ratio=$(awk -v a="$REPO_BYTES_mailvault" -v b="$REPO_BYTES_restic" 'BEGIN { printf "%.2f× size", a / (b > 0 ? b : 1) }')
-	fi
-	echo "| repository size | $(has_tool mailvault && echo "$(mb "$REPO_BYTES_mailvault") MB" || echo n/a) | $(has_tool restic && echo "$(mb "$REPO_BYTES_restic") MB" || echo n/a) | $size_ratio | | |$([[ $BACKEND == s3 ]] && echo ' |')"
 	echo
-	echo "Throughput ratio = restic time / mailvault time (above 1: mailvault is faster); time ratio = mailvault time / restic time (below 1: mailvault is faster); size ratio = mailvault / restic (below 1: mailvault is smaller). One-user restore: $USER_ADDR ($(mb "${BYTES["one-user restore"]}") MB)."
+	hdr="| step |"
+	sep="|---|"
+	for t in "${TOOLS[@]}"; do hdr+=" $t s |"; sep+="---|"; done
+	for t in "${OTHERS[@]}"; do hdr+=" mailvault vs $t |"; sep+="---|"; done
+	hdr+=" CPU s ($NAMES) | peak RSS ($NAMES) |"
+	sep+="---|---|"
+	if [[ $BACKEND == s3 ]]; then
+		hdr+=" MinIO CPU, requests ($NAMES) |"
+		sep+="---|"
+	fi
+	echo "$hdr"
+	echo "$sep"
+	for step in "${STEPS[@]}"; do
+		row="| $step |"
+		for t in "${TOOLS[@]}"; do row+=" $(cell "$step" "$t") |"; done
+		for t in "${OTHERS[@]}"; do row+=" $(ratio "$step" "$t") |"; done
+		row+=" $(per_tool "$step" CPU) | $(per_tool "$step" RSS) |$(srvcpu "$step")"
+		echo "$row"
+	done
+	row="| repository size |"
+	for t in "${TOOLS[@]}"; do row+=" $(mb "${REPO_BYTES[$t]}") MB |"; done
+	for t in "${OTHERS[@]}"; do
+		row+=" $(awk -v a="${REPO_BYTES[mailvault]}" -v b="${REPO_BYTES[$t]}" 'BEGIN { printf "%.2f× size", a / (b > 0 ? b : 1) }') |"
+	done
+	row+=" | |"
+	[[ $BACKEND == s3 ]] && row+=" |"
+	echo "$row"
+	echo
+	echo "Throughput ratio = the other tool's time / mailvault's (above 1: mailvault is faster); time ratio = mailvault's time / the other's (below 1: mailvault is faster); size ratio = mailvault / the other (below 1: mailvault is smaller). CPU s = user + system seconds of the tool's process. % of cold read = full-backup MB/s / the cold parallel read rate above. One-user restore: $USER_ADDR ($(mb "${BYTES["one-user restore"]}") MB)."
 	if ((${#VERIFY[@]} > 0)); then
 		echo
 		for v in "${VERIFY[@]}"; do echo "- verify: $v"; done

@@ -1,0 +1,70 @@
+package archive
+
+import (
+	"bytes"
+	"encoding/base64"
+	"math/rand/v2"
+	"strings"
+	"testing"
+
+	"filippo.io/age"
+)
+
+// TestCompressStoresBySize checks what compress keeps for the three kinds
+// of attachment bytes mail carries, by stored size: random bytes (a JPEG
+// or zip sent as is) stay raw; their base64 form, which zstd's fastest
+// level finds no matches in, is still Huffman-coded to about 6 bits a
+// byte; text compresses.
+func TestCompressStoresBySize(t *testing.T) {
+	id, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	be := newMemBackend()
+	if _, err := Init(t.Context(), be, KeyRecipients{Recipients: []string{id.Recipient().String()}}); err != nil {
+		t.Fatal(err)
+	}
+	r, err := Open(t.Context(), be, Credentials{Identities: []age.Identity{id}}, Options{Compression: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+
+	random := make([]byte, 512<<10)
+	rng := rand.NewChaCha8([32]byte{1})
+	rng.Read(random)
+	// Base64 in 76-column CRLF lines, as a MIME part carries it.
+	enc := base64.StdEncoding.EncodeToString(random)
+	var b64 bytes.Buffer
+	for len(enc) > 76 {
+		b64.WriteString(enc[:76] + "\r\n")
+		enc = enc[76:]
+	}
+	b64.WriteString(enc + "\r\n")
+	text := []byte(strings.Repeat("Quarterly figures attached, see the third column for the revised totals.\r\n", 4000))
+
+	for _, tc := range []struct {
+		name     string
+		data     []byte
+		want     Compression
+		maxRatio float64 // stored/raw at most
+	}{
+		{"random", random, Uncompressed, 1},
+		{"base64", b64.Bytes(), Zstd, 0.78},
+		{"text", text, Zstd, 0.05},
+	} {
+		c, stored := r.compress(DataBlob, tc.data)
+		ratio := float64(len(stored)) / float64(len(tc.data))
+		if c != tc.want || ratio > tc.maxRatio {
+			t.Errorf("%s: %d bytes stored as %v, %d bytes (%.3f); want %v at most %.2f", tc.name, len(tc.data), c, len(stored), ratio, tc.want, tc.maxRatio)
+		}
+		if c == Zstd {
+			plain, err := r.zdec.DecodeAll(stored, nil)
+			if err != nil || !bytes.Equal(plain, tc.data) {
+				t.Errorf("%s: round trip: %v, equal %v", tc.name, err, bytes.Equal(plain, tc.data))
+			}
+		} else if !bytes.Equal(stored, tc.data) {
+			t.Errorf("%s: raw bytes differ from the input", tc.name)
+		}
+	}
+}
