@@ -353,23 +353,20 @@ func (b *backup) warn(path string, err error) {
 	b.mu.Unlock()
 }
 
-// parentMessages indexes the parent snapshot's messages of one root by
-// user and unique name, so that a message that changed flags or folder is
-// recognised without reading it.
+// parentRoot is what a backup takes from the parent snapshot's root of
+// the same path: its folder entries (by Dir, and by user for loading a
+// user's trees), its other files and its Message-ID index. It is only
+// read once made, by the listings of several users at once.
 type parentRoot struct {
-	folders map[string]FolderEntry // by Dir
-	// byUser loads lazily: user → unique → message.
-	byUser map[string]map[string]*Message
-	files  map[string]FileEntry
-	// oldEntries are the Message-ID index entries of the folders whose
-	// trees byUser loaded, by Dir, taken by the folders listed again.
-	oldEntries map[string][]msgEntry
+	folders map[string]FolderEntry   // by Dir
+	byUser  map[string][]FolderEntry // by User, in the parent's order
+	files   map[string]FileEntry
 	// index is the parent root's Message-ID index, if any.
 	index *ID
 }
 
 func (b *backup) loadParentRoot(ctx context.Context, absPath string) (*parentRoot, error) {
-	pr := &parentRoot{folders: map[string]FolderEntry{}, byUser: map[string]map[string]*Message{}, files: map[string]FileEntry{}, oldEntries: map[string][]msgEntry{}}
+	pr := &parentRoot{folders: map[string]FolderEntry{}, byUser: map[string][]FolderEntry{}, files: map[string]FileEntry{}}
 	if b.parent == nil {
 		return pr, nil
 	}
@@ -379,6 +376,7 @@ func (b *backup) loadParentRoot(ctx context.Context, absPath string) (*parentRoo
 		}
 		for _, f := range root.Folders {
 			pr.folders[f.Dir] = f
+			pr.byUser[f.User] = append(pr.byUser[f.User], f)
 		}
 		pr.index = root.MessageIndex
 		if !root.Files.IsNull() {
@@ -394,23 +392,31 @@ func (b *backup) loadParentRoot(ctx context.Context, absPath string) (*parentRoo
 	return pr, nil
 }
 
-// userMessages returns the parent's messages of a user, loading the
-// user's folder trees on first use.
-func (b *backup) userMessages(ctx context.Context, pr *parentRoot, user string) (map[string]*Message, error) {
-	if m, ok := pr.byUser[user]; ok {
-		return m, nil
-	}
+// userMessages returns the parent's messages of a user's folders that are
+// listed again (listed, by Dir) or gone (not in now, the Dirs of the
+// user's folders now), by unique name, and the
+// Message-ID index entries of those whose trees it read whole.
+//
+// The user's unchanged folders are not read: a folder whose cur/ and new/
+// stamps match lost no file, so every message that left a folder since
+// the parent — moved, or renamed for a flag change — left one that is
+// listed again or gone. A file of a listed folder that is in an unchanged
+// one as well is a copy, read again and deduplicated. Reading every
+// folder of a user with one changed folder read four trees for one at
+// 1 M messages (bench/scale.sh).
+func (b *backup) userMessages(ctx context.Context, pr *parentRoot, user string, listed, now map[string]bool) (map[string]*Message, map[string][]msgEntry, error) {
 	m := map[string]*Message{}
-	for _, f := range pr.folders {
-		if f.User != user {
+	old := map[string][]msgEntry{}
+	for _, f := range pr.byUser[user] {
+		if !listed[f.Dir] && now[f.Dir] {
 			continue
 		}
 		t, whole, err := b.loadFolderTree(ctx, f.Tree)
 		if err != nil {
-			return nil, fmt.Errorf("parent snapshot: %w", err)
+			return nil, nil, fmt.Errorf("parent snapshot: %w", err)
 		}
-		if whole {
-			pr.oldEntries[f.Dir] = folderEntries(f.Dir, t.Messages)
+		if whole && listed[f.Dir] {
+			old[f.Dir] = folderEntries(f.Dir, t.Messages)
 		}
 		for i := range t.Messages {
 			msg := &t.Messages[i]
@@ -426,8 +432,183 @@ func (b *backup) userMessages(ctx context.Context, pr *parentRoot, user string) 
 			m[msg.Unique] = msg
 		}
 	}
-	pr.byUser[user] = m
-	return m, nil
+	return m, old, nil
+}
+
+// pending is a folder from its listing until its tree is stored.
+type pending struct {
+	entry    FolderEntry
+	messages []Message
+	todo     []int // indexes into messages that must be read
+	reused   bool
+	// old and cur are the folder's Message-ID index entries in the
+	// parent (hasOld: known) and now; cur is kept only where the
+	// index could not take the folder when its tree was stored.
+	old, cur []msgEntry
+	hasOld   bool
+}
+
+// userListing is one user's folders, stamped and, where they changed,
+// listed against the parent. done is closed when folders and err are set;
+// release lets the next user's listing start.
+type userListing struct {
+	done    chan struct{}
+	folders []*pending
+	err     error
+	release func()
+}
+
+// listAhead is how many users are listed at once, ahead of the backup
+// that hands their new messages to the workers: reading a parent's folder
+// trees (decrypting, decompressing, decoding) takes CPU and listing cold
+// directories waits on the disk, and one user at a time left the other
+// core idle and the disk waiting on the CPU in turn.
+const listAhead = 4
+
+// listUsers lists the mailboxes' users, up to listAhead at once and, once
+// started, no more while the listed messages not yet taken exceed the
+// list window, and sends them in order. stop cancels what is still
+// running and waits for it; it must be called.
+func (b *backup) listUsers(ctx context.Context, absPath string, viewed bool, pr *parentRoot, mbs []maildir.Mailbox) (users <-chan *userListing, stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	out := make(chan *userListing, listAhead)
+	slots := make(chan struct{}, listAhead)
+	window := int64(cmp.Or(b.r.bounds.listWindow, listWindow))
+	var held atomic.Int64 // messages listed and not yet taken
+	var taken sync.Cond
+	var takenMu sync.Mutex
+	taken.L = &takenMu
+	var running sync.WaitGroup
+	go func() {
+		defer close(out)
+		for len(mbs) > 0 {
+			n := 1
+			for n < len(mbs) && mbs[n].User == mbs[0].User {
+				n++
+			}
+			user := mbs[:n:n]
+			mbs = mbs[n:]
+			select {
+			case slots <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
+			takenMu.Lock()
+			for held.Load() >= window && ctx.Err() == nil {
+				taken.Wait()
+			}
+			takenMu.Unlock()
+			var size int64
+			u := &userListing{done: make(chan struct{})}
+			u.release = func() {
+				held.Add(-size)
+				<-slots
+				takenMu.Lock()
+				taken.Broadcast()
+				takenMu.Unlock()
+			}
+			running.Add(1)
+			go func() {
+				defer running.Done()
+				defer close(u.done)
+				u.folders, u.err = b.listUser(ctx, absPath, viewed, pr, user)
+				for _, p := range u.folders {
+					size += int64(len(p.messages))
+				}
+				held.Add(size)
+			}()
+			select {
+			case out <- u:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return out, func() {
+		cancel()
+		takenMu.Lock()
+		taken.Broadcast()
+		takenMu.Unlock()
+		for range out {
+		}
+		running.Wait()
+	}
+}
+
+// listUser stamps a user's folders and lists those that changed since the
+// parent against the parent's messages of those folders.
+func (b *backup) listUser(ctx context.Context, absPath string, viewed bool, pr *parentRoot, mbs []maildir.Mailbox) ([]*pending, error) {
+	folders := make([]*pending, 0, len(mbs))
+	var changed []*pending
+	for _, mb := range mbs {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		p := &pending{entry: FolderEntry{User: mb.User, Folder: mb.Folder, Dir: mb.Dir}}
+		if err := checkFolder(&p.entry); err != nil {
+			// The check every reader of the snapshot makes: a folder it
+			// would refuse would make the whole snapshot unreadable.
+			b.warn(filepath.Join(absPath, filepath.FromSlash(mb.Dir)), err)
+			continue
+		}
+		dir := filepath.Join(absPath, filepath.FromSlash(mb.Dir))
+		listed := time.Now().UnixNano()
+		if viewed {
+			// The view is as the source was when it was taken, before
+			// the backup started; changes after that are in the source.
+			listed = b.start.UnixNano()
+		}
+		cur, curErr := dirStamp(filepath.Join(dir, "cur"))
+		nw, newErr := dirStamp(filepath.Join(dir, "new"))
+		if b.opt.IgnoreInode { // see BackupOptions.IgnoreInode
+			cur, nw = DirStamp{MTime: cur.MTime}, DirStamp{MTime: nw.MTime}
+		}
+		p.entry.Cur, p.entry.New, p.entry.Listed = cur, nw, listed
+		folders = append(folders, p)
+		// The tree must still be indexed: prune keeps a tree only with
+		// every blob it names (see planRepack), so an indexed tree is whole.
+		if prev, ok := pr.folders[mb.Dir]; ok && curErr == nil && newErr == nil &&
+			prev.User == mb.User && prev.Folder == mb.Folder && prev.Cur == cur && prev.New == nw &&
+			!b.racyFolder(&prev) && b.r.idx.Has(prev.Tree) {
+			p.entry = prev
+			p.reused = true
+			b.foldersUnchanged.Add(1)
+			continue
+		}
+		changed = append(changed, p)
+	}
+	if len(changed) == 0 {
+		return folders, nil
+	}
+	listed := make(map[string]bool, len(changed))
+	for _, p := range changed {
+		listed[p.entry.Dir] = true
+	}
+	now := make(map[string]bool, len(mbs))
+	for _, mb := range mbs {
+		now[mb.Dir] = true
+	}
+	parentMsgs, old, err := b.userMessages(ctx, pr, mbs[0].User, listed, now)
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range changed {
+		p.old, p.hasOld = old[p.entry.Dir]
+		dir := filepath.Join(absPath, filepath.FromSlash(p.entry.Dir))
+		for _, sub := range []string{"cur", "new"} {
+			if err := b.listMessages(dir, p.entry.Dir, sub, parentMsgs, &p.messages); err != nil {
+				b.warn(filepath.Join(dir, sub), err)
+			}
+		}
+		for i := range p.messages {
+			if p.messages[i].Blobs == nil {
+				p.todo = append(p.todo, i)
+				b.msgsTotal.Add(1)
+				b.bytesTotal.Add(p.messages[i].Size)
+			}
+		}
+	}
+	return folders, nil
 }
 
 func (b *backup) backupRoot(ctx context.Context, absPath, name string) (*SourceRoot, error) {
@@ -459,17 +640,6 @@ func (b *backup) backupRoot(ctx context.Context, absPath, name string) (*SourceR
 	// message of the tree at once: most of a full backup's memory, 170 MB
 	// at 100,000 messages. Now the total grows as folders are listed,
 	// and is final from the start only below the window.
-	type pending struct {
-		entry    FolderEntry
-		messages []Message
-		todo     []int // indexes into messages that must be read
-		reused   bool
-		// old and cur are the folder's Message-ID index entries in the
-		// parent (hasOld: known) and now; cur is kept only where the
-		// index could not take the folder when its tree was stored.
-		old, cur []msgEntry
-		hasOld   bool
-	}
 	ix := b.startMessageIndex(ctx, pr)
 	var treeWG sync.WaitGroup
 	var treeErr error
@@ -537,76 +707,29 @@ func (b *backup) backupRoot(ctx context.Context, absPath, name string) (*SourceR
 		return nil
 	}
 	folders := make([]*pending, 0, len(tree.Mailboxes))
-	for _, mb := range tree.Mailboxes {
-		if err := ctx.Err(); err != nil {
-			return nil, err
+	users, stopListing := b.listUsers(ctx, absPath, viewed, pr, tree.Mailboxes)
+	defer stopListing()
+	for u := range users {
+		<-u.done
+		if u.err != nil {
+			return nil, u.err
 		}
-		p := &pending{entry: FolderEntry{User: mb.User, Folder: mb.Folder, Dir: mb.Dir}}
-		if err := checkFolder(&p.entry); err != nil {
-			// The check every reader of the snapshot makes: a folder it
-			// would refuse would make the whole snapshot unreadable.
-			b.warn(filepath.Join(absPath, filepath.FromSlash(mb.Dir)), err)
-			continue
-		}
-		dir := filepath.Join(absPath, filepath.FromSlash(mb.Dir))
-		listed := time.Now().UnixNano()
-		if viewed {
-			// The view is as the source was when it was taken, before
-			// the backup started; changes after that are in the source.
-			listed = b.start.UnixNano()
-		}
-		cur, curErr := dirStamp(filepath.Join(dir, "cur"))
-		nw, newErr := dirStamp(filepath.Join(dir, "new"))
-		if b.opt.IgnoreInode { // see BackupOptions.IgnoreInode
-			cur, nw = DirStamp{MTime: cur.MTime}, DirStamp{MTime: nw.MTime}
-		}
-		p.entry.Cur, p.entry.New, p.entry.Listed = cur, nw, listed
-		// The tree must still be indexed: prune keeps a tree only with
-		// every blob it names (see planRepack), so an indexed tree is whole.
-		if prev, ok := pr.folders[mb.Dir]; ok && curErr == nil && newErr == nil &&
-			prev.User == mb.User && prev.Folder == mb.Folder && prev.Cur == cur && prev.New == nw &&
-			!b.racyFolder(&prev) && b.r.idx.Has(prev.Tree) {
-			p.entry = prev
-			p.reused = true
-			b.foldersUnchanged.Add(1)
+		for _, p := range u.folders {
 			folders = append(folders, p)
-			continue
-		}
-		// Mailboxes come sorted by user, and a message moves only between
-		// the folders of its user: the previous users' parent trees are
-		// done with, and on a large server they are most of this phase's
-		// memory.
-		for u := range pr.byUser {
-			if u != mb.User {
-				delete(pr.byUser, u)
-				clear(pr.oldEntries) // the previous user's unchanged folders'
+			if p.reused {
+				continue
+			}
+			batch = append(batch, p)
+			if held += len(p.messages); held >= cmp.Or(b.r.bounds.listWindow, listWindow) {
+				if err := flush(); err != nil {
+					return nil, err
+				}
 			}
 		}
-		parentMsgs, err := b.userMessages(ctx, pr, mb.User)
-		if err != nil {
-			return nil, err
-		}
-		p.old, p.hasOld = pr.oldEntries[mb.Dir]
-		delete(pr.oldEntries, mb.Dir)
-		for _, sub := range []string{"cur", "new"} {
-			if err := b.listMessages(dir, mb.Dir, sub, parentMsgs, &p.messages); err != nil {
-				b.warn(filepath.Join(dir, sub), err)
-			}
-		}
-		for i := range p.messages {
-			if p.messages[i].Blobs == nil {
-				p.todo = append(p.todo, i)
-				b.msgsTotal.Add(1)
-				b.bytesTotal.Add(p.messages[i].Size)
-			}
-		}
-		folders = append(folders, p)
-		batch = append(batch, p)
-		if held += len(p.messages); held >= cmp.Or(b.r.bounds.listWindow, listWindow) {
-			if err := flush(); err != nil {
-				return nil, err
-			}
-		}
+		u.release()
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
 	}
 	b.log.Debug("listed", "root", absPath, "messages to read", b.msgsTotal.Load(), "elapsed", time.Since(b.start))
 	if err := flush(); err != nil {
