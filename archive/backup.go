@@ -418,6 +418,15 @@ func (b *backup) userMessages(ctx context.Context, pr *parentRoot, user string, 
 		if whole && listed[f.Dir] {
 			old[f.Dir] = folderEntries(f.Dir, t.Messages)
 		}
+		// A parent's blobs are reused without reading the source again,
+		// which is right only while they are stored. An indexed tree
+		// names only stored blobs (prune keeps a tree only with every
+		// blob it names, see planRepack), so only the messages of a tree
+		// that is not indexed — a parent that prune did not see, such as
+		// a snapshot file put back by hand after a prune — are looked up
+		// one by one. Looking up every message's blobs took 5 % of a
+		// 1 % incremental's CPU at 1 M messages.
+		treeIndexed := b.r.idx.Has(f.Tree)
 		for i := range t.Messages {
 			msg := &t.Messages[i]
 			msg.folderDir = f.Dir
@@ -428,6 +437,9 @@ func (b *backup) userMessages(ctx context.Context, pr *parentRoot, user string, 
 				// both are read again rather than guessed.
 				m[msg.Unique] = ambiguousParent
 				continue
+			}
+			if !treeIndexed && !b.indexed(msg.Blobs) {
+				msg = unindexedParent // prune deleted what it used: read it again
 			}
 			m[msg.Unique] = msg
 		}
@@ -886,6 +898,10 @@ func (b *backup) storeMessageIndex(ctx context.Context, pr *parentRoot, ix *msgI
 // that more than one file had.
 var ambiguousParent = &Message{}
 
+// unindexedParent stands in a user's parent messages for one whose blobs
+// are not all in the index.
+var unindexedParent = &Message{}
+
 // errNotMessage is the warning for an entry of cur/ or new/ that is not
 // backed up because it is not a message file.
 var errNotMessage = errors.New("not a message file (a name starting with '.', a link or another non-regular file in cur/ or new/); not backed up")
@@ -971,11 +987,8 @@ func (b *backup) listMessages(dir, folderDir, sub string, parent map[string]*Mes
 		m := messageFromName(n, name, sub == "new")
 		m.folderDir = folderDir
 		prev := parent[n.Unique]
-		if prev == ambiguousParent {
+		if prev == ambiguousParent || prev == unindexedParent {
 			prev = nil
-		}
-		if prev != nil && !b.indexed(prev.Blobs) {
-			prev = nil // prune deleted what the parent used: read it again
 		}
 		if prev != nil && n.Size >= 0 && n.Size == prev.Size {
 			// The ",S=" size in the name matches: no stat needed.
