@@ -404,16 +404,17 @@ func (b *backup) loadParentRoot(ctx context.Context, absPath string) (*parentRoo
 // one as well is a copy, read again and deduplicated. Reading every
 // folder of a user with one changed folder read four trees for one at
 // 1 M messages (bench/scale.sh).
-func (b *backup) userMessages(ctx context.Context, pr *parentRoot, user string, listed, now map[string]bool) (map[string]*Message, map[string][]msgEntry, error) {
+func (b *backup) userMessages(ctx context.Context, pr *parentRoot, user string, listed, now map[string]bool) (map[string]*Message, map[string][]msgEntry, map[string]*parentPages, error) {
 	m := map[string]*Message{}
 	old := map[string][]msgEntry{}
+	pages := map[string]*parentPages{}
 	for _, f := range pr.byUser[user] {
 		if !listed[f.Dir] && now[f.Dir] {
 			continue
 		}
 		t, whole, err := b.loadFolderTree(ctx, f.Tree)
 		if err != nil {
-			return nil, nil, fmt.Errorf("parent snapshot: %w", err)
+			return nil, nil, nil, fmt.Errorf("parent snapshot: %w", err)
 		}
 		if whole && listed[f.Dir] {
 			old[f.Dir] = folderEntries(f.Dir, t.Messages)
@@ -427,6 +428,9 @@ func (b *backup) userMessages(ctx context.Context, pr *parentRoot, user string, 
 		// one by one. Looking up every message's blobs took 5 % of a
 		// 1 % incremental's CPU at 1 M messages.
 		treeIndexed := b.r.idx.Has(f.Tree)
+		if whole && treeIndexed && listed[f.Dir] && t.Version == b.treeVersion && t.Version == folderTreeVersion {
+			pages[f.Dir] = newParentPages(f.Tree, t)
+		}
 		for i := range t.Messages {
 			msg := &t.Messages[i]
 			msg.folderDir = f.Dir
@@ -444,7 +448,55 @@ func (b *backup) userMessages(ctx context.Context, pr *parentRoot, user string, 
 			m[msg.Unique] = msg
 		}
 	}
-	return m, old, nil
+	return m, old, pages, nil
+}
+
+// parentPages is what storeFolder needs of a listed folder's tree in the
+// parent to store only what changed: the tree, its message count, and its
+// pages by the unique name of their first message.
+type parentPages struct {
+	tree     ID
+	messages int
+	pages    map[string]pageSpan
+}
+
+// pageSpan is a page of a parent's tree: its ID, how many messages it
+// holds and the unique name of its last one.
+type pageSpan struct {
+	id   ID
+	n    int
+	last string
+}
+
+func newParentPages(id ID, t *FolderTree) *parentPages {
+	pp := &parentPages{tree: id, messages: len(t.Messages), pages: make(map[string]pageSpan, len(t.Pages))}
+	o := 0
+	for _, p := range t.Pages {
+		if o+p.Messages > len(t.Messages) {
+			break // loadFolderTree checked the counts; never here
+		}
+		pp.pages[p.First] = pageSpan{id: p.ID, n: p.Messages, last: t.Messages[o+p.Messages-1].Unique}
+		o += p.Messages
+	}
+	return pp
+}
+
+// reusePage gives the ID of the parent's page that holds exactly the
+// messages of pg, unchanged. The page's messages are sorted and distinct,
+// each unchanged one was in this folder of the parent, and the parent's
+// page with the same first message, last message and count holds every
+// message of the parent's folder between those two: the same set.
+func (pp *parentPages) reusePage(pg []Message) (ID, bool) {
+	sp, ok := pp.pages[pg[0].Unique]
+	if !ok || sp.n != len(pg) || sp.last != pg[len(pg)-1].Unique {
+		return ID{}, false
+	}
+	for i := range pg {
+		if !pg[i].unchanged {
+			return ID{}, false
+		}
+	}
+	return sp.id, true
 }
 
 // pending is a folder from its listing until its tree is stored.
@@ -458,6 +510,9 @@ type pending struct {
 	// index could not take the folder when its tree was stored.
 	old, cur []msgEntry
 	hasOld   bool
+	// parent is the folder's tree in the parent, if it may be reused in
+	// part or whole.
+	parent *parentPages
 }
 
 // userListing is one user's folders, stamped and, where they changed,
@@ -600,12 +655,13 @@ func (b *backup) listUser(ctx context.Context, absPath string, viewed bool, pr *
 	for _, mb := range mbs {
 		now[mb.Dir] = true
 	}
-	parentMsgs, old, err := b.userMessages(ctx, pr, mbs[0].User, listed, now)
+	parentMsgs, old, pages, err := b.userMessages(ctx, pr, mbs[0].User, listed, now)
 	if err != nil {
 		return nil, err
 	}
 	for _, p := range changed {
 		p.old, p.hasOld = old[p.entry.Dir]
+		p.parent = pages[p.entry.Dir]
 		dir := filepath.Join(absPath, filepath.FromSlash(p.entry.Dir))
 		for _, sub := range []string{"cur", "new"} {
 			if err := b.listMessages(dir, p.entry.Dir, sub, parentMsgs, &p.messages); err != nil {
@@ -695,7 +751,7 @@ func (b *backup) backupRoot(ctx context.Context, absPath, name string) (*SourceR
 				}
 			}
 			p.messages = kept
-			if err := b.storeFolder(ctx, &p.entry, p.messages); err != nil {
+			if err := b.storeFolder(ctx, &p.entry, p.messages, p.parent); err != nil {
 				treeMu.Lock()
 				treeErr = err
 				treeMu.Unlock()
@@ -703,7 +759,7 @@ func (b *backup) backupRoot(ctx context.Context, absPath, name string) (*SourceR
 			if !ix.addListed(p.entry.Dir, p.messages, p.old, p.hasOld) {
 				p.cur = folderEntries(p.entry.Dir, p.messages)
 			}
-			p.messages, p.old = nil, nil // in the stored tree now; p.entry names it
+			p.messages, p.old, p.parent = nil, nil, nil // in the stored tree now; p.entry names it
 		}()
 		return nil
 	}
@@ -1046,24 +1102,37 @@ func (b *backup) reuse(m, prev *Message) {
 	flags, isNew, name, dir, fileName := m.Flags, m.New, m.diskName, m.folderDir, m.Name
 	*m = *prev
 	m.Flags, m.New, m.diskName, m.folderDir, m.Name = flags, isNew, name, dir, fileName
-	if prev.Flags != flags || prev.New != isNew || prev.folderDir != dir || prev.FileName() != m.FileName() {
+	m.unchanged = prev.Flags == flags && prev.New == isNew && prev.folderDir == dir && prev.FileName() == m.FileName()
+	if !m.unchanged {
 		b.msgsChanged.Add(1)
 	}
 }
 
 // storeFolder sorts a folder's messages, stores its tree (and pages) and
-// fills in the entry's totals.
-func (b *backup) storeFolder(ctx context.Context, e *FolderEntry, msgs []Message) error {
+// fills in the entry's totals. Of parent, the folder's tree in the parent
+// (nil: none to reuse), what holds the same messages unchanged is named
+// again rather than encoded and stored again: the whole tree, or pages.
+func (b *backup) storeFolder(ctx context.Context, e *FolderEntry, msgs []Message, parent *parentPages) error {
 	sort.Slice(msgs, func(i, j int) bool { return msgs[i].Unique < msgs[j].Unique })
 	e.Messages, e.Bytes = int64(len(msgs)), 0
+	same := parent != nil && len(msgs) == parent.messages
 	for i := range msgs {
 		e.Bytes += msgs[i].Size
+		same = same && msgs[i].unchanged
 	}
 	var id ID
 	var err error
-	if b.treeVersion == 1 {
+	switch {
+	case b.treeVersion == 1:
 		id, err = b.saveTree(ctx, FolderTree{Version: 1, Messages: msgs})
-	} else {
+	case same:
+		// As many messages, each one of the parent's in this folder
+		// and distinct: the parent's folder again (listed because its
+		// stamps changed or were too recent to trust).
+		id = parent.tree
+	case parent != nil:
+		id, err = saveFolderTreeReusing(ctx, msgs, b.saveTreeBlob, parent.reusePage)
+	default:
 		id, err = saveFolderTree(ctx, msgs, b.saveTreeBlob)
 	}
 	if err != nil {
