@@ -353,23 +353,20 @@ func (b *backup) warn(path string, err error) {
 	b.mu.Unlock()
 }
 
-// parentMessages indexes the parent snapshot's messages of one root by
-// user and unique name, so that a message that changed flags or folder is
-// recognised without reading it.
+// parentRoot is what a backup takes from the parent snapshot's root of
+// the same path: its folder entries (by Dir, and by user for loading a
+// user's trees), its other files and its Message-ID index. It is only
+// read once made, by the listings of several users at once.
 type parentRoot struct {
-	folders map[string]FolderEntry // by Dir
-	// byUser loads lazily: user → unique → message.
-	byUser map[string]map[string]*Message
-	files  map[string]FileEntry
-	// oldEntries are the Message-ID index entries of the folders whose
-	// trees byUser loaded, by Dir, taken by the folders listed again.
-	oldEntries map[string][]msgEntry
+	folders map[string]FolderEntry   // by Dir
+	byUser  map[string][]FolderEntry // by User, in the parent's order
+	files   map[string]FileEntry
 	// index is the parent root's Message-ID index, if any.
 	index *ID
 }
 
 func (b *backup) loadParentRoot(ctx context.Context, absPath string) (*parentRoot, error) {
-	pr := &parentRoot{folders: map[string]FolderEntry{}, byUser: map[string]map[string]*Message{}, files: map[string]FileEntry{}, oldEntries: map[string][]msgEntry{}}
+	pr := &parentRoot{folders: map[string]FolderEntry{}, byUser: map[string][]FolderEntry{}, files: map[string]FileEntry{}}
 	if b.parent == nil {
 		return pr, nil
 	}
@@ -379,6 +376,7 @@ func (b *backup) loadParentRoot(ctx context.Context, absPath string) (*parentRoo
 		}
 		for _, f := range root.Folders {
 			pr.folders[f.Dir] = f
+			pr.byUser[f.User] = append(pr.byUser[f.User], f)
 		}
 		pr.index = root.MessageIndex
 		if !root.Files.IsNull() {
@@ -394,23 +392,44 @@ func (b *backup) loadParentRoot(ctx context.Context, absPath string) (*parentRoo
 	return pr, nil
 }
 
-// userMessages returns the parent's messages of a user, loading the
-// user's folder trees on first use.
-func (b *backup) userMessages(ctx context.Context, pr *parentRoot, user string) (map[string]*Message, error) {
-	if m, ok := pr.byUser[user]; ok {
-		return m, nil
-	}
+// userMessages returns the parent's messages of a user's folders that are
+// listed again (listed, by Dir) or gone (not in now, the Dirs of the
+// user's folders now), by unique name, and the
+// Message-ID index entries of those whose trees it read whole.
+//
+// The user's unchanged folders are not read: a folder whose cur/ and new/
+// stamps match lost no file, so every message that left a folder since
+// the parent — moved, or renamed for a flag change — left one that is
+// listed again or gone. A file of a listed folder that is in an unchanged
+// one as well is a copy, read again and deduplicated. Reading every
+// folder of a user with one changed folder read four trees for one at
+// 1 M messages (bench/scale.sh).
+func (b *backup) userMessages(ctx context.Context, pr *parentRoot, user string, listed, now map[string]bool) (map[string]*Message, map[string][]msgEntry, map[string]*parentPages, error) {
 	m := map[string]*Message{}
-	for _, f := range pr.folders {
-		if f.User != user {
+	old := map[string][]msgEntry{}
+	pages := map[string]*parentPages{}
+	for _, f := range pr.byUser[user] {
+		if !listed[f.Dir] && now[f.Dir] {
 			continue
 		}
 		t, whole, err := b.loadFolderTree(ctx, f.Tree)
 		if err != nil {
-			return nil, fmt.Errorf("parent snapshot: %w", err)
+			return nil, nil, nil, fmt.Errorf("parent snapshot: %w", err)
 		}
-		if whole {
-			pr.oldEntries[f.Dir] = folderEntries(f.Dir, t.Messages)
+		if whole && listed[f.Dir] {
+			old[f.Dir] = folderEntries(f.Dir, t.Messages)
+		}
+		// A parent's blobs are reused without reading the source again,
+		// which is right only while they are stored. An indexed tree
+		// names only stored blobs (prune keeps a tree only with every
+		// blob it names, see planRepack), so only the messages of a tree
+		// that is not indexed — a parent that prune did not see, such as
+		// a snapshot file put back by hand after a prune — are looked up
+		// one by one. Looking up every message's blobs took 5 % of a
+		// 1 % incremental's CPU at 1 M messages.
+		treeIndexed := b.r.idx.Has(f.Tree)
+		if whole && treeIndexed && listed[f.Dir] && t.Version == b.treeVersion && t.Version == folderTreeVersion {
+			pages[f.Dir] = newParentPages(f.Tree, t)
 		}
 		for i := range t.Messages {
 			msg := &t.Messages[i]
@@ -423,11 +442,241 @@ func (b *backup) userMessages(ctx context.Context, pr *parentRoot, user string) 
 				m[msg.Unique] = ambiguousParent
 				continue
 			}
+			if !treeIndexed && !b.indexed(msg.Blobs) {
+				msg = unindexedParent // prune deleted what it used: read it again
+			}
 			m[msg.Unique] = msg
 		}
 	}
-	pr.byUser[user] = m
-	return m, nil
+	return m, old, pages, nil
+}
+
+// parentPages is what storeFolder needs of a listed folder's tree in the
+// parent to store only what changed: the tree, its message count, and its
+// pages by the unique name of their first message.
+type parentPages struct {
+	tree     ID
+	messages int
+	pages    map[string]pageSpan
+}
+
+// pageSpan is a page of a parent's tree: its ID, how many messages it
+// holds and the unique name of its last one.
+type pageSpan struct {
+	id   ID
+	n    int
+	last string
+}
+
+func newParentPages(id ID, t *FolderTree) *parentPages {
+	pp := &parentPages{tree: id, messages: len(t.Messages), pages: make(map[string]pageSpan, len(t.Pages))}
+	o := 0
+	for _, p := range t.Pages {
+		if o+p.Messages > len(t.Messages) {
+			break // loadFolderTree checked the counts; never here
+		}
+		pp.pages[p.First] = pageSpan{id: p.ID, n: p.Messages, last: t.Messages[o+p.Messages-1].Unique}
+		o += p.Messages
+	}
+	return pp
+}
+
+// reusePage gives the ID of the parent's page that holds exactly the
+// messages of pg, unchanged. The page's messages are sorted and distinct,
+// each unchanged one was in this folder of the parent, and the parent's
+// page with the same first message, last message and count holds every
+// message of the parent's folder between those two: the same set.
+func (pp *parentPages) reusePage(pg []Message) (ID, bool) {
+	sp, ok := pp.pages[pg[0].Unique]
+	if !ok || sp.n != len(pg) || sp.last != pg[len(pg)-1].Unique {
+		return ID{}, false
+	}
+	for i := range pg {
+		if !pg[i].unchanged {
+			return ID{}, false
+		}
+	}
+	return sp.id, true
+}
+
+// pending is a folder from its listing until its tree is stored.
+type pending struct {
+	entry    FolderEntry
+	messages []Message
+	todo     []int // indexes into messages that must be read
+	reused   bool
+	// old and cur are the folder's Message-ID index entries in the
+	// parent (hasOld: known) and now; cur is kept only where the
+	// index could not take the folder when its tree was stored.
+	old, cur []msgEntry
+	hasOld   bool
+	// parent is the folder's tree in the parent, if it may be reused in
+	// part or whole.
+	parent *parentPages
+}
+
+// userListing is one user's folders, stamped and, where they changed,
+// listed against the parent. done is closed when folders and err are set;
+// release lets the next user's listing start.
+type userListing struct {
+	done    chan struct{}
+	folders []*pending
+	err     error
+	release func()
+}
+
+// listAhead is how many users are listed at once, ahead of the backup
+// that hands their new messages to the workers: reading a parent's folder
+// trees (decrypting, decompressing, decoding) takes CPU and listing cold
+// directories waits on the disk, and one user at a time left the other
+// core idle and the disk waiting on the CPU in turn.
+const listAhead = 4
+
+// listUsers lists the mailboxes' users, up to listAhead at once and, once
+// started, no more while the listed messages not yet taken exceed the
+// list window, and sends them in order. stop cancels what is still
+// running and waits for it; it must be called.
+func (b *backup) listUsers(ctx context.Context, absPath string, viewed bool, pr *parentRoot, mbs []maildir.Mailbox) (users <-chan *userListing, stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	out := make(chan *userListing, listAhead)
+	slots := make(chan struct{}, listAhead)
+	window := int64(cmp.Or(b.r.bounds.listWindow, listWindow))
+	var held atomic.Int64 // messages listed and not yet taken
+	var taken sync.Cond
+	var takenMu sync.Mutex
+	taken.L = &takenMu
+	var running sync.WaitGroup
+	go func() {
+		defer close(out)
+		for len(mbs) > 0 {
+			n := 1
+			for n < len(mbs) && mbs[n].User == mbs[0].User {
+				n++
+			}
+			user := mbs[:n:n]
+			mbs = mbs[n:]
+			select {
+			case slots <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
+			takenMu.Lock()
+			for held.Load() >= window && ctx.Err() == nil {
+				taken.Wait()
+			}
+			takenMu.Unlock()
+			var size int64
+			u := &userListing{done: make(chan struct{})}
+			u.release = func() {
+				held.Add(-size)
+				<-slots
+				takenMu.Lock()
+				taken.Broadcast()
+				takenMu.Unlock()
+			}
+			running.Add(1)
+			go func() {
+				defer running.Done()
+				defer close(u.done)
+				u.folders, u.err = b.listUser(ctx, absPath, viewed, pr, user)
+				for _, p := range u.folders {
+					size += int64(len(p.messages))
+				}
+				held.Add(size)
+			}()
+			select {
+			case out <- u:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return out, func() {
+		cancel()
+		takenMu.Lock()
+		taken.Broadcast()
+		takenMu.Unlock()
+		for range out {
+		}
+		running.Wait()
+	}
+}
+
+// listUser stamps a user's folders and lists those that changed since the
+// parent against the parent's messages of those folders.
+func (b *backup) listUser(ctx context.Context, absPath string, viewed bool, pr *parentRoot, mbs []maildir.Mailbox) ([]*pending, error) {
+	folders := make([]*pending, 0, len(mbs))
+	var changed []*pending
+	for _, mb := range mbs {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		p := &pending{entry: FolderEntry{User: mb.User, Folder: mb.Folder, Dir: mb.Dir}}
+		if err := checkFolder(&p.entry); err != nil {
+			// The check every reader of the snapshot makes: a folder it
+			// would refuse would make the whole snapshot unreadable.
+			b.warn(filepath.Join(absPath, filepath.FromSlash(mb.Dir)), err)
+			continue
+		}
+		dir := filepath.Join(absPath, filepath.FromSlash(mb.Dir))
+		listed := time.Now().UnixNano()
+		if viewed {
+			// The view is as the source was when it was taken, before
+			// the backup started; changes after that are in the source.
+			listed = b.start.UnixNano()
+		}
+		cur, curErr := dirStamp(filepath.Join(dir, "cur"))
+		nw, newErr := dirStamp(filepath.Join(dir, "new"))
+		if b.opt.IgnoreInode { // see BackupOptions.IgnoreInode
+			cur, nw = DirStamp{MTime: cur.MTime}, DirStamp{MTime: nw.MTime}
+		}
+		p.entry.Cur, p.entry.New, p.entry.Listed = cur, nw, listed
+		folders = append(folders, p)
+		// The tree must still be indexed: prune keeps a tree only with
+		// every blob it names (see planRepack), so an indexed tree is whole.
+		if prev, ok := pr.folders[mb.Dir]; ok && curErr == nil && newErr == nil &&
+			prev.User == mb.User && prev.Folder == mb.Folder && prev.Cur == cur && prev.New == nw &&
+			!b.racyFolder(&prev) && b.r.idx.Has(prev.Tree) {
+			p.entry = prev
+			p.reused = true
+			b.foldersUnchanged.Add(1)
+			continue
+		}
+		changed = append(changed, p)
+	}
+	if len(changed) == 0 {
+		return folders, nil
+	}
+	listed := make(map[string]bool, len(changed))
+	for _, p := range changed {
+		listed[p.entry.Dir] = true
+	}
+	now := make(map[string]bool, len(mbs))
+	for _, mb := range mbs {
+		now[mb.Dir] = true
+	}
+	parentMsgs, old, pages, err := b.userMessages(ctx, pr, mbs[0].User, listed, now)
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range changed {
+		p.old, p.hasOld = old[p.entry.Dir]
+		p.parent = pages[p.entry.Dir]
+		dir := filepath.Join(absPath, filepath.FromSlash(p.entry.Dir))
+		for _, sub := range []string{"cur", "new"} {
+			if err := b.listMessages(dir, p.entry.Dir, sub, parentMsgs, &p.messages); err != nil {
+				b.warn(filepath.Join(dir, sub), err)
+			}
+		}
+		for i := range p.messages {
+			if p.messages[i].Blobs == nil {
+				p.todo = append(p.todo, i)
+				b.msgsTotal.Add(1)
+				b.bytesTotal.Add(p.messages[i].Size)
+			}
+		}
+	}
+	return folders, nil
 }
 
 func (b *backup) backupRoot(ctx context.Context, absPath, name string) (*SourceRoot, error) {
@@ -459,17 +708,6 @@ func (b *backup) backupRoot(ctx context.Context, absPath, name string) (*SourceR
 	// message of the tree at once: most of a full backup's memory, 170 MB
 	// at 100,000 messages. Now the total grows as folders are listed,
 	// and is final from the start only below the window.
-	type pending struct {
-		entry    FolderEntry
-		messages []Message
-		todo     []int // indexes into messages that must be read
-		reused   bool
-		// old and cur are the folder's Message-ID index entries in the
-		// parent (hasOld: known) and now; cur is kept only where the
-		// index could not take the folder when its tree was stored.
-		old, cur []msgEntry
-		hasOld   bool
-	}
 	ix := b.startMessageIndex(ctx, pr)
 	var treeWG sync.WaitGroup
 	var treeErr error
@@ -513,7 +751,7 @@ func (b *backup) backupRoot(ctx context.Context, absPath, name string) (*SourceR
 				}
 			}
 			p.messages = kept
-			if err := b.storeFolder(ctx, &p.entry, p.messages); err != nil {
+			if err := b.storeFolder(ctx, &p.entry, p.messages, p.parent); err != nil {
 				treeMu.Lock()
 				treeErr = err
 				treeMu.Unlock()
@@ -521,7 +759,7 @@ func (b *backup) backupRoot(ctx context.Context, absPath, name string) (*SourceR
 			if !ix.addListed(p.entry.Dir, p.messages, p.old, p.hasOld) {
 				p.cur = folderEntries(p.entry.Dir, p.messages)
 			}
-			p.messages, p.old = nil, nil // in the stored tree now; p.entry names it
+			p.messages, p.old, p.parent = nil, nil, nil // in the stored tree now; p.entry names it
 		}()
 		return nil
 	}
@@ -537,76 +775,29 @@ func (b *backup) backupRoot(ctx context.Context, absPath, name string) (*SourceR
 		return nil
 	}
 	folders := make([]*pending, 0, len(tree.Mailboxes))
-	for _, mb := range tree.Mailboxes {
-		if err := ctx.Err(); err != nil {
-			return nil, err
+	users, stopListing := b.listUsers(ctx, absPath, viewed, pr, tree.Mailboxes)
+	defer stopListing()
+	for u := range users {
+		<-u.done
+		if u.err != nil {
+			return nil, u.err
 		}
-		p := &pending{entry: FolderEntry{User: mb.User, Folder: mb.Folder, Dir: mb.Dir}}
-		if err := checkFolder(&p.entry); err != nil {
-			// The check every reader of the snapshot makes: a folder it
-			// would refuse would make the whole snapshot unreadable.
-			b.warn(filepath.Join(absPath, filepath.FromSlash(mb.Dir)), err)
-			continue
-		}
-		dir := filepath.Join(absPath, filepath.FromSlash(mb.Dir))
-		listed := time.Now().UnixNano()
-		if viewed {
-			// The view is as the source was when it was taken, before
-			// the backup started; changes after that are in the source.
-			listed = b.start.UnixNano()
-		}
-		cur, curErr := dirStamp(filepath.Join(dir, "cur"))
-		nw, newErr := dirStamp(filepath.Join(dir, "new"))
-		if b.opt.IgnoreInode { // see BackupOptions.IgnoreInode
-			cur, nw = DirStamp{MTime: cur.MTime}, DirStamp{MTime: nw.MTime}
-		}
-		p.entry.Cur, p.entry.New, p.entry.Listed = cur, nw, listed
-		// The tree must still be indexed: prune keeps a tree only with
-		// every blob it names (see planRepack), so an indexed tree is whole.
-		if prev, ok := pr.folders[mb.Dir]; ok && curErr == nil && newErr == nil &&
-			prev.User == mb.User && prev.Folder == mb.Folder && prev.Cur == cur && prev.New == nw &&
-			!b.racyFolder(&prev) && b.r.idx.Has(prev.Tree) {
-			p.entry = prev
-			p.reused = true
-			b.foldersUnchanged.Add(1)
+		for _, p := range u.folders {
 			folders = append(folders, p)
-			continue
-		}
-		// Mailboxes come sorted by user, and a message moves only between
-		// the folders of its user: the previous users' parent trees are
-		// done with, and on a large server they are most of this phase's
-		// memory.
-		for u := range pr.byUser {
-			if u != mb.User {
-				delete(pr.byUser, u)
-				clear(pr.oldEntries) // the previous user's unchanged folders'
+			if p.reused {
+				continue
+			}
+			batch = append(batch, p)
+			if held += len(p.messages); held >= cmp.Or(b.r.bounds.listWindow, listWindow) {
+				if err := flush(); err != nil {
+					return nil, err
+				}
 			}
 		}
-		parentMsgs, err := b.userMessages(ctx, pr, mb.User)
-		if err != nil {
-			return nil, err
-		}
-		p.old, p.hasOld = pr.oldEntries[mb.Dir]
-		delete(pr.oldEntries, mb.Dir)
-		for _, sub := range []string{"cur", "new"} {
-			if err := b.listMessages(dir, mb.Dir, sub, parentMsgs, &p.messages); err != nil {
-				b.warn(filepath.Join(dir, sub), err)
-			}
-		}
-		for i := range p.messages {
-			if p.messages[i].Blobs == nil {
-				p.todo = append(p.todo, i)
-				b.msgsTotal.Add(1)
-				b.bytesTotal.Add(p.messages[i].Size)
-			}
-		}
-		folders = append(folders, p)
-		batch = append(batch, p)
-		if held += len(p.messages); held >= cmp.Or(b.r.bounds.listWindow, listWindow) {
-			if err := flush(); err != nil {
-				return nil, err
-			}
-		}
+		u.release()
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
 	}
 	b.log.Debug("listed", "root", absPath, "messages to read", b.msgsTotal.Load(), "elapsed", time.Since(b.start))
 	if err := flush(); err != nil {
@@ -763,6 +954,10 @@ func (b *backup) storeMessageIndex(ctx context.Context, pr *parentRoot, ix *msgI
 // that more than one file had.
 var ambiguousParent = &Message{}
 
+// unindexedParent stands in a user's parent messages for one whose blobs
+// are not all in the index.
+var unindexedParent = &Message{}
+
 // errNotMessage is the warning for an entry of cur/ or new/ that is not
 // backed up because it is not a message file.
 var errNotMessage = errors.New("not a message file (a name starting with '.', a link or another non-regular file in cur/ or new/); not backed up")
@@ -848,11 +1043,8 @@ func (b *backup) listMessages(dir, folderDir, sub string, parent map[string]*Mes
 		m := messageFromName(n, name, sub == "new")
 		m.folderDir = folderDir
 		prev := parent[n.Unique]
-		if prev == ambiguousParent {
+		if prev == ambiguousParent || prev == unindexedParent {
 			prev = nil
-		}
-		if prev != nil && !b.indexed(prev.Blobs) {
-			prev = nil // prune deleted what the parent used: read it again
 		}
 		if prev != nil && n.Size >= 0 && n.Size == prev.Size {
 			// The ",S=" size in the name matches: no stat needed.
@@ -910,24 +1102,37 @@ func (b *backup) reuse(m, prev *Message) {
 	flags, isNew, name, dir, fileName := m.Flags, m.New, m.diskName, m.folderDir, m.Name
 	*m = *prev
 	m.Flags, m.New, m.diskName, m.folderDir, m.Name = flags, isNew, name, dir, fileName
-	if prev.Flags != flags || prev.New != isNew || prev.folderDir != dir || prev.FileName() != m.FileName() {
+	m.unchanged = prev.Flags == flags && prev.New == isNew && prev.folderDir == dir && prev.FileName() == m.FileName()
+	if !m.unchanged {
 		b.msgsChanged.Add(1)
 	}
 }
 
 // storeFolder sorts a folder's messages, stores its tree (and pages) and
-// fills in the entry's totals.
-func (b *backup) storeFolder(ctx context.Context, e *FolderEntry, msgs []Message) error {
+// fills in the entry's totals. Of parent, the folder's tree in the parent
+// (nil: none to reuse), what holds the same messages unchanged is named
+// again rather than encoded and stored again: the whole tree, or pages.
+func (b *backup) storeFolder(ctx context.Context, e *FolderEntry, msgs []Message, parent *parentPages) error {
 	sort.Slice(msgs, func(i, j int) bool { return msgs[i].Unique < msgs[j].Unique })
 	e.Messages, e.Bytes = int64(len(msgs)), 0
+	same := parent != nil && len(msgs) == parent.messages
 	for i := range msgs {
 		e.Bytes += msgs[i].Size
+		same = same && msgs[i].unchanged
 	}
 	var id ID
 	var err error
-	if b.treeVersion == 1 {
+	switch {
+	case b.treeVersion == 1:
 		id, err = b.saveTree(ctx, FolderTree{Version: 1, Messages: msgs})
-	} else {
+	case same:
+		// As many messages, each one of the parent's in this folder
+		// and distinct: the parent's folder again (listed because its
+		// stamps changed or were too recent to trust).
+		id = parent.tree
+	case parent != nil:
+		id, err = saveFolderTreeReusing(ctx, msgs, b.treeVersion, b.saveTreeBlob, parent.reusePage)
+	default:
 		id, err = saveFolderTree(ctx, msgs, b.treeVersion, b.saveTreeBlob)
 	}
 	if err != nil {

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 
 	"filippo.io/age"
 )
@@ -171,4 +173,63 @@ func (t *transportReader) Read(p []byte) (int, error) {
 		t.err = err
 	}
 	return n, err
+}
+
+// unwrapCache is an identity that remembers the file keys it unwrapped,
+// by the header stanzas they were wrapped in. A pack's age header is the
+// same every time the pack is read, and a read of one blob (a backup's
+// parent trees, page by page) unwrapped it again: an X25519 for every
+// blob, 7 % of the CPU of an incremental backup at 1 M messages. A key
+// taken from here is checked against the header's MAC as a fresh one is.
+type unwrapCache struct {
+	id   age.Identity
+	mu   sync.Mutex
+	keys map[string][]byte // by stanzaKey
+}
+
+// unwrapCacheMax bounds the keys kept (some 150 bytes each); the cache
+// starts over when it is full.
+const unwrapCacheMax = 4096
+
+func newUnwrapCache(id age.Identity) *unwrapCache {
+	return &unwrapCache{id: id, keys: map[string][]byte{}}
+}
+
+func (c *unwrapCache) Unwrap(stanzas []*age.Stanza) ([]byte, error) {
+	k := stanzaKey(stanzas)
+	c.mu.Lock()
+	fk, ok := c.keys[k]
+	c.mu.Unlock()
+	if ok {
+		return bytes.Clone(fk), nil
+	}
+	fk, err := c.id.Unwrap(stanzas)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	if len(c.keys) >= unwrapCacheMax {
+		clear(c.keys)
+	}
+	c.keys[k] = bytes.Clone(fk)
+	c.mu.Unlock()
+	return fk, nil
+}
+
+// stanzaKey is the stanzas' fields, each prefixed by its length.
+func stanzaKey(stanzas []*age.Stanza) string {
+	var b []byte
+	field := func(s []byte) {
+		b = binary.AppendUvarint(b, uint64(len(s)))
+		b = append(b, s...)
+	}
+	for _, s := range stanzas {
+		b = binary.AppendUvarint(b, uint64(len(s.Args)))
+		field([]byte(s.Type))
+		for _, a := range s.Args {
+			field([]byte(a))
+		}
+		field(s.Body)
+	}
+	return string(b)
 }

@@ -310,9 +310,11 @@ func (r *Repository) loadSecrets() error {
 		return h
 	}
 	if s.DataIdentity != "" {
-		if r.dataID, err = age.ParseX25519Identity(s.DataIdentity); err != nil {
+		id, err := age.ParseX25519Identity(s.DataIdentity)
+		if err != nil {
 			return fmt.Errorf("key file: data identity: %w", err)
 		}
+		r.dataID = newUnwrapCache(id)
 	}
 	if r.dataRcpt, err = age.ParseX25519Recipient(s.DataRecipient); err != nil {
 		return fmt.Errorf("key file: data recipient: %w", err)

@@ -53,6 +53,10 @@ type Message struct {
 	// folderDir is, for a parent snapshot's message during a backup, the
 	// Dir of the folder it was in (to count moves as changes).
 	folderDir string
+	// unchanged is set during a backup on a message taken from the
+	// parent with the same name in the same folder: what the parent's
+	// page holds (see storeFolder).
+	unchanged bool
 }
 
 // FileName is the Maildir file name to restore the message under.
@@ -160,6 +164,15 @@ func splitPages(msgs []Message) [][]Message {
 // tree that names them, so that a tree in the repository never names a
 // page that is not (docs/FORMAT.md "Write order").
 func saveFolderTree(ctx context.Context, msgs []Message, version int, save func(context.Context, []byte) (ID, error)) (ID, error) {
+	return saveFolderTreeReusing(ctx, msgs, version, save, nil)
+}
+
+// saveFolderTreeReusing is saveFolderTree where reuse, if not nil, may
+// give for a page the ID of a stored page of the same messages (and of
+// the same version), which is then named without encoding the page again:
+// an incremental backup rewrote every page of every folder it listed,
+// most of them unchanged.
+func saveFolderTreeReusing(ctx context.Context, msgs []Message, version int, save func(context.Context, []byte) (ID, error), reuse func([]Message) (ID, bool)) (ID, error) {
 	pages := splitPages(msgs)
 	if len(pages) <= 1 {
 		raw, err := encodeFolderTree(version, msgs, nil)
@@ -170,6 +183,12 @@ func saveFolderTree(ctx context.Context, msgs []Message, version int, save func(
 	}
 	refs := make([]PageRef, 0, len(pages))
 	for _, pg := range pages {
+		if reuse != nil {
+			if id, ok := reuse(pg); ok {
+				refs = append(refs, PageRef{ID: id, Messages: len(pg), First: pg[0].Unique})
+				continue
+			}
+		}
 		var raw []byte
 		var err error
 		if version == 3 {

@@ -8,8 +8,10 @@
 #
 # For each size: bench/scalegen writes the tree (N/1000 users, four folders
 # each), then both tools, one after the other, run: full backup; no-change
-# backup; 1,000 flag changes + 1,000 new messages, backup; restore of one
-# message (mailvault by Message-ID, restic by path); check --read-data;
+# backup; 1,000 flag changes + 1,000 new messages, backup; 1 % of the
+# messages changed (half of it flag changes, a quarter new, a quarter
+# deleted), backup; restore of one message (mailvault by Message-ID,
+# restic by path); check --read-data;
 # repository size. Every step starts with a synced disk and dropped page
 # cache (root needed; SCALE_DROP_CACHES=0 runs warm and says so), under GNU
 # time for wall seconds and peak RSS. One markdown table at the end, with the
@@ -172,7 +174,7 @@ backup_step() {
 json_str() { grep -o "\"$1\": *\"[^\"]*\"" "$2" | sed -n 1p | sed 's/^[^:]*: *"//; s/"$//'; }
 json_num() { grep -o "\"$1\": *[0-9.]*" "$2" | sed -n 1p | grep -o '[0-9.]*$'; }
 
-STEPS=("full backup" "no-change backup" "flags + new, backup" "restore one message" "check --read-data")
+STEPS=("full backup" "no-change backup" "flags + new, backup" "1 % changed, backup" "restore one message" "check --read-data")
 HO=()
 [[ $SCALE_HEADERS_ONLY == 1 ]] && HO=(-headers-only)
 
@@ -202,6 +204,11 @@ for n in "${SIZES[@]}"; do
 	"$GEN" mutate -dir "$TREE" -seed $((SCALE_SEED + 1)) -flag-changes "$SCALE_FLAG_CHANGES" -new "$SCALE_NEW" -keep "$PROBE_PATH" "${HO[@]}" >"$W/mutate.json" ||
 		die "scalegen mutate failed"
 	backup_step "$n.flags + new, backup"
+	# 1 % of the messages: N/200 flag changes, N/400 new, N/400 deleted
+	# (a nightly backup of a busy server), the probe untouched.
+	"$GEN" mutate -dir "$TREE" -seed $((SCALE_SEED + 2)) -flag-changes $((n / 200)) -new $((n / 400)) -delete $((n / 400)) -keep "$PROBE_PATH" "${HO[@]}" >"$W/mutate-1pct.json" ||
+		die "scalegen mutate (1 %) failed"
+	backup_step "$n.1 % changed, backup"
 
 	timed "$n.restore one message" mailvault "${MVC[@]}" restore --repo "$R1" latest --target "$W/restore-mailvault" --message "$PROBE_ID"
 	got=$(cd "$W/restore-mailvault" && find . -type f -path '*/cur/*' | sed 's|^\./||')
@@ -267,7 +274,7 @@ REPORT=$RUN/scale-results.md
 	echo "- restic options: ${RESTIC_OPTS[*]} (cache in the work directory); mailvault: age identity, compression auto"
 	echo "- cache: $([[ $SCALE_DROP_CACHES == 1 ]] && echo 'sync and drop_caches before every step (cold reads)' || echo 'warm: page cache not dropped (SCALE_DROP_CACHES=0)')"
 	for n in "${SIZES[@]}"; do echo "- tree $n: ${GENINFO[$n]}"; done
-	echo "- change before the third backup: $SCALE_FLAG_CHANGES flag changes (renames) + $SCALE_NEW new messages in new/"
+	echo "- change before the third backup: $SCALE_FLAG_CHANGES flag changes (renames) + $SCALE_NEW new messages in new/; before the fourth, 1 % of N: N/200 flag changes + N/400 new + N/400 deleted (seed + 2)"
 	echo
 	printf '| step |'
 	for n in "${SIZES[@]}"; do printf ' %s: mailvault / restic |' "$(label "$n")"; done

@@ -135,12 +135,13 @@ func TestGenerate(t *testing.T) {
 		t.Errorf("seeds 7 and 8 share %d paths", same)
 	}
 
-	// A mutation renames and delivers what it says, and spares the probe.
-	mst, err := Mutate(dir, MutateOptions{Seed: 9, FlagChanges: 100, NewMessages: 50, Keep: st.Probe.Path})
+	// A mutation renames, deletes and delivers what it says, and spares
+	// the probe.
+	mst, err := Mutate(dir, MutateOptions{Seed: 9, FlagChanges: 100, NewMessages: 50, Deletions: 30, Keep: st.Probe.Path})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if mst.FlagChanges != 100 || mst.NewMessages != 50 {
+	if mst.FlagChanges != 100 || mst.NewMessages != 50 || mst.Deletions != 30 {
 		t.Fatalf("mutate %+v", mst)
 	}
 	after := listing(t, dir)
@@ -153,7 +154,7 @@ func TestGenerate(t *testing.T) {
 			gone++
 		}
 	}
-	if gone != 100 || len(after) != len(a)+50 {
-		t.Errorf("after mutate: %d renamed, %d files (want 100, %d)", gone, len(after), len(a)+50)
+	if gone != 130 || len(after) != len(a)+50-30 {
+		t.Errorf("after mutate: %d renamed or deleted, %d files (want 130, %d)", gone, len(after), len(a)+50-30)
 	}
 }

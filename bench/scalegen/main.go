@@ -3,7 +3,7 @@
 // between two backups that the benchmark measures.
 //
 //	scalegen gen -out DIR -n 100000 [-seed 1] [-headers-only] [-workers W]
-//	scalegen mutate -dir DIR -seed 2 [-flag-changes 1000] [-new 1000] [-keep REL]
+//	scalegen mutate -dir DIR -seed 2 [-flag-changes 1000] [-new 1000] [-delete 0] [-keep REL]
 //
 // Both print a JSON summary on stdout. The tree is benchmark input: no file
 // is fsynced (the script syncs once), and everything is drawn from seeded
@@ -52,6 +52,7 @@ func main() {
 		seed := fs.Uint64("seed", 2, "seed of the change (use another than the tree's)")
 		flags := fs.Int("flag-changes", 1000, "messages whose flags change (renames)")
 		newMsgs := fs.Int("new", 1000, "new messages delivered to new/")
+		deletions := fs.Int("delete", 0, "messages removed (others than the renamed ones)")
 		keep := fs.String("keep", "", "path relative to -dir never to rename (the probe)")
 		headersOnly := fs.Bool("headers-only", false, "new messages without bodies")
 		_ = fs.Parse(os.Args[2:])
@@ -59,7 +60,7 @@ func main() {
 			fmt.Fprintln(os.Stderr, "scalegen mutate: -dir is required")
 			os.Exit(2)
 		}
-		out, err = Mutate(*dir, MutateOptions{Seed: *seed, FlagChanges: *flags, NewMessages: *newMsgs, Keep: *keep, HeadersOnly: *headersOnly})
+		out, err = Mutate(*dir, MutateOptions{Seed: *seed, FlagChanges: *flags, NewMessages: *newMsgs, Deletions: *deletions, Keep: *keep, HeadersOnly: *headersOnly})
 	default:
 		usage()
 	}
@@ -74,7 +75,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: scalegen gen -out DIR -n N [-seed S] [-headers-only]\n       scalegen mutate -dir DIR [-seed S] [-flag-changes N] [-new N] [-keep REL]")
+	fmt.Fprintln(os.Stderr, "usage: scalegen gen -out DIR -n N [-seed S] [-headers-only]\n       scalegen mutate -dir DIR [-seed S] [-flag-changes N] [-new N] [-delete N] [-keep REL]")
 	os.Exit(2)
 }
 

@@ -19,6 +19,10 @@ type MutateOptions struct {
 	FlagChanges int
 	// NewMessages are delivered to new/ of users drawn at random.
 	NewMessages int
+	// Deletions messages are removed (expunged), drawn after and apart
+	// from the flag changes, so that the same seed renames the same
+	// messages whatever is deleted.
+	Deletions int
 	// Keep is a path (relative to the root) that must not be renamed: the
 	// probe the benchmark restores afterwards by its path.
 	Keep string
@@ -31,14 +35,15 @@ type MutateOptions struct {
 type MutateStats struct {
 	FlagChanges int     `json:"flag_changes"`
 	NewMessages int     `json:"new_messages"`
+	Deletions   int     `json:"deletions"`
 	Seconds     float64 `json:"seconds"`
 }
 
 // nextFlags is the flag change a client makes: read, answer, flag, unflag.
 var nextFlags = map[string]string{"": "S", "S": "RS", "RS": "FRS", "FS": "S", "FRS": "RS"}
 
-// Mutate renames FlagChanges message files and delivers NewMessages, the
-// same way for the same seed on the same tree.
+// Mutate renames FlagChanges message files, removes Deletions others and
+// delivers NewMessages, the same way for the same seed on the same tree.
 func Mutate(root string, o MutateOptions) (*MutateStats, error) {
 	start := time.Now()
 	if o.End.IsZero() {
@@ -78,7 +83,8 @@ func Mutate(root string, o MutateOptions) (*MutateStats, error) {
 	r := rngFor(o.Seed, 1<<60)
 	st := &MutateStats{}
 	// A partial Fisher–Yates shuffle picks distinct messages.
-	for i := 0; i < len(msgs) && st.FlagChanges < o.FlagChanges; i++ {
+	i := 0
+	for ; i < len(msgs) && st.FlagChanges < o.FlagChanges; i++ {
 		j := i + r.IntN(len(msgs)-i)
 		msgs[i], msgs[j] = msgs[j], msgs[i]
 		p := msgs[i]
@@ -104,6 +110,19 @@ func Mutate(root string, o MutateOptions) (*MutateStats, error) {
 			return nil, err
 		}
 		st.FlagChanges++
+	}
+	// The shuffle goes on where the renames stopped: the deleted messages
+	// are others than the renamed ones.
+	for ; i < len(msgs) && st.Deletions < o.Deletions; i++ {
+		j := i + r.IntN(len(msgs)-i)
+		msgs[i], msgs[j] = msgs[j], msgs[i]
+		if msgs[i] == keep {
+			continue
+		}
+		if err := os.Remove(msgs[i]); err != nil {
+			return nil, err
+		}
+		st.Deletions++
 	}
 	g := &userGen{o: Options{Seed: o.Seed, HeadersOnly: o.HeadersOnly, End: o.End}, text: newText(o.Seed), users: len(maildirs), recent: true}
 	g.shared = sharedBodies(o.Seed, g.text)
