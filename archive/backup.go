@@ -180,8 +180,8 @@ func openFile(name string) (int, error) {
 // len(buf), a file that grew. A read that returns exactly the listed size
 // is taken as the whole file without the read of end-of-file after it: a
 // read of a regular file returns less than asked only at its end, and
-// that it ends at the size the listing saw is what the stat process used
-// to make instead said too. So a small message costs one read.
+// that the file ends at the listed size is all that the fstat process
+// made before said. So a small message costs one read.
 func readWhole(fd int, buf []byte, want int) (int, error) {
 	n := 0
 	for n < len(buf) {
@@ -203,6 +203,7 @@ func readWhole(fd int, buf []byte, want int) (int, error) {
 	return n, nil
 }
 
+// fstat is syscall.Fstat retried on EINTR, as os.File.Stat does.
 func fstat(fd int, st *syscall.Stat_t) error {
 	for {
 		if err := syscall.Fstat(fd, st); err != syscall.EINTR {
