@@ -203,15 +203,6 @@ func readWhole(fd int, buf []byte, want int) (int, error) {
 	return n, nil
 }
 
-// fstat is syscall.Fstat retried on EINTR, as os.File.Stat does.
-func fstat(fd int, st *syscall.Stat_t) error {
-	for {
-		if err := syscall.Fstat(fd, st); err != syscall.EINTR {
-			return err
-		}
-	}
-}
-
 // jobBatch is how many jobs a worker takes at once, and jobBatchBytes
 // about how many bytes of files: handing each message to a worker on
 // its own cost a channel operation, and often a goroutine wake-up (futex)
@@ -967,16 +958,6 @@ func (b *backup) listMessages(dir, folderDir, sub string, parent map[string]*Mes
 			*out = append(*out, m)
 			continue
 		}
-		if prev == nil && n.Size >= 0 {
-			// New, so read anyway: the worker stats the file it has
-			// open (process), and the name's size serves till then.
-			// An lstat here cost a path lookup more per message, and
-			// cold, loading the inode: a tenth of a million-message
-			// full backup's CPU time. MTime 0 says it is not stat'ed.
-			m.Size = n.Size
-			*out = append(*out, m)
-			continue
-		}
 		fi, err := e.Info()
 		if err != nil {
 			if errors.Is(err, fs.ErrNotExist) {
@@ -1080,22 +1061,11 @@ func (b *backup) process(ctx context.Context, j job) error {
 			return err
 		}
 	}
-	if j.isMail && j.meta.MTime == 0 {
-		// Listed without a stat (listMessages): the size so far is
-		// the name's.
-		var st syscall.Stat_t
-		if err := fstat(fd, &st); err != nil {
-			syscall.Close(fd)
-			return &fs.PathError{Op: "stat", Path: j.abs, Err: err}
-		}
-		j.size, j.meta.Size, j.meta.MTime = st.Size, st.Size, st.Mtim.Nano()
-	}
 	// A small file is read into a buffer one byte longer than the size
-	// the listing (or the fstat above) saw, so that one read says it is
-	// whole: no further stat, no *os.File. Its mtime stays the one seen
-	// then; where the file changed since (it did if it did not end at
-	// that size), the older mtime makes the next backup read it again
-	// rather than trust it.
+	// the listing saw, so that one read says it is whole: no fstat, no
+	// *os.File. Its mtime stays the listing's; where the file changed
+	// since (it did if it did not end at that size), the older mtime makes
+	// the next backup read it again rather than trust it.
 	if j.size >= 0 && j.size < smallFileLimit && j.size < int64(b.r.cfg.ChunkMax) {
 		buf := b.bufs.get(int(j.size) + 1)
 		n, err := readWhole(fd, buf, int(j.size))
