@@ -100,7 +100,7 @@ type backup struct {
 	treeVersion int
 	log         *slog.Logger
 
-	jobs chan job
+	jobs chan []job     // batches: see jobQueue
 	wg   sync.WaitGroup // running workers
 
 	bufs     *bufferPool // read buffers
@@ -121,21 +121,26 @@ type backup struct {
 // blob IDs (or an error) when the job finishes.
 type job struct {
 	abs    string
-	size   int64
+	size   int64 // as listed; a file read whole is judged by it
 	isMail bool
 	meta   *Message // filled in for mail
 	blobs  *[]ID
 	done   func(error)
-	// f is the file, opened when the job was queued so that its reading
-	// starts ahead of the worker (readAhead); nil if that open failed,
-	// and the worker opens it (and reports the error) itself.
-	f *os.File
+	// fd is the file, opened when the job was queued so that its reading
+	// starts ahead of the worker (readAhead); if that open failed (open
+	// is false), the worker opens it (and reports the error) itself. A
+	// descriptor rather than an *os.File: os.Open costs, besides the
+	// openat, a failed epoll_ctl, the fcntl calls that Fd makes and an
+	// allocation with a cleanup, per message — as many system calls as
+	// the reading itself for a small message (see process).
+	fd   int
+	open bool
 }
 
 // openAhead opens j's file and starts reading it into the page cache,
 // up to what process reads at once.
 func (b *backup) openAhead(j *job) {
-	f, err := os.Open(j.abs)
+	fd, err := openFile(j.abs)
 	if err != nil {
 		return
 	}
@@ -144,14 +149,106 @@ func (b *backup) openAhead(j *job) {
 		n = j.size
 	}
 	// Never 0: to posix_fadvise that means the whole file.
-	readAhead(f, n)
-	j.f = f
+	readAhead(fd, n)
+	j.fd, j.open = fd, true
 }
 
 // closeFile closes a job's file that no worker will process.
 func (j *job) closeFile() {
-	if j.f != nil {
-		j.f.Close()
+	if j.open {
+		syscall.Close(j.fd)
+		j.open = false
+	}
+}
+
+// openFile opens a file to read, as os.Open does but without the
+// *os.File.
+func openFile(name string) (int, error) {
+	for {
+		fd, err := syscall.Open(name, syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
+		if err != syscall.EINTR {
+			if err != nil {
+				return -1, &fs.PathError{Op: "open", Path: name, Err: err}
+			}
+			return fd, nil
+		}
+	}
+}
+
+// readWhole reads a file of want bytes (as listed) into buf, which must be
+// longer, and returns how many bytes it holds: up to want, the whole file;
+// len(buf), a file that grew. A read that returns exactly the listed size
+// is taken as the whole file without the read of end-of-file after it: a
+// read of a regular file returns less than asked only at its end, and
+// that the file ends at the listed size is all that the fstat process
+// made before said. So a small message costs one read.
+func readWhole(fd int, buf []byte, want int) (int, error) {
+	n := 0
+	for n < len(buf) {
+		m, err := syscall.Read(fd, buf[n:])
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil {
+			return n, err
+		}
+		if m <= 0 {
+			break
+		}
+		n += m
+		if n == want {
+			break
+		}
+	}
+	return n, nil
+}
+
+// jobBatch is how many jobs a worker takes at once, and jobBatchBytes
+// about how many bytes of files: handing each message to a worker on
+// its own cost a channel operation, and often a goroutine wake-up (futex)
+// and a scheduler's spin (nanosleep), per message. A batch is sent when
+// either is reached, and at the end of every folder.
+const (
+	jobBatch      = 16
+	jobBatchBytes = smallFileLimit
+)
+
+// jobQueue collects jobs into batches for the workers.
+type jobQueue struct {
+	b     *backup
+	jobs  []job
+	bytes int64
+}
+
+// add opens j's file ahead and queues it, sending the batch when it is
+// full. On an error (ctx cancelled) j and the unsent batch are done with
+// that error.
+func (q *jobQueue) add(ctx context.Context, j job) error {
+	q.b.openAhead(&j)
+	q.jobs = append(q.jobs, j)
+	q.bytes += max(j.size, 0)
+	if len(q.jobs) >= jobBatch || q.bytes >= jobBatchBytes {
+		return q.flush(ctx)
+	}
+	return nil
+}
+
+// flush sends what is queued to the workers.
+func (q *jobQueue) flush(ctx context.Context) error {
+	if len(q.jobs) == 0 {
+		return nil
+	}
+	batch := q.jobs
+	q.jobs, q.bytes = make([]job, 0, jobBatch), 0
+	select {
+	case q.b.jobs <- batch:
+		return nil
+	case <-ctx.Done():
+		for i := range batch {
+			batch[i].closeFile()
+			batch[i].done(ctx.Err())
+		}
+		return ctx.Err()
 	}
 }
 
@@ -201,7 +298,9 @@ func (r *Repository) backup(ctx context.Context, opt BackupOptions, treeVersion 
 	}
 	// A read buffer per worker, the larger ones for the files bigFiles admits.
 	b.bufs = newBufferPool(smallFileLimit, workers, cap(b.bigFiles))
-	b.jobs = make(chan job, 4*workers)
+	// As many files open and read ahead as before batching for large
+	// ones (a batch of one), a few batches of small ones.
+	b.jobs = make(chan []job, 4*workers)
 	for i := 0; i < workers; i++ {
 		b.wg.Add(1)
 		go b.worker(ctx)
@@ -718,6 +817,7 @@ func (b *backup) backupRoot(ctx context.Context, absPath, name string) (*SourceR
 		dir := filepath.Join(absPath, filepath.FromSlash(p.entry.Dir))
 		var folderWG sync.WaitGroup
 		failed := make([]bool, len(p.messages))
+		q := jobQueue{b: b}
 		for _, i := range p.todo {
 			i := i
 			m := &p.messages[i]
@@ -730,14 +830,12 @@ func (b *backup) backupRoot(ctx context.Context, absPath, name string) (*SourceR
 					}
 					folderWG.Done()
 				}}
-			b.openAhead(&j)
-			select {
-			case b.jobs <- j:
-			case <-ctx.Done():
-				j.closeFile()
-				folderWG.Done()
-				return ctx.Err()
+			if err := q.add(ctx, j); err != nil {
+				return err
 			}
+		}
+		if err := q.flush(ctx); err != nil {
+			return err
 		}
 		p.todo = nil
 		treeWG.Add(1)
@@ -1144,13 +1242,15 @@ func (b *backup) storeFolder(ctx context.Context, e *FolderEntry, msgs []Message
 
 func (b *backup) worker(ctx context.Context) {
 	defer b.wg.Done()
-	for j := range b.jobs {
-		if ctx.Err() != nil {
-			j.closeFile()
-			j.done(ctx.Err())
-			continue
+	for batch := range b.jobs {
+		for _, j := range batch {
+			if ctx.Err() != nil {
+				j.closeFile()
+				j.done(ctx.Err())
+				continue
+			}
+			j.done(b.process(ctx, j))
 		}
-		j.done(b.process(ctx, j))
 	}
 }
 
@@ -1159,13 +1259,40 @@ func (b *backup) worker(ctx context.Context) {
 // several mailboxes — which differ only in the Delivered-To/Received lines
 // prepended at delivery — share their body blobs.
 func (b *backup) process(ctx context.Context, j job) error {
-	f := j.f
-	if f == nil {
+	fd := j.fd
+	if !j.open {
 		var err error
-		if f, err = os.Open(j.abs); err != nil {
+		if fd, err = openFile(j.abs); err != nil {
 			return err
 		}
 	}
+	// A small file is read into a buffer one byte longer than the size
+	// the listing saw, so that one read says it is whole: no fstat, no
+	// *os.File. Its mtime stays the listing's; where the file changed
+	// since (it did if it did not end at that size), the older mtime makes
+	// the next backup read it again rather than trust it.
+	if j.size >= 0 && j.size < smallFileLimit && j.size < int64(b.r.cfg.ChunkMax) {
+		buf := b.bufs.get(int(j.size) + 1)
+		n, err := readWhole(fd, buf, int(j.size))
+		if err == nil && n < len(buf) {
+			syscall.Close(fd)
+			defer b.bufs.put(buf)
+			b.bytesRead.Add(int64(n))
+			b.bytesDone.Add(int64(n))
+			return b.store(ctx, j, buf[:n], true, nil)
+		}
+		b.bufs.put(buf)
+		if err == nil {
+			// It grew since it was listed: read it as a file of
+			// unknown size.
+			_, err = syscall.Seek(fd, 0, io.SeekStart)
+		}
+		if err != nil {
+			syscall.Close(fd)
+			return &fs.PathError{Op: "read", Path: j.abs, Err: err}
+		}
+	}
+	f := os.NewFile(uintptr(fd), j.abs)
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
@@ -1192,7 +1319,18 @@ func (b *backup) process(ctx context.Context, j job) error {
 	buf = buf[:n]
 	b.bytesRead.Add(int64(n))
 	b.bytesDone.Add(int64(n))
+	whole := int64(n) == size
+	if whole && j.isMail {
+		// Trust what we read over the earlier stat (a file can only
+		// have grown or shrunk if someone rewrote it).
+		j.meta.MTime = fi.ModTime().UnixNano()
+	}
+	return b.store(ctx, j, buf, whole, f)
+}
 
+// store stores a file's blobs: buf is what was read of it, whole says it
+// is all of it, and rest, if not, reads what follows.
+func (b *backup) store(ctx context.Context, j job, buf []byte, whole bool, rest io.Reader) error {
 	var blobs []ID
 	save := func(data []byte) error {
 		id, _, err := b.r.SaveBlob(ctx, DataBlob, data)
@@ -1202,6 +1340,7 @@ func (b *backup) process(ctx context.Context, j job) error {
 		blobs = append(blobs, id)
 		return nil
 	}
+	n := len(buf)
 	body := buf
 	boundary := ""
 	if j.isMail {
@@ -1216,15 +1355,10 @@ func (b *backup) process(ctx context.Context, j job) error {
 			body = buf[he:]
 		}
 		j.meta.Size = int64(n)
-		if int64(n) == size {
-			// Trust what we read over the earlier stat (a file can
-			// only have grown or shrunk if someone rewrote it).
-			j.meta.MTime = fi.ModTime().UnixNano()
-		}
 	}
 	total := int64(n)
 	switch {
-	case int64(n) == size && (j.isMail || len(body) <= b.r.cfg.ChunkMin):
+	case whole && (j.isMail || len(body) <= b.r.cfg.ChunkMin):
 		// A message in memory is cut where its attachments begin and
 		// end: the same attachment in another message — a forward, a
 		// reply, a copy to a list — is then the same blob, without
@@ -1237,8 +1371,13 @@ func (b *backup) process(ctx context.Context, j job) error {
 	default:
 		// Content-defined chunks over the rest of the buffer and
 		// whatever follows in the file.
-		counted := &countingReader{r: f}
-		cs := b.chunker(io.MultiReader(bytes.NewReader(body), counted))
+		rd := io.Reader(bytes.NewReader(body))
+		counted := &countingReader{}
+		if !whole {
+			counted.r = rest
+			rd = io.MultiReader(rd, counted)
+		}
+		cs := b.chunker(rd)
 		defer b.chunkers.Put(cs)
 		for {
 			c, err := cs.ch.Next(cs.buf)
@@ -1319,6 +1458,7 @@ func (b *backup) backupFiles(ctx context.Context, absPath string, tree *maildir.
 		entries = append(entries, FileEntry{Path: d, Type: "dir", Mode: uint32(fi.Mode().Perm()), MTime: fi.ModTime().UnixNano()})
 	}
 	var wg sync.WaitGroup
+	q := jobQueue{b: b}
 	failed := make([]bool, len(tree.Files))
 	base := len(entries)
 	entries = append(entries, make([]FileEntry, len(tree.Files))...)
@@ -1364,14 +1504,12 @@ func (b *backup) backupFiles(ctx context.Context, absPath string, tree *maildir.
 			}
 			wg.Done()
 		}}
-		b.openAhead(&j)
-		select {
-		case b.jobs <- j:
-		case <-ctx.Done():
-			j.closeFile()
-			wg.Done()
-			return ID{}, ctx.Err()
+		if err := q.add(ctx, j); err != nil {
+			return ID{}, err
 		}
+	}
+	if err := q.flush(ctx); err != nil {
+		return ID{}, err
 	}
 	wg.Wait()
 	kept := entries[:0]

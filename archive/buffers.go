@@ -1,11 +1,15 @@
 package archive
 
-// bufferPool keeps byte buffers for reuse between blobs, in two classes:
-// up to nSmall buffers of exactly smallCap bytes for requests from 64 KiB
-// up to that, and up to nLarge larger ones. Smaller requests are plain
-// allocations: they are many but few bytes, and pooling them would pin a
-// smallCap buffer to each (8 MB more peak memory in a backup of small new
-// messages). Unlike a sync.Pool it is not emptied by garbage
+// bufferPool keeps byte buffers for reuse between blobs, in three classes:
+// up to nSmall buffers of exactly minPooledBuffer (64 KiB) for smaller
+// requests, as many of exactly smallCap bytes for requests from 64 KiB up
+// to that, and up to nLarge larger ones. Small requests have a class of
+// their own: served from the smallCap class they pinned a smallCap buffer
+// each (8 MB more peak memory in a backup of small new messages), and
+// left to plain allocation, the read buffer and compressed copy of every
+// small message were most of the bytes a backup of a million of them
+// allocated, and so what set how often the collector ran (at GOGC=25, a
+// tenth of that backup's CPU time: BenchmarkBackupSmallMessages). Unlike a sync.Pool it is not emptied by garbage
 // collections: at the batch commands' GOGC=25 a backup collected every few
 // megabytes, so a sync.Pool of read buffers was refilled by allocation
 // after nearly every cycle, and the compression output — a fresh buffer
@@ -14,20 +18,25 @@ package archive
 // fewer collections (docs/PERFORMANCE.md). What it keeps is bounded: the
 // buffers the same number of concurrent users would hold anyway.
 type bufferPool struct {
-	smallCap     int
-	small, large chan []byte
+	smallCap           int
+	tiny, small, large chan []byte
 }
 
 const minPooledBuffer = 64 << 10
 
 func newBufferPool(smallCap, nSmall, nLarge int) *bufferPool {
-	return &bufferPool{smallCap: smallCap, small: make(chan []byte, nSmall), large: make(chan []byte, nLarge)}
+	return &bufferPool{smallCap: smallCap, tiny: make(chan []byte, nSmall), small: make(chan []byte, nSmall), large: make(chan []byte, nLarge)}
 }
 
 // get returns a buffer of length n.
 func (p *bufferPool) get(n int) []byte {
 	if n < minPooledBuffer {
-		return make([]byte, n)
+		select {
+		case b := <-p.tiny:
+			return b[:n]
+		default:
+			return make([]byte, n, minPooledBuffer)
+		}
 	}
 	if n <= p.smallCap {
 		select {
@@ -52,6 +61,8 @@ func (p *bufferPool) get(n int) []byte {
 func (p *bufferPool) put(b []byte) {
 	c := p.small
 	switch {
+	case cap(b) == minPooledBuffer:
+		c = p.tiny
 	case cap(b) == p.smallCap:
 	case cap(b) > p.smallCap:
 		c = p.large

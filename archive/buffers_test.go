@@ -4,14 +4,14 @@ import "testing"
 
 // TestBufferPool: buffers given back are handed out again, in their
 // class, without allocating; a large buffer too small for a request is
-// replaced; small requests and what is not the pool's are not kept.
+// replaced; what is not the pool's is not kept.
 func TestBufferPool(t *testing.T) {
 	const smallCap = 1 << 20
 	p := newBufferPool(smallCap, 2, 1)
 	tests := []struct {
 		name string
 		n    int
-	}{{"small", minPooledBuffer}, {"small class, full size", smallCap}, {"large", 3 << 20}}
+	}{{"tiny", 3000}, {"tiny class, full size", minPooledBuffer - 1}, {"small", minPooledBuffer}, {"small class, full size", smallCap}, {"large", 3 << 20}}
 	for _, tt := range tests {
 		p.put(p.get(tt.n))
 		if a := testing.AllocsPerRun(100, func() {
@@ -29,8 +29,8 @@ func TestBufferPool(t *testing.T) {
 	}
 	p.put(p.get(minPooledBuffer - 1))
 	p.put(make([]byte, 10))
-	if len(p.small) != 1 {
-		t.Errorf("%d small buffers kept, want the pool's one", len(p.small))
+	if len(p.small) != 1 || len(p.tiny) != 1 {
+		t.Errorf("%d small and %d tiny buffers kept, want the pool's one of each", len(p.small), len(p.tiny))
 	}
 	// Full: more given back than it keeps are dropped.
 	for range 5 {

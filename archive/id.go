@@ -21,7 +21,13 @@ func (id ID) Short() string { return hex.EncodeToString(id[:4]) }
 func (id ID) IsNull() bool { return id == ID{} }
 
 // MarshalText implements encoding.TextMarshaler.
-func (id ID) MarshalText() ([]byte, error) { return []byte(id.String()), nil }
+// One allocation, not String's two: a backup encodes a few IDs per
+// message into folder trees and index files.
+func (id ID) MarshalText() ([]byte, error) {
+	b := make([]byte, hex.EncodedLen(len(id)))
+	hex.Encode(b, id[:])
+	return b, nil
+}
 
 // UnmarshalText implements encoding.TextUnmarshaler.
 func (id *ID) UnmarshalText(b []byte) error {

@@ -2,7 +2,5 @@
 
 package archive
 
-import "os"
-
 // readAhead is a no-op where posix_fadvise is not available.
-func readAhead(f *os.File, n int64) {}
+func readAhead(fd int, n int64) {}

@@ -23,6 +23,7 @@ import (
 	"mime"
 	"strings"
 	"time"
+	"unicode"
 )
 
 // Limits on what Parse looks at and returns. They bound its time and memory
@@ -338,6 +339,14 @@ func parseSubject(dec *mime.WordDecoder, value []byte) string {
 // parseBoundary returns the boundary parameter of a multipart Content-Type
 // (RFC 2045 §5.1, RFC 2046 §5.1.1: 1 to 70 characters), or "".
 func parseBoundary(v string) string {
+	// Most messages are single-part: only a multipart type is worth
+	// ParseMediaType's map and parameter decoding (a tenth of Parse's
+	// time on a backup of small messages). The same test as its own:
+	// the type before any ';', space-trimmed, case-insensitively.
+	t := strings.TrimLeftFunc(v, unicode.IsSpace)
+	if len(t) < len("multipart/") || !strings.EqualFold(t[:len("multipart/")], "multipart/") {
+		return ""
+	}
 	mt, params, err := mime.ParseMediaType(v)
 	if err != nil || !strings.HasPrefix(mt, "multipart/") {
 		return ""

@@ -447,6 +447,13 @@ func TestParseBoundary(t *testing.T) {
 		{"Content-Type: multipart/mixed\r\n\r\n", ""},
 		{"Content-Type: multipart/mixed; boundary=\"" + strings.Repeat("b", 71) + "\"\r\n\r\n", ""},
 		{"Content-Type: multipart/mixed; boundary=\"\r\n\r\n", ""},
+		// The fast path for single-part types must not miss a multipart
+		// one that ParseMediaType reads.
+		{"Content-Type: MULTIPART/Mixed; boundary=abc\r\n\r\n", "abc"},
+		{"Content-Type:\r\n multipart/mixed; boundary=abc\r\n\r\n", "abc"},
+		{"Content-Type: \fmultipart/mixed; boundary=abc\r\n\r\n", "abc"},
+		{"Content-Type: multipart\r\n\r\n", ""},
+		{"Content-Type: text/plain\r\n\r\n", ""},
 	} {
 		if got := Parse([]byte(tc.header)).Boundary; got != tc.want {
 			t.Errorf("%q: boundary %q, want %q", tc.header, got, tc.want)
