@@ -5,6 +5,14 @@
 #   bash bench/scale.sh                       # 100000 and 300000 messages
 #   bash bench/scale.sh 100000 300000 1000000
 #   SCALE_HEADERS_ONLY=1 bash bench/scale.sh 10000000
+#   SCALE_TOOLS=mailvault SCALE_TREE=/mnt/big bash bench/scale.sh 10000000
+#
+# SCALE_TOOLS: "mailvault restic" (default) or one of them; the other's
+# cells read n/a. SCALE_TREE: a directory where `scalegen gen -out
+# DIR/tree` already wrote the tree of the one size given, with its output
+# in DIR/gen.json — for 10 M messages, which take half an hour to write
+# and ~41 GB in 4 KiB blocks (a file system with 1 KiB blocks holds the
+# headers-only tree in ~13 GB). The run mutates that tree and leaves it.
 #
 # For each size: bench/scalegen writes the tree (N/1000 users, four folders
 # each), then both tools, one after the other, run: full backup; no-change
@@ -35,6 +43,17 @@ SCALE_DROP_CACHES=${SCALE_DROP_CACHES:-1}
 SCALE_FLAG_CHANGES=${SCALE_FLAG_CHANGES:-1000}
 SCALE_NEW=${SCALE_NEW:-1000}
 KEEP=${KEEP:-0}
+SCALE_TOOLS=${SCALE_TOOLS:-mailvault restic}
+SCALE_TREE=${SCALE_TREE:-}
+for t in $SCALE_TOOLS; do
+	[[ $t == mailvault || $t == restic ]] || die "unknown tool in SCALE_TOOLS: $t"
+done
+has_tool() { [[ " $SCALE_TOOLS " == *" $1 "* ]]; }
+if [[ -n $SCALE_TREE ]]; then
+	((${#SIZES[@]} == 1)) || die "SCALE_TREE takes one size"
+	[[ -d $SCALE_TREE/tree && -f $SCALE_TREE/gen.json ]] || die "SCALE_TREE=$SCALE_TREE: no tree/ and gen.json from scalegen gen there"
+	SCALE_TREE=$(cd "$SCALE_TREE" && pwd)
+fi
 
 # --- tools -------------------------------------------------------------------
 
@@ -48,7 +67,7 @@ need() {
 		die "cannot install $2 (for $1)"
 }
 need /usr/bin/time time
-need restic restic
+has_tool restic && need restic restic
 need age-keygen age
 command -v go >/dev/null || die "go is needed to build mailvault and bench/scalegen (https://go.dev/dl; Debian's golang-go may be too old for go.mod)"
 
@@ -71,6 +90,9 @@ flock -n 9 || { log "another scale.sh holds $SCALE_WORK/.lock; waiting"; flock 9
 # messages: tree 406 MB; the rest is margin.
 per_msg=14000
 [[ $SCALE_HEADERS_ONLY == 1 ]] && per_msg=7000
+# A tree made beforehand lives elsewhere: the repositories need ~3 KB a
+# message each (less headers-only).
+[[ -n $SCALE_TREE ]] && per_msg=$(($(wc -w <<<"$SCALE_TOOLS") * 3000))
 need_bytes=0
 for n in "${SIZES[@]}"; do
 	b=$((n * per_msg))
@@ -121,7 +143,7 @@ machine() {
 	echo "- disk: $SCALE_WORK on $(df --output=fstype "$SCALE_WORK" | tail -n1 | tr -d ' ') ($(df --output=source "$SCALE_WORK" | tail -n1)), $(df -h --output=size,avail "$SCALE_WORK" | tail -n1 | awk '{ print $1 " total, " $2 " free" }')"
 	# The engine's commit is the last one outside bench/ and docs/: what
 	# the figures are figures of.
-	echo "- kernel: $(uname -sr); $(go version); $(restic version | cut -d' ' -f1-2); mailvault $(cd "$REPO_ROOT" && git log -1 --format=%h -- . ':!bench' ':!docs' 2>/dev/null || echo unknown)$(cd "$REPO_ROOT" && git diff --quiet HEAD -- . ':!bench' ':!docs' 2>/dev/null || echo ' with uncommitted changes')"
+	echo "- kernel: $(uname -sr); $(go version); $(has_tool restic && restic version | cut -d' ' -f1-2 || echo 'restic not run'); mailvault $(cd "$REPO_ROOT" && git log -1 --format=%h -- . ':!bench' ':!docs' 2>/dev/null || echo unknown)$(cd "$REPO_ROOT" && git diff --quiet HEAD -- . ':!bench' ':!docs' 2>/dev/null || echo ' with uncommitted changes')"
 }
 START_UPTIME=$(uptime)
 START_MACHINE=$(machine)
@@ -163,12 +185,16 @@ repo_bytes() { du -sb "$1" | cut -f1; }
 # repository grew by.
 backup_step() {
 	local key=$1 b0
-	b0=$(repo_bytes "$R1")
-	timed "$key" mailvault "${MVC[@]}" backup --repo "$R1" "$TREE"
-	ADDED["$key.mailvault"]=$(($(repo_bytes "$R1") - b0))
-	b0=$(repo_bytes "$R2")
-	timed "$key" restic "${RC[@]}" -r "$R2" backup "$TREE"
-	ADDED["$key.restic"]=$(($(repo_bytes "$R2") - b0))
+	if has_tool mailvault; then
+		b0=$(repo_bytes "$R1")
+		timed "$key" mailvault "${MVC[@]}" backup --repo "$R1" "$TREE"
+		ADDED["$key.mailvault"]=$(($(repo_bytes "$R1") - b0))
+	fi
+	if has_tool restic; then
+		b0=$(repo_bytes "$R2")
+		timed "$key" restic "${RC[@]}" -r "$R2" backup "$TREE"
+		ADDED["$key.restic"]=$(($(repo_bytes "$R2") - b0))
+	fi
 }
 
 json_str() { grep -o "\"$1\": *\"[^\"]*\"" "$2" | sed -n 1p | sed 's/^[^:]*: *"//; s/"$//'; }
@@ -181,14 +207,21 @@ HO=()
 for n in "${SIZES[@]}"; do
 	W=$RUN/n$n
 	TREE=$W/tree
+	[[ -n $SCALE_TREE ]] && TREE=$SCALE_TREE/tree
 	R1=$W/repo-mailvault
 	R2=$W/repo-restic
 	mkdir -p "$W"
 	MVC=(env MAILVAULT_CACHE_DIR="$W/mailvault-cache" "$MV" --identity "$RUN/identity.txt")
 	RC=(env RESTIC_PASSWORD=bench restic "${RESTIC_OPTS[@]}" --cache-dir "$W/restic-cache")
 
-	log "n=$n: generating the tree"
-	"$GEN" gen -out "$TREE" -n "$n" -seed "$SCALE_SEED" "${HO[@]}" >"$W/gen.json" 2>"$W/gen.log" || { cat "$W/gen.log" >&2; die "scalegen gen failed"; }
+	if [[ -n $SCALE_TREE ]]; then
+		log "n=$n: the tree made beforehand in $SCALE_TREE"
+		cp "$SCALE_TREE/gen.json" "$W/gen.json"
+		[[ $(json_num messages "$W/gen.json") == "$n" ]] || die "$SCALE_TREE/gen.json is not a tree of $n messages"
+	else
+		log "n=$n: generating the tree"
+		"$GEN" gen -out "$TREE" -n "$n" -seed "$SCALE_SEED" "${HO[@]}" >"$W/gen.json" 2>"$W/gen.log" || { cat "$W/gen.log" >&2; die "scalegen gen failed"; }
+	fi
 	GENINFO[$n]="$(json_num messages "$W/gen.json") messages, $(json_num users "$W/gen.json") users, $(json_num in_new "$W/gen.json") in new/, $(json_num shared_body_messages "$W/gen.json") with a shared body, $(json_num odd_names "$W/gen.json") odd names, $(awk -v b="$(json_num bytes "$W/gen.json")" 'BEGIN { printf "%.0f MB", b / 1e6 }') of mail, generated in $(awk -v s="$(json_num seconds "$W/gen.json")" 'BEGIN { printf "%.1f s", s }')"
 	log "n=$n: ${GENINFO[$n]}"
 	PROBE_ID=$(json_str message_id "$W/gen.json")
@@ -196,8 +229,12 @@ for n in "${SIZES[@]}"; do
 	PROBE_FLAGS=$(json_str flags "$W/gen.json")
 	[[ -n $PROBE_ID && -f $TREE/$PROBE_PATH ]] || die "scalegen gave no usable probe message ($W/gen.json)"
 
-	"${MVC[@]}" init -q --repo "$R1" --recipient "$RECIPIENT" >"$W/log.init.mailvault" 2>&1 || { cat "$W/log.init.mailvault" >&2; die "mailvault init failed"; }
-	"${RC[@]}" init --repo "$R2" "${RESTIC_INIT_OPTS[@]}" >"$W/log.init.restic" 2>&1 || { cat "$W/log.init.restic" >&2; die "restic init failed"; }
+	if has_tool mailvault; then
+		"${MVC[@]}" init -q --repo "$R1" --recipient "$RECIPIENT" >"$W/log.init.mailvault" 2>&1 || { cat "$W/log.init.mailvault" >&2; die "mailvault init failed"; }
+	fi
+	if has_tool restic; then
+		"${RC[@]}" init --repo "$R2" "${RESTIC_INIT_OPTS[@]}" >"$W/log.init.restic" 2>&1 || { cat "$W/log.init.restic" >&2; die "restic init failed"; }
+	fi
 
 	backup_step "$n.full backup"
 	backup_step "$n.no-change backup"
@@ -210,24 +247,28 @@ for n in "${SIZES[@]}"; do
 		die "scalegen mutate (1 %) failed"
 	backup_step "$n.1 % changed, backup"
 
-	timed "$n.restore one message" mailvault "${MVC[@]}" restore --repo "$R1" latest --target "$W/restore-mailvault" --message "$PROBE_ID"
-	got=$(cd "$W/restore-mailvault" && find . -type f -path '*/cur/*' | sed 's|^\./||')
-	[[ $got == "$PROBE_PATH" ]] || die "mailvault restored '$got' for $PROBE_ID, expected $PROBE_PATH"
-	[[ ${got##*:2,} == "$PROBE_FLAGS" ]] || die "mailvault restored flags '${got##*:2,}', expected '$PROBE_FLAGS'"
-	cmp -s "$W/restore-mailvault/$got" "$TREE/$PROBE_PATH" || die "mailvault's restored $got differs from the source"
-	timed "$n.restore one message" restic "${RC[@]}" -r "$R2" restore latest --target "$W/restore-restic" --include "$TREE/$PROBE_PATH"
-	cmp -s "$W/restore-restic$TREE/$PROBE_PATH" "$TREE/$PROBE_PATH" || die "restic did not restore $PROBE_PATH as it is"
+	if has_tool mailvault; then
+		timed "$n.restore one message" mailvault "${MVC[@]}" restore --repo "$R1" latest --target "$W/restore-mailvault" --message "$PROBE_ID"
+		got=$(cd "$W/restore-mailvault" && find . -type f -path '*/cur/*' | sed 's|^\./||')
+		[[ $got == "$PROBE_PATH" ]] || die "mailvault restored '$got' for $PROBE_ID, expected $PROBE_PATH"
+		[[ ${got##*:2,} == "$PROBE_FLAGS" ]] || die "mailvault restored flags '${got##*:2,}', expected '$PROBE_FLAGS'"
+		cmp -s "$W/restore-mailvault/$got" "$TREE/$PROBE_PATH" || die "mailvault's restored $got differs from the source"
+	fi
+	if has_tool restic; then
+		timed "$n.restore one message" restic "${RC[@]}" -r "$R2" restore latest --target "$W/restore-restic" --include "$TREE/$PROBE_PATH"
+		cmp -s "$W/restore-restic$TREE/$PROBE_PATH" "$TREE/$PROBE_PATH" || die "restic did not restore $PROBE_PATH as it is"
+	fi
 
-	timed "$n.check --read-data" mailvault "${MVC[@]}" check --repo "$R1" --read-data
-	timed "$n.check --read-data" restic "${RC[@]}" -r "$R2" check --read-data
+	has_tool mailvault && timed "$n.check --read-data" mailvault "${MVC[@]}" check --repo "$R1" --read-data
+	has_tool restic && timed "$n.check --read-data" restic "${RC[@]}" -r "$R2" check --read-data
 
-	REPO["$n.mailvault"]=$(repo_bytes "$R1")
-	REPO["$n.restic"]=$(repo_bytes "$R2")
+	has_tool mailvault && REPO["$n.mailvault"]=$(repo_bytes "$R1")
+	has_tool restic && REPO["$n.restic"]=$(repo_bytes "$R2")
 	# The next size needs the disk; the last one is removed by the exit
 	# trap, after the report (a million files take minutes to delete).
 	if [[ $KEEP != 1 && $n != "${SIZES[-1]}" ]]; then
 		log "n=$n: removing the tree and repositories"
-		rm -rf "$TREE" "$R1" "$R2" "$W"/restore-* "$W/restic-cache" "$W/mailvault-cache"
+		rm -rf "$W/tree" "$R1" "$R2" "$W"/restore-* "$W/restic-cache" "$W/mailvault-cache"
 	fi
 done
 
@@ -239,7 +280,7 @@ label() {
 	elif (($1 % 1000 == 0)); then echo "$(($1 / 1000))k"
 	else echo "$1"; fi
 }
-mb() { awk -v b="$1" 'BEGIN { printf "%.0f MB", b / 1e6 }'; }
+mb() { if [[ -n $1 ]]; then awk -v b="$1" 'BEGIN { printf "%.0f MB", b / 1e6 }'; else echo n/a; fi; }
 # one KEY TOOL: "14.7 s, 165 MB" (+ bytes added for backups).
 one() {
 	local s=${SECS[$1.$2]:-}
@@ -251,6 +292,7 @@ one() {
 # growth STEP TOOL: change per 100k messages between the first and last size.
 growth() {
 	local a=${SIZES[0]} b=${SIZES[-1]} k=$1 t=$2
+	[[ -n ${SECS[$a.$k.$t]:-} && -n ${SECS[$b.$k.$t]:-} ]] || { echo n/a; return; }
 	awk -v s0="${SECS[$a.$k.$t]}" -v s1="${SECS[$b.$k.$t]}" -v r0="${RSS[$a.$k.$t]}" -v r1="${RSS[$b.$k.$t]}" \
 		-v a0="${ADDED[$a.$k.$t]:-}" -v a1="${ADDED[$b.$k.$t]:-}" -v d="$(((b - a) / 1000))" '
 		BEGIN {
@@ -291,11 +333,13 @@ REPORT=$RUN/scale-results.md
 		echo
 	done
 	printf '| repository size |'
-	for n in "${SIZES[@]}"; do printf ' %s / %s |' "$(mb "${REPO[$n.mailvault]}")" "$(mb "${REPO[$n.restic]}")"; done
-	if ((${#SIZES[@]} > 1)); then
+	for n in "${SIZES[@]}"; do printf ' %s / %s |' "$(mb "${REPO[$n.mailvault]:-}")" "$(mb "${REPO[$n.restic]:-}")"; done
+	if ((${#SIZES[@]} > 1)) && has_tool mailvault && has_tool restic; then
 		a=${SIZES[0]} b=${SIZES[-1]}
 		awk -v m0="${REPO[$a.mailvault]}" -v m1="${REPO[$b.mailvault]}" -v r0="${REPO[$a.restic]}" -v r1="${REPO[$b.restic]}" -v d="$(((b - a) / 1000))" \
 			'BEGIN { f = 100 / d; printf " %+.0f MB / %+.0f MB |", (m1 - m0) / 1e6 * f, (r1 - r0) / 1e6 * f }'
+	elif ((${#SIZES[@]} > 1)); then
+		printf ' n/a |'
 	fi
 	echo
 	echo
