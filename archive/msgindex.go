@@ -177,34 +177,6 @@ func diffEntries(old, cur []msgEntry) []msgEntry {
 	return out
 }
 
-// mergeRuns merges two sorted runs, newer's entry winning where both have
-// one; into the oldest run (bottom), gone entries have nothing left to
-// hide and are dropped.
-func mergeRuns(older, newer []msgEntry, bottom bool) []msgEntry {
-	out := make([]msgEntry, 0, len(older)+len(newer))
-	add := func(e msgEntry) {
-		if !(bottom && e.gone) {
-			out = append(out, e)
-		}
-	}
-	i, j := 0, 0
-	for i < len(older) || j < len(newer) {
-		switch {
-		case j == len(newer) || i < len(older) && compareMsgEntries(older[i], newer[j]) < 0:
-			add(older[i])
-			i++
-		case i == len(older) || compareMsgEntries(older[i], newer[j]) > 0:
-			add(newer[j])
-			j++
-		default:
-			add(newer[j])
-			i++
-			j++
-		}
-	}
-	return out
-}
-
 // blobLoader reads a tree blob's plaintext: the repository's, or a
 // write-only host's parent cache.
 type blobLoader func(context.Context, ID) ([]byte, error)
@@ -526,57 +498,126 @@ func (a *allMsgEntries) save(ctx context.Context, save blobSaver) (ID, error) {
 }
 
 // extendMsgIndex stores the index that is parent's runs (nil: none) plus
-// a run of delta (sorted), merged as the package comment says. A parent's
-// run of form 1 is kept as it is until a merge reads it (readRun) and
-// writes it anew in form 2.
+// a run of delta (sorted), merged as the package comment says. Which runs
+// merge is decided up front from their sizes, a merged run counted as the
+// sum of its parts (gone entries may make it smaller, which keeps the
+// halving), and they are merged in one pass a page of each at a time
+// (runSource), so that a merge into a run of millions of entries holds a
+// page of each, not the runs. A parent's run of form 1 is kept as it is
+// until a merge reads it and writes it anew in form 2.
 func extendMsgIndex(ctx context.Context, parent []msgRunRef, delta []msgEntry, load blobLoader, save blobSaver) (ID, error) {
-	type run struct {
-		ref     msgRunRef
-		entries []msgEntry // set for a run not yet stored
-	}
-	runs := make([]run, 0, len(parent)+1)
-	for _, r := range parent {
-		runs = append(runs, run{ref: r})
-	}
+	runs := slices.Clone(parent)
+	first := len(runs) // the runs from first on, and delta, are merged
 	if len(delta) > 0 {
-		runs = append(runs, run{ref: msgRunRef{Entries: len(delta)}, entries: delta})
-	}
-	entriesOf := func(r run) ([]msgEntry, error) {
-		if r.entries != nil {
-			return r.entries, nil
-		}
-		return readRun(ctx, r.ref.ID, load)
-	}
-	for n := len(runs); n >= 2 && 2*runs[n-1].ref.Entries >= runs[n-2].ref.Entries; n = len(runs) {
-		older, err := entriesOf(runs[n-2])
-		if err != nil {
-			return ID{}, err
-		}
-		newer, err := entriesOf(runs[n-1])
-		if err != nil {
-			return ID{}, err
-		}
-		merged := mergeRuns(older, newer, n == 2)
-		runs = runs[:n-2]
-		if len(merged) > 0 {
-			runs = append(runs, run{ref: msgRunRef{Entries: len(merged)}, entries: merged})
+		size := len(delta)
+		for first > 0 && 2*size >= runs[first-1].Entries {
+			first--
+			size += runs[first].Entries
 		}
 	}
-	root := msgIndexRoot{Index: msgIndexFormat, Runs: []msgRunRef{}}
-	for _, r := range runs {
-		if r.entries != nil {
-			var err error
-			if r.ref, err = saveRun(ctx, r.entries, save); err != nil {
+	root := msgIndexRoot{Index: msgIndexFormat, Runs: runs[:first]}
+	if len(delta) > 0 {
+		srcs := make([]*runSource, 0, len(runs)-first+1)
+		for _, r := range runs[first:] {
+			src, err := openRunSource(ctx, r.ID, load)
+			if err != nil {
 				return ID{}, err
 			}
+			srcs = append(srcs, src)
 		}
-		root.Runs = append(root.Runs, r.ref)
+		srcs = append(srcs, &runSource{entries: delta})
+		w := newRunWriter(save)
+		if err := mergeSources(ctx, srcs, first == 0, w); err != nil {
+			return ID{}, err
+		}
+		if w.count+len(w.page) > 0 {
+			ref, err := w.finish(ctx)
+			if err != nil {
+				return ID{}, err
+			}
+			root.Runs = append(root.Runs, ref)
+		}
 	}
 	raw, err := json.Marshal(root)
 	if err != nil {
 		return ID{}, err
 	}
 	return save(ctx, raw)
+}
+
+// runSource reads a run's entries in order: a stored run of form 2 a page
+// at a time, one of form 1 whole (readRun: its pages are sorted by their
+// own order), or entries in memory.
+type runSource struct {
+	entries []msgEntry // the current page, or all
+	pages   []msgPageRef
+	load    blobLoader
+}
+
+func openRunSource(ctx context.Context, id ID, load blobLoader) (*runSource, error) {
+	run, err := loadMsgRun(ctx, id, load)
+	if err != nil {
+		return nil, err
+	}
+	if run.Run == msgRunJSON {
+		entries, err := readRun(ctx, id, load)
+		return &runSource{entries: entries}, err
+	}
+	return &runSource{pages: run.Pages, load: load}, nil
+}
+
+// head returns the source's next entry; ok is false at its end.
+func (s *runSource) head(ctx context.Context) (e msgEntry, ok bool, err error) {
+	for len(s.entries) == 0 {
+		if len(s.pages) == 0 {
+			return msgEntry{}, false, nil
+		}
+		if s.entries, err = loadMsgPage(ctx, msgRunBinary, s.pages[0], s.load); err != nil {
+			return msgEntry{}, false, err
+		}
+		s.pages = s.pages[1:]
+	}
+	return s.entries[0], true, nil
+}
+
+// mergeSources writes the merge of srcs (oldest first) to w: of entries
+// equal in all sources the newest's; into the oldest run (bottom), gone
+// entries have nothing left to hide and are dropped.
+func mergeSources(ctx context.Context, srcs []*runSource, bottom bool, w *runWriter) error {
+	heads := make([]msgEntry, len(srcs))
+	live := make([]bool, len(srcs))
+	for i, s := range srcs {
+		var err error
+		if heads[i], live[i], err = s.head(ctx); err != nil {
+			return err
+		}
+	}
+	for {
+		pick := -1 // the smallest head; of equal ones, the newest
+		for i := range srcs {
+			if live[i] && (pick < 0 || compareMsgEntries(heads[i], heads[pick]) <= 0) {
+				pick = i
+			}
+		}
+		if pick < 0 {
+			return nil
+		}
+		e := heads[pick]
+		if !(bottom && e.gone) {
+			if err := w.add(ctx, e); err != nil {
+				return err
+			}
+		}
+		for i, s := range srcs {
+			if live[i] && compareMsgEntries(heads[i], e) == 0 {
+				s.entries = s.entries[1:]
+				var err error
+				if heads[i], live[i], err = s.head(ctx); err != nil {
+					return err
+				}
+			}
+		}
+	}
 }
 
 // lookupMsgIndex returns the (folder, name) entries of the index at id

@@ -19,6 +19,34 @@ func entries(spec ...string) []msgEntry {
 	return out
 }
 
+// mergeRuns merges two sorted runs in memory, newer's entry winning where
+// both have one; into the oldest run (bottom), gone entries have nothing
+// left to hide and are dropped: what mergeSources does a page at a time.
+func mergeRuns(older, newer []msgEntry, bottom bool) []msgEntry {
+	out := make([]msgEntry, 0, len(older)+len(newer))
+	add := func(e msgEntry) {
+		if !(bottom && e.gone) {
+			out = append(out, e)
+		}
+	}
+	i, j := 0, 0
+	for i < len(older) || j < len(newer) {
+		switch {
+		case j == len(newer) || i < len(older) && compareMsgEntries(older[i], newer[j]) < 0:
+			add(older[i])
+			i++
+		case i == len(older) || compareMsgEntries(older[i], newer[j]) > 0:
+			add(newer[j])
+			j++
+		default:
+			add(newer[j])
+			i++
+			j++
+		}
+	}
+	return out
+}
+
 // TestMsgIndexRuns: what a run records for a folder's change, what a merge
 // keeps (the newer entry of a pair; gone entries only above the bottom),
 // and that runs shrink by half at least from the oldest on.
@@ -49,6 +77,18 @@ func TestMsgIndexRuns(t *testing.T) {
 	for _, tc := range merges {
 		if got := mergeRuns(tc.older, tc.newer, tc.bottom); fmt.Sprint(got) != fmt.Sprint(tc.want) {
 			t.Errorf("mergeRuns(%v, %v, %v) = %v, want %v", tc.older, tc.newer, tc.bottom, got, tc.want)
+		}
+		stored := map[ID][]byte{}
+		w := newRunWriter(func(_ context.Context, raw []byte) (ID, error) {
+			id := ID(sha256.Sum256(raw))
+			stored[id] = raw
+			return id, nil
+		})
+		if err := mergeSources(t.Context(), []*runSource{{entries: tc.older}, {entries: tc.newer}}, tc.bottom, w); err != nil {
+			t.Fatal(err)
+		}
+		if got := w.page; fmt.Sprint(got) != fmt.Sprint(tc.want) && len(got)+len(tc.want) > 0 {
+			t.Errorf("mergeSources(%v, %v, %v) = %v, want %v", tc.older, tc.newer, tc.bottom, got, tc.want)
 		}
 	}
 

@@ -103,7 +103,7 @@ func TestMessageIndex(t *testing.T) {
 			}
 		}},
 		{"move and copy", func() {
-			from := filepath.Join(md, ".F5", "cur", mailName(5*per + 1))
+			from := filepath.Join(md, ".F5", "cur", mailName(5*per+1))
 			data, err := os.ReadFile(from)
 			if err != nil {
 				t.Fatal(err)
