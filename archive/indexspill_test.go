@@ -93,3 +93,46 @@ func TestIndexSpillFallback(t *testing.T) {
 		}
 	}
 }
+
+// heapInUse is the heap's live bytes after a collection.
+func heapInUse() uint64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc
+}
+
+// TestIndexSpillHeapPerBlob: the blobs a backup adds cost the heap some 12
+// bytes each once spilled (key and position), where the sorted tables held
+// their 48-byte entries: at a million messages, 1.9 M new blobs are ~22 MB
+// instead of ~90 MB. The growth from one count of blobs to another, so
+// that the overlay's map (a fixed cost) cancels out. Counts bytes, not
+// time.
+func TestIndexSpillHeapPerBlob(t *testing.T) {
+	const n1, n2, perPack = 4 * overlayMax, 12 * overlayMax, 512 // the overlay empty at both
+	for _, spill := range []bool{true, false} {
+		x := newIndex()
+		x.spill.dir = t.TempDir()
+		x.spill.failed = !spill
+		blobs := make([]PackedBlob, perPack)
+		var at1 uint64
+		for p := range n2 / perPack {
+			if p*perPack == n1 {
+				at1 = heapInUse()
+			}
+			for i := range blobs {
+				blobs[i] = PackedBlob{ID: spillID(p*perPack+i, false), Length: 1, RawLength: 1}
+			}
+			x.addPack(ID{byte(p), byte(p >> 8), 2}, blobs)
+		}
+		per := float64(heapInUse()-at1) / (n2 - n1)
+		t.Logf("spill %v: %.1f heap bytes a blob, %d spilled layers", spill, per, len(x.spilled))
+		if spill && per > 16 {
+			t.Errorf("spilled index: %.1f heap bytes a blob, want at most 16", per)
+		}
+		if !spill && per < 48 {
+			t.Errorf("index on the heap: %.1f bytes a blob, want at least 48 (the test measures nothing)", per)
+		}
+		runtime.KeepAlive(x)
+	}
+}
