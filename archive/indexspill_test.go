@@ -57,6 +57,22 @@ func TestIndexSpill(t *testing.T) {
 				t.Fatalf("shared %v: blob %d found, never added", shared, i)
 			}
 		}
+		// A set of the index's blobs: every third in.
+		set := x.newBlobSet()
+		for i := 0; i < n; i += 3 {
+			_, pos, ok := x.locate(spillID(i, shared))
+			if !ok {
+				t.Fatalf("shared %v: blob %d not located", shared, i)
+			}
+			set.add(spillID(i, shared), pos)
+		}
+		for i := range n + 10 {
+			id := spillID(i, shared)
+			_, pos, _ := x.locate(id)
+			if set.has(id, pos) != (i%3 == 0 && i < n) {
+				t.Fatalf("shared %v: blob %d: in the set %v", shared, i, !(i%3 == 0))
+			}
+		}
 		// A blob added again is not added twice.
 		x.addPack(ID{9, 9, 9}, []PackedBlob{{ID: spillID(5, shared), Length: 1, RawLength: 1}})
 		counts := x.packBlobCounts()
