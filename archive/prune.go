@@ -222,16 +222,21 @@ func (r *Repository) Prune(ctx context.Context, opt PruneOptions) (*PruneResult,
 	used := idx.newBlobSet()
 	walked := map[ID]struct{}{}
 	for i, s := range snaps {
-		blobs, err := r.snapshotBlobs(ctx, s, walked)
+		var missing *ID
+		err := r.eachSnapshotBlob(ctx, s, walked, func(ids ...ID) {
+			for _, b := range ids {
+				_, pos, ok := idx.locate(b)
+				if !ok && missing == nil {
+					missing = &b
+				}
+				used.add(b, pos)
+			}
+		})
 		if err != nil {
 			return nil, fmt.Errorf("prune: refusing to delete anything while snapshot %s cannot be read (run check): %w", s.ID.Short(), err)
 		}
-		for _, b := range blobs {
-			_, pos, ok := idx.locate(b)
-			if !ok {
-				return nil, fmt.Errorf("prune: snapshot %s uses blob %s, which is in no pack (run check): %w", s.ID.Short(), b, ErrCorrupt)
-			}
-			used.add(b, pos)
+		if missing != nil {
+			return nil, fmt.Errorf("prune: snapshot %s uses blob %s, which is in no pack (run check): %w", s.ID.Short(), *missing, ErrCorrupt)
 		}
 		progress(PruneProgress{Phase: "snapshots", Done: int64(i + 1), Total: int64(len(snaps))})
 	}
