@@ -224,16 +224,16 @@ func decodeMsgRun(plain []byte) (*msgRun, error) {
 	if err := json.Unmarshal(plain, &run); err != nil {
 		return nil, err
 	}
-	max := msgPageEntries
+	limit := msgPageEntries
 	switch run.Run {
 	case msgRunJSON:
-		max = msgPageEntriesJSON
+		limit = msgPageEntriesJSON
 	case msgRunBinary:
 	default:
 		return nil, fmt.Errorf("unsupported message index run format %d", run.Run)
 	}
 	for _, p := range run.Pages {
-		if p.Entries < 1 || p.Entries > max {
+		if p.Entries < 1 || p.Entries > limit {
 			return nil, fmt.Errorf("page %s: %d entries", p.ID.Short(), p.Entries)
 		}
 	}
