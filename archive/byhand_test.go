@@ -184,33 +184,55 @@ func TestRecoverByHand(t *testing.T) {
 	sum := sha256.Sum256([]byte("q1@example.com"))
 	midKey := hex.EncodeToString(sum[:8])
 	var idx struct {
-		Runs []struct{ ID string } `json:"runs"`
+		Index int                   `json:"index"`
+		Runs  []struct{ ID string } `json:"runs"`
 	}
 	mustUnmarshal(t, blob(snap.Roots[0].MessageIndex), &idx)
+	if idx.Index != 2 {
+		t.Fatalf("message index form %d, want 2", idx.Index)
+	}
+	// A page of form 2: a byte 2; n keys of 8 bytes, n folders of 4, n
+	// names of 8 (big-endian); a bitmap of gone entries, LSB first.
 	type entry struct {
-		Key, Dir, Unique string
-		Gone             bool
+		Folder, Name []byte
+		Gone         bool
 	}
 	var copies []entry
 	for _, r := range idx.Runs { // one run here: the first backup's
 		var run struct {
-			Pages []struct{ ID, First string } `json:"pages"`
+			Run   int `json:"run"`
+			Pages []struct {
+				ID, First string
+				Entries   int
+			} `json:"pages"`
 		}
 		mustUnmarshal(t, blob(r.ID), &run)
+		if run.Run != 2 {
+			t.Fatalf("run form %d, want 2", run.Run)
+		}
 		for i, p := range run.Pages {
 			if p.First > midKey || i+1 < len(run.Pages) && run.Pages[i+1].First < midKey {
 				continue // holds no entry with the key
 			}
-			var pg struct{ Entries []entry }
-			mustUnmarshal(t, blob(p.ID), &pg)
-			for _, e := range pg.Entries {
-				if e.Key == midKey && !e.Gone {
+			pg, n := blob(p.ID), p.Entries
+			if len(pg) != 1+20*n+(n+7)/8 || pg[0] != 2 {
+				t.Fatalf("page of %d bytes for %d entries", len(pg), n)
+			}
+			for j := range n {
+				e := entry{Folder: pg[1+8*n+4*j:][:4], Name: pg[1+12*n+8*j:][:8], Gone: pg[1+20*n+j/8]>>(j%8)&1 == 1}
+				if hex.EncodeToString(pg[1+8*j:][:8]) == midKey && !e.Gone {
 					copies = append(copies, e)
 				}
 			}
 		}
 	}
-	if len(copies) != 2 || copies[0].Dir != "example.com/alice/Maildir" || copies[0].Unique != "1700000000.M1P1Q1.host,S=1" {
+	// The folder is the root's folder whose dir's SHA-256 begins with
+	// the entry's 4 bytes; the name is the unique name's first 6 bytes
+	// and the first 2 of its SHA-256.
+	hashOf := func(s string) []byte { h := sha256.Sum256([]byte(s)); return h[:] }
+	aliceDir, aliceName := "example.com/alice/Maildir", "1700000000.M1P1Q1.host,S=1"
+	if len(copies) != 2 || !bytes.Equal(copies[0].Folder, hashOf(aliceDir)[:4]) ||
+		!bytes.Equal(copies[0].Name, append([]byte(aliceName[:6]), hashOf(aliceName)[:2]...)) {
 		t.Fatalf("the index gives %+v for <q1@example.com>, want alice's and carol's copies", copies)
 	}
 
@@ -230,7 +252,7 @@ func TestRecoverByHand(t *testing.T) {
 	}
 	page := ""
 	for _, p := range tree.Pages {
-		if p.First <= copies[0].Unique {
+		if p.First <= aliceName {
 			page = p.ID
 		}
 	}
@@ -250,7 +272,7 @@ func TestRecoverByHand(t *testing.T) {
 	}
 	var m message
 	for i, u := range pg.Messages.Unique {
-		if u == copies[0].Unique {
+		if u == aliceName {
 			m = message{Unique: u, Flags: pg.Messages.Flags[i], Blobs: pg.Messages.Blobs[i]}
 		}
 	}

@@ -206,27 +206,35 @@ func Copy(ctx context.Context, from, to *Repository, snapshots []ID, progress fu
 // they list — skipping trees already in walked (and adding the rest).
 func (r *Repository) snapshotBlobs(ctx context.Context, s *Snapshot, walked map[ID]struct{}) ([]ID, error) {
 	var need []ID
+	err := r.eachSnapshotBlob(ctx, s, walked, func(ids ...ID) { need = append(need, ids...) })
+	return need, err
+}
+
+// eachSnapshotBlob is snapshotBlobs calling need with the blobs a tree at
+// a time instead of returning them all: prune, whose list of a million
+// messages' blobs would be 60 MB and, while it grew, twice that.
+func (r *Repository) eachSnapshotBlob(ctx context.Context, s *Snapshot, walked map[ID]struct{}, need func(...ID)) error {
 	for _, root := range s.Roots {
 		if idx := root.MessageIndex; idx != nil {
 			if _, ok := walked[*idx]; !ok {
 				ids, err := msgIndexBlobs(ctx, *idx, r.loadTreeBlob, walked)
 				if err != nil {
-					return nil, err
+					return err
 				}
 				walked[*idx] = struct{}{}
-				need = append(need, ids...)
+				need(ids...)
 			}
 		}
 		if !root.Files.IsNull() {
 			if _, ok := walked[root.Files]; !ok {
 				t, err := r.LoadFilesTree(ctx, root.Files)
 				if err != nil {
-					return nil, err
+					return err
 				}
 				walked[root.Files] = struct{}{}
-				need = append(need, root.Files)
+				need(root.Files)
 				for _, e := range t.Entries {
-					need = append(need, e.Blobs...)
+					need(e.Blobs...)
 				}
 			}
 		}
@@ -236,19 +244,19 @@ func (r *Repository) snapshotBlobs(ctx context.Context, s *Snapshot, walked map[
 			}
 			t, err := r.LoadFolderTree(ctx, f.Tree)
 			if err != nil {
-				return nil, err
+				return err
 			}
 			walked[f.Tree] = struct{}{}
-			need = append(need, f.Tree)
+			need(f.Tree)
 			for _, p := range t.Pages {
-				need = append(need, p.ID)
+				need(p.ID)
 			}
 			for _, m := range t.Messages {
-				need = append(need, m.Blobs...)
+				need(m.Blobs...)
 			}
 		}
 	}
-	return need, nil
+	return nil
 }
 
 // copyBlobs stores in to the blobs of need that to lacks, reading them

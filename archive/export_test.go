@@ -1,6 +1,9 @@
 package archive
 
-import "context"
+import (
+	"context"
+	"slices"
+)
 
 // BackupV1 is Backup writing version 1 folder trees, one blob per folder,
 // as releases before paged trees did (docs/FORMAT.md "Trees").
@@ -42,4 +45,27 @@ func (r *Repository) ScaleDownBounds(listWindow, indexFileBlobs, overlay int) {
 	r.idx.mu.Lock()
 	r.idx.sealAt = overlay
 	r.idx.mu.Unlock()
+}
+
+// WriteMsgIndexForm1 stores root's Message-ID index again in form 1 (JSON
+// pages), as backups before form 2 wrote it, and returns the index's root.
+func (r *Repository) WriteMsgIndexForm1(ctx context.Context, root *SourceRoot) (ID, error) {
+	var entries []msgEntryJSON
+	for _, f := range root.Folders {
+		t, err := loadFolderTree(ctx, f.Tree, r.loadTreeBlob)
+		if err != nil {
+			return ID{}, err
+		}
+		entries = append(entries, folderEntriesJSON(f.Dir, t.Messages)...)
+	}
+	slices.SortFunc(entries, compareMsgEntriesJSON)
+	entries = slices.CompactFunc(entries, func(a, b msgEntryJSON) bool { return compareMsgEntriesJSON(a, b) == 0 })
+	id, err := saveIndexJSON(ctx, entries, func(ctx context.Context, raw []byte) (ID, error) {
+		id, _, err := r.SaveBlob(ctx, TreeBlob, raw)
+		return id, err
+	})
+	if err != nil {
+		return ID{}, err
+	}
+	return id, r.Flush(ctx)
 }

@@ -520,37 +520,53 @@ func mustTree(t testing.TB, v any) []byte {
 
 // FuzzDecodeMsgIndex: the Message-ID index's root, run and page decoders
 // refuse what they cannot vouch for: a page only with its entry's count
-// and first key, sorted, names exact.
+// and first key, sorted, in either form.
 func FuzzDecodeMsgIndex(f *testing.F) {
-	entries := []msgEntry{
+	entries := []msgEntryJSON{
 		{Key: "00a3c1d2e4f50617", Dir: "example.com/alice/Maildir", Unique: "1700000000.M1P2Q3.host"},
 		{Key: "00a3c1d2e4f50617", Dir: "example.com/bob/Maildir\xff", Unique: "u\xfe", Gone: true},
 		{Key: "ff00000000000000", Dir: ".", Unique: "x"},
 	}
-	f.Add(mustTree(f, msgPage{Page: 1, Entries: entries}), 3, "00a3c1d2e4f50617")
-	f.Add(mustTree(f, msgPage{Page: 1, Entries: []msgEntry{entries[2], entries[0]}}), 2, "ff00000000000000")
+	f.Add(mustTree(f, msgPageJSON{Page: 1, Entries: entries}), 3, "00a3c1d2e4f50617")
+	f.Add(mustTree(f, msgPageJSON{Page: 1, Entries: []msgEntryJSON{entries[2], entries[0]}}), 2, "ff00000000000000")
+	f.Add(encodeMsgPage([]msgEntry{{key: 0x00a3c1d2e4f50617, folder: 7, msg: 9}, {key: 0x00a3c1d2e4f50617, folder: 8, msg: 1, gone: true}, {key: 0xff00000000000000}}), 3, "00a3c1d2e4f50617")
 	f.Add(mustJSON(f, msgRun{Run: 1, Pages: []msgPageRef{{ID: seedID(1), First: "00", Entries: 256}}}), 0, "")
+	f.Add(mustJSON(f, msgRun{Run: 2, Pages: []msgPageRef{{ID: seedID(1), First: "00", Entries: 1024}}}), 0, "")
 	f.Add(mustJSON(f, msgIndexRoot{Index: 1, Runs: []msgRunRef{{ID: seedID(2), Entries: 5}}}), 0, "")
 	f.Fuzz(func(t *testing.T, data []byte, n int, first string) {
-		if root, err := decodeMsgIndexRoot(data); err == nil && root.Index != 1 {
+		if root, err := decodeMsgIndexRoot(data); err == nil && root.Index != 1 && root.Index != 2 {
 			t.Fatalf("accepted index format %d", root.Index)
 		}
 		if run, err := decodeMsgRun(data); err == nil {
 			for _, p := range run.Pages {
-				if p.Entries < 1 || p.Entries > msgPageEntries {
-					t.Fatalf("accepted page entry %+v", p)
+				if p.Entries < 1 || p.Entries > msgPageEntries || run.Run == 1 && p.Entries > msgPageEntriesJSON {
+					t.Fatalf("accepted page entry %+v of run form %d", p, run.Run)
 				}
 			}
 		}
-		got, err := decodeMsgPage(data, msgPageRef{ID: seedID(3), First: first, Entries: n})
+		ref := msgPageRef{ID: seedID(3), First: first, Entries: n}
+		if got, err := decodeMsgPage(data, ref); err == nil {
+			if len(got) != n || keyHex(got[0].key) != first {
+				t.Fatalf("page of %d entries accepted for an entry of %d first %q", len(got), n, first)
+			}
+			for i := 1; i < len(got); i++ {
+				if compareMsgEntries(got[i-1], got[i]) >= 0 {
+					t.Fatalf("accepted entries %+v", got)
+				}
+			}
+			if !bytes.Equal(encodeMsgPage(got), data) {
+				t.Fatalf("page accepted that its entries do not encode to")
+			}
+		}
+		got, err := decodeMsgPageJSON(data, ref)
 		if err != nil {
 			return
 		}
-		if len(got) != n || got[0].Key != first {
+		if len(got) != n || keyHex(got[0].key) != first {
 			t.Fatalf("page of %d entries accepted for an entry of %d first %q", len(got), n, first)
 		}
-		for i, e := range got {
-			if e.DirRaw != nil || e.UniqueRaw != nil || i > 0 && compareMsgEntries(got[i-1], e) >= 0 {
+		for i := 1; i < len(got); i++ {
+			if got[i-1].key > got[i].key {
 				t.Fatalf("accepted entries %+v", got)
 			}
 		}

@@ -144,7 +144,9 @@ const maxHeapLayers = 4
 // the local cache's table file (indextable.go), in which case it is not
 // on the Go heap at all and the files listed since make a second. Blobs
 // added afterwards (a backup's new packs, adopted packs) go to a small
-// map, sorted into a further layer every overlayMax blobs.
+// map, sorted into a further layer every overlayMax blobs; those layers
+// keep their entries in a scratch file and a short key per blob in memory
+// (spill.go).
 type Index struct {
 	mu      sync.RWMutex
 	layers  []layer
@@ -158,6 +160,9 @@ type Index struct {
 	files map[ID]struct{}
 	// sealAt, if not zero, replaces overlayMax (tests).
 	sealAt int
+	// spilled are the layers sealOverlay wrote to spill (spill.go).
+	spilled []spilledLayer
+	spill   spillFile
 
 	stats indexCounters
 }
@@ -228,18 +233,26 @@ func (x *Index) addPack(pack ID, blobs []PackedBlob) {
 	}
 }
 
-// sealOverlay sorts the overlay into a layer of its own, merging the
-// layers built in memory when too many have piled up. The caller holds
+// sealOverlay sorts the overlay into a layer of its own. The caller holds
 // x.mu for writing.
+//
+// The layer is spilled (spill.go): its entries go to a scratch file and
+// only an 8-byte key and a position per blob stay in memory, a quarter of
+// the entries' 48 bytes — a full backup of a million messages adds some
+// 1.9 M blobs, 90 MB of entries. Without a scratch file the entries stay
+// on the heap, the layers built there merged when too many have piled up.
 func (x *Index) sealOverlay() {
 	t := make([]indexEntry, 0, len(x.overlay))
 	for _, e := range x.overlay {
 		t = append(t, e)
 	}
 	slices.SortFunc(t, compareEntries)
-	x.layers = append(x.layers, newLayer(t))
-	x.inLayer += len(t)
 	clear(x.overlay)
+	x.inLayer += len(t)
+	if x.spillLayer(t) {
+		return
+	}
+	x.layers = append(x.layers, newLayer(t))
 	first := 0
 	if x.mapped {
 		first = 1
@@ -328,6 +341,11 @@ func (x *Index) find(id ID) (indexEntry, bool) {
 			return e, true
 		}
 	}
+	for i := range x.spilled {
+		if e, ok := x.searchSpilled(&x.spilled[i], id); ok {
+			return e, true
+		}
+	}
 	e, ok := x.overlay[id]
 	return e, ok
 }
@@ -386,6 +404,7 @@ func (x *Index) packBlobCounts() []uint32 {
 			n[l.t[i].ord()]++
 		}
 	}
+	x.eachSpilled(func(e *indexEntry) { n[e.ord()]++ })
 	for _, e := range x.overlay {
 		n[e.ord()]++
 	}
@@ -428,6 +447,7 @@ func (x *Index) blobsInPacks(packs map[ID]bool) map[ID][]PackedBlob {
 			add(&l.t[i])
 		}
 	}
+	x.eachSpilled(add)
 	for _, e := range x.overlay {
 		add(&e)
 	}

@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"slices"
 
 	"filippo.io/age"
@@ -354,6 +355,10 @@ func (r *Repository) loadIndex(ctx context.Context, all []ID) (live []ID, damage
 	path, log, cached := "", (*slog.Logger)(nil), false
 	if tc, ok := r.be.(IndexTableCache); ok && littleEndian {
 		path, log, cached = tc.IndexTablePath(ctx)
+	}
+	if cached {
+		// The blobs a backup adds spill beside the table (indexspill.go).
+		defer func() { r.idx.spill.dir = filepath.Dir(path) }()
 	}
 	if !cached {
 		res, err := r.buildIndex(ctx, r.idx, all, nil)

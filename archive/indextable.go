@@ -178,7 +178,7 @@ func (t *indexTable) unmap() { _ = syscall.Munmap(t.mem) }
 func (r *Repository) writeIndexTable(x *Index, path string, live, superseded []ID) (err error) {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
-	if len(x.overlay) > 0 || len(x.layers) > 2 {
+	if len(x.overlay) > 0 || len(x.layers) > 2 || len(x.spilled) > 0 {
 		return fmt.Errorf("index table: index is not as loaded")
 	}
 	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-")

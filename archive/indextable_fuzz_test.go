@@ -43,6 +43,7 @@ func FuzzParseIndexTable(f *testing.F) {
 	x := newIndex()
 	x.addPack(ID{1}, []PackedBlob{{ID: ID{2}, Type: TreeBlob, Length: 10, RawLength: 10}, {ID: ID{3}, Offset: 10, Length: 5, RawLength: 9, Compression: Zstd}})
 	x.addPack(ID{4}, []PackedBlob{{ID: ID{5}, Length: 1, RawLength: 1}})
+	x.spill.failed = true // a table on the heap, as LoadIndex builds it
 	x.sealOverlay()
 	path := filepath.Join(f.TempDir(), "table")
 	if err := r.writeIndexTable(x, path, []ID{{9}}, []ID{{8}}); err != nil {
@@ -86,6 +87,7 @@ func TestIndexTableRoundTrip(t *testing.T) {
 			blobs = append(blobs, PackedBlob{ID: ID{byte(i), byte(i >> 8), 1}, Type: BlobType(i % 2), Offset: uint32(i * 10), Length: 10, RawLength: 20, Compression: Compression(i % 2)})
 		}
 		x.addPack(ID{1}, blobs)
+		x.spill.failed = true // a table on the heap, as LoadIndex builds it
 		x.sealOverlay()
 		path := filepath.Join(t.TempDir(), "table")
 		if err := r.writeIndexTable(x, path, []ID{{9}}, nil); err != nil {

@@ -1,7 +1,6 @@
 package archive
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"crypto/sha256"
@@ -12,6 +11,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"unicode/utf8"
 )
@@ -20,27 +20,45 @@ import (
 // the folder and unique name of a message by its Message-ID without
 // reading every folder tree (docs/FORMAT.md "Message-ID index").
 //
-// It is a short list of runs, each a sorted table of entries (key, folder
-// dir, unique name) in pages, like the levels of a log-structured merge
-// tree: a backup adds one run holding only what changed since its parent
-// — an entry per message that appeared in a folder, a "gone" entry per
-// message that left one — and merges the newest runs while the newest is
-// at least half the size of the one before it, so that run sizes fall by
-// half or more and a lookup reads O(log n) blobs. A flag change adds
-// nothing; a day of new mail adds a run of that day's messages. Runs a
-// backup did not merge are the parent's blobs again and cost nothing.
-// Within the runs the newest entry for a (key, dir, unique) wins; a merge
-// into the oldest run drops the gone entries.
+// It is a short list of runs, each a sorted table of entries (key, folder,
+// message) in pages, like the levels of a log-structured merge tree: a
+// backup adds one run holding only what changed since its parent — an
+// entry per message that appeared in a folder, a "gone" entry per message
+// that left one — and merges the newest runs while the newest is at least
+// half the size of the one before it, so that run sizes fall by half or
+// more and a lookup reads O(log n) blobs. A flag change adds nothing; a
+// day of new mail adds a run of that day's messages. Runs a backup did not
+// merge are the parent's blobs again and cost nothing. Within the runs the
+// newest entry for a (key, folder, message) wins; a merge into the oldest
+// run drops the gone entries.
+//
+// An entry is three hashes, 20 bytes (msgEntry): pages of them cost about
+// 17 bytes a message stored, where the JSON entries of form 1 with the
+// folder's dir and the unique name spelled out cost twice that, and a full
+// backup holds 24 bytes a message until it stores the index. The hashes
+// only narrow the search: a lookup reads the folder pages they point at
+// and keeps the messages whose Message-ID is the one asked for, so a
+// collision costs a page read, never a wrong answer.
 
 const (
-	msgIndexFormat = 1
-	// msgPageEntries is the number of entries per page of a run; the
-	// last page holds the rest.
-	msgPageEntries = 256
+	// msgIndexFormat is the root's form a backup writes: 2 lists runs
+	// of form 1 (JSON pages, written before) or 2 (binary pages); a
+	// root of form 1 lists runs of form 1 only.
+	msgIndexFormat = 2
+	msgRunJSON     = 1
+	msgRunBinary   = 2
+	// msgPageEntries is the number of entries per page of a binary run
+	// (20 KiB); the last page holds the rest. msgPageEntriesJSON is
+	// that of form 1.
+	msgPageEntries     = 1024
+	msgPageEntriesJSON = 256
+	// msgRecordSize is the bytes of an entry in a binary page, plus a
+	// bit for gone.
+	msgRecordSize = 8 + 4 + 8
 )
 
 type msgIndexRoot struct {
-	Index int         `json:"index"` // the format, 1
+	Index int         `json:"index"` // the form, 1 or 2
 	Runs  []msgRunRef `json:"runs"`  // oldest (largest) first
 }
 
@@ -50,56 +68,89 @@ type msgRunRef struct {
 }
 
 type msgRun struct {
-	Run   int          `json:"run"` // the format, 1
+	Run   int          `json:"run"` // the form, 1 or 2
 	Pages []msgPageRef `json:"pages"`
 }
 
 type msgPageRef struct {
 	ID      ID     `json:"id"`
-	First   string `json:"first"` // key of the page's first entry
+	First   string `json:"first"` // key of the page's first entry, 16 hex digits
 	Entries int    `json:"entries"`
 }
 
-type msgPage struct {
-	Page    int        `json:"page"` // the format, 1
-	Entries []msgEntry `json:"entries"`
-}
-
-// msgEntry is one entry of a run: the message with unique name Unique in
-// the folder at Dir has a Message-ID that hashes to Key — or, Gone, no
-// longer has.
+// msgEntry is one entry of a run: a message of the folder that hashes to
+// folder, whose unique name hashes to msg, has a Message-ID that hashes to
+// key — or, gone, no longer has. No pointers: the garbage collector does
+// not scan a table of them.
 type msgEntry struct {
-	// Key is 16 lower-case hex digits: the first 8 bytes of the SHA-256
-	// of the Message-ID as the tree stores it (no angle brackets).
-	Key    string `json:"key"`
-	Dir    string `json:"dir"`
-	Unique string `json:"unique"`
-	Gone   bool   `json:"gone,omitempty"`
-	// DirRaw and UniqueRaw are the wire twins (rawnames.go).
-	DirRaw    []byte `json:"dir_raw,omitempty"`
-	UniqueRaw []byte `json:"unique_raw,omitempty"`
+	key    uint64 // msgKey of the Message-ID
+	msg    uint64 // msgName of the unique name
+	folder uint32 // msgFolder of the folder's dir
+	gone   bool
 }
 
-func msgKey(messageID string) string {
+// msgKey is the first 8 bytes (big-endian) of the SHA-256 of a Message-ID
+// as the tree stores it (no angle brackets).
+func msgKey(messageID string) uint64 {
 	h := sha256.Sum256([]byte(messageID))
-	return hex.EncodeToString(h[:8])
+	return binary.BigEndian.Uint64(h[:8])
+}
+
+// msgFolder is the first 4 bytes of the SHA-256 of a folder's dir.
+func msgFolder(dir string) uint32 {
+	h := sha256.Sum256([]byte(dir))
+	return binary.BigEndian.Uint32(h[:4])
+}
+
+// msgName is a unique name's first 6 bytes (zero-padded) followed by the
+// first 2 bytes of its SHA-256. The prefix finds the folder pages that may
+// hold the name: Maildir names begin with the delivery time in seconds,
+// whose first 6 digits narrow a folder to the messages of some 3 hours,
+// mostly one page. The hash tells apart what the prefix does not, so that
+// two messages of one folder with the same Message-ID (a duplicate) are
+// mostly two entries; where they are one, that entry finds both.
+func msgName(unique string) uint64 {
+	var b [8]byte
+	copy(b[:msgNamePrefixLen], unique)
+	h := sha256.Sum256([]byte(unique))
+	copy(b[msgNamePrefixLen:], h[:8-msgNamePrefixLen])
+	return binary.BigEndian.Uint64(b[:])
+}
+
+const msgNamePrefixLen = 6
+
+// msgNamePrefix is the name prefix msgName keeps, without the padding (a
+// file name holds no NUL byte).
+func msgNamePrefix(msg uint64) string {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], msg)
+	return strings.TrimRight(string(b[:msgNamePrefixLen]), "\x00")
+}
+
+func keyHex(key uint64) string {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], key)
+	return hex.EncodeToString(b[:])
 }
 
 func compareMsgEntries(a, b msgEntry) int {
-	return cmp.Or(cmp.Compare(a.Key, b.Key), cmp.Compare(a.Dir, b.Dir), cmp.Compare(a.Unique, b.Unique))
+	return cmp.Or(cmp.Compare(a.key, b.key), cmp.Compare(a.folder, b.folder), cmp.Compare(a.msg, b.msg))
 }
+
+func sameMsgEntry(a, b msgEntry) bool { return compareMsgEntries(a, b) == 0 }
 
 // folderEntries are the index entries of a folder's messages, sorted;
 // messages without a Message-ID have none.
 func folderEntries(dir string, msgs []Message) []msgEntry {
 	out := make([]msgEntry, 0, len(msgs))
+	f := msgFolder(dir)
 	for i := range msgs {
 		if msgs[i].MessageID != "" {
-			out = append(out, msgEntry{Key: msgKey(msgs[i].MessageID), Dir: dir, Unique: msgs[i].Unique})
+			out = append(out, msgEntry{key: msgKey(msgs[i].MessageID), folder: f, msg: msgName(msgs[i].Unique)})
 		}
 	}
 	slices.SortFunc(out, compareMsgEntries)
-	return slices.CompactFunc(out, func(a, b msgEntry) bool { return compareMsgEntries(a, b) == 0 })
+	return slices.CompactFunc(out, sameMsgEntry)
 }
 
 // diffEntries is what a run records for a folder that held old and now
@@ -112,41 +163,13 @@ func diffEntries(old, cur []msgEntry) []msgEntry {
 		switch {
 		case j == len(cur) || i < len(old) && compareMsgEntries(old[i], cur[j]) < 0:
 			e := old[i]
-			e.Gone = true
+			e.gone = true
 			out = append(out, e)
 			i++
 		case i == len(old) || compareMsgEntries(old[i], cur[j]) > 0:
 			out = append(out, cur[j])
 			j++
 		default:
-			i++
-			j++
-		}
-	}
-	return out
-}
-
-// mergeRuns merges two sorted runs, newer's entry winning where both have
-// one; into the oldest run (bottom), gone entries have nothing left to
-// hide and are dropped.
-func mergeRuns(older, newer []msgEntry, bottom bool) []msgEntry {
-	out := make([]msgEntry, 0, len(older)+len(newer))
-	add := func(e msgEntry) {
-		if !(bottom && e.Gone) {
-			out = append(out, e)
-		}
-	}
-	i, j := 0, 0
-	for i < len(older) || j < len(newer) {
-		switch {
-		case j == len(newer) || i < len(older) && compareMsgEntries(older[i], newer[j]) < 0:
-			add(older[i])
-			i++
-		case i == len(older) || compareMsgEntries(older[i], newer[j]) > 0:
-			add(newer[j])
-			j++
-		default:
-			add(newer[j])
 			i++
 			j++
 		}
@@ -178,7 +201,7 @@ func decodeMsgIndexRoot(plain []byte) (*msgIndexRoot, error) {
 	if err := json.Unmarshal(plain, &root); err != nil {
 		return nil, err
 	}
-	if root.Index != msgIndexFormat {
+	if root.Index != 1 && root.Index != msgIndexFormat {
 		return nil, fmt.Errorf("unsupported message index format %d", root.Index)
 	}
 	return &root, nil
@@ -201,51 +224,85 @@ func decodeMsgRun(plain []byte) (*msgRun, error) {
 	if err := json.Unmarshal(plain, &run); err != nil {
 		return nil, err
 	}
-	if run.Run != msgIndexFormat {
+	limit := msgPageEntries
+	switch run.Run {
+	case msgRunJSON:
+		limit = msgPageEntriesJSON
+	case msgRunBinary:
+	default:
 		return nil, fmt.Errorf("unsupported message index run format %d", run.Run)
 	}
 	for _, p := range run.Pages {
-		if p.Entries < 1 || p.Entries > msgPageEntries {
+		if p.Entries < 1 || p.Entries > limit {
 			return nil, fmt.Errorf("page %s: %d entries", p.ID.Short(), p.Entries)
 		}
 	}
 	return &run, nil
 }
 
-func loadMsgPage(ctx context.Context, p msgPageRef, load blobLoader) ([]msgEntry, error) {
+// loadMsgPage reads a page of a run of form form.
+func loadMsgPage(ctx context.Context, form int, p msgPageRef, load blobLoader) ([]msgEntry, error) {
 	plain, err := load(ctx, p.ID)
 	if err != nil {
 		return nil, err
 	}
-	entries, err := decodeMsgPage(plain, p)
+	var entries []msgEntry
+	if form == msgRunJSON {
+		entries, err = decodeMsgPageJSON(plain, p)
+	} else {
+		entries, err = decodeMsgPage(plain, p)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("message index page %s: %w: %v", p.ID.Short(), ErrCorrupt, err)
 	}
 	return entries, nil
 }
 
-// decodeMsgPage parses a page that p names: p's number of entries, the
-// first with p's key, all sorted.
+// encodeMsgPage is a binary page (docs/FORMAT.md): a byte 2, then the
+// entries' keys, folders and names, each a column of fixed-width
+// big-endian numbers, then a bitmap of the gone ones. Columns compress
+// better than records: the names' prefixes are alike, and the bitmap of
+// a run without gone entries is zeros.
+func encodeMsgPage(entries []msgEntry) []byte {
+	n := len(entries)
+	out := make([]byte, 1+msgRecordSize*n+(n+7)/8)
+	out[0] = msgRunBinary
+	keys, folders, names, gone := out[1:], out[1+8*n:], out[1+12*n:], out[1+20*n:]
+	be := binary.BigEndian
+	for i, e := range entries {
+		be.PutUint64(keys[8*i:], e.key)
+		be.PutUint32(folders[4*i:], e.folder)
+		be.PutUint64(names[8*i:], e.msg)
+		if e.gone {
+			gone[i/8] |= 1 << (i % 8)
+		}
+	}
+	return out
+}
+
+// decodeMsgPage parses a binary page that p names: p's number of entries,
+// the first with p's key, strictly ascending.
 func decodeMsgPage(plain []byte, p msgPageRef) ([]msgEntry, error) {
-	var pg msgPage
-	if err := json.Unmarshal(plain, &pg); err != nil {
-		return nil, err
-	}
-	if pg.Page != msgIndexFormat {
-		return nil, fmt.Errorf("unsupported message index page format %d", pg.Page)
-	}
-	if len(pg.Entries) == 0 || len(pg.Entries) != p.Entries || pg.Entries[0].Key != p.First {
+	n := p.Entries
+	if n < 1 || n > msgPageEntries || len(plain) != 1+msgRecordSize*n+(n+7)/8 || plain[0] != msgRunBinary {
 		return nil, errors.New("page does not match its entry in the run")
 	}
-	for i := range pg.Entries {
-		e := &pg.Entries[i]
-		takeRaw(&e.Dir, &e.DirRaw)
-		takeRaw(&e.Unique, &e.UniqueRaw)
-		if i > 0 && compareMsgEntries(pg.Entries[i-1], *e) >= 0 {
+	keys, folders, names, gone := plain[1:], plain[1+8*n:], plain[1+12*n:], plain[1+20*n:]
+	if n%8 != 0 && gone[n/8]>>(n%8) != 0 {
+		return nil, errors.New("bits past the last entry")
+	}
+	be := binary.BigEndian
+	out := make([]msgEntry, n)
+	for i := range out {
+		out[i] = msgEntry{key: be.Uint64(keys[8*i:]), folder: be.Uint32(folders[4*i:]), msg: be.Uint64(names[8*i:]), gone: gone[i/8]>>(i%8)&1 != 0}
+		if i > 0 && compareMsgEntries(out[i-1], out[i]) >= 0 {
 			return nil, errors.New("entries out of order")
 		}
 	}
-	return pg.Entries, nil
+	if keyHex(out[0].key) != p.First {
+		return nil, errors.New("page does not match its entry in the run")
+	}
+	return out, nil
 }
 
 // readRun reads every entry of a run.
@@ -256,11 +313,16 @@ func readRun(ctx context.Context, id ID, load blobLoader) ([]msgEntry, error) {
 	}
 	var out []msgEntry
 	for _, p := range run.Pages {
-		entries, err := loadMsgPage(ctx, p, load)
+		entries, err := loadMsgPage(ctx, run.Run, p, load)
 		if err != nil {
 			return nil, err
 		}
 		out = append(out, entries...)
+	}
+	if run.Run == msgRunJSON {
+		// Sorted by key, but by dir and name spelled out after it.
+		slices.SortStableFunc(out, compareMsgEntries)
+		out = slices.CompactFunc(out, sameMsgEntry)
 	}
 	return out, nil
 }
@@ -289,42 +351,70 @@ func msgIndexBlobs(ctx context.Context, id ID, load blobLoader, walked map[ID]st
 	return out, nil
 }
 
-// saveRun stores a sorted run: its pages, then the run that lists them.
-func saveRun(ctx context.Context, entries []msgEntry, save blobSaver) (msgRunRef, error) {
-	return saveRunPages(ctx, len(entries), func(start, end int) []msgEntry { return entries[start:end] }, save)
+// runWriter stores a sorted run a page at a time: add the entries in
+// order, then finish.
+type runWriter struct {
+	save  blobSaver
+	page  []msgEntry
+	run   msgRun
+	count int
 }
 
-// saveRunPages is saveRun for a run of n entries that page gives a page
-// at a time (entries start to end), so that a run need not be held as
-// msgEntry values whole.
-func saveRunPages(ctx context.Context, n int, page func(start, end int) []msgEntry, save blobSaver) (msgRunRef, error) {
-	entries := n
-	run := msgRun{Run: msgIndexFormat, Pages: []msgPageRef{}}
-	for start := 0; start < n; start += msgPageEntries {
-		pg := page(start, min(start+msgPageEntries, n))
-		raw, err := encodeTree(msgPage{Page: msgIndexFormat, Entries: pg})
-		if err != nil {
-			return msgRunRef{}, err
-		}
-		id, err := save(ctx, raw)
-		if err != nil {
-			return msgRunRef{}, err
-		}
-		run.Pages = append(run.Pages, msgPageRef{ID: id, First: pg[0].Key, Entries: len(pg)})
+func newRunWriter(save blobSaver) *runWriter {
+	return &runWriter{save: save, page: make([]msgEntry, 0, msgPageEntries), run: msgRun{Run: msgRunBinary, Pages: []msgPageRef{}}}
+}
+
+func (w *runWriter) add(ctx context.Context, e msgEntry) error {
+	w.page = append(w.page, e)
+	if len(w.page) == msgPageEntries {
+		return w.flush(ctx)
 	}
-	raw, err := json.Marshal(run)
+	return nil
+}
+
+func (w *runWriter) flush(ctx context.Context) error {
+	if len(w.page) == 0 {
+		return nil
+	}
+	id, err := w.save(ctx, encodeMsgPage(w.page))
+	if err != nil {
+		return err
+	}
+	w.run.Pages = append(w.run.Pages, msgPageRef{ID: id, First: keyHex(w.page[0].key), Entries: len(w.page)})
+	w.count += len(w.page)
+	w.page = w.page[:0]
+	return nil
+}
+
+// finish stores the last page and the run that lists the pages.
+func (w *runWriter) finish(ctx context.Context) (msgRunRef, error) {
+	if err := w.flush(ctx); err != nil {
+		return msgRunRef{}, err
+	}
+	raw, err := json.Marshal(w.run)
 	if err != nil {
 		return msgRunRef{}, err
 	}
-	id, err := save(ctx, raw)
-	return msgRunRef{ID: id, Entries: entries}, err
+	id, err := w.save(ctx, raw)
+	return msgRunRef{ID: id, Entries: w.count}, err
+}
+
+// saveRun stores a sorted run: its pages, then the run that lists them.
+func saveRun(ctx context.Context, entries []msgEntry, save blobSaver) (msgRunRef, error) {
+	w := newRunWriter(save)
+	for _, e := range entries {
+		if err := w.add(ctx, e); err != nil {
+			return msgRunRef{}, err
+		}
+	}
+	return w.finish(ctx)
 }
 
 // msgIndexBuild gathers a backup's Message-ID index folder by folder as
 // the folders' trees are stored (backup.go): of a full index (full) every
-// message's entry, compactly (allMsgEntries); otherwise the changes since
-// the parent's index (delta), each folder's diffed against its entries
-// in the parent as it is stored, so that no folder's entries outlive it.
+// message's entry (allMsgEntries); otherwise the changes since the
+// parent's index (delta), each folder's diffed against its entries in the
+// parent as it is stored, so that no folder's entries outlive it.
 type msgIndexBuild struct {
 	off        bool // version 1 trees: no index
 	full       bool
@@ -358,69 +448,43 @@ func (ix *msgIndexBuild) addListed(dir string, msgs []Message, old []msgEntry, h
 	return false
 }
 
-// allMsgEntries holds the entries of a run of every message in 24 bytes
-// and the unique name's bytes each, where a msgEntry costs over 100 and
-// three allocations (strings and hex key): the key as a number, the
-// folder as an index into dirs, the unique name a span of names. No
-// pointers, so the garbage collector does not scan it either. At a million
-// messages about 65 MB against some 270 MB for the entries and their
-// sorted copy before.
+// allMsgEntries holds the entries of a full index, 24 bytes a message, in
+// 256 buckets by the key's first byte: the run's order is the buckets'
+// order, each sorted on its own when stored, and no slice of them all is
+// ever grown and copied whole (a million entries in one slice would hold
+// 24 MB twice while it grows).
 type allMsgEntries struct {
-	dirs  []string
-	ents  []compactMsgEntry
-	names []byte
-}
-
-type compactMsgEntry struct {
-	key uint64 // the first 8 bytes of the SHA-256 of the Message-ID, as msgKey's hex
-	off uint64 // unique name: names[off : off+n]
-	dir uint32
-	n   uint32
+	buckets [256][]msgEntry
 }
 
 func (a *allMsgEntries) add(dir string, msgs []Message) {
-	d := uint32(len(a.dirs))
-	a.dirs = append(a.dirs, dir)
-	for i := range msgs {
-		m := &msgs[i]
-		if m.MessageID == "" {
-			continue
-		}
-		h := sha256.Sum256([]byte(m.MessageID))
-		a.ents = append(a.ents, compactMsgEntry{key: binary.BigEndian.Uint64(h[:8]), off: uint64(len(a.names)), dir: d, n: uint32(len(m.Unique))})
-		a.names = append(a.names, m.Unique...)
+	for _, e := range folderEntries(dir, msgs) {
+		b := &a.buckets[e.key>>56]
+		*b = append(*b, e)
 	}
 }
 
-func (a *allMsgEntries) unique(e *compactMsgEntry) []byte { return a.names[e.off : e.off+uint64(e.n)] }
-
-// compare orders as compareMsgEntries does the entries it stands for: a
-// big-endian key compares as its hex digits do.
-func (a *allMsgEntries) compare(x, y compactMsgEntry) int {
-	return cmp.Or(cmp.Compare(x.key, y.key), cmp.Compare(a.dirs[x.dir], a.dirs[y.dir]), bytes.Compare(a.unique(&x), a.unique(&y)))
-}
-
 // save sorts the entries and stores them as the one run of an index, as
-// extendMsgIndex stores a delta without parent runs, a page of msgEntry
-// values made at a time.
+// extendMsgIndex stores a delta without parent runs.
 func (a *allMsgEntries) save(ctx context.Context, save blobSaver) (ID, error) {
-	slices.SortFunc(a.ents, a.compare)
-	// A folder lists a unique name once; the same message twice in one
-	// folder (cur/ and new/) is one entry, as folderEntries makes it.
-	a.ents = slices.CompactFunc(a.ents, func(x, y compactMsgEntry) bool { return a.compare(x, y) == 0 })
 	root := msgIndexRoot{Index: msgIndexFormat, Runs: []msgRunRef{}}
-	if len(a.ents) > 0 {
-		buf := make([]msgEntry, 0, msgPageEntries)
-		ref, err := saveRunPages(ctx, len(a.ents), func(start, end int) []msgEntry {
-			buf = buf[:0]
-			for i := start; i < end; i++ {
-				e := &a.ents[i]
-				var k [8]byte
-				binary.BigEndian.PutUint64(k[:], e.key)
-				buf = append(buf, msgEntry{Key: hex.EncodeToString(k[:]), Dir: a.dirs[e.dir], Unique: string(a.unique(e))})
+	w := newRunWriter(save)
+	for i := range a.buckets {
+		b := a.buckets[i]
+		slices.SortFunc(b, compareMsgEntries)
+		// A folder lists a unique name once; the same message twice in
+		// one folder (cur/ and new/) is one entry, as folderEntries
+		// makes it — and two folders whose dirs share a hash are one
+		// (msgFolder).
+		for _, e := range slices.CompactFunc(b, sameMsgEntry) {
+			if err := w.add(ctx, e); err != nil {
+				return ID{}, err
 			}
-			return buf
-		}, save)
+		}
+		a.buckets[i] = nil
+	}
+	if w.count+len(w.page) > 0 {
+		ref, err := w.finish(ctx)
 		if err != nil {
 			return ID{}, err
 		}
@@ -434,49 +498,45 @@ func (a *allMsgEntries) save(ctx context.Context, save blobSaver) (ID, error) {
 }
 
 // extendMsgIndex stores the index that is parent's runs (nil: none) plus
-// a run of delta (sorted), merged as the package comment says.
+// a run of delta (sorted), merged as the package comment says. Which runs
+// merge is decided up front from their sizes, a merged run counted as the
+// sum of its parts (gone entries may make it smaller, which keeps the
+// halving), and they are merged in one pass a page of each at a time
+// (runSource), so that a merge into a run of millions of entries holds a
+// page of each, not the runs. A parent's run of form 1 is kept as it is
+// until a merge reads it and writes it anew in form 2.
 func extendMsgIndex(ctx context.Context, parent []msgRunRef, delta []msgEntry, load blobLoader, save blobSaver) (ID, error) {
-	type run struct {
-		ref     msgRunRef
-		entries []msgEntry // set for a run not yet stored
-	}
-	runs := make([]run, 0, len(parent)+1)
-	for _, r := range parent {
-		runs = append(runs, run{ref: r})
-	}
+	runs := slices.Clone(parent)
+	first := len(runs) // the runs from first on, and delta, are merged
 	if len(delta) > 0 {
-		runs = append(runs, run{ref: msgRunRef{Entries: len(delta)}, entries: delta})
-	}
-	entriesOf := func(r run) ([]msgEntry, error) {
-		if r.entries != nil {
-			return r.entries, nil
-		}
-		return readRun(ctx, r.ref.ID, load)
-	}
-	for n := len(runs); n >= 2 && 2*runs[n-1].ref.Entries >= runs[n-2].ref.Entries; n = len(runs) {
-		older, err := entriesOf(runs[n-2])
-		if err != nil {
-			return ID{}, err
-		}
-		newer, err := entriesOf(runs[n-1])
-		if err != nil {
-			return ID{}, err
-		}
-		merged := mergeRuns(older, newer, n == 2)
-		runs = runs[:n-2]
-		if len(merged) > 0 {
-			runs = append(runs, run{ref: msgRunRef{Entries: len(merged)}, entries: merged})
+		size := len(delta)
+		for first > 0 && 2*size >= runs[first-1].Entries {
+			first--
+			size += runs[first].Entries
 		}
 	}
-	root := msgIndexRoot{Index: msgIndexFormat, Runs: []msgRunRef{}}
-	for _, r := range runs {
-		if r.entries != nil {
-			var err error
-			if r.ref, err = saveRun(ctx, r.entries, save); err != nil {
+	root := msgIndexRoot{Index: msgIndexFormat, Runs: runs[:first]}
+	if len(delta) > 0 {
+		srcs := make([]*runSource, 0, len(runs)-first+1)
+		for _, r := range runs[first:] {
+			src, err := openRunSource(ctx, r.ID, load)
+			if err != nil {
 				return ID{}, err
 			}
+			srcs = append(srcs, src)
 		}
-		root.Runs = append(root.Runs, r.ref)
+		srcs = append(srcs, &runSource{entries: delta})
+		w := newRunWriter(save)
+		if err := mergeSources(ctx, srcs, first == 0, w); err != nil {
+			return ID{}, err
+		}
+		if w.count+len(w.page) > 0 {
+			ref, err := w.finish(ctx)
+			if err != nil {
+				return ID{}, err
+			}
+			root.Runs = append(root.Runs, ref)
+		}
 	}
 	raw, err := json.Marshal(root)
 	if err != nil {
@@ -485,14 +545,94 @@ func extendMsgIndex(ctx context.Context, parent []msgRunRef, delta []msgEntry, l
 	return save(ctx, raw)
 }
 
-// lookupMsgIndex returns the (dir, unique) entries of the index at id
+// runSource reads a run's entries in order: a stored run of form 2 a page
+// at a time, one of form 1 whole (readRun: its pages are sorted by their
+// own order), or entries in memory.
+type runSource struct {
+	entries []msgEntry // the current page, or all
+	pages   []msgPageRef
+	load    blobLoader
+}
+
+func openRunSource(ctx context.Context, id ID, load blobLoader) (*runSource, error) {
+	run, err := loadMsgRun(ctx, id, load)
+	if err != nil {
+		return nil, err
+	}
+	if run.Run == msgRunJSON {
+		entries, err := readRun(ctx, id, load)
+		return &runSource{entries: entries}, err
+	}
+	return &runSource{pages: run.Pages, load: load}, nil
+}
+
+// head returns the source's next entry; ok is false at its end.
+func (s *runSource) head(ctx context.Context) (e msgEntry, ok bool, err error) {
+	for len(s.entries) == 0 {
+		if len(s.pages) == 0 {
+			return msgEntry{}, false, nil
+		}
+		if s.entries, err = loadMsgPage(ctx, msgRunBinary, s.pages[0], s.load); err != nil {
+			return msgEntry{}, false, err
+		}
+		s.pages = s.pages[1:]
+	}
+	return s.entries[0], true, nil
+}
+
+// mergeSources writes the merge of srcs (oldest first) to w: of entries
+// equal in all sources the newest's; into the oldest run (bottom), gone
+// entries have nothing left to hide and are dropped.
+func mergeSources(ctx context.Context, srcs []*runSource, bottom bool, w *runWriter) error {
+	heads := make([]msgEntry, len(srcs))
+	live := make([]bool, len(srcs))
+	for i, s := range srcs {
+		var err error
+		if heads[i], live[i], err = s.head(ctx); err != nil {
+			return err
+		}
+	}
+	for {
+		pick := -1 // the smallest head; of equal ones, the newest
+		for i := range srcs {
+			if live[i] && (pick < 0 || compareMsgEntries(heads[i], heads[pick]) <= 0) {
+				pick = i
+			}
+		}
+		if pick < 0 {
+			return nil
+		}
+		e := heads[pick]
+		if !(bottom && e.gone) {
+			if err := w.add(ctx, e); err != nil {
+				return err
+			}
+		}
+		for i, s := range srcs {
+			if live[i] && compareMsgEntries(heads[i], e) == 0 {
+				s.entries = s.entries[1:]
+				var err error
+				if heads[i], live[i], err = s.head(ctx); err != nil {
+					return err
+				}
+			}
+		}
+	}
+}
+
+// lookupMsgIndex returns the (folder, name) entries of the index at id
 // whose key is key and that no newer run says are gone.
-func lookupMsgIndex(ctx context.Context, id ID, key string, load blobLoader) ([]msgEntry, error) {
+func lookupMsgIndex(ctx context.Context, id ID, key uint64, load blobLoader) ([]msgEntry, error) {
 	root, err := loadMsgIndexRoot(ctx, id, load)
 	if err != nil {
 		return nil, err
 	}
-	seen := map[[2]string]bool{}
+	hexKey := keyHex(key)
+	type place struct {
+		folder uint32
+		msg    uint64
+	}
+	seen := map[place]bool{}
 	var out []msgEntry
 	for i := len(root.Runs) - 1; i >= 0; i-- {
 		run, err := loadMsgRun(ctx, root.Runs[i].ID, load)
@@ -501,18 +641,19 @@ func lookupMsgIndex(ctx context.Context, id ID, key string, load blobLoader) ([]
 		}
 		// Entries with key start in the last page whose first key is
 		// below it and run on through the pages that start with it.
-		k := sort.Search(len(run.Pages), func(j int) bool { return run.Pages[j].First >= key })
-		for j := max(k-1, 0); j < len(run.Pages) && (j < k || run.Pages[j].First == key); j++ {
-			entries, err := loadMsgPage(ctx, run.Pages[j], load)
+		k := sort.Search(len(run.Pages), func(j int) bool { return run.Pages[j].First >= hexKey })
+		for j := max(k-1, 0); j < len(run.Pages) && (j < k || run.Pages[j].First == hexKey); j++ {
+			entries, err := loadMsgPage(ctx, run.Run, run.Pages[j], load)
 			if err != nil {
 				return nil, err
 			}
 			for _, e := range entries {
-				if e.Key != key || seen[[2]string{e.Dir, e.Unique}] {
+				pl := place{e.folder, e.msg}
+				if e.key != key || seen[pl] {
 					continue
 				}
-				seen[[2]string{e.Dir, e.Unique}] = true
-				if !e.Gone {
+				seen[pl] = true
+				if !e.gone {
 					out = append(out, e)
 				}
 			}
@@ -521,9 +662,69 @@ func lookupMsgIndex(ctx context.Context, id ID, key string, load blobLoader) ([]
 	return out, nil
 }
 
-func (e *msgEntry) needsRaw() bool { return !utf8.ValidString(e.Dir) || !utf8.ValidString(e.Unique) }
+// msgPageJSON is a page of a run of form 1, as backups before form 2
+// wrote them; read, never written (but by tests).
+type msgPageJSON struct {
+	Page    int            `json:"page"` // the form, 1
+	Entries []msgEntryJSON `json:"entries"`
+}
 
-func (e *msgEntry) encodeRaw() { e.DirRaw, e.UniqueRaw = rawOf(e.Dir), rawOf(e.Unique) }
+// msgEntryJSON is an entry of form 1: the message with unique name Unique
+// in the folder at Dir has a Message-ID whose msgKey is Key (16 hex
+// digits) — or, Gone, no longer has.
+type msgEntryJSON struct {
+	Key    string `json:"key"`
+	Dir    string `json:"dir"`
+	Unique string `json:"unique"`
+	Gone   bool   `json:"gone,omitempty"`
+	// DirRaw and UniqueRaw are the wire twins (rawnames.go).
+	DirRaw    []byte `json:"dir_raw,omitempty"`
+	UniqueRaw []byte `json:"unique_raw,omitempty"`
+}
+
+func (e *msgEntryJSON) needsRaw() bool {
+	return !utf8.ValidString(e.Dir) || !utf8.ValidString(e.Unique)
+}
+
+func (e *msgEntryJSON) encodeRaw() { e.DirRaw, e.UniqueRaw = rawOf(e.Dir), rawOf(e.Unique) }
+
+func compareMsgEntriesJSON(a, b msgEntryJSON) int {
+	return cmp.Or(cmp.Compare(a.Key, b.Key), cmp.Compare(a.Dir, b.Dir), cmp.Compare(a.Unique, b.Unique))
+}
+
+// decodeMsgPageJSON parses a page of form 1 that p names — p's number of
+// entries, the first with p's key, all sorted as form 1 sorts them — into
+// entries of form 2, in the page's order (sorted by key only).
+func decodeMsgPageJSON(plain []byte, p msgPageRef) ([]msgEntry, error) {
+	var pg msgPageJSON
+	if err := json.Unmarshal(plain, &pg); err != nil {
+		return nil, err
+	}
+	if pg.Page != 1 {
+		return nil, fmt.Errorf("unsupported message index page format %d", pg.Page)
+	}
+	if len(pg.Entries) == 0 || len(pg.Entries) != p.Entries || pg.Entries[0].Key != p.First {
+		return nil, errors.New("page does not match its entry in the run")
+	}
+	out := make([]msgEntry, len(pg.Entries))
+	for i := range pg.Entries {
+		e := &pg.Entries[i]
+		takeRaw(&e.Dir, &e.DirRaw)
+		takeRaw(&e.Unique, &e.UniqueRaw)
+		if i > 0 && compareMsgEntriesJSON(pg.Entries[i-1], *e) >= 0 {
+			return nil, errors.New("entries out of order")
+		}
+		var k [8]byte
+		if len(e.Key) != 16 || strings.ToLower(e.Key) != e.Key {
+			return nil, fmt.Errorf("key %q", e.Key)
+		}
+		if _, err := hex.Decode(k[:], []byte(e.Key)); err != nil {
+			return nil, fmt.Errorf("key %q", e.Key)
+		}
+		out[i] = msgEntry{key: binary.BigEndian.Uint64(k[:]), folder: msgFolder(e.Dir), msg: msgName(e.Unique), gone: e.Gone}
+	}
+	return out, nil
+}
 
 // FoundMessage is a message FindMessage found: Folder is its index in the
 // root's Folders.
@@ -545,12 +746,20 @@ func (r *Repository) FindMessage(ctx context.Context, root *SourceRoot, messageI
 	if err != nil {
 		return nil, false, err
 	}
+	var folders []uint32 // msgFolder of each of root's folders, once needed
+	if len(entries) > 0 {
+		folders = make([]uint32, len(root.Folders))
+		for i := range root.Folders {
+			folders[i] = msgFolder(root.Folders[i].Dir)
+		}
+	}
 	trees := map[ID]*FolderTree{}
 	pages := map[ID][]Message{}
 	for _, e := range entries {
+		prefix := msgNamePrefix(e.msg)
 		for i := range root.Folders {
 			f := &root.Folders[i]
-			if f.Dir != e.Dir {
+			if folders[i] != e.folder {
 				continue
 			}
 			t, ok := trees[f.Tree]
@@ -564,8 +773,11 @@ func (r *Repository) FindMessage(ctx context.Context, root *SourceRoot, messageI
 			if len(t.Pages) == 0 {
 				cands = t.Messages
 			}
-			k := sort.Search(len(t.Pages), func(j int) bool { return t.Pages[j].First >= e.Unique })
-			for j := max(k-1, 0); j < len(t.Pages) && (j < k || t.Pages[j].First == e.Unique); j++ {
+			// The names with the prefix start in the last page whose
+			// first name is below it and run on through the pages whose
+			// first name has it.
+			k := sort.Search(len(t.Pages), func(j int) bool { return t.Pages[j].First >= prefix })
+			for j := max(k-1, 0); j < len(t.Pages) && (j < k || strings.HasPrefix(t.Pages[j].First, prefix)); j++ {
 				p := t.Pages[j]
 				msgs, ok := pages[p.ID]
 				if !ok {
@@ -577,7 +789,7 @@ func (r *Repository) FindMessage(ctx context.Context, root *SourceRoot, messageI
 				cands = append(cands, msgs...)
 			}
 			for _, m := range cands {
-				if m.Unique == e.Unique && m.MessageID == messageID {
+				if m.MessageID == messageID && msgName(m.Unique) == e.msg {
 					found = append(found, FoundMessage{Folder: i, Message: m})
 				}
 			}
@@ -603,7 +815,7 @@ func (r *Repository) msgIndexAll(ctx context.Context, id ID) ([]ID, error) {
 		n := 0
 		for _, p := range run.Pages {
 			ids = append(ids, p.ID)
-			entries, err := loadMsgPage(ctx, p, r.loadTreeBlob)
+			entries, err := loadMsgPage(ctx, run.Run, p, r.loadTreeBlob)
 			if err != nil {
 				return ids, err
 			}

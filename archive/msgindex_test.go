@@ -24,12 +24,16 @@ func mailbox(t testing.TB, dir string, mids ...int) {
 	}
 	for _, n := range mids {
 		body := fmt.Sprintf("From: bob@example.org\nSubject: m%d\nMessage-ID: <m%d@example.org>\n\nbody %d\n", n, n, n)
-		name := fmt.Sprintf("1772445605.M%dP1.host:2,S", n)
+		name := mailName(n)
 		if err := os.WriteFile(filepath.Join(dir, "cur", name), []byte(body), 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}
 }
+
+// mailName is the file name of message n of mailbox: delivered ten
+// minutes after message n-1, as a Maildir delivery names it.
+func mailName(n int) string { return fmt.Sprintf("%d.M%dP1.host:2,S", 1772445605+600*n, n) }
 
 // scanMessageIDs is what reading every tree says: Message-ID → sorted
 // "folder-index/unique" of the messages that have it.
@@ -92,14 +96,14 @@ func TestMessageIndex(t *testing.T) {
 		}},
 		{"deletes", func() {
 			for _, n := range []int{0, 95, 2000} {
-				ms, _ := filepath.Glob(filepath.Join(md, "*", "cur", fmt.Sprintf("1772445605.M%dP1.host:2,S", n)))
+				ms, _ := filepath.Glob(filepath.Join(md, "*", "cur", mailName(n)))
 				for _, m := range ms {
 					os.Remove(m)
 				}
 			}
 		}},
 		{"move and copy", func() {
-			from := filepath.Join(md, ".F5", "cur", fmt.Sprintf("1772445605.M%dP1.host:2,S", 5*per+1))
+			from := filepath.Join(md, ".F5", "cur", mailName(5*per+1))
 			data, err := os.ReadFile(from)
 			if err != nil {
 				t.Fatal(err)
@@ -195,5 +199,71 @@ func TestMessageIndex(t *testing.T) {
 	r = tr.open(t)
 	if found, ok, err := r.FindMessage(t.Context(), &last.Roots[0], "m1600@example.org"); err != nil || !ok || len(found) != 1 {
 		t.Errorf("after prune: FindMessage = %v, %v, %v", found, ok, err)
+	}
+
+	// The same snapshot with its index in form 1, as backups before form
+	// 2 wrote it: lookups and restores by Message-ID answer the same.
+	form1 := *last
+	form1.Roots = []archive.SourceRoot{last.Roots[0]}
+	id1, err := r.WriteMsgIndexForm1(t.Context(), &form1.Roots[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	form1.Roots[0].MessageIndex = &id1
+	want := scanMessageIDs(t, r, &last.Roots[0])
+	for n := 0; n < next; n += 13 {
+		mid := fmt.Sprintf("m%d@example.org", n)
+		found, ok, err := r.FindMessage(t.Context(), &form1.Roots[0], mid)
+		if err != nil || !ok {
+			t.Fatalf("form 1: FindMessage(%s): %v, %v", mid, ok, err)
+		}
+		var got []string
+		for _, f := range found {
+			got = append(got, fmt.Sprintf("%d/%s", f.Folder, f.Message.Unique))
+		}
+		sort.Strings(got)
+		if fmt.Sprint(got) != fmt.Sprint(want[mid]) {
+			t.Errorf("form 1: FindMessage(%s) = %v, reading every tree: %v", mid, got, want[mid])
+		}
+	}
+	for _, mid := range []string{"m1600@example.org", fmt.Sprintf("<m%d@example.org>", 5*per+1)} {
+		got, res := restoreTo(t, r, &form1, restore.Options{Message: mid})
+		if want := map[bool]int64{true: 2, false: 1}[mid[0] == '<']; res.Messages != want || len(mailFiles(t, got)) != int(want) {
+			t.Errorf("form 1: restore --message %s restored %d messages, want %d", mid, res.Messages, want)
+		}
+	}
+}
+
+// TestMessageIndexBytesPerMessage: the Message-ID index of a full backup
+// stores at most 20 bytes a message (form 2's binary pages; the JSON
+// entries of form 1 took some 34 at a million messages), so that the
+// compact form cannot grow back unseen.
+func TestMessageIndexBytesPerMessage(t *testing.T) {
+	const folders, per = 40, 500
+	src := filepath.Join(t.TempDir(), "mail")
+	n := 0
+	for f := range folders {
+		var mids []int
+		for range per {
+			mids = append(mids, n)
+			n++
+		}
+		mailbox(t, filepath.Join(src, "example.com", fmt.Sprintf("u%02d", f/4), "Maildir", fmt.Sprintf(".F%d", f%4)), mids...)
+	}
+	tr := newTestRepo(t, 0)
+	r := tr.open(t)
+	snap := runBackup(t, r, src).Snapshot
+	idx := snap.Roots[0].MessageIndex
+	if idx == nil {
+		t.Fatal("no Message-ID index")
+	}
+	plain, stored, blobs, err := r.MsgIndexSize(t.Context(), *idx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	per1 := float64(stored) / float64(n)
+	t.Logf("Message-ID index of %d messages: %d blobs, %d bytes, %d stored (%.1f bytes a message)", n, blobs, plain, stored, per1)
+	if per1 > 20 {
+		t.Errorf("Message-ID index stores %.1f bytes a message, want at most 20", per1)
 	}
 }

@@ -101,7 +101,7 @@ func BenchmarkMsgIndexLookup1M(b *testing.B) {
 	entries := func(from, to int) []msgEntry {
 		out := make([]msgEntry, 0, to-from)
 		for i := from; i < to; i++ {
-			out = append(out, msgEntry{Key: msgKey(fmt.Sprint(i, "@example.com")), Dir: fmt.Sprintf("example.com/u%d/Maildir/.F%d", i%1000, i%7), Unique: fmt.Sprintf("17000%07d.M%dP1.mx", i, i)})
+			out = append(out, msgEntry{key: msgKey(fmt.Sprint(i, "@example.com")), folder: msgFolder(fmt.Sprintf("example.com/u%d/Maildir/.F%d", i%1000, i%7)), msg: msgName(fmt.Sprintf("17000%07d.M%dP1.mx", i, i))})
 		}
 		slices.SortFunc(out, compareMsgEntries)
 		return out

@@ -219,18 +219,24 @@ func (r *Repository) Prune(ctx context.Context, opt PruneOptions) (*PruneResult,
 	}
 	snaps = slices.DeleteFunc(snaps, func(s *Snapshot) bool { return slices.Contains(opt.Without, s.ID) })
 	res.Snapshots = len(snaps)
-	used := map[ID]struct{}{}
+	used := idx.newBlobSet()
 	walked := map[ID]struct{}{}
 	for i, s := range snaps {
-		blobs, err := r.snapshotBlobs(ctx, s, walked)
+		var missing *ID
+		err := r.eachSnapshotBlob(ctx, s, walked, func(ids ...ID) {
+			for _, b := range ids {
+				_, pos, ok := idx.locate(b)
+				if !ok && missing == nil {
+					missing = &b
+				}
+				used.add(b, pos)
+			}
+		})
 		if err != nil {
 			return nil, fmt.Errorf("prune: refusing to delete anything while snapshot %s cannot be read (run check): %w", s.ID.Short(), err)
 		}
-		for _, b := range blobs {
-			if !idx.Has(b) {
-				return nil, fmt.Errorf("prune: snapshot %s uses blob %s, which is in no pack (run check): %w", s.ID.Short(), b, ErrCorrupt)
-			}
-			used[b] = struct{}{}
+		if missing != nil {
+			return nil, fmt.Errorf("prune: snapshot %s uses blob %s, which is in no pack (run check): %w", s.ID.Short(), *missing, ErrCorrupt)
 		}
 		progress(PruneProgress{Phase: "snapshots", Done: int64(i + 1), Total: int64(len(snaps))})
 	}
@@ -240,10 +246,11 @@ func (r *Repository) Prune(ctx context.Context, opt PruneOptions) (*PruneResult,
 		p := plans[id]
 		seen := make(map[ID]struct{}, len(p.blobs))
 		for _, b := range p.blobs {
-			_, isUsed := used[b.ID]
+			from, pos, _ := idx.locate(b.ID)
+			isUsed := used.has(b.ID, pos)
 			_, twice := seen[b.ID] // listed twice in one pack: one copy serves
 			seen[b.ID] = struct{}{}
-			if from, _, _ := idx.Lookup(b.ID); isUsed && from == id && !twice {
+			if isUsed && from == id && !twice {
 				p.used = append(p.used, b)
 				p.usedBytes += int64(b.Length)
 				res.BlobsUsed++
@@ -256,6 +263,11 @@ func (r *Repository) Prune(ctx context.Context, opt PruneOptions) (*PruneResult,
 			if b.Type == TreeBlob {
 				p.unusedTree = true
 			}
+		}
+		if p.unusedBytes == 0 {
+			// Kept as it is: its used list is never read, and for every
+			// pack it would be a second copy of the whole index.
+			p.used = nil
 		}
 	}
 

@@ -111,8 +111,8 @@ func encodeTree(v any) ([]byte, error) {
 		t.Messages = withRaw(t.Messages, (*Message).needsRaw, (*Message).encodeRaw)
 		t.Pages = withRaw(t.Pages, func(p *PageRef) bool { return !utf8.ValidString(p.First) }, func(p *PageRef) { p.FirstRaw = rawOf(p.First) })
 		v = t
-	case msgPage:
-		t.Entries = withRaw(t.Entries, (*msgEntry).needsRaw, (*msgEntry).encodeRaw)
+	case msgPageJSON:
+		t.Entries = withRaw(t.Entries, (*msgEntryJSON).needsRaw, (*msgEntryJSON).encodeRaw)
 		v = t
 	case folderPage:
 		t.Messages = withRaw(t.Messages, (*Message).needsRaw, (*Message).encodeRaw)

@@ -1,10 +1,12 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime/metrics"
 	"runtime/pprof"
 	"time"
 
@@ -20,7 +22,7 @@ func newBackupCmd(g *globals) *cobra.Command {
 	var parent string
 	var snap snapshotFlags
 	var targetsFile string
-	var cpuProfile string
+	var cpuProfile, memProfile string
 	cmd := &cobra.Command{
 		Use:   "backup PATH...",
 		Short: "Back up Maildir trees (and the files beside them) into a new snapshot",
@@ -39,6 +41,13 @@ failed (the primary's snapshot stays). See "mailvault status --help".`,
 			ctx := cmd.Context()
 			if cpuProfile != "" {
 				stop, err := startCPUProfile(cpuProfile)
+				if err != nil {
+					return err
+				}
+				defer stop()
+			}
+			if memProfile != "" {
+				stop, err := startPeakHeapProfile(memProfile)
 				if err != nil {
 					return err
 				}
@@ -162,6 +171,8 @@ failed (the primary's snapshot stays). See "mailvault status --help".`,
 	// not for operators.
 	cmd.Flags().StringVar(&cpuProfile, "cpuprofile", os.Getenv("MAILVAULT_CPUPROFILE"), "write a CPU profile of the backup to this file (env MAILVAULT_CPUPROFILE)")
 	_ = cmd.Flags().MarkHidden("cpuprofile")
+	cmd.Flags().StringVar(&memProfile, "memprofile", os.Getenv("MAILVAULT_MEMPROFILE"), "write a heap profile taken at the backup's peak live heap to this file (env MAILVAULT_MEMPROFILE)")
+	_ = cmd.Flags().MarkHidden("memprofile")
 	snap.register(cmd)
 	return cmd
 }
@@ -178,6 +189,46 @@ func startCPUProfile(path string) (stop func(), err error) {
 	}
 	return func() {
 		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
+}
+
+// startPeakHeapProfile writes to path, when stop is called, the heap
+// profile taken when the live heap was largest: peak RSS follows the peak
+// live heap, and a profile at the end would show only what survives the
+// backup. It polls runtime/metrics, and profiles again after each garbage
+// collection that found the live heap a sixteenth above the last peak.
+func startPeakHeapProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	quit, finished := make(chan struct{}), make(chan struct{})
+	var best bytes.Buffer
+	go func() {
+		defer close(finished)
+		sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+		var peak uint64
+		tick := time.NewTicker(50 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-quit:
+				return
+			case <-tick.C:
+			}
+			metrics.Read(sample)
+			if live := sample[0].Value.Uint64(); live > peak+peak/16 {
+				peak = live
+				best.Reset()
+				_ = pprof.Lookup("heap").WriteTo(&best, 0)
+			}
+		}
+	}()
+	return func() {
+		close(quit)
+		<-finished
+		f.Write(best.Bytes())
 		f.Close()
 	}, nil
 }
