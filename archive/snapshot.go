@@ -633,7 +633,7 @@ func decodeFolderTree(plain []byte) (*FolderTree, error) {
 	case 3:
 		if hasMessages {
 			var c messageColumns
-			if err := json.Unmarshal(w.Messages, &c); err != nil {
+			if err := decodeColumnsJSON(w.Messages, &c); err != nil {
 				return nil, err
 			}
 			msgs, err := decodeColumns(&c)
@@ -673,6 +673,14 @@ func decodeFolderTree(plain []byte) (*FolderTree, error) {
 // decodeFolderPage parses a page blob that p names: it must hold the
 // number of messages p says, the first being p.First.
 func decodeFolderPage(plain []byte, p PageRef) ([]Message, error) {
+	// Pages as backups write them skip encoding/json (treefast.go).
+	if c, ok := fastPageV3(plain); ok {
+		msgs, err := decodeColumns(&c)
+		if err != nil {
+			return nil, err
+		}
+		return checkPage(msgs, p)
+	}
 	// Format 1 (version 2 trees) holds an array of message objects, 2
 	// (version 3) an object of columns.
 	var w struct {
@@ -700,6 +708,12 @@ func decodeFolderPage(plain []byte, p PageRef) ([]Message, error) {
 	default:
 		return nil, fmt.Errorf("unsupported page format %d", w.Page)
 	}
+	return checkPage(msgs, p)
+}
+
+// checkPage checks a decoded page's messages against p, its entry in the
+// tree.
+func checkPage(msgs []Message, p PageRef) ([]Message, error) {
 	if err := decodeMessages(msgs); err != nil {
 		return nil, err
 	}
