@@ -716,6 +716,10 @@ func FuzzFastColumnsMatchJSON(f *testing.F) {
 			f.Fatal(err)
 		}
 		f.Add(raw)
+		if raw, err = encodeTreeV3(m, nil); err != nil {
+			f.Fatal(err)
+		}
+		f.Add(raw)
 		if raw, err = json.Marshal(encodeColumns(m)); err != nil {
 			f.Fatal(err)
 		}
@@ -735,6 +739,15 @@ func FuzzFastColumnsMatchJSON(f *testing.F) {
 			}
 			if !reflect.DeepEqual(&c, w.Messages) {
 				t.Fatalf("fast page reader gives\n%#v\nencoding/json\n%#v", c, *w.Messages)
+			}
+		}
+		if c, ok := fastTreeV3(data); ok {
+			var w folderTreeV3
+			if err := json.Unmarshal(data, &w); err != nil || w.Version != 3 || w.Messages == nil || w.Pages != nil {
+				t.Fatalf("fast tree reader took what encoding/json refuses or reads otherwise (%v): %q", err, data)
+			}
+			if !reflect.DeepEqual(&c, w.Messages) {
+				t.Fatalf("fast tree reader gives\n%#v\nencoding/json\n%#v", c, *w.Messages)
 			}
 		}
 		if c, ok := fastColumns(data); ok {

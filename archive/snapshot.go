@@ -611,6 +611,18 @@ func loadFolderTree(ctx context.Context, id ID, load func(context.Context, ID) (
 // decodeFolderTree parses a tree blob of any version. A version 2 or 3
 // tree that lists pages comes back with Pages and no Messages.
 func decodeFolderTree(plain []byte) (*FolderTree, error) {
+	// Small folders' trees as backups write them skip encoding/json
+	// (treefast.go).
+	if c, ok := fastTreeV3(plain); ok {
+		msgs, err := decodeColumns(&c)
+		if err != nil {
+			return nil, err
+		}
+		if err := decodeMessages(msgs); err != nil {
+			return nil, err
+		}
+		return &FolderTree{Version: 3, Messages: msgs}, nil
+	}
 	// The messages are an array of objects up to version 2 and an object
 	// of columns in version 3: they are parsed once the version is known.
 	var w struct {

@@ -518,22 +518,34 @@ func decodeColumnsJSON(raw []byte, c *messageColumns) error {
 // fastPageV3 reads a page blob {"page":2,"messages":{...}} as backups
 // write it, keys once each in either order; ok false leaves it to
 // encoding/json.
-func fastPageV3(plain []byte) (c messageColumns, ok bool) {
+func fastPageV3(plain []byte) (messageColumns, bool) {
+	return fastColumnsBlob(plain, "page", 2)
+}
+
+// fastTreeV3 reads a version 3 tree blob that holds its messages inline,
+// {"version":3,"messages":{...}}, the small folders' form; a tree that
+// lists pages (or anything else) is left to encoding/json.
+func fastTreeV3(plain []byte) (messageColumns, bool) {
+	return fastColumnsBlob(plain, "version", 3)
+}
+
+// fastColumnsBlob reads {key: want, "messages": {...}}.
+func fastColumnsBlob(plain []byte, key string, want int64) (c messageColumns, ok bool) {
 	r := colReader{b: plain}
-	var page, msgs bool
+	var seenKey, msgs bool
 	ok = r.object(func(k string) bool {
 		switch {
-		case k == "page" && !page:
-			page = true
+		case k == key && !seenKey:
+			seenKey = true
 			n, ok := r.int64()
-			return ok && n == 2
+			return ok && n == want
 		case k == "messages" && !msgs:
 			msgs = true
 			return r.columns(&c)
 		}
 		return false
 	})
-	if !ok || !page || !msgs || !r.end() {
+	if !ok || !seenKey || !msgs || !r.end() {
 		return messageColumns{}, false
 	}
 	return c, true
