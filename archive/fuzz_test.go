@@ -699,3 +699,65 @@ func FuzzTreeV3MatchesV2(f *testing.F) {
 		}
 	})
 }
+
+// FuzzFastColumnsMatchJSON: the hand-written column reader (treefast.go)
+// takes a "messages" object or a page blob only when encoding/json takes
+// it too, and decodes it to exactly the same columns.
+func FuzzFastColumnsMatchJSON(f *testing.F) {
+	msgs := []Message{
+		{Unique: "1772445605.M1P2Q3.imap1,S=1234,W=1260", Flags: "FS", MTime: 1772445605e9 + 17, Size: 1234, Blobs: []ID{seedID(1), seedID(2)},
+			From: []string{"alice@example.org", "a<b>&é"}, To: []string{"bob@example.com"}, Subject: "hi \"x\"\n\xff", Date: "2026-03-02T10:00:00Z", MessageID: "a@b"},
+		{Unique: "1772445606.M1P2Q4.imap1\xff", New: true, Size: 10, Blobs: []ID{seedID(3)}, MTime: -5, Date: "Mon, 2 Mar"},
+		{Unique: "x", New: true, Flags: "S", Name: "x!2,S\xfe", Cc: []string{"c@d"}, Blobs: []ID{}},
+	}
+	for _, m := range [][]Message{msgs, msgs[1:], msgs[2:]} {
+		raw, err := encodePageV3(m)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(raw)
+		if raw, err = encodeTreeV3(m, nil); err != nil {
+			f.Fatal(err)
+		}
+		f.Add(raw)
+		if raw, err = json.Marshal(encodeColumns(m)); err != nil {
+			f.Fatal(err)
+		}
+		f.Add(raw)
+	}
+	f.Add([]byte(`{"page":2,"messages":{"unique":["a","b"],"size":[1, -0],"new":[01],"name":{"+1":"x"}}}`))
+	f.Add([]byte(` { "messages" : {"unique":["a"],"Unique":["b"],"date":[1.5,"\u0041",null]} , "page" : 2 } `))
+	f.Add([]byte(`{"page":2,"messages":{"unique":["a","b"],"cc":[null,["x"]],"blobs":[null,["` + strings.Repeat("A", 64) + `"]],"unique_raw":{"0":"/w=="},"name_raw":{"0":"eA=="}}}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if c, ok := fastPageV3(data); ok {
+			var w struct {
+				Page     int             `json:"page"`
+				Messages *messageColumns `json:"messages"`
+			}
+			if err := json.Unmarshal(data, &w); err != nil || w.Page != 2 || w.Messages == nil {
+				t.Fatalf("fast page reader took what encoding/json refuses (%v, page %d): %q", err, w.Page, data)
+			}
+			if !reflect.DeepEqual(&c, w.Messages) {
+				t.Fatalf("fast page reader gives\n%#v\nencoding/json\n%#v", c, *w.Messages)
+			}
+		}
+		if c, ok := fastTreeV3(data); ok {
+			var w folderTreeV3
+			if err := json.Unmarshal(data, &w); err != nil || w.Version != 3 || w.Messages == nil || w.Pages != nil {
+				t.Fatalf("fast tree reader took what encoding/json refuses or reads otherwise (%v): %q", err, data)
+			}
+			if !reflect.DeepEqual(&c, w.Messages) {
+				t.Fatalf("fast tree reader gives\n%#v\nencoding/json\n%#v", c, *w.Messages)
+			}
+		}
+		if c, ok := fastColumns(data); ok {
+			var want messageColumns
+			if err := json.Unmarshal(data, &want); err != nil {
+				t.Fatalf("fast column reader took what encoding/json refuses (%v): %q", err, data)
+			}
+			if !reflect.DeepEqual(c, want) {
+				t.Fatalf("fast column reader gives\n%#v\nencoding/json\n%#v", c, want)
+			}
+		}
+	})
+}

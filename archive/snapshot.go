@@ -611,6 +611,18 @@ func loadFolderTree(ctx context.Context, id ID, load func(context.Context, ID) (
 // decodeFolderTree parses a tree blob of any version. A version 2 or 3
 // tree that lists pages comes back with Pages and no Messages.
 func decodeFolderTree(plain []byte) (*FolderTree, error) {
+	// Small folders' trees as backups write them skip encoding/json
+	// (treefast.go).
+	if c, ok := fastTreeV3(plain); ok {
+		msgs, err := decodeColumns(&c)
+		if err != nil {
+			return nil, err
+		}
+		if err := decodeMessages(msgs); err != nil {
+			return nil, err
+		}
+		return &FolderTree{Version: 3, Messages: msgs}, nil
+	}
 	// The messages are an array of objects up to version 2 and an object
 	// of columns in version 3: they are parsed once the version is known.
 	var w struct {
@@ -633,7 +645,7 @@ func decodeFolderTree(plain []byte) (*FolderTree, error) {
 	case 3:
 		if hasMessages {
 			var c messageColumns
-			if err := json.Unmarshal(w.Messages, &c); err != nil {
+			if err := decodeColumnsJSON(w.Messages, &c); err != nil {
 				return nil, err
 			}
 			msgs, err := decodeColumns(&c)
@@ -673,6 +685,14 @@ func decodeFolderTree(plain []byte) (*FolderTree, error) {
 // decodeFolderPage parses a page blob that p names: it must hold the
 // number of messages p says, the first being p.First.
 func decodeFolderPage(plain []byte, p PageRef) ([]Message, error) {
+	// Pages as backups write them skip encoding/json (treefast.go).
+	if c, ok := fastPageV3(plain); ok {
+		msgs, err := decodeColumns(&c)
+		if err != nil {
+			return nil, err
+		}
+		return checkPage(msgs, p)
+	}
 	// Format 1 (version 2 trees) holds an array of message objects, 2
 	// (version 3) an object of columns.
 	var w struct {
@@ -700,6 +720,12 @@ func decodeFolderPage(plain []byte, p PageRef) ([]Message, error) {
 	default:
 		return nil, fmt.Errorf("unsupported page format %d", w.Page)
 	}
+	return checkPage(msgs, p)
+}
+
+// checkPage checks a decoded page's messages against p, its entry in the
+// tree.
+func checkPage(msgs []Message, p PageRef) ([]Message, error) {
 	if err := decodeMessages(msgs); err != nil {
 		return nil, err
 	}
