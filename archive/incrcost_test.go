@@ -66,6 +66,20 @@ func folderBlobs(t testing.TB, r *archive.Repository, id archive.ID) int64 {
 // deduplicates again the pages nothing changed in — for one change in
 // each of two folders, and for 1 % of the messages changed (flag changes
 // and deletions) across the tree. Counts, not times.
+// incremental backs src up with parent as the parent and returns the
+// snapshot's summary and the tree blobs the backup read.
+func incremental(t *testing.T, r *archive.Repository, src string, parent archive.ID) (archive.Summary, int64) {
+	t.Helper()
+	reads0 := r.TreeBlobsRead()
+	opt := backupOptions(src)
+	opt.Parent = &parent
+	inc, err := r.Backup(t.Context(), opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return inc.Snapshot.Summary, r.TreeBlobsRead() - reads0
+}
+
 func TestIncrementalCost(t *testing.T) {
 	src, msgs := incrTree(t)
 	tr := newTestRepo(t, 0)
@@ -113,15 +127,7 @@ func TestIncrementalCost(t *testing.T) {
 			want += n
 			wantStored += min(n, 2) // a page and the page list, or the one-page tree
 		}
-		reads0 := r.TreeBlobsRead()
-		opt := backupOptions(src)
-		opt.Parent = &parent
-		inc, err := r.Backup(t.Context(), opt)
-		if err != nil {
-			t.Fatal(err)
-		}
-		reads := r.TreeBlobsRead() - reads0
-		s := inc.Snapshot.Summary
+		s, reads := incremental(t, r, src, parent)
 		t.Logf("%d messages in %d folders (%d tree blobs); incremental: %d tree blobs read (%d of the changed folders), %d blobs stored, %d deduplicated",
 			s.Messages, s.Folders, allBlobs, reads, want, s.BlobsNew, s.BlobsDeduplicated)
 		if s.MessagesChanged != 2 || s.MessagesNew != 0 || s.BytesRead != 0 {
@@ -170,15 +176,7 @@ func TestIncrementalCost(t *testing.T) {
 				want += folderBlobs(t, r, folderTree[d])
 			}
 		}
-		reads0 := r.TreeBlobsRead()
-		opt := backupOptions(src)
-		opt.Parent = &parent
-		inc, err := r.Backup(t.Context(), opt)
-		if err != nil {
-			t.Fatal(err)
-		}
-		reads := r.TreeBlobsRead() - reads0
-		s := inc.Snapshot.Summary
+		s, reads := incremental(t, r, src, parent)
 		t.Logf("%d changes in %d of %d folders; incremental: %d tree blobs read (%d of the changed folders, %d of all), %d blobs stored, %d deduplicated",
 			n, len(dirs), s.Folders, reads, want, allBlobs, s.BlobsNew, s.BlobsDeduplicated)
 		if s.BytesRead != 0 {
