@@ -70,7 +70,21 @@ func heapBytes() uint64 {
 // asserted on it holds for the true peak only approximately; the bound is
 // set with a wide margin.
 func peakHeap(fn func()) uint64 {
+	return peakMetric("/memory/classes/heap/objects:bytes", fn, false)
+}
+
+// peakMetric samples the runtime/metrics value name (a byte count) every
+// 200 µs while fn runs, once more after it (after a collection if gcAfter:
+// what fn left live counts too), and returns the highest value seen.
+func peakMetric(name string, fn func(), gcAfter bool) uint64 {
+	s := []metrics.Sample{{Name: name}}
 	var peak atomic.Uint64
+	sample := func() {
+		metrics.Read(s)
+		if v := s[0].Value.Uint64(); v > peak.Load() {
+			peak.Store(v)
+		}
+	}
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -79,9 +93,7 @@ func peakHeap(fn func()) uint64 {
 		tick := time.NewTicker(200 * time.Microsecond)
 		defer tick.Stop()
 		for {
-			if h := heapBytes(); h > peak.Load() {
-				peak.Store(h)
-			}
+			sample()
 			select {
 			case <-done:
 				return
@@ -90,11 +102,12 @@ func peakHeap(fn func()) uint64 {
 		}
 	}()
 	fn()
-	if h := heapBytes(); h > peak.Load() {
-		peak.Store(h)
-	}
 	close(done)
 	wg.Wait()
+	if gcAfter {
+		runtime.GC()
+	}
+	sample()
 	return peak.Load()
 }
 

@@ -4,11 +4,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -73,37 +70,9 @@ type memoryPeaks struct{ full, noChange, check uint64 }
 // between 370 and 710 bytes from run to run; what is live is what a
 // bound on memory growth is about.
 func peakLive(fn func()) uint64 {
-	s := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
-	var peak atomic.Uint64
-	sample := func() {
-		metrics.Read(s)
-		if v := s[0].Value.Uint64(); v > peak.Load() {
-			peak.Store(v)
-		}
-	}
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		tick := time.NewTicker(200 * time.Microsecond)
-		defer tick.Stop()
-		for {
-			sample()
-			select {
-			case <-done:
-				return
-			case <-tick.C:
-			}
-		}
-	}()
-	fn()
-	close(done)
-	wg.Wait()
-	// What fn left live counts too (a collection now, as one would come).
-	runtime.GC()
-	sample()
-	return peak.Load()
+	// What fn left live counts too (a collection at the end, as one
+	// would come).
+	return peakMetric("/gc/heap/live:bytes", fn, true)
 }
 
 func measurePeaks(t *testing.T, n int) memoryPeaks {
