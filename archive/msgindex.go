@@ -184,16 +184,23 @@ type blobLoader func(context.Context, ID) ([]byte, error)
 // blobSaver stores a tree blob's plaintext and returns its ID.
 type blobSaver func(context.Context, []byte) (ID, error)
 
-func loadMsgIndexRoot(ctx context.Context, id ID, load blobLoader) (*msgIndexRoot, error) {
+// loadDecoded reads the tree blob id through load and decodes it; a blob
+// that does not decode is ErrCorrupt, named as what it was to be.
+func loadDecoded[T any](ctx context.Context, id ID, load blobLoader, what string, decode func([]byte) (T, error)) (T, error) {
+	var zero T
 	plain, err := load(ctx, id)
 	if err != nil {
-		return nil, err
+		return zero, err
 	}
-	root, err := decodeMsgIndexRoot(plain)
+	v, err := decode(plain)
 	if err != nil {
-		return nil, fmt.Errorf("message index %s: %w: %v", id.Short(), ErrCorrupt, err)
+		return zero, fmt.Errorf("%s %s: %w: %v", what, id.Short(), ErrCorrupt, err)
 	}
-	return root, nil
+	return v, nil
+}
+
+func loadMsgIndexRoot(ctx context.Context, id ID, load blobLoader) (*msgIndexRoot, error) {
+	return loadDecoded(ctx, id, load, "message index", decodeMsgIndexRoot)
 }
 
 func decodeMsgIndexRoot(plain []byte) (*msgIndexRoot, error) {
@@ -208,15 +215,7 @@ func decodeMsgIndexRoot(plain []byte) (*msgIndexRoot, error) {
 }
 
 func loadMsgRun(ctx context.Context, id ID, load blobLoader) (*msgRun, error) {
-	plain, err := load(ctx, id)
-	if err != nil {
-		return nil, err
-	}
-	run, err := decodeMsgRun(plain)
-	if err != nil {
-		return nil, fmt.Errorf("message index run %s: %w: %v", id.Short(), ErrCorrupt, err)
-	}
-	return run, nil
+	return loadDecoded(ctx, id, load, "message index run", decodeMsgRun)
 }
 
 func decodeMsgRun(plain []byte) (*msgRun, error) {
@@ -242,20 +241,11 @@ func decodeMsgRun(plain []byte) (*msgRun, error) {
 
 // loadMsgPage reads a page of a run of form form.
 func loadMsgPage(ctx context.Context, form int, p msgPageRef, load blobLoader) ([]msgEntry, error) {
-	plain, err := load(ctx, p.ID)
-	if err != nil {
-		return nil, err
-	}
-	var entries []msgEntry
+	decode := decodeMsgPage
 	if form == msgRunJSON {
-		entries, err = decodeMsgPageJSON(plain, p)
-	} else {
-		entries, err = decodeMsgPage(plain, p)
+		decode = decodeMsgPageJSON
 	}
-	if err != nil {
-		return nil, fmt.Errorf("message index page %s: %w: %v", p.ID.Short(), ErrCorrupt, err)
-	}
-	return entries, nil
+	return loadDecoded(ctx, p.ID, load, "message index page", func(plain []byte) ([]msgEntry, error) { return decode(plain, p) })
 }
 
 // encodeMsgPage is a binary page (docs/FORMAT.md): a byte 2, then the
