@@ -79,12 +79,8 @@ func TestMsgIndexRuns(t *testing.T) {
 		if got := mergeRuns(tc.older, tc.newer, tc.bottom); fmt.Sprint(got) != fmt.Sprint(tc.want) {
 			t.Errorf("mergeRuns(%v, %v, %v) = %v, want %v", tc.older, tc.newer, tc.bottom, got, tc.want)
 		}
-		stored := map[ID][]byte{}
-		w := newRunWriter(func(_ context.Context, raw []byte) (ID, error) {
-			id := ID(sha256.Sum256(raw))
-			stored[id] = raw
-			return id, nil
-		})
+		stored := memBlobs{}
+		w := newRunWriter(stored.save)
 		if err := mergeSources(t.Context(), []*runSource{{entries: tc.older}, {entries: tc.newer}}, tc.bottom, w); err != nil {
 			t.Fatal(err)
 		}
@@ -94,13 +90,8 @@ func TestMsgIndexRuns(t *testing.T) {
 	}
 
 	// A run per backup: sizes stay halving, so runs stay few.
-	stored := map[ID][]byte{}
-	save := func(_ context.Context, raw []byte) (ID, error) {
-		id := ID(sha256.Sum256(raw))
-		stored[id] = raw
-		return id, nil
-	}
-	load := func(_ context.Context, id ID) ([]byte, error) { return stored[id], nil }
+	stored := memBlobs{}
+	save, load := stored.save, stored.load
 	var runs []msgRunRef
 	n := 0
 	for day := range 200 {
@@ -160,13 +151,9 @@ func TestAllMsgEntriesSameIndex(t *testing.T) {
 		want = append(want, folderEntries(dir, msgs)...)
 	}
 	slices.SortFunc(want, compareMsgEntries)
-	stored := func() (map[ID][]byte, blobSaver) {
-		m := map[ID][]byte{}
-		return m, func(_ context.Context, raw []byte) (ID, error) {
-			id := ID(sha256.Sum256(raw))
-			m[id] = raw
-			return id, nil
-		}
+	stored := func() (memBlobs, blobSaver) {
+		m := memBlobs{}
+		return m, m.save
 	}
 	m1, save1 := stored()
 	id1, err := extendMsgIndex(t.Context(), nil, want, nil, save1)
@@ -242,13 +229,8 @@ func folderEntriesJSON(dir string, msgs []Message) []msgEntryJSON {
 // of form 2 does, and a backup's run on top of it (a root of form 2 that
 // keeps the old run, then one that merged it) too.
 func TestMsgIndexForm1(t *testing.T) {
-	stored := map[ID][]byte{}
-	save := func(_ context.Context, raw []byte) (ID, error) {
-		id := ID(sha256.Sum256(raw))
-		stored[id] = raw
-		return id, nil
-	}
-	load := func(_ context.Context, id ID) ([]byte, error) { return stored[id], nil }
+	stored := memBlobs{}
+	save, load := stored.save, stored.load
 	var old []msgEntryJSON
 	var want []msgEntry
 	dirs := []string{"a/Maildir", "a/Maildir/.Sent", "b/Maildir/.Odd\xff"}
@@ -356,3 +338,15 @@ func TestFullMsgIndexHeapPerMessage(t *testing.T) {
 	}
 	runtime.KeepAlive(&all)
 }
+
+// memBlobs is a tree-blob store in memory for the internal tests: blobs
+// by the SHA-256 of their plaintext.
+type memBlobs map[ID][]byte
+
+func (m memBlobs) save(_ context.Context, raw []byte) (ID, error) {
+	id := ID(sha256.Sum256(raw))
+	m[id] = raw
+	return id, nil
+}
+
+func (m memBlobs) load(_ context.Context, id ID) ([]byte, error) { return m[id], nil }

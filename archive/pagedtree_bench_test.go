@@ -2,7 +2,6 @@ package archive
 
 import (
 	"context"
-	"crypto/sha256"
 	"fmt"
 	"slices"
 	"testing"
@@ -19,13 +18,8 @@ func BenchmarkFolderTree20k(b *testing.B) {
 			Blobs: []ID{seedID(byte(i)), seedID(byte(i + 1))}, From: []string{"Alice <alice@example.com>"}, To: []string{"bob@example.com"},
 			Subject: "Quarterly report", Date: "2024-01-02T03:04:05Z", MessageID: fmt.Sprintf("%d@example.com", i)}
 	}
-	stored := map[ID][]byte{}
-	save := func(_ context.Context, raw []byte) (ID, error) {
-		id := ID(sha256.Sum256(raw))
-		stored[id] = raw
-		return id, nil
-	}
-	load := func(_ context.Context, id ID) ([]byte, error) { return stored[id], nil }
+	stored := memBlobs{}
+	save, load := stored.save, stored.load
 	v1 := func() (ID, error) {
 		raw, err := encodeTree(FolderTree{Version: 1, Messages: msgs})
 		if err != nil {
@@ -90,14 +84,10 @@ func BenchmarkFolderTree20k(b *testing.B) {
 // new messages each (blobs held in memory: the cost here is decoding; a
 // repository adds a ranged read and decryption per blob).
 func BenchmarkMsgIndexLookup1M(b *testing.B) {
-	stored := map[ID][]byte{}
-	save := func(_ context.Context, raw []byte) (ID, error) {
-		id := ID(sha256.Sum256(raw))
-		stored[id] = raw
-		return id, nil
-	}
+	stored := memBlobs{}
+	save := stored.save
 	reads := 0
-	load := func(_ context.Context, id ID) ([]byte, error) { reads++; return stored[id], nil }
+	load := func(ctx context.Context, id ID) ([]byte, error) { reads++; return stored.load(ctx, id) }
 	entries := func(from, to int) []msgEntry {
 		out := make([]msgEntry, 0, to-from)
 		for i := from; i < to; i++ {
