@@ -200,6 +200,10 @@ func (r *Repository) walkSnapshots(ctx context.Context, res *CheckResult, want m
 		}
 	}
 	is := func(s string) func() string { return func() string { return s } }
+	var verify *msgIndexVerifier // the first walk only
+	if want == nil {
+		verify = newMsgIndexVerifier(r)
+	}
 	ids, err := r.List(ctx, SnapshotFile)
 	if err != nil {
 		return nil, err
@@ -215,15 +219,18 @@ func (r *Repository) walkSnapshots(ctx context.Context, res *CheckResult, want m
 		missing := func(what string, id ID) {
 			res.Errors = append(res.Errors, Problem{Object: "blob " + id.String(), Err: "not in any pack", Affected: []string{what}})
 		}
-		for _, root := range snap.Roots {
+		for ri := range snap.Roots {
+			root := &snap.Roots[ri]
+			indexRead := false
 			if idx := root.MessageIndex; idx != nil {
 				where := fmt.Sprintf("snapshot %s Message-ID index of %s", sid.Short(), root.Path)
-				if !loadedTrees[*idx] {
+				indexRead = loadedTrees[*idx]
+				if !indexRead {
 					ids, err := r.msgIndexAll(ctx, *idx)
 					if err != nil {
 						res.Errors = append(res.Errors, Problem{Object: "message index " + idx.String(), Err: err.Error(), Affected: []string{where}})
 					} else {
-						loadedTrees[*idx] = true
+						loadedTrees[*idx], indexRead = true, true
 					}
 					for _, id := range ids {
 						ref(id, is(where))
@@ -242,6 +249,9 @@ func (r *Repository) walkSnapshots(ctx context.Context, res *CheckResult, want m
 					continue
 				}
 				loadedTrees[f.Tree] = true
+				if verify != nil && root.MessageIndex != nil {
+					verify.noteTree(&f, t)
+				}
 				for _, p := range t.Pages {
 					ref(p.ID, func() string { return where + " (folder list page)" })
 				}
@@ -254,6 +264,11 @@ func (r *Repository) walkSnapshots(ctx context.Context, res *CheckResult, want m
 							missing(who(), b)
 						}
 					}
+				}
+			}
+			if verify != nil && indexRead {
+				if p := verify.verifyRoot(ctx, sid, root); p != nil {
+					res.Errors = append(res.Errors, *p)
 				}
 			}
 			if root.Files.IsNull() {

@@ -2,6 +2,7 @@ package archive
 
 import (
 	"context"
+	"encoding/json"
 	"slices"
 )
 
@@ -64,6 +65,48 @@ func (r *Repository) WriteMsgIndexForm1(ctx context.Context, root *SourceRoot) (
 		id, _, err := r.SaveBlob(ctx, TreeBlob, raw)
 		return id, err
 	})
+	if err != nil {
+		return ID{}, err
+	}
+	return id, r.Flush(ctx)
+}
+
+// WriteMsgIndexAltered stores root's Message-ID index again (form 2, one
+// run) with one wrong: "drop" leaves out its first entry, "refolder" puts
+// that entry in another folder, "unsorted" swaps the first two. Every blob
+// of it is sound: only a comparison with the trees can tell.
+func (r *Repository) WriteMsgIndexAltered(ctx context.Context, root *SourceRoot, alter string) (ID, error) {
+	var all []msgEntry
+	for _, f := range root.Folders {
+		t, err := loadFolderTree(ctx, f.Tree, r.loadTreeBlob)
+		if err != nil {
+			return ID{}, err
+		}
+		all = append(all, folderEntries(f.Dir, t.Messages)...)
+	}
+	slices.SortFunc(all, compareMsgEntries)
+	switch alter {
+	case "drop":
+		all = all[1:]
+	case "refolder":
+		all[0].folder++
+		slices.SortFunc(all, compareMsgEntries)
+	case "unsorted":
+		all[0], all[1] = all[1], all[0]
+	}
+	save := func(ctx context.Context, raw []byte) (ID, error) {
+		id, _, err := r.SaveBlob(ctx, TreeBlob, raw)
+		return id, err
+	}
+	ref, err := saveRun(ctx, all, save)
+	if err != nil {
+		return ID{}, err
+	}
+	raw, err := json.Marshal(msgIndexRoot{Index: msgIndexFormat, Runs: []msgRunRef{ref}})
+	if err != nil {
+		return ID{}, err
+	}
+	id, err := save(ctx, raw)
 	if err != nil {
 		return ID{}, err
 	}

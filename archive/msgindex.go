@@ -517,7 +517,7 @@ func extendMsgIndex(ctx context.Context, parent []msgRunRef, delta []msgEntry, l
 		}
 		srcs = append(srcs, &runSource{entries: delta})
 		w := newRunWriter(save)
-		if err := mergeSources(ctx, srcs, first == 0, w); err != nil {
+		if err := mergeSources(ctx, srcs, first == 0, w.add); err != nil {
 			return ID{}, err
 		}
 		if w.count+len(w.page) > 0 {
@@ -570,10 +570,11 @@ func (s *runSource) head(ctx context.Context) (e msgEntry, ok bool, err error) {
 	return s.entries[0], true, nil
 }
 
-// mergeSources writes the merge of srcs (oldest first) to w: of entries
-// equal in all sources the newest's; into the oldest run (bottom), gone
-// entries have nothing left to hide and are dropped.
-func mergeSources(ctx context.Context, srcs []*runSource, bottom bool, w *runWriter) error {
+// mergeSources gives emit the merge of srcs (oldest first), in order: of
+// entries equal in all sources the newest's; into the oldest run (bottom),
+// gone entries have nothing left to hide and are dropped. A backup emits to
+// a runWriter; check to a digest of the index's content.
+func mergeSources(ctx context.Context, srcs []*runSource, bottom bool, emit func(context.Context, msgEntry) error) error {
 	heads := make([]msgEntry, len(srcs))
 	live := make([]bool, len(srcs))
 	for i, s := range srcs {
@@ -594,7 +595,7 @@ func mergeSources(ctx context.Context, srcs []*runSource, bottom bool, w *runWri
 		}
 		e := heads[pick]
 		if !(bottom && e.gone) {
-			if err := w.add(ctx, e); err != nil {
+			if err := emit(ctx, e); err != nil {
 				return err
 			}
 		}

@@ -81,7 +81,7 @@ func TestMsgIndexRuns(t *testing.T) {
 		}
 		stored := memBlobs{}
 		w := newRunWriter(stored.save)
-		if err := mergeSources(t.Context(), []*runSource{{entries: tc.older}, {entries: tc.newer}}, tc.bottom, w); err != nil {
+		if err := mergeSources(t.Context(), []*runSource{{entries: tc.older}, {entries: tc.newer}}, tc.bottom, w.add); err != nil {
 			t.Fatal(err)
 		}
 		if got := w.page; fmt.Sprint(got) != fmt.Sprint(tc.want) && len(got)+len(tc.want) > 0 {

@@ -73,6 +73,10 @@ type RepairSnapshotsResult struct {
 	Repaired []CopiedSnapshot `json:"repaired,omitempty"`
 	// Dropped are the messages and files left out, per original snapshot.
 	Dropped []LostMessage `json:"dropped,omitempty"`
+	// IndexesDropped name the Message-ID indexes left out of snapshots
+	// that lost nothing, because they did not match the folder trees (as
+	// check reports): "snapshot <id> Message-ID index of <root>: <why>".
+	IndexesDropped []string `json:"indexes_dropped,omitempty"`
 	// Forgotten are the originals removed (Forget); Waiting those that
 	// object-lock retention keeps until a date.
 	Forgotten []ID      `json:"forgotten,omitempty"`
@@ -133,6 +137,7 @@ func (r *Repository) RepairSnapshots(ctx context.Context, opt RepairSnapshotsOpt
 	}
 
 	m := newMender(r, gone, !opt.DryRun)
+	verify := newMsgIndexVerifier(r)
 	type fixed struct {
 		from origSnapshot
 		to   *Snapshot // nil: repaired before
@@ -144,7 +149,15 @@ func (r *Repository) RepairSnapshots(ctx context.Context, opt RepairSnapshotsOpt
 			return nil, fmt.Errorf("repair snapshots: snapshot %s: %w", s.ID.Short(), err)
 		}
 		if len(lost) == 0 {
-			continue
+			// Nothing lost, but a Message-ID index that does not match
+			// the trees (check says which) would make restores by
+			// Message-ID miss messages, and every later backup carries
+			// it forward: the snapshot is written again without it.
+			var dropped []string
+			if ns, dropped = withoutWrongIndexes(ctx, verify, s.Snapshot); ns == nil {
+				continue
+			}
+			res.IndexesDropped = append(res.IndexesDropped, dropped...)
 		}
 		res.Dropped = append(res.Dropped, lost...)
 		if done, ok := repairedAs[s.orig]; ok && done != s.ID {
@@ -445,14 +458,48 @@ func (m *mender) mend(ctx context.Context, s *Snapshot) (*Snapshot, []LostMessag
 		sum.Folders += int64(len(root.Folders))
 	}
 	sum.Files = max(sum.Files-filesDropped, 0)
+	markRepaired(&ns, s)
+	return &ns, lost, nil
+}
+
+// markRepaired dates and tags ns, the repair of s.
+func markRepaired(ns, s *Snapshot) {
 	// One nanosecond later than the original, so that while both exist
 	// (no --forget, or retention keeps the original) the repaired one is
 	// "latest" and the next backup's parent: the original's folder
-	// entries would let that backup reuse folders whose messages are gone.
+	// entries would let that backup reuse folders whose messages are gone,
+	// and its index would be carried forward.
 	ns.Time = s.Time.Add(time.Nanosecond)
 	ns.Tags = slices.Clone(s.Tags)
 	if !slices.Contains(ns.Tags, repairedTag) {
 		ns.Tags = append(ns.Tags, repairedTag)
 	}
-	return &ns, lost, nil
+}
+
+// withoutWrongIndexes returns s without the Message-ID indexes of its
+// roots that do not match their trees or cannot be read, and what it left
+// out; nil when every index is sound. Restores by Message-ID from the
+// repaired snapshot read every folder list, and the next backup builds a
+// new index from its trees.
+func withoutWrongIndexes(ctx context.Context, v *msgIndexVerifier, s *Snapshot) (*Snapshot, []string) {
+	var ns *Snapshot
+	var dropped []string
+	for i := range s.Roots {
+		if s.Roots[i].MessageIndex == nil {
+			continue
+		}
+		p := v.verifyRoot(ctx, s.ID, &s.Roots[i])
+		if p == nil {
+			continue
+		}
+		if ns == nil {
+			cp := *s
+			cp.Roots = slices.Clone(s.Roots)
+			markRepaired(&cp, s)
+			ns = &cp
+		}
+		ns.Roots[i].MessageIndex = nil
+		dropped = append(dropped, p.Affected[0]+": "+p.Err)
+	}
+	return ns, dropped
 }

@@ -234,7 +234,10 @@ files out, adjusts the folders' and the snapshot's totals, is tagged
 (user, folder, Message-ID, subject). The originals are kept unless --forget
 removes them; --dry-run only lists. Then check is clean and the repaired
 snapshots restore; the next backup stores again the dropped messages still
-on disk.
+on disk. A snapshot that lost nothing but whose Message-ID index does not
+match its folder lists (check reports it) is written again without the
+index: restores by Message-ID from it read every folder list, and the next
+backup builds a new index.
 
 It reads no mail content: run "repair packs" first if check --read-data
 reports damaged packs. Takes an exclusive lock.`,
@@ -259,6 +262,9 @@ reports damaged packs. Takes an exclusive lock.`,
 			for _, m := range res.Dropped {
 				fmt.Fprintf(g.stdout, "dropped %s\n", m)
 			}
+			for _, d := range res.IndexesDropped {
+				fmt.Fprintf(g.stdout, "left out %s\n", d)
+			}
 			verb := "repaired"
 			if res.DryRun {
 				verb = "would be repaired"
@@ -273,8 +279,12 @@ reports damaged packs. Takes an exclusive lock.`,
 			for _, w := range res.Waiting {
 				fmt.Fprintln(g.stderr, "note: snapshot", w.String()+"; forget it after that")
 			}
-			g.printf("%d of %d snapshots %s, %d messages and files dropped, %d originals forgotten\n",
-				len(res.Repaired), res.Snapshots, verb, len(res.Dropped), len(res.Forgotten))
+			indexes := ""
+			if n := len(res.IndexesDropped); n > 0 {
+				indexes = fmt.Sprintf(", %d wrong Message-ID indexes left out", n)
+			}
+			g.printf("%d of %d snapshots %s, %d messages and files dropped%s, %d originals forgotten\n",
+				len(res.Repaired), res.Snapshots, verb, len(res.Dropped), indexes, len(res.Forgotten))
 			return nil
 		},
 	}
