@@ -104,6 +104,7 @@ type Repository struct {
 	readBufs sync.Pool // *readBuffers for ReadBlobs
 	zenc     *zstd.Encoder
 	ztree    *zstd.Encoder // for tree blobs
+	zform    *zstd.Encoder // for base64 forms (saver.go compressB64)
 	zbufs    *bufferPool   // compress's output
 	zdec     *zstd.Decoder
 	level    int
@@ -265,6 +266,15 @@ func Open(ctx context.Context, be Backend, creds Credentials, opt Options) (*Rep
 	// data 14 % smaller for ~3 % more backup CPU (docs/PERFORMANCE.md,
 	// "largespeed").
 	if r.zenc, err = zstd.NewWriter(nil, zstd.WithEncoderLevel(lvl), zstd.WithEncoderConcurrency(conc), zstd.WithWindowSize(2<<20), zstd.WithEncoderCRC(false), zstd.WithAllLitEntropyCompression(true)); err != nil {
+		return nil, err
+	}
+	// The base64 form of an attachment (b64form.go) is its decoded
+	// bytes: where the encoder finds no match in a block they are a
+	// photo's or an archive's, which Huffman coding does not shrink, so
+	// this encoder stores such blocks raw, without the attempt
+	// (WithAllLitEntropyCompression off) — a quarter of zstd's time on a
+	// photo's bytes (docs/PERFORMANCE.md "b64").
+	if r.zform, err = zstd.NewWriter(nil, zstd.WithEncoderLevel(lvl), zstd.WithEncoderConcurrency(conc), zstd.WithWindowSize(2<<20), zstd.WithEncoderCRC(false)); err != nil {
 		return nil, err
 	}
 	// Tree blobs (folder trees, pages, the Message-ID index) get at least
@@ -492,6 +502,7 @@ func (r *Repository) Close() error {
 	r.stopUploaders()
 	r.zenc.Close()
 	r.ztree.Close()
+	r.zform.Close()
 	r.zdec.Close()
 	return nil
 }
