@@ -230,9 +230,14 @@ func Open(ctx context.Context, be Backend, creds Credentials, opt Options) (*Rep
 	}
 	r := &Repository{be: be, cfg: cfg, keyID: keyID, key: key, lockWait: opt.LockWait, idx: newIndex(), pending: make(map[ID]struct{})}
 	r.readBufs.New = func() any { return new(readBuffers) }
-	// Blobs of files up to smallFileLimit (every backup worker may hold
-	// one) and, at most two at a time, chunks of larger files.
-	r.zbufs = newBufferPool(compressBound(smallFileLimit), 2*runtime.GOMAXPROCS(0), 2)
+	// Compression output: blobs of files up to smallFileLimit in the
+	// small class, chunks of larger files and large attachments in the
+	// large one. A backup worker may hold two at once, an attachment's
+	// base64 form and its zstd frame (compressB64): with room for one
+	// each, a full backup of the large-mail corpus allocated fresh
+	// buffers for most attachments (93 collections instead of 58;
+	// docs/PERFORMANCE.md "b64").
+	r.zbufs = newBufferPool(compressBound(smallFileLimit), 4*runtime.GOMAXPROCS(0), 4)
 	// One open data pack per core; trees are few and small.
 	r.packers = [2]*packerPool{DataBlob: newPackerPool(runtime.GOMAXPROCS(0)), TreeBlob: newPackerPool(1)}
 	if err := r.loadSecrets(); err != nil {
