@@ -16,9 +16,9 @@ import (
 // stored as it is and a CSV compresses further. The blob — its plaintext,
 // ID and deduplication — stays the text; only its stored bytes change.
 // As Dovecot's single-instance attachment storage does, only text that
-// re-encodes to itself byte for byte is stored so: backup re-creates the
-// text from the form before it accepts the form, with the very function
-// every reader uses.
+// re-encodes to itself byte for byte is stored so: appendB64Form accepts
+// only the one layout each form stands for, and FuzzB64Form checks that
+// appendB64Text, which every reader uses, gives back what it accepted.
 //
 // A form is
 //
@@ -26,10 +26,10 @@ import (
 //
 // and stands for the standard base64 with padding (RFC 4648 §4) of the
 // decoded bytes, cut into lines of L characters (L a multiple of 4; the
-// last line 4 to L) —
-// separated by line endings, followed by T more line endings; flags bit 0
-// says the line ending is CRLF (else LF), the other bits are zero. This
-// is what `base64 -w L` writes, less or more line endings at the end.
+// last line 4 to L), separated by line endings, followed by T more line
+// endings; flags bit 0 says the line ending is CRLF (else LF), the other
+// bits are zero. This is what `base64 -w L` writes, less or more line
+// endings at the end.
 
 const (
 	b64FormCRLF = 1 << 0
@@ -51,7 +51,7 @@ var errB64Form = errors.New("base64 form")
 // (which cost 40 % more time, docs/PERFORMANCE.md "b64"): every line but
 // the last has exactly L characters of the alphabet, no padding, and the
 // line ending; 4 such characters and 3 bytes map one to one. The last
-// line has 1 to L characters, a multiple of 4, and its last quantum is
+// line has 4 to L characters, a multiple of 4, and its last quantum is
 // decoded strictly (padding only at its end, and the unused bits of a
 // padded quantum zero: RFC 4648 §3.5), so that only one text has these
 // bytes. FuzzB64Form checks the round trip.
