@@ -3,9 +3,11 @@ package archive_test
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -39,14 +41,33 @@ func requireTool(t *testing.T, name string) string {
 func TestRecoverByHand(t *testing.T) {
 	ageBin := requireTool(t, "age")
 	zstdBin := requireTool(t, "zstd")
+	base64Bin := requireTool(t, "base64")
+	sedBin := requireTool(t, "sed")
 	ctx := t.Context()
 	dir := t.TempDir()
 
-	// A message with a body long enough to be worth compressing, and a
-	// second copy with a different Delivered-To, so the body blob is shared.
+	// A message with a text long enough to be worth compressing and two
+	// base64 attachments — a photo's random bytes, stored decoded
+	// ("base64"), and a CSV, decoded and compressed ("base64+zstd") —
+	// and a second copy with a different Delivered-To, so the body blobs
+	// are shared.
 	src := filepath.Join(dir, "mail")
-	body := strings.Repeat("The quarterly numbers are attached and look fine.\r\n", 200)
-	msg := "Delivered-To: alice@example.com\r\nFrom: Bob <bob@example.com>\r\nTo: alice@example.com\r\nSubject: numbers\r\nMessage-ID: <q1@example.com>\r\n\r\n" + body
+	photo := make([]byte, 30000)
+	rand.NewChaCha8([32]byte{7}).Read(photo)
+	csv := []byte(strings.Repeat("2025-03-14;ACME;invoice;1234.50\r\n", 1500))
+	part := func(ct string, data []byte, after string) string {
+		enc := base64.StdEncoding.EncodeToString(data)
+		var b strings.Builder
+		for len(enc) > 76 {
+			b.WriteString(enc[:76] + "\r\n")
+			enc = enc[76:]
+		}
+		return "--b1\r\nContent-Type: " + ct + "\r\nContent-Transfer-Encoding: base64\r\n\r\n" + b.String() + enc + "\r\n" + after
+	}
+	body := "--b1\r\nContent-Type: text/plain\r\n\r\n" + strings.Repeat("The quarterly numbers are attached and look fine.\r\n", 200) +
+		part("image/jpeg", photo, "\r\n") + part("text/csv", csv, "") + "--b1--\r\n"
+	msg := "Delivered-To: alice@example.com\r\nFrom: Bob <bob@example.com>\r\nTo: alice@example.com\r\nSubject: numbers\r\nMessage-ID: <q1@example.com>\r\n" +
+		"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n" + body
 	writeMaildirMessage(t, src, "example.com/alice/Maildir", "1700000000.M1P1Q1.host,S=1", "S", msg)
 	writeMaildirMessage(t, src, "example.com/carol/Maildir", "1700000000.M1P1Q2.host,S=1", "", strings.Replace(msg, "alice@example.com\r\nFrom", "carol@example.com\r\nFrom", 1))
 	// Enough other mail around it that alice's INBOX tree is paged.
@@ -173,10 +194,29 @@ func TestRecoverByHand(t *testing.T) {
 		}
 		plain := ageDecrypt(dataFile, filepath.Join(repoDir, "data", l.pack[:2], l.pack))
 		cut := plain[l.offset : l.offset+l.length] // tail -c +$((offset+1)) | head -c $length
-		if l.compression == "zstd" {
-			return zstdDecode(cut)
+		if l.compression == "zstd" || l.compression == "base64+zstd" {
+			cut = zstdDecode(cut)
 		}
-		return cut
+		if !strings.HasPrefix(l.compression, "base64") {
+			return cut
+		}
+		// 5. The base64 form: flags, L and T, one byte each below 128,
+		// then the bytes to give `base64 -w L`; sed makes the line
+		// endings CRLF where flags is 1; base64 ends with one line
+		// ending, cut off for T = 0, repeated for T > 1.
+		flags, lineLen, trailing := cut[0], cut[1], cut[2]
+		if flags > 1 || lineLen >= 128 || trailing >= 128 {
+			t.Fatalf("base64 form header % x: not as the recipe reads it", cut[:3])
+		}
+		text := run(cut[3:], base64Bin, "-w", fmt.Sprint(lineLen))
+		eol := "\n"
+		if flags == 1 {
+			text, eol = run(text, sedBin, `s/$/\r/`), "\r\n"
+		}
+		if trailing == 0 {
+			return text[:len(text)-len(eol)] // head -c -1 (LF) or -2 (CRLF)
+		}
+		return append(text, strings.Repeat(eol, int(trailing)-1)...)
 	}
 
 	// The Message-ID index: the key, then in each run the pages whose
@@ -286,8 +326,12 @@ func TestRecoverByHand(t *testing.T) {
 	if name := m.Unique + ":2," + m.Flags; name != "1700000000.M1P1Q1.host,S=1:2,S" {
 		t.Errorf("file name %q", name)
 	}
-	if len(m.Blobs) != 2 || where[m.Blobs[1]].compression != "zstd" {
-		t.Errorf("want a header blob and a zstd body blob, got %d blobs (%+v)", len(m.Blobs), where[m.Blobs[len(m.Blobs)-1]])
+	kinds := map[string]int{}
+	for _, id := range m.Blobs {
+		kinds[where[id].compression]++
+	}
+	if kinds["base64"] != 1 || kinds["base64+zstd"] != 1 || kinds["zstd"] == 0 {
+		t.Errorf("blobs by compression %v: want one of each base64 form and zstd ones", kinds)
 	}
 }
 

@@ -49,6 +49,8 @@ func FuzzDecodeIndex(f *testing.F) {
 		{ID: seedID(1), Blobs: []PackedBlob{
 			{ID: seedID(2), Type: DataBlob, Offset: 0, Length: 100, RawLength: 300, Compression: Zstd},
 			{ID: seedID(3), Type: TreeBlob, Offset: 100, Length: 50, RawLength: 50, Compression: Uncompressed},
+			{ID: seedID(4), Type: DataBlob, Offset: 150, Length: 75, RawLength: 100, Compression: Base64},
+			{ID: seedID(5), Type: DataBlob, Offset: 225, Length: 10, RawLength: 100, Compression: Base64Zstd},
 		}},
 		{ID: seedID(4)},
 	}}))
@@ -118,7 +120,7 @@ func FuzzDecodeIndex(f *testing.F) {
 		x := newIndex()
 		for _, p := range ic.Packs {
 			for _, b := range p.Blobs {
-				if b.Type > TreeBlob || b.Compression > Zstd {
+				if b.Type > TreeBlob || b.Compression > maxCompression {
 					t.Fatalf("accepted blob type %d compression %d", b.Type, b.Compression)
 				}
 				if uint64(b.Offset)+uint64(b.Length) > 1<<32 {
@@ -391,7 +393,12 @@ func FuzzParsePack(f *testing.F) {
 	}
 	f.Add(appendPackHeaderV1([]byte("header\n\nbody of the message"+strings.Repeat("\xab", 300)), v1))
 	f.Add(appendPackHeaderV1(nil, nil))
+	f.Add(appendPackHeaderFormat([]byte("header\n\nbody of the message"+strings.Repeat("\xab", 300)), v1, 2))
+	v3 := slices.Clone(v1)
+	v3[0].Compression, v3[1].Compression = Base64, Base64Zstd
+	f.Add(appendPackHeader([]byte("header\n\nbody of the message"+strings.Repeat("\xab", 300)), v3))
 	f.Add([]byte{0, 4, 0, 0, 0, 'M', 'V', 'P', '2'})
+	f.Add([]byte{0, 4, 0, 0, 0, 'M', 'V', 'P', '3'})
 	f.Add([]byte("MVP1"))
 	f.Add([]byte{1, 0, 0, 0, 'M', 'V', 'P', '1'})
 	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 'M', 'V', 'P', '1'})
@@ -408,7 +415,7 @@ func FuzzParsePack(f *testing.F) {
 			if b.Offset != off {
 				t.Fatalf("blob %d at %d, want %d", i, b.Offset, off)
 			}
-			if b.Type > TreeBlob || b.Compression > Zstd {
+			if b.Type > TreeBlob || b.Compression > maxCompression {
 				t.Fatalf("accepted type %d compression %d", b.Type, b.Compression)
 			}
 			end := uint64(b.Offset) + uint64(b.Length)
@@ -420,14 +427,20 @@ func FuzzParsePack(f *testing.F) {
 		}
 		trailer := plain[len(plain)-packTrailer:]
 		format, size, err := packHeaderSize(trailer, int64(len(plain)))
-		if err != nil || format != 1 && format != 2 {
+		if err != nil || format < 1 || format > 3 {
 			t.Fatalf("packHeaderSize = format %d, %v", format, err)
 		}
-		encode := appendPackHeader
-		if format == 1 {
-			encode = appendPackHeaderV1
+		for _, b := range blobs {
+			if format < 3 && b.Compression > Zstd {
+				t.Fatalf("format %d pack with compression %v", format, b.Compression)
+			}
 		}
-		if again = encode(again, blobs); !bytes.Equal(again, plain) {
+		if format == 1 {
+			again = appendPackHeaderV1(again, blobs)
+		} else {
+			again = appendPackHeaderFormat(again, blobs, format)
+		}
+		if !bytes.Equal(again, plain) {
 			t.Fatalf("pack does not re-encode to the same bytes")
 		}
 		// The ranged reader's path agrees with the whole-pack one.

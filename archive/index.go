@@ -50,7 +50,7 @@ func validateIndex(ic *IndexFileContent) error {
 	for _, p := range ic.Packs {
 		var end uint64
 		for i, b := range p.Blobs {
-			if b.Type > TreeBlob || b.Compression > Zstd {
+			if b.Type > TreeBlob || b.Compression > maxCompression {
 				return fmt.Errorf("index: pack %s blob %d: unknown type or compression", p.ID.Short(), i)
 			}
 			if e := uint64(b.Offset) + uint64(b.Length); e > end {
@@ -67,8 +67,8 @@ func validateIndex(ic *IndexFileContent) error {
 // indexEntry is one blob's place: 48 bytes, no pointers, so a table of
 // them is one allocation the garbage collector never scans, and its bytes
 // are exactly the cached table's on-disk entries (docs/FORMAT.md "Local
-// cache"). The pack is an ordinal into Index.packs; its two top bits carry
-// the blob's type and compression, which need one bit each.
+// cache"). The pack is an ordinal into Index.packs; its three top bits
+// carry the blob's type (one bit) and compression (two: zstd, base64).
 type indexEntry struct {
 	id        ID
 	pack      uint32
@@ -78,11 +78,14 @@ type indexEntry struct {
 }
 
 const (
-	entryTree    = 1 << 31
-	entryZstd    = 1 << 30
-	entryOrdMask = entryZstd - 1
-	// maxPacks bounds the pack ordinals the entry can hold (a billion
-	// packs of 16 MiB would be 16 PiB).
+	entryTree = 1 << 31
+	entryZstd = 1 << 30
+	// entryBase64 was the top bit of the ordinal before the base64 form:
+	// a table written then has it clear (it would take 2^29 packs).
+	entryBase64  = 1 << 29
+	entryOrdMask = entryBase64 - 1
+	// maxPacks bounds the pack ordinals the entry can hold (half a
+	// billion packs of 16 MiB would be 8 PiB).
 	maxPacks = entryOrdMask + 1
 )
 
@@ -91,8 +94,11 @@ func makeEntry(ord uint32, b PackedBlob) indexEntry {
 	if b.Type == TreeBlob {
 		p |= entryTree
 	}
-	if b.Compression == Zstd {
+	if b.Compression&Zstd != 0 {
 		p |= entryZstd
+	}
+	if b.Compression&Base64 != 0 {
+		p |= entryBase64
 	}
 	return indexEntry{id: b.ID, pack: p, offset: b.Offset, length: b.Length, rawLength: b.RawLength}
 }
@@ -105,7 +111,10 @@ func (e *indexEntry) blob() PackedBlob {
 		b.Type = TreeBlob
 	}
 	if e.pack&entryZstd != 0 {
-		b.Compression = Zstd
+		b.Compression |= Zstd
+	}
+	if e.pack&entryBase64 != 0 {
+		b.Compression |= Base64
 	}
 	return b
 }

@@ -92,6 +92,10 @@ func (p *fastParser) index(v indexVisitor) bool {
 			bl.Compression = Zstd
 		case p.lit(`none"}`):
 			bl.Compression = Uncompressed
+		case p.lit(`base64+zstd"}`):
+			bl.Compression = Base64Zstd
+		case p.lit(`base64"}`):
+			bl.Compression = Base64
 		default:
 			return false
 		}

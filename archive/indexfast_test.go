@@ -13,7 +13,7 @@ func sampleIndex(packs, blobsPerPack int) IndexFileContent {
 		for b := 0; b < blobsPerPack; b++ {
 			var id ID
 			id[0], id[1], id[2] = byte(p), byte(b), byte(b>>8)
-			ip.Blobs = append(ip.Blobs, PackedBlob{ID: id, Type: BlobType(b % 2), Offset: uint32(b * 1000), Length: 1000, RawLength: uint32(3000 + b), Compression: Compression(b % 2)})
+			ip.Blobs = append(ip.Blobs, PackedBlob{ID: id, Type: BlobType(b % 2), Offset: uint32(b * 1000), Length: 1000, RawLength: uint32(3000 + b), Compression: Compression(b % 4)})
 		}
 		ic.Packs = append(ic.Packs, ip)
 	}

@@ -32,7 +32,7 @@ func TestIndexSpill(t *testing.T) {
 		for p := 0; p < n/perPack; p++ {
 			var blobs []PackedBlob
 			for i := p * perPack; i < (p+1)*perPack; i++ {
-				blobs = append(blobs, PackedBlob{ID: spillID(i, shared), Type: BlobType(i % 2), Offset: uint32(i), Length: 7, RawLength: 9, Compression: Compression(i % 2)})
+				blobs = append(blobs, PackedBlob{ID: spillID(i, shared), Type: BlobType(i % 2), Offset: uint32(i), Length: 7, RawLength: 9, Compression: Compression(i % 4)})
 			}
 			x.addPack(ID{byte(p), byte(p >> 8), 1}, blobs)
 		}
@@ -48,7 +48,7 @@ func TestIndexSpill(t *testing.T) {
 		for i := range n {
 			pack, b, ok := x.Lookup(spillID(i, shared))
 			p := i / perPack
-			if !ok || pack != (ID{byte(p), byte(p >> 8), 1}) || b.Offset != uint32(i) || b.Type != BlobType(i%2) || b.Compression != Compression(i%2) || b.Length != 7 || b.RawLength != 9 {
+			if !ok || pack != (ID{byte(p), byte(p >> 8), 1}) || b.Offset != uint32(i) || b.Type != BlobType(i%2) || b.Compression != Compression(i%4) || b.Length != 7 || b.RawLength != 9 {
 				t.Fatalf("shared %v: blob %d: %v %+v %v", shared, i, pack.Short(), b, ok)
 			}
 		}

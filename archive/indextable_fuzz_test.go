@@ -84,7 +84,7 @@ func TestIndexTableRoundTrip(t *testing.T) {
 		x := newIndex()
 		var blobs []PackedBlob
 		for i := range n {
-			blobs = append(blobs, PackedBlob{ID: ID{byte(i), byte(i >> 8), 1}, Type: BlobType(i % 2), Offset: uint32(i * 10), Length: 10, RawLength: 20, Compression: Compression(i % 2)})
+			blobs = append(blobs, PackedBlob{ID: ID{byte(i), byte(i >> 8), 1}, Type: BlobType(i % 2), Offset: uint32(i * 10), Length: 10, RawLength: 20, Compression: Compression(i % 4)})
 		}
 		x.addPack(ID{1}, blobs)
 		x.spill.failed = true // a table on the heap, as LoadIndex builds it

@@ -49,7 +49,9 @@ func (t *BlobType) UnmarshalText(b []byte) error {
 	return nil
 }
 
-// Compression says how a blob is stored in its pack.
+// Compression says how a blob is stored in its pack: two bits, one for
+// each step a reader takes — bit 0 a zstd frame to decompress, bit 1 a
+// base64 form (b64form.go) to re-encode — in that order.
 type Compression uint8
 
 const (
@@ -58,29 +60,48 @@ const (
 	Uncompressed Compression = 0
 	// Zstd blobs are one zstd frame each (RFC 8878), decodable by `zstd -d`.
 	Zstd Compression = 1
+	// Base64 blobs are base64 text stored in the base64 form, decoded:
+	// a photo's bytes, which zstd would not shrink.
+	Base64 Compression = 2
+	// Base64Zstd blobs are one zstd frame of the base64 form: decoded
+	// text or PDF, which compresses further.
+	Base64Zstd = Base64 | Zstd
+	// maxCompression is the highest kind format 3 packs and index files
+	// can say; formats 1 and 2 say only Uncompressed and Zstd.
+	maxCompression = Base64Zstd
 )
 
 func (c Compression) String() string {
-	if c == Zstd {
+	switch c {
+	case Uncompressed:
+		return "none"
+	case Zstd:
 		return "zstd"
+	case Base64:
+		return "base64"
+	case Base64Zstd:
+		return "base64+zstd"
 	}
-	return "none"
+	return fmt.Sprintf("compression%d", uint8(c))
 }
 
 // MarshalText implements encoding.TextMarshaler.
-func (c Compression) MarshalText() ([]byte, error) { return []byte(c.String()), nil }
+func (c Compression) MarshalText() ([]byte, error) {
+	if c > maxCompression {
+		return nil, fmt.Errorf("unknown compression %d", uint8(c))
+	}
+	return []byte(c.String()), nil
+}
 
 // UnmarshalText implements encoding.TextUnmarshaler.
 func (c *Compression) UnmarshalText(b []byte) error {
-	switch string(b) {
-	case "zstd":
-		*c = Zstd
-	case "none":
-		*c = Uncompressed
-	default:
-		return fmt.Errorf("unknown compression %q", b)
+	for k := Uncompressed; k <= maxCompression; k++ {
+		if string(b) == k.String() {
+			*c = k
+			return nil
+		}
 	}
-	return nil
+	return fmt.Errorf("unknown compression %q", b)
 }
 
 // PackedBlob is one blob's entry in a pack header or an index.
@@ -95,17 +116,24 @@ type PackedBlob struct {
 
 // Pack layout (plaintext, before age encryption; see docs/FORMAT.md):
 //
-//	blob 0 | blob 1 | ... | header | header length (uint32 LE) | "MVP2"
+//	blob 0 | blob 1 | ... | header | header length (uint32 LE) | "MVP3"
 //
 // where the header is the entry count and then, per entry, two uvarints —
-// stored length<<2 | compression<<1 | type, and raw length minus stored
+// stored length<<3 | compression<<1 | type, and raw length minus stored
 // length, zigzag — and the blob ID (32): 35 to 37 bytes an entry for the
 // small blobs of mail, where the fixed 42 of format 1 made the headers 5 %
 // of a repository of small messages. Offsets are implicit: blobs follow
-// each other from offset 0 in entry order. Format 1 packs ("MVP1": fixed
-// 42-byte entries, then the count) are still read.
+// each other from offset 0 in entry order.
+//
+// Format 2 ("MVP2") is the same with one bit of compression (length<<2):
+// a pack none of whose blobs is in the base64 form is still written so,
+// which every earlier version reads; format 3 only where it is needed,
+// which an earlier version refuses ("bad trailer") rather than misread.
+// Format 1 packs ("MVP1": fixed 42-byte entries, then the count) are still
+// read.
 const (
-	packMagic     = "MVP2"
+	packMagic     = "MVP3"
+	packMagicV2   = "MVP2"
 	packMagicV1   = "MVP1"
 	packEntrySize = 1 + 1 + 4 + 4 + 32 // format 1
 	packTrailer   = 8                  // format 1: count (4), format 2: header length (4); magic (4)
@@ -163,17 +191,35 @@ func (p *packBuilder) finish() (ID, error) {
 	return id, nil
 }
 
-// appendPackHeader encodes the entries and the trailer (format 2).
+// appendPackHeader encodes the entries and the trailer: format 2 if no
+// blob is in the base64 form, else format 3.
 func appendPackHeader(dst []byte, entries []PackedBlob) []byte {
+	format := 2
+	for _, b := range entries {
+		if b.Compression > Zstd {
+			format = 3
+			break
+		}
+	}
+	return appendPackHeaderFormat(dst, entries, format)
+}
+
+// appendPackHeaderFormat encodes the entries and the trailer in format 2
+// or 3.
+func appendPackHeaderFormat(dst []byte, entries []PackedBlob, format int) []byte {
 	start := len(dst)
+	shift, magic := 3, packMagic
+	if format == 2 {
+		shift, magic = 2, packMagicV2
+	}
 	dst = binary.AppendUvarint(dst, uint64(len(entries)))
 	for _, b := range entries {
-		dst = binary.AppendUvarint(dst, uint64(b.Length)<<2|uint64(b.Compression)<<1|uint64(b.Type))
+		dst = binary.AppendUvarint(dst, uint64(b.Length)<<shift|uint64(b.Compression)<<1|uint64(b.Type))
 		dst = binary.AppendVarint(dst, int64(b.RawLength)-int64(b.Length))
 		dst = append(dst, b.ID[:]...)
 	}
 	dst = binary.LittleEndian.AppendUint32(dst, uint32(len(dst)-start))
-	return append(dst, packMagic...)
+	return append(dst, magic...)
 }
 
 // appendPackHeaderV1 encodes the entries and the trailer in format 1, as
@@ -195,8 +241,8 @@ func appendPackHeaderV1(dst []byte, entries []PackedBlob) []byte {
 // errCorruptPack is wrapped by every pack-parsing error.
 var errCorruptPack = errors.New("corrupt pack")
 
-// packHeaderSize returns, given the trailer, the pack's format (1 or 2)
-// and the size of its header and trailer together.
+// packHeaderSize returns, given the trailer, the pack's format (1, 2 or
+// 3) and the size of its header and trailer together.
 func packHeaderSize(trailer []byte, plainSize int64) (format int, size int64, err error) {
 	if len(trailer) != packTrailer {
 		return 0, 0, fmt.Errorf("%w: bad trailer", errCorruptPack)
@@ -208,8 +254,10 @@ func packHeaderSize(trailer []byte, plainSize int64) (format int, size int64, er
 			return 0, 0, fmt.Errorf("%w: header claims %d entries", errCorruptPack, n)
 		}
 		format, size = 1, n*packEntrySize+packTrailer
-	case packMagic:
+	case packMagicV2:
 		format, size = 2, n+packTrailer
+	case packMagic:
+		format, size = 3, n+packTrailer
 	default:
 		return 0, 0, fmt.Errorf("%w: bad trailer", errCorruptPack)
 	}
@@ -238,14 +286,18 @@ func parsePackHeader(hdr []byte, format int, plainSize int64) ([]PackedBlob, err
 		}
 	} else {
 		var err error
-		if out, err = parsePackEntries(hdr); err != nil {
+		if out, err = parsePackEntries(hdr, format); err != nil {
 			return nil, err
 		}
+	}
+	maxComp := maxCompression
+	if format < 3 {
+		maxComp = Zstd
 	}
 	var off int64
 	for i := range out {
 		b := &out[i]
-		if b.Type > TreeBlob || b.Compression > Zstd {
+		if b.Type > TreeBlob || b.Compression > maxComp {
 			return nil, fmt.Errorf("%w: entry %d has unknown type or compression", errCorruptPack, i)
 		}
 		b.Offset = uint32(off)
@@ -260,9 +312,14 @@ func parsePackHeader(hdr []byte, format int, plainSize int64) ([]PackedBlob, err
 	return out, nil
 }
 
-// parsePackEntries decodes a format 2 header. It takes only the shortest
-// encoding of each number, so that a header re-encodes to its own bytes.
-func parsePackEntries(hdr []byte) ([]PackedBlob, error) {
+// parsePackEntries decodes a format 2 or 3 header. It takes only the
+// shortest encoding of each number, so that a header re-encodes to its
+// own bytes.
+func parsePackEntries(hdr []byte, format int) ([]PackedBlob, error) {
+	shift, compMask := uint(3), uint64(3)
+	if format == 2 {
+		shift, compMask = 2, 1
+	}
 	bad := func(what string) error { return fmt.Errorf("%w: header: %s", errCorruptPack, what) }
 	uvarint := func() (uint64, bool) {
 		v, n := binary.Uvarint(hdr)
@@ -279,18 +336,18 @@ func parsePackEntries(hdr []byte) ([]PackedBlob, error) {
 	out := make([]PackedBlob, count)
 	for i := range out {
 		a, ok := uvarint()
-		if !ok || a>>2 > math.MaxUint32 {
+		if !ok || a>>shift > math.MaxUint32 {
 			return nil, bad(fmt.Sprintf("entry %d length", i))
 		}
 		u, ok := uvarint()
 		d := int64(u>>1) ^ -int64(u&1) // zigzag, as binary.Varint
-		raw := int64(a>>2) + d
+		raw := int64(a>>shift) + d
 		if !ok || raw < 0 || raw > math.MaxUint32 || len(hdr) < len(ID{}) {
 			return nil, bad(fmt.Sprintf("entry %d raw length", i))
 		}
 		b := &out[i]
-		b.Type, b.Compression = BlobType(a&1), Compression(a>>1&1)
-		b.Length, b.RawLength = uint32(a>>2), uint32(raw)
+		b.Type, b.Compression = BlobType(a&1), Compression(a>>1&compMask)
+		b.Length, b.RawLength = uint32(a>>shift), uint32(raw)
 		hdr = hdr[copy(b.ID[:], hdr):]
 	}
 	if len(hdr) != 0 {

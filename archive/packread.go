@@ -87,19 +87,34 @@ func (r *Repository) DecodeBlob(pack ID, b PackedBlob, stored []byte) ([]byte, e
 	return r.decodeBlobInto(nil, pack, b, stored)
 }
 
-// decodeBlobInto is DecodeBlob decompressing into scratch (reused when it
-// is large enough).
+// decodeBlobInto is DecodeBlob decoding into scratch (reused when it is
+// large enough). The steps are those of the compression's bits: a zstd
+// frame is decompressed, then a base64 form re-encoded (b64form.go).
 func (r *Repository) decodeBlobInto(scratch []byte, pack ID, b PackedBlob, stored []byte) ([]byte, error) {
+	if b.Compression != Uncompressed && cap(scratch) < int(b.RawLength) {
+		scratch = make([]byte, 0, b.RawLength)
+	}
 	plain := stored
-	if b.Compression == Zstd {
-		if cap(scratch) < int(b.RawLength) {
-			scratch = make([]byte, 0, b.RawLength)
-		}
-		var err error
+	var err error
+	switch b.Compression {
+	case Uncompressed:
+	case Zstd:
 		plain, err = r.zdec.DecodeAll(stored, scratch[:0])
-		if err != nil {
-			return nil, fmt.Errorf("pack %s blob %s: %w: %v", pack, b.ID, ErrCorrupt, err)
+	case Base64:
+		plain, err = appendB64Text(scratch[:0], stored, int(b.RawLength))
+	case Base64Zstd:
+		// The form is some 3/4 of the text; its buffer goes back to the
+		// pool the write path shares.
+		form := r.zbufs.get(int(b.RawLength)/4*3 + b64FormMaxHeader)[:0]
+		if form, err = r.zdec.DecodeAll(stored, form); err == nil {
+			plain, err = appendB64Text(scratch[:0], form, int(b.RawLength))
 		}
+		r.zbufs.put(form)
+	default:
+		err = fmt.Errorf("unknown compression %v", b.Compression)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("pack %s blob %s: %w: %v", pack, b.ID, ErrCorrupt, err)
 	}
 	if uint32(len(plain)) != b.RawLength || r.BlobID(plain) != b.ID {
 		return nil, fmt.Errorf("pack %s blob %s: %w: content does not match its ID", pack, b.ID, ErrCorrupt)

@@ -627,7 +627,7 @@ func (r *Repository) repackBlobs(ctx context.Context, packs []*packPlan, res *Pr
 			}
 			comp, enc := r.compress(b.Type, data)
 			err := open[b.Type].add(b.ID, b.Type, comp, len(data), enc)
-			if comp == Zstd {
+			if comp != Uncompressed {
 				r.zbufs.put(enc)
 			}
 			if err != nil {

@@ -329,7 +329,7 @@ func (pr *packReader) take(plain []byte, start int64) error {
 		if err != nil {
 			return err
 		}
-		if b.Compression == Zstd && cap(data) > cap(pr.bufs.blob) {
+		if b.Compression != Uncompressed && cap(data) > cap(pr.bufs.blob) {
 			pr.bufs.blob = data[:0]
 		}
 		if err := pr.fn(b, data); err != nil {

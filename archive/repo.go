@@ -104,6 +104,7 @@ type Repository struct {
 	readBufs sync.Pool // *readBuffers for ReadBlobs
 	zenc     *zstd.Encoder
 	ztree    *zstd.Encoder // for tree blobs
+	zform    *zstd.Encoder // for base64 forms (saver.go compressB64)
 	zbufs    *bufferPool   // compress's output
 	zdec     *zstd.Decoder
 	level    int
@@ -229,9 +230,14 @@ func Open(ctx context.Context, be Backend, creds Credentials, opt Options) (*Rep
 	}
 	r := &Repository{be: be, cfg: cfg, keyID: keyID, key: key, lockWait: opt.LockWait, idx: newIndex(), pending: make(map[ID]struct{})}
 	r.readBufs.New = func() any { return new(readBuffers) }
-	// Blobs of files up to smallFileLimit (every backup worker may hold
-	// one) and, at most two at a time, chunks of larger files.
-	r.zbufs = newBufferPool(compressBound(smallFileLimit), 2*runtime.GOMAXPROCS(0), 2)
+	// Compression output: blobs of files up to smallFileLimit in the
+	// small class, chunks of larger files and large attachments in the
+	// large one. A backup worker may hold two at once, an attachment's
+	// base64 form and its zstd frame (compressB64): with room for one
+	// each, a full backup of the large-mail corpus allocated fresh
+	// buffers for most attachments (93 collections instead of 58;
+	// docs/PERFORMANCE.md "b64").
+	r.zbufs = newBufferPool(compressBound(smallFileLimit), 4*runtime.GOMAXPROCS(0), 4)
 	// One open data pack per core; trees are few and small.
 	r.packers = [2]*packerPool{DataBlob: newPackerPool(runtime.GOMAXPROCS(0)), TreeBlob: newPackerPool(1)}
 	if err := r.loadSecrets(); err != nil {
@@ -265,6 +271,15 @@ func Open(ctx context.Context, be Backend, creds Credentials, opt Options) (*Rep
 	// data 14 % smaller for ~3 % more backup CPU (docs/PERFORMANCE.md,
 	// "largespeed").
 	if r.zenc, err = zstd.NewWriter(nil, zstd.WithEncoderLevel(lvl), zstd.WithEncoderConcurrency(conc), zstd.WithWindowSize(2<<20), zstd.WithEncoderCRC(false), zstd.WithAllLitEntropyCompression(true)); err != nil {
+		return nil, err
+	}
+	// The base64 form of an attachment (b64form.go) is its decoded
+	// bytes: where the encoder finds no match in a block they are a
+	// photo's or an archive's, which Huffman coding does not shrink, so
+	// this encoder stores such blocks raw, without the attempt
+	// (WithAllLitEntropyCompression off) — a quarter of zstd's time on a
+	// photo's bytes (docs/PERFORMANCE.md "b64").
+	if r.zform, err = zstd.NewWriter(nil, zstd.WithEncoderLevel(lvl), zstd.WithEncoderConcurrency(conc), zstd.WithWindowSize(2<<20), zstd.WithEncoderCRC(false)); err != nil {
 		return nil, err
 	}
 	// Tree blobs (folder trees, pages, the Message-ID index) get at least
@@ -492,6 +507,7 @@ func (r *Repository) Close() error {
 	r.stopUploaders()
 	r.zenc.Close()
 	r.ztree.Close()
+	r.zform.Close()
 	r.zdec.Close()
 	return nil
 }

@@ -42,7 +42,7 @@ func (r *Repository) saveBlobWithID(ctx context.Context, t BlobType, id ID, data
 		}
 	}
 	err := p.add(id, t, comp, len(data), stored)
-	if comp == Zstd {
+	if comp != Uncompressed {
 		r.zbufs.put(stored)
 	}
 	if err != nil {
@@ -72,13 +72,20 @@ func (r *Repository) saveBlobWithID(ctx context.Context, t BlobType, id ID, data
 // compressBound is the most room compress's output may need for n bytes.
 func compressBound(n int) int { return n + n/64 + 64 }
 
-// compress returns the zstd form of data where it saves at least 1/32 of
-// the size; otherwise the bytes as they are. The zstd form is in a buffer
-// of r.zbufs: once it is written, the caller gives it back with
+// compress returns how to store data: base64 text (an attachment) in the
+// base64 form, itself compressed if that saves 1/32 (compressB64), else
+// the zstd form of data where it saves at least 1/32 of the size, else
+// the bytes as they are. Unless it is Uncompressed, the stored form is in
+// a buffer of r.zbufs: once it is written, the caller gives it back with
 // r.zbufs.put. Tree blobs go through r.ztree.
 func (r *Repository) compress(t BlobType, data []byte) (Compression, []byte) {
 	if r.level == 0 || len(data) < 64 {
 		return Uncompressed, data
+	}
+	if t == DataBlob {
+		if c, stored, ok := r.compressB64(data); ok {
+			return c, stored
+		}
 	}
 	// Room for the worst case up front: starting at half the size, the
 	// output of poorly compressible data (base64 attachments) grew by
@@ -93,6 +100,25 @@ func (r *Repository) compress(t BlobType, data []byte) (Compression, []byte) {
 		return Uncompressed, data
 	}
 	return Zstd, z
+}
+
+// compressB64 stores base64 text in the base64 form (b64form.go): raw
+// where zstd does not save 1/32 of it (a photo's bytes), else as a zstd
+// frame. ok is false for data that is not base64 in a layout the form
+// keeps; a text blob is found out within its first bytes.
+func (r *Repository) compressB64(data []byte) (Compression, []byte, bool) {
+	form, ok := appendB64Form(r.zbufs.get(b64FormMaxHeader + len(data)/4*3)[:0], data)
+	if !ok {
+		r.zbufs.put(form)
+		return Uncompressed, nil, false
+	}
+	z := r.zform.EncodeAll(form, r.zbufs.get(compressBound(len(form)))[:0])
+	if len(z) > len(form)-len(form)/32 {
+		r.zbufs.put(z)
+		return Base64, form, true
+	}
+	r.zbufs.put(form)
+	return Base64Zstd, z, true
 }
 
 // TempFiler is implemented by backends that provide temporary files next
