@@ -1,6 +1,7 @@
 package archive
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -16,6 +17,52 @@ func pagedMessages(n int) []Message {
 			Blobs: []ID{seedID(byte(i))}, From: []string{"Bob <bob@example.org>"}, MessageID: fmt.Sprintf("<n%d@example.org>", i)}
 	}
 	return msgs
+}
+
+// TestLoadFolderTreeReadsPagesTogether: the pages of a folder stored in
+// one pack are fetched in one request or two (the age header, the chunks
+// holding them), where reading them one by one cost about four requests
+// a page (the pack's size, its header, its final chunk, the page's
+// chunk), and come back in the tree's order.
+func TestLoadFolderTreeReadsPagesTogether(t *testing.T) {
+	r, be := memRepo(t)
+	msgs := pagedMessages(3000)
+	save := func(ctx context.Context, raw []byte) (ID, error) {
+		id, _, err := r.SaveBlob(ctx, TreeBlob, raw)
+		return id, err
+	}
+	id, err := saveFolderTree(t.Context(), msgs, folderTreeVersion, save)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	be.take()
+	before := r.TreeBlobsRead()
+	tree, err := r.LoadFolderTree(t.Context(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reads, _ := be.take()
+	if len(tree.Pages) < 10 {
+		t.Fatalf("%d pages; the test wants a folder of many", len(tree.Pages))
+	}
+	if got := r.TreeBlobsRead() - before; got != int64(len(tree.Pages))+1 {
+		t.Errorf("TreeBlobsRead counts %d blobs for a tree and %d pages", got, len(tree.Pages))
+	}
+	// The tree blob through LoadBlob (4 requests), then the pages.
+	if reads > 6 {
+		t.Errorf("%d pack requests to read a tree of %d pages in one pack", reads, len(tree.Pages))
+	}
+	if len(tree.Messages) != len(msgs) {
+		t.Fatalf("%d messages read back, want %d", len(tree.Messages), len(msgs))
+	}
+	for i, m := range tree.Messages {
+		if m.Unique != msgs[i].Unique || m.MessageID != msgs[i].MessageID || m.From[0] != msgs[i].From[0] {
+			t.Fatalf("message %d reads back as %q %q, want %q %q", i, m.Unique, m.MessageID, msgs[i].Unique, msgs[i].MessageID)
+		}
+	}
 }
 
 // TestPagesWithoutHTMLEscapes: pages are written with '<' and '>' as they
