@@ -1,6 +1,7 @@
 package archive
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/json"
@@ -509,7 +510,20 @@ func (r *Repository) FindSnapshot(ctx context.Context, ref string) (*Snapshot, e
 // counted (TreeBlobsRead).
 func (r *Repository) loadTreeBlob(ctx context.Context, id ID) ([]byte, error) {
 	r.treeReads.Add(1)
-	return r.LoadBlob(ctx, id)
+	pack, b, ok := r.idx.Lookup(id)
+	if !ok {
+		return nil, fmt.Errorf("blob %s: %w: not in any index", id, ErrCorrupt)
+	}
+	// Through readBlobs rather than LoadBlob, whose age.DecryptReaderAt
+	// asks for the pack's size and reads and opens its final chunk (and
+	// allocates 64 KiB a read) before the chunk holding the blob: an
+	// incremental reads the tree of every folder it lists.
+	var plain []byte
+	err := r.readBlobs(ctx, pack, []PackedBlob{b}, 0, func(_ PackedBlob, data []byte) error {
+		plain = bytes.Clone(data) // data is only valid during the call
+		return nil
+	})
+	return plain, err
 }
 
 // TreeBlobsRead is how many tree, page and Message-ID index blobs this
