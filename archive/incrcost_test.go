@@ -193,7 +193,11 @@ func TestIncrementalCost(t *testing.T) {
 		if max := int64(2*n + len(dirs) + 4); s.BlobsNew > max {
 			t.Errorf("stored %d blobs for %d changes in %d folders, want at most %d", s.BlobsNew, n, len(dirs), max)
 		}
-		if s.BlobsDeduplicated > 1 {
+		// The list of other files, and the page of each message the
+		// subtest before renamed where that page holds no change of
+		// this one: it is the page the subtest before stored (pages of
+		// 32 messages on average often hold one change).
+		if s.BlobsDeduplicated > 1+int64(len(touched)) {
 			t.Errorf("%d blobs encoded and stored again that the parent had", s.BlobsDeduplicated)
 		}
 	})

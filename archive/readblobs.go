@@ -106,6 +106,12 @@ func planSpans(blobs []PackedBlob, gap int64) []chunkSpan {
 // streaming reader does; truncation cannot hide a blob's bytes, which
 // must all be there and match its ID.
 func (r *Repository) ReadBlobs(ctx context.Context, pack ID, blobs []PackedBlob, fn func(PackedBlob, []byte) error) error {
+	return r.readBlobs(ctx, pack, blobs, spanGap, fn)
+}
+
+// readBlobs is ReadBlobs reading through at most gap unneeded bytes
+// (spanGap for ReadBlobs).
+func (r *Repository) readBlobs(ctx context.Context, pack ID, blobs []PackedBlob, gap int64, fn func(PackedBlob, []byte) error) error {
 	if len(blobs) == 0 {
 		return nil
 	}
@@ -119,7 +125,7 @@ func (r *Repository) ReadBlobs(ctx context.Context, pack ID, blobs []PackedBlob,
 			return fmt.Errorf("pack %s blob %s: %w: overlaps the blob before it", pack, blobs[i].ID, ErrCorrupt)
 		}
 	}
-	spans := planSpans(blobs, spanGap)
+	spans := planSpans(blobs, gap)
 	bufs := r.readBufs.Get().(*readBuffers)
 	defer r.putReadBuffers(bufs)
 	if cap(bufs.chunk) < ageEncChunk {
@@ -132,7 +138,7 @@ func (r *Repository) ReadBlobs(ctx context.Context, pack ID, blobs []PackedBlob,
 
 	// The first read starts at the pack's start: the header alone, or
 	// the header and the first span.
-	withHeader := spans[0].first*ageEncChunk <= spanGap
+	withHeader := spans[0].first*ageEncChunk <= gap
 	n := int64(ageHeaderWindow)
 	if withHeader {
 		n += (spans[0].last + 1) * ageEncChunk

@@ -1,6 +1,7 @@
 package archive
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"strconv"
@@ -124,7 +125,7 @@ func dateColumn(msgs []Message) []json.RawMessage {
 				return strconv.AppendInt(nil, d, 10)
 			}
 		}
-		raw, _ := json.Marshal(m.Date) // a string always marshals
+		raw, _ := marshalPlain(m.Date) // a string always marshals
 		return raw
 	}, func(r json.RawMessage) bool { return string(r) == `""` })
 }
@@ -320,10 +321,26 @@ func encodeTreeV3(msgs []Message, refs []PageRef) ([]byte, error) {
 		t.Messages = encodeColumns(msgs)
 	}
 	t.Pages = withRaw(refs, func(p *PageRef) bool { return rawOf(p.First) != nil }, func(p *PageRef) { p.FirstRaw = rawOf(p.First) })
-	return json.Marshal(t)
+	return marshalPlain(t)
 }
 
 // encodePageV3 is the plaintext of a version 3 page blob.
 func encodePageV3(msgs []Message) ([]byte, error) {
-	return json.Marshal(folderPageV3{Page: 2, Messages: encodeColumns(msgs)})
+	return marshalPlain(folderPageV3{Page: 2, Messages: encodeColumns(msgs)})
+}
+
+// marshalPlain is json.Marshal without its HTML escaping of '<', '>' and
+// '&' (json.Encoder.SetEscapeHTML): every Message-ID and most addresses
+// hold angle brackets, which json.Marshal writes as six-byte "\u003c" and
+// "\u003e" escapes, and an escape sends the page reader (treefast.go) to
+// encoding/json for that string. Both spellings are the same JSON string
+// (RFC 8259 §7), so readers take trees of either.
+func marshalPlain(v any) ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil // Encode ends with a newline
 }
