@@ -1,6 +1,10 @@
 package archive
 
-import "golang.org/x/sys/unix"
+import (
+	"errors"
+
+	"golang.org/x/sys/unix"
+)
 
 // readAhead asks the kernel to start reading the first n bytes of the file
 // fd into the page cache without waiting for them. The backup opens each
@@ -11,4 +15,58 @@ import "golang.org/x/sys/unix"
 // only a hint; an error changes nothing but speed.
 func readAhead(fd int, n int64) {
 	_ = unix.Fadvise(fd, 0, n, unix.FADV_WILLNEED)
+}
+
+// readDirect reads the file fd from its start into buf, whose address and
+// length are multiples of directAlign, and returns how many bytes it
+// holds: fewer than len(buf) when the file ended there. A file none of
+// which is in the page cache (cachestat(2)) is read with O_DIRECT, from
+// the disk into buf; others, and all where the kernel has no cachestat or
+// the file system or device refuses O_DIRECT, through the page cache. A
+// large file read through the page cache costs the kernel the pages it
+// allocates and fills, the copy out of them, and their reclaim later; on
+// the reference machine (a virtual one) that was most of the system time
+// of reading the corpus cold (docs/PERFORMANCE.md, "fullpar"), and the
+// pages evicted mail that a server was using for a backup's data that is
+// read once. (A read with RWF_NOWAIT is no test of what is cached: where
+// nothing is, it starts the read-ahead into the cache before it fails.)
+func readDirect(fd int, buf []byte) (int, error) {
+	var st unix.Cachestat_t
+	err := unix.Cachestat(uint(fd), &unix.CachestatRange{Len: uint64(len(buf))}, &st, 0)
+	if err != nil || st.Cache > 0 {
+		return preadAll(fd, buf, 0)
+	}
+	fl, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0)
+	if err == nil {
+		_, err = unix.FcntlInt(uintptr(fd), unix.F_SETFL, fl|unix.O_DIRECT)
+	}
+	if err != nil {
+		return preadAll(fd, buf, 0)
+	}
+	n, err := preadAll(fd, buf, 0)
+	_, _ = unix.FcntlInt(uintptr(fd), unix.F_SETFL, fl)
+	if errors.Is(err, unix.EINVAL) {
+		return preadAll(fd, buf, 0)
+	}
+	return n, err
+}
+
+// preadAll reads fd into buf from its start until buf is full or the
+// file ends. A short read ends it: that is the end of the file, and with
+// O_DIRECT a further read would be at an unaligned offset.
+func preadAll(fd int, buf []byte, off int) (int, error) {
+	for off < len(buf) {
+		m, err := unix.Pread(fd, buf[off:], int64(off))
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return off, err
+		}
+		off += m
+		if m < len(buf[off-m:]) {
+			break
+		}
+	}
+	return off, nil
 }
