@@ -70,3 +70,9 @@ func preadAll(fd int, buf []byte, off int) (int, error) {
 	}
 	return off, nil
 }
+
+// adviseHuge asks for huge pages for b (madvise MADV_HUGEPAGE); a hint,
+// where transparent huge pages are on "madvise".
+func adviseHuge(b []byte) {
+	_ = unix.Madvise(b, unix.MADV_HUGEPAGE)
+}

@@ -93,7 +93,7 @@ func (d *directBuffers) get(ctx context.Context, n int) []byte {
 
 func (d *directBuffers) getLocked(n int) []byte {
 	if d.buf == nil {
-		d.buf = alignedBuffer(d.limit)
+		d.buf = hugeBuffer(d.limit)
 	}
 	start := 0
 	if k := len(d.pieces); k > 0 {
@@ -132,6 +132,20 @@ func (d *directBuffers) put(b []byte) {
 		d.cond.Broadcast()
 	}
 	d.mu.Unlock()
+}
+
+// hugeBuffer returns a buffer of n bytes aligned to 2 MiB, which the
+// kernel is asked to back with huge pages: a direct read pins the
+// buffer's pages one by one and describes each to the device, and the
+// hashing and compression that read it afterwards walk it a TLB entry a
+// page.
+func hugeBuffer(n int) []byte {
+	const huge = 2 << 20
+	b := make([]byte, n+huge)
+	off := -int(uintptr(unsafe.Pointer(unsafe.SliceData(b)))) & (huge - 1)
+	b = b[off : off+n : off+n]
+	adviseHuge(b)
+	return b
 }
 
 // alignedBuffer returns a buffer of n bytes whose address is a multiple
