@@ -43,18 +43,26 @@ func readDirect(fd int, buf []byte) (int, error) {
 	if err != nil {
 		return preadAll(fd, buf, 0)
 	}
-	n, err := preadAll(fd, buf, 0)
+	n, err := preadDirect(fd, buf)
 	_, _ = unix.FcntlInt(uintptr(fd), unix.F_SETFL, fl)
 	if errors.Is(err, unix.EINVAL) {
-		return preadAll(fd, buf, 0)
+		n, err = 0, nil // O_DIRECT refused after all: from the start
 	}
-	return n, err
+	if err != nil {
+		return n, err
+	}
+	// Where the direct reads stopped short: normally the end of the
+	// file, which the read through the cache then finds at once; if not
+	// (a short read that was not the end), the rest.
+	return preadAll(fd, buf, n)
 }
 
-// preadAll reads fd into buf from its start until buf is full or the
-// file ends. A short read ends it: that is the end of the file, and with
-// O_DIRECT a further read would be at an unaligned offset.
-func preadAll(fd int, buf []byte, off int) (int, error) {
+// preadDirect reads fd (O_DIRECT) into buf from its start while the reads
+// come back whole, and returns where its data ends in buf: after a short
+// read, which is normally the end of the file, it stops, since a further
+// direct read would be at an unaligned offset.
+func preadDirect(fd int, buf []byte) (int, error) {
+	off := 0
 	for off < len(buf) {
 		m, err := unix.Pread(fd, buf[off:], int64(off))
 		if err == unix.EINTR {
@@ -64,9 +72,28 @@ func preadAll(fd int, buf []byte, off int) (int, error) {
 			return off, err
 		}
 		off += m
-		if m < len(buf[off-m:]) {
+		if m < len(buf)-(off-m) {
 			break
 		}
+	}
+	return off, nil
+}
+
+// preadAll reads fd into buf from offset off until buf is full or a read
+// returns nothing (the end of the file), and returns where its data ends.
+func preadAll(fd int, buf []byte, off int) (int, error) {
+	for off < len(buf) {
+		m, err := unix.Pread(fd, buf[off:], int64(off))
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return off, err
+		}
+		if m == 0 {
+			break
+		}
+		off += m
 	}
 	return off, nil
 }
