@@ -108,6 +108,9 @@ type backup struct {
 	// bigFiles bounds how many files stream through the chunker at once:
 	// each holds a ChunkMax buffer, and two keep both cores busy.
 	bigFiles chan struct{}
+	// direct holds the buffers of files read ahead whole (readDirect);
+	// nil: none are (tests of the worker alone).
+	direct *directBuffers
 
 	mu       sync.Mutex
 	warnings []string
@@ -135,6 +138,9 @@ type job struct {
 	// the reading itself for a small message (see process).
 	fd   int
 	open bool
+	// ahead, if not nil, is the file being read whole into a buffer of
+	// its own ahead of the worker (wantsDirect).
+	ahead *readingAhead
 }
 
 // openAhead opens j's file and starts reading it into the page cache,
@@ -154,8 +160,9 @@ func (b *backup) openAhead(j *job) {
 }
 
 // closeFile closes a job's file that no worker will process.
-func (j *job) closeFile() {
+func (b *backup) closeFile(j *job) {
 	if j.open {
+		b.finishAhead(j)
 		syscall.Close(j.fd)
 		j.open = false
 	}
@@ -220,11 +227,30 @@ type jobQueue struct {
 	bytes int64
 }
 
-// add opens j's file ahead and queues it, sending the batch when it is
-// full. On an error (ctx cancelled) j and the unsent batch are done with
-// that error.
+// add opens j's file, starts reading it ahead and queues it, sending the
+// batch when it is full. On an error (ctx cancelled) j and the unsent
+// batch are done with that error.
 func (q *jobQueue) add(ctx context.Context, j job) error {
-	q.b.openAhead(&j)
+	if !q.b.wantsDirect(j.size) {
+		q.b.openAhead(&j)
+	} else if fd, err := openFile(j.abs); err == nil {
+		j.fd, j.open = fd, true
+		n := directLen(j.size)
+		buf := q.b.direct.tryGet(n)
+		if buf == nil {
+			// The budget is in files read ahead: those queued here
+			// are freed only once the workers have them.
+			if err := q.flush(ctx); err != nil {
+				q.b.closeFile(&j)
+				j.done(err)
+				return err
+			}
+			buf = q.b.direct.get(ctx, n)
+		}
+		if buf != nil {
+			q.b.startDirect(&j, buf)
+		}
+	}
 	q.jobs = append(q.jobs, j)
 	q.bytes += max(j.size, 0)
 	if len(q.jobs) >= jobBatch || q.bytes >= jobBatchBytes {
@@ -245,7 +271,7 @@ func (q *jobQueue) flush(ctx context.Context) error {
 		return nil
 	case <-ctx.Done():
 		for i := range batch {
-			batch[i].closeFile()
+			q.b.closeFile(&batch[i])
 			batch[i].done(ctx.Err())
 		}
 		return ctx.Err()
@@ -298,6 +324,7 @@ func (r *Repository) backup(ctx context.Context, opt BackupOptions, treeVersion 
 	}
 	// A read buffer per worker, the larger ones for the files bigFiles admits.
 	b.bufs = newBufferPool(smallFileLimit, workers, cap(b.bigFiles))
+	b.direct = newDirectBuffers(cmp.Or(r.bounds.readAhead, directBudget))
 	// As many files open and read ahead as before batching for large
 	// ones (a batch of one), a few batches of small ones.
 	b.jobs = make(chan []job, 4*workers)
@@ -1245,7 +1272,7 @@ func (b *backup) worker(ctx context.Context) {
 	for batch := range b.jobs {
 		for _, j := range batch {
 			if ctx.Err() != nil {
-				j.closeFile()
+				b.closeFile(&j)
 				j.done(ctx.Err())
 				continue
 			}
@@ -1265,6 +1292,26 @@ func (b *backup) process(ctx context.Context, j job) error {
 		if fd, err = openFile(j.abs); err != nil {
 			return err
 		}
+	}
+	if ra := j.ahead; ra != nil {
+		// Read ahead whole, unless it grew since it was listed (it
+		// then fills the buffer); its mtime stays the listing's, as
+		// for a small file below.
+		<-ra.done
+		if ra.err == nil && ra.n < len(ra.buf) {
+			syscall.Close(fd)
+			defer b.direct.put(ra.buf)
+			b.bytesRead.Add(int64(ra.n))
+			b.bytesDone.Add(int64(ra.n))
+			return b.store(ctx, j, ra.buf[:ra.n], true, nil)
+		}
+		b.finishAhead(&j)
+		if ra.err != nil {
+			syscall.Close(fd)
+			return &fs.PathError{Op: "read", Path: j.abs, Err: ra.err}
+		}
+		// It grew: read it as a file of unknown size, from the start.
+		j.size = -1
 	}
 	// A small file is read into a buffer one byte longer than the size
 	// the listing saw, so that one read says it is whole: no fstat, no

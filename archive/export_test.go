@@ -48,6 +48,12 @@ func (r *Repository) ScaleDownBounds(listWindow, indexFileBlobs, overlay int) {
 	r.idx.mu.Unlock()
 }
 
+// SetReadAheadBudget sets how many bytes of files a backup reads ahead of
+// its workers into buffers of their own (directBudget).
+func (r *Repository) SetReadAheadBudget(n int) {
+	r.bounds.readAhead = n
+}
+
 // WriteMsgIndexForm1 stores root's Message-ID index again in form 1 (JSON
 // pages), as backups before form 2 wrote it, and returns the index's root.
 func (r *Repository) WriteMsgIndexForm1(ctx context.Context, root *SourceRoot) (ID, error) {

@@ -274,6 +274,7 @@ const indexFileBlobs = 1 << 16
 type memoryBounds struct {
 	listWindow     int // listWindow
 	indexFileBlobs int // indexFileBlobs
+	readAhead      int // directBudget
 }
 
 // Flush writes the open packs, waits for every upload, and then stores one

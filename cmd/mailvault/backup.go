@@ -8,6 +8,7 @@ import (
 	"os"
 	"runtime/metrics"
 	"runtime/pprof"
+	"runtime/trace"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -22,7 +23,7 @@ func newBackupCmd(g *globals) *cobra.Command {
 	var parent string
 	var snap snapshotFlags
 	var targetsFile string
-	var cpuProfile, memProfile string
+	var cpuProfile, memProfile, traceFile string
 	cmd := &cobra.Command{
 		Use:   "backup PATH...",
 		Short: "Back up Maildir trees (and the files beside them) into a new snapshot",
@@ -48,6 +49,13 @@ failed (the primary's snapshot stays). See "mailvault status --help".`,
 			}
 			if memProfile != "" {
 				stop, err := startPeakHeapProfile(memProfile)
+				if err != nil {
+					return err
+				}
+				defer stop()
+			}
+			if traceFile != "" {
+				stop, err := startTrace(traceFile)
 				if err != nil {
 					return err
 				}
@@ -173,6 +181,8 @@ failed (the primary's snapshot stays). See "mailvault status --help".`,
 	_ = cmd.Flags().MarkHidden("cpuprofile")
 	cmd.Flags().StringVar(&memProfile, "memprofile", os.Getenv("MAILVAULT_MEMPROFILE"), "write a heap profile taken at the backup's peak live heap to this file (env MAILVAULT_MEMPROFILE)")
 	_ = cmd.Flags().MarkHidden("memprofile")
+	cmd.Flags().StringVar(&traceFile, "trace", os.Getenv("MAILVAULT_TRACE"), "write an execution trace of the backup to this file, for go tool trace (env MAILVAULT_TRACE)")
+	_ = cmd.Flags().MarkHidden("trace")
 	snap.register(cmd)
 	return cmd
 }
@@ -189,6 +199,24 @@ func startCPUProfile(path string) (stop func(), err error) {
 	}
 	return func() {
 		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
+}
+
+// startTrace writes an execution trace to path until stop is called: where
+// the CPU profile says what the cores did, the trace says when one of them
+// had nothing to do, and which goroutine was waiting for what.
+func startTrace(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := trace.Start(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() {
+		trace.Stop()
 		f.Close()
 	}, nil
 }
