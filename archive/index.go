@@ -336,9 +336,6 @@ func (x *Index) search(l *layer, id ID) (indexEntry, bool) {
 	b := l.top(&id)
 	t := l.t[:l.dir[b+1]]
 	lo, hi := int(l.dir[b]), len(t)
-	if l.tab != nil {
-		l.tab.touch()
-	}
 	if l.tab != nil && !l.tab.verify(lo, hi) {
 		// A damaged page of the cached table (reported once, and the
 		// table removed, by its bad hook): its blobs read as absent —

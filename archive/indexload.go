@@ -282,13 +282,28 @@ func (b *indexBuilder) finish(live map[ID]bool) {
 		}
 	}
 	t = sortTable(t)
+	if b.fixed > 0 || len(x.layers) > 0 {
+		// Over what x already held (LoadIndex called again, as check
+		// does): keep only what it does not hold.
+		base := x.layers
+		t = slices.DeleteFunc(t, func(e indexEntry) bool {
+			for i := range base {
+				if _, ok := x.search(&base[i], e.id); ok {
+					return true
+				}
+			}
+			return false
+		})
+	}
 	// Give back the capacity duplicates and dropped files freed when it
 	// is worth a copy, which holds the table twice for a moment.
 	if cap(t)-len(t) > len(t)/8 {
 		t = append([]indexEntry(nil), t...)
 	}
-	x.layers = append(x.layers, newLayer(t))
-	x.inLayer += len(t)
+	if len(t) > 0 || len(x.layers) == 0 {
+		x.layers = append(x.layers, newLayer(t))
+		x.inLayer += len(t)
+	}
 	b.n, b.files = 0, nil
 }
 
@@ -381,7 +396,9 @@ func (r *Repository) loadIndex(ctx context.Context, all []ID) (live []ID, damage
 	if tc, ok := r.be.(IndexTableCache); ok && littleEndian {
 		path, log, cached = tc.IndexTablePath(ctx)
 	}
-	if !cached {
+	if !cached || len(r.idx.packs) > 0 {
+		// Without a cache, or loaded before (check loads again, to
+		// read every file): on the heap, over what it holds.
 		res, err := r.buildIndex(ctx, r.idx, all)
 		if err != nil {
 			return nil, nil, err
@@ -552,9 +569,10 @@ type builtIndex struct {
 	damaged    []error // unreadable files that no file read supersedes
 }
 
-// buildIndex reads the index files all into x's table on the heap.
+// buildIndex reads the index files all into x's table on the heap (a
+// further one when x already holds some).
 func (r *Repository) buildIndex(ctx context.Context, x *Index, all []ID) (*builtIndex, error) {
-	b := indexBuilder{x: x}
+	b := indexBuilder{x: x, fixed: len(x.packs)}
 	res, inForce, err := r.readIndexFiles(ctx, &b, all)
 	if err != nil {
 		return nil, err

@@ -12,7 +12,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"strconv"
 	"sync/atomic"
 	"syscall"
 	"unsafe"
@@ -94,53 +93,6 @@ type indexTable struct {
 	badOnce atomic.Bool
 	// checked counts the pages checked (the Index's counter).
 	checked *atomic.Int64
-	// uses counts lookups and page checks, to sample the resident
-	// memory now and then (touch).
-	uses    atomic.Int64
-	baseRSS int64 // fileResident when the table was opened
-}
-
-// tableResident bounds the mapped table's pages a command keeps resident.
-// Mapped pages a process has touched count in its resident memory (RSS)
-// until it unmaps them, though they are the page cache's: a command that
-// looks up every blob (check) would hold the whole table, 490 MB at 10 M
-// blobs. When the process's resident file-backed pages have grown by more
-// than this, the mapping's pages are let go (MADV_DONTNEED: they stay in
-// the page cache, and a lookup maps its page again, a minor fault).
-const tableResident = 64 << 20
-
-// touchSample is how many lookups and page checks pass between two
-// samples of the resident memory (a read of /proc/self/statm, ~10 µs).
-const touchSample = 1024
-
-// touch counts a use of the mapping and, every touchSample uses, lets its
-// pages go if they may be past tableResident. A table smaller than that
-// is never let go.
-func (t *indexTable) touch() {
-	if len(t.mem) <= tableResident || t.uses.Add(1)%touchSample != 0 {
-		return
-	}
-	if rss := fileResident(); rss >= 0 && rss > t.baseRSS+tableResident {
-		_ = syscall.Madvise(t.mem, syscall.MADV_DONTNEED)
-	}
-}
-
-// fileResident returns the process's resident shared (file-backed)
-// memory in bytes, or -1 where /proc/self/statm does not tell.
-func fileResident() int64 {
-	b, err := os.ReadFile("/proc/self/statm")
-	if err != nil {
-		return -1
-	}
-	f := bytes.Fields(b)
-	if len(f) < 3 {
-		return -1
-	}
-	n, err := strconv.ParseInt(string(f[2]), 10, 64)
-	if err != nil {
-		return -1
-	}
-	return n * int64(os.Getpagesize())
 }
 
 // tableMAC is the keyed BLAKE3 (the blob-ID key) of a table's contents:
@@ -196,9 +148,6 @@ func (r *Repository) mapIndexTable(f *os.File) (*indexTable, error) {
 		return nil, err
 	}
 	t.f = f
-	if len(mem) > tableResident {
-		t.baseRSS = fileResident()
-	}
 	return t, nil
 }
 
@@ -333,7 +282,6 @@ func (t *indexTable) verify(lo, hi int) bool {
 			ok = false
 			continue
 		}
-		t.touch()
 		if t.checked != nil {
 			t.checked.Add(1)
 		}

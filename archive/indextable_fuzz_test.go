@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 
 	"github.com/zeebo/blake3"
@@ -122,5 +123,52 @@ func TestIndexTableRoundTrip(t *testing.T) {
 				t.Fatalf("n=%d: %v: got %v %+v %v", n, b.ID.Short(), p.Short(), got, ok)
 			}
 		}
+	}
+}
+
+// TestIndexTablePages: a lookup checks the page or two its bucket lies
+// in; lookups from several goroutines at once (a backup's workers) check
+// each page at least once and find every blob.
+func TestIndexTablePages(t *testing.T) {
+	r := tableRepo(t)
+	const n = 20 * tablePageEntries
+	x := newIndex()
+	var blobs []PackedBlob
+	for i := range n {
+		blobs = append(blobs, PackedBlob{ID: ID{byte(i), byte(i >> 8), byte(i >> 16), 1}, Offset: uint32(i), Length: 1, RawLength: 1})
+	}
+	x.addPack(ID{1}, blobs)
+	x.spill.failed = true
+	x.sealOverlay()
+	path := filepath.Join(t.TempDir(), "table")
+	if err := r.writeIndexTable(x, path, []ID{{9}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	tab, err := r.openIndexTable(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	y := newIndex()
+	tab.install(y)
+	if _, _, ok := y.Lookup(blobs[n/2].ID); !ok {
+		t.Fatal("not found")
+	}
+	if c := y.Stats().PagesChecked; c < 1 || c > 2 {
+		t.Fatalf("one lookup checked %d pages of %d, want 1 or 2", c, n/tablePageEntries)
+	}
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for _, b := range blobs {
+				if _, got, ok := y.Lookup(b.ID); !ok || got != b {
+					t.Errorf("%v: %+v %v", b.ID.Short(), got, ok)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if c := y.Stats().PagesChecked; c < n/tablePageEntries || c > 4*n/tablePageEntries+2 {
+		t.Errorf("%d pages checked, want each of %d once, or a few times when lookups race", c, n/tablePageEntries)
 	}
 }
