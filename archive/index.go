@@ -315,11 +315,12 @@ func newLayer(t []indexEntry) layer {
 // each calls fn for every entry of the layer, in order, but those of
 // the damaged pages of a mapped table.
 func (l *layer) each(fn func(*indexEntry)) {
+	if l.tab != nil {
+		l.tab.each(fn)
+		return
+	}
 	for lo := 0; lo < len(l.t); lo += tablePageEntries {
 		hi := min(lo+tablePageEntries, len(l.t))
-		if l.tab != nil && !l.tab.verify(lo, hi) {
-			continue
-		}
 		for i := lo; i < hi; i++ {
 			fn(&l.t[i])
 		}
@@ -336,11 +337,29 @@ func (x *Index) search(l *layer, id ID) (indexEntry, bool) {
 	b := l.top(&id)
 	t := l.t[:l.dir[b+1]]
 	lo, hi := int(l.dir[b]), len(t)
-	if l.tab != nil && !l.tab.verify(lo, hi) {
-		// A damaged page of the cached table (reported once, and the
-		// table removed, by its bad hook): its blobs read as absent —
-		// a backup stores them again, a restore names them missing.
-		return indexEntry{}, false
+	if l.tab != nil {
+		if lo >= hi {
+			return indexEntry{}, false
+		}
+		if !l.tab.verify(lo, hi) {
+			// A damaged page of the cached table (reported once, and
+			// the table removed, by its bad hook): its blobs read as
+			// absent — a backup stores them again, a restore names
+			// them missing.
+			return indexEntry{}, false
+		}
+		// The bucket, read (readEntries) into a page buffer.
+		buf := pagePool.Get().(*[tablePageEntries]indexEntry)
+		defer pagePool.Put(buf)
+		bucket := buf[:]
+		if hi-lo > len(bucket) {
+			bucket = make([]indexEntry, hi-lo)
+		}
+		bucket = bucket[:hi-lo]
+		if !l.tab.readEntries(lo, hi, bucket) {
+			return indexEntry{}, false
+		}
+		t, lo, hi = bucket, 0, len(bucket)
 	}
 	var probes int64
 	for lo < hi {

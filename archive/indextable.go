@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"unsafe"
@@ -260,10 +261,34 @@ func (t *indexTable) checkPage(p int, raw []byte) bool {
 	return true
 }
 
-// pageBytes returns the mapped bytes of page p.
-func (t *indexTable) pageBytes(p int) []byte {
-	lo := p * tablePageEntries * tableEntrySize
-	return t.mem[lo:min(lo+tablePageEntries*tableEntrySize, len(t.entries)*tableEntrySize)]
+// pagePool holds page-sized buffers for reading a table's entries.
+var pagePool = sync.Pool{New: func() any { return new([tablePageEntries]indexEntry) }}
+
+// readEntries reads entries [lo, hi) into into (pread, not the mapping:
+// mapped pages a lookup touched — and with them the neighbours the kernel
+// maps on a fault, 64 KiB — would count in the process's resident
+// memory until it exits, the whole table once a command has looked up
+// enough blobs; read, they stay the page cache's).
+func (t *indexTable) readEntries(lo, hi int, into []indexEntry) bool {
+	raw := unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(into))), (hi-lo)*tableEntrySize)
+	if _, err := t.f.ReadAt(raw, int64(lo)*tableEntrySize); err != nil {
+		t.fail(lo / tablePageEntries)
+		return false
+	}
+	return true
+}
+
+// fail marks page p bad and reports it (once for the table).
+func (t *indexTable) fail(p int) {
+	t.state[p].Store(pageBad)
+	if t.bad != nil && !t.badOnce.Swap(true) {
+		t.bad(p)
+	}
+}
+
+// pageLen is the number of entries of page p.
+func (t *indexTable) pageLen(p int) int {
+	return min(tablePageEntries, len(t.entries)-p*tablePageEntries)
 }
 
 // verify checks the pages that hold entries [lo, hi) once each and
@@ -282,20 +307,38 @@ func (t *indexTable) verify(lo, hi int) bool {
 			ok = false
 			continue
 		}
+		buf := pagePool.Get().(*[tablePageEntries]indexEntry)
+		page := buf[:t.pageLen(p)]
+		good := t.readEntries(p*tablePageEntries, p*tablePageEntries+len(page), page) && t.checkPage(p, unsafe.Slice((*byte)(unsafe.Pointer(&page[0])), len(page)*tableEntrySize))
+		pagePool.Put(buf)
 		if t.checked != nil {
 			t.checked.Add(1)
 		}
-		if t.checkPage(p, t.pageBytes(p)) {
+		if good {
 			t.state[p].Store(pageGood)
 			continue
 		}
-		t.state[p].Store(pageBad)
+		t.fail(p)
 		ok = false
-		if t.bad != nil && !t.badOnce.Swap(true) {
-			t.bad(p)
-		}
 	}
 	return ok
+}
+
+// each calls fn for every entry, in order, but those of damaged pages,
+// a page at a time read with pread (readEntries).
+func (t *indexTable) each(fn func(*indexEntry)) {
+	buf := pagePool.Get().(*[tablePageEntries]indexEntry)
+	defer pagePool.Put(buf)
+	for p := range t.state {
+		lo := p * tablePageEntries
+		page := buf[:t.pageLen(p)]
+		if !t.verify(lo, lo+len(page)) || !t.readEntries(lo, lo+len(page), page) {
+			continue
+		}
+		for i := range page {
+			fn(&page[i])
+		}
+	}
 }
 
 // install makes the table x's only layer, in place of what x holds, and
