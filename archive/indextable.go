@@ -10,7 +10,6 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -523,40 +522,4 @@ func (s *tableStream) next() (*indexEntry, bool) {
 	}
 	s.i++
 	return &s.buf[s.i-1], true
-}
-
-// writeIndexTable writes x's layers (its whole index as loaded: no
-// overlay, no mapped table) merged to path (tests make tables with it).
-func (r *Repository) writeIndexTable(x *Index, path string, live, superseded []ID) error {
-	x.mu.RLock()
-	defer x.mu.RUnlock()
-	if len(x.overlay) > 0 || len(x.layers) > 2 || len(x.spilled) > 0 || x.mapped {
-		return fmt.Errorf("index table: index is not as loaded")
-	}
-	tw, err := r.newTableWriter(filepath.Dir(path), x.inLayer)
-	if err != nil {
-		return err
-	}
-	// The layers are sorted and disjoint: write them merged.
-	var a, b []indexEntry
-	if len(x.layers) > 0 {
-		a = x.layers[0].t
-	}
-	if len(x.layers) > 1 {
-		b = x.layers[1].t
-	}
-	for len(a) > 0 || len(b) > 0 {
-		if len(b) == 0 || (len(a) > 0 && bytes.Compare(a[0].id[:], b[0].id[:]) < 0) {
-			tw.add(&a[0])
-			a = a[1:]
-		} else {
-			tw.add(&b[0])
-			b = b[1:]
-		}
-	}
-	t, err := tw.finish(path, live, superseded, x.packs)
-	if t != nil {
-		t.unmap()
-	}
-	return err
 }

@@ -3,6 +3,7 @@ package archive
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sync"
@@ -171,4 +172,40 @@ func TestIndexTablePages(t *testing.T) {
 	if c := y.Stats().PagesChecked; c < n/tablePageEntries || c > 4*n/tablePageEntries+2 {
 		t.Errorf("%d pages checked, want each of %d once, or a few times when lookups race", c, n/tablePageEntries)
 	}
+}
+
+// writeIndexTable writes x's layers (its whole index as loaded: no
+// overlay, no mapped table) merged to path: the tests' tables.
+func (r *Repository) writeIndexTable(x *Index, path string, live, superseded []ID) error {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	if len(x.overlay) > 0 || len(x.layers) > 2 || len(x.spilled) > 0 || x.mapped {
+		return fmt.Errorf("index table: index is not as loaded")
+	}
+	tw, err := r.newTableWriter(filepath.Dir(path), x.inLayer)
+	if err != nil {
+		return err
+	}
+	// The layers are sorted and disjoint: write them merged.
+	var a, b []indexEntry
+	if len(x.layers) > 0 {
+		a = x.layers[0].t
+	}
+	if len(x.layers) > 1 {
+		b = x.layers[1].t
+	}
+	for len(a) > 0 || len(b) > 0 {
+		if len(b) == 0 || (len(a) > 0 && bytes.Compare(a[0].id[:], b[0].id[:]) < 0) {
+			tw.add(&a[0])
+			a = a[1:]
+		} else {
+			tw.add(&b[0])
+			b = b[1:]
+		}
+	}
+	t, err := tw.finish(path, live, superseded, x.packs)
+	if t != nil {
+		t.unmap()
+	}
+	return err
 }
