@@ -315,12 +315,15 @@ func newLayer(t []indexEntry) layer {
 // each calls fn for every entry of the layer, in order, but those of
 // the damaged pages of a mapped table.
 func (l *layer) each(fn func(*indexEntry)) {
-	if l.tab != nil {
+	if l.tab != nil && !l.tab.inPlace {
 		l.tab.each(fn)
 		return
 	}
 	for lo := 0; lo < len(l.t); lo += tablePageEntries {
 		hi := min(lo+tablePageEntries, len(l.t))
+		if l.tab != nil && !l.tab.verify(lo, hi) {
+			continue
+		}
 		for i := lo; i < hi; i++ {
 			fn(&l.t[i])
 		}
@@ -348,6 +351,8 @@ func (x *Index) search(l *layer, id ID) (indexEntry, bool) {
 			// them missing.
 			return indexEntry{}, false
 		}
+	}
+	if l.tab != nil && !l.tab.inPlace {
 		// The bucket, read (readEntries) into a page buffer.
 		buf := pagePool.Get().(*[tablePageEntries]indexEntry)
 		defer pagePool.Put(buf)

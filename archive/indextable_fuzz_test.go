@@ -145,32 +145,39 @@ func TestIndexTablePages(t *testing.T) {
 	if err := r.writeIndexTable(x, path, []ID{{9}}, nil); err != nil {
 		t.Fatal(err)
 	}
-	tab, err := r.openIndexTable(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	y := newIndex()
-	tab.install(y)
-	if _, _, ok := y.Lookup(blobs[n/2].ID); !ok {
-		t.Fatal("not found")
-	}
-	if c := y.Stats().PagesChecked; c < 1 || c > 2 {
-		t.Fatalf("one lookup checked %d pages of %d, want 1 or 2", c, n/tablePageEntries)
-	}
-	var wg sync.WaitGroup
-	for range 4 {
-		wg.Go(func() {
-			for _, b := range blobs {
-				if _, got, ok := y.Lookup(b.ID); !ok || got != b {
-					t.Errorf("%v: %+v %v", b.ID.Short(), got, ok)
-					return
+	// Read in place (a small table) and with pread (a large one).
+	for _, inPlace := range []bool{true, false} {
+		tab, err := r.openIndexTable(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tab.inPlace = inPlace
+		y := newIndex()
+		tab.install(y)
+		if _, _, ok := y.Lookup(blobs[n/2].ID); !ok {
+			t.Fatal("not found")
+		}
+		if c := y.Stats().PagesChecked; c < 1 || c > 2 {
+			t.Fatalf("inPlace=%v: one lookup checked %d pages of %d, want 1 or 2", inPlace, c, n/tablePageEntries)
+		}
+		var wg sync.WaitGroup
+		for range 4 {
+			wg.Go(func() {
+				for _, b := range blobs {
+					if _, got, ok := y.Lookup(b.ID); !ok || got != b {
+						t.Errorf("inPlace=%v: %v: %+v %v", inPlace, b.ID.Short(), got, ok)
+						return
+					}
 				}
-			}
-		})
-	}
-	wg.Wait()
-	if c := y.Stats().PagesChecked; c < n/tablePageEntries || c > 4*n/tablePageEntries+2 {
-		t.Errorf("%d pages checked, want each of %d once, or a few times when lookups race", c, n/tablePageEntries)
+			})
+		}
+		wg.Wait()
+		if c := y.Stats().PagesChecked; c < n/tablePageEntries || c > 4*n/tablePageEntries+2 {
+			t.Errorf("inPlace=%v: %d pages checked, want each of %d once, or a few times when lookups race", inPlace, c, n/tablePageEntries)
+		}
+		if got := y.PackBlobs()[ID{1}]; len(got) != n {
+			t.Errorf("inPlace=%v: PackBlobs lists %d blobs, want %d", inPlace, len(got), n)
+		}
 	}
 }
 
