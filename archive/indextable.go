@@ -365,13 +365,23 @@ func (t *indexTable) install(x *Index) {
 	t.checked = &x.stats.checked
 	x.inLayer = len(t.entries)
 	x.mapped = true
-	runtime.AddCleanup(x, func(t *indexTable) { t.unmap() }, t)
+	// The cleanup's argument must not reach x (t does: t.checked), or
+	// x would never be collected.
+	runtime.AddCleanup(x, func(m mapping) { m.unmap() }, mapping{t.mem, t.f})
 }
 
-func (t *indexTable) unmap() {
-	_ = syscall.Munmap(t.mem)
-	t.f.Close()
+// mapping is a table's mapped bytes and file.
+type mapping struct {
+	mem []byte
+	f   *os.File
 }
+
+func (m mapping) unmap() {
+	_ = syscall.Munmap(m.mem)
+	m.f.Close()
+}
+
+func (t *indexTable) unmap() { mapping{t.mem, t.f}.unmap() }
 
 // tableWriter writes a table file from entries given in order: a page at
 // a time, with its MAC, then the tail once the count is known.
