@@ -6,6 +6,17 @@ import (
 	"slices"
 )
 
+// TaggedSize is the bytes of an entry of a run.
+const TaggedSize = taggedSize
+
+// SetRunEntries makes the runs of index table builds n entries long
+// until the test ends.
+func SetRunEntries(t interface{ Cleanup(func()) }, n int) {
+	old := runEntries
+	runEntries = n
+	t.Cleanup(func() { runEntries = old })
+}
+
 // BackupV1 is Backup writing version 1 folder trees, one blob per folder,
 // as releases before paged trees did (docs/FORMAT.md "Trees").
 func (r *Repository) BackupV1(ctx context.Context, opt BackupOptions) (*BackupResult, error) {

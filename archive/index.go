@@ -181,7 +181,8 @@ type Index struct {
 type indexCounters struct {
 	decoded atomic.Int64 // entries parsed from index files
 	lookups atomic.Int64 // blobs looked up (Has, Lookup, addPack)
-	probed  atomic.Int64 // table entries compared by searches (lookups; at load, new files' blobs against the table)
+	probed  atomic.Int64 // table entries compared by searches (lookups)
+	checked atomic.Int64 // pages of a mapped table checked against their MACs
 }
 
 // IndexStats is what an index has done since it was made.
@@ -191,10 +192,11 @@ type IndexStats struct {
 	Decoded int64
 	// Lookups is the number of blobs looked up (Has, Lookup, addPack).
 	Lookups int64
-	// Probed is the number of table entries compared by searches:
-	// lookups, and at load those of the blobs of files decoded on top of
-	// a cached table.
+	// Probed is the number of table entries compared by searches.
 	Probed int64
+	// PagesChecked is the number of pages of a mapped table checked
+	// against their MACs: those the lookups touched.
+	PagesChecked int64
 	// Mapped reports whether the loaded tables are the cached file,
 	// mapped into memory rather than held on the Go heap.
 	Mapped bool
@@ -205,7 +207,7 @@ func (x *Index) Stats() IndexStats {
 	x.mu.RLock()
 	mapped := x.mapped
 	x.mu.RUnlock()
-	return IndexStats{Decoded: x.stats.decoded.Load(), Lookups: x.stats.lookups.Load(), Probed: x.stats.probed.Load(), Mapped: mapped}
+	return IndexStats{Decoded: x.stats.decoded.Load(), Lookups: x.stats.lookups.Load(), Probed: x.stats.probed.Load(), PagesChecked: x.stats.checked.Load(), Mapped: mapped}
 }
 
 func newIndex() *Index {
@@ -292,14 +294,20 @@ type layer struct {
 	t    []indexEntry
 	dir  []uint32
 	bits uint
+	// tab is the mapped table t and dir are in, whose pages are
+	// checked as they are first used; nil for a table on the heap.
+	tab *indexTable
 }
 
 // maxDirBits bounds the directory: 2^22 buckets (16 MiB) serve 64 M
 // blobs at 16 a bucket.
 const maxDirBits = 22
 
+// dirBits is the directory size for n entries: about 16 a bucket.
+func dirBits(n int) uint { return uint(min(max(bits.Len(uint(n))-4, 0), maxDirBits)) }
+
 func newLayer(t []indexEntry) layer {
-	l := layer{t: t, bits: uint(min(max(bits.Len(uint(len(t)))-4, 0), maxDirBits))}
+	l := layer{t: t, bits: dirBits(len(t))}
 	l.dir = make([]uint32, 1<<l.bits+1)
 	b := 0
 	for i := range t {
@@ -313,6 +321,24 @@ func newLayer(t []indexEntry) layer {
 	return l
 }
 
+// each calls fn for every entry of the layer, in order, but those of
+// the damaged pages of a mapped table.
+func (l *layer) each(fn func(*indexEntry)) {
+	if l.tab != nil && !l.tab.inPlace {
+		l.tab.each(fn)
+		return
+	}
+	for lo := 0; lo < len(l.t); lo += tablePageEntries {
+		hi := min(lo+tablePageEntries, len(l.t))
+		if l.tab != nil && !l.tab.verify(lo, hi) {
+			continue
+		}
+		for i := lo; i < hi; i++ {
+			fn(&l.t[i])
+		}
+	}
+}
+
 // top returns the bucket of an ID: its first bits.
 func (l *layer) top(id *ID) int {
 	return int(binary.BigEndian.Uint32(id[:4]) >> (32 - l.bits) & (1<<l.bits - 1))
@@ -323,6 +349,32 @@ func (x *Index) search(l *layer, id ID) (indexEntry, bool) {
 	b := l.top(&id)
 	t := l.t[:l.dir[b+1]]
 	lo, hi := int(l.dir[b]), len(t)
+	if l.tab != nil {
+		if lo >= hi {
+			return indexEntry{}, false
+		}
+		if !l.tab.verify(lo, hi) {
+			// A damaged page of the cached table (reported once, and
+			// the table removed, by its bad hook): its blobs read as
+			// absent — a backup stores them again, a restore names
+			// them missing.
+			return indexEntry{}, false
+		}
+	}
+	if l.tab != nil && !l.tab.inPlace {
+		// The bucket, read (readEntries) into a page buffer.
+		buf := pagePool.Get().(*[tablePageEntries]indexEntry)
+		defer pagePool.Put(buf)
+		bucket := buf[:]
+		if hi-lo > len(bucket) {
+			bucket = make([]indexEntry, hi-lo)
+		}
+		bucket = bucket[:hi-lo]
+		if !l.tab.readEntries(lo, hi, bucket) {
+			return indexEntry{}, false
+		}
+		t, lo, hi = bucket, 0, len(bucket)
+	}
 	var probes int64
 	for lo < hi {
 		m := int(uint(lo+hi) >> 1)
@@ -408,10 +460,8 @@ func (x *Index) packBlobCounts() []uint32 {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
 	n := make([]uint32, len(x.packs))
-	for _, l := range x.layers {
-		for i := range l.t {
-			n[l.t[i].ord()]++
-		}
+	for i := range x.layers {
+		x.layers[i].each(func(e *indexEntry) { n[e.ord()]++ })
 	}
 	x.eachSpilled(func(e *indexEntry) { n[e.ord()]++ })
 	for _, e := range x.overlay {
@@ -451,10 +501,8 @@ func (x *Index) blobsInPacks(packs map[ID]bool) map[ID][]PackedBlob {
 			out[p] = append(out[p], e.blob())
 		}
 	}
-	for _, l := range x.layers {
-		for i := range l.t {
-			add(&l.t[i])
-		}
+	for i := range x.layers {
+		x.layers[i].each(add)
 	}
 	x.eachSpilled(add)
 	for _, e := range x.overlay {

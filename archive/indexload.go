@@ -121,6 +121,10 @@ func (e *recordingReader) Read(p []byte) (int, error) {
 // copies them into one table and sorts it once. A file's entries stay
 // apart from the others' until then, so that the files another file
 // supersedes can be dropped without reading anything twice.
+//
+// With runs set the table is built on disk instead (buildTable): the
+// entries, tagged with the file they came from, are sorted into runs
+// of runEntries in a scratch file and merged into a table file.
 type indexBuilder struct {
 	x     *Index
 	fixed int // x's packs below this ordinal (a mapped table's) are kept whatever files are dropped
@@ -131,22 +135,36 @@ type indexBuilder struct {
 	chunks [][]indexEntry
 	n      int
 	files  []builtFile
+	runs   *runSpill
+	// tag is the current attempt at reading a file (runs): entries of
+	// an attempt that failed keep a tag no built file has.
+	tag, attempts uint32
 }
 
 // chunkSize is the entries of one chunk (3 MiB).
 const chunkSize = 1 << 16
 
 func (b *indexBuilder) push(e indexEntry) {
-	if b.n%chunkSize == 0 {
+	b.n++
+	if b.runs != nil {
+		b.runs.push(taggedEntry{e: e, tag: b.tag})
+		return
+	}
+	if (b.n-1)%chunkSize == 0 {
 		b.chunks = append(b.chunks, make([]indexEntry, 0, chunkSize))
 	}
 	last := &b.chunks[len(b.chunks)-1]
 	*last = append(*last, e)
-	b.n++
 }
 
-// truncate forgets the entries from n on.
+// truncate forgets the entries from n on (with runs, those already in a
+// run stay there, under a tag that is dropped).
 func (b *indexBuilder) truncate(n int) {
+	if b.runs != nil {
+		b.runs.pending = b.runs.pending[:max(n-b.runs.flushed, 0)]
+		b.n = b.runs.flushed + len(b.runs.pending)
+		return
+	}
 	b.chunks = b.chunks[:(n+chunkSize-1)/chunkSize]
 	if n%chunkSize != 0 {
 		b.chunks[len(b.chunks)-1] = b.chunks[len(b.chunks)-1][:n%chunkSize]
@@ -158,6 +176,7 @@ func (b *indexBuilder) truncate(n int) {
 type builtFile struct {
 	id         ID
 	start, end int      // its entries
+	tag        uint32   // its entries' tag (runs)
 	packs      []uint32 // ordinals of the packs it lists
 }
 
@@ -176,7 +195,8 @@ func (b *indexBuilder) add(f ID, plain []byte) (supersedes []ID, err error) {
 func (b *indexBuilder) addFrom(f ID, parse func(indexVisitor) (bool, error), whole func() ([]byte, error)) (supersedes []ID, err error) {
 	x := b.x
 	start, npacks := b.n, len(x.packs)
-	bf := builtFile{id: f, start: start}
+	b.tag, b.attempts = b.attempts, b.attempts+1
+	bf := builtFile{id: f, start: start, tag: b.tag}
 	var (
 		ord  uint32
 		end  uint64 // the furthest blob end in the current pack
@@ -202,6 +222,9 @@ func (b *indexBuilder) addFrom(f ID, parse func(indexVisitor) (bool, error), who
 		// Not in the compact form this package writes, invalid, or
 		// unreadable: forget what was read.
 		b.truncate(start)
+		start, bf.start = b.n, b.n
+		b.tag, b.attempts = b.attempts, b.attempts+1
+		bf.tag = b.tag
 		for _, p := range x.packs[npacks:] {
 			delete(x.packIdx, p)
 		}
@@ -246,40 +269,22 @@ func (b *indexBuilder) finish(live map[ID]bool) {
 		b.chunks[i] = nil // garbage from here on
 	}
 	b.chunks = nil
-	if dropped := len(b.files) > 0 && !allLive(b.files, live); dropped {
-		keep := make([]bool, len(x.packs))
-		for i := range b.fixed {
-			keep[i] = true
-		}
+	if renum := b.dropPacks(live); renum != nil {
 		n := 0
 		for _, f := range b.files {
-			if !live[f.id] {
-				continue
+			if live[f.id] {
+				n += copy(t[n:], t[f.start:f.end])
 			}
-			for _, p := range f.packs {
-				keep[p] = true
-			}
-			n += copy(t[n:], t[f.start:f.end])
 		}
 		t = t[:n]
-		renum := make([]uint32, len(x.packs))
-		packs := x.packs[:0]
-		clear(x.packIdx)
-		for i, p := range x.packs {
-			if keep[i] {
-				renum[i] = uint32(len(packs))
-				x.packIdx[p] = uint32(len(packs))
-				packs = append(packs, p)
-			}
-		}
-		x.packs = packs
 		for i := range t {
 			t[i].pack = t[i].pack&^entryOrdMask | renum[t[i].ord()]
 		}
 	}
 	t = sortTable(t)
 	if b.fixed > 0 || len(x.layers) > 0 {
-		// Over a mapped table: keep only what it does not hold.
+		// Over what x already held (LoadIndex called again, as check
+		// does): keep only what it does not hold.
 		base := x.layers
 		t = slices.DeleteFunc(t, func(e indexEntry) bool {
 			for i := range base {
@@ -300,6 +305,40 @@ func (b *indexBuilder) finish(live map[ID]bool) {
 		x.inLayer += len(t)
 	}
 	b.n, b.files = 0, nil
+}
+
+// dropPacks renumbers x's packs to those the files in live (and a mapped
+// table's, below b.fixed) list, when a file read is not in live, and
+// returns the new ordinal of each old one; nil when every file is live.
+// Renumbering keeps the order, so entries sort the same either way.
+func (b *indexBuilder) dropPacks(live map[ID]bool) []uint32 {
+	if len(b.files) == 0 || allLive(b.files, live) {
+		return nil
+	}
+	x := b.x
+	keep := make([]bool, len(x.packs))
+	for i := range b.fixed {
+		keep[i] = true
+	}
+	for _, f := range b.files {
+		if live[f.id] {
+			for _, p := range f.packs {
+				keep[p] = true
+			}
+		}
+	}
+	renum := make([]uint32, len(x.packs))
+	packs := x.packs[:0]
+	clear(x.packIdx)
+	for i, p := range x.packs {
+		if keep[i] {
+			renum[i] = uint32(len(packs))
+			x.packIdx[p] = uint32(len(packs))
+			packs = append(packs, p)
+		}
+	}
+	x.packs = packs
+	return renum
 }
 
 func allLive(files []builtFile, live map[ID]bool) bool {
@@ -347,58 +386,82 @@ func (r *Repository) LoadIndex(ctx context.Context) (unindexed map[ID]int64, err
 // loadIndex fills r.idx from the index files all. With a local cache
 // (IndexTableCache) it starts from the cached table when that is still
 // true — every file it holds is still listed and none is superseded by a
-// newer one — and decodes only the files listed since; otherwise it
-// decodes every file. Either way a changed index is written back as a
-// table for the next command. The cache only saves work: anything amiss
-// with it and the index comes from the repository.
+// newer one — and reads only the files listed since, merging them with
+// the table into a new one; otherwise it reads every file into a new
+// table. Either way the table is built on disk (buildTable) and mapped.
+// The cache only saves work: anything amiss with it and the index comes
+// from the repository.
 func (r *Repository) loadIndex(ctx context.Context, all []ID) (live []ID, damaged []error, err error) {
 	path, log, cached := "", (*slog.Logger)(nil), false
 	if tc, ok := r.be.(IndexTableCache); ok && littleEndian {
 		path, log, cached = tc.IndexTablePath(ctx)
 	}
-	if cached {
-		// The blobs a backup adds spill beside the table (indexspill.go).
-		defer func() { r.idx.spill.dir = filepath.Dir(path) }()
-	}
-	if !cached {
-		res, err := r.buildIndex(ctx, r.idx, all, nil)
+	if !cached || len(r.idx.packs) > 0 {
+		// Without a cache, or loaded before (check loads again, to
+		// read every file): on the heap, over what it holds.
+		res, err := r.buildIndex(ctx, r.idx, all)
 		if err != nil {
 			return nil, nil, err
 		}
 		return res.live, res.damaged, nil
 	}
-	var tab *indexTable
-	if !r.indexFromFiles {
-		tab, err = r.openIndexTable(path)
-	}
-	if err != nil {
+	// The blobs a backup adds spill beside the table (indexspill.go).
+	defer func() { r.idx.spill.dir = filepath.Dir(path) }()
+	discard := func(err error) {
 		log.Warn("index cache: discarding the cached index table; decoding the index files", "file", path, "err", err)
 		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			log.Warn("index cache: cannot remove the table", "file", path, "err", err)
 		}
-		tab = nil
+	}
+	var tab *indexTable
+	if !r.indexFromFiles {
+		if tab, err = r.openIndexTable(path); err != nil {
+			discard(err)
+			tab = nil
+		}
 	}
 	if tab != nil {
-		if live, damaged, ok, err := r.loadOnTable(ctx, tab, all, path, log); err != nil || ok {
-			return live, damaged, err
+		fresh, ok := tableFresh(tab, all)
+		if ok && len(fresh) == 0 {
+			tab.bad = r.tableBad(path, log)
+			tab.install(r.idx)
+			return tab.live, nil, nil
 		}
-		r.idx = newIndex() // the one with the table unmaps it when collected
+		if ok {
+			res, err := r.buildTable(ctx, r.idx, fresh, tab, path, log)
+			if err == nil && res != nil {
+				tab.unmap()
+				return res.live, res.damaged, nil
+			}
+			if err != nil && !errors.Is(err, errTableBuild) {
+				tab.unmap()
+				return nil, nil, err
+			}
+			if err != nil {
+				discard(err)
+			}
+		}
+		tab.unmap()
+		r.idx = newIndex()
 	}
-	res, err := r.buildIndex(ctx, r.idx, all, nil)
+	res, err := r.buildTable(ctx, r.idx, all, nil, path, log)
+	if errors.Is(err, errTableBuild) {
+		// No table can be written here (a full disk, say): the index
+		// on the heap, as without a cache.
+		log.Warn("index cache: cannot build the index table", "file", path, "err", err)
+		r.idx = newIndex()
+		res, err = r.buildIndex(ctx, r.idx, all)
+	}
 	if err != nil {
 		return nil, nil, err
-	}
-	if err := r.writeIndexTable(r.idx, path, res.live, res.superseded); err != nil {
-		log.Warn("index cache: cannot write the index table", "file", path, "err", err)
 	}
 	return res.live, res.damaged, nil
 }
 
-// loadOnTable makes the mapped table r.idx's first layer and decodes the
-// files listed since it was written into a second. ok is false when the
-// table no longer holds (a file it holds is gone or superseded): the
-// caller unmaps it and decodes everything.
-func (r *Repository) loadOnTable(ctx context.Context, tab *indexTable, all []ID, path string, log *slog.Logger) (live []ID, damaged []error, ok bool, err error) {
+// tableFresh returns the files of all that the table does not hold; ok is
+// false when the table no longer holds (a file it holds is gone:
+// removed by hand, or by a prune whose new files supersede it).
+func tableFresh(tab *indexTable, all []ID) (fresh []ID, ok bool) {
 	listed := make(map[ID]bool, len(all))
 	for _, f := range all {
 		listed[f] = true
@@ -406,56 +469,122 @@ func (r *Repository) loadOnTable(ctx context.Context, tab *indexTable, all []ID,
 	known := make(map[ID]bool, len(tab.live)+len(tab.superseded))
 	for _, f := range tab.live {
 		if !listed[f] {
-			tab.unmap()
-			return nil, nil, false, nil // removed by hand, or by a prune whose new files supersede it
+			return nil, false
 		}
 		known[f] = true
 	}
 	for _, f := range tab.superseded {
 		known[f] = true
 	}
-	var fresh []ID
 	for _, f := range all {
 		if !known[f] {
 			fresh = append(fresh, f)
 		}
 	}
-	x := r.idx
-	tab.install(x)
-	if len(fresh) == 0 {
-		return tab.live, nil, true, nil
-	}
-	res, err := r.buildIndex(ctx, x, fresh, tab)
-	if err != nil {
-		return nil, nil, false, err
-	}
-	for _, s := range res.superseded {
-		if slices.Contains(tab.live, s) {
-			return nil, nil, false, nil // a prune or repair index since: start again
-		}
-	}
-	live = append(slices.Clone(tab.live), res.live...)
-	if len(res.live) > 0 {
-		if err := r.writeIndexTable(x, path, live, append(slices.Clone(tab.superseded), res.superseded...)); err != nil {
-			log.Warn("index cache: cannot write the index table", "file", path, "err", err)
-		}
-	}
-	return live, res.damaged, true, nil
+	return fresh, true
 }
 
-// builtIndex is what buildIndex found.
+// tableBad is a mapped table's bad hook: a page that fails its MAC is
+// reported and the table removed, so that the next command decodes the
+// index files; this one reads that page's blobs as absent.
+func (r *Repository) tableBad(path string, log *slog.Logger) func(int) {
+	return func(page int) {
+		log.Warn("index cache: a page of the cached index table does not match its MAC; removing the table (the next command decodes the index files; blobs of that page read as absent in this one)", "file", path, "page", page)
+		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			log.Warn("index cache: cannot remove the table", "file", path, "err", err)
+		}
+	}
+}
+
+// errTableBuild marks an error of buildTable's own files (the scratch
+// runs, the table, the old table read back), not the repository's.
+var errTableBuild = errors.New("building the index table")
+
+// buildTable reads the index files all, one at a time, into a new table
+// file at path — the rules of scanIndexFiles — and makes it x's only
+// layer, mapped. With base (a table that still holds), the files are
+// those listed since it was written and the new table is base's entries
+// merged with theirs. The entries go through sorted runs in a scratch
+// file (runSpill), so that the heap holds one run, not the index: 48
+// bytes a blob, 490 MB at 10 M blobs. res is nil when a file read
+// supersedes one base holds (a prune or repair index since): the caller
+// starts again without base.
+func (r *Repository) buildTable(ctx context.Context, x *Index, all []ID, base *indexTable, path string, log *slog.Logger) (*builtIndex, error) {
+	dir := filepath.Dir(path)
+	spill, err := newRunSpill(dir)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", errTableBuild, err)
+	}
+	defer spill.close()
+	b := indexBuilder{x: x, runs: spill}
+	var baseN int
+	if base != nil {
+		for _, p := range base.packs {
+			x.packOrdinal(p)
+		}
+		b.fixed, baseN = len(base.packs), len(base.entries)
+	}
+	res, inForce, err := r.readIndexFiles(ctx, &b, all)
+	if err != nil {
+		return nil, err
+	}
+	live, superseded := res.live, res.superseded
+	if base != nil {
+		for _, s := range res.superseded {
+			if slices.Contains(base.live, s) {
+				return nil, nil
+			}
+		}
+		live = append(slices.Clone(base.live), live...)
+		superseded = append(slices.Clone(base.superseded), superseded...)
+	}
+	if spill.err != nil {
+		return nil, fmt.Errorf("%w: %v", errTableBuild, spill.err)
+	}
+	tw, err := r.newTableWriter(dir, baseN+b.n)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", errTableBuild, err)
+	}
+	if err := b.mergeRuns(inForce, base, tw); err != nil {
+		tw.abort()
+		return nil, fmt.Errorf("%w: %v", errTableBuild, err)
+	}
+	tab, err := tw.finish(path, live, superseded, x.packs)
+	if tab == nil {
+		return nil, fmt.Errorf("%w: %v", errTableBuild, err)
+	}
+	if err != nil {
+		log.Warn("index cache: cannot write the index table", "file", path, "err", err)
+	}
+	tab.bad = r.tableBad(path, log)
+	tab.install(x)
+	res.live = live
+	return res, nil
+}
+
+// builtIndex is what readIndexFiles found.
 type builtIndex struct {
 	live       []ID    // the files read that no file read supersedes, in listing order
 	superseded []ID    // every file a file read names in its supersedes
 	damaged    []error // unreadable files that no file read supersedes
 }
 
-// buildIndex reads the index files all, in listing order, one at a time
-// into x's table (indexBuilder) — the rules of scanIndexFiles, without
-// holding any file's decoded content past its turn. With a table, x
-// already holds it (install), and the files read go into a second layer
-// without the blobs the table holds.
-func (r *Repository) buildIndex(ctx context.Context, x *Index, all []ID, tab *indexTable) (*builtIndex, error) {
+// buildIndex reads the index files all into x's table on the heap (a
+// further one when x already holds some).
+func (r *Repository) buildIndex(ctx context.Context, x *Index, all []ID) (*builtIndex, error) {
+	b := indexBuilder{x: x, fixed: len(x.packs)}
+	res, inForce, err := r.readIndexFiles(ctx, &b, all)
+	if err != nil {
+		return nil, err
+	}
+	b.finish(inForce)
+	return res, nil
+}
+
+// readIndexFiles reads the index files all, in listing order, one at a
+// time into b — the rules of scanIndexFiles, without holding any file's
+// decoded content past its turn — and returns the files in force.
+func (r *Repository) readIndexFiles(ctx context.Context, b *indexBuilder, all []ID) (*builtIndex, map[ID]bool, error) {
 	type bad struct {
 		id  ID
 		err error
@@ -465,12 +594,11 @@ func (r *Repository) buildIndex(ctx context.Context, x *Index, all []ID, tab *in
 		read       []ID
 		superseded = map[ID]bool{}
 		res        builtIndex
-		b          = indexBuilder{x: x, fixed: len(x.packs)}
 		ir         = indexReader{r: r}
 	)
 	defer ir.close()
 	for _, f := range all {
-		sup, err := ir.add(ctx, &b, f)
+		sup, err := ir.add(ctx, b, f)
 		if err == nil {
 			read = append(read, f)
 			for _, s := range sup {
@@ -482,7 +610,7 @@ func (r *Repository) buildIndex(ctx context.Context, x *Index, all []ID, tab *in
 			continue
 		}
 		if !errors.Is(err, ErrCorrupt) {
-			return nil, err
+			return nil, nil, err
 		}
 		bads = append(bads, bad{f, err})
 	}
@@ -498,8 +626,7 @@ func (r *Repository) buildIndex(ctx context.Context, x *Index, all []ID, tab *in
 			res.damaged = append(res.damaged, b.err)
 		}
 	}
-	b.finish(inForce)
-	return &res, nil
+	return &res, inForce, nil
 }
 
 // indexScan is what scanIndexFiles found.

@@ -191,19 +191,45 @@ func TestIndexMemory(t *testing.T) {
 
 			// Through the local cache: the first load writes the table,
 			// the second maps it and keeps only the pack list on the heap.
+			// The index on the heap goes first: live, it would let the
+			// garbage of the loads below grow as large before a
+			// collection.
+			r = nil
+			x = nil
+			// Runs of 64k entries (3.4 MB), so that the million blobs
+			// make 16 of them, as 10 M make 20 of the default size.
+			const run = 1 << 16
+			archive.SetRunEntries(t, run)
 			cacheDir := filepath.Join(t.TempDir(), "cache")
-			c := cache.New(tr.be, cacheDir, nil)
+			// The table alone, as for a local-directory repository (an
+			// S3 cache's copies of the index files are read whole).
+			c := cache.NewIndexTable(tr.be, cacheDir, nil)
 			r1, err := archive.Open(t.Context(), c, tr.creds(), archive.Options{Compression: 2})
 			if err != nil {
 				t.Fatal(err)
 			}
-			if _, err := r1.LoadIndex(t.Context()); err != nil {
-				t.Fatal(err)
+			gc()
+			liveBefore := peakLive(func() {})
+			livePeak := peakLive(func() {
+				if _, err := r1.LoadIndex(t.Context()); err != nil {
+					t.Fatal(err)
+				}
+			})
+			// The table is built on disk, through sorted runs: what is
+			// live at most is one run (52 bytes an entry), the fixed
+			// buffers above, and the pack list, the directory and a page
+			// MAC per 1024 blobs (4 bytes a blob is ample) — not the
+			// 48 bytes a blob the table on the heap keeps.
+			grew := int64(livePeak) - int64(liveBefore)
+			t.Logf("cached, first load (the table built in runs of %d): live heap peaked %.1f bytes/blob above the start", run, float64(grew)/float64(n))
+			if limit := int64(run*archive.TaggedSize + fixed + 4*n); grew > limit {
+				t.Errorf("building the table: live heap grew by %d bytes, want <= %d", grew, limit)
+			}
+			if st := r1.Index().Stats(); !st.Mapped || st.Decoded != int64(n) || r1.Index().Len() != n {
+				t.Fatalf("cached first load: %+v, %d blobs", st, r1.Index().Len())
 			}
 			r1.Close()
-			r = nil
 			r1 = nil
-			x = nil
 			r2, err := archive.Open(t.Context(), cache.New(tr.be, cacheDir, nil), tr.creds(), archive.Options{Compression: 2})
 			if err != nil {
 				t.Fatal(err)
@@ -239,6 +265,11 @@ func TestIndexMemory(t *testing.T) {
 			}
 			if probed := y.Stats().Probed; probed > 2*9 {
 				t.Errorf("two lookups compared %d entries of %d, want <= 18", probed, n)
+			}
+			// Each lookup checks the MAC of the page (1024 entries) or
+			// two its bucket lies in, not the whole table.
+			if c := y.Stats().PagesChecked; c > 4 {
+				t.Errorf("two lookups checked %d pages of the table (of %d), want <= 4", c, (n+1023)/1024)
 			}
 			if d := y.Stats().Decoded; d != 0 {
 				t.Errorf("decoded %d entries", d)

@@ -124,8 +124,13 @@ func New(be archive.Backend, base string, log *slog.Logger) archive.Backend {
 // one file per repository, replaced as the index changes.
 const (
 	indexTableDir  = "indextable"
-	indexTableFile = "table-v1"
+	indexTableFile = "table-v2"
 )
+
+// oldIndexTables are the names of tables of earlier formats, which no
+// version reads any more: removed, so that a table of 490 MB does not
+// stay behind.
+var oldIndexTables = []string{"table-v1"}
 
 // IndexTablePath implements archive.IndexTableCache: the table file in the
 // repository's cache directory. Temporary files a killed writer left there
@@ -146,6 +151,9 @@ func (c *Backend) IndexTablePath(ctx context.Context) (string, *slog.Logger, boo
 				_ = os.Remove(p)
 			}
 		}
+	}
+	for _, name := range oldIndexTables {
+		_ = os.Remove(filepath.Join(dir, name))
 	}
 	return filepath.Join(dir, indexTableFile), c.log, true
 }

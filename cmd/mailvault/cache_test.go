@@ -226,7 +226,7 @@ func TestCacheNotForLocal(t *testing.T) {
 		t.Fatal(err)
 	}
 	slices.Sort(files)
-	if want := []string{"cache/CACHEDIR.TAG", "indextable/table-v1"}; !slices.Equal(files, want) {
+	if want := []string{"cache/CACHEDIR.TAG", "indextable/table-v2"}; !slices.Equal(files, want) {
 		t.Errorf("cache of a local repository holds %v, want %v", files, want)
 	}
 }
