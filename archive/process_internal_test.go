@@ -34,26 +34,35 @@ func TestProcessListedSizeWrong(t *testing.T) {
 					t.Fatal("openAhead did not open the file")
 				}
 			}
-			if err := b.process(t.Context(), j); err != nil {
-				t.Fatalf("listed %d: %v", listed, err)
-			}
-			if m.Size != n || m.MessageID != "size@test" {
-				t.Errorf("listed %d: size %d, Message-ID %q; want %d, size@test", listed, m.Size, m.MessageID, n)
-			}
-			if err := r.Flush(t.Context()); err != nil {
-				t.Fatal(err)
-			}
-			var got []byte
-			for _, id := range m.Blobs {
-				data, err := r.LoadBlob(t.Context(), id)
-				if err != nil {
-					t.Fatal(err)
-				}
-				got = append(got, data...)
-			}
-			if !bytes.Equal(got, content) {
-				t.Errorf("listed %d: stored %d bytes that differ from the file's %d", listed, len(got), n)
-			}
+			processStored(t, b, j, content)
 		}
+	}
+}
+
+// processStored has b's worker store the message file of j, listed at
+// j.size, and checks what it stored: the file's size and Message-ID
+// <size@test>, and blobs that read back as content.
+func processStored(t *testing.T, b *backup, j job, content []byte) {
+	t.Helper()
+	m, n := j.meta, int64(len(content))
+	if err := b.process(t.Context(), j); err != nil {
+		t.Fatalf("listed %d: %v", j.size, err)
+	}
+	if m.Size != n || m.MessageID != "size@test" {
+		t.Errorf("listed %d: size %d, Message-ID %q; want %d, size@test", j.size, m.Size, m.MessageID, n)
+	}
+	if err := b.r.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	var got []byte
+	for _, id := range m.Blobs {
+		data, err := b.r.LoadBlob(t.Context(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, data...)
+	}
+	if !bytes.Equal(got, content) {
+		t.Errorf("listed %d: stored %d bytes that differ from the file's %d", j.size, len(got), n)
 	}
 }

@@ -173,26 +173,7 @@ func TestProcessReadAhead(t *testing.T) {
 		if q.jobs[0].ahead == nil {
 			t.Fatal("not read ahead")
 		}
-		if err := b.process(t.Context(), q.jobs[0]); err != nil {
-			t.Fatalf("listed %d: %v", listed, err)
-		}
-		if m.Size != n || m.MessageID != "size@test" {
-			t.Errorf("listed %d: size %d, Message-ID %q; want %d, size@test", listed, m.Size, m.MessageID, n)
-		}
-		if err := r.Flush(t.Context()); err != nil {
-			t.Fatal(err)
-		}
-		var got []byte
-		for _, id := range m.Blobs {
-			data, err := r.LoadBlob(t.Context(), id)
-			if err != nil {
-				t.Fatal(err)
-			}
-			got = append(got, data...)
-		}
-		if !bytes.Equal(got, content) {
-			t.Errorf("listed %d: stored %d bytes that differ from the file's %d", listed, len(got), n)
-		}
+		processStored(t, b, q.jobs[0], content)
 		if len(b.direct.pieces) != 0 {
 			t.Fatalf("listed %d: %d buffers not given back", listed, len(b.direct.pieces))
 		}

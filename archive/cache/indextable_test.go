@@ -65,6 +65,22 @@ func (r *testRepo) tablePath(repo *archive.Repository) string {
 	return filepath.Join(r.cacheDir, repo.Config().ID.String(), indexTableDir, indexTableFile)
 }
 
+// tableAfterBackup backs up mail of seed, opens the repository again (which
+// writes the table) and returns it open, with the table's path and bytes.
+func (r *testRepo) tableAfterBackup(t *testing.T, seed uint64) (*archive.Repository, string, []byte) {
+	t.Helper()
+	repo, _, _ := r.open(t)
+	r.backup(t, repo, genMail(t, seed))
+	repo.Close()
+	repo, _, _ = r.open(t)
+	path := r.tablePath(repo)
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return repo, path, raw
+}
+
 // TestIndexTableServesLoad: once a command has loaded the index, the next
 // one maps the cached table: it downloads and decodes no index file, and
 // looking one blob up compares about log2(n) entries.
@@ -155,15 +171,7 @@ func TestIndexTableDamaged(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := newTestRepo(t)
-			repo, _, _ := r.open(t)
-			r.backup(t, repo, genMail(t, 22))
-			repo.Close()
-			repo, _, _ = r.open(t)
-			path := r.tablePath(repo)
-			raw, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatal(err)
-			}
+			repo, path, raw := r.tableAfterBackup(t, 22)
 			tc.damage(t, path, raw)
 
 			repo, _, _ = r.open(t)
@@ -354,15 +362,7 @@ func TestIndexOneMessageRestore(t *testing.T) {
 // files.
 func TestIndexTablePageDamaged(t *testing.T) {
 	r := newTestRepo(t)
-	repo, _, _ := r.open(t)
-	r.backup(t, repo, genMail(t, 29))
-	repo.Close()
-	repo, _, _ = r.open(t)
-	path := r.tablePath(repo)
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	repo, path, raw := r.tableAfterBackup(t, 29)
 	raw[40] ^= 1 // the first entry's offset: a wrong place, were it used
 	write(t, path, raw)
 
