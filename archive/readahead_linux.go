@@ -34,16 +34,18 @@ func readDirect(fd int, buf []byte) (int, error) {
 	var st unix.Cachestat_t
 	err := unix.Cachestat(uint(fd), &unix.CachestatRange{Len: uint64(len(buf))}, &st, 0)
 	if err != nil || st.Cache > 0 {
-		return preadAll(fd, buf, 0)
+		return preadFrom(fd, buf, 0, false)
 	}
 	fl, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0)
 	if err == nil {
 		_, err = unix.FcntlInt(uintptr(fd), unix.F_SETFL, fl|unix.O_DIRECT)
 	}
 	if err != nil {
-		return preadAll(fd, buf, 0)
+		return preadFrom(fd, buf, 0, false)
 	}
-	n, err := preadDirect(fd, buf)
+	// Direct reads stop after a short one, normally the end of the file:
+	// a further direct read would be at an unaligned offset.
+	n, err := preadFrom(fd, buf, 0, true)
 	_, _ = unix.FcntlInt(uintptr(fd), unix.F_SETFL, fl)
 	if errors.Is(err, unix.EINVAL) {
 		n, err = 0, nil // O_DIRECT refused after all: from the start
@@ -54,48 +56,7 @@ func readDirect(fd int, buf []byte) (int, error) {
 	// Where the direct reads stopped short: normally the end of the
 	// file, which the read through the cache then finds at once; if not
 	// (a short read that was not the end), the rest.
-	return preadAll(fd, buf, n)
-}
-
-// preadDirect reads fd (O_DIRECT) into buf from its start while the reads
-// come back whole, and returns where its data ends in buf: after a short
-// read, which is normally the end of the file, it stops, since a further
-// direct read would be at an unaligned offset.
-func preadDirect(fd int, buf []byte) (int, error) {
-	off := 0
-	for off < len(buf) {
-		m, err := unix.Pread(fd, buf[off:], int64(off))
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return off, err
-		}
-		off += m
-		if m < len(buf)-(off-m) {
-			break
-		}
-	}
-	return off, nil
-}
-
-// preadAll reads fd into buf from offset off until buf is full or a read
-// returns nothing (the end of the file), and returns where its data ends.
-func preadAll(fd int, buf []byte, off int) (int, error) {
-	for off < len(buf) {
-		m, err := unix.Pread(fd, buf[off:], int64(off))
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return off, err
-		}
-		if m == 0 {
-			break
-		}
-		off += m
-	}
-	return off, nil
+	return preadFrom(fd, buf, n, false)
 }
 
 // adviseHuge asks for huge pages for b (madvise MADV_HUGEPAGE); a hint,

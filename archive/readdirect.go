@@ -3,6 +3,7 @@ package archive
 import (
 	"context"
 	"sync"
+	"syscall"
 	"unsafe"
 )
 
@@ -190,4 +191,27 @@ func (b *backup) finishAhead(j *job) {
 		b.direct.put(j.ahead.buf)
 		j.ahead = nil
 	}
+}
+
+// preadFrom reads fd into buf from offset off until buf is full, a read
+// returns nothing (the end of the file) or, with stopShort, a read returns
+// less than asked; it returns where its data ends in buf.
+func preadFrom(fd int, buf []byte, off int, stopShort bool) (int, error) {
+	for off < len(buf) {
+		m, err := syscall.Pread(fd, buf[off:], int64(off))
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil {
+			return off, err
+		}
+		if m == 0 {
+			break
+		}
+		off += m
+		if stopShort && off < len(buf) {
+			break
+		}
+	}
+	return off, nil
 }
