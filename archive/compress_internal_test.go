@@ -6,8 +6,6 @@ import (
 	"math/rand/v2"
 	"strings"
 	"testing"
-
-	"filippo.io/age"
 )
 
 // TestCompressStoresBySize checks what compress keeps for the kinds of
@@ -17,19 +15,7 @@ import (
 // not keep (a line of 77), which zstd's fastest level finds no matches
 // in, is still Huffman-coded to about 6 bits a byte; text compresses.
 func TestCompressStoresBySize(t *testing.T) {
-	id, err := age.GenerateX25519Identity()
-	if err != nil {
-		t.Fatal(err)
-	}
-	be := newMemBackend()
-	if _, err := Init(t.Context(), be, KeyRecipients{Recipients: []string{id.Recipient().String()}}); err != nil {
-		t.Fatal(err)
-	}
-	r, err := Open(t.Context(), be, Credentials{Identities: []age.Identity{id}}, Options{Compression: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
+	r, _ := memRepoOpt(t, Options{Compression: 1})
 
 	random := make([]byte, 512<<10)
 	rng := rand.NewChaCha8([32]byte{1})
@@ -76,19 +62,7 @@ func TestCompressStoresBySize(t *testing.T) {
 // the base64 form — with the zstd frame of the text that was stored
 // before it: CPU per text byte, and stored/text as "ratio".
 func BenchmarkCompressAttachment(b *testing.B) {
-	id, err := age.GenerateX25519Identity()
-	if err != nil {
-		b.Fatal(err)
-	}
-	be := newMemBackend()
-	if _, err := Init(b.Context(), be, KeyRecipients{Recipients: []string{id.Recipient().String()}}); err != nil {
-		b.Fatal(err)
-	}
-	r, err := Open(b.Context(), be, Credentials{Identities: []age.Identity{id}}, Options{Compression: 1})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer r.Close()
+	r, _ := memRepoOpt(b, Options{Compression: 1})
 	for _, kind := range []string{"photo", "csv"} {
 		text := attachmentText(kind, 400<<10)
 		buf := make([]byte, 0, compressBound(len(text)))

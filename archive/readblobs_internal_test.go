@@ -109,6 +109,12 @@ func (m *memBackend) take() (reads, bytes int) {
 // memRepo opens a new repository in memory.
 func memRepo(t *testing.T) (*Repository, *memBackend) {
 	t.Helper()
+	return memRepoOpt(t, Options{})
+}
+
+// memRepoOpt opens a new repository in memory with opt.
+func memRepoOpt(t testing.TB, opt Options) (*Repository, *memBackend) {
+	t.Helper()
 	id, err := age.GenerateX25519Identity()
 	if err != nil {
 		t.Fatal(err)
@@ -117,7 +123,7 @@ func memRepo(t *testing.T) (*Repository, *memBackend) {
 	if _, err := Init(t.Context(), be, KeyRecipients{Recipients: []string{id.Recipient().String()}}); err != nil {
 		t.Fatal(err)
 	}
-	r, err := Open(t.Context(), be, Credentials{Identities: []age.Identity{id}}, Options{})
+	r, err := Open(t.Context(), be, Credentials{Identities: []age.Identity{id}}, opt)
 	if err != nil {
 		t.Fatal(err)
 	}
