@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"runtime/metrics"
@@ -41,7 +42,7 @@ failed (the primary's snapshot stays). See "mailvault status --help".`,
 		RunE: func(cmd *cobra.Command, paths []string) error {
 			ctx := cmd.Context()
 			if cpuProfile != "" {
-				stop, err := startCPUProfile(cpuProfile)
+				stop, err := startToFile(cpuProfile, pprof.StartCPUProfile, pprof.StopCPUProfile)
 				if err != nil {
 					return err
 				}
@@ -55,7 +56,7 @@ failed (the primary's snapshot stays). See "mailvault status --help".`,
 				defer stop()
 			}
 			if traceFile != "" {
-				stop, err := startTrace(traceFile)
+				stop, err := startToFile(traceFile, trace.Start, trace.Stop)
 				if err != nil {
 					return err
 				}
@@ -187,36 +188,22 @@ failed (the primary's snapshot stays). See "mailvault status --help".`,
 	return cmd
 }
 
-// startCPUProfile writes a CPU profile to path until stop is called.
-func startCPUProfile(path string) (stop func(), err error) {
+// startToFile creates path and starts writing to it (a CPU profile:
+// pprof.StartCPUProfile; an execution trace: trace.Start) until the
+// returned stop is called. The trace says, where the CPU profile says what
+// the cores did, when one of them had nothing to do, and which goroutine
+// was waiting for what.
+func startToFile(path string, start func(io.Writer) error, end func()) (stop func(), err error) {
 	f, err := os.Create(path)
 	if err != nil {
 		return nil, err
 	}
-	if err := pprof.StartCPUProfile(f); err != nil {
+	if err := start(f); err != nil {
 		f.Close()
 		return nil, err
 	}
 	return func() {
-		pprof.StopCPUProfile()
-		f.Close()
-	}, nil
-}
-
-// startTrace writes an execution trace to path until stop is called: where
-// the CPU profile says what the cores did, the trace says when one of them
-// had nothing to do, and which goroutine was waiting for what.
-func startTrace(path string) (stop func(), err error) {
-	f, err := os.Create(path)
-	if err != nil {
-		return nil, err
-	}
-	if err := trace.Start(f); err != nil {
-		f.Close()
-		return nil, err
-	}
-	return func() {
-		trace.Stop()
+		end()
 		f.Close()
 	}, nil
 }
