@@ -78,10 +78,7 @@ func (r *Repository) WriteMsgIndexForm1(ctx context.Context, root *SourceRoot) (
 	}
 	slices.SortFunc(entries, compareMsgEntriesJSON)
 	entries = slices.CompactFunc(entries, func(a, b msgEntryJSON) bool { return compareMsgEntriesJSON(a, b) == 0 })
-	id, err := saveIndexJSON(ctx, entries, func(ctx context.Context, raw []byte) (ID, error) {
-		id, _, err := r.SaveBlob(ctx, TreeBlob, raw)
-		return id, err
-	})
+	id, err := saveIndexJSON(ctx, entries, r.saveTreeBlob)
 	if err != nil {
 		return ID{}, err
 	}
@@ -111,11 +108,7 @@ func (r *Repository) WriteMsgIndexAltered(ctx context.Context, root *SourceRoot,
 	case "unsorted":
 		all[0], all[1] = all[1], all[0]
 	}
-	save := func(ctx context.Context, raw []byte) (ID, error) {
-		id, _, err := r.SaveBlob(ctx, TreeBlob, raw)
-		return id, err
-	}
-	ref, err := saveRun(ctx, all, save)
+	ref, err := saveRun(ctx, all, r.saveTreeBlob)
 	if err != nil {
 		return ID{}, err
 	}
@@ -123,9 +116,15 @@ func (r *Repository) WriteMsgIndexAltered(ctx context.Context, root *SourceRoot,
 	if err != nil {
 		return ID{}, err
 	}
-	id, err := save(ctx, raw)
+	id, err := r.saveTreeBlob(ctx, raw)
 	if err != nil {
 		return ID{}, err
 	}
 	return id, r.Flush(ctx)
+}
+
+// saveTreeBlob is a blobSaver of tree blobs for the helpers above.
+func (r *Repository) saveTreeBlob(ctx context.Context, raw []byte) (ID, error) {
+	id, _, err := r.SaveBlob(ctx, TreeBlob, raw)
+	return id, err
 }
