@@ -279,8 +279,18 @@ func (q *jobQueue) flush(ctx context.Context) error {
 }
 
 // Backup makes a snapshot of Maildir trees.
+//
+// A backup that wrote packs leaves the local cache's index table
+// (IndexTableCache) up to date with its index files
+// (RefreshIndexTable), so that the next command maps the table rather
+// than builds it.
 func (r *Repository) Backup(ctx context.Context, opt BackupOptions) (*BackupResult, error) {
-	return r.backup(ctx, opt, folderTreeVersion)
+	res, err := r.backup(ctx, opt, folderTreeVersion)
+	if err == nil && res.Snapshot.Summary.PacksWritten > 0 {
+		// After backup has returned, so that its buffers are garbage.
+		r.RefreshIndexTable(ctx)
+	}
+	return res, err
 }
 
 // backup is Backup writing folder trees of the given version: the tests

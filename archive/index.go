@@ -183,6 +183,7 @@ type indexCounters struct {
 	lookups atomic.Int64 // blobs looked up (Has, Lookup, addPack)
 	probed  atomic.Int64 // table entries compared by searches (lookups)
 	checked atomic.Int64 // pages of a mapped table checked against their MACs
+	built   atomic.Int64 // table files built (buildTable)
 }
 
 // IndexStats is what an index has done since it was made.
@@ -200,6 +201,9 @@ type IndexStats struct {
 	// Mapped reports whether the loaded tables are the cached file,
 	// mapped into memory rather than held on the Go heap.
 	Mapped bool
+	// TablesBuilt is the number of cached table files built: by the
+	// load, or by RefreshIndexTable.
+	TablesBuilt int64
 }
 
 // Stats returns the index's counters.
@@ -207,7 +211,7 @@ func (x *Index) Stats() IndexStats {
 	x.mu.RLock()
 	mapped := x.mapped
 	x.mu.RUnlock()
-	return IndexStats{Decoded: x.stats.decoded.Load(), Lookups: x.stats.lookups.Load(), Probed: x.stats.probed.Load(), PagesChecked: x.stats.checked.Load(), Mapped: mapped}
+	return IndexStats{Decoded: x.stats.decoded.Load(), Lookups: x.stats.lookups.Load(), Probed: x.stats.probed.Load(), PagesChecked: x.stats.checked.Load(), Mapped: mapped, TablesBuilt: x.stats.built.Load()}
 }
 
 func newIndex() *Index {

@@ -81,35 +81,35 @@ func (r *testRepo) tableAfterBackup(t *testing.T, seed uint64) (*archive.Reposit
 	return repo, path, raw
 }
 
-// TestIndexTableServesLoad: once a command has loaded the index, the next
-// one maps the cached table: it downloads and decodes no index file, and
-// looking one blob up compares about log2(n) entries.
+// TestIndexTableServesLoad: a backup leaves the cached table up to date
+// with the index files it wrote, so that the next command maps it: it
+// downloads and decodes no index file and builds no table, and looking
+// one blob up compares about log2(n) entries.
 func TestIndexTableServesLoad(t *testing.T) {
 	r := newTestRepo(t)
 	repo, _, _ := r.open(t)
 	r.backup(t, repo, genMail(t, 21))
+	if st := repo.Index().Stats(); st.TablesBuilt != 2 {
+		// The empty repository's, then the backup's.
+		t.Fatalf("backup: %+v, want 2 tables built", st)
+	}
 	repo.Close()
 
-	first, cb, _ := r.open(t)
-	if st := first.Index().Stats(); st.Decoded == 0 {
-		t.Fatalf("first open after the backup: %+v, want the backup's index file decoded", st)
-	}
-	if n, _ := cb.reads(archive.IndexFile); n != 0 {
-		t.Errorf("%d index files downloaded, want 0 (the metadata cache has them)", n)
-	}
 	want := r.uncachedIndex(t)
-	sameIndex(t, want, first.Index())
-
-	second, cb, _ := r.open(t)
+	for i := range 2 {
+		next, cb, _ := r.open(t)
+		x := next.Index()
+		st := x.Stats()
+		if !st.Mapped || st.Decoded != 0 || st.TablesBuilt != 0 {
+			t.Fatalf("open %d after the backup: %+v, want the table mapped, nothing decoded and no table built", i+1, st)
+		}
+		if n, _ := cb.reads(archive.IndexFile); n != 0 {
+			t.Errorf("%d index files read, want 0", n)
+		}
+		sameIndex(t, want, x)
+	}
+	second, _, _ := r.open(t)
 	x := second.Index()
-	st := x.Stats()
-	if !st.Mapped || st.Decoded != 0 {
-		t.Fatalf("second open: %+v, want the table mapped and nothing decoded", st)
-	}
-	if n, _ := cb.reads(archive.IndexFile); n != 0 {
-		t.Errorf("%d index files read, want 0", n)
-	}
-	sameIndex(t, want, x)
 
 	// One blob (a one-message restore reads a header and a body blob):
 	// a binary search of the one table.
@@ -204,16 +204,46 @@ func TestIndexTableFollowsRepository(t *testing.T) {
 	repo, _, _ := r.open(t)
 	r.backup(t, repo, genMail(t, 24))
 	repo.Close()
-	repo, _, _ = r.open(t) // writes the table
+	repo, _, _ = r.open(t)
 	base := repo.Index().Len()
-	r.backup(t, repo, genMail(t, 25))
+	src := genMail(t, 25)
+	r.backup(t, repo, src)
+	if st := repo.Index().Stats(); st.TablesBuilt != 1 {
+		t.Fatalf("incremental backup: %+v, want one table built", st)
+	}
+	// A backup that stores nothing new writes no index file and leaves
+	// the table as it is.
+	r.backup(t, repo, src)
+	if st := repo.Index().Stats(); st.TablesBuilt != 1 {
+		t.Fatalf("backup with nothing new: %+v, want no further table built", st)
+	}
 	repo.Close()
 
 	repo, _, _ = r.open(t)
 	st := repo.Index().Stats()
-	added := int64(repo.Index().Len() - base)
-	if !st.Mapped || added <= 0 || st.Decoded != added {
-		t.Fatalf("after a backup: %+v with %d blobs added; want the table mapped and only the new file's %d entries decoded", st, added, added)
+	if added := repo.Index().Len() - base; !st.Mapped || added <= 0 || st.Decoded != 0 || st.TablesBuilt != 0 {
+		t.Fatalf("after a backup: %+v with %d blobs added; want the table mapped and nothing decoded or built", st, added)
+	}
+	sameIndex(t, r.uncachedIndex(t), repo.Index())
+
+	// Index files written by someone that does not bring the table up
+	// to date (an older release, AdoptPacks): the next command reads
+	// only those and merges them with the table.
+	r.backup(t, repo, genMail(t, 26))
+	repo.Close()
+	tab, err := os.ReadFile(r.tablePath(repo))
+	if err != nil {
+		t.Fatal(err)
+	}
+	base = repo.Index().Len()
+	repo, _, _ = r.open(t)
+	r.backup(t, repo, genMail(t, 27))
+	repo.Close()
+	write(t, r.tablePath(repo), tab)
+	repo, _, _ = r.open(t)
+	st = repo.Index().Stats()
+	if added := int64(repo.Index().Len() - base); !st.Mapped || added <= 0 || st.Decoded != added || st.TablesBuilt != 1 {
+		t.Fatalf("after a backup the table does not hold: %+v with %d blobs added; want only the new file's %d entries decoded, one table built", st, added, added)
 	}
 	sameIndex(t, r.uncachedIndex(t), repo.Index())
 	repo, _, _ = r.open(t)
