@@ -200,9 +200,21 @@ func (r *Repository) walkSnapshots(ctx context.Context, res *CheckResult, want m
 		}
 	}
 	is := func(s string) func() string { return func() string { return s } }
-	var verify *msgIndexVerifier // the first walk only
+	var (
+		verify *msgIndexVerifier // the first walk only
+		blobs  *refSet           // the first walk only: the blobs trees name, looked up at the end
+	)
 	if want == nil {
 		verify = newMsgIndexVerifier(r)
+		blobs = &refSet{dir: r.idx.spill.dir}
+		defer blobs.close()
+	}
+	// uses notes that a tree names a blob: on the first walk, to be
+	// looked up with the others once all are known (Index.missingOf).
+	uses := func(id ID) {
+		if blobs != nil {
+			blobs.add(id)
+		}
 	}
 	ids, err := r.List(ctx, SnapshotFile)
 	if err != nil {
@@ -215,9 +227,6 @@ func (r *Repository) walkSnapshots(ctx context.Context, res *CheckResult, want m
 		if err != nil {
 			res.Errors = append(res.Errors, Problem{Object: "snapshot " + sid.String(), Err: err.Error()})
 			continue
-		}
-		missing := func(what string, id ID) {
-			res.Errors = append(res.Errors, Problem{Object: "blob " + id.String(), Err: "not in any pack", Affected: []string{what}})
 		}
 		for ri := range snap.Roots {
 			root := &snap.Roots[ri]
@@ -260,9 +269,7 @@ func (r *Repository) walkSnapshots(ctx context.Context, res *CheckResult, want m
 					who := func() string { return where + "/" + m.Unique + describeMessage(m) }
 					for _, b := range m.Blobs {
 						ref(b, who)
-						if !r.idx.Has(b) {
-							missing(who(), b)
-						}
+						uses(b)
 					}
 				}
 			}
@@ -289,11 +296,34 @@ func (r *Repository) walkSnapshots(ctx context.Context, res *CheckResult, want m
 				who := func() string { return fmt.Sprintf("snapshot %s file %s", sid.Short(), e.Path) }
 				for _, b := range e.Blobs {
 					ref(b, who)
-					if !r.idx.Has(b) {
-						missing(who(), b)
-					}
+					uses(b)
 				}
 			}
+		}
+	}
+	if blobs == nil {
+		return refs, nil
+	}
+	// The blobs no pack holds, and then (a second walk, only when there
+	// are some) who uses them.
+	lost := map[ID]bool{}
+	var order []ID
+	if err := r.idx.missingOf(blobs, func(id ID) { lost[id] = true; order = append(order, id) }); err != nil {
+		return nil, err
+	}
+	if len(lost) == 0 {
+		return refs, nil
+	}
+	users, err := r.walkSnapshots(ctx, &CheckResult{}, lost)
+	if err != nil {
+		return nil, err
+	}
+	for _, id := range order {
+		if len(users[id]) == 0 {
+			res.Errors = append(res.Errors, Problem{Object: "blob " + id.String(), Err: "not in any pack"})
+		}
+		for _, who := range users[id] {
+			res.Errors = append(res.Errors, Problem{Object: "blob " + id.String(), Err: "not in any pack", Affected: []string{who}})
 		}
 	}
 	return refs, nil

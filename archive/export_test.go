@@ -128,3 +128,11 @@ func (r *Repository) saveTreeBlob(ctx context.Context, raw []byte) (ID, error) {
 	id, _, err := r.SaveBlob(ctx, TreeBlob, raw)
 	return id, err
 }
+
+// SetRefRunIDs makes the runs of check's blob references n IDs long
+// until the test ends.
+func SetRefRunIDs(t interface{ Cleanup(func()) }, n int) {
+	old := refRunIDs
+	refRunIDs = n
+	t.Cleanup(func() { refRunIDs = old })
+}
