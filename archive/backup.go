@@ -287,7 +287,10 @@ func (q *jobQueue) flush(ctx context.Context) error {
 func (r *Repository) Backup(ctx context.Context, opt BackupOptions) (*BackupResult, error) {
 	res, err := r.backup(ctx, opt, folderTreeVersion)
 	if err == nil && res.Snapshot.Summary.PacksWritten > 0 {
-		// After backup has returned, so that its buffers are garbage.
+		// After backup has returned, and its buffers collected, so that
+		// the table's build reuses their memory rather than adding to
+		// the backup's peak (at a million messages, 18 MB more without).
+		runtime.GC()
 		r.RefreshIndexTable(ctx)
 	}
 	return res, err
