@@ -487,6 +487,14 @@ func (r *Repository) latestSnapshot(ctx context.Context) (*Snapshot, error) {
 	if err != nil {
 		return nil, err
 	}
+	if len(ids) == 1 {
+		// Nothing to choose from: decoded once, not twice.
+		s, err := r.LoadSnapshot(ctx, ids[0])
+		if errors.Is(err, ErrCorrupt) {
+			return nil, nil
+		}
+		return s, err
+	}
 	var newest ID
 	var newestTime time.Time
 	for _, id := range ids {
