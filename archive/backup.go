@@ -848,6 +848,7 @@ func (b *backup) backupRoot(ctx context.Context, absPath, name string) (*SourceR
 	// at 100,000 messages. Now the total grows as folders are listed,
 	// and is final from the start only below the window.
 	ix := b.startMessageIndex(ctx, pr)
+	defer ix.all.close()
 	var treeWG sync.WaitGroup
 	var treeErr error
 	var treeMu sync.Mutex
@@ -997,6 +998,8 @@ func (b *backup) startMessageIndex(ctx context.Context, pr *parentRoot) *msgInde
 	// keeps a tree blob only with everything it names), one that is not
 	// may have lost its runs to a prune that did not see the parent.
 	ix := &msgIndexBuild{full: pr.index == nil || !b.r.idx.Has(*pr.index)}
+	// A full index's sorted runs go beside the index's spilled entries.
+	ix.all.dir = b.r.idx.spill.dir
 	if !ix.full {
 		idx, err := loadMsgIndexRoot(ctx, *pr.index, b.loadBlob)
 		if err != nil {

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"slices"
 	"sort"
 	"strings"
@@ -438,40 +439,149 @@ func (ix *msgIndexBuild) addListed(dir string, msgs []Message, old []msgEntry, h
 	return false
 }
 
-// allMsgEntries holds the entries of a full index, 24 bytes a message, in
-// 256 buckets by the key's first byte: the run's order is the buckets'
-// order, each sorted on its own when stored, and no slice of them all is
-// ever grown and copied whole (a million entries in one slice would hold
-// 24 MB twice while it grows).
+// msgSortRun is the number of entries a full index sorts in memory at a
+// time (12 MB) before writing them as a run to its scratch file; a
+// variable for tests.
+var msgSortRun = 1 << 19
+
+// allMsgEntries holds the entries of a full index until it is stored: up
+// to msgSortRun on the heap, then sorted into a run of an unlinked scratch
+// file (as buildTable's runs, indexruns.go), 20 bytes an entry; save
+// merges the runs a page of each at a time. Holding them all cost 24 bytes
+// a message and as much again while the slices grew: the largest part of
+// a full backup's peak at 10 M messages (790 MB). When the scratch file
+// cannot be made or written, the runs stay on the heap.
 type allMsgEntries struct {
-	buckets [256][]msgEntry
+	dir     string // where the scratch file is made; "" is os.TempDir()
+	pending []msgEntry
+	f       *os.File
+	runs    [][2]int64   // first record and entries of each run in f
+	records int64        // records in f
+	held    [][]msgEntry // runs on the heap: f could not be made or written
+	failed  bool         // f could not be made or written
 }
 
 func (a *allMsgEntries) add(dir string, msgs []Message) {
-	for _, e := range folderEntries(dir, msgs) {
-		b := &a.buckets[e.key>>56]
-		*b = append(*b, e)
+	f := msgFolder(dir)
+	for i := range msgs {
+		if msgs[i].MessageID == "" {
+			continue
+		}
+		a.pending = append(a.pending, msgEntry{key: msgKey(msgs[i].MessageID), folder: f, msg: msgName(msgs[i].Unique)})
+		if len(a.pending) >= msgSortRun {
+			a.flush()
+		}
 	}
 }
 
-// save sorts the entries and stores them as the one run of an index, as
-// extendMsgIndex stores a delta without parent runs.
+// held is the number of entries on the heap (tests).
+func (a *allMsgEntries) heldEntries() int {
+	n := len(a.pending)
+	for _, h := range a.held {
+		n += len(h)
+	}
+	return n
+}
+
+// sortPending sorts the pending entries and drops repeats: a folder lists
+// a unique name once, but the same message in cur/ and new/ of one folder
+// is one entry, as folderEntries makes it — and two folders whose dirs
+// share a hash are one (msgFolder).
+func (a *allMsgEntries) sortPending() []msgEntry {
+	slices.SortFunc(a.pending, compareMsgEntries)
+	return slices.CompactFunc(a.pending, sameMsgEntry)
+}
+
+// flush writes the pending entries, sorted, as a run of the scratch file.
+func (a *allMsgEntries) flush() {
+	run := a.sortPending()
+	if !a.failed && a.f == nil {
+		f, err := os.CreateTemp(a.dir, ".tmp-msgindex-")
+		if err != nil {
+			a.failed = true
+		} else {
+			// Unlinked at once: nothing outlives the process.
+			_ = os.Remove(f.Name())
+			a.f = f
+		}
+	}
+	if !a.failed {
+		buf := make([]byte, 0, msgPageEntries*msgRecordSize)
+		off := a.records * msgRecordSize
+		for k := 0; k < len(run) && !a.failed; k += msgPageEntries {
+			buf = buf[:0]
+			for _, e := range run[k:min(k+msgPageEntries, len(run))] {
+				buf = binary.BigEndian.AppendUint64(buf, e.key)
+				buf = binary.BigEndian.AppendUint64(buf, e.msg)
+				buf = binary.BigEndian.AppendUint32(buf, e.folder)
+			}
+			if _, err := a.f.WriteAt(buf, off); err != nil {
+				a.failed = true
+			}
+			off += int64(len(buf))
+		}
+		if !a.failed {
+			a.runs = append(a.runs, [2]int64{a.records, int64(len(run))})
+			a.records += int64(len(run))
+			a.pending = a.pending[:0]
+			return
+		}
+	}
+	a.held = append(a.held, run)
+	a.pending = nil
+}
+
+// runSource reads the run at first, of n entries, back from the scratch
+// file a page's worth at a time.
+func (a *allMsgEntries) runSource(first, n int64) *runSource {
+	buf := make([]byte, msgPageEntries*msgRecordSize)
+	out := make([]msgEntry, msgPageEntries)
+	return &runSource{more: func() ([]msgEntry, error) {
+		k := min(n, msgPageEntries)
+		if k == 0 {
+			return nil, nil
+		}
+		b := buf[:k*msgRecordSize]
+		if _, err := a.f.ReadAt(b, first*msgRecordSize); err != nil {
+			return nil, fmt.Errorf("reading the Message-ID index's scratch file: %w", err)
+		}
+		for i := range out[:k] {
+			r := b[i*msgRecordSize:]
+			out[i] = msgEntry{key: binary.BigEndian.Uint64(r), msg: binary.BigEndian.Uint64(r[8:]), folder: binary.BigEndian.Uint32(r[16:])}
+		}
+		first += k
+		n -= k
+		return out[:k], nil
+	}}
+}
+
+// close lets the scratch file go.
+func (a *allMsgEntries) close() {
+	if a.f != nil {
+		a.f.Close()
+		a.f = nil
+	}
+	a.pending, a.held, a.runs = nil, nil, nil
+}
+
+// save merges the runs and stores them as the one run of an index, as
+// extendMsgIndex stores a delta without parent runs, and lets the entries
+// go.
 func (a *allMsgEntries) save(ctx context.Context, save blobSaver) (ID, error) {
+	defer a.close()
+	var srcs []*runSource
+	for _, r := range a.runs {
+		srcs = append(srcs, a.runSource(r[0], r[1]))
+	}
+	for _, h := range a.held {
+		srcs = append(srcs, &runSource{entries: h})
+	}
+	srcs = append(srcs, &runSource{entries: a.sortPending()})
 	root := msgIndexRoot{Index: msgIndexFormat, Runs: []msgRunRef{}}
 	w := newRunWriter(save)
-	for i := range a.buckets {
-		b := a.buckets[i]
-		slices.SortFunc(b, compareMsgEntries)
-		// A folder lists a unique name once; the same message twice in
-		// one folder (cur/ and new/) is one entry, as folderEntries
-		// makes it — and two folders whose dirs share a hash are one
-		// (msgFolder).
-		for _, e := range slices.CompactFunc(b, sameMsgEntry) {
-			if err := w.add(ctx, e); err != nil {
-				return ID{}, err
-			}
-		}
-		a.buckets[i] = nil
+	// Entries equal in several runs are emitted once.
+	if err := mergeSources(ctx, srcs, true, w.add); err != nil {
+		return ID{}, err
 	}
 	if w.count+len(w.page) > 0 {
 		ref, err := w.finish(ctx)
@@ -542,6 +652,9 @@ type runSource struct {
 	entries []msgEntry // the current page, or all
 	pages   []msgPageRef
 	load    blobLoader
+	// more, when set, gives the next entries instead of pages; none at
+	// the end (a full index's scratch runs).
+	more func() ([]msgEntry, error)
 }
 
 func openRunSource(ctx context.Context, id ID, load blobLoader) (*runSource, error) {
@@ -559,6 +672,15 @@ func openRunSource(ctx context.Context, id ID, load blobLoader) (*runSource, err
 // head returns the source's next entry; ok is false at its end.
 func (s *runSource) head(ctx context.Context) (e msgEntry, ok bool, err error) {
 	for len(s.entries) == 0 {
+		if s.more != nil {
+			if s.entries, err = s.more(); err != nil {
+				return msgEntry{}, false, err
+			}
+			if len(s.entries) == 0 {
+				s.more = nil
+			}
+			continue
+		}
 		if len(s.pages) == 0 {
 			return msgEntry{}, false, nil
 		}

@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
-	"runtime"
 	"slices"
 	"testing"
 )
@@ -124,13 +123,34 @@ func TestMsgIndexRuns(t *testing.T) {
 	t.Logf("%d entries in %d runs after 200 backups", n, len(runs))
 }
 
-// TestAllMsgEntriesSameIndex: a full index built from the bucketed entries
+// TestAllMsgEntriesSameIndex: a full index built through sorted runs
 // (allMsgEntries, as a backup keeps them) is blob for blob the one built
 // from every folder's entries sorted whole: same order (names that are
-// not UTF-8, a message in cur/ and new/ of one folder once), same pages.
+// not UTF-8, a message in cur/ and new/ of one folder once, repeats that
+// fall in different runs), same pages — whether the runs are in the
+// scratch file, on the heap because it cannot be made, or there is one.
 func TestAllMsgEntriesSameIndex(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		run  int
+		dir  string
+	}{
+		{"one run", 1 << 19, ""},
+		{"scratch runs", 1000, t.TempDir()},
+		{"heap runs", 1000, "/nonexistent/dir"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			old := msgSortRun
+			msgSortRun = tc.run
+			defer func() { msgSortRun = old }()
+			all := allMsgEntries{dir: tc.dir}
+			testAllMsgEntriesSameIndex(t, &all)
+		})
+	}
+}
+
+func testAllMsgEntriesSameIndex(t *testing.T, all *allMsgEntries) {
 	dirs := []string{"user/INBOX", "user/.Sent", "user/.Odd\xff", "other/INBOX"}
-	var all allMsgEntries
 	var want []msgEntry
 	for d, dir := range dirs {
 		var msgs []Message
@@ -149,6 +169,14 @@ func TestAllMsgEntriesSameIndex(t *testing.T) {
 		}
 		all.add(dir, msgs)
 		want = append(want, folderEntries(dir, msgs)...)
+		if d == len(dirs)-1 {
+			// An entry of the first run met again in the last: stored
+			// once.
+			all.add(dir, msgs[1:2])
+		}
+	}
+	if runs := len(all.runs) + len(all.held); msgSortRun < 10000 && runs < 5 {
+		t.Errorf("%d runs, want the entries in at least 5", runs)
 	}
 	slices.SortFunc(want, compareMsgEntries)
 	stored := func() (memBlobs, blobSaver) {
@@ -310,33 +338,41 @@ func TestMsgIndexForm1(t *testing.T) {
 	}
 }
 
-// TestFullMsgIndexHeapPerMessage: a full backup's Message-ID index holds at
-// most 32 bytes a message until it is stored (24 of entry, the buckets'
-// spare capacity), where form 1's build held 24 bytes and the unique name
-// (~70 at a million Maildir messages). Counts bytes, not time.
-func TestFullMsgIndexHeapPerMessage(t *testing.T) {
+// TestFullMsgIndexHeldEntries: a full backup's Message-ID index holds at
+// most msgSortRun entries on the heap however many messages it indexes —
+// the others are in sorted runs of the scratch file — where it held 24
+// bytes a message until stored (240 MB at 10 M messages, and as much
+// again while the slices grew).
+func TestFullMsgIndexHeldEntries(t *testing.T) {
+	old := msgSortRun
+	msgSortRun = 4096
+	defer func() { msgSortRun = old }()
 	const folders, per = 400, 500
 	msgs := make([]Message, per)
-	var all allMsgEntries
-	runtime.GC()
-	var m runtime.MemStats
-	runtime.ReadMemStats(&m)
-	before := m.HeapAlloc
+	all := allMsgEntries{dir: t.TempDir()}
+	most := 0
 	for f := range folders {
 		for i := range msgs {
 			msgs[i] = Message{Unique: fmt.Sprintf("%d.M%dP%d.mx1,S=1463,W=1491", 1776778965+i*600, i, f), MessageID: fmt.Sprintf("%d.%d.2934019232@d005.scale.test", f, i)}
 		}
 		all.add(fmt.Sprintf("d%03d.scale.test/u%05d/Maildir/.F%d", f%7, f, f%4), msgs)
+		most = max(most, all.heldEntries())
 	}
-	msgs = nil
-	runtime.GC()
-	runtime.ReadMemStats(&m)
-	got := float64(m.HeapAlloc-before) / (folders * per)
-	t.Logf("%.1f heap bytes a message", got)
-	if got > 32 {
-		t.Errorf("full Message-ID index: %.1f heap bytes a message until stored, want at most 32", got)
+	if most > msgSortRun || cap(all.pending) > 2*msgSortRun || len(all.held) > 0 {
+		t.Errorf("held up to %d entries (%d runs on the heap, capacity %d) indexing %d messages, want at most %d", most, len(all.held), cap(all.pending), folders*per, msgSortRun)
 	}
-	runtime.KeepAlive(&all)
+	if got := all.records + int64(len(all.pending)); got != folders*per {
+		t.Errorf("%d entries in runs and pending, want %d", got, folders*per)
+	}
+	m := memBlobs{}
+	id, err := all.save(t.Context(), m.save)
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, err := loadMsgIndexRoot(t.Context(), id, m.load)
+	if err != nil || len(root.Runs) != 1 || root.Runs[0].Entries != folders*per {
+		t.Fatalf("stored index %+v, %v; want one run of %d entries", root, err, folders*per)
+	}
 }
 
 // memBlobs is a tree-blob store in memory for the internal tests: blobs

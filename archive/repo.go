@@ -116,6 +116,7 @@ type Repository struct {
 	indexFromFiles bool
 
 	treeReads atomic.Int64 // see TreeBlobsRead
+	snapReads atomic.Int64 // see SnapshotsDecoded
 
 	// Pack writing state; see saver.go.
 	saveMu    sync.Mutex

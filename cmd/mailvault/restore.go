@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"unicode"
@@ -16,6 +18,7 @@ import (
 
 func newRestoreCmd(g *globals) *cobra.Command {
 	var opt restore.Options
+	var cpuProfile string
 	cmd := &cobra.Command{
 		Use:   "restore latest|ID --target DIR",
 		Short: "Restore a snapshot, a user, a folder or one message as a Maildir",
@@ -32,6 +35,13 @@ restored, and the exit code is 14.`,
 			ctx := cmd.Context()
 			if opt.Target == "" {
 				return fmt.Errorf("%w: --target is required", errUsage)
+			}
+			if cpuProfile != "" {
+				stop, err := startToFile(cpuProfile, pprof.StartCPUProfile, pprof.StopCPUProfile)
+				if err != nil {
+					return err
+				}
+				defer stop()
 			}
 			repo, done, err := g.openLocked(ctx)
 			if err != nil {
@@ -80,6 +90,8 @@ restored, and the exit code is 14.`,
 	f.StringVar(&opt.Folder, "folder", "", "restore only this folder (e.g. INBOX, Sent, Archive.2024)")
 	f.StringVar(&opt.Message, "message", "", "restore only this message (Maildir unique name or Message-ID)")
 	f.BoolVar(&opt.Overwrite, "overwrite", false, "write into an existing target, replacing files")
+	f.StringVar(&cpuProfile, "cpuprofile", os.Getenv("MAILVAULT_CPUPROFILE"), "write a CPU profile of the restore to this file (env MAILVAULT_CPUPROFILE)")
+	_ = f.MarkHidden("cpuprofile")
 	return cmd
 }
 
