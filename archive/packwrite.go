@@ -15,8 +15,8 @@ const packWriteBuf = 256 << 10
 // only on restore or check. Written through the page cache, each of a
 // full backup's pack bytes cost the kernel a page to allocate, a copy
 // into it and its writeback and reclaim later — on the reference machine
-// (a virtual one) the biggest system-call cost of a large-mail full
-// backup, 1.45 of its 7.5 CPU-s in write(2) (docs/PERFORMANCE.md,
+// (a virtual one), while the cache was full, 1.45 of a large-mail full
+// backup's 7.5 CPU-s in write(2), ~0.1 s direct (docs/PERFORMANCE.md,
 // "cpu2x") — and it evicted mail a server was using. O_DIRECT asks for
 // aligned addresses, offsets and lengths: the buffer is aligned and every
 // write but the last is a whole buffer; the last one writes its aligned
@@ -34,6 +34,7 @@ func newPackWriter(f *os.File) *packWriter {
 	return &packWriter{f: f, buf: alignedBuffer(packWriteBuf), direct: setDirect(f, true) == nil}
 }
 
+// Write buffers p, writing each buffer as it fills.
 func (w *packWriter) Write(p []byte) (int, error) {
 	written := 0
 	for len(p) > 0 {
