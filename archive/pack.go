@@ -1,7 +1,6 @@
 package archive
 
 import (
-	"bufio"
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
@@ -154,7 +153,7 @@ type packBuilder struct {
 
 	// file and bw are the temporary file behind out, when there is one.
 	file *os.File
-	bw   *bufio.Writer
+	bw   *packWriter
 }
 
 func newPackBuilder(out io.Writer, rcpt age.Recipient) (*packBuilder, error) {

@@ -1,7 +1,6 @@
 package archive
 
 import (
-	"bufio"
 	"cmp"
 	"context"
 	"fmt"
@@ -147,7 +146,7 @@ func (r *Repository) newPack() (*packBuilder, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pack temporary file: %w", err)
 	}
-	bw := bufio.NewWriterSize(f, 256<<10)
+	bw := newPackWriter(f)
 	p, err := newPackBuilder(bw, r.dataRcpt)
 	if err != nil {
 		discardTemp(f)
