@@ -23,7 +23,7 @@ func berlin(t testing.TB) *time.Location {
 // ones at the DST changes, around ISO week 2020-W53 (28 December 2020 to
 // 3 January 2021) and at year ends, and the rest pseudo-random (a fixed
 // seed), bunched so that several share an hour, a day or a week. Every
-// tenth is from host "g" rather than "h"; some are tagged. No time is in
+// tenth of the random ones is from host "g" rather than "h"; some are tagged. No time is in
 // the hour repeated in October: restic's --time, a local wall-clock
 // time, cannot name it (TestDSTRepeatedHour covers it).
 func testSnapshots(t testing.TB) []Snapshot {
@@ -36,7 +36,7 @@ func testSnapshots(t testing.TB) []Snapshot {
 		return tm
 	}
 	var times []time.Time
-	for _, s := range []string{
+	picked := []string{
 		// Spring forward: 02:00 becomes 03:00.
 		"2020-03-28 23:30:00", "2020-03-29 01:30:00", "2020-03-29 01:59:59", "2020-03-29 03:00:00", "2020-03-29 03:30:00",
 		"2021-03-28 01:45:00", "2021-03-28 03:15:00", "2022-03-27 01:00:00", "2022-03-27 04:00:00",
@@ -49,7 +49,8 @@ func testSnapshots(t testing.TB) []Snapshot {
 		// Year and month ends.
 		"2019-12-31 23:00:00", "2020-01-01 01:00:00", "2021-12-31 23:59:00", "2022-01-01 00:01:00",
 		"2020-02-29 12:00:00", "2020-03-01 00:00:00", "2022-08-31 22:00:00",
-	} {
+	}
+	for _, s := range picked {
 		times = append(times, at(s))
 	}
 	rng := rand.New(rand.NewPCG(12, 2026))
@@ -73,7 +74,7 @@ func testSnapshots(t testing.TB) []Snapshot {
 	snaps := make([]Snapshot, len(times))
 	for i, tm := range times {
 		s := Snapshot{ID: snapID(i), Time: tm, Host: "h", Paths: []string{"/data"}}
-		if i%10 == 9 {
+		if i >= len(picked) && i%10 == 9 {
 			s.Host = "g"
 		}
 		switch {
@@ -98,4 +99,12 @@ func repeatedHour(t time.Time, loc *time.Location) bool {
 func snapID(i int) string {
 	const hex = "0123456789abcdef"
 	return string([]byte{'s', hex[i/256%16], hex[i/16%16], hex[i%16]})
+}
+
+func mustTime(s string) time.Time {
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		panic(err)
+	}
+	return t
 }
