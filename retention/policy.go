@@ -108,6 +108,9 @@ func (p Policy) String() string {
 	}
 	var parts []string
 	for _, c := range p.counts() {
+		if c.name == "last" {
+			c.name = "latest" // restic's word: "keep 3 latest snapshots"
+		}
 		switch {
 		case c.n == Unlimited:
 			parts = append(parts, "all "+c.name)
