@@ -50,7 +50,7 @@ snapshot", "within 1y", ...); --dry-run --json lists keep or remove and
 the reasons per snapshot, per group.
 
 A policy that would remove every snapshot of a group is refused (exit 2)
-unless --force. With no keep-* flag, forget applies the configured policy:
+unless --force. Which policy applies, first match:
   1. keep-* flags, when any is given: that policy, to --repo, or with
      --targets to every repository target;
   2. else with --targets (env MAILVAULT_TARGETS): each target's own
@@ -70,7 +70,7 @@ Where mailvault differs from restic 0.14.0:
     documents and later versions do; restic 0.14.0 removes them instead;
     counts below -1 are errors.
   - Durations are strict: "-1d", "1d2d" and units other than y, m, d, h
-    are errors (restic 0.14.0 takes the first two).
+    are errors (restic 0.14.0 accepts the first two).
   - Periods are taken on the local calendar of the machine running forget
     (snapshots record UTC); restic uses the zone each snapshot recorded,
     which is the same unless backups ran in other zones.
