@@ -196,7 +196,7 @@ func (g *globals) forgetIDs(ctx context.Context, refs []string, dryRun, prune bo
 func (g *globals) forgetAndPrune(ctx context.Context, repo *archive.Repository, ids []archive.ID, dryRun, prune bool, popt archive.PruneOptions) (*archive.ForgetResult, *archive.PruneResult, error) {
 	var res *archive.ForgetResult
 	if dryRun {
-		res = &archive.ForgetResult{Removed: ids}
+		res = &archive.ForgetResult{Removed: append([]archive.ID{}, ids...)}
 	} else {
 		var err error
 		if res, err = repo.Forget(ctx, ids); err != nil {
