@@ -229,6 +229,15 @@ func TestForgetConfiguredPolicy(t *testing.T) {
 		r.Policy != "keep all snapshots within 40d of the newest, all snapshots with tags [a, b]" {
 		t.Errorf("forget --config: %+v", r)
 	}
+	// --group-by overrides the configured grouping: one group, no host.
+	stdout, _, code = a.cli(t, "--json", "forget", "--dry-run", "--config", cfg, "--group-by", "")
+	if r := forgetPolicy(t, stdout); code != 0 || len(r.Groups) != 1 || r.Groups[0].Group.Host != "" || r.Groups[0].Keep != 2 {
+		t.Errorf("forget --config --group-by '': exit %d: %+v", code, r)
+	}
+	// --repo and --targets together are ambiguous.
+	if _, stderr, code := a.cli(t, "forget", "--targets", tf); code != exitUsage || !strings.Contains(stderr, "not both") {
+		t.Errorf("forget --repo --targets: exit %d: %s", code, stderr)
+	}
 	writeFile(t, cfg, "keep: {within: 4x}\n")
 	if _, stderr, code := a.cli(t, "forget", "--config", cfg); code != exitUsage || !strings.Contains(stderr, "4x") {
 		t.Errorf("bad keep: in the config: exit %d: %s", code, stderr)
