@@ -61,6 +61,11 @@ type BackupOptions struct {
 	// mtime is within the racy window of the parent is read again (as
 	// restic's --ignore-inode, plus that guard).
 	IgnoreInode bool
+	// Time, when set, is the time the snapshot records instead of the
+	// backup's start (`backup --time`: imports of old mail, tests of
+	// retention policies). Only the record changes: what counts as
+	// changed since the parent is still judged by the real clock.
+	Time time.Time
 }
 
 // Progress is a backup's progress so far.
@@ -346,9 +351,13 @@ func (r *Repository) backup(ctx context.Context, opt BackupOptions, treeVersion 
 		go b.worker(ctx)
 	}
 
+	recorded := b.start
+	if !opt.Time.IsZero() {
+		recorded = opt.Time
+	}
 	// Version 2: the snapshot has a Message-ID index, which a release
 	// that does not know it would not keep in a prune.
-	snap := &Snapshot{Version: min(b.treeVersion, 2), Time: b.start.UTC(), Host: opt.Host, Tags: opt.Tags, Paths: abs, Program: "mailvault"}
+	snap := &Snapshot{Version: min(b.treeVersion, 2), Time: recorded.UTC(), Host: opt.Host, Tags: opt.Tags, Paths: abs, Program: "mailvault"}
 	snap.Username = os.Getenv("USER")
 	if b.parent != nil {
 		p := b.parent.ID
@@ -411,7 +420,7 @@ func (r *Repository) backup(ctx context.Context, opt BackupOptions, treeVersion 
 	s.Errors = b.errCount.Load()
 	s.DedupRatio = ratio(s.BytesRead, s.BytesNew)
 	s.CompressionRatio = ratio(s.BytesNew, s.BytesStored)
-	s.DurationSeconds = snap.EndTime.Sub(snap.Time).Seconds()
+	s.DurationSeconds = snap.EndTime.Sub(b.start).Seconds() // not from snap.Time, which --time may set
 	snap.Partial = s.Errors > 0
 	id, err := r.SaveJSONFile(ctx, SnapshotFile, snap)
 	if err != nil {
@@ -1113,7 +1122,20 @@ func (b *backup) racy(s DirStamp) bool {
 	if b.parent == nil {
 		return true
 	}
-	return s.MTime >= b.parent.Time.Add(-2*time.Second).UnixNano() || s.CTime >= b.parent.Time.Add(-2*time.Second).UnixNano()
+	start := b.parentStart()
+	return s.MTime >= start.Add(-2*time.Second).UnixNano() || s.CTime >= start.Add(-2*time.Second).UnixNano()
+}
+
+// parentStart is when the parent backup began, for the racy windows: its
+// recorded Time, unless `backup --time` dated it after its own end. Then
+// its start is unknown, and the Unix epoch makes every stamp racy for
+// one backup rather than trusting one from the future. (A --time in the
+// past only widens the window.)
+func (b *backup) parentStart() time.Time {
+	if !b.parent.EndTime.IsZero() && b.parent.Time.After(b.parent.EndTime) {
+		return time.Unix(0, 0)
+	}
+	return b.parent.Time
 }
 
 // racyFolder is racy for a parent's folder entry, judged by when that
@@ -1129,7 +1151,7 @@ func (b *backup) racyFolder(prev *FolderEntry) bool {
 	if b.parent == nil {
 		return true
 	}
-	limit := max(prev.Listed, b.parent.Time.UnixNano()) - (2 * time.Second).Nanoseconds()
+	limit := max(prev.Listed, b.parentStart().UnixNano()) - (2 * time.Second).Nanoseconds()
 	return max(prev.Cur.MTime, prev.Cur.CTime, prev.New.MTime, prev.New.CTime) >= limit
 }
 

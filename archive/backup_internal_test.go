@@ -37,3 +37,24 @@ func TestRacy(t *testing.T) {
 		})
 	}
 }
+
+// TestRacyParentDatedAhead: a parent whose recorded Time (backup --time)
+// is after its own end has no known start, so every stamp is racy: none
+// is trusted from a window in the future. A parent dated back only
+// widens the window.
+func TestRacyParentDatedAhead(t *testing.T) {
+	end := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	old := DirStamp{MTime: end.Add(-time.Hour).UnixNano(), CTime: end.Add(-time.Hour).UnixNano()}
+	b := &backup{parent: &Snapshot{Time: end.AddDate(5, 0, 0), EndTime: end}}
+	if !b.racy(old) || !b.racyFolder(&FolderEntry{Cur: old, New: old}) {
+		t.Error("a parent dated ahead trusted an hour-old stamp")
+	}
+	b.parent.Time = end.AddDate(-5, 0, 0)
+	if !b.racy(old) {
+		t.Error("a parent dated back trusted a stamp after its recorded time")
+	}
+	b.parent.Time = end.Add(-time.Minute)
+	if b.racy(old) {
+		t.Error("an ordinary parent found an hour-old stamp racy")
+	}
+}

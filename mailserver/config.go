@@ -16,6 +16,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/mailvault/mailvault/mailserver/auth"
+	"github.com/mailvault/mailvault/retention"
 )
 
 // DefaultDataDir is used when neither --data nor the config names one.
@@ -131,6 +132,10 @@ type Config struct {
 	DrainTimeout time.Duration `yaml:"drain_timeout"`
 	// Control tunes the control socket.
 	Control ControlConfig `yaml:"control"`
+	// Keep is the snapshot retention that `mailvault forget --config`
+	// (with no keep-* flags and no targets file) applies to the
+	// repository it opens; the server itself does not use it.
+	Keep *retention.Policy `yaml:"keep"`
 }
 
 // DefaultConfig returns the embedded defaults: unprivileged ports on
@@ -172,6 +177,11 @@ func (c *Config) LoadFile(path string) error {
 	dec.KnownFields(true)
 	if err := dec.Decode(c); err != nil && err.Error() != "EOF" {
 		return fmt.Errorf("config %s: %w", path, err)
+	}
+	if c.Keep != nil {
+		if err := c.Keep.Validate(); err != nil {
+			return fmt.Errorf("config %s: %w", path, err)
+		}
 	}
 	return nil
 }

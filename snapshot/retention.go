@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/mailvault/mailvault/retention"
 )
 
 // Retention says how many of mailvault's own snapshots to keep per
@@ -63,26 +65,30 @@ func (r Retention) Plan(snaps []Snap) []Decision {
 	if period <= 0 {
 		period = 15 * time.Minute
 	}
+	// The calendar periods are package retention's, which `forget`'s
+	// keep-* counts use too (the same ISO weeks), here on the UTC
+	// calendar; "frequent" is sanoid's own.
 	buckets := []struct {
 		name string
 		n    int
-		key  func(time.Time) string
+		key  func(time.Time) int64
 	}{
-		{"frequent", r.Frequent, func(t time.Time) string { return t.Truncate(period).String() }},
-		{"hourly", r.Hourly, func(t time.Time) string { return t.Format("2006-01-02T15") }},
-		{"daily", r.Daily, func(t time.Time) string { return t.Format("2006-01-02") }},
-		{"weekly", r.Weekly, func(t time.Time) string { y, w := t.ISOWeek(); return fmt.Sprintf("%d-W%02d", y, w) }},
-		{"monthly", r.Monthly, func(t time.Time) string { return t.Format("2006-01") }},
-		{"yearly", r.Yearly, func(t time.Time) string { return t.Format("2006") }},
+		{"frequent", r.Frequent, func(t time.Time) int64 { return t.Truncate(period).Unix() }},
+		{"hourly", r.Hourly, periodKey(retention.Hour)},
+		{"daily", r.Daily, periodKey(retention.Day)},
+		{"weekly", r.Weekly, periodKey(retention.Week)},
+		{"monthly", r.Monthly, periodKey(retention.Month)},
+		{"yearly", r.Yearly, periodKey(retention.Year)},
 	}
 	for _, b := range buckets {
-		kept, last := 0, ""
+		kept := 0
+		var last int64
 		for i := range ds {
 			if kept >= b.n {
 				break
 			}
 			k := b.key(ds[i].Snap.Time.UTC())
-			if k == last {
+			if kept > 0 && k == last {
 				continue // an older snapshot of a period already kept
 			}
 			last = k
@@ -96,6 +102,10 @@ func (r Retention) Plan(snaps []Snap) []Decision {
 		}
 	}
 	return ds
+}
+
+func periodKey(p retention.Period) func(time.Time) int64 {
+	return func(t time.Time) int64 { return int64(p.Key(t)) }
 }
 
 func (d *Decision) keep(why string) {

@@ -4,6 +4,9 @@
 // mail counts as one), on at least 2 different media, at least 1 of them
 // offsite.
 //
+// A target can carry its own snapshot retention (Target.Keep), which
+// `mailvault forget --targets` applies to its repository.
+//
 // It only parses, validates and evaluates; opening repositories and
 // listing snapshots is the caller's job (cmd/mailvault status and backup).
 package targets
@@ -20,6 +23,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/mailvault/mailvault/retention"
 )
 
 // Medium is the kind of storage a copy lives on. Two copies on the same
@@ -73,6 +78,11 @@ type Target struct {
 	// MaxAge, when set, is the recovery point objective: a target whose
 	// newest snapshot is older does not count as a copy.
 	MaxAge time.Duration `yaml:"max_age"`
+	// Keep is the snapshot retention `mailvault forget --targets` applies
+	// to this repository (an offsite copy often keeps longer than the
+	// local disk), e.g. {daily: 14, weekly: 8, monthly: 24, yearly: 7}.
+	// None: forget leaves the repository alone.
+	Keep *retention.Policy `yaml:"keep"`
 }
 
 // HasCredentials reports whether the target names its own credentials.
@@ -184,6 +194,15 @@ func (c *Config) validate() error {
 		}
 		if t.MaxAge < 0 {
 			return fmt.Errorf("target %q: negative max_age", t.Name)
+		}
+		if t.Keep != nil {
+			if t.ZFS != "" {
+				// Its snapshots are ZFS's: `snapshot prune` keeps them.
+				return fmt.Errorf("target %q: keep applies to repositories; a zfs dataset's snapshots are pruned by `mailvault snapshot prune`", t.Name)
+			}
+			if err := t.Keep.Validate(); err != nil {
+				return fmt.Errorf("target %q: %w", t.Name, err)
+			}
 		}
 		if t.PasswordFile != "" && t.PasswordEnv != "" {
 			return fmt.Errorf("target %q: give password_file or password_env, not both", t.Name)

@@ -8,7 +8,28 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mailvault/mailvault/retention"
 )
+
+// TestParseKeep: a target's keep: block is a retention policy.
+func TestParseKeep(t *testing.T) {
+	c, err := Parse([]byte(`targets:
+  - {name: a, repo: /r, medium: disk, location: onsite, keep: {last: 2, weekly: 8, within_daily: 10d, tags: ["a,b", c], group_by: "host,tags"}}
+  - {name: b, repo: /s, medium: nas, location: offsite}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := retention.Policy{Last: 2, Weekly: 8, WithinDaily: retention.Duration{Days: 10},
+		Tags: []retention.TagList{{"a", "b"}, {"c"}}, GroupBy: &retention.GroupBy{Host: true, Tags: true}}
+	if k := c.Targets[0].Keep; k == nil || !reflect.DeepEqual(*k, want) {
+		t.Errorf("keep %+v, want %+v", k, want)
+	}
+	if c.Targets[1].Keep != nil {
+		t.Errorf("no keep: %+v", c.Targets[1].Keep)
+	}
+}
 
 func TestParse(t *testing.T) {
 	tests := []struct {
@@ -40,6 +61,12 @@ targets:
 		{"two primaries", `targets: [{name: a, repo: /r, medium: disk, location: onsite, primary: true}, {name: b, repo: /s, medium: disk, location: onsite, primary: true}]`, "more than one"},
 		{"two passwords", `targets: [{name: a, repo: /r, medium: disk, location: onsite, password_file: f, password_env: E}]`, "not both"},
 		{"negative max_age", `targets: [{name: a, repo: /r, medium: disk, location: onsite, max_age: -1h}]`, "negative"},
+		{"keep", `targets: [{name: a, repo: /r, medium: disk, location: onsite, keep: {daily: 14, monthly: -1, within: 1y2m, tags: ["a,b", c], group_by: host}}]`, ""},
+		{"keep unknown key", `targets: [{name: a, repo: /r, medium: disk, location: onsite, keep: {dayly: 14}}]`, "dayly"},
+		{"keep bad duration", `targets: [{name: a, repo: /r, medium: disk, location: onsite, keep: {within: 3w}}]`, "unknown unit"},
+		{"keep bad count", `targets: [{name: a, repo: /r, medium: disk, location: onsite, keep: {daily: -2}}]`, "keep daily -2"},
+		{"keep bad group_by", `targets: [{name: a, repo: /r, medium: disk, location: onsite, keep: {group_by: user}}]`, "unknown field"},
+		{"keep on zfs", `targets: [{name: a, zfs: p/d, location: onsite, keep: {daily: 3}}]`, "snapshot prune"},
 		{"bad live medium", "live: {medium: paper}\ntargets: [{name: a, repo: /r, medium: disk, location: onsite}]", "live: unknown medium"},
 	}
 	for _, tt := range tests {

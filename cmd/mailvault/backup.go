@@ -24,6 +24,7 @@ func newBackupCmd(g *globals) *cobra.Command {
 	var parent string
 	var snap snapshotFlags
 	var targetsFile string
+	var timeFlag string
 	var cpuProfile, memProfile, traceFile string
 	cmd := &cobra.Command{
 		Use:   "backup PATH...",
@@ -61,6 +62,10 @@ failed (the primary's snapshot stays). See "mailvault status --help".`,
 					return err
 				}
 				defer stop()
+			}
+			recorded, err := parseSnapshotTime(timeFlag)
+			if err != nil {
+				return err
 			}
 			tcfg, err := loadTargets(targetsFile)
 			if err != nil {
@@ -103,7 +108,7 @@ failed (the primary's snapshot stays). See "mailvault status --help".`,
 			opt := archive.BackupOptions{Paths: paths, Host: host, Tags: tags, Logger: warnOnce(g.logger()), ReadFrom: view.Paths,
 				// A hardlink view's copied files and recreated directories
 				// get new inodes and ctimes on every run.
-				IgnoreInode: view.Mode == snapshot.ModeHardlink}
+				IgnoreInode: view.Mode == snapshot.ModeHardlink, Time: recorded}
 			if repo.WriteOnly() {
 				// It cannot read its parent back from the repository, so
 				// it keeps one locally; nor can it read packs' headers to
@@ -174,6 +179,7 @@ failed (the primary's snapshot stays). See "mailvault status --help".`,
 	h, _ := os.Hostname()
 	cmd.Flags().StringVar(&host, "host", h, "host name recorded in the snapshot")
 	cmd.Flags().StringArrayVar(&tags, "tag", nil, "tag for the snapshot; repeatable")
+	cmd.Flags().StringVar(&timeFlag, "time", "", `time the snapshot records instead of now (imports, tests): RFC 3339, or "2006-01-02 15:04:05" in local time as restic's --time`)
 	cmd.Flags().StringVar(&parent, "parent", "", "snapshot to compare against (default: newest of this host and paths)")
 	cmd.Flags().StringVar(&targetsFile, "targets", os.Getenv("MAILVAULT_TARGETS"), "targets file: back up to its primary, then copy to the other repositories (env MAILVAULT_TARGETS)")
 	// Hidden: for measuring the data path (docs/PERFORMANCE.md, issue 11),
@@ -186,6 +192,23 @@ failed (the primary's snapshot stays). See "mailvault status --help".`,
 	_ = cmd.Flags().MarkHidden("trace")
 	snap.register(cmd)
 	return cmd
+}
+
+// parseSnapshotTime reads backup's --time: RFC 3339 (with its offset),
+// or restic's "2006-01-02 15:04:05" on the local clock; "" is the zero
+// time (now).
+func parseSnapshotTime(s string) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		return t, nil
+	}
+	t, err := time.ParseInLocation(time.DateTime, s, time.Local)
+	if err != nil {
+		return time.Time{}, fmt.Errorf(`%w: --time %q: want RFC 3339 (2006-01-02T15:04:05+01:00) or "2006-01-02 15:04:05" (local time)`, errUsage, s)
+	}
+	return t, nil
 }
 
 // startToFile creates path and starts writing to it (a CPU profile:

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"slices"
 	"strconv"
 	"strings"
 
@@ -38,85 +37,6 @@ func (f *pruneFlags) options() (archive.PruneOptions, error) {
 		}
 	}
 	return opt, nil
-}
-
-func newForgetCmd(g *globals) *cobra.Command {
-	var pf pruneFlags
-	var prune bool
-	cmd := &cobra.Command{
-		Use:   "forget SNAPSHOT...",
-		Short: "Remove snapshots (and with --prune, the data only they used)",
-		Long: `Remove the given snapshots (IDs, unique ID prefixes, or "latest"). This frees
-no space by itself: prune deletes the data no remaining snapshot uses;
---prune runs it right after. In an Object Lock repository a snapshot whose
-retention has not run out stays (it is listed as waiting, with its date),
-is still restorable, and prune keeps all it uses; forget it again after
-that date. Takes an exclusive lock (--wait-lock waits for a backup's to go);
-needs a full key.
---dry-run only says what would be removed (and, with --prune, what prune
-would do without those snapshots).`,
-		Args: cobra.MinimumNArgs(1),
-		RunE: func(cmd *cobra.Command, refs []string) error {
-			ctx := cmd.Context()
-			popt, err := pf.options()
-			if err != nil {
-				return err
-			}
-			repo, done, err := g.openExclusive(ctx)
-			if err != nil {
-				return err
-			}
-			defer done()
-			var ids []archive.ID
-			for _, ref := range refs {
-				s, err := repo.FindSnapshot(ctx, ref)
-				if err != nil {
-					return err
-				}
-				if !slices.Contains(ids, s.ID) {
-					ids = append(ids, s.ID)
-				}
-			}
-			out := struct {
-				DryRun bool                  `json:"dry_run,omitempty"`
-				Forget *archive.ForgetResult `json:"forget"`
-				Prune  *archive.PruneResult  `json:"prune,omitempty"`
-			}{DryRun: pf.dryRun}
-			if pf.dryRun {
-				out.Forget = &archive.ForgetResult{Removed: ids}
-			} else if out.Forget, err = repo.Forget(ctx, ids); err != nil {
-				return err
-			}
-			if !g.json {
-				verb := "removed"
-				if pf.dryRun {
-					verb = "would remove"
-				}
-				for _, id := range out.Forget.Removed {
-					g.printf("%s snapshot %s\n", verb, id.Short())
-				}
-				for _, w := range out.Forget.Waiting {
-					g.printf("snapshot %s; it stays, and so does its data\n", w.String())
-				}
-			}
-			if prune {
-				if pf.dryRun {
-					popt.Without = ids
-				}
-				if out.Prune, err = runPrune(ctx, g, repo, popt); err != nil {
-					return err
-				}
-			}
-			if g.json {
-				return g.printJSON(out)
-			}
-			return nil
-		},
-	}
-	cmd.Flags().BoolVar(&prune, "prune", false, "prune right after forgetting")
-	cmd.Flags().BoolVar(&pf.dryRun, "dry-run", false, "change nothing; print what would be done")
-	pf.add(cmd)
-	return cmd
 }
 
 func newPruneCmd(g *globals) *cobra.Command {

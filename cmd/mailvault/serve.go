@@ -73,6 +73,10 @@ submission refuses remote recipients (550 5.7.1).
 A YAML file (--config) sets everything; environment variables override it:
 ` + mailserver.EnvVars + `
 
+The file's keep: block (e.g. keep: {daily: 14, weekly: 8, monthly: 24})
+is not the server's: it is the snapshot retention that "mailvault forget"
+with the same --config applies to the backup repository (forget --help).
+
 Signals: SIGHUP re-reads the configuration file and environment and applies
 what can change while running (limits — smtp.max_message_bytes too,
 announced as EHLO's SIZE to the sessions that start after it — rates,

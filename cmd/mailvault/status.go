@@ -78,17 +78,20 @@ A targets file (YAML; relative paths are relative to the file):
       location: onsite        # onsite or offsite
       primary: true           # the repository "backup --targets" writes
       max_age: 26h            # optional: older newest snapshot = no copy
+      keep: {daily: 14, weekly: 8}   # optional: "forget --targets" policy
     - name: offsite
       repo: s3:https://s3.example.com/bucket/mail
       medium: s3
       location: offsite
       identity: /etc/mailvault/offsite.key   # or password_file, password_env
+      keep: {daily: 14, weekly: 8, monthly: 24, yearly: 7}
     - name: pool2             # a ZFS dataset receiving mailvault- snapshots
       zfs: backup/mail
       location: onsite
 
 A repository target without identity, password_file or password_env opens
-with the global credentials.`,
+with the global credentials. keep: is the snapshot retention "mailvault
+forget --targets" applies to that repository (see "mailvault forget --help").`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if targetsFile == "" {
