@@ -1,6 +1,7 @@
 package archive
 
 import (
+	"bufio"
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
@@ -153,7 +154,7 @@ type packBuilder struct {
 
 	// file and bw are the temporary file behind out, when there is one.
 	file *os.File
-	bw   *packWriter
+	bw   *bufio.Writer
 }
 
 func newPackBuilder(out io.Writer, rcpt age.Recipient) (*packBuilder, error) {

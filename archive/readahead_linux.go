@@ -1,9 +1,7 @@
 package archive
 
 import (
-	"cmp"
 	"errors"
-	"os"
 
 	"golang.org/x/sys/unix"
 )
@@ -65,25 +63,4 @@ func readDirect(fd int, buf []byte) (int, error) {
 // where transparent huge pages are on "madvise".
 func adviseHuge(b []byte) {
 	_ = unix.Madvise(b, unix.MADV_HUGEPAGE)
-}
-
-// setDirect turns O_DIRECT on or off for f's writes.
-func setDirect(f *os.File, on bool) error {
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return err
-	}
-	cerr := rc.Control(func(fd uintptr) {
-		var fl int
-		if fl, err = unix.FcntlInt(fd, unix.F_GETFL, 0); err != nil {
-			return
-		}
-		if on {
-			fl |= unix.O_DIRECT
-		} else {
-			fl &^= unix.O_DIRECT
-		}
-		_, err = unix.FcntlInt(fd, unix.F_SETFL, fl)
-	})
-	return cmp.Or(cerr, err)
 }

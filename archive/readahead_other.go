@@ -2,11 +2,6 @@
 
 package archive
 
-import (
-	"errors"
-	"os"
-)
-
 // readAhead is a no-op where posix_fadvise is not available.
 func readAhead(fd int, n int64) {}
 
@@ -17,6 +12,3 @@ func readDirect(fd int, buf []byte) (int, error) { return preadFrom(fd, buf, 0, 
 
 // adviseHuge is a no-op here.
 func adviseHuge(b []byte) {}
-
-// setDirect reports that writes past the page cache are not available.
-func setDirect(f *os.File, on bool) error { return errors.ErrUnsupported }

@@ -1,6 +1,7 @@
 package archive
 
 import (
+	"bufio"
 	"cmp"
 	"context"
 	"fmt"
@@ -146,7 +147,7 @@ func (r *Repository) newPack() (*packBuilder, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pack temporary file: %w", err)
 	}
-	bw := newPackWriter(f)
+	bw := bufio.NewWriterSize(f, 256<<10)
 	p, err := newPackBuilder(bw, r.dataRcpt)
 	if err != nil {
 		discardTemp(f)
