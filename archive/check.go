@@ -206,7 +206,7 @@ func (r *Repository) walkSnapshots(ctx context.Context, res *CheckResult, want m
 	)
 	if want == nil {
 		verify = newMsgIndexVerifier(r)
-		blobs = &refSet{dir: r.idx.spill.dir}
+		blobs = newRefSet(r.idx.spill.dir)
 		defer blobs.close()
 	}
 	// uses notes that a tree names a blob: on the first walk, to be

@@ -1,13 +1,8 @@
 package archive
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
-	"io"
-	"os"
-	"slices"
-	"unsafe"
 )
 
 // check asks of every blob a tree names whether the index holds it: some
@@ -24,130 +19,29 @@ import (
 var refRunIDs = 1 << 19
 
 // refSet collects blob IDs in bounded memory: sorted runs of refRunIDs,
-// each without duplicates, in a scratch file (unlinked at once, like the
-// index's spill file) once there is more than one.
-type refSet struct {
-	dir  string // where to make the scratch file; "" is os.TempDir()
-	buf  []ID
-	f    *os.File
-	runs [][2]int64 // first ID and length of each run in f
-	n    int64      // IDs in f
-	err  error      // the first write that failed
+// each without duplicates.
+type refSet = sortedRuns[ID]
+
+func newRefSet(dir string) *refSet {
+	return &refSet{perRun: refRunIDs, cmp: compareIDs, compact: true, dir: dir, pattern: "mailvault-refs-*.tmp"}
 }
 
 func compareIDs(a, b ID) int { return bytes.Compare(a[:], b[:]) }
 
-func (s *refSet) add(id ID) {
-	if s.buf == nil {
-		s.buf = make([]ID, 0, refRunIDs)
-	}
-	s.buf = append(s.buf, id)
-	if len(s.buf) == cap(s.buf) {
-		s.flush()
-	}
-}
-
-// flush writes the IDs in memory as a run.
-func (s *refSet) flush() {
-	slices.SortFunc(s.buf, compareIDs)
-	s.buf = slices.Compact(s.buf)
-	if s.f == nil && s.err == nil {
-		f, err := os.CreateTemp(s.dir, "mailvault-refs-*.tmp")
-		if err != nil {
-			s.err = err
-			return
-		}
-		// Unlinked at once: nothing outlives the process.
-		_ = os.Remove(f.Name())
-		s.f = f
-	}
-	if s.err != nil {
-		return
-	}
-	raw := unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(s.buf))), len(s.buf)*len(ID{}))
-	if _, err := s.f.WriteAt(raw, s.n*int64(len(ID{}))); err != nil {
-		s.err = err
-		return
-	}
-	s.runs = append(s.runs, [2]int64{s.n, int64(len(s.buf))})
-	s.n += int64(len(s.buf))
-	s.buf = s.buf[:0]
-}
-
-func (s *refSet) close() {
-	if s.f != nil {
-		s.f.Close()
-	}
-}
-
-// each calls fn for every ID added, in order, once each.
-func (s *refSet) each(fn func(ID)) error {
+// eachRef calls fn for every ID added to s, in order, once each.
+func eachRef(s *refSet, fn func(ID)) error {
 	if s.err != nil {
 		return fmt.Errorf("blob references: %w", s.err)
 	}
-	slices.SortFunc(s.buf, compareIDs)
-	s.buf = slices.Compact(s.buf)
-	type source struct {
-		cur  ID
-		next func(*ID) (bool, error)
-	}
-	var srcs []*source
-	for _, run := range s.runs {
-		br := bufio.NewReaderSize(io.NewSectionReader(s.f, run[0]*int64(len(ID{})), run[1]*int64(len(ID{}))), 64<<10)
-		left := run[1]
-		srcs = append(srcs, &source{next: func(id *ID) (bool, error) {
-			if left == 0 {
-				return false, nil
-			}
-			left--
-			if _, err := io.ReadFull(br, id[:]); err != nil {
-				return false, fmt.Errorf("blob references: reading a run back: %w", err)
-			}
-			return true, nil
-		}})
-	}
-	rest := s.buf
-	srcs = append(srcs, &source{next: func(id *ID) (bool, error) {
-		if len(rest) == 0 {
-			return false, nil
-		}
-		*id, rest = rest[0], rest[1:]
-		return true, nil
-	}})
-	h := srcs[:0]
-	for _, src := range srcs {
-		ok, err := src.next(&src.cur)
-		if err != nil {
-			return err
-		}
-		if ok {
-			h = append(h, src)
-		}
-	}
-	// The runs are few (one per 16 MiB of IDs): the smallest current ID
-	// by a scan rather than a heap.
 	var last ID
 	first := true
-	for len(h) > 0 {
-		m := 0
-		for i := 1; i < len(h); i++ {
-			if compareIDs(h[i].cur, h[m].cur) < 0 {
-				m = i
-			}
+	return mergeSorted(s.readers(64<<10), compareIDs, func(id *ID) error {
+		if first || *id != last {
+			fn(*id)
+			last, first = *id, false
 		}
-		if id := h[m].cur; first || id != last {
-			fn(id)
-			last, first = id, false
-		}
-		ok, err := h[m].next(&h[m].cur)
-		if err != nil {
-			return err
-		}
-		if !ok {
-			h = slices.Delete(h, m, m+1)
-		}
-	}
-	return nil
+		return nil
+	})
 }
 
 // layerCursor reads a layer's entries in order: a mapped table read
@@ -199,7 +93,7 @@ func (x *Index) missingOf(s *refSet, missing func(ID)) error {
 	for i := range x.layers {
 		cursors[i] = layerCursor{l: &x.layers[i]}
 	}
-	return s.each(func(id ID) {
+	return eachRef(s, func(id ID) {
 		for i := range cursors {
 			c := &cursors[i]
 			for {

@@ -147,7 +147,7 @@ const chunkSize = 1 << 16
 func (b *indexBuilder) push(e indexEntry) {
 	b.n++
 	if b.runs != nil {
-		b.runs.push(taggedEntry{e: e, tag: b.tag})
+		b.runs.add(taggedEntry{e: e, tag: b.tag})
 		return
 	}
 	if (b.n-1)%chunkSize == 0 {
@@ -161,8 +161,8 @@ func (b *indexBuilder) push(e indexEntry) {
 // run stay there, under a tag that is dropped).
 func (b *indexBuilder) truncate(n int) {
 	if b.runs != nil {
-		b.runs.pending = b.runs.pending[:max(n-b.runs.flushed, 0)]
-		b.n = b.runs.flushed + len(b.runs.pending)
+		b.runs.pending = b.runs.pending[:max(n-int(b.runs.flushed), 0)]
+		b.n = int(b.runs.flushed) + len(b.runs.pending)
 		return
 	}
 	b.chunks = b.chunks[:(n+chunkSize-1)/chunkSize]
@@ -567,10 +567,7 @@ var errTableBuild = errors.New("building the index table")
 // starts again without base.
 func (r *Repository) buildTable(ctx context.Context, x *Index, all []ID, base *indexTable, path string, log *slog.Logger) (*builtIndex, error) {
 	dir := filepath.Dir(path)
-	spill, err := newRunSpill(dir)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", errTableBuild, err)
-	}
+	spill := newRunSpill(dir)
 	defer spill.close()
 	b := indexBuilder{x: x, runs: spill}
 	var baseN int
