@@ -417,13 +417,5 @@ func (fr *forgetRun) targets(ctx context.Context, cfg *targets.Config, flags *re
 // exclusive lock; done unlocks and closes it.
 func (g *globals) openExclusiveAt(ctx context.Context, loc string, c repoCreds) (*archive.Repository, func(), error) {
 	repo, err := g.openAt(ctx, loc, c)
-	if err != nil {
-		return nil, nil, err
-	}
-	unlock, err := repo.Lock(ctx, true)
-	if err != nil {
-		repo.Close()
-		return nil, nil, err
-	}
-	return repo, func() { unlock(); repo.Close() }, nil
+	return lockExclusive(ctx, repo, err)
 }

@@ -85,6 +85,12 @@ backup's to go); needs a full key.`,
 // unlocks and closes it.
 func (g *globals) openExclusive(ctx context.Context) (*archive.Repository, func(), error) {
 	repo, err := g.openRepo(ctx)
+	return lockExclusive(ctx, repo, err)
+}
+
+// lockExclusive takes the exclusive lock of repo, just opened (or not:
+// err); done unlocks and closes it.
+func lockExclusive(ctx context.Context, repo *archive.Repository, err error) (*archive.Repository, func(), error) {
 	if err != nil {
 		return nil, nil, err
 	}
