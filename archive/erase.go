@@ -5,6 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 )
@@ -80,6 +83,13 @@ type EraseOptions struct {
 	Held func(user, folder string, m *Message) string
 	// Progress is handed to the prune that purges the bytes.
 	Progress func(PruneProgress)
+	// ParentCache is this host's write-only parent cache directory
+	// (BackupOptions.ParentCache), if it has one: its copies of the
+	// purged trees and its entries naming a rewritten snapshot are
+	// removed, since they hold the removed messages' headers. Other
+	// hosts' caches are out of reach; their next backup finds the
+	// snapshot gone and the trees no longer indexed, and ignores them.
+	ParentCache string
 }
 
 // ErasedMessage is one message removed from one snapshot.
@@ -298,7 +308,57 @@ func (r *Repository) RemoveMessages(ctx context.Context, opt EraseOptions) (*Era
 	res.PacksRewritten = append(res.PacksRewritten, pr.Repack...)
 	res.PacksDeleted = append(append(res.PacksDeleted, pr.Delete...), pr.Unindexed...)
 	res.Waiting = append(res.Waiting, pr.Waiting...)
+
+	// 6. Local copies. The metadata cache lost the old snapshot and index
+	// files as they were removed (archive/cache removes a cached copy
+	// first); the index table still lists the purged blob IDs until it
+	// is built again from the index now in force.
+	r.RefreshIndexTable(ctx)
+	if opt.ParentCache != "" {
+		old := make(map[ID]bool, len(changed))
+		for _, s := range changed {
+			old[s.ID] = true
+		}
+		if err := r.purgeParentCache(opt.ParentCache, old, purge); err != nil {
+			return res, fmt.Errorf("erase: parent cache: %w", err)
+		}
+	}
 	return res, nil
+}
+
+// purgeParentCache removes from the write-only parent cache at dir the
+// entries naming a snapshot in old and the cached trees in purge.
+func (r *Repository) purgeParentCache(dir string, old map[ID]bool, purge map[ID]struct{}) error {
+	c := &parentCache{dir: dir, r: r}
+	entries, err := os.ReadDir(filepath.Join(dir, "parents"))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	for _, de := range entries {
+		p := filepath.Join(dir, "parents", de.Name())
+		raw, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		var e parentEntry
+		plain, err := r.zdec.DecodeAll(raw, nil)
+		if err == nil {
+			err = json.Unmarshal(plain, &e)
+		}
+		// A damaged entry is never used (parentCache.load); it may as
+		// well name an old snapshot.
+		if err != nil || old[e.Snapshot] {
+			if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return err
+			}
+		}
+	}
+	for id := range purge {
+		if err := os.Remove(c.treePath(id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
 }
 
 // eraseFolder returns what becomes of the folder fe names, nil when the

@@ -17,6 +17,7 @@ import (
 	"testing"
 
 	"github.com/mailvault/mailvault/archive"
+	"github.com/mailvault/mailvault/archive/cache"
 	"github.com/mailvault/mailvault/archive/local"
 )
 
@@ -381,4 +382,113 @@ func TestRemoveMessagesCrashAnywhere(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestRemoveMessagesLocalCaches: after an erasure through the metadata
+// cache, neither the cached files nor the index table name the old
+// snapshots or the purged blobs, and the write-only parent cache given
+// holds neither the old folder tree nor an entry naming an old snapshot.
+func TestRemoveMessagesLocalCaches(t *testing.T) {
+	f := newEraseFixture(t)
+	// A third snapshot by a write-only key, filling its parent cache.
+	parents := filepath.Join(t.TempDir(), "parents")
+	wo, _ := f.tr.writeOnly(t)
+	if _, err := f.tr.openWith(t, wo).Backup(t.Context(), archive.BackupOptions{Paths: []string{f.src}, Host: "testhost", ParentCache: parents}); err != nil {
+		t.Fatal(err)
+	}
+
+	cacheDir := t.TempDir()
+	r, err := archive.Open(t.Context(), cache.New(f.tr.be, cacheDir, nil), f.tr.creds(), archive.Options{Compression: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if _, err := r.LoadIndex(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	snaps, _, err := r.Snapshots(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The trees listing the victim, and its blobs no other message uses
+	// (MIME part headers may be shared).
+	var purged, trees []archive.ID
+	kept := map[archive.ID]bool{}
+	for _, s := range snaps {
+		for _, fe := range s.Roots[0].Folders {
+			tree, err := r.LoadFolderTree(t.Context(), fe.Tree)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, m := range tree.Messages {
+				if m.MessageID != "victim-7Q@erase.test" {
+					for _, b := range m.Blobs {
+						kept[b] = true
+					}
+					continue
+				}
+				purged = append(purged, m.Blobs...)
+				if !slices.Contains(trees, fe.Tree) {
+					trees = append(trees, fe.Tree)
+				}
+			}
+		}
+	}
+	purged = slices.DeleteFunc(purged, func(id archive.ID) bool { return kept[id] })
+	if len(purged) < 3 {
+		t.Fatalf("the victim has %d blobs of its own, want its header, text and attachment", len(purged))
+	}
+	purged = append(purged, trees...)
+	table := func() []byte {
+		t.Helper()
+		paths, _ := filepath.Glob(filepath.Join(cacheDir, "*", "indextable", "table-v2"))
+		if len(paths) != 1 {
+			t.Fatalf("index tables %v, want one", paths)
+		}
+		b, err := os.ReadFile(paths[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	tb := table()
+	for _, id := range purged {
+		if !bytes.Contains(tb, id[:]) {
+			t.Fatalf("before the erasure the index table lacks blob %s: the search is blind", id.Short())
+		}
+	}
+	if !slices.ContainsFunc(trees, func(id archive.ID) bool {
+		_, err := os.Stat(filepath.Join(parents, "trees", id.String()))
+		return err == nil
+	}) {
+		t.Fatal("the parent cache holds none of the trees listing the victim: the search is blind")
+	}
+
+	res, err := r.RemoveMessages(t.Context(), archive.EraseOptions{Select: archive.MessageSelector{MessageIDs: []string{"victim-7Q@erase.test"}}, ParentCache: parents})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Forgotten) != 3 {
+		t.Fatalf("erase: %+v", res)
+	}
+	tb = table()
+	for _, id := range purged {
+		if bytes.Contains(tb, id[:]) {
+			t.Errorf("the index table still lists purged blob %s", id.Short())
+		}
+		if _, err := os.Stat(filepath.Join(parents, "trees", id.String())); err == nil {
+			t.Errorf("the parent cache still holds tree %s", id.Short())
+		}
+	}
+	for _, s := range res.Snapshots {
+		cached, _ := filepath.Glob(filepath.Join(cacheDir, "*", "snapshots", s.From.String()))
+		if len(cached) > 0 {
+			t.Errorf("the metadata cache still holds old snapshot %s", s.From.Short())
+		}
+	}
+	entries, _ := os.ReadDir(filepath.Join(parents, "parents"))
+	if len(entries) != 0 {
+		t.Errorf("the parent cache still holds %d entries naming old snapshots", len(entries))
+	}
+	checkClean(t, f.tr, 3)
 }
