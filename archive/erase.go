@@ -198,19 +198,24 @@ func (r *Repository) RemoveMessages(ctx context.Context, opt EraseOptions) (*Era
 						MessageID: m.MessageID, Subject: m.Subject, Unique: m.Unique})
 				}
 			}
-			if hit && root.MessageIndex != nil {
-				// The index names the removed messages: it goes with them.
-				ids, err := msgIndexBlobs(ctx, *root.MessageIndex, r.loadTreeBlob, map[ID]struct{}{})
-				if err != nil {
-					return nil, fmt.Errorf("erase: snapshot %s Message-ID index: %w", s.ID.Short(), err)
-				}
-				for _, id := range ids {
-					purge[id] = struct{}{}
-				}
-			}
 		}
-		if hit {
-			changed = append(changed, s)
+		if !hit {
+			continue
+		}
+		changed = append(changed, s)
+		// The new snapshot has no Message-ID index (withoutErased): the
+		// old ones name the removed messages.
+		for _, root := range s.Roots {
+			if root.MessageIndex == nil {
+				continue
+			}
+			ids, err := msgIndexBlobs(ctx, *root.MessageIndex, r.loadTreeBlob, map[ID]struct{}{})
+			if err != nil {
+				return nil, fmt.Errorf("erase: snapshot %s Message-ID index: %w", s.ID.Short(), err)
+			}
+			for _, id := range ids {
+				purge[id] = struct{}{}
+			}
 		}
 	}
 	// Killed after prune's new index superseded the intent, an erasure
