@@ -28,7 +28,7 @@ stays. No other pack is rewritten. --dry-run lists what would be removed.
 Safe to kill at any point: the blobs to purge are recorded first (docs/
 FORMAT.md "Erasure"), and erase run again — with the same or any selector —
 finishes the job. No message matching is an error (exit 1) and changes
-nothing. In an Object Lock repository what is under retention stays until
+nothing, unless an interrupted erasure is left to finish. In an Object Lock repository what is under retention stays until
 its date and is listed as waiting (exit 0): run prune after it. Messages
 still in the live mailboxes come back with the next backup: delete them
 there first. Takes an exclusive lock; needs a full key.`,
