@@ -277,6 +277,15 @@ func TestRemoveMessages(t *testing.T) {
 		t.Fatal(err)
 	}
 	latestEqual(t, f.tr, f.src)
+
+	// The next backup lists the rewritten folders again and builds a
+	// Message-ID index anew.
+	next := runBackup(t, f.tr.open(t), f.src).Snapshot
+	if next.Roots[0].MessageIndex == nil {
+		t.Error("the backup after an erasure has no Message-ID index")
+	}
+	checkClean(t, f.tr, 3)
+	latestEqual(t, f.tr, f.src)
 }
 
 func packSizes(packs map[string][]byte, tr *testRepo) map[string]int64 {
