@@ -22,6 +22,10 @@ type IndexFileContent struct {
 	// and repair index): readers ignore them, since an old file that
 	// object-lock retention keeps may list packs deleted since.
 	Supersedes []ID `json:"supersedes,omitempty"`
+	// Erase is an erasure's intent (erase.go): blobs that must leave
+	// every pack unless a snapshot still uses them. Such a file lists no
+	// packs; prune's new index supersedes it once the blobs are gone.
+	Erase []ID `json:"erase,omitempty"`
 }
 
 // IndexPack lists one pack's blobs.

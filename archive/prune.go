@@ -48,6 +48,13 @@ type PruneOptions struct {
 	Without []ID
 	// Progress is called as prune advances.
 	Progress func(PruneProgress)
+	// Erase are blobs that must leave every pack (an erasure's,
+	// erase.go): a pack holding one that no snapshot uses is repacked
+	// whatever MaxUnused says. With Erase set MaxUnused repacks nothing
+	// else, so that an erasure rewrites only the packs that held its
+	// bytes (and tree packs with unused trees, which prune always
+	// repacks).
+	Erase []ID
 }
 
 // PruneProgress is what Prune has done so far in its current phase.
@@ -146,6 +153,7 @@ type packPlan struct {
 	usedBytes   int64
 	unusedBytes int64
 	unusedTree  bool  // an unused tree blob is in it
+	erased      bool  // an unused blob of PruneOptions.Erase is in it
 	size        int64 // file size
 }
 
@@ -242,6 +250,10 @@ func (r *Repository) Prune(ctx context.Context, opt PruneOptions) (*PruneResult,
 	}
 
 	// Per pack: a blob counts as used only where the index reads it from.
+	erase := make(map[ID]struct{}, len(opt.Erase))
+	for _, id := range opt.Erase {
+		erase[id] = struct{}{}
+	}
 	for _, id := range order {
 		p := plans[id]
 		seen := make(map[ID]struct{}, len(p.blobs))
@@ -262,6 +274,9 @@ func (r *Repository) Prune(ctx context.Context, opt PruneOptions) (*PruneResult,
 			res.BytesUnused += int64(b.Length)
 			if b.Type == TreeBlob {
 				p.unusedTree = true
+			}
+			if _, ok := erase[b.ID]; ok {
+				p.erased = true
 			}
 		}
 		if p.unusedBytes == 0 {
@@ -526,15 +541,16 @@ func (r *Repository) retained(ctx context.Context, t FileType, name string) (*Wa
 // unused tree are always repacked (tree packs are small): afterwards
 // every tree the index lists is one a snapshot uses, so all the blobs it
 // names are stored too — a backup that reuses a tree it finds in the
-// index cannot refer to a blob prune deleted. Then, as restic does, the
-// packs with the largest unused share go first until the unused bytes
-// left are at most MaxUnused of the total (used/(1-f) - used of unused
-// bytes), within MaxRepackBytes.
+// index cannot refer to a blob prune deleted. So are packs holding an
+// unused blob of opt.Erase; with opt.Erase set nothing else is. Then, as
+// restic does, the packs with the largest unused share go first until
+// the unused bytes left are at most MaxUnused of the total (used/(1-f) -
+// used of unused bytes), within MaxRepackBytes.
 func planRepack(partial []*packPlan, usedBytes int64, opt PruneOptions) []*packPlan {
 	var out, rest []*packPlan
 	var unused, repackBytes int64
 	for _, p := range partial {
-		if p.unusedTree {
+		if p.unusedTree || p.erased {
 			out = append(out, p)
 			repackBytes += p.size
 		} else {
@@ -547,6 +563,9 @@ func planRepack(partial []*packPlan, usedBytes int64, opt PruneOptions) []*packP
 		fj := float64(rest[j].unusedBytes) / float64(rest[j].unusedBytes+rest[j].usedBytes)
 		return fi > fj
 	})
+	if opt.Erase != nil {
+		return out
+	}
 	maxUnused := int64(float64(usedBytes) * opt.MaxUnused / (1 - opt.MaxUnused))
 	for _, p := range rest {
 		if unused <= maxUnused {

@@ -447,19 +447,24 @@ func (m *mender) mend(ctx context.Context, s *Snapshot) (*Snapshot, []LostMessag
 		// backup builds the index anew.
 		ns.Roots[i].MessageIndex = nil
 	}
-	// The totals as a backup computes them (backup.go).
-	sum := &ns.Summary
+	sumFolders(&ns)
+	ns.Summary.Files = max(ns.Summary.Files-filesDropped, 0)
+	markRepaired(&ns, s)
+	return &ns, lost, nil
+}
+
+// sumFolders sets s's message, byte and folder totals from its folder
+// entries, as a backup computes them (backup.go).
+func sumFolders(s *Snapshot) {
+	sum := &s.Summary
 	sum.Messages, sum.BytesTotal, sum.Folders = 0, 0, 0
-	for _, root := range ns.Roots {
+	for _, root := range s.Roots {
 		for _, f := range root.Folders {
 			sum.Messages += f.Messages
 			sum.BytesTotal += f.Bytes
 		}
 		sum.Folders += int64(len(root.Folders))
 	}
-	sum.Files = max(sum.Files-filesDropped, 0)
-	markRepaired(&ns, s)
-	return &ns, lost, nil
 }
 
 // markRepaired dates and tags ns, the repair of s.

@@ -295,7 +295,7 @@ The repository and secrets can also come from the environment:
 		newCheckCmd(g), newRepairCmd(g), newKeyCmd(g), newCatCmd(g), newDevCmd(),
 		newServeCmd(), newUserCmd(), newDomainCmd(), newAuditCmd(),
 		newSnapshotCmd(g), newCopyCmd(g), newStatusCmd(g), newMaintainCmd(g), newUndeleteCmd(g),
-		newForgetCmd(g), newPruneCmd(g),
+		newForgetCmd(g), newPruneCmd(g), newEraseCmd(g),
 	)
 	for _, c := range root.Commands() {
 		if noRepository[c.Name()] {

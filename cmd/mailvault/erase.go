@@ -1,0 +1,94 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/mailvault/mailvault/archive"
+)
+
+func newEraseCmd(g *globals) *cobra.Command {
+	var (
+		sel    archive.MessageSelector
+		dryRun bool
+	)
+	cmd := &cobra.Command{
+		Use:   "erase (--message-id ID | --user USER)... [--dry-run]",
+		Short: "Remove messages from every snapshot and their bytes from every pack",
+		Long: `Remove the messages picked by --message-id (angle brackets optional) or
+--user from every snapshot, then prune so that no pack still holds their
+bytes: each snapshot holding one is written again without it (same time,
+host, tags and paths; without its Message-ID index, which the next backup
+builds anew), the old snapshot is deleted, and every pack holding a blob
+only the removed messages used — or their old folder lists — is repacked or
+deleted, whatever prune's --max-unused; a blob a kept message also uses
+stays. No other pack is rewritten. --dry-run lists what would be removed.
+
+Safe to kill at any point: the blobs to purge are recorded first (docs/
+FORMAT.md "Erasure"), and erase run again — with the same or any selector —
+finishes the job. No message matching is an error (exit 1) and changes
+nothing, unless an interrupted erasure is left to finish. In an Object Lock repository what is under retention stays until
+its date and is listed as waiting (exit 0): run prune after it. Messages
+still in the live mailboxes come back with the next backup: delete them
+there first. Takes an exclusive lock; needs a full key.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			if len(sel.MessageIDs) == 0 && len(sel.Users) == 0 {
+				return fmt.Errorf("%w: erase needs --message-id or --user", errUsage)
+			}
+			repo, done, err := g.openExclusive(ctx)
+			if err != nil {
+				return err
+			}
+			defer done()
+			opt := archive.EraseOptions{Select: sel, DryRun: dryRun}
+			// A write-only parent cache on this host holds the old folder
+			// lists; it is cleaned if there is one.
+			if dir, err := g.parentCacheDir(repo.Config().ID); err == nil {
+				opt.ParentCache = dir
+			}
+			res, err := repo.RemoveMessages(ctx, opt)
+			if err != nil {
+				return err
+			}
+			if g.json {
+				return g.printJSON(res)
+			}
+			printErase(g, res)
+			return nil
+		},
+	}
+	cmd.Flags().StringArrayVar(&sel.MessageIDs, "message-id", nil, "erase the messages with this Message-ID (repeatable)")
+	cmd.Flags().StringArrayVar(&sel.Users, "user", nil, "erase every message of this user, e.g. alice@example.com (repeatable)")
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "change nothing; list what would be removed")
+	return cmd
+}
+
+func printErase(g *globals, res *archive.EraseResult) {
+	verb := "removed"
+	if res.DryRun {
+		verb = "would remove"
+	}
+	if res.Resumed {
+		g.printf("finishing an interrupted erasure\n")
+	}
+	g.printf("%s %d messages from %d snapshots\n", verb, len(res.Removed), len(res.Snapshots))
+	for _, m := range res.Removed {
+		g.printf("  snapshot %s %s/%s: Message-ID %q, subject %q (%s)\n", m.Snapshot.Short(), m.User, m.Folder, m.MessageID, m.Subject, m.Unique)
+	}
+	if res.DryRun {
+		return
+	}
+	for _, s := range res.Snapshots {
+		g.printf("snapshot %s is now %s\n", s.From.Short(), s.To.Short())
+	}
+	g.printf("%d packs rewritten, %d deleted\n", len(res.PacksRewritten), len(res.PacksDeleted))
+	if len(res.Waiting) > 0 {
+		g.printf("%d files wait for their object-lock retention; their bytes stay until then (run prune after):\n", len(res.Waiting))
+		for _, w := range res.Waiting {
+			g.printf("  %s\n", w)
+		}
+	}
+}

@@ -1,0 +1,174 @@
+package main
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	mrand "math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/mailvault/mailvault/archive"
+)
+
+// eraseEnv is a repository with two snapshots of alice's mail, both
+// holding the victim (Message-ID <victim@example.com>, a random body of
+// its own); src no longer holds the victim, so a restore after the
+// erasure must equal it.
+func eraseEnv(t *testing.T) (e *cliEnv, src string) {
+	t.Helper()
+	e = newCLIEnv(t)
+	e.setPackSize(t, 1<<20)
+	src = filepath.Join(t.TempDir(), "mail")
+	writeMessages(t, src, 0, 16, 160<<10)
+	raw := make([]byte, 120<<10)
+	rng := mrand.New(mrand.NewPCG(99, 7))
+	for i := range raw {
+		raw[i] = byte(rng.Uint32())
+	}
+	victim := filepath.Join(src, "example.com", "alice", "Maildir", "cur", "1690000000.M1P1.testhost:2,S")
+	msg := "From: eve@example.com\r\nTo: alice@example.com\r\nSubject: erase me\r\nMessage-ID: <victim@example.com>\r\n\r\n" + base64.StdEncoding.EncodeToString(raw) + "\r\n"
+	if err := os.WriteFile(victim, []byte(msg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e.backup(t, "--compression", "off", src)
+	writeMessages(t, src, 16, 16, 160<<10)
+	e.backup(t, "--compression", "off", src)
+	if err := os.Remove(victim); err != nil {
+		t.Fatal(err)
+	}
+	return e, src
+}
+
+// erase runs `mailvault --json erase args...` and decodes its result.
+func (e *cliEnv) erase(t *testing.T, args ...string) archive.EraseResult {
+	t.Helper()
+	stdout, stderr, code := e.cli(t, append([]string{"--json", "erase"}, args...)...)
+	if code != 0 {
+		t.Fatalf("erase %v: exit %d: %s", args, code, stderr)
+	}
+	var res archive.EraseResult
+	if err := json.Unmarshal([]byte(stdout), &res); err != nil {
+		t.Fatalf("erase --json: %v: %s", err, stdout)
+	}
+	return res
+}
+
+// allFiles lists every repository file but locks.
+func (e *cliEnv) allFiles(t *testing.T) map[string]bool {
+	t.Helper()
+	out := map[string]bool{}
+	for _, kind := range []string{"data", "index", "snapshots", "keys"} {
+		for _, f := range e.files(t, kind) {
+			out[f] = true
+		}
+	}
+	return out
+}
+
+// TestCLIErase: a dry run and selectors matching nothing change nothing;
+// erase removes the victim from both snapshots, leaves nothing unused for
+// prune to find, and every other message restores.
+func TestCLIErase(t *testing.T) {
+	e, src := eraseEnv(t)
+	before := e.allFiles(t)
+	for _, tc := range []struct {
+		args []string
+		code int
+		text string
+	}{
+		{[]string{"erase"}, exitUsage, "--message-id or --user"},
+		{[]string{"erase", "--message-id", "<nobody@example.com>"}, exitError, "no message in any snapshot matches"},
+		{[]string{"erase", "--user", "nobody@example.com"}, exitError, "no message in any snapshot matches"},
+	} {
+		if _, stderr, code := e.cli(t, tc.args...); code != tc.code || !strings.Contains(stderr, tc.text) {
+			t.Errorf("%v: exit %d, %q; want exit %d, %q", tc.args, code, stderr, tc.code, tc.text)
+		}
+	}
+	dry := e.erase(t, "--message-id", "victim@example.com", "--dry-run")
+	if len(dry.Removed) != 2 || len(dry.Snapshots) != 2 {
+		t.Errorf("dry run: %+v", dry)
+	}
+	if after := e.allFiles(t); len(after) != len(before) {
+		t.Fatalf("refused and dry runs changed the repository: %d files, then %d", len(before), len(after))
+	}
+
+	res := e.erase(t, "--message-id", "<victim@example.com>")
+	if len(res.Removed) != 2 || len(res.Forgotten) != 2 || len(res.PacksRewritten)+len(res.PacksDeleted) == 0 {
+		t.Fatalf("erase: %+v", res)
+	}
+	if p := e.prune(t, "--dry-run", "--max-unused", "0%"); p.BlobsUnused != 0 {
+		t.Errorf("after erase prune finds %d unused blobs", p.BlobsUnused)
+	}
+	e.checkClean(t, 2)
+	sameTree(t, src, e.restoreLatest(t))
+}
+
+// TestCLIKillDuringErase kills `mailvault erase` with SIGKILL at several
+// points — its intent written, new snapshots written, old snapshots
+// going, packs going — and checks each time that the repository checks
+// clean reading every pack, that erase run again finishes (nothing left
+// unused for prune to find) and that every other message restores.
+func TestCLIKillDuringErase(t *testing.T) {
+	base, src := eraseEnv(t)
+	initial := func(kind string) map[string]bool {
+		m := map[string]bool{}
+		for _, f := range base.files(t, kind) {
+			m[filepath.Base(f)] = true
+		}
+		return m
+	}
+	oldPacks, oldIndexes, oldSnaps := initial("data"), initial("index"), initial("snapshots")
+	for _, point := range []struct {
+		name  string
+		ready func(e *cliEnv) bool
+	}{
+		{"intent written", func(e *cliEnv) bool { return countNew(e.files(t, "index"), oldIndexes) > 0 }},
+		{"new snapshots written", func(e *cliEnv) bool { return countNew(e.files(t, "snapshots"), oldSnaps) > 0 }},
+		{"old snapshots going", func(e *cliEnv) bool { return countOld(e.files(t, "snapshots"), oldSnaps) < len(oldSnaps) }},
+		{"packs going", func(e *cliEnv) bool { return countOld(e.files(t, "data"), oldPacks) < len(oldPacks) }},
+	} {
+		t.Run(point.name, func(t *testing.T) {
+			var e *cliEnv
+			for attempt := 1; ; attempt++ {
+				e = &cliEnv{repo: filepath.Join(t.TempDir(), "repo"), identity: base.identity}
+				if err := os.CopyFS(e.repo, os.DirFS(base.repo)); err != nil {
+					t.Fatal(err)
+				}
+				if killWhen(t, e, func() bool { return point.ready(e) }, "--quiet", "erase", "--message-id", "victim@example.com") {
+					break
+				}
+				if attempt == 5 {
+					t.Fatalf("erase always finished before it could be killed at %q", point.name)
+				}
+			}
+			if res, code := e.check(t, true); code != 0 || !res.OK() {
+				t.Fatalf("check --read-data after the kill: exit %d: %+v", code, res)
+			}
+			// Killed as its last pack went, the erasure was done: the
+			// rerun finds nothing to do, which the checks below confirm.
+			stdout, stderr, code := e.cli(t, "--json", "erase", "--message-id", "victim@example.com")
+			switch {
+			case code == exitError && strings.Contains(stderr, "no message in any snapshot matches"):
+				t.Log("rerun: nothing left to do")
+			case code == 0:
+				var res archive.EraseResult
+				if err := json.Unmarshal([]byte(stdout), &res); err != nil {
+					t.Fatal(err)
+				}
+				t.Logf("rerun: resumed %v, %d removed, %d packs rewritten, %d deleted", res.Resumed, len(res.Removed), len(res.PacksRewritten), len(res.PacksDeleted))
+			default:
+				t.Fatalf("rerun: exit %d: %s", code, stderr)
+			}
+			if p := e.prune(t, "--dry-run", "--max-unused", "0%"); p.BlobsUnused != 0 || len(p.Unindexed) != 0 {
+				t.Errorf("after the rerun prune finds %d unused blobs, %d unindexed packs", p.BlobsUnused, len(p.Unindexed))
+			}
+			e.checkClean(t, 2)
+			sameTree(t, src, e.restoreLatest(t))
+			if _, stderr, code := e.cli(t, "erase", "--message-id", "victim@example.com"); code != exitError || !strings.Contains(stderr, "no message") {
+				t.Errorf("a third erase: exit %d: %s", code, stderr)
+			}
+		})
+	}
+}
