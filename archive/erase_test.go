@@ -378,8 +378,22 @@ func TestRemoveMessagesCrashAnywhere(t *testing.T) {
 			if !c.OK() {
 				t.Fatalf("check: %+v", c)
 			}
-			res := erase(t, tr, opt)
-			t.Logf("rerun: resumed %v, %d removed, %d packs rewritten, %d deleted", res.Resumed, len(res.Removed), len(res.PacksRewritten), len(res.PacksDeleted))
+			if n%2 == 1 {
+				// An ordinary prune before the rerun must not let the
+				// intent go with the erased bytes still in a pack.
+				if _, err := tr.openOpt(t, archive.Options{}).Prune(t.Context(), archive.PruneOptions{MaxUnused: 0.5}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			res, err := tr.openOpt(t, archive.Options{Compression: 2}).RemoveMessages(t.Context(), opt)
+			switch {
+			case err == nil:
+				t.Logf("rerun: resumed %v, %d removed, %d packs rewritten, %d deleted", res.Resumed, len(res.Removed), len(res.PacksRewritten), len(res.PacksDeleted))
+			case n%2 == 1 && errors.Is(err, archive.ErrNoMatch):
+				t.Logf("the prune finished the erasure")
+			default:
+				t.Fatalf("rerun: %v", err)
+			}
 			checkClean(t, tr, 2)
 			if h := holding(packPlaintexts(t, tr), f.victim); len(h) > 0 {
 				t.Fatalf("packs %v still hold the victim's bytes", h)

@@ -254,6 +254,15 @@ func (r *Repository) Prune(ctx context.Context, opt PruneOptions) (*PruneResult,
 	for _, id := range opt.Erase {
 		erase[id] = struct{}{}
 	}
+	// An erasure killed before its prune finished left its intent in an
+	// index file (erase.go). Every prune honours it: one run before the
+	// erasure's rerun (whose new index supersedes the intent) still takes
+	// those bytes out of every pack.
+	for _, f := range scan.live {
+		for _, id := range contents[f].Erase {
+			erase[id] = struct{}{}
+		}
+	}
 	for _, id := range order {
 		p := plans[id]
 		seen := make(map[ID]struct{}, len(p.blobs))
