@@ -1,0 +1,433 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/user"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/mailvault/mailvault/archive"
+	"github.com/mailvault/mailvault/retention"
+)
+
+const holdLong = `Legal holds: messages that must not be lost while a case is open.
+
+A hold selects the messages in its custodians' mailboxes (any mailbox when
+none is named) that match its query and are dated within --from and --to
+(days, YYYY-MM-DD, UTC, both included; a message is dated by its Date
+header, or its delivery time when it has none). At least one of
+--custodian, --query, --from, --to is needed. The query language, over the
+headers every snapshot records:
+  from:bob  to:alice  cc:carol  subject:"board minutes"  message-id:<x@y>
+  date:2024-01-01..2024-03-31  date:2024-05-01  date:..2023-12-31
+  merger  "two words"         (bare: any of from, to, cc, subject)
+  a b = a AND b;  a OR b;  NOT a, -a;  ( ... )     (AND binds tighter)
+Text matches are case-insensitive substrings; message-id is the whole ID.
+
+Holds are stored in the repository (encrypted; reading or changing them
+needs a full key), and every add and release is appended to the
+repository's audit chain with who (--actor, default user@host), when and
+why; "hold log" shows and verifies the chain.
+
+While a hold is active, forget keeps every snapshot that holds a message
+it selects ("held by case NAME"), and refuses to forget such a snapshot by
+ID (exit 16); so prune keeps their data. A hold that matches no message
+yet is still placed (mail of a custodian may arrive in later backups), with
+a warning. Releasing lifts it; the record stays.`
+
+func newHoldCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "hold",
+		Short: "Place, list, show and release legal holds, and show their audit log",
+		Long:  holdLong,
+	}
+	cmd.AddCommand(newHoldAddCmd(g), newHoldListCmd(g), newHoldShowCmd(g), newHoldReleaseCmd(g), newHoldLogCmd(g))
+	return cmd
+}
+
+// actorFlag adds --actor: who is recorded in the audit chain.
+func actorFlag(cmd *cobra.Command, actor *string) {
+	cmd.Flags().StringVar(actor, "actor", "", "who to record in the audit chain (default: user@host of this process)")
+}
+
+// defaultActor is user@host of this process.
+func defaultActor() string {
+	name := "unknown"
+	if u, err := user.Current(); err == nil {
+		name = u.Username
+	}
+	host, _ := os.Hostname()
+	return name + "@" + host
+}
+
+func newHoldAddCmd(g *globals) *cobra.Command {
+	var h retention.Hold
+	var actor string
+	cmd := &cobra.Command{
+		Use:   "add --case NAME [--custodian USER...] [--query Q] [--from DATE] [--to DATE] [--reason TEXT]",
+		Short: "Place a legal hold",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := h.Validate(); err != nil {
+				return fmt.Errorf("%w: %v", errUsage, err)
+			}
+			ctx := cmd.Context()
+			repo, done, err := g.openExclusive(ctx)
+			if err != nil {
+				return err
+			}
+			defer done()
+			hs, err := loadHolds(ctx, repo)
+			if err != nil {
+				return err
+			}
+			if hs.Find(h.Case) != nil {
+				return fmt.Errorf("%w: case %q already has an active hold (release it first, or choose another name)", errUsage, h.Case)
+			}
+			h.CreatedBy, h.CreatedAt = orDefault(actor, defaultActor()), time.Now().UTC()
+			hs.Holds = append(hs.Holds, h)
+			detail, err := json.Marshal(h)
+			if err != nil {
+				return err
+			}
+			rec := archive.AuditRecord{Time: h.CreatedAt, Actor: h.CreatedBy, Act: "hold add", Case: h.Case, Reason: h.Reason, Detail: detail}
+			if _, _, err := repo.SavePolicy(ctx, retention.HoldsKind, hs, rec); err != nil {
+				return err
+			}
+			rep, err := g.holdReport(ctx, repo, &h, false)
+			if err != nil {
+				return err
+			}
+			if rep.Messages == 0 {
+				fmt.Fprintf(g.stderr, "warning: hold %q matches no message in the repository's snapshots now; it is placed all the same\n", h.Case)
+			}
+			if g.json {
+				return g.printJSON(rep)
+			}
+			g.printf("placed hold %q: %d messages (%s) in %d snapshots\n", h.Case, rep.Messages, humanBytes(rep.Bytes), len(rep.Snapshots))
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&h.Case, "case", "", "the case's name (required)")
+	f.StringArrayVar(&h.Custodians, "custodian", nil, "hold this mailbox user's messages, e.g. alice@example.com; repeatable")
+	f.StringVar(&h.Query, "query", "", "hold the messages this query matches (see mailvault hold --help)")
+	f.StringVar(&h.From, "from", "", "hold messages dated this day (YYYY-MM-DD, UTC) or later")
+	f.StringVar(&h.To, "to", "", "hold messages dated this day (YYYY-MM-DD, UTC) or earlier")
+	f.StringVar(&h.Reason, "reason", "", "why, for the audit chain")
+	actorFlag(cmd, &actor)
+	return cmd
+}
+
+func orDefault(s, dflt string) string {
+	if s == "" {
+		return dflt
+	}
+	return s
+}
+
+func newHoldListCmd(g *globals) *cobra.Command {
+	var all bool
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List the active legal holds (--all: the released ones too)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			repo, done, err := g.openLocked(ctx)
+			if err != nil {
+				return err
+			}
+			defer done()
+			hs, err := loadHolds(ctx, repo)
+			if err != nil {
+				return err
+			}
+			list := []retention.Hold{}
+			for _, h := range hs.Holds {
+				if all || h.Active() {
+					list = append(list, h)
+				}
+			}
+			if g.json {
+				return g.printJSON(list)
+			}
+			if len(list) == 0 {
+				g.printf("no legal holds\n")
+			}
+			for _, h := range list {
+				g.printf("%s\n", describeHold(&h))
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&all, "all", false, "list released holds too")
+	return cmd
+}
+
+// describeHold is one line about h for people.
+func describeHold(h *retention.Hold) string {
+	var sel []string
+	if len(h.Custodians) > 0 {
+		sel = append(sel, "custodians "+strings.Join(h.Custodians, ", "))
+	}
+	if h.Query != "" {
+		sel = append(sel, fmt.Sprintf("query %q", h.Query))
+	}
+	if h.From != "" || h.To != "" {
+		sel = append(sel, fmt.Sprintf("dated %s..%s", h.From, h.To))
+	}
+	s := fmt.Sprintf("%s: %s; placed %s by %s", h.Case, strings.Join(sel, "; "), h.CreatedAt.Format(time.DateTime), h.CreatedBy)
+	if h.Reason != "" {
+		s += fmt.Sprintf(" (%s)", h.Reason)
+	}
+	if r := h.Released; r != nil {
+		s += fmt.Sprintf("; released %s by %s (%s)", r.At.Format(time.DateTime), r.By, r.Reason)
+	}
+	return s
+}
+
+// errNoHold is an unknown or released case.
+var errNoHold = errors.New("no active hold")
+
+func newHoldShowCmd(g *globals) *cobra.Command {
+	var name string
+	var noVerify bool
+	cmd := &cobra.Command{
+		Use:   "show --case NAME",
+		Short: "Prove a hold: the messages it holds, their bytes, snapshots and packs, and that each one's data is there and verifies",
+		Long: `Show what a hold holds: the count of messages (one per mailbox user and
+Maildir unique name, however many snapshots have it), their bytes, which
+snapshots and packs hold them, and that every blob of every held message is
+in the index and, read back, hashes to its ID (--no-verify: the index only).
+Exit 13 when a held message's data is missing or damaged.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := retention.ValidCase(name); err != nil {
+				return fmt.Errorf("%w: --case: %v", errUsage, err)
+			}
+			ctx := cmd.Context()
+			repo, done, err := g.openLocked(ctx)
+			if err != nil {
+				return err
+			}
+			defer done()
+			hs, err := loadHolds(ctx, repo)
+			if err != nil {
+				return err
+			}
+			h := hs.Find(name)
+			if h == nil {
+				return withCode(exitNoHold, fmt.Errorf("%w of case %q (hold list --all shows every case)", errNoHold, name))
+			}
+			rep, err := g.holdReport(ctx, repo, h, !noVerify)
+			if err != nil {
+				return err
+			}
+			var bad error
+			if len(rep.BlobsMissing)+len(rep.BlobsDamaged) > 0 {
+				bad = withCode(exitCheckFailed, fmt.Errorf("case %q: %d held blobs missing from the index, %d damaged", name, len(rep.BlobsMissing), len(rep.BlobsDamaged)))
+			}
+			if g.json {
+				if err := g.printJSON(rep); err != nil {
+					return err
+				}
+				return bad
+			}
+			g.printf("%s\n", describeHold(h))
+			g.printf("holds %d messages (%s) in %d snapshots, %d blobs in %d packs\n", rep.Messages, humanBytes(rep.Bytes), len(rep.Snapshots), rep.Blobs, len(rep.Packs))
+			for _, s := range rep.Snapshots {
+				g.printf("  snapshot %s\n", s)
+			}
+			switch {
+			case bad != nil:
+			case rep.Verified:
+				g.printf("every held blob is in the index and verifies (hash)\n")
+			default:
+				g.printf("every held blob is in the index (not read: --no-verify)\n")
+			}
+			return bad
+		},
+	}
+	cmd.Flags().StringVar(&name, "case", "", "the case (required)")
+	cmd.Flags().BoolVar(&noVerify, "no-verify", false, "check the index only; do not read and hash the held blobs")
+	return cmd
+}
+
+// holdReport is what hold show (and add) says of a hold.
+type holdReport struct {
+	Hold      retention.Hold `json:"hold"`
+	Messages  int            `json:"messages"` // distinct by user and unique name
+	Bytes     int64          `json:"bytes"`
+	Snapshots []string       `json:"snapshots"`
+	Packs     []string       `json:"packs"`
+	Blobs     int            `json:"blobs"`
+	// BlobsMissing are held blobs no index lists; BlobsDamaged those
+	// that could not be read or do not hash to their ID.
+	BlobsMissing []string `json:"blobs_missing"`
+	BlobsDamaged []string `json:"blobs_damaged"`
+	Verified     bool     `json:"verified"` // every held blob was read and hashed
+}
+
+// holdReport finds what h holds in every snapshot and checks its blobs.
+func (g *globals) holdReport(ctx context.Context, repo *archive.Repository, h *retention.Hold, verify bool) (*holdReport, error) {
+	rep := &holdReport{Hold: *h, Snapshots: []string{}, Packs: []string{}, BlobsMissing: []string{}, BlobsDamaged: []string{}}
+	m, err := h.Matcher()
+	if err != nil {
+		return nil, err
+	}
+	if err := g.loadIndex(ctx, repo); err != nil {
+		return nil, err
+	}
+	snaps, damaged, err := repo.Snapshots(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, err := range damaged {
+		fmt.Fprintln(g.stderr, "warning: skipping damaged snapshot:", err)
+	}
+	type msgKey struct{ user, unique string }
+	msgs := map[msgKey]bool{}
+	blobs := map[archive.ID]bool{}
+	var order []archive.ID
+	err = scanHolds(ctx, repo, snaps, []*retention.Matcher{m}, func(hm heldMessage) {
+		if id := hm.snap.ID.String(); !slices.Contains(rep.Snapshots, id) {
+			rep.Snapshots = append(rep.Snapshots, id)
+		}
+		k := msgKey{hm.folder.User, hm.msg.Unique}
+		if msgs[k] {
+			return
+		}
+		msgs[k] = true
+		rep.Bytes += hm.msg.Size
+		for _, b := range hm.msg.Blobs {
+			if !blobs[b] {
+				blobs[b] = true
+				order = append(order, b)
+			}
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	rep.Messages, rep.Blobs = len(msgs), len(order)
+	packs := map[archive.ID]bool{}
+	for _, b := range order {
+		pack, _, ok := repo.Index().Lookup(b)
+		if !ok {
+			rep.BlobsMissing = append(rep.BlobsMissing, b.String())
+			continue
+		}
+		if !packs[pack] {
+			packs[pack] = true
+			rep.Packs = append(rep.Packs, pack.String())
+		}
+		if verify {
+			data, err := repo.LoadBlob(ctx, b)
+			if err != nil || repo.BlobID(data) != b {
+				rep.BlobsDamaged = append(rep.BlobsDamaged, b.String())
+			}
+		}
+	}
+	slices.Sort(rep.Snapshots)
+	slices.Sort(rep.Packs)
+	rep.Verified = verify && len(rep.BlobsMissing)+len(rep.BlobsDamaged) == 0
+	return rep, nil
+}
+
+func newHoldReleaseCmd(g *globals) *cobra.Command {
+	var name, reason, actor string
+	cmd := &cobra.Command{
+		Use:   "release --case NAME --reason TEXT",
+		Short: "Release a legal hold (the audit chain records who and why)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := retention.ValidCase(name); err != nil {
+				return fmt.Errorf("%w: --case: %v", errUsage, err)
+			}
+			if strings.TrimSpace(reason) == "" {
+				return fmt.Errorf("%w: --reason is required: the audit chain records why a hold was released", errUsage)
+			}
+			ctx := cmd.Context()
+			repo, done, err := g.openExclusive(ctx)
+			if err != nil {
+				return err
+			}
+			defer done()
+			hs, err := loadHolds(ctx, repo)
+			if err != nil {
+				return err
+			}
+			h := hs.Find(name)
+			if h == nil {
+				return withCode(exitNoHold, fmt.Errorf("%w of case %q (hold list --all shows every case)", errNoHold, name))
+			}
+			h.Released = &retention.Release{By: orDefault(actor, defaultActor()), At: time.Now().UTC(), Reason: reason}
+			rec := archive.AuditRecord{Time: h.Released.At, Actor: h.Released.By, Act: "hold release", Case: name, Reason: reason}
+			if _, _, err := repo.SavePolicy(ctx, retention.HoldsKind, hs, rec); err != nil {
+				return err
+			}
+			if g.json {
+				return g.printJSON(h)
+			}
+			g.printf("released hold %q\n", name)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&name, "case", "", "the case (required)")
+	cmd.Flags().StringVar(&reason, "reason", "", "why (required; recorded in the audit chain)")
+	actorFlag(cmd, &actor)
+	return cmd
+}
+
+func newHoldLogCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "log",
+		Short: "Show the audit chain of compliance acts and verify it (exit 13 when it is broken)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			repo, done, err := g.openLocked(ctx)
+			if err != nil {
+				return err
+			}
+			defer done()
+			log, err := repo.AuditLog(ctx)
+			if err != nil {
+				return err
+			}
+			var broken error
+			if len(log.Breaks) > 0 {
+				broken = withCode(exitCheckFailed, fmt.Errorf("the audit chain is broken: %s", strings.Join(log.Breaks, "; ")))
+			}
+			if g.json {
+				out := struct {
+					*archive.AuditLog
+					Verified bool `json:"verified"`
+				}{log, broken == nil}
+				if err := g.printJSON(out); err != nil {
+					return err
+				}
+				return broken
+			}
+			for _, r := range log.Records {
+				line := fmt.Sprintf("%4d  %s  %-14s %-20s %s", r.Seq, r.Time.Format(time.RFC3339), r.Act, r.Case, r.Actor)
+				if r.Reason != "" {
+					line += ": " + r.Reason
+				}
+				g.printf("%s\n", line)
+			}
+			if broken == nil {
+				g.printf("audit chain of %d records verifies\n", len(log.Records))
+			}
+			return broken
+		},
+	}
+}
