@@ -38,7 +38,10 @@ why; "hold log" shows and verifies the chain.
 
 While a hold is active, forget keeps every snapshot that holds a message
 it selects ("held by case NAME"), and refuses to forget such a snapshot by
-ID (exit 16); so prune keeps their data. A hold that matches no message
+ID (exit 16); so prune keeps their data. In an S3 repository with Object
+Lock, add also puts an S3 legal hold on every pack holding held mail, and
+release lifts it where no other active hold needs the pack. A hold that
+matches no message
 yet is still placed (mail of a custodian may arrive in later backups), with
 a warning. Releasing lifts it; the record stays.`
 
@@ -92,6 +95,18 @@ func newHoldAddCmd(g *globals) *cobra.Command {
 				return fmt.Errorf("%w: case %q already has an active hold (release it first, or choose another name)", errUsage, h.Case)
 			}
 			h.CreatedBy, h.CreatedAt = orDefault(actor, defaultActor()), time.Now().UTC()
+			rep, err := g.holdReport(ctx, repo, &h, false)
+			if err != nil {
+				return err
+			}
+			// The packs' legal holds first: if placing them fails,
+			// nothing is recorded and the command can simply be rerun.
+			if err := repo.SetLegalHolds(ctx, parseIDs(rep.Packs), true); err != nil {
+				return err
+			}
+			if repo.LegalHolder() != nil {
+				rep.LegalHolds = len(rep.Packs)
+			}
 			hs.Holds = append(hs.Holds, h)
 			detail, err := json.Marshal(h)
 			if err != nil {
@@ -99,10 +114,6 @@ func newHoldAddCmd(g *globals) *cobra.Command {
 			}
 			rec := archive.AuditRecord{Time: h.CreatedAt, Actor: h.CreatedBy, Act: "hold add", Case: h.Case, Reason: h.Reason, Detail: detail}
 			if _, _, err := repo.SavePolicy(ctx, retention.HoldsKind, hs, rec); err != nil {
-				return err
-			}
-			rep, err := g.holdReport(ctx, repo, &h, false)
-			if err != nil {
 				return err
 			}
 			if rep.Messages == 0 {
@@ -246,6 +257,9 @@ Exit 13 when a held message's data is missing or damaged.`,
 			for _, s := range rep.Snapshots {
 				g.printf("  snapshot %s\n", s)
 			}
+			if repo.LegalHolder() != nil && !noVerify {
+				g.printf("%d of %d packs carry an S3 legal hold\n", rep.LegalHolds, len(rep.Packs))
+			}
 			switch {
 			case bad != nil:
 			case rep.Verified:
@@ -257,8 +271,53 @@ Exit 13 when a held message's data is missing or damaged.`,
 		},
 	}
 	cmd.Flags().StringVar(&name, "case", "", "the case (required)")
-	cmd.Flags().BoolVar(&noVerify, "no-verify", false, "check the index only; do not read and hash the held blobs")
+	cmd.Flags().BoolVar(&noVerify, "no-verify", false, "check the index only: neither read and hash the held blobs nor read the packs' S3 legal holds")
 	return cmd
+}
+
+// packsToLift returns the packs whose legal hold h's release lifts: the
+// packs of h's messages that no other active hold's messages use. None
+// when the repository has no Object Lock.
+func (g *globals) packsToLift(ctx context.Context, repo *archive.Repository, hs *retention.Holds, h *retention.Hold) ([]archive.ID, error) {
+	if repo.LegalHolder() == nil {
+		return nil, nil
+	}
+	rep, err := g.holdReport(ctx, repo, h, false)
+	if err != nil {
+		return nil, err
+	}
+	still := map[string]bool{}
+	for i := range hs.Holds {
+		o := &hs.Holds[i]
+		if o == h || !o.Active() {
+			continue
+		}
+		orep, err := g.holdReport(ctx, repo, o, false)
+		if err != nil {
+			return nil, err
+		}
+		for _, p := range orep.Packs {
+			still[p] = true
+		}
+	}
+	var lift []string
+	for _, p := range rep.Packs {
+		if !still[p] {
+			lift = append(lift, p)
+		}
+	}
+	return parseIDs(lift), nil
+}
+
+// parseIDs parses IDs this program printed.
+func parseIDs(s []string) []archive.ID {
+	ids := make([]archive.ID, 0, len(s))
+	for _, x := range s {
+		if id, err := archive.ParseID(x); err == nil {
+			ids = append(ids, id)
+		}
+	}
+	return ids
 }
 
 // holdReport is what hold show (and add) says of a hold.
@@ -274,6 +333,11 @@ type holdReport struct {
 	BlobsMissing []string `json:"blobs_missing"`
 	BlobsDamaged []string `json:"blobs_damaged"`
 	Verified     bool     `json:"verified"` // every held blob was read and hashed
+	// LegalHolds counts the packs carrying an S3 legal hold (Object
+	// Lock repositories); PacksNotHeld are held packs without one, such
+	// as packs written since by a backup or prune's repacking.
+	LegalHolds   int      `json:"legal_holds"`
+	PacksNotHeld []string `json:"packs_not_legally_held,omitempty"`
 }
 
 // holdReport finds what h holds in every snapshot and checks its blobs.
@@ -338,6 +402,19 @@ func (g *globals) holdReport(ctx context.Context, repo *archive.Repository, h *r
 	}
 	slices.Sort(rep.Snapshots)
 	slices.Sort(rep.Packs)
+	if lh := repo.LegalHolder(); lh != nil && verify {
+		for _, p := range rep.Packs {
+			on, err := lh.LegalHold(ctx, archive.PackFile, p)
+			if err != nil {
+				return nil, err
+			}
+			if on {
+				rep.LegalHolds++
+			} else {
+				rep.PacksNotHeld = append(rep.PacksNotHeld, p)
+			}
+		}
+	}
 	rep.Verified = verify && len(rep.BlobsMissing)+len(rep.BlobsDamaged) == 0
 	return rep, nil
 }
@@ -369,9 +446,18 @@ func newHoldReleaseCmd(g *globals) *cobra.Command {
 			if h == nil {
 				return withCode(exitNoHold, fmt.Errorf("%w of case %q (hold list --all shows every case)", errNoHold, name))
 			}
+			lift, err := g.packsToLift(ctx, repo, hs, h)
+			if err != nil {
+				return err
+			}
 			h.Released = &retention.Release{By: orDefault(actor, defaultActor()), At: time.Now().UTC(), Reason: reason}
 			rec := archive.AuditRecord{Time: h.Released.At, Actor: h.Released.By, Act: "hold release", Case: name, Reason: reason}
 			if _, _, err := repo.SavePolicy(ctx, retention.HoldsKind, hs, rec); err != nil {
+				return err
+			}
+			// After the release is recorded: a failure here leaves packs
+			// held longer, never a held message unprotected.
+			if err := repo.SetLegalHolds(ctx, lift, false); err != nil {
 				return err
 			}
 			if g.json {
