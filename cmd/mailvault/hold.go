@@ -281,10 +281,21 @@ func newHoldLogCmd(g *globals) *cobra.Command {
 				broken = withCode(exitCheckFailed, fmt.Errorf("the audit chain is broken: %s", strings.Join(log.Breaks, "; ")))
 			}
 			if g.json {
+				// Each record with its file and its hash, which the
+				// next record's prev names.
+				type row struct {
+					archive.AuditRecord
+					ID   archive.ID `json:"id"`
+					Hash string     `json:"hash"`
+				}
 				out := struct {
-					*archive.AuditLog
-					Verified bool `json:"verified"`
-				}{log, broken == nil}
+					Records  []row    `json:"records"`
+					Breaks   []string `json:"breaks"`
+					Verified bool     `json:"verified"`
+				}{[]row{}, log.Breaks, broken == nil}
+				for _, r := range log.Records {
+					out.Records = append(out.Records, row{r, r.ID, r.Hash})
+				}
 				if err := g.printJSON(out); err != nil {
 					return err
 				}

@@ -65,6 +65,7 @@ type auditJSON struct {
 		Case   string `json:"case"`
 		Reason string `json:"reason"`
 		Prev   string `json:"prev"`
+		Hash   string `json:"hash"`
 	} `json:"records"`
 	Breaks   []string `json:"breaks"`
 	Verified bool     `json:"verified"`
@@ -214,7 +215,7 @@ func TestHoldForgetPrune(t *testing.T) {
 	for _, r := range log.Records {
 		acts = append(acts, strings.Join([]string{r.Act, r.Case, r.Actor, r.Reason}, "|"))
 	}
-	if acts[1] != "hold add|merger|counsel@example.com|SEC inquiry" || acts[5] != "hold release|empty|judge@court|case closed" || log.Records[0].Prev != "" || log.Records[1].Prev == "" {
+	if acts[1] != "hold add|merger|counsel@example.com|SEC inquiry" || acts[5] != "hold release|empty|judge@court|case closed" || log.Records[0].Prev != "" || log.Records[1].Prev != log.Records[0].Hash || len(log.Records[0].Hash) != 64 {
 		t.Errorf("audit records: %q", acts)
 	}
 }
@@ -252,5 +253,33 @@ func TestHoldAuditTamper(t *testing.T) {
 	if code != exitCheckFailed || json.Unmarshal([]byte(stdout), &out) != nil || out.Verified || len(out.Breaks) == 0 ||
 		!strings.Contains(out.Breaks[0], "record 2") || !strings.Contains(stderr, "audit chain is broken") {
 		t.Errorf("hold log of a tampered chain: exit %d: %s %s", code, stdout, stderr)
+	}
+}
+
+// TestHoldWriteOnly: a write-only key can neither read nor change holds
+// (exit 12), and its refusal records nothing.
+func TestHoldWriteOnly(t *testing.T) {
+	t.Setenv("XDG_CACHE_HOME", t.TempDir())
+	e := newCLIEnv(t)
+	src := filepath.Join(t.TempDir(), "mail")
+	holdMail(t, src, "alice@example.com", "a0", "hello")
+	e.backup(t, src)
+	woKey := filepath.Join(t.TempDir(), "wo.txt")
+	id := newIdentityFile(t, woKey)
+	if _, stderr, code := e.cli(t, "key", "add", "--write-only", "--recipient", id.Recipient().String()); code != 0 {
+		t.Fatalf("key add --write-only: exit %d: %s", code, stderr)
+	}
+	wo := &cliEnv{repo: e.repo, identity: woKey}
+	for _, args := range [][]string{
+		{"hold", "add", "--case", "c", "--custodian", "alice@example.com"},
+		{"hold", "list"}, {"hold", "log"}, {"hold", "show", "--case", "c"},
+		{"hold", "release", "--case", "c", "--reason", "r"},
+	} {
+		if _, stderr, code := wo.cli(t, args...); code != exitWrongKey || !strings.Contains(stderr, "write-only") {
+			t.Errorf("%v with a write-only key: exit %d: %s", args, code, stderr)
+		}
+	}
+	if len(e.files(t, "audit"))+len(e.files(t, "policy")) != 0 {
+		t.Error("a refused hold wrote policy or audit files")
 	}
 }
