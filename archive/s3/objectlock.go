@@ -367,19 +367,22 @@ func (b *Backend) SetLegalHold(ctx context.Context, t archive.FileType, name str
 	return nil
 }
 
-// LegalHold implements archive.LegalHolder (S3 API GetObjectLegalHold).
+// LegalHold implements archive.LegalHolder from the HEAD response's
+// legal hold header: GetObjectLegalHold fails on an object that never
+// had one (NoSuchObjectLockConfiguration) instead of answering OFF.
 func (b *Backend) LegalHold(ctx context.Context, t archive.FileType, name string) (bool, error) {
 	k, err := b.key(t, name)
 	if err != nil {
 		return false, err
 	}
-	var status *minio.LegalHoldStatus
+	var info minio.ObjectInfo
 	err = b.retry(ctx, func() error {
-		status, err = b.client.GetObjectLegalHold(ctx, b.cfg.Bucket, k, minio.GetObjectLegalHoldOptions{})
+		var err error
+		info, err = b.client.StatObject(ctx, b.cfg.Bucket, k, minio.StatObjectOptions{})
 		return err
 	})
 	if err != nil {
 		return false, wrapErr(t, name, err)
 	}
-	return status != nil && *status == minio.LegalHoldEnabled, nil
+	return info.Metadata.Get("X-Amz-Object-Lock-Legal-Hold") == "ON", nil
 }

@@ -46,17 +46,19 @@ func TestHoldS3LegalHold(t *testing.T) {
 		}
 		return st != nil && *st == minio.LegalHoldEnabled
 	}
-	show := func(name string) holdShowJSON {
+	type shown = struct {
+		holdShowJSON
+		LegalHolds int      `json:"legal_holds"`
+		NotHeld    []string `json:"packs_not_legally_held"`
+	}
+	show := func(name string) shown {
 		t.Helper()
 		stdout, stderr, code := e.cli(t, "--json", "hold", "show", "--case", name)
-		var r struct {
-			holdShowJSON
-			LegalHolds int `json:"legal_holds"`
-		}
-		if code != 0 || json.Unmarshal([]byte(stdout), &r) != nil || r.LegalHolds != len(r.Packs) {
+		var r shown
+		if code != 0 || json.Unmarshal([]byte(stdout), &r) != nil || r.LegalHolds+len(r.NotHeld) != len(r.Packs) {
 			t.Fatalf("hold show %s: exit %d: %s %s", name, code, stdout, stderr)
 		}
-		return r.holdShowJSON
+		return r
 	}
 
 	for _, c := range []string{"one", "two"} {
@@ -73,6 +75,25 @@ func TestHoldS3LegalHold(t *testing.T) {
 			t.Errorf("pack %s of held mail has no legal hold", p[:8])
 		}
 	}
+	// A custodian's new mail lands in a new pack, which maintain holds.
+	holdMail(t, src, "alice@example.com", "a1", "more")
+	e.backup(t, src)
+	if r := show("one"); len(r.Packs) <= len(packs) || len(r.NotHeld) == 0 {
+		t.Fatalf("after a backup of new mail: %+v", r)
+	}
+	stdout, stderr, code := e.cli(t, "--json", "maintain")
+	var m struct {
+		LegalHolds struct{ Packs, Placed int } `json:"legal_holds"`
+	}
+	if code != 0 || json.Unmarshal([]byte(stdout), &m) != nil || m.LegalHolds.Placed == 0 || m.LegalHolds.Packs <= len(packs) {
+		t.Fatalf("maintain: exit %d: %s %s", code, stdout, stderr)
+	}
+	r := show("one")
+	if len(r.NotHeld) != 0 {
+		t.Errorf("after maintain, packs without a legal hold: %v", r.NotHeld)
+	}
+	packs = r.Packs
+
 	// Released by one case, the packs stay held for the other.
 	if _, stderr, code := e.cli(t, "hold", "release", "--case", "one", "--reason", "settled"); code != 0 {
 		t.Fatalf("hold release: exit %d: %s", code, stderr)

@@ -221,3 +221,65 @@ func (g *globals) holdReport(ctx context.Context, repo *archive.Repository, h *r
 	rep.Verified = verify && len(rep.BlobsMissing)+len(rep.BlobsDamaged) == 0
 	return rep, nil
 }
+
+// legalHoldResult is what maintain did about the packs' legal holds.
+type legalHoldResult struct {
+	Packs  int  `json:"packs"`  // packs holding held mail
+	Placed int  `json:"placed"` // of them, given the legal hold they lacked
+	DryRun bool `json:"dry_run,omitempty"`
+}
+
+// placeLegalHolds puts the S3 legal hold on every pack holding mail an
+// active hold selects that lacks one: packs written after the hold was
+// placed (a later backup of a custodian's new mail, prune's repacking).
+// Nil when the repository has no Object Lock or no active hold.
+func (g *globals) placeLegalHolds(ctx context.Context, repo *archive.Repository, dryRun bool) (*legalHoldResult, error) {
+	lh := repo.LegalHolder()
+	if lh == nil {
+		return nil, nil
+	}
+	hs, err := loadHolds(ctx, repo)
+	if err != nil {
+		return nil, err
+	}
+	ms, err := hs.Active()
+	if err != nil || len(ms) == 0 {
+		return nil, err
+	}
+	snaps, _, err := repo.Snapshots(ctx)
+	if err != nil {
+		return nil, err
+	}
+	blobs := map[archive.ID]bool{}
+	packs := map[archive.ID]bool{}
+	err = scanHolds(ctx, repo, snaps, ms, func(hm heldMessage) {
+		for _, b := range hm.msg.Blobs {
+			if blobs[b] {
+				continue
+			}
+			blobs[b] = true
+			if p, _, ok := repo.Index().Lookup(b); ok {
+				packs[p] = true
+			}
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	res := &legalHoldResult{Packs: len(packs), DryRun: dryRun}
+	var missing []archive.ID
+	for p := range packs {
+		on, err := lh.LegalHold(ctx, archive.PackFile, p.String())
+		if err != nil {
+			return nil, err
+		}
+		if !on {
+			missing = append(missing, p)
+		}
+	}
+	res.Placed = len(missing)
+	if dryRun {
+		return res, nil
+	}
+	return res, repo.SetLegalHolds(ctx, missing, true)
+}
