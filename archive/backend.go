@@ -18,6 +18,11 @@ const (
 	IndexFile    FileType = "index"
 	SnapshotFile FileType = "snapshots"
 	LockFile     FileType = "locks"
+	// PolicyFile holds the versions of the compliance documents (legal
+	// holds now; retention rules and erasure records later), AuditFile
+	// the audit chain of the acts that changed them (policydoc.go).
+	PolicyFile FileType = "policy"
+	AuditFile  FileType = "audit"
 )
 
 // ErrNotExist is returned (wrapped) by a Backend for a file that is not there.

@@ -47,6 +47,11 @@ type Options struct {
 	Now time.Time
 	// Location is the calendar periods are taken in; nil is time.Local.
 	Location *time.Location
+	// Held maps a snapshot ID to the cases of the active legal holds
+	// that select a message in it. Such a snapshot is kept whatever the
+	// rules say, with the reason HeldReason(case); it uses up no count,
+	// so that holds never shift which other snapshots the rules keep.
+	Held map[string][]string
 }
 
 // Apply decides over the snapshots of one group and returns a decision
@@ -153,6 +158,9 @@ func (p Policy) Apply(snaps []Snapshot, opt Options) []Decision {
 			}
 			w.prev, w.seen = key, true
 			d.keep(fmt.Sprintf("%s within %s", w.period, w.d))
+		}
+		for _, c := range opt.Held[d.Snapshot.ID] {
+			d.keep(HeldReason(c))
 		}
 		if d.Keep {
 			d.Counters = c

@@ -8,8 +8,10 @@
 // apply.go), so that admins' restic habits and scripts carry over; the
 // deliberate differences are listed on Policy and in `forget --help`.
 //
-// Message retention, legal holds and erasure (issue 12, sections 2 to 4)
-// are to build on the same shape: a decision per item, Keep or not, with
-// every reason that kept it, so that a hold can be one more reason that
-// no count overrides.
+// Legal holds (hold.go) select messages by custodian, by a query over the
+// headers snapshots record (query.go) and by date; a snapshot holding a
+// held message is kept with the reason "held by case NAME" (Options.Held),
+// one more reason that no count overrides. Message retention and erasure
+// (issue 12, sections 2 and 4) are to build on the same shape: a decision
+// per item, Keep or not, with every reason that kept it.
 package retention

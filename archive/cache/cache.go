@@ -183,6 +183,25 @@ type lockingBackend struct {
 	archive.ObjectLocker
 }
 
+// SetLegalHold implements archive.LegalHolder by passing it on; storage
+// that cannot hold says so.
+func (l *lockingBackend) SetLegalHold(ctx context.Context, t archive.FileType, name string, on bool) error {
+	lh, ok := l.be.(archive.LegalHolder)
+	if !ok {
+		return archive.ErrObjectLockUnsupported
+	}
+	return lh.SetLegalHold(ctx, t, name, on)
+}
+
+// LegalHold implements archive.LegalHolder by passing it on.
+func (l *lockingBackend) LegalHold(ctx context.Context, t archive.FileType, name string) (bool, error) {
+	lh, ok := l.be.(archive.LegalHolder)
+	if !ok {
+		return false, archive.ErrObjectLockUnsupported
+	}
+	return lh.LegalHold(ctx, t, name)
+}
+
 // Location implements archive.Backend.
 func (c *Backend) Location() string { return c.be.Location() }
 

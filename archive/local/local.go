@@ -42,7 +42,7 @@ func (b *Backend) Location() string { return b.dir }
 // that no directory grows huge.
 func (b *Backend) Create() error {
 	dirs := []string{b.dir}
-	for _, t := range []archive.FileType{archive.KeyFile, archive.PackFile, archive.IndexFile, archive.SnapshotFile, archive.LockFile} {
+	for _, t := range []archive.FileType{archive.KeyFile, archive.PackFile, archive.IndexFile, archive.SnapshotFile, archive.LockFile, archive.PolicyFile, archive.AuditFile} {
 		dirs = append(dirs, filepath.Join(b.dir, string(t)))
 	}
 	for i := 0; i < 256; i++ {
@@ -85,6 +85,13 @@ func (b *Backend) Put(ctx context.Context, t archive.FileType, name string, data
 	_, _ = rand.Read(rnd[:])
 	tmp := filepath.Join(dir, tmpPrefix+hex.EncodeToString(rnd[:]))
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, fs.ErrNotExist) && (t == archive.PolicyFile || t == archive.AuditFile) {
+		// Repositories made before these kinds existed lack their
+		// directories.
+		if err = os.MkdirAll(dir, 0o700); err == nil {
+			f, err = os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		}
+	}
 	if err != nil {
 		return fmt.Errorf("put %s/%s: %w", t, name, err)
 	}

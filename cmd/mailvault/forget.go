@@ -27,6 +27,11 @@ exclusive lock (--wait-lock waits for a backup's to go); needs a full key.
 --dry-run only says what would be removed (and, with --prune, what prune
 would do without those snapshots).
 
+Legal holds (mailvault hold) come first: a snapshot that holds a message
+an active hold selects is kept whatever the policy says, with the reason
+"held by case NAME", and naming it by ID is refused (exit 16) with the
+case named.
+
 Policies are restic's forget (0.14.0, the version Debian ships): the
 snapshots are divided into groups (--group-by, default host,paths) and in
 each group, newest first, a snapshot is kept when any rule keeps it:
@@ -168,6 +173,7 @@ func (g *globals) forgetIDs(ctx context.Context, refs []string, dryRun, prune bo
 	}
 	defer done()
 	var ids []archive.ID
+	var snaps []*archive.Snapshot
 	for _, ref := range refs {
 		s, err := repo.FindSnapshot(ctx, ref)
 		if err != nil {
@@ -175,7 +181,21 @@ func (g *globals) forgetIDs(ctx context.Context, refs []string, dryRun, prune bo
 		}
 		if !slices.Contains(ids, s.ID) {
 			ids = append(ids, s.ID)
+			snaps = append(snaps, s)
 		}
+	}
+	held, err := g.heldSnapshots(ctx, repo, snaps)
+	if err != nil {
+		return err
+	}
+	if len(held) > 0 {
+		var what []string
+		for _, s := range snaps {
+			if cs := held[s.ID.String()]; len(cs) > 0 {
+				what = append(what, fmt.Sprintf("snapshot %s holds messages under legal hold (case %s)", s.ID.Short(), strings.Join(cs, ", case ")))
+			}
+		}
+		return withCode(exitHeld, fmt.Errorf("%s; nothing removed: a hold must be released first (mailvault hold release)", strings.Join(what, "; ")))
 	}
 	out := struct {
 		DryRun bool                  `json:"dry_run,omitempty"`
@@ -319,6 +339,23 @@ func (fr *forgetRun) repo(ctx context.Context, loc string, creds *repoCreds, p r
 		}
 	}
 	groups := retention.Plan(picked, p, retention.Options{})
+	// Only the snapshots the policy would remove are searched for held
+	// messages: a hold is a reason to keep, needed where no rule keeps.
+	var candidates []*archive.Snapshot
+	for _, gr := range groups {
+		for _, d := range gr.Decisions {
+			if !d.Keep {
+				candidates = append(candidates, byID[d.Snapshot.ID])
+			}
+		}
+	}
+	held, err := g.heldSnapshots(ctx, repo, candidates)
+	if err != nil {
+		return res, err
+	}
+	if len(held) > 0 {
+		groups = retention.Plan(picked, p, retention.Options{Held: held})
+	}
 	var remove []archive.ID
 	var emptied []string
 	for _, gr := range groups {

@@ -39,6 +39,8 @@ const (
 	exitWrongKey    = 12 // no key file opens with the given password or identity
 	exitCheckFailed = 13 // check found damaged or missing data
 	exitIncomplete  = 14 // restore finished, but the messages and files it lists could not be restored (damaged or missing packs)
+	exitNoHold      = 15 // hold show/release: no active hold of that case
+	exitHeld        = 16 // forget: a named snapshot holds messages under legal hold
 	exitRuleFails   = 30 // status: the 3-2-1 rule does not hold
 )
 
@@ -295,7 +297,7 @@ The repository and secrets can also come from the environment:
 		newCheckCmd(g), newRepairCmd(g), newKeyCmd(g), newCatCmd(g), newDevCmd(),
 		newServeCmd(), newUserCmd(), newDomainCmd(), newAuditCmd(),
 		newSnapshotCmd(g), newCopyCmd(g), newStatusCmd(g), newMaintainCmd(g), newUndeleteCmd(g),
-		newForgetCmd(g), newPruneCmd(g), newEraseCmd(g),
+		newForgetCmd(g), newPruneCmd(g), newEraseCmd(g), newHoldCmd(g),
 	)
 	for _, c := range root.Commands() {
 		if noRepository[c.Name()] {

@@ -29,7 +29,11 @@ Run it regularly (daily from cron is good); a file whose retention has run
 out is not lost, but can then be deleted by anyone holding the storage
 credentials. Takes a shared lock; backups may run meanwhile. Needs a full
 key (it reads every snapshot). Exit code 1 if some file could not be
-extended (they are listed).`,
+extended (they are listed).
+
+With active legal holds (mailvault hold), it also puts the S3 legal hold
+on every pack holding held mail that lacks one: packs written since the
+hold was placed, by a backup of a custodian's new mail or by prune.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
@@ -49,12 +53,20 @@ extended (they are listed).`,
 			if err != nil {
 				return err
 			}
+			held, err := g.placeLegalHolds(ctx, repo, dryRun)
+			if err != nil {
+				return err
+			}
 			var failed error
 			if len(res.Failed) > 0 {
 				failed = fmt.Errorf("the retention of %d files could not be extended", len(res.Failed))
 			}
 			if g.json {
-				if err := g.printJSON(res); err != nil {
+				out := struct {
+					*archive.MaintainResult
+					LegalHolds *legalHoldResult `json:"legal_holds,omitempty"`
+				}{res, held}
+				if err := g.printJSON(out); err != nil {
 					return err
 				}
 				return failed
@@ -89,6 +101,13 @@ extended (they are listed).`,
 			}
 			g.printf("left to run out: %d unreferenced packs, %d superseded and %d damaged index files\n",
 				res.UnreferencedPacks, res.SupersededIndexes, res.DamagedIndexes)
+			if held != nil {
+				verb := "placed"
+				if held.DryRun {
+					verb = "would place"
+				}
+				g.printf("legal holds: %d packs hold held mail; %s the legal hold on %d that lacked it\n", held.Packs, verb, held.Placed)
+			}
 			return failed
 		},
 	}
