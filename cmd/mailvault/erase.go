@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 
 	"github.com/spf13/cobra"
@@ -44,12 +46,18 @@ there first. Takes an exclusive lock; needs a full key.`,
 			}
 			defer done()
 			opt := archive.EraseOptions{Select: sel, DryRun: dryRun}
+			if opt.Held, err = heldCase(ctx, repo); err != nil {
+				return err
+			}
 			// A write-only parent cache on this host holds the old folder
 			// lists; it is cleaned if there is one.
 			if dir, err := g.parentCacheDir(repo.Config().ID); err == nil {
 				opt.ParentCache = dir
 			}
 			res, err := repo.RemoveMessages(ctx, opt)
+			if errors.Is(err, archive.ErrHeld) {
+				return withCode(exitHeld, fmt.Errorf("%w; nothing erased: the hold must be released first (mailvault hold release)", err))
+			}
 			if err != nil {
 				return err
 			}
@@ -91,4 +99,26 @@ func printErase(g *globals, res *archive.EraseResult) {
 			g.printf("  %s\n", w)
 		}
 	}
+}
+
+// heldCase answers, for an erasure, which active legal hold selects a
+// message (its case), "" for none; nil when no hold is active.
+func heldCase(ctx context.Context, repo *archive.Repository) (func(user, folder string, m *archive.Message) string, error) {
+	hs, err := loadHolds(ctx, repo)
+	if err != nil {
+		return nil, err
+	}
+	ms, err := hs.Active()
+	if err != nil || len(ms) == 0 {
+		return nil, err
+	}
+	return func(user, folder string, m *archive.Message) string {
+		rm := holdView(&archive.FolderEntry{User: user, Folder: folder}, m)
+		for _, h := range ms {
+			if h.Match(&rm) {
+				return h.Case
+			}
+		}
+		return ""
+	}, nil
 }

@@ -172,3 +172,35 @@ func TestCLIKillDuringErase(t *testing.T) {
 		})
 	}
 }
+
+// TestCLIEraseHeld: a message an active legal hold selects is not erased
+// (exit 16, the case named, the repository unchanged); once the hold is
+// released it is.
+func TestCLIEraseHeld(t *testing.T) {
+	e, _ := eraseEnv(t)
+	if _, stderr, code := e.cli(t, "hold", "add", "--case", "fraud-7", "--query", "subject:\"erase me\"", "--reason", "litigation"); code != 0 {
+		t.Fatalf("hold add: exit %d: %s", code, stderr)
+	}
+	before := e.allFiles(t)
+	for _, args := range [][]string{{"--message-id", "victim@example.com"}, {"--user", "alice@example.com"}, {"--dry-run", "--user", "alice@example.com"}} {
+		_, stderr, code := e.cli(t, append([]string{"erase"}, args...)...)
+		if code != exitHeld || !strings.Contains(stderr, `case "fraud-7"`) {
+			t.Fatalf("erase %v of a held message: exit %d: %s", args, code, stderr)
+		}
+	}
+	after := e.allFiles(t)
+	for f := range after {
+		if !before[f] {
+			t.Fatalf("a refused erasure wrote %s", f)
+		}
+	}
+	if len(after) != len(before) {
+		t.Fatalf("a refused erasure removed files: %d before, %d after", len(before), len(after))
+	}
+	if _, stderr, code := e.cli(t, "hold", "release", "--case", "fraud-7", "--reason", "settled"); code != 0 {
+		t.Fatalf("hold release: exit %d: %s", code, stderr)
+	}
+	if res := e.erase(t, "--message-id", "victim@example.com"); len(res.Removed) != 2 {
+		t.Fatalf("erase after the release removed %d messages, want 2 (one per snapshot)", len(res.Removed))
+	}
+}

@@ -40,7 +40,7 @@ const (
 	exitCheckFailed = 13 // check found damaged or missing data
 	exitIncomplete  = 14 // restore finished, but the messages and files it lists could not be restored (damaged or missing packs)
 	exitNoHold      = 15 // hold show/release: no active hold of that case
-	exitHeld        = 16 // forget: a named snapshot holds messages under legal hold
+	exitHeld        = 16 // forget: a named snapshot holds messages under legal hold; erase: a picked message is held
 	exitRuleFails   = 30 // status: the 3-2-1 rule does not hold
 )
 
