@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/spf13/cobra"
 
@@ -12,8 +14,9 @@ import (
 
 func newEraseCmd(g *globals) *cobra.Command {
 	var (
-		sel    archive.MessageSelector
-		dryRun bool
+		sel           archive.MessageSelector
+		dryRun        bool
+		actor, reason string
 	)
 	cmd := &cobra.Command{
 		Use:   "erase (--message-id ID | --user USER)... [--dry-run]",
@@ -54,12 +57,25 @@ there first. Takes an exclusive lock; needs a full key.`,
 			if dir, err := g.parentCacheDir(repo.Config().ID); err == nil {
 				opt.ParentCache = dir
 			}
+			who := orDefault(actor, defaultActor())
+			if !dryRun {
+				// Recorded before anything is removed, so that no erasure
+				// happens without a record of who asked for it and why.
+				if _, err := repo.AppendAudit(ctx, archive.AuditRecord{Actor: who, Act: "erase start", Reason: reason, Detail: mustJSON(erasureRequest{sel.MessageIDs, sel.Users})}); err != nil {
+					return fmt.Errorf("erase: recording it in the audit chain: %w", err)
+				}
+			}
 			res, err := repo.RemoveMessages(ctx, opt)
 			if errors.Is(err, archive.ErrHeld) {
 				return withCode(exitHeld, fmt.Errorf("%w; nothing erased: the hold must be released first (mailvault hold release)", err))
 			}
 			if err != nil {
 				return err
+			}
+			if !dryRun {
+				if _, err := repo.AppendAudit(ctx, archive.AuditRecord{Actor: who, Act: "erase", Reason: reason, Detail: mustJSON(erasureRecord(res))}); err != nil {
+					return fmt.Errorf("erase: done, but recording it in the audit chain failed: %w", err)
+				}
 			}
 			if g.json {
 				return g.printJSON(res)
@@ -71,6 +87,8 @@ there first. Takes an exclusive lock; needs a full key.`,
 	cmd.Flags().StringArrayVar(&sel.MessageIDs, "message-id", nil, "erase the messages with this Message-ID (repeatable)")
 	cmd.Flags().StringArrayVar(&sel.Users, "user", nil, "erase every message of this user, e.g. alice@example.com (repeatable)")
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "change nothing; list what would be removed")
+	cmd.Flags().StringVar(&reason, "reason", "", "why, for the audit chain (e.g. the request's reference)")
+	actorFlag(cmd, &actor)
 	return cmd
 }
 
@@ -121,4 +139,49 @@ func heldCase(ctx context.Context, repo *archive.Repository) (func(user, folder 
 		}
 		return ""
 	}, nil
+}
+
+// erasureRequest is what an erasure was asked to remove, recorded before
+// it starts.
+type erasureRequest struct {
+	MessageIDs []string `json:"message_ids,omitempty"`
+	Users      []string `json:"users,omitempty"`
+}
+
+// erasure is the record of an erasure kept in the audit chain: what went
+// (Message-IDs, users, counts — not subjects: the record must not keep
+// what it erased), from which snapshots, which packs, and what Object
+// Lock still keeps until when.
+type erasure struct {
+	MessageIDs     []string                 `json:"message_ids"`
+	Users          []string                 `json:"users"`
+	Messages       int                      `json:"messages"`
+	Snapshots      []archive.CopiedSnapshot `json:"snapshots"`
+	PacksRewritten []archive.ID             `json:"packs_rewritten"`
+	PacksDeleted   []archive.ID             `json:"packs_deleted"`
+	Waiting        []archive.Waiting        `json:"waiting,omitempty"`
+	Resumed        bool                     `json:"resumed,omitempty"`
+}
+
+func erasureRecord(res *archive.EraseResult) erasure {
+	e := erasure{Messages: len(res.Removed), Snapshots: res.Snapshots, PacksRewritten: res.PacksRewritten,
+		PacksDeleted: res.PacksDeleted, Waiting: res.Waiting, Resumed: res.Resumed}
+	for _, m := range res.Removed {
+		if m.MessageID != "" && !slices.Contains(e.MessageIDs, m.MessageID) {
+			e.MessageIDs = append(e.MessageIDs, m.MessageID)
+		}
+		if !slices.Contains(e.Users, m.User) {
+			e.Users = append(e.Users, m.User)
+		}
+	}
+	return e
+}
+
+// mustJSON is v as JSON; v is one of this file's plain structs.
+func mustJSON(v any) json.RawMessage {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return b
 }

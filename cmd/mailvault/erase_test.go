@@ -6,6 +6,7 @@ import (
 	mrand "math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -200,7 +201,36 @@ func TestCLIEraseHeld(t *testing.T) {
 	if _, stderr, code := e.cli(t, "hold", "release", "--case", "fraud-7", "--reason", "settled"); code != 0 {
 		t.Fatalf("hold release: exit %d: %s", code, stderr)
 	}
-	if res := e.erase(t, "--message-id", "victim@example.com"); len(res.Removed) != 2 {
+	if res := e.erase(t, "--message-id", "victim@example.com", "--reason", "GDPR request 42", "--actor", "dpo@example.com"); len(res.Removed) != 2 {
 		t.Fatalf("erase after the release removed %d messages, want 2 (one per snapshot)", len(res.Removed))
+	}
+	// The audit chain: the hold, its release, the three refused attempts
+	// and the erasure, each start recorded before anything was removed,
+	// and the erasure's record naming what went but not its subject.
+	stdout, stderr, code := e.cli(t, "--json", "hold", "log")
+	if code != 0 {
+		t.Fatalf("hold log: exit %d: %s", code, stderr)
+	}
+	var log archive.AuditLog
+	if err := json.Unmarshal([]byte(stdout), &log); err != nil {
+		t.Fatalf("hold log --json: %v: %s", err, stdout)
+	}
+	var acts []string
+	for _, r := range log.Records {
+		acts = append(acts, r.Act)
+	}
+	want := []string{"hold add", "erase start", "erase start", "hold release", "erase start", "erase"}
+	if !slices.Equal(acts, want) || len(log.Breaks) > 0 {
+		t.Fatalf("audit chain: acts %q, breaks %q; want %q and none", acts, log.Breaks, want)
+	}
+	last := log.Records[len(log.Records)-1]
+	var detail erasure
+	if err := json.Unmarshal(last.Detail, &detail); err != nil {
+		t.Fatal(err)
+	}
+	if last.Actor != "dpo@example.com" || last.Reason != "GDPR request 42" ||
+		!slices.Equal(detail.MessageIDs, []string{"victim@example.com"}) || detail.Messages != 2 || len(detail.Snapshots) != 2 ||
+		len(detail.PacksRewritten)+len(detail.PacksDeleted) == 0 || strings.Contains(string(last.Detail), "erase me") {
+		t.Fatalf("the erasure's record: %+v, detail %s", last, last.Detail)
 	}
 }
