@@ -67,6 +67,16 @@ func (r *Repository) Check(ctx context.Context, opt CheckOptions) (*CheckResult,
 	for _, err := range r.DamagedIndexes() {
 		res.Errors = append(res.Errors, Problem{Object: "index", Err: err.Error() + " (run `mailvault repair index` to rebuild the index from the packs)"})
 	}
+	// The audit chain of compliance acts (policydoc.go) verifies as `hold
+	// log` verifies it: a break is an error, since the chain is the proof
+	// of who placed and released holds and who erased what.
+	log, err := r.AuditLog(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, b := range log.Breaks {
+		res.Errors = append(res.Errors, Problem{Object: "audit chain", Err: b})
+	}
 	// Unindexed packs are read from their own headers (in memory only),
 	// so that what they hold counts as stored and --read-data checks them.
 	readable := map[ID]bool{}

@@ -254,6 +254,10 @@ func TestHoldAuditTamper(t *testing.T) {
 		!strings.Contains(out.Breaks[0], "record 2") || !strings.Contains(stderr, "audit chain is broken") {
 		t.Errorf("hold log of a tampered chain: exit %d: %s %s", code, stdout, stderr)
 	}
+	// check reports the break as well.
+	if stdout, stderr, code := e.cli(t, "check"); code != exitCheckFailed || !strings.Contains(stdout+stderr, "audit chain") || !strings.Contains(stdout+stderr, "record 2") {
+		t.Errorf("check of a tampered chain: exit %d: %s %s", code, stdout, stderr)
+	}
 }
 
 // TestHoldWriteOnly: a write-only key can neither read nor change holds
