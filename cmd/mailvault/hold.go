@@ -225,13 +225,9 @@ func newHoldReleaseCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer done()
-			hs, err := loadHolds(ctx, repo)
+			hs, h, err := activeHold(ctx, repo, name)
 			if err != nil {
 				return err
-			}
-			h := hs.Find(name)
-			if h == nil {
-				return withCode(exitNoHold, fmt.Errorf("%w of case %q (hold list --all shows every case)", errNoHold, name))
 			}
 			lift, err := g.packsToLift(ctx, repo, hs, h)
 			if err != nil {

@@ -28,6 +28,20 @@ func loadHolds(ctx context.Context, repo *archive.Repository) (*retention.Holds,
 	return hs, nil
 }
 
+// activeHold loads the holds and finds the active one of case name
+// (exit 15 when there is none).
+func activeHold(ctx context.Context, repo *archive.Repository, name string) (*retention.Holds, *retention.Hold, error) {
+	hs, err := loadHolds(ctx, repo)
+	if err != nil {
+		return nil, nil, err
+	}
+	h := hs.Find(name)
+	if h == nil {
+		return nil, nil, withCode(exitNoHold, fmt.Errorf("%w of case %q (hold list --all shows every case)", errNoHold, name))
+	}
+	return hs, h, nil
+}
+
 // heldMessage is a message that active holds select, in one snapshot.
 type heldMessage struct {
 	snap   *archive.Snapshot

@@ -33,13 +33,9 @@ Exit 13 when a held message's data is missing or damaged.`,
 				return err
 			}
 			defer done()
-			hs, err := loadHolds(ctx, repo)
+			_, h, err := activeHold(ctx, repo, name)
 			if err != nil {
 				return err
-			}
-			h := hs.Find(name)
-			if h == nil {
-				return withCode(exitNoHold, fmt.Errorf("%w of case %q (hold list --all shows every case)", errNoHold, name))
 			}
 			rep, err := g.holdReport(ctx, repo, h, !noVerify)
 			if err != nil {
