@@ -11,6 +11,7 @@ import (
 	"runtime/metrics"
 	"runtime/pprof"
 	"runtime/trace"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -317,8 +318,9 @@ func (h demoteHandler) WithGroup(name string) slog.Handler {
 // stayed near 1.5 cores while the disk was not the bound either
 // (docs/PERFORMANCE.md, "overlap"). The kernel shares the CPUs among the
 // threads; the CPU-bound work is no more than before.
-func moreProcs() {
+// Once a process: the tests run many backups in one.
+var moreProcs = sync.OnceFunc(func() {
 	if os.Getenv("GOMAXPROCS") == "" {
 		runtime.GOMAXPROCS(2 * runtime.GOMAXPROCS(0))
 	}
-}
+})
