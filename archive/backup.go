@@ -911,17 +911,44 @@ func (b *backup) backupRoot(ctx context.Context, absPath, name string) (*SourceR
 		}()
 		return nil
 	}
-	var batch []*pending
-	held := 0
-	flush := func() error {
-		for _, p := range batch {
-			if err := dispatch(p); err != nil {
-				return err
+	// Listed folders are handed to the workers by a goroutine of their
+	// own, the listing at most a window of messages ahead of it: the
+	// workers start on the first folder while the others are listed. (The
+	// listing used to stop while a window's folders were handed over,
+	// and they were handed over only once listed: the 30,000 messages of
+	// the large-mail corpus, below one window, took 0.15 s to list, the
+	// disk and the workers idle, at the start of a 5 s backup.)
+	window := cmp.Or(b.r.bounds.listWindow, listWindow)
+	var (
+		heldMu    sync.Mutex
+		heldCond  = sync.Cond{L: &heldMu}
+		held      int // listed messages not yet handed over
+		abandon   atomic.Bool
+		handedErr error // set by the goroutine before it ends
+	)
+	toHand := make(chan *pending, len(tree.Mailboxes))
+	handed := make(chan struct{})
+	go func() {
+		defer close(handed)
+		for p := range toHand {
+			n := len(p.messages)
+			if handedErr == nil && !abandon.Load() {
+				handedErr = dispatch(p)
 			}
+			heldMu.Lock()
+			held -= n
+			heldCond.Signal()
+			heldMu.Unlock()
 		}
-		batch, held = batch[:0], 0
-		return nil
-	}
+	}()
+	endHanding := sync.OnceFunc(func() {
+		close(toHand)
+		<-handed
+	})
+	defer func() {
+		abandon.Store(true) // an error return: what is left is not read
+		endHanding()
+	}()
 	folders := make([]*pending, 0, len(tree.Mailboxes))
 	users, stopListing := b.listUsers(ctx, absPath, viewed, pr, tree.Mailboxes)
 	defer stopListing()
@@ -935,12 +962,14 @@ func (b *backup) backupRoot(ctx context.Context, absPath, name string) (*SourceR
 			if p.reused {
 				continue
 			}
-			batch = append(batch, p)
-			if held += len(p.messages); held >= cmp.Or(b.r.bounds.listWindow, listWindow) {
-				if err := flush(); err != nil {
-					return nil, err
-				}
+			// A folder larger than the window is held whole.
+			heldMu.Lock()
+			for held > 0 && held+len(p.messages) > window {
+				heldCond.Wait()
 			}
+			held += len(p.messages)
+			heldMu.Unlock()
+			toHand <- p
 		}
 		u.release()
 	}
@@ -948,8 +977,9 @@ func (b *backup) backupRoot(ctx context.Context, absPath, name string) (*SourceR
 		return nil, err
 	}
 	b.log.Debug("listed", "root", absPath, "messages to read", b.msgsTotal.Load(), "elapsed", time.Since(b.start))
-	if err := flush(); err != nil {
-		return nil, err
+	endHanding()
+	if handedErr != nil {
+		return nil, handedErr
 	}
 	files, err := b.backupFiles(ctx, absPath, tree, pr)
 	if err != nil {

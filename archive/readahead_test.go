@@ -10,7 +10,7 @@ import (
 // from the disk past the page cache, where the file system allows) and
 // from the page cache, while the budget of files read ahead holds one or
 // a few at a time, so that the queue waits for room and the buffer's
-// pieces wrap around many times: the backup finishes (a queue that waited
+// room is given out again many times: the backup finishes (a queue that waited
 // for room held by files it had not sent would not) and restores byte for
 // byte.
 func TestBackupReadAheadBudget(t *testing.T) {

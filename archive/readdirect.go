@@ -1,7 +1,9 @@
 package archive
 
 import (
+	"cmp"
 	"context"
+	"slices"
 	"sync"
 	"syscall"
 	"unsafe"
@@ -38,25 +40,26 @@ type readingAhead struct {
 
 // directBuffers is the memory files are read ahead into: one buffer of
 // limit bytes, aligned for O_DIRECT, made when first needed, and handed
-// out in pieces in the order the files are queued, as a ring: a piece is
-// taken after the last one handed out, or from the start when the end
-// has no room, and room comes back as the oldest pieces are given back.
-// The workers take files in about that order, so nothing is wasted on
-// sizes, nor reallocated: pieces of a pool of sized buffers came back in
-// one size and were wanted in another, and the pool made new ones.
+// out in pieces, each at the first gap between the pieces still out that
+// holds it; a piece's room comes back as soon as it is given back. Nothing
+// is wasted on sizes, nor reallocated: pieces of a pool of sized buffers
+// came back in one size and were wanted in another, and the pool made new
+// ones. (A ring, where room came back only with the oldest piece, held
+// the queue while one worker compressed a large file and the others,
+// done with the files after it, waited for work: the start of a full
+// backup of large mail, docs/PERFORMANCE.md "overlap".)
 type directBuffers struct {
 	limit int
 
 	mu     sync.Mutex
 	cond   sync.Cond
 	buf    []byte
-	pieces []directPiece // handed out and not yet past, oldest first
+	pieces []directPiece // handed out and not yet given back, by start
 }
 
-// directPiece is buf[start:end], done once given back.
+// directPiece is buf[start:end].
 type directPiece struct {
 	start, end int
-	done       bool
 }
 
 func newDirectBuffers(limit int) *directBuffers {
@@ -96,21 +99,21 @@ func (d *directBuffers) getLocked(n int) []byte {
 	if d.buf == nil {
 		d.buf = hugeBuffer(d.limit)
 	}
-	start := 0
-	if k := len(d.pieces); k > 0 {
-		first, last := d.pieces[0].start, d.pieces[k-1].end
-		switch {
-		case last > first && last+n <= len(d.buf):
-			start = last
-		case last > first && n <= first:
-			start = 0 // wrap around
-		case last <= first && last+n <= first:
-			start = last
-		default:
-			return nil
-		}
+	if n > len(d.buf) {
+		return nil
 	}
-	d.pieces = append(d.pieces, directPiece{start: start, end: start + n})
+	// The first gap that holds n: before each piece, then after the last.
+	i, start := 0, 0
+	for ; i < len(d.pieces); i++ {
+		if start+n <= d.pieces[i].start {
+			break
+		}
+		start = d.pieces[i].end
+	}
+	if start+n > len(d.buf) {
+		return nil
+	}
+	d.pieces = slices.Insert(d.pieces, i, directPiece{start: start, end: start + n})
 	return d.buf[start : start+n : start+n]
 }
 
@@ -118,18 +121,8 @@ func (d *directBuffers) getLocked(n int) []byte {
 func (d *directBuffers) put(b []byte) {
 	start := int(uintptr(unsafe.Pointer(unsafe.SliceData(b))) - uintptr(unsafe.Pointer(unsafe.SliceData(d.buf))))
 	d.mu.Lock()
-	for i := range d.pieces {
-		if d.pieces[i].start == start && !d.pieces[i].done {
-			d.pieces[i].done = true
-			break
-		}
-	}
-	k := 0
-	for k < len(d.pieces) && d.pieces[k].done {
-		k++
-	}
-	if k > 0 {
-		d.pieces = append(d.pieces[:0], d.pieces[k:]...)
+	if i, ok := slices.BinarySearchFunc(d.pieces, start, func(p directPiece, s int) int { return cmp.Compare(p.start, s) }); ok {
+		d.pieces = slices.Delete(d.pieces, i, i+1)
 		d.cond.Broadcast()
 	}
 	d.mu.Unlock()

@@ -12,10 +12,10 @@ import (
 	"unsafe"
 )
 
-// TestDirectBuffersRing: pieces come in the order asked, aligned, never
-// overlapping one still out; room comes back when the oldest is given
-// back, whatever order the others come back in; a wait ends with a put or
-// with its context.
+// TestDirectBuffersRing: pieces come at the first gap that holds them,
+// aligned, never overlapping one still out; a piece's room comes back when
+// it is given back, whatever the order; a wait ends with a put or with its
+// context.
 func TestDirectBuffersRing(t *testing.T) {
 	const a = directAlign
 	d := newDirectBuffers(10 * a)
@@ -50,16 +50,18 @@ func TestDirectBuffersRing(t *testing.T) {
 	}{
 		{get: 4, put: -1, want: 0},
 		{get: 4, put: -1, want: 4},
-		{get: 3, put: -1, want: -1}, // 8 + 3 > 10 and nothing free at the start
+		{get: 3, put: -1, want: -1}, // 8 + 3 > 10 and nothing free before
 		{get: 2, put: -1, want: 8},
-		{put: 4, want: -1},          // the second piece back: the first still holds the start
-		{get: 1, put: -1, want: -1}, // full up to the end, the start still out
-		{put: 0, want: -1},          // now 0–8 are free
-		{get: 7, put: -1, want: 0},  // wraps to the start
-		{get: 2, put: -1, want: -1}, // 7 + 2 would reach the piece at 8
-		{get: 1, put: -1, want: 7},
+		{put: 4, want: -1},         // the second piece back, the first still out
+		{get: 1, put: -1, want: 4}, // into its room at once
+		{put: 0, want: -1},         // now 0–4 and 5–8 are free
+		{get: 4, put: -1, want: 0},
+		{get: 4, put: -1, want: -1}, // no gap of 4 left
+		{get: 3, put: -1, want: 5},
+		{get: 1, put: -1, want: -1}, // full
 		{put: 8, want: -1},
 		{get: 2, put: -1, want: 8},
+		{get: 11, put: -1, want: -1}, // larger than the buffer
 	}
 	for i, s := range steps {
 		if s.put >= 0 && s.get == 0 {
