@@ -164,6 +164,26 @@ func killBackup(t *testing.T, e *cliEnv, src string, packs int) bool {
 		len(e.files(t, "index")) == 0 && len(e.files(t, "snapshots")) == 0
 }
 
+// killedCopy copies base's repository into a new environment and runs
+// `mailvault args...` on it, killed with SIGKILL once ready says so. When
+// the command finished before the poll saw the point, it tries again with
+// a fresh copy, five times at most.
+func killedCopy(t *testing.T, base *cliEnv, point string, ready func(e *cliEnv) bool, args ...string) *cliEnv {
+	t.Helper()
+	for attempt := 1; ; attempt++ {
+		e := &cliEnv{repo: filepath.Join(t.TempDir(), "repo"), identity: base.identity}
+		if err := os.CopyFS(e.repo, os.DirFS(base.repo)); err != nil {
+			t.Fatal(err)
+		}
+		if killWhen(t, e, func() bool { return ready(e) }, args...) {
+			return e
+		}
+		if attempt == 5 {
+			t.Fatalf("%v always finished before it could be killed at %q", args, point)
+		}
+	}
+}
+
 // killWhen starts `mailvault args...` on e as a process and kills it with
 // SIGKILL as soon as ready reports true. It reports false if the process
 // ended first, and fails the test if it failed.

@@ -131,19 +131,7 @@ func TestCLIKillDuringErase(t *testing.T) {
 		{"packs going", func(e *cliEnv) bool { return countOld(e.files(t, "data"), oldPacks) < len(oldPacks) }},
 	} {
 		t.Run(point.name, func(t *testing.T) {
-			var e *cliEnv
-			for attempt := 1; ; attempt++ {
-				e = &cliEnv{repo: filepath.Join(t.TempDir(), "repo"), identity: base.identity}
-				if err := os.CopyFS(e.repo, os.DirFS(base.repo)); err != nil {
-					t.Fatal(err)
-				}
-				if killWhen(t, e, func() bool { return point.ready(e) }, "--quiet", "erase", "--message-id", "victim@example.com") {
-					break
-				}
-				if attempt == 5 {
-					t.Fatalf("erase always finished before it could be killed at %q", point.name)
-				}
-			}
+			e := killedCopy(t, base, point.name, point.ready, "--quiet", "erase", "--message-id", "victim@example.com")
 			if res, code := e.check(t, true); code != 0 || !res.OK() {
 				t.Fatalf("check --read-data after the kill: exit %d: %+v", code, res)
 			}

@@ -214,20 +214,7 @@ func TestCLIKillDuringPrune(t *testing.T) {
 		{"packs going", func(e *cliEnv) bool { return countOld(e.files(t, "data"), oldPacks) < len(oldPacks) }},
 	} {
 		t.Run(point.name, func(t *testing.T) {
-			var e *cliEnv
-			for attempt := 1; ; attempt++ {
-				e = &cliEnv{repo: filepath.Join(t.TempDir(), "repo"), identity: base.identity}
-				if err := os.CopyFS(e.repo, os.DirFS(base.repo)); err != nil {
-					t.Fatal(err)
-				}
-				if killWhen(t, e, func() bool { return point.ready(e) }, "--quiet", "prune", "--max-unused", "0%") {
-					break
-				}
-				// The prune finished before the poll saw the point.
-				if attempt == 5 {
-					t.Fatalf("prune always finished before it could be killed at %q", point.name)
-				}
-			}
+			e := killedCopy(t, base, point.name, point.ready, "--quiet", "prune", "--max-unused", "0%")
 			t.Logf("killed with %d of %d old packs and %d of %d old index files left, %d new packs, %d new index files",
 				countOld(e.files(t, "data"), oldPacks), len(oldPacks), countOld(e.files(t, "index"), oldIndexes), len(oldIndexes),
 				countNew(e.files(t, "data"), oldPacks), countNew(e.files(t, "index"), oldIndexes))
