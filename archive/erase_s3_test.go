@@ -5,13 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"filippo.io/age"
-	"github.com/minio/minio-go/v7"
-	"github.com/minio/minio-go/v7/pkg/credentials"
-
 	"github.com/mailvault/mailvault/archive"
-	"github.com/mailvault/mailvault/archive/s3"
-	"github.com/mailvault/mailvault/archive/s3/s3test"
 )
 
 // TestRemoveMessagesObjectLock erases a message (picked by a predicate)
@@ -24,49 +18,8 @@ import (
 // used is left for prune to find.
 func TestRemoveMessagesObjectLock(t *testing.T) {
 	ctx := t.Context()
-	srv := s3test.StartT(t)
-	cfg := s3.Config{Endpoint: srv.Addr, Bucket: s3test.NewBucketName(), Prefix: "vault", AccessKey: s3test.User, SecretKey: s3test.Password}
-	be, err := s3.New(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	id, err := age.GenerateX25519Identity()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := archive.InitObjectLock(ctx, be, archive.KeyRecipients{Recipients: []string{id.Recipient().String()}}, archive.ObjectLock{Mode: archive.Governance, Days: 1}, nil); err != nil {
-		t.Fatal(err)
-	}
-	open := func() *archive.Repository {
-		t.Helper()
-		r, err := archive.Open(ctx, be, archive.Credentials{Identities: []age.Identity{id}}, archive.Options{Compression: 2})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { r.Close() })
-		return r
-	}
-	admin, err := minio.New(srv.Addr, &minio.Options{Creds: credentials.NewStaticV4(s3test.User, s3test.Password, "")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	letGo := func() {
-		t.Helper()
-		soon := time.Now().Add(2 * time.Second).Truncate(time.Second).Add(time.Second)
-		gov := minio.Governance
-		for o := range admin.ListObjects(ctx, cfg.Bucket, minio.ListObjectsOptions{Prefix: "vault/", Recursive: true, WithVersions: true}) {
-			if o.Err != nil {
-				t.Fatal(o.Err)
-			}
-			if strings.HasPrefix(o.Key, "vault/locks/") || o.Key == "vault/config" {
-				continue
-			}
-			if err := admin.PutObjectRetention(ctx, cfg.Bucket, o.Key, minio.PutObjectRetentionOptions{Mode: &gov, RetainUntilDate: &soon, GovernanceBypass: true, VersionID: o.VersionID}); err != nil {
-				t.Fatal(err)
-			}
-		}
-		time.Sleep(time.Until(soon) + 200*time.Millisecond)
-	}
+	l := newLockedS3(t)
+	open, letGo := l.open, func() { l.letGo("") }
 	check := func(snapshots int) {
 		t.Helper()
 		res, err := open().Check(ctx, archive.CheckOptions{ReadData: true})

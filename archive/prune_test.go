@@ -16,14 +16,8 @@ import (
 	"testing"
 	"time"
 
-	"filippo.io/age"
-	"github.com/minio/minio-go/v7"
-	"github.com/minio/minio-go/v7/pkg/credentials"
-
 	"github.com/mailvault/mailvault/archive"
 	"github.com/mailvault/mailvault/archive/local"
-	"github.com/mailvault/mailvault/archive/s3"
-	"github.com/mailvault/mailvault/archive/s3/s3test"
 )
 
 // pruneFixture is a repository with two snapshots of one source: S1 of
@@ -615,60 +609,8 @@ func move(t *testing.T, from, to string) {
 // gone, and the "supersedes" list of the new index keeps readers off them.
 func TestPruneObjectLock(t *testing.T) {
 	ctx := t.Context()
-	srv := s3test.StartT(t)
-	cfg := s3.Config{Endpoint: srv.Addr, Bucket: s3test.NewBucketName(), Prefix: "vault", AccessKey: s3test.User, SecretKey: s3test.Password}
-	be, err := s3.New(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	id, err := age.GenerateX25519Identity()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := archive.InitObjectLock(ctx, be, archive.KeyRecipients{Recipients: []string{id.Recipient().String()}}, archive.ObjectLock{Mode: archive.Governance, Days: 1}, nil); err != nil {
-		t.Fatal(err)
-	}
-	creds := archive.Credentials{Identities: []age.Identity{id}}
-	open := func() *archive.Repository {
-		t.Helper()
-		r, err := archive.Open(ctx, be, creds, archive.Options{Compression: 2})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { r.Close() })
-		return r
-	}
-	admin, err := minio.New(srv.Addr, &minio.Options{Creds: credentials.NewStaticV4(s3test.User, s3test.Password, "")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	// objects lists every version below the prefix but lock files.
-	objects := func(sub string) []minio.ObjectInfo {
-		t.Helper()
-		var out []minio.ObjectInfo
-		for o := range admin.ListObjects(ctx, cfg.Bucket, minio.ListObjectsOptions{Prefix: "vault/" + sub, Recursive: true, WithVersions: true}) {
-			if o.Err != nil {
-				t.Fatal(o.Err)
-			}
-			if !strings.HasPrefix(o.Key, "vault/locks/") {
-				out = append(out, o)
-			}
-		}
-		return out
-	}
-	// letGo is the administrator's step: retention of sub's objects ends
-	// in a moment, and the test waits for it.
-	letGo := func(sub string) {
-		t.Helper()
-		soon := time.Now().Add(2 * time.Second).Truncate(time.Second).Add(time.Second)
-		gov := minio.Governance
-		for _, o := range objects(sub) {
-			if err := admin.PutObjectRetention(ctx, cfg.Bucket, o.Key, minio.PutObjectRetentionOptions{Mode: &gov, RetainUntilDate: &soon, GovernanceBypass: true, VersionID: o.VersionID}); err != nil {
-				t.Fatal(err)
-			}
-		}
-		time.Sleep(time.Until(soon) + 200*time.Millisecond)
-	}
+	l := newLockedS3(t)
+	open, objects, letGo := l.open, l.objects, l.letGo
 	checkS3 := func() {
 		t.Helper()
 		r := open()
