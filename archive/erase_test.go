@@ -18,7 +18,6 @@ import (
 
 	"github.com/mailvault/mailvault/archive"
 	"github.com/mailvault/mailvault/archive/cache"
-	"github.com/mailvault/mailvault/archive/local"
 )
 
 // eraseFixture is a repository with two snapshots of a corpus and three
@@ -347,18 +346,8 @@ func TestRemoveMessagesCrashAnywhere(t *testing.T) {
 	}
 	opt := archive.EraseOptions{Select: archive.MessageSelector{MessageIDs: []string{"victim-7Q@erase.test"}}}
 	for n := int64(0); ; n++ {
-		dir := filepath.Join(t.TempDir(), "repo")
-		if err := os.CopyFS(dir, os.DirFS(f.tr.dir)); err != nil {
-			t.Fatal(err)
-		}
-		tr := &testRepo{dir: dir, be: local.New(dir), id: f.tr.id}
-		cb := &crashBackend{Backend: tr.be}
-		cb.left.Store(n)
-		r, err := archive.Open(t.Context(), cb, tr.creds(), archive.Options{Compression: 2})
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, err = r.RemoveMessages(t.Context(), opt)
+		tr, _, r := crashingCopy(t, f.tr, n)
+		_, err := r.RemoveMessages(t.Context(), opt)
 		r.Close()
 		if err == nil {
 			t.Logf("an erasure makes %d changes", n)

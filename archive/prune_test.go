@@ -431,6 +431,25 @@ type crashBackend struct {
 	left atomic.Int64
 }
 
+// crashingCopy copies src's repository and opens the copy through a
+// crashBackend that fails after n changes: tr is the copy, to check and
+// reopen once the crash has happened.
+func crashingCopy(t *testing.T, src *testRepo, n int64) (tr *testRepo, cb *crashBackend, r *archive.Repository) {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "repo")
+	if err := os.CopyFS(dir, os.DirFS(src.dir)); err != nil {
+		t.Fatal(err)
+	}
+	tr = &testRepo{dir: dir, be: local.New(dir), id: src.id}
+	cb = &crashBackend{Backend: tr.be}
+	cb.left.Store(n)
+	r, err := archive.Open(t.Context(), cb, tr.creds(), archive.Options{Compression: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tr, cb, r
+}
+
 func (c *crashBackend) step(t archive.FileType) error {
 	if t == archive.LockFile {
 		return nil
@@ -474,17 +493,7 @@ func TestPruneCrashAnywhere(t *testing.T) {
 	forget(t, f.tr, f.s1.ID)
 	opt := archive.PruneOptions{MaxUnused: 0}
 	for n := int64(0); ; n++ {
-		dir := filepath.Join(t.TempDir(), "repo")
-		if err := os.CopyFS(dir, os.DirFS(f.tr.dir)); err != nil {
-			t.Fatal(err)
-		}
-		tr := &testRepo{dir: dir, be: local.New(dir), id: f.tr.id}
-		cb := &crashBackend{Backend: tr.be}
-		cb.left.Store(n)
-		r, err := archive.Open(t.Context(), cb, tr.creds(), archive.Options{Compression: 2})
-		if err != nil {
-			t.Fatal(err)
-		}
+		tr, _, r := crashingCopy(t, f.tr, n)
 		res, err := r.Prune(t.Context(), opt)
 		r.Close()
 		if err == nil {

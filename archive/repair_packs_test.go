@@ -332,18 +332,8 @@ func TestRepairCrashAnywhere(t *testing.T) {
 	}
 
 	for n := int64(0); ; n++ {
-		dir := filepath.Join(t.TempDir(), "repo")
-		if err := os.CopyFS(dir, os.DirFS(f.tr.dir)); err != nil {
-			t.Fatal(err)
-		}
-		tr := &testRepo{dir: dir, be: local.New(dir), id: f.tr.id}
-		cb := &crashBackend{Backend: tr.be}
-		cb.left.Store(n)
-		r, err := archive.Open(ctx, cb, tr.creds(), archive.Options{Compression: 2})
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, err = r.RepairPacks(ctx, archive.RepairPacksOptions{})
+		tr, cb, r := crashingCopy(t, f.tr, n)
+		_, err := r.RepairPacks(ctx, archive.RepairPacksOptions{})
 		r.Close()
 		if err == nil {
 			r, err = archive.Open(ctx, cb, tr.creds(), archive.Options{Compression: 2})
