@@ -29,7 +29,8 @@ import (
 // trace of it. Killed anywhere, every snapshot refers only to stored
 // blobs (at worst both an old and its new snapshot exist), and the next
 // RemoveMessages — the same selector, or any — finds the intent still in
-// force and finishes it; a rewritten snapshot whose twin is already
+// force and finishes it (its prune, like every prune, purges the blobs of
+// every intent in force); a rewritten snapshot whose twin is already
 // stored is not written again. Killed after prune's new index, the
 // intent is superseded and the bytes are left only in packs no index
 // lists; a rerun finding such packs prunes them.
@@ -160,7 +161,7 @@ func (r *Repository) RemoveMessages(ctx context.Context, opt EraseOptions) (*Era
 	if bad := r.DamagedIndexes(); len(bad) > 0 {
 		return nil, fmt.Errorf("erase: %w (run `mailvault repair index` first): %v", ErrCorrupt, errors.Join(bad...))
 	}
-	pending, err := r.pendingErasures(ctx)
+	pending, err := r.pendingErasure(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("erase: %w", err)
 	}
@@ -220,7 +221,7 @@ func (r *Repository) RemoveMessages(ctx context.Context, opt EraseOptions) (*Era
 	}
 	// Killed after prune's new index superseded the intent, an erasure
 	// leaves its bytes only in packs no index lists: prune deletes them.
-	res.Resumed = len(pending) > 0 || len(unindexed) > 0
+	res.Resumed = pending || len(unindexed) > 0
 	if len(changed) == 0 && !res.Resumed {
 		return nil, fmt.Errorf("erase: %w", ErrNoMatch)
 	}
@@ -241,9 +242,6 @@ func (r *Repository) RemoveMessages(ctx context.Context, opt EraseOptions) (*Era
 		if _, err := r.SaveJSONFile(ctx, IndexFile, IndexFileContent{Version: 1, Packs: []IndexPack{}, Erase: list}); err != nil {
 			return nil, fmt.Errorf("erase: store intent: %w", err)
 		}
-	}
-	for _, id := range pending {
-		purge[id] = struct{}{}
 	}
 
 	// 3. The new trees, then the snapshots that name them.
@@ -436,24 +434,24 @@ func withoutErased(s *Snapshot, folders map[folderKey]*folderErase) *Snapshot {
 	return &ns
 }
 
-// pendingErasures returns the blobs that index files in force list under
-// "erase": intents of erasures killed before their prune finished.
-func (r *Repository) pendingErasures(ctx context.Context) ([]ID, error) {
-	var erase map[ID][]ID
+// pendingErasure reports whether an index file in force carries an
+// "erase" list: the intent of an erasure killed before its prune
+// finished. (Prune purges those blobs itself; this only tells whether
+// there is an erasure to finish.)
+func (r *Repository) pendingErasure(ctx context.Context) (bool, error) {
+	intents := map[ID]bool{}
 	scan, err := r.scanIndexFiles(ctx, func(f ID, ic *IndexFileContent) {
 		if len(ic.Erase) > 0 {
-			if erase == nil {
-				erase = map[ID][]ID{}
-			}
-			erase[f] = ic.Erase
+			intents[f] = true
 		}
 	})
 	if err != nil {
-		return nil, err
+		return false, err
 	}
-	var out []ID
 	for _, f := range scan.live {
-		out = append(out, erase[f]...)
+		if intents[f] {
+			return true, nil
+		}
 	}
-	return out, nil
+	return false, nil
 }
