@@ -167,7 +167,7 @@ func (r *Repository) AppendAudit(ctx context.Context, rec AuditRecord) (*AuditRe
 	if r.dataID == nil {
 		return nil, ErrNoPolicyWriter
 	}
-	log, err := r.AuditLog(ctx)
+	log, err := r.auditChain(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -201,6 +201,30 @@ func (r *Repository) AppendAudit(ctx context.Context, rec AuditRecord) (*AuditRe
 // document head's Audit against the records. An unreadable record is a
 // break, not an error: the log of a tampered chain must still be shown.
 func (r *Repository) AuditLog(ctx context.Context) (*AuditLog, error) {
+	log, err := r.auditChain(ctx)
+	if err != nil {
+		return nil, err
+	}
+	hashes := make(map[string]bool, len(log.Records))
+	for _, rec := range log.Records {
+		hashes[rec.Hash] = true
+	}
+	docs, err := r.policyDocs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range docs {
+		if !hashes[d.Audit] {
+			log.Breaks = append(log.Breaks, fmt.Sprintf("policy/%s (%s version %d): its audit record %.16s… is not in the chain", d.ID.Short(), d.Kind, d.Seq, d.Audit))
+		}
+	}
+	return log, nil
+}
+
+// auditChain reads the audit records in Seq order and checks each one's
+// Prev against the record before it: AuditLog without the policy
+// documents, all an append needs.
+func (r *Repository) auditChain(ctx context.Context) (*AuditLog, error) {
 	if r.dataID == nil {
 		return nil, ErrNoPolicyWriter
 	}
@@ -230,9 +254,7 @@ func (r *Repository) AuditLog(ctx context.Context) (*AuditLog, error) {
 	slices.SortFunc(log.Records, func(a, b AuditRecord) int {
 		return cmp.Or(cmp.Compare(a.Seq, b.Seq), a.ID.compare(b.ID))
 	})
-	hashes := map[string]bool{}
 	for i, rec := range log.Records {
-		hashes[rec.Hash] = true
 		prev := ""
 		if i > 0 {
 			prev = log.Records[i-1].Hash
@@ -242,15 +264,6 @@ func (r *Repository) AuditLog(ctx context.Context) (*AuditLog, error) {
 			log.Breaks = append(log.Breaks, fmt.Sprintf("record %d (audit/%s): expected sequence number %d: a record is missing or repeated", rec.Seq, rec.ID.Short(), i+1))
 		case rec.Prev != prev:
 			log.Breaks = append(log.Breaks, fmt.Sprintf("record %d (audit/%s): prev %.16s… is not the SHA-256 of record %d (%.16s…): a record was changed or removed", rec.Seq, rec.ID.Short(), rec.Prev, rec.Seq-1, prev))
-		}
-	}
-	docs, err := r.policyDocs(ctx)
-	if err != nil {
-		return nil, err
-	}
-	for _, d := range docs {
-		if !hashes[d.Audit] {
-			log.Breaks = append(log.Breaks, fmt.Sprintf("policy/%s (%s version %d): its audit record %.16s… is not in the chain", d.ID.Short(), d.Kind, d.Seq, d.Audit))
 		}
 	}
 	return log, nil
