@@ -15,16 +15,7 @@ import (
 // legal hold on every pack of its messages (read back with the S3 API),
 // and its release lifts it only where no other active hold needs it.
 func TestHoldS3LegalHold(t *testing.T) {
-	srv := s3test.StartT(t)
-	t.Setenv("AWS_ACCESS_KEY_ID", s3test.User)
-	t.Setenv("AWS_SECRET_ACCESS_KEY", s3test.Password)
-	t.Setenv("HOME", t.TempDir())
-	bucket := s3test.NewBucketName()
-	e := &cliEnv{
-		repo:     "s3:http://" + srv.Addr + "/" + bucket + "/mail",
-		identity: filepath.Join(t.TempDir(), "key.txt"),
-	}
-	id := newIdentityFile(t, e.identity)
+	srv, bucket, e, id := s3CLIEnv(t, "mail")
 	if _, stderr, code := runCLI(t, "--repo", e.repo, "init", "--recipient", id.Recipient().String(),
 		"--object-lock-days", "1", "--object-lock-mode", "governance"); code != 0 {
 		t.Fatalf("init: exit %d: %s", code, stderr)

@@ -18,17 +18,7 @@ import (
 // --json (nothing due; then everything due with a wide --window), repair
 // index and key remove waiting for the retention, check clean.
 func TestCLIObjectLock(t *testing.T) {
-	srv := s3test.StartT(t)
-	t.Setenv("AWS_ACCESS_KEY_ID", s3test.User)
-	t.Setenv("AWS_SECRET_ACCESS_KEY", s3test.Password)
-	t.Setenv("HOME", t.TempDir())
-
-	bucket := s3test.NewBucketName()
-	e := &cliEnv{
-		repo:     "s3:http://" + srv.Addr + "/" + bucket + "/mail",
-		identity: filepath.Join(t.TempDir(), "key.txt"),
-	}
-	id := newIdentityFile(t, e.identity)
+	srv, bucket, e, id := s3CLIEnv(t, "mail")
 	stdout, stderr, code := runCLI(t, "--repo", e.repo, "--json", "init", "--recipient", id.Recipient().String(),
 		"--object-lock-days", "2", "--object-lock-mode", "governance")
 	if code != 0 {

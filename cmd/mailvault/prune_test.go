@@ -276,16 +276,9 @@ func countOld(files []string, old map[string]bool) (n int) {
 // be moved): then forget removes it, and prune lists every pack it would
 // delete or repack as waiting, deleting nothing.
 func TestCLIPruneObjectLock(t *testing.T) {
-	srv := s3test.StartT(t)
-	t.Setenv("AWS_ACCESS_KEY_ID", s3test.User)
-	t.Setenv("AWS_SECRET_ACCESS_KEY", s3test.Password)
-	t.Setenv("HOME", t.TempDir())
+	srv, bucket, e, id := s3CLIEnv(t, "mail")
 	t.Setenv("XDG_CACHE_HOME", t.TempDir())
 	ctx := t.Context()
-
-	bucket := s3test.NewBucketName()
-	e := &cliEnv{repo: "s3:http://" + srv.Addr + "/" + bucket + "/mail", identity: filepath.Join(t.TempDir(), "key.txt")}
-	id := newIdentityFile(t, e.identity)
 	if _, stderr, code := runCLI(t, "--repo", e.repo, "init", "--recipient", id.Recipient().String(), "--object-lock-days", "1"); code != 0 {
 		t.Fatalf("init: exit %d: %s", code, stderr)
 	}
