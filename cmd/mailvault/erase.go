@@ -122,11 +122,7 @@ func printErase(g *globals, res *archive.EraseResult) {
 // heldCase answers, for an erasure, which active legal hold selects a
 // message (its case), "" for none; nil when no hold is active.
 func heldCase(ctx context.Context, repo *archive.Repository) (func(user, folder string, m *archive.Message) string, error) {
-	hs, err := loadHolds(ctx, repo)
-	if err != nil {
-		return nil, err
-	}
-	ms, err := hs.Active()
+	ms, err := activeMatchers(ctx, repo)
 	if err != nil || len(ms) == 0 {
 		return nil, err
 	}

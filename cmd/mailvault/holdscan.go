@@ -28,6 +28,15 @@ func loadHolds(ctx context.Context, repo *archive.Repository) (*retention.Holds,
 	return hs, nil
 }
 
+// activeMatchers loads the holds and compiles the active ones.
+func activeMatchers(ctx context.Context, repo *archive.Repository) ([]*retention.Matcher, error) {
+	hs, err := loadHolds(ctx, repo)
+	if err != nil {
+		return nil, err
+	}
+	return hs.Active()
+}
+
 // activeHold loads the holds and finds the active one of case name
 // (exit 15 when there is none).
 func activeHold(ctx context.Context, repo *archive.Repository, name string) (*retention.Holds, *retention.Hold, error) {
@@ -116,11 +125,7 @@ func holdView(f *archive.FolderEntry, m *archive.Message) retention.Message {
 // heldSnapshots returns, for each of snaps that holds a message an
 // active hold selects, the cases (sorted); nil when no hold is active.
 func (g *globals) heldSnapshots(ctx context.Context, repo *archive.Repository, snaps []*archive.Snapshot) (map[string][]string, error) {
-	hs, err := loadHolds(ctx, repo)
-	if err != nil {
-		return nil, err
-	}
-	ms, err := hs.Active()
+	ms, err := activeMatchers(ctx, repo)
 	if err != nil || len(ms) == 0 || len(snaps) == 0 {
 		return nil, err
 	}

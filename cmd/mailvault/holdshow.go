@@ -234,11 +234,7 @@ func (g *globals) placeLegalHolds(ctx context.Context, repo *archive.Repository,
 	if lh == nil {
 		return nil, nil
 	}
-	hs, err := loadHolds(ctx, repo)
-	if err != nil {
-		return nil, err
-	}
-	ms, err := hs.Active()
+	ms, err := activeMatchers(ctx, repo)
 	if err != nil || len(ms) == 0 {
 		return nil, err
 	}
