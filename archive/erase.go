@@ -260,8 +260,18 @@ func (r *Repository) RemoveMessages(ctx context.Context, opt EraseOptions) (*Era
 	if err := r.Flush(ctx); err != nil {
 		return nil, fmt.Errorf("erase: %w", err)
 	}
-	stored := map[string]ID{} // a snapshot's JSON → its ID, to write no twin
+	// A snapshot's JSON → its ID, to write no twin. A twin keeps its
+	// old snapshot's time: only those of a changed snapshot's time are
+	// marshalled (a snapshot of 40,000 folders is megabytes of JSON).
+	times := map[int64]bool{} // Unix ns: a decoded zone is a new *Location each time
+	for _, s := range changed {
+		times[s.Time.UnixNano()] = true
+	}
+	stored := map[string]ID{}
 	for _, s := range snaps {
+		if !times[s.Time.UnixNano()] {
+			continue
+		}
 		raw, err := json.Marshal(s)
 		if err != nil {
 			return nil, fmt.Errorf("erase: %w", err)
