@@ -9,7 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
+
+	"github.com/mailvault/mailvault/mailmeta"
 )
 
 // Erasing messages (issue 12, GDPR Art. 17) is the mechanism only: which
@@ -45,7 +46,8 @@ var ErrHeld = errors.New("message is under a legal hold")
 // MessageSelector picks messages; a message is picked when any of its
 // criteria matches. An empty selector picks nothing.
 type MessageSelector struct {
-	// MessageIDs are Message-ID header values, angle brackets optional.
+	// MessageIDs are Message-ID header values, angle brackets optional:
+	// compared as the backup recorded them (mailmeta.MessageID).
 	MessageIDs []string
 	// Users are mailbox users as the snapshot names them.
 	Users []string
@@ -58,19 +60,13 @@ func (s MessageSelector) empty() bool {
 }
 
 func (s MessageSelector) picks(user, folder string, m *Message) bool {
-	if m.MessageID != "" && slices.ContainsFunc(s.MessageIDs, func(id string) bool { return bareMessageID(id) == bareMessageID(m.MessageID) }) {
+	if m.MessageID != "" && slices.Contains(s.MessageIDs, m.MessageID) {
 		return true
 	}
 	if slices.Contains(s.Users, user) {
 		return true
 	}
 	return s.Match != nil && s.Match(user, folder, m)
-}
-
-// bareMessageID is a Message-ID without surrounding space and brackets,
-// so that "<a@b>" and "a@b" name the same message.
-func bareMessageID(id string) string {
-	return strings.TrimSuffix(strings.TrimPrefix(strings.TrimSpace(id), "<"), ">")
 }
 
 // EraseOptions tune RemoveMessages.
@@ -149,6 +145,16 @@ func (r *Repository) RemoveMessages(ctx context.Context, opt EraseOptions) (*Era
 	if r.WriteOnly() {
 		return nil, fmt.Errorf("erase: %w", ErrWriteOnly)
 	}
+	ids := make([]string, 0, len(opt.Select.MessageIDs))
+	for _, id := range opt.Select.MessageIDs {
+		if id = mailmeta.MessageID(id); id != "" {
+			ids = append(ids, id)
+		}
+	}
+	if len(ids) < len(opt.Select.MessageIDs) {
+		return nil, errors.New("erase: a Message-ID to erase is empty once its brackets, spaces and control characters are left out")
+	}
+	opt.Select.MessageIDs = ids
 	if opt.Select.empty() {
 		return nil, errors.New("erase: no message selected (give a Message-ID, a user or a rule)")
 	}

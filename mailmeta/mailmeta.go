@@ -358,6 +358,11 @@ func parseBoundary(v string) string {
 	return b
 }
 
+// MessageID is a Message-ID value as Parse records it: the msg-id without
+// its angle brackets, spaces and control characters. A Message-ID a user
+// types (to restore or erase one message) is compared in this form.
+func MessageID(v string) string { return parseMessageID(v) }
+
 // parseMessageID returns the msg-id (RFC 5322 §3.6.4) of a Message-ID
 // value without its angle brackets. It is lenient, unlike go-message's
 // mail.Header.MessageID: real Message-IDs without '@', with several '@' or

@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"github.com/mailvault/mailvault/archive"
+	"github.com/mailvault/mailvault/mailmeta"
 )
 
 // Repository is what restore needs from an archive repository.
@@ -291,7 +292,12 @@ func pathJoin(a, b string) string {
 
 func makePlan(ctx context.Context, repo Repository, snap *archive.Snapshot, opt Options) (*plan, error) {
 	p := &plan{}
-	msgFilter := strings.Trim(opt.Message, "<>")
+	// --message names a Maildir unique name or a Message-ID; the latter is
+	// compared in the form the backup recorded (mailmeta.MessageID).
+	msgFilter, msgID := strings.Trim(opt.Message, "<>"), mailmeta.MessageID(opt.Message)
+	if opt.Message != "" && msgFilter == "" {
+		return nil, fmt.Errorf("restore: --message %q names no message", opt.Message)
+	}
 	for _, root := range snap.Roots {
 		// The non-message files that go with the selection: all of them
 		// for a whole snapshot, those inside a user's Maildir for --user
@@ -299,7 +305,7 @@ func makePlan(ctx context.Context, repo Repository, snap *archive.Snapshot, opt 
 		// the folder's directory for --folder. None for a single message.
 		var sel fileSelection
 		sel.all = opt.User == "" && opt.Folder == "" && msgFilter == ""
-		found, err := findByMessageID(ctx, repo, &root, msgFilter)
+		found, err := findByMessageID(ctx, repo, &root, msgID)
 		if err != nil {
 			return nil, err
 		}
@@ -354,7 +360,7 @@ func makePlan(ctx context.Context, repo Repository, snap *archive.Snapshot, opt 
 			added := false
 			for i := range msgs {
 				m := &msgs[i]
-				if msgFilter != "" && m.Unique != msgFilter && m.MessageID != msgFilter {
+				if msgFilter != "" && m.Unique != msgFilter && m.MessageID != msgID {
 					continue
 				}
 				fl := &file{rel: pathJoin(dir, m.Subdir()+"/"+m.FileName()), tmpDir: pathJoin(dir, "tmp"), mode: 0o600, mtime: m.MTime, size: m.Size, blobs: m.Blobs,

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mailvault/mailvault/archive"
+	"github.com/mailvault/mailvault/mailmeta"
 )
 
 func newEraseCmd(g *globals) *cobra.Command {
@@ -42,6 +43,11 @@ there first. Takes an exclusive lock; needs a full key.`,
 			ctx := cmd.Context()
 			if len(sel.MessageIDs) == 0 && len(sel.Users) == 0 {
 				return fmt.Errorf("%w: erase needs --message-id or --user", errUsage)
+			}
+			for _, id := range sel.MessageIDs {
+				if mailmeta.MessageID(id) == "" {
+					return fmt.Errorf("%w: --message-id %q is empty once its brackets, spaces and control characters are left out", errUsage, id)
+				}
 			}
 			repo, done, err := g.openExclusive(ctx)
 			if err != nil {

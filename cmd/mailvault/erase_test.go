@@ -222,3 +222,43 @@ func TestCLIEraseHeld(t *testing.T) {
 		t.Fatalf("the erasure's record: %+v, detail %s", last, last.Detail)
 	}
 }
+
+// TestCLIMessageIDAsRecorded: a Message-ID given as the header holds it —
+// quotes, a control character, brackets — names the message the backup
+// recorded without the control character, for restore --message and
+// erase --message-id alike; one that is empty once cleaned names nothing.
+func TestCLIMessageIDAsRecorded(t *testing.T) {
+	e := newCLIEnv(t)
+	src := filepath.Join(t.TempDir(), "mail")
+	maildir := filepath.Join(src, "example.com", "bob", "Maildir")
+	for _, d := range []string{"", ".\xffodd folder"} {
+		for _, sub := range []string{"cur", "new", "tmp"} {
+			if err := os.MkdirAll(filepath.Join(maildir, d, sub), 0o700); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	dir := filepath.Join(maildir, ".\xffodd folder", "cur")
+	raw := "<odd \"id\"\x01@example.com>"
+	msg := "From: a@example.com\r\nTo: bob@example.com\r\nSubject: odd\r\nMessage-ID: " + raw + "\r\n\r\nODD-BODY-7\r\n"
+	if err := os.WriteFile(filepath.Join(dir, "1700000001.M2P2.h:2,S"), []byte(msg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e.backup(t, src)
+	target := filepath.Join(t.TempDir(), "out")
+	if _, stderr, code := e.cli(t, "restore", "latest", "--target", target, "--message", raw); code != 0 {
+		t.Fatalf("restore --message %q: exit %d: %s", raw, code, stderr)
+	}
+	got, err := os.ReadFile(filepath.Join(target, "example.com", "bob", "Maildir", ".\xffodd folder", "cur", "1700000001.M2P2.h:2,S"))
+	if err != nil || string(got) != msg {
+		t.Fatalf("restored %q, %v; want the message", got, err)
+	}
+	for _, args := range [][]string{{"erase", "--message-id", "<>"}, {"restore", "latest", "--target", t.TempDir(), "--message", "<>"}} {
+		if _, stderr, code := e.cli(t, args...); code != exitUsage || !strings.Contains(stderr, "<>") {
+			t.Errorf("%v: exit %d: %s", args, code, stderr)
+		}
+	}
+	if res := e.erase(t, "--message-id", raw); len(res.Removed) != 1 {
+		t.Fatalf("erase --message-id %q removed %d messages, want 1", raw, len(res.Removed))
+	}
+}

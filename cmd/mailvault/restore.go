@@ -36,6 +36,9 @@ restored, and the exit code is 14.`,
 			if opt.Target == "" {
 				return fmt.Errorf("%w: --target is required", errUsage)
 			}
+			if cmd.Flags().Changed("message") && strings.Trim(opt.Message, "<>") == "" {
+				return fmt.Errorf("%w: --message %q names no message", errUsage, opt.Message)
+			}
 			if cpuProfile != "" {
 				stop, err := startToFile(cpuProfile, pprof.StartCPUProfile, pprof.StopCPUProfile)
 				if err != nil {
